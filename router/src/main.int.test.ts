@@ -1,0 +1,44 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+
+const repo = join(import.meta.dirname, '..', '..');
+let child: ChildProcess | undefined;
+let dataDir: string | undefined;
+
+afterAll(async () => {
+  if (child && child.exitCode === null) {
+    const exited = new Promise((r) => child!.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+it('npm start on embedded defaults serves /readyz 200 backed by embedded Postgres', async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'router-embedded-'));
+  const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'warn' };
+  delete env['DATABASE_URL'];
+  delete env['REDIS_URL'];
+  child = spawn(process.execPath, ['--import', 'tsx', 'router/src/main.ts'], {
+    cwd: repo,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const onData = (d: Buffer) => {
+      output += d.toString();
+      const m = /ready at (http:\/\/\S+)/.exec(output);
+      if (m) resolve(m[1]!);
+    };
+    child!.stdout!.on('data', onData);
+    child!.stderr!.on('data', onData);
+    child!.once('exit', (code) => reject(new Error(`router exited ${code}: ${output}`)));
+  });
+  const res = await fetch(`${url}/readyz`);
+  expect(res.status).toBe(200);
+  expect(await res.json()).toMatchObject({ ok: true, postgres: 'up' });
+}, 120_000);

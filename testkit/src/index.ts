@@ -1,0 +1,4 @@
+export * from './chromium.ts';
+export * from './docker.ts';
+export * from './postgres.ts';
+export * from './redis.ts';

@@ -1,0 +1,221 @@
+import { z } from 'zod';
+import { LIMITS } from './limits.ts';
+import { pathProblem, utf8Length } from './paths.ts';
+
+/**
+ * Wire schemas shared by the editor, the router, the pool agent and the preview-daemon.
+ * Every message is a JSON object with a `type`. Batches carry a sequence number that every ack echoes.
+ *
+ * @example
+ * const batch = FileBatch.parse({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'src/App.tsx', content: '...' }] });
+ */
+
+export const ProjectPath = z.string().superRefine((p, ctx) => {
+  const problem = pathProblem(p);
+  if (problem)
+    ctx.addIssue({
+      code: 'custom',
+      message: `${problem.message} (rule ${problem.rule})`,
+      params: { rule: problem.rule },
+    });
+});
+
+export const Encoding = z.enum(['utf8', 'base64']);
+
+export const PutOp = z.object({
+  op: z.literal('put'),
+  path: ProjectPath,
+  content: z.string(),
+  encoding: Encoding.default('utf8'),
+});
+export const DeleteOp = z.object({ op: z.literal('delete'), path: ProjectPath });
+export const RenameOp = z.object({ op: z.literal('rename'), from: ProjectPath, to: ProjectPath });
+export const FileOp = z.discriminatedUnion('op', [PutOp, DeleteOp, RenameOp]);
+export type FileOp = z.output<typeof FileOp>;
+export type PutOp = z.output<typeof PutOp>;
+
+/** Decoded size of a put's content, in bytes. */
+export function contentBytes(op: { content: string; encoding?: 'utf8' | 'base64' }): number {
+  if (op.encoding === 'base64') {
+    const len = op.content.length;
+    const pad = op.content.endsWith('==') ? 2 : op.content.endsWith('=') ? 1 : 0;
+    return Math.floor((len * 3) / 4) - pad;
+  }
+  return utf8Length(op.content);
+}
+
+export const Seq = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+export const FileBatch = z
+  .object({
+    type: z.literal('batch'),
+    seq: Seq,
+    ops: z.array(FileOp).min(1).max(LIMITS.batchOps),
+  })
+  .superRefine((b, ctx) => {
+    let total = 0;
+    b.ops.forEach((op, i) => {
+      if (op.op !== 'put') return;
+      const n = contentBytes(op);
+      total += n;
+      if (n > LIMITS.fileBytes)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['ops', i, 'content'],
+          message: `file too large: ${n} bytes > ${LIMITS.fileBytes} (rule file_size)`,
+          params: { rule: 'file_size' },
+        });
+    });
+    if (total > LIMITS.batchBytes)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['ops'],
+        message: `batch too large: ${total} bytes > ${LIMITS.batchBytes} (rule batch_size)`,
+        params: { rule: 'batch_size' },
+      });
+  });
+export type FileBatch = z.output<typeof FileBatch>;
+
+export const AckStage = z.enum(['applied', 'persisted']);
+export const Ack = z.object({ type: z.literal('ack'), seq: Seq, stage: AckStage });
+export type Ack = z.output<typeof Ack>;
+
+/** The dev server sent its update for batch `seq`, `ms` after the batch reached the sandbox. */
+export const HmrEvent = z.object({
+  type: z.literal('hmr'),
+  seq: Seq,
+  ms: z.number().nonnegative(),
+  kind: z.enum(['update', 'full-reload', 'restart']).default('update'),
+});
+export type HmrEvent = z.output<typeof HmrEvent>;
+
+export const PreviewPhase = z.enum(['installing', 'starting', 'ready', 'error']);
+export type PreviewPhase = z.output<typeof PreviewPhase>;
+
+export const StatusEvent = z.object({
+  type: z.literal('status'),
+  phase: PreviewPhase,
+  message: z.string().max(4000).optional(),
+  log: z.array(z.string().max(4000)).max(200).optional(),
+  at: z.number().optional(),
+});
+export type StatusEvent = z.output<typeof StatusEvent>;
+
+export const ErrorFrame = z.object({
+  type: z.literal('error'),
+  code: z.string(),
+  message: z.string(),
+  seq: Seq.optional(),
+});
+export type ErrorFrame = z.output<typeof ErrorFrame>;
+
+/** First frame from a (re)connecting client: what it has seen acked, so the server can replay the rest. */
+export const Hello = z.object({
+  type: z.literal('hello'),
+  lastAckedSeq: Seq.default(0),
+  clientId: z.string().min(1).max(128).optional(),
+});
+export const Ping = z.object({ type: z.literal('ping'), t: z.number().optional() });
+export const Pong = z.object({ type: z.literal('pong'), t: z.number().optional() });
+
+/** Frames the editor (or the router, toward an agent/daemon) sends. */
+export const ClientFrame = z.discriminatedUnion('type', [Hello, FileBatch, Ping, Pong]);
+export type ClientFrame = z.output<typeof ClientFrame>;
+
+/** Frames flowing back toward the editor. */
+export const ServerFrame = z.discriminatedUnion('type', [Ack, HmrEvent, StatusEvent, ErrorFrame, Ping, Pong]);
+export type ServerFrame = z.output<typeof ServerFrame>;
+
+/** WebSocket close codes used on sync sockets. */
+export const CloseCodes = {
+  normal: 1000,
+  goingAway: 1001,
+  protocolError: 1002,
+  tooBig: 1009,
+  /** The consumer fell too far behind; reconnect and replay. */
+  slowConsumer: 4008,
+  unauthorized: 4401,
+  forbidden: 4403,
+  notFound: 4404,
+  /** The preview ended. */
+  ended: 4410,
+} as const;
+
+export const TemplateName = z.enum(['vite-vanilla', 'vite-react', 'express-pg', 'next']);
+export type TemplateName = z.output<typeof TemplateName>;
+
+export const WarmCounts = z.record(z.string(), z.number().int().nonnegative());
+
+export const NodeCapacity = z.object({
+  slots: z.number().int().nonnegative(),
+  used: z.number().int().nonnegative(),
+  warm: WarmCounts,
+});
+export type NodeCapacity = z.output<typeof NodeCapacity>;
+
+/** An agent asks to join: exchanged for a node credential. */
+export const NodeRegistration = z.object({
+  joinToken: z.string().min(16).max(512),
+  name: z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[a-zA-Z0-9._-]+$/, 'letters, digits, ".", "_" or "-" only'),
+  url: z.url(),
+  capacity: NodeCapacity,
+  runtime: z.enum(['docker', 'process']),
+});
+export type NodeRegistration = z.output<typeof NodeRegistration>;
+
+export const NodeRegistered = z.object({
+  nodeId: z.uuid(),
+  credential: z.string(),
+  heartbeatMs: z.number().int().positive(),
+});
+export type NodeRegistered = z.output<typeof NodeRegistered>;
+
+export const NodeHeartbeat = z.object({
+  capacity: NodeCapacity,
+  sessions: z.array(z.string()).max(100_000),
+  at: z.number(),
+});
+export type NodeHeartbeat = z.output<typeof NodeHeartbeat>;
+
+/** Parse one JSON text frame with a schema; returns an error frame instead of throwing. */
+export function parseFrame<S extends z.ZodType>(
+  schema: S,
+  text: string,
+): { ok: true; value: z.output<S> } | { ok: false; error: ErrorFrame } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return {
+      ok: false,
+      error: { type: 'error', code: 'malformed_frame', message: 'frame is not valid JSON' },
+    };
+  }
+  const r = schema.safeParse(raw);
+  if (r.success) return { ok: true, value: r.data };
+  const issue = r.error.issues[0];
+  const rule = (issue as { params?: { rule?: string } } | undefined)?.params?.rule;
+  const code =
+    rule === 'file_size' || rule === 'batch_size'
+      ? 'too_large'
+      : issue?.path.some((p) => p === 'path' || p === 'from' || p === 'to')
+        ? 'invalid_path'
+        : 'invalid_frame';
+  const seq = typeof (raw as { seq?: unknown })?.seq === 'number' ? (raw as { seq: number }).seq : undefined;
+  return {
+    ok: false,
+    error: {
+      type: 'error',
+      code,
+      message: r.error.issues
+        .slice(0, 5)
+        .map((i) => `${i.path.join('.') || '(frame)'}: ${i.message}`)
+        .join('; '),
+      ...(seq !== undefined && Number.isSafeInteger(seq) && seq >= 0 ? { seq } : {}),
+    },
+  };
+}
