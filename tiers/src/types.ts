@@ -1,4 +1,4 @@
-import type { Ack, FileBatch, NodeCapacity, PreviewPhase, TemplateName } from './wire.ts';
+import type { Ack, FileBatch, NodeCapacity, PreviewPhase, ServerFrame, TemplateName } from './wire.ts';
 
 export type TierName = 'browser' | 'docker' | 'fly';
 export const TIER_ORDER: readonly TierName[] = ['browser', 'docker', 'fly'];
@@ -47,6 +47,21 @@ export interface CallOptions {
 }
 
 /**
+ * A live, ordered channel toward one preview's sandbox: the hot edit path. Batches go out without
+ * awaiting; acks (`applied`), `hmr` and `status` frames come back through `onFrame`.
+ */
+export interface SyncChannel {
+  /** Queues a batch; never awaits the network. Throws if the channel is closed. */
+  send(batch: FileBatch): void;
+  /** Subscribes to frames from the sandbox; returns an unsubscribe function. */
+  onFrame(listener: (frame: ServerFrame) => void): () => void;
+  /** Called once when the channel closes, with the WebSocket close code. */
+  onClose(listener: (code: number, reason: string) => void): () => void;
+  readonly open: boolean;
+  close(): void;
+}
+
+/**
  * The one interface every tier adapter implements, shaped by what the router needs.
  * `destroy` is repeat-safe: an unknown id returns `false`.
  *
@@ -59,6 +74,8 @@ export interface Tier {
   readonly name: TierName;
   create(spec: PreviewSpec, options?: CallOptions): Promise<Placement>;
   apply(previewId: string, batch: FileBatch, options?: CallOptions): Promise<Ack>;
+  /** Opens the streaming edit channel (docker, fly). The browser tier has none: it throws TierUnavailableError. */
+  openSync(previewId: string, options?: CallOptions): Promise<SyncChannel>;
   suspend(previewId: string, options?: CallOptions): Promise<void>;
   resume(previewId: string, options?: CallOptions): Promise<void>;
   destroy(previewId: string, options?: CallOptions): Promise<boolean>;
