@@ -64,5 +64,5 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
   log "building offline base image $base"
   bash "$repo/docker/offline-base/build.sh" "$base" >/dev/null
 fi
-log "preview-base: $(BASE_IMAGE="$base" bash "$repo/docker/preview-base/build.sh" preview-base:dev)"
+log "preview-base: $(BASE_IMAGE="$base" bash "$repo/docker/preview-base/build.sh" "${PREVIEW_IMAGE:-preview-base:dev}")"
 log "ready"
