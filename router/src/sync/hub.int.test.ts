@@ -14,7 +14,9 @@ import { connectRawEditor, type RawEditor } from './testing/editor.ts';
 import { serveSyncHub } from './testing/serve.ts';
 import { openWebSocketChannel } from './ws-channel.ts';
 
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
+const silent = process.env.SYNC_DEBUG
+  ? { debug: console.log, info: console.log, warn: console.log, error: console.log }
+  : { debug() {}, info() {}, warn() {}, error() {} };
 
 let db: TestDatabase;
 beforeAll(async () => {
@@ -225,10 +227,11 @@ describe('sync hub (one replica, real Postgres, directory test sandbox)', () => 
     e1.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'a.txt', content: '1' }] });
     e1.send({ type: 'batch', seq: 2, ops: [{ op: 'rename', from: 'a.txt', to: 'b.txt' }] });
     e1.send({ type: 'batch', seq: 3, ops: [{ op: 'put', path: 'a.txt', content: 'new a' }] });
-    // Gone before any ack was read.
+    // The sandbox has all three; the editor goes away before it reads any `persisted` ack.
+    await e1.waitFor(() => e1.acked(3, 'applied'));
     e1.ws.terminate();
-    await r.hub.drained();
-    await new Promise((res) => setTimeout(res, 100));
+    for (let i = 0; i < 100 && Object.keys(await dbFiles(id)).length < 2; i++)
+      await new Promise((res) => setTimeout(res, 50));
     await r.hub.drained();
     const e2 = await editor(r.url(id), { clientId: 'c1', lastAckedSeq: 0 });
     await e2.waitFor(() => e2.acked(3, 'persisted'));

@@ -49,7 +49,9 @@ export function createMemoryPubSub(): PubSub {
 export function createRedisPubSub(options: { redis: Redis; prefix?: string }): PubSub {
   const prefix = options.prefix ?? '';
   const pub = options.redis;
-  const sub = pub.duplicate();
+  // No ready check: a SUBSCRIBE queued before connect puts the connection in subscriber mode, where
+  // the INFO of the ready check is refused.
+  const sub = pub.duplicate({ enableReadyCheck: false });
   const handlers = new Map<string, Set<(m: string) => void>>();
   sub.on('message', (channel: string, message: string) => {
     const set = handlers.get(channel);
