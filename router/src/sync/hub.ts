@@ -446,10 +446,7 @@ export function createSyncHub(deps: SyncHubDeps) {
       }
       log.info({ previewId: this.previewId, replicaId }, 'sync owner');
       this.setOwner(replicaId);
-      void pubsub.publish(
-        channelName(this.previewId),
-        JSON.stringify({ k: 'o', r: replicaId } satisfies BusMessage),
-      );
+      void pubsub.publish(channelName(this.previewId), { k: 'o', r: replicaId } satisfies BusMessage);
     }
 
     stepDown() {
@@ -484,21 +481,20 @@ export function createSyncHub(deps: SyncHubDeps) {
       if (this.owner) this.owner.accept({ c, s: f.s, ops: f.ops });
       else if (this.ownerId)
         void pubsub
-          .publish(
-            channelName(this.previewId),
-            JSON.stringify({ k: 'b', o: this.ownerId, c, s: f.s, ops: f.ops }),
-          )
+          .publish(channelName(this.previewId), {
+            k: 'b',
+            o: this.ownerId,
+            c,
+            s: f.s,
+            ops: f.ops,
+          } satisfies BusMessage)
           .catch((e) => log.warn({ err: e }, 'sync publish failed'));
       // With no known owner the batch stays pending and goes out when one is known.
     }
 
-    onBus(text: string) {
-      let m: BusMessage;
-      try {
-        m = JSON.parse(text) as BusMessage;
-      } catch {
-        return;
-      }
+    onBus(raw: unknown) {
+      const m = raw as BusMessage;
+      if (!m || typeof m !== 'object') return;
       switch (m.k) {
         case 'b':
           if (this.owner && m.o === replicaId) this.owner.accept({ c: m.c, s: m.s, ops: m.ops });
@@ -523,10 +519,7 @@ export function createSyncHub(deps: SyncHubDeps) {
       const here = this.deliverLocal(c, f);
       if (c === undefined || !here)
         void pubsub
-          .publish(
-            channelName(this.previewId),
-            JSON.stringify({ k: 'f', r: replicaId, c, f } satisfies BusMessage),
-          )
+          .publish(channelName(this.previewId), { k: 'f', r: replicaId, c, f } satisfies BusMessage)
           .catch((e) => log.warn({ err: e }, 'sync publish failed'));
     }
 

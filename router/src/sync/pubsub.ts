@@ -7,17 +7,18 @@ import type { Redis } from 'ioredis';
  * @example
  * const bus = createRedisPubSub({ redis });
  * const off = await bus.subscribe('sync:abc', (m) => console.log(m));
- * await bus.publish('sync:abc', '{"k":"o"}');
+ * await bus.publish('sync:abc', { k: 'o' });
  */
 export interface PubSub {
-  publish(channel: string, message: string): Promise<void>;
-  subscribe(channel: string, handler: (message: string) => void): Promise<() => Promise<void>>;
+  /** `message` is any JSON value; the in-process bus hands the same object to subscribers (do not mutate it). */
+  publish(channel: string, message: unknown): Promise<void>;
+  subscribe(channel: string, handler: (message: unknown) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
 /** One process only: the embedded default and unit tests. */
 export function createMemoryPubSub(): PubSub {
-  const subs = new Map<string, Set<(m: string) => void>>();
+  const subs = new Map<string, Set<(m: unknown) => void>>();
   return {
     async publish(channel, message) {
       const set = subs.get(channel);
@@ -52,15 +53,22 @@ export function createRedisPubSub(options: { redis: Redis; prefix?: string }): P
   // No ready check: a SUBSCRIBE queued before connect puts the connection in subscriber mode, where
   // the INFO of the ready check is refused.
   const sub = pub.duplicate({ enableReadyCheck: false });
-  const handlers = new Map<string, Set<(m: string) => void>>();
+  const handlers = new Map<string, Set<(m: unknown) => void>>();
   sub.on('message', (channel: string, message: string) => {
     const set = handlers.get(channel);
-    if (set) for (const h of set) h(message);
+    if (!set) return;
+    let value: unknown;
+    try {
+      value = JSON.parse(message);
+    } catch {
+      return;
+    }
+    for (const h of set) h(value);
   });
   // ioredis re-subscribes by itself after a reconnect (autoResubscribe defaults to true).
   return {
     async publish(channel, message) {
-      await pub.publish(prefix + channel, message);
+      await pub.publish(prefix + channel, JSON.stringify(message));
     },
     async subscribe(channel, handler) {
       const key = prefix + channel;
