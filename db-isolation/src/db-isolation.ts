@@ -28,6 +28,13 @@ export interface DbIsolationOptions {
   /** `lock_timeout` for the router's own DDL (create, drop, janitor), in ms. Default 5000. */
   lockTimeoutMs?: number;
   /**
+   * Wait for the WAL flush when committing a create. Default false: a create commits with
+   * `synchronous_commit = off` (saves an fsync, a few ms). After a PostgreSQL crash the last creates
+   * (at most ~3 × wal_writer_delay) may be lost as a whole (role, schema and registry row together,
+   * never half); calling `create` again for the preview restores it.
+   */
+  durableCreate?: boolean;
+  /**
    * The NOLOGIN group every preview role belongs to; it holds `CONNECT, TEMPORARY` on this database
    * (granting per role would make concurrent creates fight over the one `pg_database` row).
    * Default `preview_users`. Use a different name per database when several routers share a cluster.
@@ -113,6 +120,7 @@ const optionsSchema = z.object({
   connectionLimit: z.number().int().min(1).max(1000).default(5),
   statementTimeoutMs: z.number().int().min(1).max(86_400_000).default(15_000),
   lockTimeoutMs: z.number().int().min(1).max(600_000).default(5_000),
+  durableCreate: z.boolean().default(false),
   groupRole: z
     .string()
     .regex(identifier, 'must be a lowercase SQL identifier')
@@ -235,16 +243,31 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
     const su = await isSuperuser();
     // One round trip, one implicit transaction; every name is hex from a validated uuid and the
     // verifier is base64 + '$:', so nothing here comes from caller text.
-    const sql = `${lockTimeout};
-      SELECT pg_advisory_xact_lock(${LOCK_NS}, hashtext('${n.hex}'));
+    const attrs = `LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS
+      CONNECTION LIMIT ${o.connectionLimit} PASSWORD '${verifier}'`;
+    // Each variant is one round trip and one implicit transaction. Every name is hex from a validated
+    // uuid and the verifier is base64 plus '$:', so nothing here comes from caller text.
+    const head = `${lockTimeout};
+      ${o.durableCreate ? '' : 'SET LOCAL synchronous_commit = off;'}
+      SELECT pg_advisory_xact_lock(${LOCK_NS}, hashtext('${n.hex}'));`;
+    const tail = `ALTER ROLE ${n.role} SET statement_timeout = ${o.statementTimeoutMs};
+      ALTER ROLE ${n.role} SET search_path = ${n.schema};
+      ${su ? '' : `GRANT ${n.role} TO current_user;`}
+      INSERT INTO ${REGISTRY} AS r (preview_id, schema_name, role_name) VALUES ('${n.previewId}', '${n.schema}', '${n.role}')
+        ON CONFLICT (preview_id) DO UPDATE SET state = 'active', dropped_at = NULL,
+          created_at = CASE WHEN r.state = 'dropped' THEN now() ELSE r.created_at END;`;
+    const fresh = `${head}
+      CREATE ROLE ${n.role} WITH ${attrs} IN ROLE ${group};
+      CREATE SCHEMA ${n.schema} AUTHORIZATION ${n.role};
+      ${tail}`;
+    // The role or schema exists already (create again, a half-finished drop): bring both in line.
+    const ensure = `${head}
       DO $do$ BEGIN
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${n.role}') THEN
-          ALTER ROLE ${n.role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS
-            CONNECTION LIMIT ${o.connectionLimit} PASSWORD '${verifier}';
+          ALTER ROLE ${n.role} WITH ${attrs};
           GRANT ${group} TO ${n.role};
         ELSE
-          CREATE ROLE ${n.role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS
-            CONNECTION LIMIT ${o.connectionLimit} PASSWORD '${verifier}' IN ROLE ${group};
+          CREATE ROLE ${n.role} WITH ${attrs} IN ROLE ${group};
         END IF;
         IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '${n.schema}') THEN
           ALTER SCHEMA ${n.schema} OWNER TO ${n.role};
@@ -252,14 +275,16 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
           CREATE SCHEMA ${n.schema} AUTHORIZATION ${n.role};
         END IF;
       END $do$;
-      ALTER ROLE ${n.role} SET statement_timeout = ${o.statementTimeoutMs};
-      ALTER ROLE ${n.role} SET search_path = ${n.schema};
-      ${su ? '' : `GRANT ${n.role} TO current_user;`}
-      INSERT INTO ${REGISTRY} AS r (preview_id, schema_name, role_name) VALUES ('${n.previewId}', '${n.schema}', '${n.role}')
-        ON CONFLICT (preview_id) DO UPDATE SET state = 'active', dropped_at = NULL,
-          created_at = CASE WHEN r.state = 'dropped' THEN now() ELSE r.created_at END;`;
+      ${tail}`;
     try {
-      await admin.query(sql);
+      try {
+        await admin.query(fresh);
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        if (code !== '42710' && code !== '42P06') throw e;
+        opts.signal?.throwIfAborted();
+        await admin.query(ensure);
+      }
     } catch (e) {
       throw mapPgError(e, n, 'create');
     }
