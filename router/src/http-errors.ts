@@ -10,6 +10,7 @@ import {
   UnauthorizedError,
 } from '@preview/tiers';
 import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
@@ -46,6 +47,11 @@ export function errorResponse(err: unknown): {
       headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
     if (err instanceof UnauthorizedError) headers['www-authenticate'] = 'Bearer';
     return { status, body: { error: { code: err.code, message: err.message } }, headers };
+  }
+  if (err instanceof HTTPException && err.status < 500) {
+    const code = err.status === 400 ? 'invalid_request' : 'http_error';
+    const message = /json/i.test(err.message) ? `body: ${err.message} (rule json)` : err.message;
+    return { status: err.status as ContentfulStatusCode, body: { error: { code, message } }, headers };
   }
   return { status: 500, body: { error: { code: 'internal', message: 'internal error' } }, headers };
 }

@@ -32,6 +32,8 @@ export async function createHarness(
   o: { redis?: boolean; tiers?: () => Tiers; env?: Record<string, string>; db?: TestDatabase } = {},
 ): Promise<Harness> {
   const db = o.db ?? (await createTestDatabase({ max: 20 }));
+  // Dropping the database at teardown terminates idle connections; that is expected.
+  db.pool.on('error', () => {});
   await migrate(db.pool);
   const secret = randomBytes(32).toString('hex');
   const joinToken = randomBytes(16).toString('hex');
@@ -45,8 +47,14 @@ export async function createHarness(
   });
   const routers: PreviewRouter[] = [];
   const tiersMade: Tiers[] = [];
+  let nodeId: string | undefined;
+  const adopt = (tiers: Tiers) => {
+    for (const t of Object.values(tiers))
+      if (t && nodeId && 'nodeId' in t) (t as { nodeId: string }).nodeId = nodeId;
+  };
   const make = async () => {
     const tiers = o.tiers ? o.tiers() : {};
+    adopt(tiers);
     tiersMade.push(tiers);
     const router = await createRouter({
       config,
@@ -75,6 +83,8 @@ export async function createHarness(
     capacity: { slots: 4, used: 0, warm: {} },
     runtime: 'process',
   });
+  nodeId = reg.nodeId;
+  for (const t of tiersMade) adopt(t);
   return {
     db,
     router,

@@ -43,8 +43,11 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
     setPhase(id: string, phase: TierStatus['phase'], log?: string[]): void;
     readonly creates: number;
     files(id: string): Map<string, string> | undefined;
+    /** The registered node this tier's docker placements name (set by the harness). */
+    nodeId: string;
   } = {
     name,
+    nodeId: '00000000-0000-4000-8000-000000000000',
     get creates() {
       return creates;
     },
@@ -95,7 +98,7 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
         ? {
             tier: 'docker',
             previewId: spec.previewId,
-            nodeId: (spec.env?.['NODE_ID'] as string) ?? '00000000-0000-4000-8000-000000000000',
+            nodeId: tier.nodeId,
             containerId: `local-${port}`,
             upstream,
           }
