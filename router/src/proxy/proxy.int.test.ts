@@ -220,12 +220,12 @@ describe('preview proxy and SSE on a real server', () => {
     expect(owner.status).toBe(200);
     tier.setPhase(p.id, 'ready');
     await owner.ready;
-    expect(owner.get()).toMatch(/event: state\ndata: \{"type":"state","state":"starting"/);
-    owner.close!();
+    expect(owner.get?.()).toMatch(/event: state\ndata: \{"type":"state","state":"starting"/);
+    owner.close?.();
     // EventSource-style ?access_token= works for the editor.
     const viaQuery = await read(`${api}?access_token=${h.alice.jwt}`, {}, /event: state/);
     await viaQuery.ready;
-    viaQuery.close!();
+    viaQuery.close?.();
   });
 
   it('Chromium: the preview link sets the cookie, shows the status page, then the app once ready', async () => {
