@@ -1,5 +1,10 @@
 export { BatchRejectedError, errorFromResponse, SyncClosedError } from './errors.ts';
-export { type CreatePreviewInput, PreviewClient, type PreviewClientOptions, type PreviewView } from './preview-client.ts';
+export {
+  type CreatePreviewInput,
+  PreviewClient,
+  type PreviewClientOptions,
+  type PreviewView,
+} from './preview-client.ts';
 export { type SyncEvents, SyncSession, type SyncSessionOptions, type SyncState } from './sync-session.ts';
 export {
   type SyncTransport,

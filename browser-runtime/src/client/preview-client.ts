@@ -56,7 +56,10 @@ export class PreviewClient {
     try {
       base = new URL(options.baseUrl);
     } catch {
-      throw new InvalidInputError('invalid_option', `baseUrl: must be an absolute URL (got ${JSON.stringify(options.baseUrl)})`);
+      throw new InvalidInputError(
+        'invalid_option',
+        `baseUrl: must be an absolute URL (got ${JSON.stringify(options.baseUrl)})`,
+      );
     }
     if (base.protocol !== 'http:' && base.protocol !== 'https:')
       throw new InvalidInputError('invalid_option', 'baseUrl: must be http(s)');
@@ -70,7 +73,13 @@ export class PreviewClient {
     return typeof this.#o.token === 'function' ? await this.#o.token() : this.#o.token;
   }
 
-  async #request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<T> {
+  async #request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+    signal?: AbortSignal,
+  ): Promise<T> {
     const f = this.#o.fetch ?? globalThis.fetch;
     const timeout = AbortSignal.timeout(this.#o.timeoutMs ?? 30_000);
     const res = await f(new URL(path, this.#base), {
@@ -83,7 +92,8 @@ export class PreviewClient {
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
     }).catch((e: unknown) => {
-      if ((e as Error)?.name === 'TimeoutError') throw new TimeoutError(`${method} ${path}: no answer in time`, { cause: e });
+      if ((e as Error)?.name === 'TimeoutError')
+        throw new TimeoutError(`${method} ${path}: no answer in time`, { cause: e });
       throw e;
     });
     const text = await res.text();
@@ -98,7 +108,10 @@ export class PreviewClient {
   }
 
   /** `POST /v1/previews`. With `idempotencyKey`, a retry returns the same preview. */
-  create(input: CreatePreviewInput, options: { idempotencyKey?: string; signal?: AbortSignal } = {}): Promise<PreviewView> {
+  create(
+    input: CreatePreviewInput,
+    options: { idempotencyKey?: string; signal?: AbortSignal } = {},
+  ): Promise<PreviewView> {
     return this.#request<PreviewView>(
       'POST',
       '/v1/previews',
@@ -110,12 +123,24 @@ export class PreviewClient {
 
   /** `GET /v1/previews/:id`. */
   get(id: string, options: { signal?: AbortSignal } = {}): Promise<PreviewView> {
-    return this.#request<PreviewView>('GET', `/v1/previews/${encodeURIComponent(id)}`, undefined, {}, options.signal);
+    return this.#request<PreviewView>(
+      'GET',
+      `/v1/previews/${encodeURIComponent(id)}`,
+      undefined,
+      {},
+      options.signal,
+    );
   }
 
   /** `DELETE /v1/previews/:id` (repeat-safe on the router). */
   async stop(id: string, options: { signal?: AbortSignal } = {}): Promise<void> {
-    await this.#request<unknown>('DELETE', `/v1/previews/${encodeURIComponent(id)}`, undefined, {}, options.signal);
+    await this.#request<unknown>(
+      'DELETE',
+      `/v1/previews/${encodeURIComponent(id)}`,
+      undefined,
+      {},
+      options.signal,
+    );
   }
 
   /** The router's sync socket URL for a preview (the token rides in `access_token`: browsers cannot set headers). */
@@ -130,12 +155,18 @@ export class PreviewClient {
    * Opens the live sync session of a preview. `transport` replaces the router socket (e.g. the
    * Supabase Realtime transport).
    */
-  sync(id: string, options: Omit<SyncSessionOptions, 'transport'> & { transport?: TransportFactory } = {}): SyncSession {
+  sync(
+    id: string,
+    options: Omit<SyncSessionOptions, 'transport'> & { transport?: TransportFactory } = {},
+  ): SyncSession {
     let transport = options.transport;
     if (!transport) {
       const WS = this.#o.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
       if (!WS)
-        throw new InvalidInputError('invalid_option', 'WebSocket: no global WebSocket here (Node 20): pass the `ws` package’s WebSocket');
+        throw new InvalidInputError(
+          'invalid_option',
+          'WebSocket: no global WebSocket here (Node 20): pass the `ws` package’s WebSocket',
+        );
       // The URL is built per connection so that a token function can refresh the token.
       transport = (h) => {
         let inner: ReturnType<TransportFactory> | undefined;

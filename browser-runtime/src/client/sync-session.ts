@@ -62,7 +62,9 @@ function now(): number {
 
 function randomId(): string {
   const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
-  return c?.randomUUID ? c.randomUUID() : `c-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+  return c?.randomUUID
+    ? c.randomUUID()
+    : `c-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
 }
 
 function toBase64(bytes: Uint8Array): string {
@@ -178,7 +180,10 @@ export class SyncSession {
 
   #push(op: FileOp, path: string | undefined) {
     if (this.#unackedBytes > this.#o.maxUnackedBytes)
-      throw new PreviewError('backlog_full', `more than ${this.#o.maxUnackedBytes} bytes of edits not yet persisted`);
+      throw new PreviewError(
+        'backlog_full',
+        `more than ${this.#o.maxUnackedBytes} bytes of edits not yet persisted`,
+      );
     const at = path === undefined ? undefined : this.#index.get(path);
     if (at !== undefined) this.#ops[at] = op;
     else {
@@ -210,7 +215,13 @@ export class SyncSession {
         bytes += n;
         end++;
       }
-      const sent: Sent = { seq: this.#nextSeq++, ops: ops.slice(start, end), bytes, sentAt: now(), applied: false };
+      const sent: Sent = {
+        seq: this.#nextSeq++,
+        ops: ops.slice(start, end),
+        bytes,
+        sentAt: now(),
+        applied: false,
+      };
       this.#unacked.push(sent);
       this.#unackedBytes += bytes;
       if (this.#state === 'open') this.#transport?.send({ type: 'batch', seq: sent.seq, ops: sent.ops });
