@@ -41,7 +41,10 @@ export class Emitter<Events extends object> {
   #listeners = new Map<keyof Events, Set<(p: never) => void>>();
   on<E extends keyof Events>(event: E, listener: (payload: Events[E]) => void): () => void {
     let set = this.#listeners.get(event);
-    if (!set) this.#listeners.set(event, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(event, set);
+    }
     set.add(listener as (p: never) => void);
     return () => set.delete(listener as (p: never) => void);
   }
