@@ -35,6 +35,12 @@ export interface DbIsolationOptions {
    */
   durableCreate?: boolean;
   /**
+   * Existing roles that must keep connecting to this database and using schema `public` after
+   * `prepare()` withdraws those privileges from PUBLIC (on Supabase: `authenticator`, `anon`,
+   * `service_role`, ...). Roles that hold a grant on something in `public` are kept anyway.
+   */
+  trustedRoles?: string[];
+  /**
    * The NOLOGIN group every preview role belongs to; it holds `CONNECT, TEMPORARY` on this database
    * (granting per role would make concurrent creates fight over the one `pg_database` row).
    * Default `preview_users`. Use a different name per database when several routers share a cluster.
@@ -121,6 +127,7 @@ const optionsSchema = z.object({
   statementTimeoutMs: z.number().int().min(1).max(86_400_000).default(15_000),
   lockTimeoutMs: z.number().int().min(1).max(600_000).default(5_000),
   durableCreate: z.boolean().default(false),
+  trustedRoles: z.array(z.string().min(1).max(63)).default([]),
   groupRole: z
     .string()
     .regex(identifier, 'must be a lowercase SQL identifier')
@@ -200,11 +207,21 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
           CREATE ROLE ${group} NOLOGIN NOINHERIT;
         END IF;
       END $do$`);
-      // Roles that exist now keep what PUBLIC gave them, explicitly; roles made later (previews) do not.
+      // Roles that were given something in `public` (e.g. `authenticated`'s SELECTs), plus the
+      // configured trustedRoles, keep explicitly what PUBLIC gave them; preview roles get nothing.
       const keep = await client.query<{ r: string }>(
-        `SELECT quote_ident(rolname) AS r FROM pg_roles
-          WHERE rolname !~ '^pg_' AND rolname !~ '^p_[0-9a-f]{32}$' AND rolname <> $1 ORDER BY rolname`,
-        [group],
+        `WITH grantees AS (
+           SELECT (aclexplode(c.relacl)).grantee AS oid FROM pg_class c
+            WHERE c.relnamespace = 'public'::regnamespace AND c.relacl IS NOT NULL
+           UNION SELECT (aclexplode(p.proacl)).grantee FROM pg_proc p
+            WHERE p.pronamespace = 'public'::regnamespace AND p.proacl IS NOT NULL
+           UNION SELECT (aclexplode(a.attacl)).grantee FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+            WHERE c.relnamespace = 'public'::regnamespace AND a.attacl IS NOT NULL)
+         SELECT quote_ident(r.rolname) AS r FROM pg_roles r
+          WHERE (r.oid IN (SELECT oid FROM grantees) OR r.rolname = ANY ($2::text[]))
+            AND r.rolname !~ '^pg_' AND r.rolname !~ '^p_[0-9a-f]{32}$' AND r.rolname <> $1
+          ORDER BY r.rolname`,
+        [group, o.trustedRoles],
       );
       const dbq = (await client.query<{ q: string }>('SELECT quote_ident(current_database()) AS q')).rows[0]!
         .q;
@@ -250,14 +267,17 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
     const head = `${lockTimeout};
       ${o.durableCreate ? '' : 'SET LOCAL synchronous_commit = off;'}
       SELECT pg_advisory_xact_lock(${LOCK_NS}, hashtext('${n.hex}'));`;
+    // A non-superuser admin must be a member of the role to give it the schema, end its sessions,
+    // drop what it owns and read it for export.
+    const member = su ? '' : `GRANT ${n.role} TO current_user;`;
     const tail = `ALTER ROLE ${n.role} SET statement_timeout = ${o.statementTimeoutMs};
       ALTER ROLE ${n.role} SET search_path = ${n.schema};
-      ${su ? '' : `GRANT ${n.role} TO current_user;`}
       INSERT INTO ${REGISTRY} AS r (preview_id, schema_name, role_name) VALUES ('${n.previewId}', '${n.schema}', '${n.role}')
         ON CONFLICT (preview_id) DO UPDATE SET state = 'active', dropped_at = NULL,
           created_at = CASE WHEN r.state = 'dropped' THEN now() ELSE r.created_at END;`;
     const fresh = `${head}
       CREATE ROLE ${n.role} WITH ${attrs} IN ROLE ${group};
+      ${member}
       CREATE SCHEMA ${n.schema} AUTHORIZATION ${n.role};
       ${tail}`;
     // The role or schema exists already (create again, a half-finished drop): bring both in line.
@@ -269,6 +289,7 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
         ELSE
           CREATE ROLE ${n.role} WITH ${attrs} IN ROLE ${group};
         END IF;
+        ${member}
         IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '${n.schema}') THEN
           ALTER SCHEMA ${n.schema} OWNER TO ${n.role};
         ELSE
