@@ -89,11 +89,56 @@ export interface PrepareResult {
 
 /** See {@link createDbIsolation}. */
 export interface DbIsolation {
+  /**
+   * One-time, idempotent hardening of the admin pool's database (safe to call at every start; replicas
+   * serialise on an advisory lock). In one transaction it:
+   * 1. creates the NOLOGIN group `groupRole` (default `preview_users`) if missing;
+   * 2. grants `CONNECT, TEMPORARY` on the database and `USAGE` on schema `public` explicitly to the
+   *    roles that hold a grant on something in `public` (e.g. `authenticated`) and to `trustedRoles`,
+   *    so they keep what they had through PUBLIC;
+   * 3. `REVOKE ALL ON DATABASE <db> FROM PUBLIC` (CONNECT, TEMPORARY, CREATE);
+   * 4. `REVOKE ALL ON SCHEMA public FROM PUBLIC` (USAGE, CREATE);
+   * 5. `GRANT CONNECT, TEMPORARY ON DATABASE <db> TO <groupRole>`.
+   * The router's own tables stay usable: it connects as the database owner, who needs no grant.
+   * Returns the other schemas that still grant to PUBLIC (previews can use those).
+   */
   prepare(): Promise<PrepareResult>;
+  /**
+   * Creates schema `preview_<hex>` owned by the new role `p_<hex>` (LOGIN, random password stored as
+   * a SCRAM verifier, `CONNECTION LIMIT`, `statement_timeout`, `search_path` = its schema, member of
+   * the group only) and records it in `preview_schemas`, all in one transaction.
+   * Idempotent: for a preview that already has a schema, the schema and its data are kept, the role
+   * is brought back in line and gets a NEW password; the returned URL carries it (the old one stops
+   * working for new connections). Throws `InvalidInputError` for a previewId that is not a uuid.
+   */
   create(previewId: string, options?: { signal?: AbortSignal }): Promise<PreviewDatabase>;
+  /**
+   * Removes a preview's database: marks the row `dropping` and disables LOGIN, ends the role's
+   * sessions, drops the schema (CASCADE) and what the role owns in one transaction, then the role,
+   * and marks the row `dropped`. `false` when there was nothing to drop. Waits at most
+   * `lockTimeoutMs` for a concurrent create/drop of the same preview (then `TimeoutError`).
+   */
   drop(previewId: string): Promise<boolean>;
+  /**
+   * Streams SQL that rebuilds the preview's schema and rows in an empty database, in `targetSchema`
+   * (default `public`, where the app's unqualified names land in production). Load with
+   * `psql -v ON_ERROR_STOP=1 -1 -f export.sql "$DATABASE_URL"`. No role names, no grants.
+   * Not exported (a comment marks them): range types, partitioned tables, RLS policies, grants.
+   * `NotFoundError` when the preview has no schema.
+   */
   export(previewId: string, options?: { targetSchema?: string }): Promise<Readable>;
+  /**
+   * Schemas to remove: `ended` (session ended/failed before `cutoff`), `no_session` (registry row
+   * older than `cutoff` without a session row), `incomplete` (a drop that did not finish) and
+   * `orphan` (a `preview_<hex>` schema of this database with no active registry row).
+   */
   listStale(options: { cutoff: Date }): Promise<StaleSchema[]>;
+  /**
+   * Drops what `listStale({ cutoff: now - graceMs })` finds, except previews `isLive` reports live.
+   * Each drop takes the preview's advisory lock with try-lock semantics (a busy preview is skipped,
+   * never waited for) and re-checks staleness under it, so two runs at once drop each schema once.
+   * DDL runs under `lock_timeout`, one schema per transaction, so other previews are never blocked.
+   */
   runJanitor(options: {
     isLive: (previewIds: string[]) => Promise<Set<string>>;
     graceMs: number;
