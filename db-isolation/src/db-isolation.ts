@@ -234,6 +234,20 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
     return superuser;
   };
 
+  // The SCRAM key derivation (4096 PBKDF2 rounds) is done ahead of time for a few credentials, off
+  // the create() path; each credential is used once.
+  const SPARE = 4;
+  const spare: Array<Promise<{ password: string; verifier: string }>> = [];
+  const makeCredential = async () => {
+    const password = randomBytes(24).toString('base64url');
+    return { password, verifier: await scramVerifier(password) };
+  };
+  const nextCredential = () => {
+    const next = spare.shift() ?? makeCredential();
+    while (spare.length < SPARE) spare.push(makeCredential());
+    return next;
+  };
+
   async function prepare(): Promise<PrepareResult> {
     const client = await admin.connect();
     try {
@@ -299,8 +313,7 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
   async function create(previewId: string, opts: { signal?: AbortSignal } = {}): Promise<PreviewDatabase> {
     const n = namesFor(previewId);
     opts.signal?.throwIfAborted();
-    const password = randomBytes(24).toString('base64url');
-    const verifier = await scramVerifier(password);
+    const { password, verifier } = await nextCredential();
     opts.signal?.throwIfAborted();
     const su = await isSuperuser();
     // One round trip, one implicit transaction; every name is hex from a validated uuid and the
