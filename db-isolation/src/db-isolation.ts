@@ -249,6 +249,19 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
   };
 
   async function prepare(): Promise<PrepareResult> {
+    // The group role is cluster-wide while the advisory lock is per database: routers of two
+    // databases can race to create it. The loser retries and finds it.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await prepareOnce();
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        if (attempt >= 3 || (code !== '42710' && code !== '23505')) throw e;
+      }
+    }
+  }
+
+  async function prepareOnce(): Promise<PrepareResult> {
     const client = await admin.connect();
     try {
       await client.query('BEGIN');

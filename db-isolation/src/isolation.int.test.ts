@@ -331,3 +331,28 @@ describe('with an admin that is not a superuser (the Supabase case)', () => {
     }
   });
 });
+
+describe('prepare across databases', () => {
+  it('two databases prepared at once with a new group role both succeed', async () => {
+    const other = await createIsolatedDb();
+    const group = `preview_grp_${randomBytes(6).toString('hex')}`;
+    try {
+      const isos = [t.db, other.db].map((d) =>
+        createDbIsolation({ admin: d.pool, previewDatabaseUrl: d.url, groupRole: group }),
+      );
+      const results = await Promise.all(isos.map((i) => i.prepare()));
+      expect(results).toHaveLength(2);
+      for (const d of [t.db, other.db]) {
+        const r = await d.pool.query(
+          `SELECT has_database_privilege($1, current_database(), 'CONNECT') AS ok`,
+          [group],
+        );
+        expect(r.rows[0].ok).toBe(true);
+      }
+    } finally {
+      for (const d of [t.db, other.db]) await d.pool.query(`DROP OWNED BY ${group}`).catch(() => {});
+      await t.db.pool.query(`DROP ROLE IF EXISTS ${group}`);
+      await other.close();
+    }
+  });
+});
