@@ -277,8 +277,13 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   async function sendFiles(p: Preview, files: ProjectFiles, signal?: AbortSignal): Promise<void> {
     const manifest = await fetchManifest(p.box.upstream, p.box.daemonToken, signal);
     const batches = diffOps(manifest, files);
-    let seq = 0;
-    for (const ops of batches) await p.link.send({ type: 'batch', seq: seq++, ops });
+    if (batches.length > 1)
+      throw new InvalidInputError(
+        'too_large',
+        `files: the initial load must fit one batch (${LIMITS.batchOps} changed files, ${LIMITS.batchBytes} bytes)`,
+      );
+    // seq 0 is the initial load; the router's sync hub numbers the edits from 1.
+    if (batches[0]) await p.link.send({ type: 'batch', seq: 0, ops: batches[0] });
   }
 
   async function claim(body: ClaimBody, opts: { signal?: AbortSignal } = {}): Promise<ClaimResult> {
