@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -12,7 +12,7 @@ import type { ContainerRuntime, SandboxExit, SandboxInfo, SandboxSpec } from './
 export interface ProcessRuntimeOptions {
   /** Path of the daemon bundle (`docker/preview-daemon/dist/daemon.mjs`). */
   daemonBundle: string;
-  /** `<dir>/<template>` is copied into each sandbox's project dir (node_modules is linked, not copied). */
+  /** Installed templates (`<dir>/<template>` with node_modules): the daemon seeds each project from it. */
   templatesDir?: string | undefined;
   /** Where project dirs are made (default: the OS temp dir). */
   workDir?: string | undefined;
@@ -94,13 +94,8 @@ export class ProcessRuntime implements ContainerRuntime {
     const home = join(dir, 'home');
     await mkdir(project);
     await mkdir(home);
-    const tpl = this.#o.templatesDir ? join(this.#o.templatesDir, spec.template) : undefined;
-    if (tpl && existsSync(tpl)) {
-      for (const entry of await readdir(tpl)) {
-        if (entry === 'node_modules') await symlink(join(tpl, entry), join(project, entry));
-        else await cp(join(tpl, entry), join(project, entry), { recursive: true });
-      }
-    }
+    // The daemon seeds the empty project dir from `<templatesDir>/<template>` (linking node_modules).
+    const tpl = this.#o.templatesDir;
     // bwrap maps our own uid to `uid` inside its user namespace, so the dirs stay ours.
     const uid = this.#o.uid ?? 1000;
     const port = await freePort();
@@ -110,6 +105,7 @@ export class ProcessRuntime implements ContainerRuntime {
       PATH: `${dirname(node)}:/usr/local/bin:/usr/bin:/bin`,
       NODE_ENV: 'development',
       ...spec.env,
+      ...(tpl ? { PREVIEW_TEMPLATES_DIR: tpl } : {}),
       PREVIEW_TEMPLATE: spec.template,
       PREVIEW_DAEMON_TOKEN: spec.daemonToken,
       PREVIEW_DAEMON_PORT: String(port),
@@ -138,7 +134,7 @@ export class ProcessRuntime implements ContainerRuntime {
         ...ro('/etc/hosts'),
         ...ro(dirname(node)),
         ...ro(bundleDir),
-        ...(tpl && existsSync(tpl) ? ro(tpl) : []),
+        ...(tpl ? ro(tpl) : []),
         '--proc',
         '/proc',
         '--dev',
@@ -159,6 +155,9 @@ export class ProcessRuntime implements ContainerRuntime {
         '--setenv',
         'PREVIEW_PROJECT_DIR',
         '/project',
+        '--setenv',
+        'PREVIEW_CACHE_DIR',
+        '/tmp/preview-cache',
         node,
         this.#o.daemonBundle,
       ];
@@ -168,6 +167,7 @@ export class ProcessRuntime implements ContainerRuntime {
       args = [this.#o.daemonBundle];
       env['HOME'] = home;
       env['PREVIEW_PROJECT_DIR'] = project;
+      env['PREVIEW_CACHE_DIR'] = join(dir, 'cache');
     }
     const child = spawn(cmd, args, {
       cwd: project,
