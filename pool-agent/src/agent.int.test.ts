@@ -385,3 +385,41 @@ describe('agent restart', () => {
     }
   });
 });
+
+describe('database reachability for full-stack previews', () => {
+  it('a preview reaches Postgres through the gateway forwarder, and the host loopback not at all', async () => {
+    const config = testConfig({ WARM_POOL: 'vite-vanilla=0', PREVIEW_DATABASE_TARGET: '127.0.0.1:5432' });
+    const { agent, runtime, stop } = await startAgent(config);
+    try {
+      const previewId = pid();
+      const r = await agent.claim({
+        previewId,
+        template: 'vite-vanilla',
+        files: userProject('db'),
+        env: { DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres' },
+      });
+      expect(r.warm).toBe(false);
+      const info = await runtime.docker.getContainer(r.containerId).inspect();
+      const dbUrl = new URL(
+        (info.Config.Env ?? []).find((e) => e.startsWith('DATABASE_URL='))!.slice('DATABASE_URL='.length),
+      );
+      expect(dbUrl.hostname).toBe(runtime.gateway);
+      expect(dbUrl.port).not.toBe('');
+      // Postgres answers an SSLRequest with one byte, 'S' or 'N'.
+      const probe = (host: string, port: string | number) =>
+        `const s=require('net').connect(${port},'${host}');s.setTimeout(3000);s.on('connect',()=>s.write(Buffer.from([0,0,0,8,4,210,22,47])));s.on('data',d=>{console.log('PG',String.fromCharCode(d[0]));process.exit(0)});s.on('timeout',()=>{console.log('TIMEOUT');process.exit(1)});s.on('error',e=>{console.log('ERR',e.code);process.exit(1)});`;
+      const via = await exec(runtime.docker, r.containerId, [
+        'node',
+        '-e',
+        probe(dbUrl.hostname, dbUrl.port),
+      ]);
+      expect(via.out).toMatch(/PG [SN]/);
+      const direct = await exec(runtime.docker, r.containerId, ['node', '-e', probe(runtime.gateway!, 5432)]);
+      expect(direct.out).not.toMatch(/PG/);
+      const loopback = await exec(runtime.docker, r.containerId, ['node', '-e', probe('127.0.0.1', 5432)]);
+      expect(loopback.out).not.toMatch(/PG/);
+    } finally {
+      await stop();
+    }
+  });
+});

@@ -329,9 +329,11 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     }
     const p = track(body.previewId, box, 'starting');
     try {
+      // Cold: the files go in while the dev server is still starting.
       if (!warm)
         await waitReady(box.upstream, {
           timeoutMs: config.READY_TIMEOUT_MS,
+          listening: true,
           isDead: failureOf(box),
           ...(opts.signal ? { signal: opts.signal } : {}),
         });
