@@ -279,6 +279,46 @@ describe('pool agent on the real Docker engine', () => {
     expect(await agent.destroy(previewId)).toBe(true);
   });
 
+  it('a preview whose container dies is reported failed with the exit reason; a dead warm one is replaced', async () => {
+    const previewId = pid();
+    const r = await claim(previewId, userProject('crash'));
+    await runtime.docker.getContainer(r.containerId).kill({ signal: 'SIGKILL' });
+    const status = await until(
+      async () => {
+        const s = (await (await get(`/v1/previews/${previewId}/status`)).json()) as {
+          failed?: boolean;
+          message?: string;
+        };
+        return s.failed ? s : undefined;
+      },
+      30_000,
+      'failed status after the kill',
+    );
+    expect(status.message).toMatch(/exited with code 137/);
+    const apply = await fetch(
+      `${agent.url}/v1/previews/${previewId}/apply`,
+      authed(token, {
+        method: 'POST',
+        body: JSON.stringify({ type: 'batch', seq: 1, ops: [{ op: 'delete', path: 'x' }] }),
+      }),
+    );
+    expect(apply.status).toBe(409);
+    expect(await agent.destroy(previewId)).toBe(true);
+
+    await agent.pools.settled();
+    const warm = (await runtime.list()).find((b) => !b.previewId && b.state === 'running');
+    expect(warm).toBeDefined();
+    await runtime.docker.getContainer(warm!.id).kill({ signal: 'SIGKILL' });
+    await until(
+      async () => {
+        const boxes = await runtime.list();
+        return !boxes.some((b) => b.id === warm!.id) && (agent.pools.counts()['vite-vanilla'] ?? 0) >= 1;
+      },
+      60_000,
+      'the dead warm container removed and replaced',
+    );
+  });
+
   it('a preview cannot open a connection to another preview', async () => {
     const a = pid();
     const b = pid();
