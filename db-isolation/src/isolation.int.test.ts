@@ -46,7 +46,7 @@ describe('a preview role', () => {
     expect(role.rows[0].rolconfig).toEqual(
       expect.arrayContaining(['statement_timeout=300', `search_path=${p.schema}`]),
     );
-    expect(role.rows[0].rolpassword).toMatch(/^SCRAM-SHA-256\$4096:/);
+    expect(role.rows[0].rolpassword).toMatch(/^SCRAM-SHA-256\$256:/);
     const reg = await t.db.pool.query(
       'SELECT schema_name, role_name, state FROM preview_schemas WHERE preview_id = $1',
       [id],
