@@ -40,10 +40,13 @@ export interface Daemon {
   readonly server: Server;
   readonly port: number;
   readonly phase: PreviewPhase;
+  /** Resolves when start-up work is done and the dev server's caches are complete. */
+  settled(): Promise<void>;
   close(): Promise<void>;
 }
 
 const SYNC_PATH = '/__preview/sync';
+const IDLE_GC_MS = 5_000;
 
 /**
  * Starts the preview-daemon: listens at once (health answers 503 until the dev server answered
@@ -68,7 +71,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
 
   let phase: PreviewPhase = 'starting';
   let message: string | undefined = 'starting';
-  let lastSeq = 0;
+  // -1: nothing applied yet. seq 0 is the claimer's initial project load (applied once); the
+  // router's sync hub numbers edits from 1.
+  let lastSeq = -1;
   let depsHash: string | undefined;
   let dev: DevServer | undefined;
   let closing = false;
@@ -93,6 +98,22 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     message = msg;
     log.info({ phase: p, message: msg }, 'phase');
     broadcast(statusFrame());
+    if (p === 'ready') collectWhenIdle();
+  };
+
+  // An idle preview should hold as little memory as it can: once activity stops (dev-server start,
+  // a burst of edits), run one full collection so V8 hands back the heap the compile burst grew.
+  // Needs --expose-gc (the image's command line); a no-op without it.
+  let idleTimer: NodeJS.Timeout | undefined;
+  const collectWhenIdle = () => {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (!gc) return;
+    if (idleTimer) idleTimer.refresh();
+    else
+      idleTimer = setTimeout(() => {
+        idleTimer = undefined;
+        gc();
+      }, IDLE_GC_MS).unref();
   };
 
   const tracker = new HmrTracker((e) =>
@@ -148,7 +169,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     if (!authorized(req, tokenDigest))
       return json(res, 401, { error: { code: 'unauthorized', message: 'a valid bearer token is required' } });
     if (path === '/__preview/status')
-      return json(res, 200, { phase, ...(message ? { message } : {}), log: ring.tail(100), lastSeq });
+      return json(res, 200, {
+        phase,
+        ...(message ? { message } : {}),
+        log: ring.tail(100),
+        lastSeq: Math.max(lastSeq, 0),
+      });
     manifest.compute().then(
       (files) => json(res, 200, { files }),
       (e: Error) => json(res, 500, { error: { code: 'internal', message: e.message } }),
@@ -229,6 +255,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       lastSeq = seq;
       ws.send(ackText(seq));
       afterApply(pkg);
+      collectWhenIdle();
     };
     const failed = (e: unknown) =>
       ws.send(errorText({ code: 'write_failed', message: `batch ${seq}: ${(e as Error).message}`, seq }));
@@ -278,6 +305,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       const d = DEV_SERVERS[config.template]({
         projectDir: root,
         cacheDir: config.cacheDir,
+        prebuiltCacheDir:
+          packageJsonHash(root) === packageJsonHash(templateDir)
+            ? join(config.prebuiltDir, config.template)
+            : undefined,
         httpServer: server,
         daemonPort: () => (server.address() as AddressInfo).port,
         extraReadDirs,
@@ -321,6 +352,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   return {
     server,
     port,
+    settled: async () => {
+      await lifecycle;
+      await dev?.settle?.();
+    },
     get phase() {
       return phase;
     },
