@@ -68,6 +68,16 @@ export interface PreviewDatabase {
   databaseUrl: string;
 }
 
+/** A row of `preview_schemas`. */
+export interface PreviewSchemaRecord {
+  previewId: string;
+  schema: string;
+  role: string;
+  state: 'active' | 'dropping' | 'dropped';
+  createdAt: Date;
+  droppedAt: Date | null;
+}
+
 /** Why a schema is up for removal. */
 export type StaleReason =
   /** the session ended or failed before the cutoff */
@@ -129,6 +139,11 @@ export interface DbIsolation {
    * `lockTimeoutMs` for a concurrent create/drop of the same preview (then `TimeoutError`).
    */
   drop(previewId: string): Promise<boolean>;
+  /**
+   * The registry record of a preview's database (`active`, `dropping` or `dropped`), or null when it
+   * never had one. Never returns credentials: only `create` issues a password.
+   */
+  get(previewId: string): Promise<PreviewSchemaRecord | null>;
   /**
    * Streams SQL that rebuilds the preview's schema and rows in an empty database, in `targetSchema`
    * (default `public`, where the app's unqualified names land in production). Load with
@@ -577,10 +592,35 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
     });
   }
 
+  async function get(previewId: string): Promise<PreviewSchemaRecord | null> {
+    const n = namesFor(previewId);
+    const r = await admin.query<{
+      schema_name: string;
+      role_name: string;
+      state: PreviewSchemaRecord['state'];
+      created_at: Date;
+      dropped_at: Date | null;
+    }>(
+      `SELECT schema_name, role_name, state, created_at, dropped_at FROM ${REGISTRY} WHERE preview_id = $1`,
+      [n.previewId],
+    );
+    const row = r.rows[0];
+    if (!row) return null;
+    return {
+      previewId: n.previewId,
+      schema: row.schema_name,
+      role: row.role_name,
+      state: row.state,
+      createdAt: row.created_at,
+      droppedAt: row.dropped_at,
+    };
+  }
+
   return {
     prepare,
     create,
     drop,
+    get,
     export: exportPreview,
     listStale: (x) => listStale({ cutoff: x?.cutoff }),
     runJanitor,

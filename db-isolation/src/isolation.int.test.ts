@@ -216,10 +216,18 @@ describe('create and drop', () => {
       [id],
     );
     expect(reg.rows).toEqual([{ state: 'dropped', at: true }]);
+    expect(await t.iso.get(id)).toMatchObject({
+      previewId: id,
+      schema: p.schema,
+      role: p.role,
+      state: 'dropped',
+    });
+    expect(await t.iso.get(randomUUID())).toBeNull();
     expect(await t.iso.drop(id)).toBe(false);
     expect(await t.iso.drop(randomUUID())).toBe(false);
     // A dropped preview can be created again, empty.
     const again = await t.iso.create(id);
+    expect(await t.iso.get(id)).toMatchObject({ state: 'active', droppedAt: null });
     const r = await t.withClient(again.databaseUrl, (c) =>
       c.query(`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = $1`, [
         again.schema,
@@ -260,6 +268,7 @@ describe('input checks', () => {
         () => t.iso.create(bad as string),
         () => t.iso.drop(bad as string),
         () => t.iso.export(bad as string),
+        () => t.iso.get(bad as string),
       ]) {
         await expect(call()).rejects.toMatchObject({
           name: 'InvalidInputError',
