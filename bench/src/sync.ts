@@ -57,7 +57,9 @@ async function startRawVite(dir: string) {
     server: { port: 0, host: '127.0.0.1', strictPort: false },
   });
   await vite.listen();
-  const port = (vite.httpServer?.address() as { port: number }).port;
+  const addr = vite.httpServer?.address();
+  if (!addr || typeof addr !== 'object') throw new Error('vite did not listen');
+  const port = addr.port;
   // Load the module graph the way a browser would, so that App.jsx is a hot-updatable module.
   await fetch(`http://127.0.0.1:${port}/`).then((r) => r.text());
   await vite.transformRequest('/src/main.jsx');
