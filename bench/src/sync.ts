@@ -85,7 +85,7 @@ async function startRawVite(dir: string) {
     }
   });
   return {
-    nextUpdate(timeoutMs = 10_000): Promise<number> {
+    nextUpdate(timeoutMs = 2000): Promise<number> {
       return new Promise((resolve) => {
         const t = setTimeout(() => {
           waiter = undefined;
@@ -129,16 +129,22 @@ export default async function sync(args: string[]): Promise<object> {
     const raw = await startRawVite(rawDir);
     cleanup.push(() => raw.close());
     const rawMs: number[] = [];
+    let rawMisses = 0;
     for (let i = 1; i <= edits; i++) {
+      if (i % 25 === 0)
+        process.stderr.write(`sync bench: raw Vite ${i} edits, ${rawMisses} without update\n`);
       const next = raw.nextUpdate();
       const t0 = performance.now();
       await writeFileP(join(rawDir, 'src/App.jsx'), app(i));
       const at = await next;
       if (Number.isFinite(at)) rawMs.push(at - t0);
+      else rawMisses++;
       await sleep(20);
     }
     result['raw_vite_p50_ms'] = round1(percentile(rawMs, 50));
     result['raw_vite_p99_ms'] = round1(percentile(rawMs, 99));
+    result['raw_vite_misses'] = rawMisses;
+    process.stderr.write(`sync bench: raw Vite done (${rawMs.length} updates)\n`);
 
     // ---- docker tier through router + agent + daemon --------------------------------------------
     const b = await startBenchAgent({
@@ -251,6 +257,7 @@ export default async function sync(args: string[]): Promise<object> {
       const ms = hmrBySeq.get(seq);
       if (ok && ms !== undefined && i > 5) full.push(ms);
       else if (i > 5) misses++;
+      if (i % 25 === 0) process.stderr.write(`sync bench: ${i} edits, ${misses} without hmr\n`);
       await sleep(20);
     }
     await session.whenPersisted();
@@ -348,7 +355,7 @@ export default async function sync(args: string[]): Promise<object> {
     for (let i = 1; i <= pollingEdits; i++) {
       // Edits arrive at random moments relative to the poll loop, as a user's would.
       await sleep(Math.random() * 3000);
-      const next = pollVite.nextUpdate(8000);
+      const next = pollVite.nextUpdate(6000);
       const t0 = performance.now();
       pollSession.write('src/App.jsx', app(5000 + i));
       const at = await next;
