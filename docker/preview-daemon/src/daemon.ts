@@ -71,7 +71,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
 
   let phase: PreviewPhase = 'starting';
   let message: string | undefined = 'starting';
-  let lastSeq = 0;
+  // -1: nothing applied yet. seq 0 is the claimer's initial project load (applied once); the
+  // router's sync hub numbers edits from 1.
+  let lastSeq = -1;
   let depsHash: string | undefined;
   let dev: DevServer | undefined;
   let closing = false;
@@ -167,7 +169,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     if (!authorized(req, tokenDigest))
       return json(res, 401, { error: { code: 'unauthorized', message: 'a valid bearer token is required' } });
     if (path === '/__preview/status')
-      return json(res, 200, { phase, ...(message ? { message } : {}), log: ring.tail(100), lastSeq });
+      return json(res, 200, {
+        phase,
+        ...(message ? { message } : {}),
+        log: ring.tail(100),
+        lastSeq: Math.max(lastSeq, 0),
+      });
     manifest.compute().then(
       (files) => json(res, 200, { files }),
       (e: Error) => json(res, 500, { error: { code: 'internal', message: e.message } }),

@@ -1,0 +1,12 @@
+export {
+  createDbIsolation,
+  type DbIsolation,
+  type DbIsolationLogger,
+  type DbIsolationOptions,
+  type JanitorResult,
+  type PrepareResult,
+  type PreviewDatabase,
+  type StaleReason,
+  type StaleSchema,
+} from './db-isolation.ts';
+export { namesFor, type PreviewNames } from './names.ts';
