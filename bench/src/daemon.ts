@@ -21,7 +21,10 @@ const templates = join(import.meta.dirname, '../../templates');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function cgroupRssMiB(id: string): number {
-  for (const base of [`/sys/fs/cgroup/memory/docker/${id}`, `/sys/fs/cgroup/system.slice/docker-${id}.scope`]) {
+  for (const base of [
+    `/sys/fs/cgroup/memory/docker/${id}`,
+    `/sys/fs/cgroup/system.slice/docker-${id}.scope`,
+  ]) {
     try {
       const stat = readFileSync(`${base}/memory.stat`, 'utf8');
       const m = /^(?:rss|anon) (\d+)$/m.exec(stat);
