@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runInImage, TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
+import { launchChromium, runInImage, TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
 import type Docker from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -146,6 +146,31 @@ describe('vite-react in a hardened container', () => {
       'Edited in the sandbox',
     );
     vite.close();
+
+    // A browser through the published port: Vite's client finds its HMR socket on the same host
+    // and port as the page, and React keeps the counter's state across an edit (Fast Refresh).
+    const chrome = await launchChromium();
+    try {
+      const page = await chrome.context.newPage();
+      await page.goto(`http://localhost:${s.port}/`);
+      const button = page.getByTestId('counter');
+      await button.click();
+      await button.click();
+      await expect.poll(() => button.textContent()).toBe('count is 2');
+      await sync.batch(++seq, [
+        {
+          op: 'put',
+          path: 'src/App.jsx',
+          content: app.replace('Vite React preview', 'Refreshed in the sandbox'),
+        },
+      ]);
+      await expect
+        .poll(() => page.getByTestId('title').textContent(), { timeout: 30_000 })
+        .toBe('Refreshed in the sandbox');
+      expect(await button.textContent()).toBe('count is 2');
+    } finally {
+      await chrome.close();
+    }
     sync.close();
   });
 });
