@@ -205,10 +205,24 @@ describe('server templates in a hardened container', () => {
     sync.close();
   });
 
-  it('next reaches ready (first compile can be slow)', { timeout: 300_000 }, async () => {
+  it('next reaches ready (first compile can be slow) and reports HMR for an edit', {
+    timeout: 300_000,
+  }, async () => {
     const s = await sandbox('next');
     await waitReady(s, 280_000);
     const page = await (await fetch(`http://127.0.0.1:${s.port}/`)).text();
     expect(page).toContain('Next.js preview');
+    // An edit: the daemon hears Next's own HMR socket announce the rebuilt page.
+    const sync = await SyncClient.connect(`ws://127.0.0.1:${s.port}/__preview/sync?token=${s.token}`);
+    const src = readFileSync(join(TEMPLATES_DIR, 'next/app/page.js'), 'utf8');
+    const ack = await sync.batch(1, [
+      { op: 'put', path: 'app/page.js', content: src.replace('Next.js preview', 'Next edited') },
+    ]);
+    expect(ack.type).toBe('ack');
+    expect(await sync.next((f) => f.type === 'hmr' && f['seq'] === 1, 120_000, 'next hmr')).toMatchObject({
+      kind: 'update',
+    });
+    expect(await (await fetch(`http://127.0.0.1:${s.port}/`)).text()).toContain('Next edited');
+    sync.close();
   });
 });
