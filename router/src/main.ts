@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { serve } from '@hono/node-server';
+import { createDbIsolation } from '@preview/db-isolation';
 import { createBrowserTier } from '@preview/tiers';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -41,7 +42,14 @@ log.info(migrations, 'migrations');
 const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3 }) : undefined;
 const tiers: Tiers = { browser: createBrowserTier() };
 
-const router = await createRouter({ config, pool, redis, tiers, log, defaultMetrics: true });
+// Per-preview schemas live in the router's database; previews reach it at PREVIEW_DATABASE_URL.
+const previewDbUrl = new URL(config.PREVIEW_DATABASE_URL ?? databaseUrl);
+previewDbUrl.username = '';
+previewDbUrl.password = '';
+const databases = createDbIsolation({ admin: pool, previewDatabaseUrl: previewDbUrl.toString(), log });
+await databases.prepare();
+
+const router = await createRouter({ config, pool, redis, tiers, databases, log, defaultMetrics: true });
 const server = serve({ fetch: router.app.fetch, hostname: config.HOST, port: config.PORT }, async (info) => {
   const url =
     config.PUBLIC_URL ?? `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${info.port}`;

@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { createDbIsolation } from '@preview/db-isolation';
 import { createTestDatabase, createTestRedis, type TestDatabase } from '@preview/testkit';
 import pino from 'pino';
 import { signUserJwt } from '../src/auth/jwt.ts';
@@ -29,7 +30,7 @@ export interface Harness {
  * with two users, a service key for alice and a registered node.
  */
 export async function createHarness(
-  o: { redis?: boolean; tiers?: () => Tiers; env?: Record<string, string>; db?: TestDatabase } = {},
+  o: { redis?: boolean; tiers?: () => Tiers; env?: Record<string, string>; db?: TestDatabase; databases?: boolean } = {},
 ): Promise<Harness> {
   const db = o.db ?? (await createTestDatabase({ max: 20 }));
   // Dropping the database at teardown terminates idle connections; that is expected.
@@ -45,6 +46,8 @@ export async function createHarness(
     ...(r ? { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: r.prefix } : {}),
     ...o.env,
   });
+  const databases = o.databases ? createDbIsolation({ admin: db.pool, previewDatabaseUrl: db.url }) : undefined;
+  await databases?.prepare();
   const routers: PreviewRouter[] = [];
   const tiersMade: Tiers[] = [];
   let nodeId: string | undefined;
@@ -61,6 +64,7 @@ export async function createHarness(
       pool: db.pool,
       redis: r?.redis,
       tiers,
+      databases,
       log: silent,
       jobs: false,
     });

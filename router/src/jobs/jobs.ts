@@ -108,6 +108,7 @@ export function registerJobs(
     s.every(
       'schema-janitor',
       every.janitorMs,
-      wrap('schema-janitor', () => db.runJanitor()),
+      // A schema younger than the grace period may belong to a create still in flight.
+      wrap('schema-janitor', () => db.runJanitor({ isLive: (ids) => d.previews.store.liveAmong(ids), graceMs: 10 * 60_000 })),
     );
 }
