@@ -1,15 +1,27 @@
-import { createServer } from 'node:http';
+import { loadConfig } from './config.ts';
+import { startDaemon } from './daemon.ts';
+import { jsonLogger } from './log.ts';
 
-// Placeholder: answers the health route so the image can be built and checked end to end.
-// The real daemon (file sync, dev-server supervision, HMR reporting) replaces this entry point.
-const port = Number(process.env['PREVIEW_DAEMON_PORT'] ?? 3000);
-const server = createServer((req, res) => {
-  if (req.url === '/__preview/health') {
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ ok: true, node: process.version, uid: process.getuid?.() }));
-    return;
-  }
-  res.writeHead(404).end();
-});
-server.listen(port, '0.0.0.0');
-process.on('SIGTERM', () => server.close(() => process.exit(0)));
+const log = jsonLogger();
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig(process.env);
+} catch (e) {
+  log.error({ err: (e as Error).message }, 'bad configuration');
+  process.exit(2);
+}
+const daemon = await startDaemon(config, log);
+let stopping = false;
+const stop = (signal: string) => {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal }, 'stopping');
+  const force = setTimeout(() => process.exit(0), 5_000);
+  force.unref();
+  daemon.close().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
+};
+process.on('SIGTERM', () => stop('SIGTERM'));
+process.on('SIGINT', () => stop('SIGINT'));

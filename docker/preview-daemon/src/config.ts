@@ -1,0 +1,69 @@
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defineConfig, LIMITS, TemplateName } from '@preview/tiers';
+import { z } from 'zod';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/**
+ * The daemon's configuration, read once from the environment in `main.ts`.
+ *
+ * @example
+ * const config = loadConfig({ PREVIEW_TEMPLATE: 'vite-react', PREVIEW_DAEMON_TOKEN: 'x'.repeat(32) });
+ */
+export const loadConfig = defineConfig(
+  z
+    .object({
+      PREVIEW_TEMPLATE: TemplateName,
+      PREVIEW_DAEMON_TOKEN: z.string().min(16, 'must be at least 16 characters'),
+      PREVIEW_DAEMON_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+      PREVIEW_DAEMON_HOST: z.string().default('0.0.0.0'),
+      PREVIEW_PROJECT_DIR: z.string().default('/project'),
+      /** Where the templates (sources, and in the image their installed node_modules) live. */
+      PREVIEW_TEMPLATES_DIR: z.string().default(join(here, 'templates')),
+      /** Copy the template's files into an empty project directory at start (warm pools). */
+      PREVIEW_SEED: z.enum(['0', '1']).default('1'),
+      /** Writable directory for dev-server caches (Vite's cacheDir); a tmpfs in the sandbox. */
+      PREVIEW_CACHE_DIR: z.string().default('/tmp/preview-cache'),
+      /** Most files the project may hold (never above the shared limit). */
+      PREVIEW_MAX_FILES: z.coerce
+        .number()
+        .int()
+        .positive()
+        .max(LIMITS.projectFiles)
+        .default(LIMITS.projectFiles),
+      /** Most bytes the project may hold (never above the shared limit). */
+      PREVIEW_MAX_BYTES: z.coerce
+        .number()
+        .int()
+        .positive()
+        .max(LIMITS.projectBytes)
+        .default(LIMITS.projectBytes),
+      DATABASE_URL: z.string().optional(),
+      npm_config_cache: z.string().optional(),
+      NODE_EXTRA_CA_CERTS: z.string().optional(),
+      PATH: z.string().default('/usr/local/bin:/usr/bin:/bin'),
+      HOME: z.string().default('/tmp'),
+    })
+    .transform((e) => ({
+      template: e.PREVIEW_TEMPLATE,
+      token: e.PREVIEW_DAEMON_TOKEN,
+      port: e.PREVIEW_DAEMON_PORT,
+      host: e.PREVIEW_DAEMON_HOST,
+      projectDir: resolve(e.PREVIEW_PROJECT_DIR),
+      templatesDir: resolve(e.PREVIEW_TEMPLATES_DIR),
+      seed: e.PREVIEW_SEED === '1',
+      cacheDir: resolve(e.PREVIEW_CACHE_DIR),
+      maxFiles: e.PREVIEW_MAX_FILES,
+      maxBytes: e.PREVIEW_MAX_BYTES,
+      /** Passed to the app and to npm; nothing else of the daemon's environment is. */
+      childEnv: {
+        PATH: e.PATH,
+        HOME: e.HOME,
+        ...(e.DATABASE_URL ? { DATABASE_URL: e.DATABASE_URL } : {}),
+        ...(e.npm_config_cache ? { npm_config_cache: e.npm_config_cache } : {}),
+        ...(e.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: e.NODE_EXTRA_CA_CERTS } : {}),
+      } as Record<string, string>,
+    })),
+);
+export type DaemonConfig = ReturnType<typeof loadConfig>;

@@ -1,0 +1,448 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, readdirSync, realpathSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import {
+  ClientFrame,
+  contentBytes,
+  type ErrorFrame,
+  type FileBatch,
+  LIMITS,
+  type PreviewPhase,
+  parseFrame,
+  pathProblem,
+  type TemplateName,
+} from '@preview/tiers';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { childDevServer } from './child-server.ts';
+import type { DaemonConfig } from './config.ts';
+import { ensureDeps, packageJsonHash } from './deps.ts';
+import type { DevServer, DevServerFactory } from './dev-server.ts';
+import { HmrTracker } from './hmr-tracker.ts';
+import { type Logger, LogRing } from './log.ts';
+import { Manifest, scanProject } from './project-scan.ts';
+import { type PathViolation, validateOps } from './validate.ts';
+import { viteDevServer } from './vite-server.ts';
+import { ProjectWriter } from './writer.ts';
+
+/** How each template's dev server runs. */
+export const DEV_SERVERS: Record<TemplateName, DevServerFactory> = {
+  'vite-vanilla': viteDevServer,
+  'vite-react': viteDevServer,
+  next: (o) => childDevServer('next', o),
+  'express-pg': (o) => childDevServer('node', o),
+};
+
+export interface Daemon {
+  readonly server: Server;
+  readonly port: number;
+  readonly phase: PreviewPhase;
+  close(): Promise<void>;
+}
+
+const SYNC_PATH = '/__preview/sync';
+
+/**
+ * Starts the preview-daemon: listens at once (health answers 503 until the dev server answered
+ * 200), seeds the project from the template when empty, makes dependencies match package.json,
+ * starts the dev server and accepts file batches on the sync socket. See PROTOCOL.md.
+ *
+ * @example
+ * const daemon = await startDaemon(loadConfig(process.env), jsonLogger());
+ */
+export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Daemon> {
+  mkdirSync(config.projectDir, { recursive: true });
+  const root = realpathSync(config.projectDir);
+  const templateDir = join(config.templatesDir, config.template);
+  if (config.seed) seedProject(root, templateDir, log);
+
+  const index = scanProject(root);
+  const writer = new ProjectWriter(root, index);
+  const manifest = new Manifest(root);
+  const ring = new LogRing();
+  const clients = new Set<WebSocket>();
+  const tokenDigest = digest(config.token);
+
+  let phase: PreviewPhase = 'starting';
+  let message: string | undefined = 'starting';
+  // -1: nothing applied yet. seq 0 is the claimer's initial project load (applied once); the
+  // router's sync hub numbers edits from 1.
+  let lastSeq = -1;
+  let depsHash: string | undefined;
+  let dev: DevServer | undefined;
+  let closing = false;
+  let queued = 0;
+  let queue: Promise<void> = Promise.resolve();
+  let lifecycle: Promise<void> = Promise.resolve();
+
+  const broadcast = (text: string) => {
+    for (const c of clients) if (c.readyState === 1) c.send(text);
+  };
+  const statusFrame = () =>
+    JSON.stringify({
+      type: 'status',
+      phase,
+      ...(message ? { message } : {}),
+      log: ring.tail(20),
+      at: Date.now(),
+    });
+  const setPhase = (p: PreviewPhase, msg?: string) => {
+    if (p === phase && msg === message) return;
+    phase = p;
+    message = msg;
+    log.info({ phase: p, message: msg }, 'phase');
+    broadcast(statusFrame());
+  };
+
+  const tracker = new HmrTracker((e) =>
+    broadcast(`{"type":"hmr","seq":${e.seq},"ms":${e.ms},"kind":"${e.kind}"}`),
+  );
+
+  const extraReadDirs: string[] = [];
+  if (existsSync(join(templateDir, 'node_modules')))
+    extraReadDirs.push(realpathSync(join(templateDir, 'node_modules')));
+
+  const server = createServer((req, res) => {
+    const url = req.url ?? '/';
+    if (url.startsWith('/__preview/')) return control(req, res, url);
+    if (dev && (phase === 'ready' || phase === 'error' || req.headers['x-preview-probe']) && dev.alive)
+      return dev.handle(req, res);
+    res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '1' });
+    res.end(`preview ${phase}${message ? `: ${message}` : ''}\n`);
+  });
+  // Slow dev-server answers (a first Next compile) must not be cut off.
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: LIMITS.frameBytes,
+    perMessageDeflate: false,
+  });
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = req.url ?? '/';
+    if (url === SYNC_PATH || url.startsWith(`${SYNC_PATH}?`)) {
+      if (!authorized(req, tokenDigest)) {
+        socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        return;
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => onSync(ws));
+      return;
+    }
+    // Vite attaches its own listener for its HMR protocol; a child's sockets are proxied.
+    const protocol = req.headers['sec-websocket-protocol'];
+    if (protocol === 'vite-hmr' || protocol === 'vite-ping') return;
+    if (!dev?.upgrade(req, socket, head)) socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+  });
+
+  function control(req: IncomingMessage, res: ServerResponse, url: string) {
+    const path = url.split('?')[0];
+    if (path === '/__preview/health') {
+      const ok = phase === 'ready';
+      return json(res, ok ? 200 : 503, { ok, phase, ...(ok || !message ? {} : { message }) });
+    }
+    if (path !== '/__preview/status' && path !== '/__preview/manifest')
+      return json(res, 404, { error: { code: 'not_found', message: `no route ${path}` } });
+    if (!authorized(req, tokenDigest))
+      return json(res, 401, { error: { code: 'unauthorized', message: 'a valid bearer token is required' } });
+    if (path === '/__preview/status')
+      return json(res, 200, {
+        phase,
+        ...(message ? { message } : {}),
+        log: ring.tail(100),
+        lastSeq: Math.max(lastSeq, 0),
+      });
+    manifest.compute().then(
+      (files) => json(res, 200, { files }),
+      (e: Error) => json(res, 500, { error: { code: 'internal', message: e.message } }),
+    );
+  }
+
+  function onSync(ws: WebSocket) {
+    clients.add(ws);
+    ws.on('close', () => clients.delete(ws));
+    ws.on('error', () => {});
+    ws.send(statusFrame());
+    ws.on('message', (data, isBinary) => {
+      const t0 = performance.now();
+      if (isBinary) return ws.send(errorText({ code: 'malformed_frame', message: 'frames are JSON text' }));
+      const text = String(data);
+      const parsed = parseFrame(ClientFrame, text);
+      if (!parsed.ok) return ws.send(JSON.stringify(describeBadFrame(text, parsed.error)));
+      const frame = parsed.value;
+      if (frame.type === 'batch') return enqueue(ws, frame, t0);
+      if (frame.type === 'ping')
+        return ws.send(JSON.stringify({ type: 'pong', ...(frame.t ? { t: frame.t } : {}) }));
+      if (frame.type === 'hello') {
+        // Tell a reconnecting client where this daemon is, so it can replay what is missing.
+        if (lastSeq > 0) ws.send(ackText(lastSeq));
+        ws.send(statusFrame());
+      }
+    });
+  }
+
+  function enqueue(ws: WebSocket, batch: FileBatch, t0: number) {
+    // The edit path: a small batch with nothing ahead of it is validated, written and acked in this tick.
+    if (queued === 0 && writer.isSmall(batch.ops)) {
+      applyBatch(ws, batch, t0, true);
+      return;
+    }
+    queued++;
+    queue = queue
+      .then(() => applyBatch(ws, batch, t0, false))
+      .catch(() => {})
+      .finally(() => {
+        queued--;
+      });
+  }
+
+  function applyBatch(ws: WebSocket, batch: FileBatch, t0: number, sync: true): void;
+  function applyBatch(ws: WebSocket, batch: FileBatch, t0: number, sync: false): Promise<void>;
+  function applyBatch(ws: WebSocket, batch: FileBatch, t0: number, sync: boolean): void | Promise<void> {
+    const { seq, ops } = batch;
+    if (seq <= lastSeq) {
+      ws.send(ackText(seq)); // replay: already on disk
+      return;
+    }
+    let violation: PathViolation | undefined;
+    try {
+      violation = validateOps(root, ops, index, config);
+    } catch (e) {
+      ws.send(errorText({ code: 'write_failed', message: (e as Error).message, seq }));
+      return;
+    }
+    if (violation) {
+      ws.send(errorText({ code: codeFor(violation.rule), message: violationText(violation), seq }));
+      return;
+    }
+    const files: string[] = [];
+    let pkg = false;
+    for (const op of ops) {
+      if (op.op === 'rename') {
+        files.push(`${root}/${op.from}`, `${root}/${op.to}`);
+        if (op.from === 'package.json' || op.to === 'package.json') pkg = true;
+      } else {
+        files.push(`${root}/${op.path}`);
+        if (op.path === 'package.json') pkg = true;
+      }
+    }
+    // Registered before the write: the watcher may fire before the ack goes out.
+    tracker.applied(seq, t0, files);
+    const done = () => {
+      lastSeq = seq;
+      ws.send(ackText(seq));
+      afterApply(pkg);
+    };
+    const failed = (e: unknown) =>
+      ws.send(errorText({ code: 'write_failed', message: `batch ${seq}: ${(e as Error).message}`, seq }));
+    if (sync) {
+      try {
+        writer.applySync(ops);
+      } catch (e) {
+        return failed(e);
+      }
+      return done();
+    }
+    return writer.apply(ops).then(done, failed);
+  }
+
+  function afterApply(pkgTouched: boolean) {
+    if (closing) return;
+    if (pkgTouched && packageJsonHash(root) !== depsHash) {
+      lifecycle = lifecycle.then(() => restart('package.json changed'));
+      return;
+    }
+    if (phase === 'installing') return;
+    if (!dev?.alive) lifecycle = lifecycle.then(() => restart('dev server was not running'));
+    else if (phase !== 'ready') lifecycle = lifecycle.then(() => checkReady());
+  }
+
+  async function restart(reason: string) {
+    if (closing) return;
+    log.info({ reason }, 'restarting dev server');
+    const old = dev;
+    dev = undefined;
+    await old?.close().catch(() => {});
+    await boot();
+    if (phase === 'ready') tracker.sent('restart', true);
+  }
+
+  async function boot() {
+    try {
+      depsHash = await ensureDeps({
+        projectDir: root,
+        templateDir,
+        env: config.childEnv,
+        log: ring,
+        onInstalling: () => setPhase('installing', 'installing dependencies'),
+      });
+      if (closing) return;
+      setPhase('starting', 'starting the dev server');
+      const d = DEV_SERVERS[config.template]({
+        projectDir: root,
+        cacheDir: config.cacheDir,
+        httpServer: server,
+        daemonPort: () => (server.address() as AddressInfo).port,
+        extraReadDirs,
+        env: config.childEnv,
+        tracker,
+        log: ring,
+        onExit: (reason) => {
+          if (dev === d) setPhase('error', reason);
+        },
+      });
+      dev = d;
+      await d.start();
+      await checkReady();
+    } catch (e) {
+      ring.push(String((e as Error).stack ?? e));
+      setPhase('error', (e as Error).message);
+    }
+  }
+
+  async function checkReady() {
+    const d = dev;
+    if (!d || closing) return;
+    for (;;) {
+      const code = await d.probe();
+      if (dev !== d || closing) return;
+      if (code === 200) return setPhase('ready');
+      if (code !== 0) return setPhase('error', `the dev server answered ${code} on /`);
+      if (!d.alive) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  log.info({ port, template: config.template, projectDir: root }, 'listening');
+  lifecycle = lifecycle.then(boot);
+
+  return {
+    server,
+    port,
+    get phase() {
+      return phase;
+    },
+    async close() {
+      closing = true;
+      for (const c of clients) c.terminate();
+      wss.close();
+      await lifecycle.catch(() => {});
+      await dev?.close().catch(() => {});
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+function seedProject(root: string, templateDir: string, log: Logger) {
+  const present = readdirSync(root).filter((n) => n !== 'node_modules' && n !== '.preview-tmp');
+  if (present.length > 0 || !existsSync(templateDir)) return;
+  cpSync(templateDir, root, {
+    recursive: true,
+    filter: (src) => !/[/\\](node_modules|dist|\.next)$/.test(src),
+  });
+  log.info({ templateDir }, 'seeded project from template');
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+function authorized(req: IncomingMessage, tokenDigest: Buffer): boolean {
+  let token: string | undefined;
+  const h = req.headers.authorization;
+  if (h?.startsWith('Bearer ')) token = h.slice(7);
+  else {
+    const q = (req.url ?? '').indexOf('?');
+    if (q >= 0) token = new URLSearchParams(req.url!.slice(q + 1)).get('token') ?? undefined;
+  }
+  // Compare digests: equal length, constant time, no length oracle.
+  return token !== undefined && timingSafeEqual(digest(token), tokenDigest);
+}
+
+function json(res: ServerResponse, status: number, body: unknown) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+function ackText(seq: number): string {
+  return `{"type":"ack","seq":${seq},"stage":"applied"}`;
+}
+
+function errorText(e: Omit<ErrorFrame, 'type'>): string {
+  return JSON.stringify({ type: 'error', ...e });
+}
+
+function codeFor(rule: string): string {
+  if (rule === 'file_size' || rule === 'project_size' || rule === 'batch_size') return 'too_large';
+  if (rule === 'too_many_files' || rule === 'batch_ops') return 'too_many_files';
+  return 'invalid_path';
+}
+
+function violationText(v: PathViolation): string {
+  return `${JSON.stringify(v.path)}: ${v.message} (rule ${v.rule})`;
+}
+
+/**
+ * A frame the schema refused. For batches, name the offending path and rule (the schema's own
+ * message names only the field), so the editor can show which file was refused and why.
+ */
+function describeBadFrame(text: string, fallback: ErrorFrame): ErrorFrame {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return fallback;
+  }
+  const b = raw as { type?: unknown; ops?: unknown };
+  if (b?.type !== 'batch' || !Array.isArray(b.ops)) return fallback;
+  const seq = fallback.seq;
+  const withSeq = (code: string, v: PathViolation): ErrorFrame => ({
+    type: 'error',
+    code,
+    message: violationText(v),
+    ...(seq !== undefined ? { seq } : {}),
+  });
+  if (b.ops.length > LIMITS.batchOps)
+    return withSeq('too_many_files', {
+      path: '(batch)',
+      rule: 'batch_ops',
+      message: `a batch holds at most ${LIMITS.batchOps} operations, got ${b.ops.length}`,
+    });
+  let total = 0;
+  for (const op of b.ops as Array<Record<string, unknown>>) {
+    for (const key of ['path', 'from', 'to']) {
+      const p = op?.[key];
+      if (typeof p !== 'string') continue;
+      const problem = pathProblem(p);
+      if (problem) return withSeq('invalid_path', { path: p, ...problem });
+    }
+    if (op?.op === 'put' && typeof op.content === 'string') {
+      const n = contentBytes({ content: op.content, encoding: op.encoding === 'base64' ? 'base64' : 'utf8' });
+      total += n;
+      if (n > LIMITS.fileBytes)
+        return withSeq('too_large', {
+          path: String(op.path),
+          rule: 'file_size',
+          message: `file too large: ${n} bytes > ${LIMITS.fileBytes}`,
+        });
+    }
+  }
+  if (total > LIMITS.batchBytes)
+    return withSeq('too_large', {
+      path: '(batch)',
+      rule: 'batch_size',
+      message: `batch too large: ${total} bytes > ${LIMITS.batchBytes}`,
+    });
+  return fallback;
+}

@@ -1,0 +1,118 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  existsSync,
+  lstatSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import type { LogRing } from './log.ts';
+
+const MARKER = '.preview-deps-hash';
+
+export interface DepsOptions {
+  projectDir: string;
+  /** The template's directory; its node_modules (when installed, as in the image) is shared read-only. */
+  templateDir: string;
+  env: Record<string, string>;
+  log: LogRing;
+  /** Called just before an install starts. */
+  onInstalling: () => void;
+  signal?: AbortSignal;
+}
+
+/** sha256 of the project's package.json, or `undefined` when there is none. */
+export function packageJsonHash(projectDir: string): string | undefined {
+  try {
+    return createHash('sha256')
+      .update(readFileSync(join(projectDir, 'package.json')))
+      .digest('hex');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Makes the project's dependencies match its package.json, doing as little as possible:
+ * - package.json equal to the template's and the template's node_modules installed (the image):
+ *   `node_modules` becomes a link to it (nothing copied; the project volume stays small);
+ * - a previous install for the same package.json hash: nothing;
+ * - otherwise `npm install --prefer-offline` from the shared cache into the project.
+ * Returns the hash the dependencies now match.
+ */
+export async function ensureDeps(opts: DepsOptions): Promise<string | undefined> {
+  const hash = packageJsonHash(opts.projectDir);
+  if (hash === undefined) return undefined;
+  const nm = join(opts.projectDir, 'node_modules');
+  const templateModules = join(opts.templateDir, 'node_modules');
+  const templateHash = packageJsonHash(opts.templateDir);
+  const current = kindOf(nm);
+
+  if (hash === templateHash) {
+    if (existsSync(templateModules)) {
+      const target = realpathSync(templateModules);
+      if (current === 'link' && safeRealpath(nm) === target) return hash;
+      if (current !== 'missing') rmSync(nm, { recursive: true, force: true });
+      symlinkSync(target, nm, 'dir');
+      return hash;
+    }
+    // Without an installed template (a host process in a checkout), dependencies resolve upward.
+    if (current === 'missing') return hash;
+  }
+  if (current === 'dir' && readMarker(nm) === hash) return hash;
+
+  opts.onInstalling();
+  if (current !== 'missing') rmSync(nm, { recursive: true, force: true });
+  await npmInstall(opts);
+  writeFileSync(join(nm, MARKER), hash);
+  return hash;
+}
+
+function npmInstall(opts: DepsOptions): Promise<void> {
+  const args = ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=warn'];
+  opts.log.push(`$ npm ${args.join(' ')}`);
+  return new Promise((resolve, reject) => {
+    const child = spawn('npm', args, {
+      cwd: opts.projectDir,
+      env: opts.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      signal: opts.signal,
+    });
+    child.stdout.on('data', (c: Buffer) => opts.log.push(c.toString('utf8')));
+    child.stderr.on('data', (c: Buffer) => opts.log.push(c.toString('utf8')));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code === 0) resolve();
+      else reject(new Error(`npm install failed with code ${code}`));
+    });
+  });
+}
+
+function kindOf(p: string): 'missing' | 'link' | 'dir' | 'other' {
+  try {
+    const st = lstatSync(p);
+    return st.isSymbolicLink() ? 'link' : st.isDirectory() ? 'dir' : 'other';
+  } catch {
+    return 'missing';
+  }
+}
+
+function safeRealpath(p: string): string | undefined {
+  try {
+    return realpathSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+function readMarker(nm: string): string | undefined {
+  try {
+    return readFileSync(join(nm, MARKER), 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,37 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { HmrTracker } from './hmr-tracker.ts';
+import type { LogRing } from './log.ts';
+
+/** What the daemon needs from a dev server, whatever runs it (in-process Vite, a child process). */
+export interface DevServer {
+  /** Starts it; resolves when it takes requests (not necessarily with 200). */
+  start(): Promise<void>;
+  /** Serves one app request. */
+  handle(req: IncomingMessage, res: ServerResponse): void;
+  /** Takes a WebSocket upgrade that is not the daemon's; false when it does not own this socket. */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
+  /** Status code of `GET /` through the same path a browser takes. */
+  probe(): Promise<number>;
+  /** True while its process (or in-process server) is alive. */
+  readonly alive: boolean;
+  close(): Promise<void>;
+}
+
+export interface DevServerOptions {
+  projectDir: string;
+  cacheDir: string;
+  /** The daemon's own HTTP server (Vite attaches its HMR WebSocket to it). */
+  httpServer: Server;
+  /** Port the daemon listens on (for probes through the same path a browser takes). */
+  daemonPort: () => number;
+  /** Directories besides the project that the dev server may read (installed dependencies). */
+  extraReadDirs: string[];
+  env: Record<string, string>;
+  tracker: HmrTracker;
+  log: LogRing;
+  /** Called when the dev server exits by itself. */
+  onExit: (reason: string) => void;
+}
+
+export type DevServerFactory = (opts: DevServerOptions) => DevServer;

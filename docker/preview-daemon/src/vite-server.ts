@@ -1,0 +1,124 @@
+import { existsSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import type { HotPayload, InlineConfig, Plugin, ViteDevServer } from 'vite';
+import type { DevServer, DevServerOptions } from './dev-server.ts';
+import { importFromProject } from './load-package.ts';
+import { TMP_DIR_NAME } from './validate.ts';
+
+const CONFIG_FILES = ['vite.config.js', 'vite.config.mjs', 'vite.config.ts', 'vite.config.mts'];
+
+/**
+ * Vite in the daemon's own process (`createServer`, middleware mode): one Node process per preview,
+ * and a direct hook on HMR. Vite's HMR WebSocket rides on the daemon's HTTP server and port, and
+ * the injected client connects back to whatever host and port served the page (the router's proxy).
+ */
+export function viteDevServer(opts: DevServerOptions): DevServer {
+  let server: ViteDevServer | undefined;
+  let closed = false;
+
+  const plugin: Plugin = {
+    name: 'preview-daemon',
+    enforce: 'pre',
+    // Runs for the first server and again after every restart (config edits), so the hook follows.
+    configureServer(s) {
+      const hot = s.environments.client.hot;
+      const send = hot.send.bind(hot) as (p: HotPayload) => void;
+      hot.send = ((payload: HotPayload) => {
+        send(payload);
+        if (payload.type === 'update') opts.tracker.sent('update');
+        else if (payload.type === 'full-reload') opts.tracker.sent('full-reload');
+      }) as typeof hot.send;
+    },
+    hotUpdate: {
+      order: 'pre',
+      handler(ctx) {
+        if (this.environment.name === 'client') opts.tracker.touch(ctx.file);
+      },
+    },
+  };
+
+  const push = (msg: string) => opts.log.push(msg);
+  const logger = {
+    hasWarned: false,
+    info: push,
+    warn(msg: string) {
+      logger.hasWarned = true;
+      push(msg);
+    },
+    warnOnce: push,
+    error: push,
+    clearScreen() {},
+    hasErrorLogged: () => false,
+  };
+
+  return {
+    get alive() {
+      return server !== undefined && !closed;
+    },
+    async start() {
+      const vite = await importFromProject<typeof import('vite')>(opts.projectDir, 'vite');
+      const configFile = CONFIG_FILES.map((f) => join(opts.projectDir, f)).find((f) => existsSync(f));
+      const config: InlineConfig = {
+        root: opts.projectDir,
+        configFile: configFile ?? false,
+        // The default loader bundles the config into node_modules/.vite-temp: read-only here.
+        configLoader: 'native',
+        cacheDir: join(opts.cacheDir, 'vite'),
+        clearScreen: false,
+        customLogger: logger,
+        appType: 'spa',
+        plugins: [plugin],
+        server: {
+          middlewareMode: true,
+          ws: { server: opts.httpServer },
+          allowedHosts: true,
+          watch: { ignored: [`**/${TMP_DIR_NAME}/**`, '**/node_modules/**', '**/.git/**'] },
+          fs: { allow: [opts.projectDir, join(opts.cacheDir, 'vite'), ...opts.extraReadDirs] },
+        },
+      };
+      server = await vite.createServer(config);
+      closed = false;
+    },
+    handle(req, res) {
+      if (!server) {
+        res.writeHead(503).end();
+        return;
+      }
+      server.middlewares(req, res, () => {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+      });
+    },
+    // Vite registered its own upgrade listener on the daemon's server (server.ws.server).
+    upgrade: () => false,
+    probe: () => probeHttp(opts.daemonPort(), 'localhost'),
+    async close() {
+      closed = true;
+      const s = server;
+      server = undefined;
+      await s?.close();
+    },
+  };
+}
+
+/** `GET /` as a browser asks for it; resolves with the status code (0 when unreachable). */
+export function probeHttp(port: number, host: string, timeoutMs = 30_000): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/',
+        headers: { host: `${host}:${port}`, accept: 'text/html,*/*', 'x-preview-probe': '1' },
+        timeout: timeoutMs,
+      },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}

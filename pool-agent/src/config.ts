@@ -1,0 +1,84 @@
+import { defineConfig, TemplateName } from '@preview/tiers';
+import { z } from 'zod';
+
+const hostPort = z
+  .string()
+  .regex(/^[^:\s]+:\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:5432')
+  .transform((s) => {
+    const i = s.lastIndexOf(':');
+    return { host: s.slice(0, i), port: Number(s.slice(i + 1)) };
+  });
+
+/** `vite-react=2,vite-vanilla=1`: warm-pool target size per template. */
+const poolSizes = z.string().transform((s, ctx) => {
+  const out: Partial<Record<TemplateName, number>> = {};
+  for (const part of s
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const [name, n] = part.split('=');
+    const t = TemplateName.safeParse(name);
+    const size = Number(n);
+    if (!t.success || !Number.isInteger(size) || size < 0) {
+      ctx.addIssue({ code: 'custom', message: `bad entry "${part}": want <template>=<count>` });
+      return z.NEVER;
+    }
+    out[t.data] = size;
+  }
+  return out;
+});
+
+/**
+ * The agent's configuration, parsed once in `main.ts` from the environment.
+ *
+ * @example
+ * const config = loadConfig({ AGENT_TOKEN: 'x'.repeat(32), PREVIEW_IMAGE: 'preview-base:dev' });
+ */
+export const AgentConfigSchema = z.object({
+  /** Address and port the agent's API listens on. 0 picks a free port. */
+  AGENT_HOST: z.string().default('127.0.0.1'),
+  AGENT_PORT: z.coerce.number().int().min(0).max(65535).default(7070),
+  /** The URL the router reaches this agent at (sent at registration). */
+  AGENT_PUBLIC_URL: z.url().optional(),
+  /** Node name (registration) and the `preview.node` label value. */
+  NODE_NAME: z
+    .string()
+    .regex(/^[a-zA-Z0-9._-]{1,64}$/, 'letters, digits, ".", "_" or "-" only, at most 64')
+    .default('node-1'),
+  /** Standalone: the bearer token the API accepts. With ROUTER_URL, the router's credential is used instead. */
+  AGENT_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  ROUTER_URL: z.url().optional(),
+  ROUTER_JOIN_TOKEN: z.string().min(16).max(512).optional(),
+  /** `docker` or `process` (host processes, sandboxed with bwrap when present). */
+  AGENT_RUNTIME: z.enum(['docker', 'process']).default('docker'),
+  DOCKER_SOCKET: z.string().default('/var/run/docker.sock'),
+  PREVIEW_IMAGE: z.string().default('preview-base:dev'),
+  /** OCI runtime for previews, e.g. `runsc` (gVisor); used only when the engine lists it. */
+  PREVIEW_OCI_RUNTIME: z.string().optional(),
+  PREVIEW_NETWORK: z.string().default('preview-net'),
+  PREVIEW_UID: z.coerce.number().int().min(1, 'must not be 0 (root)').default(1000),
+  /** Per-preview limits. Memory is also the swap limit (no swap). */
+  PREVIEW_MEMORY_MIB: z.coerce.number().int().min(32).default(512),
+  PREVIEW_CPUS: z.coerce.number().positive().max(64).default(1),
+  PREVIEW_PIDS_LIMIT: z.coerce.number().int().min(16).default(256),
+  PREVIEW_TMPFS_MIB: z.coerce.number().int().min(1).default(64),
+  PREVIEW_LOG_MAX_SIZE: z.string().default('1m'),
+  PREVIEW_LOG_MAX_FILE: z.coerce.number().int().min(1).default(2),
+  /** Total previews (warm + claimed) this node runs at most. */
+  NODE_SLOTS: z.coerce.number().int().min(0).default(20),
+  /** Warm-pool targets, e.g. `vite-react=2,vite-vanilla=1` (production: 20 each). */
+  WARM_POOL: poolSizes.default({ 'vite-react': 2, 'vite-vanilla': 1 }),
+  /** How long a claim waits for the dev server to answer 200. */
+  READY_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
+  /** `host:port` of Postgres on the host; previews reach it (and only it) through a forwarder. */
+  PREVIEW_DATABASE_TARGET: hostPort.optional(),
+  /** Host-process runtime: the daemon bundle to run, and the bwrap switch. */
+  DAEMON_BUNDLE: z.string().optional(),
+  PROCESS_SANDBOX: z.enum(['auto', 'bwrap', 'none']).default('auto'),
+  PROCESS_WORK_DIR: z.string().optional(),
+  PROCESS_TEMPLATES_DIR: z.string().optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+export type AgentConfig = z.output<typeof AgentConfigSchema>;
+
+export const loadConfig = defineConfig(AgentConfigSchema);

@@ -1,0 +1,10 @@
+export * from './agent.ts';
+export * from './config.ts';
+export * from './daemon-client.ts';
+export * from './db-forwarder.ts';
+export * from './http-errors.ts';
+export * from './pool.ts';
+export * from './registration.ts';
+export * from './runtime/docker.ts';
+export * from './runtime/process.ts';
+export type * from './runtime/types.ts';

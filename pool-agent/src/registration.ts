@@ -1,0 +1,141 @@
+import {
+  type NodeCapacity,
+  NodeHeartbeat,
+  NodeRegistered,
+  NodeRegistration,
+  PreviewError,
+  UnauthorizedError,
+} from '@preview/tiers';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+
+export interface RegistrationOptions {
+  routerUrl: string;
+  joinToken: string;
+  name: string;
+  /** The URL the router reaches this agent at. */
+  url: string;
+  runtime: 'docker' | 'process';
+  capacity: () => NodeCapacity;
+  sessions: () => string[];
+  /** Called with each new credential (first registration and re-registrations). */
+  onCredential?: (credential: string) => void;
+  log?: Logger;
+  fetch?: typeof fetch;
+}
+
+export interface Registration {
+  readonly nodeId: string;
+  readonly credential: string;
+  /** Sends one heartbeat now (also used by tests). */
+  beat(): Promise<void>;
+  /** The sessions the router considers live on this node, or `undefined` if it cannot say. */
+  liveSessions(): Promise<string[] | undefined>;
+  stop(): void;
+}
+
+const LiveSessions = z.object({ sessions: z.array(z.string()) });
+
+/**
+ * Registers the node with the router (join token → node credential) and heartbeats its capacity,
+ * warm counts and sessions every `heartbeatMs`. A heartbeat answered 401 re-registers.
+ *
+ * @example
+ * const reg = await register({ routerUrl, joinToken, name: 'node-1', url: 'http://10.0.0.5:7070', runtime: 'docker', capacity, sessions });
+ */
+export async function register(options: RegistrationOptions): Promise<Registration> {
+  const f = options.fetch ?? fetch;
+  const base = options.routerUrl.replace(/\/$/, '');
+  let current: NodeRegistered;
+
+  const doRegister = async (): Promise<NodeRegistered> => {
+    const body = NodeRegistration.parse({
+      joinToken: options.joinToken,
+      name: options.name,
+      url: options.url,
+      capacity: options.capacity(),
+      runtime: options.runtime,
+    });
+    const res = await f(`${base}/v1/nodes/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(10_000),
+    });
+    const json = await res.json().catch(() => undefined);
+    if (res.status === 401 || res.status === 403)
+      throw new UnauthorizedError(`router refused the join token (${res.status})`);
+    if (!res.ok)
+      throw new PreviewError('registration_failed', `router answered ${res.status}: ${JSON.stringify(json)}`);
+    const reg = NodeRegistered.parse(json);
+    options.onCredential?.(reg.credential);
+    options.log?.info({ nodeId: reg.nodeId, heartbeatMs: reg.heartbeatMs }, 'registered with the router');
+    return reg;
+  };
+
+  current = await doRegister();
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+
+  const beat = async (): Promise<void> => {
+    const hb = NodeHeartbeat.parse({
+      capacity: options.capacity(),
+      sessions: options.sessions(),
+      at: Date.now(),
+    });
+    const res = await f(`${base}/v1/nodes/heartbeat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${current.credential}` },
+      body: JSON.stringify(hb),
+      signal: AbortSignal.timeout(10_000),
+    });
+    await res.body?.cancel();
+    if (res.status === 401) {
+      options.log?.warn('heartbeat refused (401): registering again');
+      current = await doRegister();
+      return;
+    }
+    if (!res.ok) throw new PreviewError('heartbeat_failed', `router answered ${res.status} to a heartbeat`);
+  };
+
+  const schedule = () => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      beat()
+        .catch((e) => options.log?.warn({ err: e }, 'heartbeat failed'))
+        .finally(schedule);
+    }, current.heartbeatMs);
+    timer.unref();
+  };
+  schedule();
+
+  return {
+    get nodeId() {
+      return current.nodeId;
+    },
+    get credential() {
+      return current.credential;
+    },
+    beat,
+    async liveSessions() {
+      try {
+        const res = await f(`${base}/v1/nodes/sessions`, {
+          headers: { authorization: `Bearer ${current.credential}` },
+          signal: AbortSignal.timeout(10_000),
+        });
+        if (!res.ok) {
+          await res.body?.cancel();
+          return undefined;
+        }
+        return LiveSessions.parse(await res.json()).sessions;
+      } catch (e) {
+        options.log?.warn({ err: e }, 'could not ask the router for live sessions');
+        return undefined;
+      }
+    },
+    stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,104 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitReady } from '../daemon-client.ts';
+import { newDaemonToken } from '../pool.ts';
+import type { ContainerRuntime } from './types.ts';
+
+export interface RuntimeContractOptions {
+  name: string;
+  create: () => Promise<ContainerRuntime>;
+  /** A reason to skip the whole suite (e.g. no Docker engine), or `undefined` to run it. */
+  skip?: string | undefined;
+  readyTimeoutMs?: number;
+}
+
+async function healthStatus(upstream: string, timeoutMs = 1500): Promise<number | 'timeout'> {
+  try {
+    const res = await fetch(`${upstream}/__preview/health`, { signal: AbortSignal.timeout(timeoutMs) });
+    await res.body?.cancel();
+    return res.status;
+  } catch {
+    return 'timeout';
+  }
+}
+
+/**
+ * The one contract every {@link ContainerRuntime} meets. Each implementation's test calls this.
+ *
+ * @example
+ * runRuntimeContract({ name: 'docker', create: () => createDockerRuntime(opts), skip: dockerMissing });
+ */
+export function runRuntimeContract(options: RuntimeContractOptions): void {
+  const suite = options.skip ? describe.skip : describe;
+  suite(`ContainerRuntime contract: ${options.name}${options.skip ? ` (skipped: ${options.skip})` : ''}`, () => {
+    let runtime: ContainerRuntime;
+    const created: string[] = [];
+    const timeoutMs = options.readyTimeoutMs ?? 60_000;
+
+    beforeAll(async () => {
+      runtime = await options.create();
+    });
+    afterAll(async () => {
+      for (const id of created) await runtime?.remove(id).catch(() => {});
+      await runtime?.close();
+    });
+
+    it('creates a sandbox whose daemon answers health, lists it, and removes it once', async () => {
+      const box = await runtime.create({ template: 'vite-vanilla', daemonToken: newDaemonToken() });
+      created.push(box.id);
+      expect(box.state).toBe('running');
+      expect(box.upstream).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect(box.previewId).toBeUndefined();
+      await waitReady(box.upstream, { timeoutMs });
+      const listed = await runtime.list();
+      expect(listed.map((b) => b.id)).toContain(box.id);
+      const seen = await runtime.inspect(box.id);
+      expect(seen?.template).toBe('vite-vanilla');
+      expect(seen?.daemonToken).toBe(box.daemonToken);
+      expect(await runtime.remove(box.id)).toBe(true);
+      expect(await runtime.remove(box.id)).toBe(false);
+      expect(await runtime.inspect(box.id)).toBeUndefined();
+      expect((await runtime.list()).map((b) => b.id)).not.toContain(box.id);
+    });
+
+    it('records the preview a sandbox serves (assign), also for a directly created one', async () => {
+      const warm = await runtime.create({
+        template: 'vite-react',
+        daemonToken: newDaemonToken(),
+        pool: 'vite-react',
+      });
+      created.push(warm.id);
+      await runtime.assign(warm.id, 'p_contract_a');
+      expect((await runtime.inspect(warm.id))?.previewId).toBe('p_contract_a');
+      const cold = await runtime.create({
+        template: 'vite-vanilla',
+        daemonToken: newDaemonToken(),
+        previewId: 'p_contract_b',
+      });
+      created.push(cold.id);
+      expect(cold.previewId).toBe('p_contract_b');
+      const ids = (await runtime.list()).map((b) => b.previewId);
+      expect(ids).toEqual(expect.arrayContaining(['p_contract_a', 'p_contract_b']));
+    });
+
+    it('pauses (the daemon stops answering) and unpauses (it answers again)', async () => {
+      const box = await runtime.create({ template: 'vite-vanilla', daemonToken: newDaemonToken() });
+      created.push(box.id);
+      await waitReady(box.upstream, { timeoutMs });
+      await runtime.pause(box.id);
+      expect((await runtime.inspect(box.id))?.state).toBe('paused');
+      expect(await healthStatus(box.upstream, 800)).toBe('timeout');
+      await runtime.unpause(box.id);
+      expect((await runtime.inspect(box.id))?.state).toBe('running');
+      await waitReady(box.upstream, { timeoutMs: 10_000 });
+    });
+
+    it('reports memory in use and returns log lines', async () => {
+      const box = await runtime.create({ template: 'vite-vanilla', daemonToken: newDaemonToken() });
+      created.push(box.id);
+      await waitReady(box.upstream, { timeoutMs });
+      const bytes = await runtime.memoryBytes(box.id);
+      expect(bytes).toBeGreaterThan(1024 * 1024);
+      expect(Array.isArray(await runtime.logs(box.id))).toBe(true);
+    });
+  });
+}

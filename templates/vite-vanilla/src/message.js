@@ -1,0 +1,1 @@
+export const message = 'Edit src/message.js and watch this line change.';

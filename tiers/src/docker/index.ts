@@ -1,0 +1,266 @@
+import {
+  CapacityError,
+  ConflictError,
+  ForbiddenError,
+  InvalidInputError,
+  NotFoundError,
+  type PreviewError,
+  TierUnavailableError,
+  TimeoutError,
+  UnauthorizedError,
+} from '../errors.ts';
+import { openDaemonSync } from '../fly/daemon-sync.ts';
+import type {
+  CallOptions,
+  Placement,
+  PreviewSpec,
+  SyncChannel,
+  Tier,
+  TierCapacity,
+  TierStatus,
+} from '../types.ts';
+import { Ack, type FileBatch, NodeCapacity } from '../wire.ts';
+
+/** One pool agent: its id in the router's node table, its API URL and the bearer token it accepts. */
+export interface AgentEndpoint {
+  nodeId: string;
+  url: string;
+  token: string;
+}
+
+export interface DockerTierOptions {
+  /** The agent to place a new preview on, or `undefined` when no node has room. */
+  pickNode(spec: PreviewSpec, options?: CallOptions): Promise<AgentEndpoint | undefined>;
+  /** The agent an existing preview runs on, or `undefined` when it is on none. */
+  nodeOf(previewId: string, options?: CallOptions): Promise<AgentEndpoint | undefined>;
+  /** Every live agent, for `capacity()` (default: none known, capacity 0). */
+  nodes?(options?: CallOptions): Promise<AgentEndpoint[]>;
+  /** Per-request timeout for everything but `create` (default 15 s). */
+  requestTimeoutMs?: number;
+  /** Timeout of `create` (a cold start installs nothing but may take seconds; default 120 s). */
+  createTimeoutMs?: number;
+  fetch?: typeof fetch;
+}
+
+function errorFrom(status: number, body: unknown): PreviewError {
+  const err = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
+  const code = err?.code ?? `http_${status}`;
+  const message = err?.message ?? `pool agent answered ${status}`;
+  switch (status) {
+    case 400:
+      return new InvalidInputError(code, message);
+    case 401:
+      return new UnauthorizedError(message, { code });
+    case 403:
+      return new ForbiddenError(message, { code });
+    case 404:
+      return new NotFoundError(message, { code });
+    case 409:
+      return new ConflictError(message, { code });
+    case 503:
+      return code === 'capacity'
+        ? new CapacityError(message, { code })
+        : new TierUnavailableError('docker', message, { code });
+    case 504:
+      return new TimeoutError(message, { code });
+    default:
+      return new TierUnavailableError('docker', message, { code });
+  }
+}
+
+/**
+ * The docker tier: a client of the pool agents (pool-agent/README.md has their API). The router
+ * supplies the node table through `pickNode` / `nodeOf` / `nodes`. A full node or an unreachable
+ * agent raises `CapacityError` / `TierUnavailableError`, so placement falls through to the next tier.
+ * `Placement.upstream` is the agent's preview upstream; the router's proxy forwards there with the
+ * node token in `x-agent-token` (the app's own `Authorization` header then passes through untouched).
+ *
+ * @example
+ * const docker = createDockerTier({ pickNode: async () => node, nodeOf: async () => node, nodes: async () => [node] });
+ * const placement = await docker.create(spec); // { tier: 'docker', nodeId, containerId, upstream }
+ */
+export function createDockerTier(options: DockerTierOptions): Tier {
+  if (typeof options.pickNode !== 'function' || typeof options.nodeOf !== 'function')
+    throw new InvalidInputError(
+      'invalid_option',
+      'createDockerTier: pickNode and nodeOf are required functions',
+    );
+  const f = options.fetch ?? fetch;
+  const requestTimeoutMs = options.requestTimeoutMs ?? 15_000;
+  const createTimeoutMs = options.createTimeoutMs ?? 120_000;
+  const channels = new Set<SyncChannel>();
+  let closed = false;
+
+  async function call(
+    node: AgentEndpoint,
+    method: string,
+    path: string,
+    o: { body?: unknown; signal?: AbortSignal | undefined; timeoutMs?: number } = {},
+  ): Promise<{ status: number; body: unknown }> {
+    if (closed) throw new TierUnavailableError('docker', 'docker tier is closed', { code: 'closed' });
+    const signals = [AbortSignal.timeout(o.timeoutMs ?? requestTimeoutMs)];
+    if (o.signal) signals.push(o.signal);
+    let res: Response;
+    try {
+      res = await f(`${node.url.replace(/\/$/, '')}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${node.token}`,
+          ...(o.body !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(o.body !== undefined ? { body: JSON.stringify(o.body) } : {}),
+        signal: AbortSignal.any(signals),
+      });
+    } catch (e) {
+      if (o.signal?.aborted) throw o.signal.reason;
+      if ((e as Error).name === 'TimeoutError')
+        throw new TimeoutError(`pool agent ${node.nodeId} did not answer ${method} ${path} in time`, {
+          cause: e,
+        });
+      throw new TierUnavailableError(
+        'docker',
+        `pool agent ${node.nodeId} unreachable: ${(e as Error).message}`,
+        {
+          cause: e,
+          code: 'agent_unreachable',
+        },
+      );
+    }
+    const text = await res.text();
+    let body: unknown;
+    try {
+      body = text ? JSON.parse(text) : undefined;
+    } catch {
+      body = undefined;
+    }
+    return { status: res.status, body };
+  }
+
+  async function nodeFor(previewId: string, o?: CallOptions): Promise<AgentEndpoint> {
+    const node = await options.nodeOf(previewId, o);
+    if (!node) throw new NotFoundError(`no docker preview ${previewId}`, { code: 'preview_not_found' });
+    return node;
+  }
+
+  async function ok(
+    node: AgentEndpoint,
+    method: string,
+    path: string,
+    o: CallOptions & { body?: unknown } = {},
+  ) {
+    const r = await call(node, method, path, o);
+    if (r.status >= 400) throw errorFrom(r.status, r.body);
+    return r.body;
+  }
+
+  const tier: Tier = {
+    name: 'docker',
+
+    async create(spec, o = {}) {
+      const node = await options.pickNode(spec, o);
+      if (!node) throw new CapacityError('no docker node has a free slot', { code: 'capacity' });
+      const body = await ok(node, 'POST', '/v1/previews', {
+        body: {
+          previewId: spec.previewId,
+          template: spec.template,
+          files: spec.files,
+          ...(spec.env ? { env: spec.env } : {}),
+        },
+        signal: o.signal,
+        timeoutMs: createTimeoutMs,
+      } as CallOptions & { body: unknown });
+      const r = body as { containerId: string; upstream: string; nodeId?: string };
+      const placement: Placement = {
+        tier: 'docker',
+        previewId: spec.previewId,
+        nodeId: node.nodeId,
+        containerId: r.containerId,
+        upstream: r.upstream,
+      };
+      return placement;
+    },
+
+    async apply(previewId, batch: FileBatch, o = {}) {
+      const node = await nodeFor(previewId, o);
+      return Ack.parse(
+        await ok(node, 'POST', `/v1/previews/${encodeURIComponent(previewId)}/apply`, { body: batch, ...o }),
+      );
+    },
+
+    async openSync(previewId, o = {}) {
+      const node = await nodeFor(previewId, o);
+      const url = `${node.url.replace(/^http/, 'ws').replace(/\/$/, '')}/v1/previews/${encodeURIComponent(previewId)}/sync`;
+      const ch = await openDaemonSync({
+        url,
+        token: node.token,
+        tier: 'docker',
+        ...(o.signal ? { signal: o.signal } : {}),
+      });
+      channels.add(ch);
+      ch.onClose(() => channels.delete(ch));
+      return ch;
+    },
+
+    async suspend(previewId, o = {}) {
+      const node = await nodeFor(previewId, o);
+      await ok(node, 'POST', `/v1/previews/${encodeURIComponent(previewId)}/suspend`, o);
+    },
+
+    async resume(previewId, o = {}) {
+      const node = await nodeFor(previewId, o);
+      await ok(node, 'POST', `/v1/previews/${encodeURIComponent(previewId)}/resume`, o);
+    },
+
+    async destroy(previewId, o = {}) {
+      const node = await options.nodeOf(previewId, o);
+      if (!node) return false;
+      const r = await call(node, 'DELETE', `/v1/previews/${encodeURIComponent(previewId)}`, o);
+      if (r.status === 404) return false;
+      if (r.status >= 400) throw errorFrom(r.status, r.body);
+      return (r.body as { destroyed?: boolean }).destroyed === true;
+    },
+
+    async status(previewId, o = {}): Promise<TierStatus | undefined> {
+      const node = await options.nodeOf(previewId, o);
+      if (!node) return undefined;
+      const r = await call(node, 'GET', `/v1/previews/${encodeURIComponent(previewId)}/status`, o);
+      if (r.status === 404) return undefined;
+      if (r.status >= 400) throw errorFrom(r.status, r.body);
+      const s = r.body as TierStatus;
+      return {
+        phase: s.phase,
+        ...(s.message ? { message: s.message } : {}),
+        ...(s.log ? { log: s.log } : {}),
+      };
+    },
+
+    async capacity(o = {}): Promise<TierCapacity> {
+      const nodes = (await options.nodes?.(o)) ?? [];
+      const caps = await Promise.all(
+        nodes.map(async (n) => {
+          try {
+            return NodeCapacity.parse(await ok(n, 'GET', '/v1/capacity', o));
+          } catch {
+            return undefined; // an unreachable node offers nothing
+          }
+        }),
+      );
+      const out: TierCapacity = { available: 0, total: 0, warm: {} };
+      for (const c of caps) {
+        if (!c) continue;
+        out.total += c.slots;
+        out.available += Math.max(0, c.slots - c.used);
+        for (const [t, n] of Object.entries(c.warm)) out.warm![t] = (out.warm![t] ?? 0) + n;
+      }
+      return out;
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const ch of channels) ch.close();
+      channels.clear();
+    },
+  };
+  return tier;
+}

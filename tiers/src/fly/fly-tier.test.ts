@@ -1,0 +1,253 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import {
+  contractSpec,
+  runTierContract,
+  TIER_CONTRACT_CASES,
+  type TierContractCase,
+} from '../contract.case.test.ts';
+import { CapacityError, InvalidInputError, NotFoundError, PreviewError } from '../errors.ts';
+import type { Tier } from '../types.ts';
+import {
+  DAEMON_ENTRY,
+  daemonRunner,
+  type FakeMachinesApi,
+  type MachineRunner,
+  startFakeMachinesApi,
+} from './fake-machines-api.ts';
+import { createFlyTier, type FlyTierOptions } from './fly-tier.ts';
+
+/**
+ * The fly tier end to end against the fake Machines API, whose machines run the project's real
+ * preview-daemon as a host process: the built bundle when present (`npm run build -w
+ * docker/preview-daemon`), else its TypeScript source through tsx.
+ */
+const DAEMON_SOURCE = resolve(import.meta.dirname, '../../../docker/preview-daemon/src/main.ts');
+const runner: MachineRunner = existsSync(DAEMON_ENTRY)
+  ? daemonRunner()
+  : daemonRunner({ entry: DAEMON_SOURCE, nodeArgs: ['--import', 'tsx'] });
+
+const SECRET = 'test-secret-0123456789abcdef';
+
+async function tierOn(fake: FakeMachinesApi, extra: Partial<FlyTierOptions> = {}): Promise<Tier> {
+  return createFlyTier({
+    client: { token: fake.token, app: fake.app, baseUrl: fake.url, retryBaseMs: 20, retryCapMs: 200 },
+    appUrl: fake.edgeUrl,
+    image: 'registry.fly.io/preview-base:test',
+    regions: fake.regions,
+    daemonTokenSecret: SECRET,
+    maxMachines: 10,
+    startTimeoutMs: 30_000,
+    readyTimeoutMs: 90_000,
+    pollMs: 50,
+    ...extra,
+  });
+}
+
+/** Does the daemon in this checkout serve the sync socket? (The placeholder before branch `daemon` does not.) */
+async function daemonServesSync(): Promise<boolean> {
+  const p = await runner({
+    id: 'probe',
+    config: { image: 'x', env: { PREVIEW_TEMPLATE: 'vite-vanilla', PREVIEW_DAEMON_TOKEN: 'probe-token' } },
+  });
+  if (!p) return false;
+  try {
+    for (let i = 0; i < 100; i++) {
+      const ok = await fetch(`http://127.0.0.1:${p.port}/__preview/health`).then(
+        () => true,
+        () => false,
+      );
+      if (ok) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return await new Promise<boolean>((r) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${p.port}/__preview/sync`, {
+        headers: { authorization: 'Bearer probe-token' },
+      });
+      ws.once('open', () => {
+        ws.close();
+        r(true);
+      });
+      ws.once('unexpected-response', () => r(false));
+      ws.once('error', () => r(false));
+    });
+  } finally {
+    await p.stop();
+  }
+}
+
+const hasSync = await daemonServesSync();
+const NO_DAEMON =
+  'the preview-daemon in this checkout has no /__preview/sync yet (placeholder until branch `daemon` is merged)';
+
+runTierContract({
+  name: 'fly (fake Machines API + host-process preview-daemon)',
+  sync: 'channel',
+  create: async () => {
+    const fake = await startFakeMachinesApi({ runner, regions: ['ams', 'fra'] });
+    const tier = await tierOn(fake);
+    return {
+      tier,
+      spec: () => contractSpec(),
+      cleanup: async () => {
+        const problems = [...fake.validationErrors];
+        await fake.close();
+        if (problems.length) throw new Error(`fake saw invalid bodies: ${problems.join('\n')}`);
+      },
+    };
+  },
+  skip: hasSync
+    ? {}
+    : (Object.fromEntries(TIER_CONTRACT_CASES.map((c) => [c, NO_DAEMON])) as Record<
+        TierContractCase,
+        string
+      >),
+});
+
+describe('fly tier specifics', () => {
+  let fake: FakeMachinesApi;
+  let tier: Tier;
+  // With the placeholder daemon there is nothing to sync files to, so these use an empty project.
+  const spec = (over = {}) => contractSpec({ files: {}, ...over });
+
+  beforeAll(async () => {
+    fake = await startFakeMachinesApi({ runner, regions: ['ams', 'fra'] });
+    tier = await tierOn(fake, { maxMachines: 2 });
+  });
+  afterEach(() => {
+    expect(fake.validationErrors).toEqual([]);
+  });
+  afterAll(async () => {
+    for (const m of fake.machines())
+      await tier.destroy(m.config?.metadata?.['preview_id'] ?? '').catch(() => {});
+    await tier.close();
+    await fake.close();
+  });
+
+  it('checks its options', async () => {
+    const base = {
+      client: { token: 't', app: 'a' },
+      image: 'i',
+      regions: ['ams'],
+      daemonTokenSecret: SECRET,
+      maxMachines: 1,
+    };
+    expect(() => createFlyTier({ ...base, image: '' })).toThrow(/"image"/);
+    expect(() => createFlyTier({ ...base, regions: [] })).toThrow(/"regions"/);
+    expect(() => createFlyTier({ ...base, daemonTokenSecret: 'short' })).toThrow(/daemonTokenSecret/);
+    expect(() => createFlyTier({ ...base, maxMachines: -1 })).toThrow(/maxMachines/);
+  });
+
+  it('creates a machine with metadata, env, guest, service and policies, and routes to it by instance id', async () => {
+    fake.setRegionCapacity('ams', false);
+    const s = spec({ env: { DATABASE_URL: 'postgres://x' } });
+    try {
+      const p = await tier.create(s);
+      if (p.tier !== 'fly') throw new Error('wrong tier');
+      expect(p.region).toBe('fra'); // ams had no capacity
+      expect(p.upstream).toBe(fake.edgeUrl);
+      expect(p.instanceId).toBe(p.machineId);
+      const m = fake.machine(p.machineId)!;
+      expect(m.state).toBe('started');
+      expect(m.config?.metadata).toMatchObject({
+        preview_id: s.previewId,
+        user_id: s.userId,
+        template: 'vite-vanilla',
+      });
+      expect(m.config?.env).toMatchObject({
+        PREVIEW_TEMPLATE: 'vite-vanilla',
+        DATABASE_URL: 'postgres://x',
+        PREVIEW_DAEMON_PORT: '3000',
+      });
+      expect(m.config?.env?.['PREVIEW_DAEMON_TOKEN']?.length).toBeGreaterThan(20);
+      expect(m.config?.services?.[0]).toMatchObject({ internal_port: 3000, autostart: true });
+      expect(m.config?.guest).toMatchObject({ cpu_kind: 'shared', cpus: 1, memory_mb: 1024 });
+      expect(m.config).toMatchObject({ auto_destroy: true, restart: { policy: 'on-failure' } });
+      const res = await fetch(`${p.upstream}/__preview/health`, {
+        headers: { 'fly-force-instance-id': p.instanceId },
+      });
+      expect(res.status).toBe(200);
+      // Creating the same preview again adopts its machine instead of making a second one.
+      const again = await tier.create(s);
+      expect(again).toEqual(p);
+      expect(fake.machines().filter((x) => x.config?.metadata?.['preview_id'] === s.previewId)).toHaveLength(
+        1,
+      );
+    } finally {
+      fake.setRegionCapacity('ams', true);
+      await tier.destroy(s.previewId);
+    }
+  });
+
+  it('suspends, is woken by the edge or resumed, and reports its state', async () => {
+    const s = spec();
+    const p = await tier.create(s);
+    if (p.tier !== 'fly') throw new Error('wrong tier');
+    try {
+      await tier.suspend(s.previewId);
+      expect(fake.machine(p.machineId)?.state).toBe('suspended');
+      expect((await tier.status(s.previewId))?.phase).toBe('suspended');
+      // A request through the edge wakes a suspended machine (service autostart).
+      const res = await fetch(`${p.upstream}/__preview/health`, {
+        headers: { 'fly-force-instance-id': p.instanceId },
+      });
+      expect(res.status).toBe(200);
+      expect(fake.machine(p.machineId)?.state).toBe('started');
+      await tier.suspend(s.previewId);
+      await tier.resume(s.previewId);
+      expect(fake.machine(p.machineId)?.state).toBe('started');
+      expect((await tier.status(s.previewId))?.phase).not.toBe('suspended');
+      // Suspend and resume go through a lease.
+      expect(fake.requests.filter((r) => r.path.endsWith('/suspend')).every((r) => r.leaseNonce)).toBe(true);
+    } finally {
+      await tier.destroy(s.previewId);
+    }
+  });
+
+  it('capacity comes from maxMachines; at the limit create fails with CapacityError', async () => {
+    expect(await tier.capacity()).toEqual({ total: 2, available: 2 });
+    const a = spec();
+    const b = spec();
+    await tier.create(a);
+    await tier.create(b);
+    try {
+      expect(await tier.capacity()).toEqual({ total: 2, available: 0 });
+      await expect(tier.create(spec())).rejects.toBeInstanceOf(CapacityError);
+    } finally {
+      await tier.destroy(a.previewId);
+      await tier.destroy(b.previewId);
+    }
+    expect((await tier.capacity()).available).toBe(2);
+  });
+
+  it('destroy is true then false, status is then undefined, and unknown ids are NotFound', async () => {
+    const s = spec();
+    await tier.create(s);
+    expect(await tier.destroy(s.previewId)).toBe(true);
+    expect(await tier.destroy(s.previewId)).toBe(false);
+    expect(await tier.status(s.previewId)).toBeUndefined();
+    await expect(tier.suspend(s.previewId)).rejects.toBeInstanceOf(NotFoundError);
+    await expect(
+      tier.apply('nope', { type: 'batch', seq: 1, ops: [{ op: 'delete', path: 'a' }] }),
+    ).rejects.toBeInstanceOf(NotFoundError);
+    await expect(tier.create({ ...spec(), previewId: 'bad id!' })).rejects.toBeInstanceOf(InvalidInputError);
+  });
+
+  it('a create whose machine never becomes reachable destroys the machine it made', async () => {
+    const dead = await startFakeMachinesApi({ runner: null, regions: ['ams'] });
+    const t = await tierOn(dead, { startTimeoutMs: 800 });
+    try {
+      const err = await t.create(spec()).catch((e) => e);
+      expect(err).toBeInstanceOf(PreviewError);
+      expect(err.code).toBe('timeout');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(dead.machines().map((m) => m.state)).toEqual(['destroyed']);
+      expect(dead.requests.some((r) => r.method === 'DELETE')).toBe(true);
+    } finally {
+      await t.close();
+      await dead.close();
+    }
+  });
+});
