@@ -45,6 +45,8 @@ export const RouterConfigSchema = z.object({
   PREVIEW_COOKIE_TTL_MS: ms(12 * 60 * 60 * 1000),
   /** Token agents present to register; unset in embedded mode → generated. */
   NODE_JOIN_TOKEN: z.string().min(16).optional(),
+  /** Key of node credentials (HMAC); the same on every replica. Unset → PREVIEW_TOKEN_SECRET. */
+  NODE_CREDENTIAL_SECRET: z.string().min(32).optional(),
   HEARTBEAT_MS: ms(5_000),
   /** A node whose last heartbeat is older than this is dead. */
   NODE_TTL_MS: ms(15_000),

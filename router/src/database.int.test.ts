@@ -23,10 +23,18 @@ describe('full-stack previews get an isolated database (real db-isolation)', () 
     const res = await h.router.app.request('/v1/previews', {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
-      body: JSON.stringify({ files: loadFixture('express-pg'), client: { webcontainer: true, bundler: true } }),
+      body: JSON.stringify({
+        files: loadFixture('express-pg'),
+        client: { webcontainer: true, bundler: true },
+      }),
     });
     expect(res.status).toBe(201);
-    const p = (await res.json()) as { id: string; tier: string; classification: { needsDatabase: boolean }; reasons: Array<{ reason: string }> };
+    const p = (await res.json()) as {
+      id: string;
+      tier: string;
+      classification: { needsDatabase: boolean };
+      reasons: Array<{ reason: string }>;
+    };
     expect(p.tier, JSON.stringify(p)).toBe('docker');
     expect(p.classification.needsDatabase).toBe(true);
     expect(p.reasons[0]?.reason).toBe('needs a database');
@@ -43,18 +51,29 @@ describe('full-stack previews get an isolated database (real db-isolation)', () 
       await app.end();
     }
 
-    const other = await h.router.app.request(`/v1/previews/${p.id}/database/export`, { method: 'POST', headers: bearer(h.bob.jwt) });
+    const other = await h.router.app.request(`/v1/previews/${p.id}/database/export`, {
+      method: 'POST',
+      headers: bearer(h.bob.jwt),
+    });
     expect(other.status).toBe(404);
-    const exp = await h.router.app.request(`/v1/previews/${p.id}/database/export`, { method: 'POST', headers: bearer(h.alice.jwt) });
+    const exp = await h.router.app.request(`/v1/previews/${p.id}/database/export`, {
+      method: 'POST',
+      headers: bearer(h.alice.jwt),
+    });
     expect(exp.status).toBe(200);
     expect(exp.headers.get('content-type')).toContain('application/sql');
     const sql = await exp.text();
     expect(sql).toContain('todos');
     expect(sql).toContain('ship the router');
 
-    const del = await h.router.app.request(`/v1/previews/${p.id}`, { method: 'DELETE', headers: bearer(h.alice.jwt) });
+    const del = await h.router.app.request(`/v1/previews/${p.id}`, {
+      method: 'DELETE',
+      headers: bearer(h.alice.jwt),
+    });
     expect(del.status).toBe(204);
-    const { rows } = await h.db.pool.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = $1`, [`preview_${p.id.replaceAll('-', '')}`]);
+    const { rows } = await h.db.pool.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = $1`, [
+      `preview_${p.id.replaceAll('-', '')}`,
+    ]);
     expect(rows[0].n).toBe(0);
   });
 });

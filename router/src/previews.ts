@@ -27,7 +27,10 @@ export interface PreviewDatabases {
   create(previewId: string): Promise<{ databaseUrl: string }>;
   drop(previewId: string): Promise<boolean>;
   export(previewId: string): Promise<AsyncIterable<string | Uint8Array> | string>;
-  runJanitor(options: { isLive: (previewIds: string[]) => Promise<Set<string>>; graceMs: number }): Promise<unknown>;
+  runJanitor(options: {
+    isLive: (previewIds: string[]) => Promise<Set<string>>;
+    graceMs: number;
+  }): Promise<unknown>;
 }
 
 export type Tiers = Partial<Record<TierName, Tier>>;

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Redis } from 'ioredis';
@@ -15,6 +16,7 @@ import { createMemoryRateLimiter, createRedisRateLimiter } from './infra/rate-li
 import { registerJobs } from './jobs/jobs.ts';
 import { createBullScheduler, createMemoryScheduler, type Scheduler } from './jobs/scheduler.ts';
 import { createMetrics } from './metrics.ts';
+import { createNodeDirectory, type NodeDirectory } from './node-directory.ts';
 import { NodeRegistry } from './nodes.ts';
 import { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts';
 import { createPreviewProxy } from './proxy/preview-proxy.ts';
@@ -27,7 +29,8 @@ export interface RouterOptions {
   pool: pg.Pool;
   /** Shared Redis connection (rate limits, liveness, pub/sub); unset → in-process implementations. */
   redis?: Redis | undefined;
-  tiers: Tiers;
+  /** The tiers, or a function building them from the node directory (the docker tier needs it). */
+  tiers: Tiers | ((ctx: { nodeDirectory: NodeDirectory }) => Tiers);
   databases?: PreviewDatabases | undefined;
   log: Logger;
   /** The preview origin for an id; default `${PREVIEW_SCHEME}://<id>.${PREVIEW_DOMAIN}` (+ `:port` once listening, for *.localhost). */
@@ -63,23 +66,28 @@ export async function createRouter(o: RouterOptions) {
         )
       ).rows[0]?.n ?? 0,
   });
+  const liveness = redis ? createRedisLiveness({ redis, prefix }) : createMemoryLiveness();
+  const nodes = new NodeRegistry({
+    pool,
+    liveness,
+    joinToken: config.NODE_JOIN_TOKEN,
+    credentialSecret:
+      config.NODE_CREDENTIAL_SECRET ?? config.PREVIEW_TOKEN_SECRET ?? randomBytes(32).toString('hex'),
+    heartbeatMs: config.HEARTBEAT_MS,
+    ttlMs: config.NODE_TTL_MS,
+  });
+  const nodeDirectory = createNodeDirectory(nodes, store);
+  const tiers = typeof o.tiers === 'function' ? o.tiers({ nodeDirectory }) : o.tiers;
   const previews = new PreviewService({
     store,
-    tiers: o.tiers,
+    tiers,
     events,
     databases: o.databases,
     log,
     metrics,
     maxLivePerUser: config.MAX_LIVE_PREVIEWS_PER_USER,
   });
-  const liveness = redis ? createRedisLiveness({ redis, prefix }) : createMemoryLiveness();
-  const nodes = new NodeRegistry({
-    pool,
-    liveness,
-    joinToken: config.NODE_JOIN_TOKEN,
-    heartbeatMs: config.HEARTBEAT_MS,
-    ttlMs: config.NODE_TTL_MS,
-  });
+
   if (!config.SUPABASE_JWT_SECRET && !config.SUPABASE_JWKS_URL)
     throw new TypeError('createRouter: config.SUPABASE_JWT_SECRET or config.SUPABASE_JWKS_URL is required');
   const auth = createAuthenticator({
@@ -148,7 +156,9 @@ export async function createRouter(o: RouterOptions) {
     app,
     store,
     previews,
+    tiers,
     nodes,
+    nodeDirectory,
     events,
     auth,
     metrics,

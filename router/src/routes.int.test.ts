@@ -138,6 +138,11 @@ describe('routes (app.request, real Postgres)', () => {
         });
         expect(res.status).toBe(who === 'node' ? 200 : who === 'anonymous' ? 401 : 403);
       });
+      it(`node sessions as ${who}`, async () => {
+        const res = await req('/v1/nodes/sessions', { who });
+        expect(res.status).toBe(who === 'node' ? 200 : who === 'anonymous' ? 401 : 403);
+        if (res.status === 200) expect(await res.json()).toEqual({ sessions: [] });
+      });
       it(`register as ${who}: only the join token counts`, async () => {
         const body = (joinToken: string) =>
           JSON.stringify({

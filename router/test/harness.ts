@@ -30,7 +30,13 @@ export interface Harness {
  * with two users, a service key for alice and a registered node.
  */
 export async function createHarness(
-  o: { redis?: boolean; tiers?: () => Tiers; env?: Record<string, string>; db?: TestDatabase; databases?: boolean } = {},
+  o: {
+    redis?: boolean;
+    tiers?: () => Tiers;
+    env?: Record<string, string>;
+    db?: TestDatabase;
+    databases?: boolean;
+  } = {},
 ): Promise<Harness> {
   const db = o.db ?? (await createTestDatabase({ max: 20 }));
   // Dropping the database at teardown terminates idle connections; that is expected.
@@ -46,7 +52,9 @@ export async function createHarness(
     ...(r ? { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: r.prefix } : {}),
     ...o.env,
   });
-  const databases = o.databases ? createDbIsolation({ admin: db.pool, previewDatabaseUrl: db.url }) : undefined;
+  const databases = o.databases
+    ? createDbIsolation({ admin: db.pool, previewDatabaseUrl: db.url })
+    : undefined;
   await databases?.prepare();
   const routers: PreviewRouter[] = [];
   const tiersMade: Tiers[] = [];

@@ -109,6 +109,8 @@ export function registerJobs(
       'schema-janitor',
       every.janitorMs,
       // A schema younger than the grace period may belong to a create still in flight.
-      wrap('schema-janitor', () => db.runJanitor({ isLive: (ids) => d.previews.store.liveAmong(ids), graceMs: 10 * 60_000 })),
+      wrap('schema-janitor', () =>
+        db.runJanitor({ isLive: (ids) => d.previews.store.liveAmong(ids), graceMs: 10 * 60_000 }),
+      ),
     );
 }
