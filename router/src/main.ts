@@ -1,7 +1,9 @@
 import { resolve } from 'node:path';
 import { serve } from '@hono/node-server';
 import { createDbIsolation } from '@preview/db-isolation';
+import type { Agent } from '@preview/pool-agent';
 import { createBrowserTier } from '@preview/tiers';
+import { createDockerTier } from '@preview/tiers/docker';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import pino from 'pino';
@@ -9,6 +11,7 @@ import { signUserJwt } from './auth/jwt.ts';
 import { loadConfig } from './config.ts';
 import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from './db/embedded-postgres.ts';
 import { migrate } from './db/migrate.ts';
+import { startEmbeddedAgent } from './embedded-agent.ts';
 import { loadLocalSecrets } from './local-secrets.ts';
 import type { Tiers } from './previews.ts';
 import { createRouter } from './router.ts';
@@ -40,7 +43,7 @@ const migrations = await migrate(pool);
 log.info(migrations, 'migrations');
 
 const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3 }) : undefined;
-const tiers: Tiers = { browser: createBrowserTier() };
+let tiers: Tiers = {};
 
 // Per-preview schemas live in the router's database; previews reach it at PREVIEW_DATABASE_URL.
 const previewDbUrl = new URL(config.PREVIEW_DATABASE_URL ?? databaseUrl);
@@ -49,11 +52,37 @@ previewDbUrl.password = '';
 const databases = createDbIsolation({ admin: pool, previewDatabaseUrl: previewDbUrl.toString(), log });
 await databases.prepare();
 
-const router = await createRouter({ config, pool, redis, tiers, databases, log, defaultMetrics: true });
+const router = await createRouter({
+  config,
+  pool,
+  redis,
+  // The docker tier reaches every registered pool agent (the embedded one included) via the node table.
+  tiers: ({ nodeDirectory }) => {
+    tiers = { browser: createBrowserTier(), docker: createDockerTier(nodeDirectory) };
+    return tiers;
+  },
+  databases,
+  log,
+  defaultMetrics: true,
+});
+let agent: Agent | undefined;
 const server = serve({ fetch: router.app.fetch, hostname: config.HOST, port: config.PORT }, async (info) => {
   const url =
     config.PUBLIC_URL ?? `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${info.port}`;
   log.info({ url }, 'router listening');
+  if (config.EMBEDDED_AGENT) {
+    try {
+      agent = await startEmbeddedAgent({
+        routerUrl: `http://127.0.0.1:${info.port}`,
+        joinToken: config.NODE_JOIN_TOKEN,
+        image: config.PREVIEW_IMAGE,
+        logLevel: config.LOG_LEVEL,
+        log,
+      });
+    } catch (err) {
+      log.error({ err }, 'embedded pool agent failed to start: only the browser tier is available');
+    }
+  }
   let tokenLine = '';
   if (embeddedAuth) {
     const token = await signUserJwt({
@@ -75,6 +104,7 @@ async function shutdown(signal: string) {
   stopping = true;
   log.info({ signal }, 'shutting down');
   server.close();
+  await agent?.close({ removeSandboxes: true }).catch(() => {});
   await router.close().catch(() => {});
   for (const t of Object.values(tiers)) await t?.close().catch(() => {});
   redis?.disconnect();

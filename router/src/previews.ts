@@ -42,8 +42,13 @@ export interface CreateInput {
   serverOnly?: boolean | undefined;
 }
 
+/** Failures that send placement on to the next tier (a tier that is down, full, or too slow). */
 const FALL_THROUGH = (e: unknown) =>
-  e instanceof TierUnavailableError || e instanceof CapacityError || e instanceof TimeoutError;
+  e instanceof TierUnavailableError ||
+  e instanceof CapacityError ||
+  e instanceof TimeoutError ||
+  // AbortSignal.timeout() rejects with a DOMException named TimeoutError.
+  (e instanceof Error && e.name === 'TimeoutError');
 
 /**
  * The preview lifecycle: create (classify → place → walk the tiers under one preview id), files,
