@@ -13,3 +13,4 @@ export { type ClientCapabilities, place } from './placement/place.ts';
 export { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts';
 export { createRouter, type PreviewRouter, type RouterOptions } from './router.ts';
 export { type Session, SessionStore } from './store/sessions.ts';
+export * from './sync/index.ts';
