@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { NotFoundError } from '@preview/tiers';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -21,6 +22,14 @@ import { NodeRegistry } from './nodes.ts';
 import { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts';
 import { createPreviewProxy } from './proxy/preview-proxy.ts';
 import { SessionStore } from './store/sessions.ts';
+import {
+  createMemorySyncPubSub,
+  createMemorySyncState,
+  createRedisSyncPubSub,
+  createRedisSyncState,
+  createSyncHub,
+  createSyncUpgradeHandler,
+} from './sync/index.ts';
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => boolean;
 
@@ -37,6 +46,8 @@ export interface RouterOptions {
   previewOrigin?: (id: string) => string;
   /** Run scheduled jobs (default true). */
   jobs?: boolean;
+  /** Run the built-in sync hub on `/v1/previews/:id/sync` (default true). */
+  sync?: boolean;
   /** Collect process metrics (default false; one per process). */
   defaultMetrics?: boolean;
 }
@@ -151,7 +162,31 @@ export async function createRouter(o: RouterOptions) {
   );
   if (o.jobs ?? true) await scheduler.start();
 
-  const upgradeHandlers: UpgradeHandler[] = [proxy.upgrade];
+  // The sync hub: editor sockets → the tier's live channel, write-behind to project_files.
+  const hub =
+    (o.sync ?? true)
+      ? createSyncHub({
+          pool,
+          pubsub: redis ? createRedisSyncPubSub({ redis, prefix }) : createMemorySyncPubSub(),
+          state: redis ? createRedisSyncState({ redis, prefix }) : createMemorySyncState(),
+          openChannel: async (previewId) => {
+            const s = await store.get(previewId);
+            const tier = s?.tier ? tiers[s.tier] : undefined;
+            if (!tier) throw new NotFoundError(`preview ${previewId} has no placement`);
+            return await tier.openSync(previewId);
+          },
+          log,
+        })
+      : undefined;
+  const syncUpgrade = hub ? createSyncUpgradeHandler({ hub, auth, store }) : undefined;
+
+  // Order: preview origins first (any path), then handlers added by the embedder, then the hub.
+  const extraHandlers: UpgradeHandler[] = [];
+  const upgradeHandlers = (): UpgradeHandler[] => [
+    proxy.upgrade,
+    ...extraHandlers,
+    ...(syncUpgrade ? [syncUpgrade] : []),
+  ];
   return {
     app,
     store,
@@ -167,8 +202,9 @@ export async function createRouter(o: RouterOptions) {
     proxy,
     /** Extra upgrade handlers (e.g. the sync hub's `/v1/previews/:id/sync`) after the preview proxy. */
     addUpgradeHandler(h: UpgradeHandler) {
-      upgradeHandlers.push(h);
+      extraHandlers.push(h);
     },
+    hub,
     attach(server: Server) {
       const addr = server.address();
       if (addr && typeof addr === 'object') port = addr.port;
@@ -177,11 +213,13 @@ export async function createRouter(o: RouterOptions) {
         if (a && typeof a === 'object') port = a.port;
       });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-        for (const h of upgradeHandlers) if (h(req, socket, head)) return;
+        for (const h of upgradeHandlers()) if (h(req, socket, head)) return;
         socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       });
     },
     async close() {
+      syncUpgrade?.close();
+      await hub?.close();
       previews.close();
       await scheduler.close();
       await rateLimiter.close();

@@ -1,7 +1,7 @@
-import { build } from 'esbuild';
 import { launchChromium } from '@preview/testkit';
+import { build } from 'esbuild';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startRouterWithSync, type RouterWithSync } from '../../test/router-fixture.ts';
+import { type RouterWithSync, startRouterWithSync } from '../../test/router-fixture.ts';
 
 let r: RouterWithSync;
 let bundle: string;
@@ -40,9 +40,13 @@ it('runs in a Chromium page: creates a preview, syncs edits over the browser Web
     const page = await chrome.context.newPage();
     await page.goto(`${r.baseUrl}/__test/`);
     const result = await page.evaluate(async (token) => {
-      const { PreviewClient } = (globalThis as unknown as { PreviewSync: typeof import('./index.ts') }).PreviewSync;
+      const { PreviewClient } = (globalThis as unknown as { PreviewSync: typeof import('./index.ts') })
+        .PreviewSync;
       const client = new PreviewClient({ baseUrl: location.origin, token });
-      const preview = await client.create({ files: { 'index.html': '<h1>x</h1>' }, client: { webcontainer: true } });
+      const preview = await client.create({
+        files: { 'index.html': '<h1>x</h1>' },
+        client: { webcontainer: true },
+      });
       const sync = client.sync(preview.id);
       const events: string[] = [];
       sync.on('applied', (e) => events.push(`applied:${e.seq}`));
@@ -70,7 +74,10 @@ it('runs in a Chromium page: creates a preview, syncs edits over the browser Web
     const files = await r.dbFiles(result.id);
     expect(files['src/entry.ts']).toBe('console.log(2)');
     expect(files).not.toHaveProperty('src/main.ts');
-    const bin = await r.db.pool.query("SELECT content FROM project_files WHERE preview_id = $1 AND path = 'logo.bin'", [result.id]);
+    const bin = await r.db.pool.query(
+      "SELECT content FROM project_files WHERE preview_id = $1 AND path = 'logo.bin'",
+      [result.id],
+    );
     expect([...bin.rows[0].content]).toEqual([0, 1, 2, 255]);
   } finally {
     await chrome.close();
