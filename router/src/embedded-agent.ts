@@ -1,12 +1,17 @@
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Agent, createAgent, loadConfig as loadAgentConfig } from '@preview/pool-agent';
 import type { Logger } from 'pino';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const DAEMON_BUNDLE = join(REPO, 'docker/preview-daemon/dist/daemon.mjs');
+
+/** The embedded node's name for a data directory. */
+export const embeddedNodeName = (dataDir: string): string =>
+  `embedded-${createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 10)}`;
 
 /** GET on the Docker engine's socket; `undefined` when there is no engine. */
 function dockerGet(socketPath: string, path: string): Promise<number | undefined> {
@@ -57,6 +62,8 @@ export async function ensureDaemonBundle(log: Logger): Promise<string> {
  * other node (join token → node credential, heartbeats), so the docker tier treats it like a remote one.
  */
 export async function startEmbeddedAgent(o: {
+  /** Node name and container label (`preview.node`); stable per DATA_DIR so a restart adopts its sandboxes. */
+  nodeName: string;
   routerUrl: string;
   joinToken: string;
   image: string;
@@ -68,7 +75,7 @@ export async function startEmbeddedAgent(o: {
   const runtime = await pickRuntime({ socketPath, image: o.image });
   const env: Record<string, string> = {
     AGENT_PORT: '0',
-    NODE_NAME: 'embedded',
+    NODE_NAME: o.nodeName,
     ROUTER_URL: o.routerUrl,
     ROUTER_JOIN_TOKEN: o.joinToken,
     AGENT_RUNTIME: runtime,

@@ -11,7 +11,7 @@ import { signUserJwt } from './auth/jwt.ts';
 import { loadConfig } from './config.ts';
 import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from './db/embedded-postgres.ts';
 import { migrate } from './db/migrate.ts';
-import { startEmbeddedAgent } from './embedded-agent.ts';
+import { embeddedNodeName, startEmbeddedAgent } from './embedded-agent.ts';
 import { loadLocalSecrets } from './local-secrets.ts';
 import type { Tiers } from './previews.ts';
 import { createRouter } from './router.ts';
@@ -73,6 +73,7 @@ const server = serve({ fetch: router.app.fetch, hostname: config.HOST, port: con
   if (config.EMBEDDED_AGENT) {
     try {
       agent = await startEmbeddedAgent({
+        nodeName: embeddedNodeName(config.DATA_DIR),
         routerUrl: `http://127.0.0.1:${info.port}`,
         joinToken: config.NODE_JOIN_TOKEN,
         image: config.PREVIEW_IMAGE,

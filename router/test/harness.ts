@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createDbIsolation } from '@preview/db-isolation';
-import { createTestDatabase, createTestRedis, type TestDatabase } from '@preview/testkit';
+import { createTestDatabase, createTestRedis, TEST_REDIS_URL, type TestDatabase } from '@preview/testkit';
 import pino from 'pino';
 import { signUserJwt } from '../src/auth/jwt.ts';
 import { newCredential, sha256 } from '../src/auth/secrets.ts';
@@ -13,7 +13,8 @@ export const silent = pino({ level: 'silent' });
 
 export interface Harness {
   db: TestDatabase;
-  router: PreviewRouter;
+  router: PreviewRouter & { config: Record<string, string> };
+  redis: import('ioredis').Redis | undefined;
   secret: string;
   joinToken: string;
   alice: { id: string; jwt: string; apiKey: string };
@@ -45,13 +46,14 @@ export async function createHarness(
   const secret = randomBytes(32).toString('hex');
   const joinToken = randomBytes(16).toString('hex');
   const r = o.redis ? createTestRedis() : undefined;
-  const config = loadConfig({
+  const env: Record<string, string> = {
     SUPABASE_JWT_SECRET: secret,
     PREVIEW_TOKEN_SECRET: `${secret}-preview`,
     NODE_JOIN_TOKEN: joinToken,
-    ...(r ? { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: r.prefix } : {}),
+    ...(r ? { REDIS_URL: TEST_REDIS_URL, REDIS_PREFIX: r.prefix } : {}),
     ...o.env,
-  });
+  };
+  const config = loadConfig(env);
   const databases = o.databases
     ? createDbIsolation({ admin: db.pool, previewDatabaseUrl: db.url })
     : undefined;
@@ -99,7 +101,8 @@ export async function createHarness(
   for (const t of tiersMade) adopt(t);
   return {
     db,
-    router,
+    router: Object.assign(router, { config: env }),
+    redis: r?.redis,
     secret,
     joinToken,
     alice,
