@@ -65,8 +65,6 @@ export const RouterConfigSchema = z.object({
   /** Run the pool agent in this process (embedded mode). */
   EMBEDDED_AGENT: bool(true),
   PREVIEW_IMAGE: z.string().default('preview-base:dev'),
-  FLY_API_TOKEN: z.string().optional(),
-  FLY_APP: z.string().optional(),
 });
 export type RouterConfig = z.output<typeof RouterConfigSchema>;
 export const loadConfig = defineConfig(RouterConfigSchema);

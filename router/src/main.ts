@@ -4,6 +4,7 @@ import { createDbIsolation } from '@preview/db-isolation';
 import type { Agent } from '@preview/pool-agent';
 import { createBrowserTier } from '@preview/tiers';
 import { createDockerTier } from '@preview/tiers/docker';
+import { createFlyTier, flyTierOptions, loadFlyConfig } from '@preview/tiers/fly';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import pino from 'pino';
@@ -17,6 +18,7 @@ import type { Tiers } from './previews.ts';
 import { createRouter } from './router.ts';
 
 const env = loadConfig(process.env);
+const flyConfig = loadFlyConfig(process.env);
 const log = pino({ level: env.LOG_LEVEL });
 
 // Embedded defaults: secrets generated once under DATA_DIR when not configured.
@@ -59,6 +61,8 @@ const router = await createRouter({
   // The docker tier reaches every registered pool agent (the embedded one included) via the node table.
   tiers: ({ nodeDirectory }) => {
     tiers = { browser: createBrowserTier(), docker: createDockerTier(nodeDirectory) };
+    // The fly tier is on when FLY_API_TOKEN is set (its variables: tiers/src/fly/config.ts).
+    if (flyConfig) tiers.fly = createFlyTier(flyTierOptions(flyConfig));
     return tiers;
   },
   databases,
