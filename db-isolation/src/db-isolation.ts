@@ -35,6 +35,12 @@ export interface DbIsolationOptions {
    */
   durableCreate?: boolean;
   /**
+   * Existing roles that must keep connecting to this database and using schema `public` after
+   * `prepare()` withdraws those privileges from PUBLIC (on Supabase: `authenticator`, `anon`,
+   * `service_role`, ...). Roles that hold a grant on something in `public` are kept anyway.
+   */
+  trustedRoles?: string[];
+  /**
    * The NOLOGIN group every preview role belongs to; it holds `CONNECT, TEMPORARY` on this database
    * (granting per role would make concurrent creates fight over the one `pg_database` row).
    * Default `preview_users`. Use a different name per database when several routers share a cluster.
@@ -83,11 +89,57 @@ export interface PrepareResult {
 
 /** See {@link createDbIsolation}. */
 export interface DbIsolation {
+  /**
+   * One-time, idempotent hardening of the admin pool's database (safe to call at every start; replicas
+   * serialise on an advisory lock). In one transaction it:
+   * 1. creates the NOLOGIN group `groupRole` (default `preview_users`) if missing;
+   * 2. grants `CONNECT, TEMPORARY` on the database and `USAGE` on schema `public` explicitly to the
+   *    roles that hold a grant on something in `public` (e.g. `authenticated`) and to `trustedRoles`,
+   *    so they keep what they had through PUBLIC;
+   * 3. `REVOKE ALL ON DATABASE <db> FROM PUBLIC` (CONNECT, TEMPORARY, CREATE);
+   * 4. `REVOKE ALL ON SCHEMA public FROM PUBLIC` (USAGE, CREATE);
+   * 5. `GRANT CONNECT, TEMPORARY ON DATABASE <db> TO <groupRole>`.
+   * The router's own tables stay usable: it connects as the database owner, who needs no grant.
+   * Returns the other schemas that still grant to PUBLIC (previews can use those).
+   */
   prepare(): Promise<PrepareResult>;
+  /**
+   * Creates schema `preview_<hex>` owned by the new role `p_<hex>` (LOGIN, random password stored as
+   * a SCRAM verifier, `CONNECTION LIMIT`, `statement_timeout`, `search_path` = its schema, member of
+   * the group only) and records it in `preview_schemas`, all in one transaction.
+   * Idempotent: for a preview that already has a schema, the schema and its data are kept, the role
+   * is brought back in line and gets a NEW password; the returned URL carries it (the old one stops
+   * working for new connections). Throws `InvalidInputError` for a previewId that is not a uuid.
+   */
   create(previewId: string, options?: { signal?: AbortSignal }): Promise<PreviewDatabase>;
+  /**
+   * Removes a preview's database: marks the row `dropping` and disables LOGIN, ends the role's
+   * sessions, drops the schema (CASCADE) and what the role owns in one transaction, then the role,
+   * and marks the row `dropped`. `false` when there was nothing to drop. Waits at most
+   * `lockTimeoutMs` for a concurrent create/drop of the same preview (then `TimeoutError`).
+   */
   drop(previewId: string): Promise<boolean>;
+  /**
+   * Streams SQL that rebuilds the preview's schema and rows in an empty database, in `targetSchema`
+   * (default `public`, where the app's unqualified names land in production). Load with
+   * `psql -v ON_ERROR_STOP=1 -1 -f export.sql "$DATABASE_URL"`. No role names, no grants.
+   * RLS policies are written `TO PUBLIC`. Not exported: range types and partitioned tables (a
+   * comment marks them), grants.
+   * `NotFoundError` when the preview has no schema.
+   */
   export(previewId: string, options?: { targetSchema?: string }): Promise<Readable>;
+  /**
+   * Schemas to remove: `ended` (session ended/failed before `cutoff`), `no_session` (registry row
+   * older than `cutoff` without a session row), `incomplete` (a drop that did not finish) and
+   * `orphan` (a `preview_<hex>` schema of this database with no active registry row).
+   */
   listStale(options: { cutoff: Date }): Promise<StaleSchema[]>;
+  /**
+   * Drops what `listStale({ cutoff: now - graceMs })` finds, except previews `isLive` reports live.
+   * Each drop takes the preview's advisory lock with try-lock semantics (a busy preview is skipped,
+   * never waited for) and re-checks staleness under it, so two runs at once drop each schema once.
+   * DDL runs under `lock_timeout`, one schema per transaction, so other previews are never blocked.
+   */
   runJanitor(options: {
     isLive: (previewIds: string[]) => Promise<Set<string>>;
     graceMs: number;
@@ -121,6 +173,7 @@ const optionsSchema = z.object({
   statementTimeoutMs: z.number().int().min(1).max(86_400_000).default(15_000),
   lockTimeoutMs: z.number().int().min(1).max(600_000).default(5_000),
   durableCreate: z.boolean().default(false),
+  trustedRoles: z.array(z.string().min(1).max(63)).default([]),
   groupRole: z
     .string()
     .regex(identifier, 'must be a lowercase SQL identifier')
@@ -182,7 +235,34 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
     return superuser;
   };
 
+  // The SCRAM key derivation (4096 PBKDF2 rounds) is done ahead of time for a few credentials, off
+  // the create() path; each credential is used once.
+  const SPARE = 4;
+  const spare: Array<Promise<{ password: string; verifier: string }>> = [];
+  const makeCredential = async () => {
+    const password = randomBytes(24).toString('base64url');
+    return { password, verifier: await scramVerifier(password) };
+  };
+  const nextCredential = () => {
+    const next = spare.shift() ?? makeCredential();
+    while (spare.length < SPARE) spare.push(makeCredential());
+    return next;
+  };
+
   async function prepare(): Promise<PrepareResult> {
+    // The group role is cluster-wide while the advisory lock is per database: routers of two
+    // databases can race to create it. The loser retries and finds it.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await prepareOnce();
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        if (attempt >= 3 || (code !== '42710' && code !== '23505')) throw e;
+      }
+    }
+  }
+
+  async function prepareOnce(): Promise<PrepareResult> {
     const client = await admin.connect();
     try {
       await client.query('BEGIN');
@@ -200,11 +280,21 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
           CREATE ROLE ${group} NOLOGIN NOINHERIT;
         END IF;
       END $do$`);
-      // Roles that exist now keep what PUBLIC gave them, explicitly; roles made later (previews) do not.
+      // Roles that were given something in `public` (e.g. `authenticated`'s SELECTs), plus the
+      // configured trustedRoles, keep explicitly what PUBLIC gave them; preview roles get nothing.
       const keep = await client.query<{ r: string }>(
-        `SELECT quote_ident(rolname) AS r FROM pg_roles
-          WHERE rolname !~ '^pg_' AND rolname !~ '^p_[0-9a-f]{32}$' AND rolname <> $1 ORDER BY rolname`,
-        [group],
+        `WITH grantees AS (
+           SELECT (aclexplode(c.relacl)).grantee AS oid FROM pg_class c
+            WHERE c.relnamespace = 'public'::regnamespace AND c.relacl IS NOT NULL
+           UNION SELECT (aclexplode(p.proacl)).grantee FROM pg_proc p
+            WHERE p.pronamespace = 'public'::regnamespace AND p.proacl IS NOT NULL
+           UNION SELECT (aclexplode(a.attacl)).grantee FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+            WHERE c.relnamespace = 'public'::regnamespace AND a.attacl IS NOT NULL)
+         SELECT quote_ident(r.rolname) AS r FROM pg_roles r
+          WHERE (r.oid IN (SELECT oid FROM grantees) OR r.rolname = ANY ($2::text[]))
+            AND r.rolname !~ '^pg_' AND r.rolname !~ '^p_[0-9a-f]{32}$' AND r.rolname <> $1
+          ORDER BY r.rolname`,
+        [group, o.trustedRoles],
       );
       const dbq = (await client.query<{ q: string }>('SELECT quote_ident(current_database()) AS q')).rows[0]!
         .q;
@@ -237,8 +327,7 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
   async function create(previewId: string, opts: { signal?: AbortSignal } = {}): Promise<PreviewDatabase> {
     const n = namesFor(previewId);
     opts.signal?.throwIfAborted();
-    const password = randomBytes(24).toString('base64url');
-    const verifier = await scramVerifier(password);
+    const { password, verifier } = await nextCredential();
     opts.signal?.throwIfAborted();
     const su = await isSuperuser();
     // One round trip, one implicit transaction; every name is hex from a validated uuid and the
@@ -250,14 +339,17 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
     const head = `${lockTimeout};
       ${o.durableCreate ? '' : 'SET LOCAL synchronous_commit = off;'}
       SELECT pg_advisory_xact_lock(${LOCK_NS}, hashtext('${n.hex}'));`;
+    // A non-superuser admin must be a member of the role to give it the schema, end its sessions,
+    // drop what it owns and read it for export.
+    const member = su ? '' : `GRANT ${n.role} TO current_user;`;
     const tail = `ALTER ROLE ${n.role} SET statement_timeout = ${o.statementTimeoutMs};
       ALTER ROLE ${n.role} SET search_path = ${n.schema};
-      ${su ? '' : `GRANT ${n.role} TO current_user;`}
       INSERT INTO ${REGISTRY} AS r (preview_id, schema_name, role_name) VALUES ('${n.previewId}', '${n.schema}', '${n.role}')
         ON CONFLICT (preview_id) DO UPDATE SET state = 'active', dropped_at = NULL,
           created_at = CASE WHEN r.state = 'dropped' THEN now() ELSE r.created_at END;`;
     const fresh = `${head}
       CREATE ROLE ${n.role} WITH ${attrs} IN ROLE ${group};
+      ${member}
       CREATE SCHEMA ${n.schema} AUTHORIZATION ${n.role};
       ${tail}`;
     // The role or schema exists already (create again, a half-finished drop): bring both in line.
@@ -269,6 +361,7 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
         ELSE
           CREATE ROLE ${n.role} WITH ${attrs} IN ROLE ${group};
         END IF;
+        ${member}
         IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '${n.schema}') THEN
           ALTER SCHEMA ${n.schema} OWNER TO ${n.role};
         ELSE

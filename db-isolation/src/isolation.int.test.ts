@@ -1,8 +1,9 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createTestDatabase } from '@preview/testkit';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDbIsolation } from './db-isolation.ts';
-import { createIsolatedDb, type IsolatedDb } from './test-db.ts';
+import { applyMigrations, createIsolatedDb, type IsolatedDb } from './test-db.ts';
 
 let t: IsolatedDb;
 beforeEach(async () => {
@@ -280,6 +281,78 @@ describe('input checks', () => {
           message: expect.stringContaining(`option ${name}`),
         }),
       );
+    }
+  });
+});
+
+describe('with an admin that is not a superuser (the Supabase case)', () => {
+  it('prepares, creates, isolates, exports and drops as the database owner with CREATEROLE', async () => {
+    const db = await createTestDatabase();
+    const owner = `adm_t_${randomBytes(6).toString('hex')}`;
+    await db.pool.query(`CREATE ROLE ${owner} LOGIN CREATEROLE; ALTER DATABASE ${db.name} OWNER TO ${owner}`);
+    const url = new URL(db.url);
+    url.username = owner;
+    const admin = new pg.Pool({ connectionString: url.toString(), max: 4 });
+    const iso = createDbIsolation({ admin, previewDatabaseUrl: db.url, trustedRoles: ['anon'] });
+    const id = randomUUID();
+    try {
+      expect(
+        (await admin.query<{ s: boolean }>('SELECT rolsuper AS s FROM pg_roles WHERE rolname = current_user'))
+          .rows[0]!.s,
+      ).toBe(false);
+      await applyMigrations(admin);
+      await iso.prepare();
+      const p = await iso.create(id);
+      await t.withClient(p.databaseUrl, async (c) => {
+        await c.query(
+          `CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'x')`,
+        );
+        expect(await sqlstate(c, 'SELECT * FROM public.preview_sessions')).toBe('42501');
+        expect(await sqlstate(c, 'CREATE SCHEMA evil')).toBe('42501');
+      });
+      let sql = '';
+      for await (const chunk of await iso.export(id)) sql += chunk;
+      expect(sql).toContain('CREATE TABLE "notes"');
+      expect(sql).toContain('1\tx');
+      const privs = await admin.query(
+        `SELECT has_schema_privilege('anon', 'public', 'USAGE') AS anon, has_schema_privilege('authenticated', 'public', 'USAGE') AS auth`,
+      );
+      expect(privs.rows[0]).toEqual({ anon: true, auth: true });
+      expect(await iso.drop(id)).toBe(true);
+      const left = await admin.query('SELECT count(*)::int AS n FROM pg_roles WHERE rolname = $1', [p.role]);
+      expect(left.rows[0].n).toBe(0);
+    } finally {
+      await iso.drop(id).catch(() => {});
+      await admin.end();
+      await db.drop();
+      const c = new pg.Client({ connectionString: db.url.replace(`/${db.name}`, '/postgres') });
+      await c.connect();
+      await c.query(`DROP ROLE IF EXISTS ${owner}`).finally(() => c.end());
+    }
+  });
+});
+
+describe('prepare across databases', () => {
+  it('two databases prepared at once with a new group role both succeed', async () => {
+    const other = await createIsolatedDb();
+    const group = `preview_grp_${randomBytes(6).toString('hex')}`;
+    try {
+      const isos = [t.db, other.db].map((d) =>
+        createDbIsolation({ admin: d.pool, previewDatabaseUrl: d.url, groupRole: group }),
+      );
+      const results = await Promise.all(isos.map((i) => i.prepare()));
+      expect(results).toHaveLength(2);
+      for (const d of [t.db, other.db]) {
+        const r = await d.pool.query(
+          `SELECT has_database_privilege($1, current_database(), 'CONNECT') AS ok`,
+          [group],
+        );
+        expect(r.rows[0].ok).toBe(true);
+      }
+    } finally {
+      for (const d of [t.db, other.db]) await d.pool.query(`DROP OWNED BY ${group}`).catch(() => {});
+      await t.db.pool.query(`DROP ROLE IF EXISTS ${group}`);
+      await other.close();
     }
   });
 });

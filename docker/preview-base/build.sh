@@ -1,27 +1,55 @@
 #!/usr/bin/env bash
 # Builds the preview-base image from docker/preview-base/Dockerfile.
 # Inputs: BASE_IMAGE (env, default node:20-slim), $1 = tag (default preview-base:dev).
-# Changes: bundles the preview-daemon, stages tini, builds the image. Skips the build when an
-# image with the same inputs hash already exists, so the test setup stays fast.
+# Changes: bundles the preview-daemon; installs each template's dependencies from its lockfile on
+# this host (npm ci, into .build/context/templates, with the npm cache in .build/context/npm-cache;
+# skipped while the lockfiles are unchanged); stages tini; builds the image from that context.
+# Skips the image build when an image with the same inputs hash already exists, so the test setup
+# stays fast. Host and image must share OS and CPU architecture (native modules: rolldown, swc);
+# the offline base image is made from this host's Node, and node:20-slim is linux/glibc too.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 tag=${1:-preview-base:dev}
 base=${BASE_IMAGE:-node:20-slim}
+ctx="$here/.build/context"
+mkdir -p "$ctx/daemon" "$ctx/templates" "$ctx/npm-cache"
 
-(cd "$repo" && npm run build --silent -w @preview/preview-daemon >/dev/null 2>&1)
-mkdir -p "$here/.build"
+(cd "$repo" && npm run build --silent -w @preview/preview-daemon >/dev/null 2>&1) || {
+  echo "preview-daemon build failed" >&2; (cd "$repo" && npm run build -w @preview/preview-daemon >&2); exit 1; }
+rm -rf "$ctx/daemon" && mkdir -p "$ctx/daemon" && cp "$repo/docker/preview-daemon/dist/daemon.mjs" "$ctx/daemon/"
+
 tini=$(command -v tini-static || command -v docker-init || true)
 [ -n "$tini" ] || { echo "tini-static not found (Debian package tini)" >&2; exit 1; }
-cp -L "$tini" "$here/.build/tini"
+cmp -s "$tini" "$ctx/tini" 2>/dev/null || cp -L "$tini" "$ctx/tini"
+
+# Templates: sources mirrored, dependencies installed once per lockfile.
+for dir in "$repo"/templates/*/; do
+  name=$(basename "$dir")
+  dest="$ctx/templates/$name"
+  mkdir -p "$dest"
+  stamp=$( { node -p 'process.version + process.arch + process.platform'; cat "$dir/package.json" "$dir/package-lock.json"; } | sha256sum | cut -c1-16)
+  if [ "$(cat "$dest/node_modules/.preview-stamp" 2>/dev/null || true)" != "$stamp" ]; then
+    echo "installing $name dependencies" >&2
+    rm -rf "$dest/node_modules"
+    cp "$dir/package.json" "$dir/package-lock.json" "$dest/"
+    (cd "$dest" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error --cache "$ctx/npm-cache" >&2)
+    echo "$stamp" >"$dest/node_modules/.preview-stamp"
+  fi
+  # Sources: everything but node_modules, mirrored (deleted files go too).
+  (cd "$dest" && find . -mindepth 1 -maxdepth 1 ! -name node_modules -exec rm -rf {} +)
+  (cd "$dir" && tar -c --exclude=./node_modules --exclude=./.next --exclude=./dist .) | tar -x -C "$dest"
+done
+rm -rf "$ctx/npm-cache/_logs" "$ctx/npm-cache/_update-notifier-last-checked"
 
 inputs=$( { echo "$base"; docker image inspect --format '{{.Id}}' "$base" 2>/dev/null || true;
-  cat "$here/Dockerfile" "$here/.build/tini";
-  find "$repo/docker/preview-daemon/dist" "$repo/templates" -type f -not -path '*/node_modules/*' 2>/dev/null | sort | xargs cat 2>/dev/null; } | sha256sum | cut -c1-16)
+  cat "$here/Dockerfile" "$ctx/tini" "$ctx/daemon/daemon.mjs";
+  cat "$ctx"/templates/*/node_modules/.preview-stamp;
+  (cd "$ctx/templates" && find . -path '*/node_modules' -prune -o -type f -print | sort | xargs cat); } | sha256sum | cut -c1-16)
 if [ "$(docker image inspect --format '{{index .Config.Labels "preview.inputs"}}' "$tag" 2>/dev/null || true)" = "$inputs" ]; then
   echo "$tag (up to date)"
   exit 0
 fi
 docker build -q --build-arg BASE_IMAGE="$base" --label preview.inputs="$inputs" \
-  -f "$here/Dockerfile" -t "$tag" "$repo" >/dev/null 2>&1 || { docker build --build-arg BASE_IMAGE="$base" -f "$here/Dockerfile" -t "$tag" "$repo" >&2; exit 1; }
+  -f "$here/Dockerfile" -t "$tag" "$ctx" >/dev/null 2>&1 || { docker build --build-arg BASE_IMAGE="$base" -f "$here/Dockerfile" -t "$tag" "$ctx" >&2; exit 1; }
 echo "$tag"

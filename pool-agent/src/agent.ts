@@ -22,7 +22,7 @@ import {
   NotFoundError,
   PreviewError,
   type ProjectFiles,
-  ProjectPath,
+  pathProblem,
   TemplateName,
   type TierStatus,
   UnauthorizedError,
@@ -53,17 +53,26 @@ const FileValue = z.union([
 export const ClaimBody = z.object({
   previewId: PreviewIdSchema,
   template: TemplateName,
-  files: z
-    .record(ProjectPath, FileValue)
-    .refine((f) => Object.keys(f).length <= LIMITS.projectFiles, `at most ${LIMITS.projectFiles} files`),
+  files: z.record(z.string(), FileValue).superRefine((files, ctx) => {
+    const paths = Object.keys(files);
+    if (paths.length > LIMITS.projectFiles)
+      ctx.addIssue({ code: 'custom', message: `at most ${LIMITS.projectFiles} files (rule too_many_files)` });
+    for (const path of paths) {
+      const problem = pathProblem(path);
+      if (problem)
+        ctx.addIssue({ code: 'custom', path: [path], message: `${problem.message} (rule ${problem.rule})` });
+    }
+  }),
   env: z
-    .record(
-      z
-        .string()
-        .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be an environment variable name')
-        .refine((k) => !k.startsWith('PREVIEW_'), 'PREVIEW_* names are reserved'),
-      z.string().max(8192),
-    )
+    .record(z.string(), z.string().max(8192))
+    .superRefine((env, ctx) => {
+      for (const key of Object.keys(env)) {
+        if (!/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(key))
+          ctx.addIssue({ code: 'custom', path: [key], message: 'must be an environment variable name' });
+        else if (key.startsWith('PREVIEW_'))
+          ctx.addIssue({ code: 'custom', path: [key], message: 'PREVIEW_* names are reserved' });
+      }
+    })
     .optional(),
 });
 export type ClaimBody = z.output<typeof ClaimBody>;
@@ -320,9 +329,11 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     }
     const p = track(body.previewId, box, 'starting');
     try {
+      // Cold: the files go in while the dev server is still starting.
       if (!warm)
         await waitReady(box.upstream, {
           timeoutMs: config.READY_TIMEOUT_MS,
+          listening: true,
           isDead: failureOf(box),
           ...(opts.signal ? { signal: opts.signal } : {}),
         });
@@ -611,6 +622,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     );
   };
 
+  // Upgraded sockets are not closed by server.closeAllConnections(); track them for close().
+  const upgraded = new Set<Duplex>();
   const wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,
@@ -618,6 +631,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   });
 
   server.on('upgrade', (req, socket, head) => {
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
     const url = req.url ?? '/';
     const sync = SYNC_RE.exec(url);
     const upm = sync ? undefined : UPSTREAM_RE.exec(url);
@@ -794,6 +809,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       closing = true;
       registration?.stop();
       for (const c of wss.clients) c.terminate();
+      for (const s of upgraded) s.destroy();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

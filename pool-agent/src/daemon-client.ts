@@ -12,7 +12,10 @@ import {
 } from '@preview/tiers';
 import WebSocket from 'ws';
 
-/** Polls the daemon's health route until the dev server answered 200. */
+/**
+ * Polls the daemon's health route until the dev server answered 200 (or, with `listening`, until the
+ * daemon answers at all: it seeds the project before it listens, so its manifest is then right).
+ */
 export async function waitReady(
   upstream: string,
   options: {
@@ -20,6 +23,7 @@ export async function waitReady(
     signal?: AbortSignal;
     intervalMs?: number;
     isDead?: () => string | undefined;
+    listening?: boolean;
   },
 ): Promise<void> {
   const deadline = Date.now() + options.timeoutMs;
@@ -32,7 +36,7 @@ export async function waitReady(
     try {
       const res = await fetch(`${upstream}/__preview/health`, { signal: AbortSignal.timeout(2000) });
       const text = await res.text();
-      if (res.status === 200) return;
+      if (res.status === 200 || (options.listening && res.status === 503)) return;
       last = `${res.status} ${text.slice(0, 300)}`;
     } catch (e) {
       last = (e as Error).message;
@@ -40,7 +44,7 @@ export async function waitReady(
     if (Date.now() > deadline)
       throw new TimeoutError(`preview not ready after ${options.timeoutMs} ms (last health answer: ${last})`);
     await new Promise((r) => setTimeout(r, interval));
-    interval = Math.min(interval * 1.5, 200);
+    interval = Math.min(interval * 1.5, 40);
   }
 }
 

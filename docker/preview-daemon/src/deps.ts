@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import {
   existsSync,
   lstatSync,
+  mkdirSync,
   readFileSync,
   realpathSync,
   rmSync,
@@ -68,6 +69,7 @@ export async function ensureDeps(opts: DepsOptions): Promise<string | undefined>
   opts.onInstalling();
   if (current !== 'missing') rmSync(nm, { recursive: true, force: true });
   await npmInstall(opts);
+  mkdirSync(nm, { recursive: true }); // npm creates none when there is nothing to install
   writeFileSync(join(nm, MARKER), hash);
   return hash;
 }

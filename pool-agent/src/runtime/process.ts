@@ -109,6 +109,8 @@ export class ProcessRuntime implements ContainerRuntime {
       PREVIEW_TEMPLATE: spec.template,
       PREVIEW_DAEMON_TOKEN: spec.daemonToken,
       PREVIEW_DAEMON_PORT: String(port),
+      // The host network is shared: keep the daemon off other interfaces.
+      PREVIEW_DAEMON_HOST: '127.0.0.1',
     };
     let cmd: string;
     let args: string[];

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import {
   createServer,
   request as httpRequest,
@@ -132,6 +132,9 @@ export interface FakeMachinesApi {
 const here = dirname(fileURLToPath(import.meta.url));
 /** The built preview-daemon (branch `daemon`): `npm run build -w docker/preview-daemon`. */
 export const DAEMON_ENTRY = resolve(here, '../../../docker/preview-daemon/dist/daemon.mjs');
+/** The starter templates the daemon seeds an empty project from. */
+export const TEMPLATES_DIR = resolve(here, '../../../templates');
+const REPO_NODE_MODULES = resolve(here, '../../../node_modules');
 
 function freePort(): Promise<number> {
   return new Promise((res, rej) => {
@@ -150,21 +153,43 @@ function freePort(): Promise<number> {
  * entrypoint does inside a real machine.
  */
 export function daemonRunner(
-  options: { entry?: string; nodeArgs?: string[]; extraEnv?: Record<string, string> } = {},
+  options: {
+    entry?: string;
+    nodeArgs?: string[];
+    nodeModules?: string;
+    extraEnv?: Record<string, string>;
+  } = {},
 ): MachineRunner {
   const entry = options.entry ?? DAEMON_ENTRY;
   return async (machine) => {
     const port = await freePort();
     const dir = await mkdtemp(join(tmpdir(), `fly-fake-${machine.id}-`));
+    const projectDir = join(dir, 'project');
+    // In the image the template's dependencies are installed; on the host the project resolves
+    // them (vite, react) upward from its directory, through this link to the repo's node_modules.
+    await symlink(options.nodeModules ?? REPO_NODE_MODULES, join(dir, 'node_modules'), 'dir');
+    const guestProject = machine.config.env?.['PREVIEW_PROJECT_DIR'] ?? '/project';
+    // Fly writes `config.files` into the machine before its process starts; here the guest's
+    // project directory maps onto this machine's temporary one.
+    for (const f of machine.config.files ?? []) {
+      if (!f.guest_path?.startsWith(`${guestProject}/`) || f.raw_value === undefined) continue;
+      const target = resolve(projectDir, f.guest_path.slice(guestProject.length + 1));
+      if (!target.startsWith(`${projectDir}/`)) continue;
+      await mkdir(dirname(target), { recursive: true });
+      await writeFile(target, Buffer.from(f.raw_value, 'base64'));
+    }
     let out = '';
     const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), entry], {
       env: {
         PATH: process.env['PATH'] ?? '/usr/bin:/bin',
         HOME: dir,
         ...machine.config.env,
+        PREVIEW_TEMPLATES_DIR: TEMPLATES_DIR,
+        PREVIEW_CACHE_DIR: join(dir, 'cache'),
+        PREVIEW_DAEMON_HOST: '127.0.0.1',
         ...options.extraEnv,
         PREVIEW_DAEMON_PORT: String(port),
-        PREVIEW_PROJECT_DIR: join(dir, 'project'),
+        PREVIEW_PROJECT_DIR: projectDir,
         FLY_MACHINE_ID: machine.id,
         FLY_APP_NAME: 'fake',
       },

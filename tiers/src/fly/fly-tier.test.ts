@@ -8,7 +8,13 @@ import {
   TIER_CONTRACT_CASES,
   type TierContractCase,
 } from '../contract.case.test.ts';
-import { CapacityError, InvalidInputError, NotFoundError, PreviewError } from '../errors.ts';
+import {
+  CapacityError,
+  InvalidInputError,
+  NotFoundError,
+  PreviewError,
+  TierUnavailableError,
+} from '../errors.ts';
 import type { Tier } from '../types.ts';
 import {
   DAEMON_ENTRY,
@@ -50,7 +56,10 @@ async function tierOn(fake: FakeMachinesApi, extra: Partial<FlyTierOptions> = {}
 async function daemonServesSync(): Promise<boolean> {
   const p = await runner({
     id: 'probe',
-    config: { image: 'x', env: { PREVIEW_TEMPLATE: 'vite-vanilla', PREVIEW_DAEMON_TOKEN: 'probe-token' } },
+    config: {
+      image: 'x',
+      env: { PREVIEW_TEMPLATE: 'vite-vanilla', PREVIEW_DAEMON_TOKEN: 'probe-token-0123456789' },
+    },
   });
   if (!p) return false;
   try {
@@ -64,7 +73,7 @@ async function daemonServesSync(): Promise<boolean> {
     }
     return await new Promise<boolean>((r) => {
       const ws = new WebSocket(`ws://127.0.0.1:${p.port}/__preview/sync`, {
-        headers: { authorization: 'Bearer probe-token' },
+        headers: { authorization: 'Bearer probe-token-0123456789' },
       });
       ws.once('open', () => {
         ws.close();
@@ -109,7 +118,7 @@ runTierContract({
 describe('fly tier specifics', () => {
   let fake: FakeMachinesApi;
   let tier: Tier;
-  // With the placeholder daemon there is nothing to sync files to, so these use an empty project.
+  // An empty project: the daemon seeds it from the template, as on a warm machine.
   const spec = (over = {}) => contractSpec({ files: {}, ...over });
 
   beforeAll(async () => {
@@ -170,6 +179,8 @@ describe('fly tier specifics', () => {
       });
       expect(res.status).toBe(200);
       // Creating the same preview again adopts its machine instead of making a second one.
+      const seeded = await fetch(`${p.upstream}/`, { headers: { 'fly-force-instance-id': p.instanceId } });
+      expect(seeded.status).toBe(200);
       const again = await tier.create(s);
       expect(again).toEqual(p);
       expect(fake.machines().filter((x) => x.config?.metadata?.['preview_id'] === s.previewId)).toHaveLength(
@@ -177,6 +188,37 @@ describe('fly tier specifics', () => {
       );
     } finally {
       fake.setRegionCapacity('ams', true);
+      await tier.destroy(s.previewId);
+    }
+  });
+
+  it("serves the user's files through the edge, and an apply changes what it serves", async () => {
+    if (!hasSync) return expect(NO_DAEMON).toBeTruthy();
+    const s = contractSpec({
+      files: {
+        'index.html':
+          '<!doctype html><html><body><p>marker-7f3a</p><script type="module" src="/main.js"></script></body></html>',
+        'main.js': 'export const v = "first";\n',
+      },
+    });
+    const p = await tier.create(s);
+    if (p.tier !== 'fly') throw new Error('wrong tier');
+    try {
+      const get = (path: string) =>
+        fetch(`${p.upstream}${path}`, { headers: { 'fly-force-instance-id': p.instanceId } }).then((r) =>
+          r.text(),
+        );
+      expect(await get('/')).toContain('marker-7f3a');
+      expect(await get('/main.js')).toContain('first');
+      const ack = await tier.apply(s.previewId, {
+        type: 'batch',
+        seq: 1,
+        ops: [{ op: 'put', path: 'main.js', content: 'export const v = "second";\n', encoding: 'utf8' }],
+      });
+      expect(ack).toEqual({ type: 'ack', seq: 1, stage: 'applied' });
+      // On disk at the ack; the dev server's watcher then invalidates its cached transform.
+      await expect.poll(() => get('/main.js'), { timeout: 20_000, interval: 100 }).toContain('second');
+    } finally {
       await tier.destroy(s.previewId);
     }
   });
@@ -233,6 +275,19 @@ describe('fly tier specifics', () => {
       tier.apply('nope', { type: 'batch', seq: 1, ops: [{ op: 'delete', path: 'a' }] }),
     ).rejects.toBeInstanceOf(NotFoundError);
     await expect(tier.create({ ...spec(), previewId: 'bad id!' })).rejects.toBeInstanceOf(InvalidInputError);
+  });
+
+  it('a project too large to write into a machine is TierUnavailable, and creates nothing', async () => {
+    const small = await tierOn(fake, { maxInlineFilesBytes: 16 });
+    const before = fake.machines().length;
+    try {
+      const err = await small.create(contractSpec()).catch((e) => e);
+      expect(err).toBeInstanceOf(TierUnavailableError);
+      expect(err.code).toBe('fly_project_too_large');
+      expect(fake.machines()).toHaveLength(before);
+    } finally {
+      await small.close();
+    }
   });
 
   it('a create whose machine never becomes reachable destroys the machine it made', async () => {

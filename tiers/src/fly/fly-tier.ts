@@ -1,6 +1,13 @@
 import { createHmac } from 'node:crypto';
 import { Cleanup } from '../cleanup.ts';
-import { CapacityError, InvalidInputError, NotFoundError, PreviewError, TimeoutError } from '../errors.ts';
+import {
+  CapacityError,
+  InvalidInputError,
+  NotFoundError,
+  PreviewError,
+  TierUnavailableError,
+  TimeoutError,
+} from '../errors.ts';
 import type {
   CallOptions,
   Placement,
@@ -19,7 +26,7 @@ import {
   FlyMachinesClient,
 } from './machines-client.ts';
 import { sleep } from './retry.ts';
-import { filesToBatches, PreviewId, parsePreviewSpec } from './spec.ts';
+import { PreviewId, parsePreviewSpec } from './spec.ts';
 
 /**
  * The `fly` tier: one Fly Machine per preview, created through the Machines API, running the
@@ -57,6 +64,11 @@ export interface FlyTierOptions {
   readyTimeoutMs?: number;
   /** How often the daemon's health route is polled (default 150 ms). */
   pollMs?: number;
+  /**
+   * Largest project (decoded bytes) written into the machine at boot through Fly's `config.files`
+   * (default 2 MiB). A larger project is refused with `TierUnavailableError` so placement moves on.
+   */
+  maxInlineFilesBytes?: number;
   fetch?: typeof fetch;
 }
 
@@ -66,6 +78,7 @@ interface Known {
   applyChannel?: Promise<SyncChannel>;
 }
 
+const PROJECT_DIR = '/project';
 const LIVE = new Set([
   'created',
   'starting',
@@ -103,6 +116,7 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
   const readyTimeoutMs = options.readyTimeoutMs ?? 120_000;
   const pollMs = options.pollMs ?? 150;
   const doFetch = options.fetch ?? fetch;
+  const maxInlineFilesBytes = options.maxInlineFilesBytes ?? 2 * 1024 * 1024;
   const known = new Map<string, Known>();
   const channels = new Set<SyncChannel>();
   let closed = false;
@@ -147,17 +161,17 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
   async function health(
     machineId: string,
     signal?: AbortSignal,
-  ): Promise<{ status: number; phase?: string } | undefined> {
+  ): Promise<{ status: number; phase?: string; message?: string } | undefined> {
     try {
       const t = AbortSignal.timeout(5_000);
       const res = await doFetch(`${appUrl}/__preview/health`, {
         headers: edgeHeaders(machineId),
         signal: signal ? AbortSignal.any([signal, t]) : t,
       });
-      const body = (await res.json().catch(() => ({}))) as { phase?: string };
+      const body = (await res.json().catch(() => ({}))) as { phase?: string; message?: string };
       // The edge answers for itself (no daemon behind it yet) without the daemon's JSON.
       if (body.phase === undefined && res.status !== 200) return undefined;
-      return { status: res.status, phase: body.phase };
+      return { status: res.status, phase: body.phase, message: body.message };
     } catch {
       if (signal?.aborted) throw signal.reason;
       return undefined;
@@ -166,12 +180,15 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
 
   async function waitDaemon(machineId: string, ready: boolean, timeoutMs: number, signal?: AbortSignal) {
     const deadline = Date.now() + timeoutMs;
-    let last: { status: number; phase?: string } | undefined;
+    let last: { status: number; phase?: string; message?: string } | undefined;
     while (Date.now() < deadline) {
       last = await health(machineId, signal);
       if (last && (!ready || last.status === 200)) return;
       if (last?.phase === 'error' && ready)
-        throw new PreviewError('preview_error', `the preview's dev server failed on machine ${machineId}`);
+        throw new PreviewError(
+          'preview_error',
+          `the preview's dev server failed on machine ${machineId}: ${last.message ?? 'no message'}`,
+        );
       await sleep(pollMs, signal);
     }
     throw new TimeoutError(
@@ -205,15 +222,42 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
     return p;
   }
 
+  /**
+   * The project goes into the machine at boot as Fly `files` (base64, under /project), not over the
+   * sync socket: the daemon treats every seq it has seen as a replay, so an initial load sent as
+   * batches would use up sequence numbers that belong to the editor's edits.
+   */
+  function projectFiles(files: PreviewSpec['files']): NonNullable<FlyMachineConfig['files']> {
+    const out: NonNullable<FlyMachineConfig['files']> = [];
+    let bytes = 0;
+    for (const [path, v] of Object.entries(files)) {
+      const buf =
+        typeof v === 'string' || v.encoding === 'utf8'
+          ? Buffer.from(typeof v === 'string' ? v : v.content, 'utf8')
+          : Buffer.from(v.content, 'base64');
+      bytes += buf.length;
+      out.push({ guest_path: `${PROJECT_DIR}/${path}`, raw_value: buf.toString('base64') });
+    }
+    if (bytes > maxInlineFilesBytes)
+      throw new TierUnavailableError(
+        'fly',
+        `project is ${bytes} bytes; the fly tier writes at most ${maxInlineFilesBytes} bytes into a new machine`,
+        { code: 'fly_project_too_large' },
+      );
+    return out;
+  }
+
   function machineConfig(spec: PreviewSpec): FlyMachineConfig {
+    const files = projectFiles(spec.files);
     return {
       image: options.image,
+      ...(files.length ? { files } : {}),
       env: {
         ...spec.env,
         PREVIEW_TEMPLATE: spec.template,
         PREVIEW_DAEMON_TOKEN: tokenFor(spec.previewId),
         PREVIEW_DAEMON_PORT: String(daemonPort),
-        PREVIEW_PROJECT_DIR: '/project',
+        PREVIEW_PROJECT_DIR: PROJECT_DIR,
       },
       metadata: {
         preview_id: spec.previewId,
@@ -251,19 +295,6 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
       auto_destroy: true,
       stop_config: { signal: 'SIGTERM', timeout: '10s' },
     };
-  }
-
-  async function pushFiles(previewId: string, k: Known, files: PreviewSpec['files'], signal?: AbortSignal) {
-    const batches = filesToBatches(files);
-    if (!batches.length) return;
-    const ch = await applyChannel(previewId, k, signal);
-    // Seq 0 marks the initial load; the editor's own batches start at 1.
-    for (const ops of batches)
-      await sendAndAwaitAck(
-        ch,
-        { type: 'batch', seq: 0, ops },
-        { signal, timeoutMs: readyTimeoutMs || 60_000 },
-      );
   }
 
   const placementOf = (previewId: string, m: FlyMachine): Placement => ({
@@ -327,7 +358,6 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
           timeoutMs: startTimeoutMs,
         });
         await waitDaemon(m.id, false, startTimeoutMs, signal);
-        await pushFiles(spec.previewId, k, spec.files, signal);
         if (readyTimeoutMs > 0) await waitDaemon(m.id, true, readyTimeoutMs, signal);
         return placementOf(spec.previewId, m);
       } catch (e) {

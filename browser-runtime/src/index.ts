@@ -1,0 +1,2 @@
+export * from './mount.ts';
+export * from './runtimes/index.ts';

@@ -1,0 +1,95 @@
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Builds what a host serves for the bundler runtime (Node only; `@preview/browser-runtime/assets`):
+ * the worker, the service worker, esbuild.wasm, and an offline vendor copy of React as ESM with its
+ * import map. Paths are relative to where the host serves them (default: the origin's root).
+ *
+ * @example
+ * const { files, importMap } = await buildBundlerAssets({ base: '/' });
+ * for (const [path, body] of files) await writeFile(join('public', path), body);
+ */
+export const VENDOR_SPECIFIERS = [
+  'react',
+  'react/jsx-runtime',
+  'react/jsx-dev-runtime',
+  'react-dom',
+  'react-dom/client',
+];
+
+const here = dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+
+export async function buildBundlerAssets(options: { base?: string; specifiers?: string[] } = {}): Promise<{
+  files: Map<string, string | Uint8Array>;
+  importMap: Record<string, string>;
+}> {
+  const esbuild = await import('esbuild');
+  const base = options.base ?? '/';
+  const specifiers = options.specifiers ?? VENDOR_SPECIFIERS;
+  const files = new Map<string, string | Uint8Array>();
+
+  const scripts = await esbuild.build({
+    entryPoints: {
+      'preview-bundler-worker': join(here, 'worker.ts'),
+      'preview-sw': join(here, 'service-worker.ts'),
+    },
+    bundle: true,
+    write: false,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    outdir: '/out',
+    logLevel: 'silent',
+  });
+  for (const f of scripts.outputFiles) files.set(f.path.replace('/out/', ''), f.text);
+  files.set('esbuild.wasm', await readFile(require.resolve('esbuild-wasm/esbuild.wasm')));
+
+  // CommonJS packages have no static export list, so each vendor entry names its exports.
+  const entries: Record<string, string> = {};
+  const importMap: Record<string, string> = {};
+  for (const spec of specifiers) {
+    const mod = require(spec) as Record<string, unknown>;
+    const names = Object.keys(mod).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n) && n !== 'default');
+    const name = spec.replace(/[^a-z0-9]+/gi, '_');
+    entries[name] =
+      `import M from ${JSON.stringify(spec)};\nexport default M;\n` +
+      (names.length ? `export const { ${names.join(', ')} } = M;\n` : '');
+    importMap[spec] = `${base}vendor/${name}.js`;
+  }
+  const vendor = await esbuild.build({
+    stdin: undefined,
+    entryPoints: Object.keys(entries).map((n) => ({ in: `vendor-entry:${n}`, out: n })),
+    bundle: true,
+    splitting: true,
+    write: false,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    outdir: '/out',
+    define: { 'process.env.NODE_ENV': '"development"' },
+    logLevel: 'silent',
+    plugins: [
+      {
+        name: 'vendor-entries',
+        setup(b) {
+          b.onResolve({ filter: /^vendor-entry:/ }, (a) => ({
+            path: a.path.slice('vendor-entry:'.length),
+            namespace: 'vendor-entry',
+          }));
+          b.onLoad({ filter: /.*/, namespace: 'vendor-entry' }, (a) => ({
+            contents: entries[a.path],
+            resolveDir: here,
+            loader: 'js',
+          }));
+        },
+      },
+    ],
+  });
+  for (const f of vendor.outputFiles) files.set(`vendor/${f.path.replace('/out/', '')}`, f.text);
+  files.set('vendor/importmap.json', JSON.stringify({ imports: importMap }, null, 2));
+  return { files, importMap };
+}

@@ -1,0 +1,178 @@
+import type { BuildOptions, BuildResult, Message, OutputFile, Plugin } from 'esbuild-wasm';
+
+/** The part of esbuild's API the bundler uses: esbuild-wasm in the browser, native esbuild in Node. */
+export interface EsbuildLike {
+  build(options: BuildOptions & { write: false }): Promise<BuildResult & { outputFiles: OutputFile[] }>;
+}
+
+export type SourceFiles = Map<string, string | Uint8Array>;
+
+export interface BuiltPreview {
+  /** The page, rewritten to load the bundle and the import map. */
+  html: string;
+  js: string;
+  css: string;
+  /** Files served as they are (images, fonts, public/…). */
+  assets: Map<string, string | Uint8Array>;
+}
+
+export class BuildError extends Error {
+  readonly errors: string[];
+  constructor(errors: string[]) {
+    super(`build failed: ${errors.slice(0, 3).join('; ')}`);
+    this.name = 'BuildError';
+    this.errors = errors;
+  }
+}
+
+const CODE = /\.(m?[jt]sx?|css|json)$/;
+const EXTENSIONS = ['', '.tsx', '.ts', '.jsx', '.js', '.mjs', '.css', '.json'];
+const INDEXES = ['/index.tsx', '/index.ts', '/index.jsx', '/index.js'];
+const ENTRY_FALLBACKS = [
+  'src/main.tsx',
+  'src/main.ts',
+  'src/main.jsx',
+  'src/main.js',
+  'src/index.tsx',
+  'src/index.jsx',
+  'src/index.js',
+  'index.js',
+  'main.js',
+];
+
+function normalize(path: string): string {
+  const out: string[] = [];
+  for (const seg of path.split('/')) {
+    if (!seg || seg === '.') continue;
+    if (seg === '..') out.pop();
+    else out.push(seg);
+  }
+  return out.join('/');
+}
+const dirOf = (p: string) => (p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '');
+
+function loaderFor(path: string): 'js' | 'jsx' | 'ts' | 'tsx' | 'css' | 'json' | 'dataurl' | 'text' {
+  const ext = /\.([a-z0-9]+)$/i.exec(path)?.[1]?.toLowerCase() ?? '';
+  if (ext === 'js' || ext === 'mjs' || ext === 'cjs') return 'jsx'; // JSX in .js is common in generated apps
+  if (ext === 'jsx' || ext === 'ts' || ext === 'tsx' || ext === 'css' || ext === 'json') return ext;
+  if (['svg', 'png', 'jpg', 'jpeg', 'gif', 'webp', 'ico', 'woff', 'woff2'].includes(ext)) return 'dataurl';
+  return 'text';
+}
+
+const SCRIPT_RE =
+  /<script\b[^>]*\btype\s*=\s*["']module["'][^>]*\bsrc\s*=\s*["']([^"']+)["'][^>]*>\s*<\/script>/i;
+
+/** The module entry named by index.html, or a conventional one. */
+export function findEntry(files: SourceFiles): { entry: string; html: string } {
+  const rawHtml = files.get('index.html');
+  const html =
+    typeof rawHtml === 'string'
+      ? rawHtml
+      : rawHtml
+        ? new TextDecoder().decode(rawHtml)
+        : '<!doctype html><html><head><meta charset="utf-8"></head><body><div id="root"></div><div id="app"></div></body></html>';
+  const m = SCRIPT_RE.exec(html);
+  if (m?.[1]) {
+    const entry = normalize(m[1].replace(/^\.\//, ''));
+    if (files.has(entry)) return { entry, html: html.replace(m[0], '') };
+    throw new BuildError([`index.html loads "${m[1]}", which is not in the project`]);
+  }
+  const entry = ENTRY_FALLBACKS.find((f) => files.has(f));
+  if (!entry)
+    throw new BuildError(['no entry: index.html has no <script type="module" src> and no src/main.* exists']);
+  return { entry, html };
+}
+
+/** Builds the project in memory: bare imports come from the vendor import map, everything else from `files`. */
+export async function buildProject(
+  esbuild: EsbuildLike,
+  files: SourceFiles,
+  options: { vendor: Record<string, string>; previewId: string },
+): Promise<BuiltPreview> {
+  const { entry, html } = findEntry(files);
+  const vendor = options.vendor;
+  const vfs: Plugin = {
+    name: 'preview-vfs',
+    setup(b) {
+      b.onResolve({ filter: /.*/ }, (args) => {
+        if (args.kind === 'entry-point') return { path: entry, namespace: 'vfs' };
+        const spec = args.path;
+        if (/^(\.{1,2}\/|\/)/.test(spec)) {
+          const base = spec.startsWith('/')
+            ? normalize(spec)
+            : normalize(`${args.resolveDir.replace(/^\//, '')}/${spec}`);
+          for (const cand of [...EXTENSIONS.map((e) => base + e), ...INDEXES.map((e) => base + e)])
+            if (files.has(cand)) return { path: cand, namespace: 'vfs' };
+          return { errors: [{ text: `cannot find "${spec}" (imported by ${args.importer})` }] };
+        }
+        if (/^(https?:|data:)/.test(spec)) return { path: spec, external: true };
+        if (vendor[spec]) return { path: spec, external: true };
+        const pkg = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
+        return {
+          errors: [
+            {
+              text: `package "${spec}" is not available offline (the bundler runtime ships ${Object.keys(vendor).join(', ') || 'no packages'}; "${pkg}" needs a server tier)`,
+            },
+          ],
+        };
+      });
+      b.onLoad({ filter: /.*/, namespace: 'vfs' }, (args) => {
+        const v = files.get(args.path);
+        if (v === undefined) return { errors: [{ text: `missing ${args.path}` }] };
+        return { contents: v, loader: loaderFor(args.path), resolveDir: `/${dirOf(args.path)}` };
+      });
+    },
+  };
+  let result: BuildResult & { outputFiles: OutputFile[] };
+  try {
+    result = await esbuild.build({
+      entryPoints: [entry],
+      bundle: true,
+      write: false,
+      format: 'esm',
+      target: 'es2022',
+      outdir: '/out',
+      entryNames: 'bundle',
+      jsx: 'automatic',
+      sourcemap: 'inline',
+      define: {
+        'process.env.NODE_ENV': '"development"',
+        'import.meta.env.DEV': 'true',
+        'import.meta.env.MODE': '"development"',
+      },
+      logLevel: 'silent',
+      plugins: [vfs],
+    });
+  } catch (e) {
+    const errors = (e as { errors?: Message[] }).errors;
+    throw new BuildError(
+      errors?.length
+        ? errors.map(
+            (m) =>
+              `${m.location ? `${m.location.file}:${m.location.line}:${m.location.column}: ` : ''}${m.text}`,
+          )
+        : [String(e)],
+    );
+  }
+  const js = result.outputFiles.find((f) => f.path.endsWith('.js'))?.text ?? '';
+  const css = result.outputFiles.find((f) => f.path.endsWith('.css'))?.text ?? '';
+  const assets = new Map<string, string | Uint8Array>();
+  for (const [p, v] of files) {
+    if (p === 'index.html' || CODE.test(p) || p === 'package.json') continue;
+    assets.set(p.startsWith('public/') ? p.slice('public/'.length) : p, v);
+  }
+  return { html: rewriteHtml(html, vendor, options.previewId), js, css, assets };
+}
+
+/** Injects the import map, the bundle, its CSS and the reload listener; URLs stay relative to the preview's scope. */
+export function rewriteHtml(html: string, vendor: Record<string, string>, previewId: string): string {
+  const head = [
+    `<script type="importmap">${JSON.stringify({ imports: vendor })}</script>`,
+    '<link rel="stylesheet" href="./__bundle.css">',
+    `<script>new BroadcastChannel(${JSON.stringify(`preview-bundler:${previewId}`)}).onmessage=(e)=>{if(e.data==='reload')location.reload()}</script>`,
+  ].join('');
+  const tail = '<script type="module" src="./__bundle.js"></script>';
+  let out = /<head[^>]*>/i.test(html) ? html.replace(/<head[^>]*>/i, (m) => m + head) : head + html;
+  out = /<\/body>/i.test(out) ? out.replace(/<\/body>/i, `${tail}</body>`) : out + tail;
+  return out;
+}

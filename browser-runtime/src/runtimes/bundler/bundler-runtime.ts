@@ -1,0 +1,260 @@
+import { PreviewError, type ProjectFiles, TimeoutError } from '@preview/tiers';
+import { checkPath, decodeFiles, Emitter } from '../files.ts';
+import {
+  type PreviewRuntime,
+  type RuntimeCallOptions,
+  type RuntimeEvents,
+  RuntimeUnavailableError,
+  type ServerReady,
+} from '../types.ts';
+import { BUNDLER_SCOPE, cacheName, type WorkerRequest, type WorkerResponse } from './protocol.ts';
+
+export interface BundlerRuntimeOptions {
+  /** Names the preview's scope: `<origin>/__preview-bundler/<previewId>/`. */
+  previewId: string;
+  /** The built `worker.ts` (default `/preview-bundler-worker.js`). */
+  workerUrl?: string;
+  /** The built `service-worker.ts`, served at the origin's root so its scope covers the previews (default `/preview-sw.js`). */
+  serviceWorkerUrl?: string;
+  /** esbuild-wasm's `esbuild.wasm`, served by the host (default `/esbuild.wasm`). */
+  wasmUrl?: string;
+  /**
+   * Import map for bare specifiers: `react` → URL of a vendored ESM build (see `buildVendor`).
+   * Packages not listed fail the build with a message naming them.
+   */
+  vendor?: Record<string, string>;
+  /** How long the service worker and esbuild-wasm may take to start (default 20 s) before RuntimeUnavailable. */
+  bootTimeoutMs?: number;
+}
+
+/**
+ * Runs a frontend project in the tab without any server: esbuild-wasm bundles it in a Web Worker,
+ * the result goes into Cache Storage, and a service worker serves it under the preview's scope.
+ * Works offline and needs no licence. Edits rebuild and reload the preview.
+ *
+ * @example
+ * const rt = new BundlerRuntime({ previewId, vendor: await (await fetch('/vendor/importmap.json')).json() });
+ * rt.on('server-ready', ({ url }) => (iframe.src = url));
+ * await rt.mount(files); await rt.install(); await rt.run();
+ */
+export class BundlerRuntime implements PreviewRuntime {
+  readonly kind = 'bundler' as const;
+  readonly #o: Required<BundlerRuntimeOptions>;
+  readonly #events = new Emitter<RuntimeEvents>();
+  readonly #files = new Map<string, string | Uint8Array>();
+  #worker: Worker | undefined;
+  #nextId = 1;
+  #pending = new Map<number, (r: WorkerResponse) => void>();
+  #ready: ServerReady | undefined;
+  #building: Promise<void> = Promise.resolve();
+  #tornDown = false;
+  #channel: BroadcastChannel | undefined;
+
+  constructor(options: BundlerRuntimeOptions) {
+    if (!options || !/^[a-zA-Z0-9_-]{1,64}$/.test(options.previewId ?? ''))
+      throw new PreviewError(
+        'invalid_option',
+        'BundlerRuntime: option "previewId" must be 1-64 of [a-zA-Z0-9_-]',
+      );
+    this.#o = {
+      workerUrl: '/preview-bundler-worker.js',
+      serviceWorkerUrl: '/preview-sw.js',
+      wasmUrl: '/esbuild.wasm',
+      vendor: {},
+      bootTimeoutMs: 20_000,
+      ...options,
+    };
+  }
+
+  get scopeUrl(): string {
+    return new URL(`${BUNDLER_SCOPE}${this.#o.previewId}/`, location.origin).href;
+  }
+
+  on<E extends keyof RuntimeEvents>(event: E, listener: (p: RuntimeEvents[E]) => void): () => void {
+    return this.#events.on(event, listener);
+  }
+
+  #alive() {
+    if (this.#tornDown) throw new PreviewError('runtime_torn_down', 'the runtime was torn down');
+  }
+
+  async mount(files: ProjectFiles): Promise<void> {
+    this.#alive();
+    for (const [p, v] of decodeFiles(files)) this.#files.set(p, v);
+  }
+
+  /** Starts the service worker and esbuild-wasm; throws RuntimeUnavailableError where they cannot run. */
+  async install(options: RuntimeCallOptions = {}): Promise<void> {
+    this.#alive();
+    if (this.#worker) return;
+    if (
+      typeof Worker === 'undefined' ||
+      typeof navigator === 'undefined' ||
+      !navigator.serviceWorker ||
+      typeof caches === 'undefined'
+    )
+      throw new RuntimeUnavailableError(
+        'bundler',
+        'this browser context has no Worker, service worker or Cache Storage (needs a secure context)',
+      );
+    const deadline = AbortSignal.timeout(this.#o.bootTimeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
+    try {
+      await withSignal(this.#registerServiceWorker(), signal);
+      this.#worker = new Worker(this.#o.workerUrl, { type: 'module' });
+      this.#worker.onmessage = (e: MessageEvent<WorkerResponse>) => {
+        const done = this.#pending.get(e.data.id);
+        this.#pending.delete(e.data.id);
+        done?.(e.data);
+      };
+      this.#worker.onerror = (e) => {
+        for (const [, done] of this.#pending)
+          done({ type: 'failed', id: -1, errors: [`worker error: ${e.message}`] });
+        this.#pending.clear();
+      };
+      const r = await withSignal(
+        this.#call({ type: 'init', id: 0, wasmUrl: new URL(this.#o.wasmUrl, location.href).href }),
+        signal,
+      );
+      if (r.type !== 'ready') throw new Error(r.type === 'failed' ? r.errors.join('; ') : 'unexpected reply');
+    } catch (e) {
+      this.#worker?.terminate();
+      this.#worker = undefined;
+      if (options.signal?.aborted) throw options.signal.reason;
+      throw new RuntimeUnavailableError('bundler', `bundler did not start: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+  }
+
+  async #registerServiceWorker(): Promise<void> {
+    const reg = await navigator.serviceWorker.register(this.#o.serviceWorkerUrl, { scope: BUNDLER_SCOPE });
+    const sw = reg.active ?? reg.waiting ?? reg.installing;
+    if (!sw) throw new Error('no service worker after register()');
+    if (sw.state === 'activated') return;
+    await new Promise<void>((resolve, reject) => {
+      sw.addEventListener('statechange', () => {
+        if (sw.state === 'activated') resolve();
+        if (sw.state === 'redundant') reject(new Error('service worker became redundant'));
+      });
+    });
+  }
+
+  #call(req: WorkerRequest): Promise<WorkerResponse> {
+    const id = req.type === 'init' ? 0 : this.#nextId++;
+    return new Promise((resolve) => {
+      this.#pending.set(id, resolve);
+      this.#worker!.postMessage({ ...req, id });
+    });
+  }
+
+  /** Builds the current files and publishes the result; a failed build keeps the last good one. */
+  async #build(): Promise<void> {
+    const r = await this.#call({
+      type: 'build',
+      id: 0,
+      previewId: this.#o.previewId,
+      files: [...this.#files],
+      vendor: this.#o.vendor,
+    });
+    if (r.type !== 'built') {
+      const err = new PreviewError(
+        'build_failed',
+        r.type === 'failed' ? r.errors.join('\n') : 'unexpected reply',
+      );
+      this.#events.emit('error', err);
+      throw err;
+    }
+    if (this.#tornDown) return;
+    const cache = await caches.open(cacheName(this.#o.previewId));
+    const base = this.scopeUrl;
+    const put = (path: string, body: string | Uint8Array, type: string) =>
+      cache.put(
+        new Request(new URL(path, base).href),
+        new Response(body as BodyInit, { headers: { 'content-type': type, 'cache-control': 'no-store' } }),
+      );
+    await Promise.all([
+      put('./', r.html, 'text/html; charset=utf-8'),
+      put('./index.html', r.html, 'text/html; charset=utf-8'),
+      put('./__bundle.js', r.js, 'text/javascript; charset=utf-8'),
+      put('./__bundle.css', r.css, 'text/css; charset=utf-8'),
+      ...r.assets.map(([p, v]) => put(`./${p}`, v, contentType(p))),
+    ]);
+  }
+
+  async run(options: RuntimeCallOptions = {}): Promise<ServerReady> {
+    this.#alive();
+    if (this.#ready) return this.#ready;
+    if (!this.#worker) await this.install(options);
+    await this.#build();
+    this.#channel = new BroadcastChannel(`preview-bundler:${this.#o.previewId}`);
+    this.#ready = { url: this.scopeUrl };
+    this.#events.emit('server-ready', this.#ready);
+    return this.#ready;
+  }
+
+  async writeFile(path: string, content: string | Uint8Array): Promise<void> {
+    this.#alive();
+    checkPath(path);
+    this.#files.set(path, content);
+    if (!this.#ready) return;
+    // One build at a time, in order; each sees every write made before it started.
+    const next = this.#building.then(async () => {
+      if (this.#tornDown) return;
+      await this.#build();
+      this.#channel?.postMessage('reload');
+    });
+    this.#building = next.catch(() => {});
+    await next.catch(() => {}); // reported through the 'error' event
+  }
+
+  async teardown(): Promise<void> {
+    if (this.#tornDown) return;
+    this.#tornDown = true;
+    this.#worker?.terminate();
+    this.#worker = undefined;
+    for (const [, done] of this.#pending) done({ type: 'failed', id: -1, errors: ['torn down'] });
+    this.#pending.clear();
+    if (typeof caches !== 'undefined') await caches.delete(cacheName(this.#o.previewId));
+    this.#channel?.postMessage('reload');
+    this.#channel?.close();
+    this.#events.clear();
+    this.#ready = undefined;
+  }
+}
+
+function contentType(path: string): string {
+  const ext = /\.([a-z0-9]+)$/i.exec(path)?.[1]?.toLowerCase();
+  const types: Record<string, string> = {
+    svg: 'image/svg+xml',
+    png: 'image/png',
+    jpg: 'image/jpeg',
+    jpeg: 'image/jpeg',
+    gif: 'image/gif',
+    webp: 'image/webp',
+    ico: 'image/x-icon',
+    woff: 'font/woff',
+    woff2: 'font/woff2',
+    txt: 'text/plain; charset=utf-8',
+    html: 'text/html; charset=utf-8',
+  };
+  return (ext && types[ext]) || 'application/octet-stream';
+}
+
+function withSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason ?? new TimeoutError('aborted'));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason ?? new TimeoutError('aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}

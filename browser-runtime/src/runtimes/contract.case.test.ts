@@ -1,0 +1,188 @@
+/**
+ * The one contract every `PreviewRuntime` passes. Not run on its own (vitest excludes
+ * `*.case.test.ts`): each implementation's test calls `runRuntimeContract`; a skip carries its reason.
+ *
+ * @example
+ * runRuntimeContract({
+ *   name: 'process (Vite in a child process)',
+ *   create: async () => ({ runtime: new ProcessRuntime(), render: (url, text) => renderIn(page, url, text) }),
+ * });
+ */
+import { InvalidInputError, type ProjectFiles } from '@preview/tiers';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { PreviewRuntime, ServerReady } from './types.ts';
+
+export const RUNTIME_CONTRACT_CASES = [
+  'vanilla project serves and renders',
+  'writeFile changes what renders',
+  'react project with JSX, TSX, CSS and react renders',
+  'a broken module reports an error',
+  'bad paths are rejected',
+  'teardown is repeat-safe',
+] as const;
+export type RuntimeContractCase = (typeof RUNTIME_CONTRACT_CASES)[number];
+
+export interface RuntimeContractSubject {
+  runtime: PreviewRuntime;
+  /** Loads `url` afresh and returns the page's body text once it contains `waitFor` (or what it has at the timeout). */
+  render(url: string, waitFor: string): Promise<string>;
+  cleanup?: () => Promise<void>;
+}
+
+export interface RuntimeContractOptions {
+  name: string;
+  create: () => Promise<RuntimeContractSubject>;
+  skip?: Partial<Record<RuntimeContractCase, string>>;
+  timeoutMs?: number;
+}
+
+export const VANILLA_PROJECT: ProjectFiles = {
+  'index.html':
+    '<!doctype html><html><head><title>v</title></head><body><div id="app"></div><script type="module" src="/src/main.js"></script></body></html>',
+  'src/main.js':
+    "import './style.css';\nimport { message } from './message.js';\ndocument.querySelector('#app').textContent = 'vanilla:' + message;\n",
+  'src/message.js': "export const message = 'one';\n",
+  'src/style.css': '#app { color: rgb(1, 2, 3); }\n',
+  'package.json': JSON.stringify({
+    name: 'contract-vanilla',
+    private: true,
+    type: 'module',
+    scripts: { dev: 'vite' },
+  }),
+};
+
+export const REACT_PROJECT: ProjectFiles = {
+  'index.html':
+    '<!doctype html><html><head><title>r</title></head><body><div id="root"></div><script type="module" src="/src/main.jsx"></script></body></html>',
+  'src/main.jsx':
+    "import { createRoot } from 'react-dom/client';\nimport { App } from './App.tsx';\nimport './app.css';\ncreateRoot(document.getElementById('root')).render(<App name=\"contract\" />);\n",
+  'src/App.tsx':
+    'import { useState } from \'react\';\ninterface Props { name: string }\nexport function App({ name }: Props) {\n  const [n] = useState<number>(2);\n  return <main className="app">react:{name}:{n * 21}</main>;\n}\n',
+  'src/app.css': '.app { color: rgb(4, 5, 6); }\n',
+  'package.json': JSON.stringify({
+    name: 'contract-react',
+    private: true,
+    type: 'module',
+    scripts: { dev: 'vite' },
+    dependencies: { react: '^19.0.0', 'react-dom': '^19.0.0' },
+    devDependencies: { vite: '^8.0.0', '@vitejs/plugin-react': '^6.0.0' },
+  }),
+  'vite.config.js':
+    "import react from '@vitejs/plugin-react';\nimport { defineConfig } from 'vite';\nexport default defineConfig({ plugins: [react()] });\n",
+};
+
+export function runRuntimeContract(options: RuntimeContractOptions): void {
+  const skip = options.skip ?? {};
+  for (const [k, reason] of Object.entries(skip)) {
+    if (!(RUNTIME_CONTRACT_CASES as readonly string[]).includes(k))
+      throw new Error(`skip: unknown case "${k}"`);
+    if (typeof reason !== 'string' || reason.trim().length < 3)
+      throw new Error(`skip["${k}"]: a skip must carry a reason string`);
+  }
+  const timeout = options.timeoutMs ?? 120_000;
+
+  describe(`PreviewRuntime contract: ${options.name}`, () => {
+    const live: RuntimeContractSubject[] = [];
+    const make = async () => {
+      const s = await options.create();
+      live.push(s);
+      return s;
+    };
+    const start = async (files: ProjectFiles) => {
+      const s = await make();
+      const ready: ServerReady[] = [];
+      s.runtime.on('server-ready', (e) => ready.push(e));
+      await s.runtime.mount(files);
+      await s.runtime.install();
+      const r = await s.runtime.run();
+      return { s, r, ready };
+    };
+
+    afterEach(async () => {
+      const errors: unknown[] = [];
+      for (const s of live.splice(0)) {
+        await s.runtime.teardown().catch((e) => errors.push(e));
+        await s.cleanup?.().catch((e) => errors.push(e));
+      }
+      if (errors.length) throw new AggregateError(errors, 'runtime contract teardown failed');
+    }, timeout);
+
+    const test = (name: RuntimeContractCase, fn: () => Promise<void>) => {
+      const reason = skip[name];
+      if (reason) it.skip(`${name} (skipped: ${reason})`, fn);
+      else it(name, fn, timeout);
+    };
+
+    test('vanilla project serves and renders', async () => {
+      const { s, r, ready } = await start(VANILLA_PROJECT);
+      expect(() => new URL(r.url)).not.toThrow();
+      expect(ready).toEqual([r]);
+      expect(await s.render(r.url, 'vanilla:one')).toContain('vanilla:one');
+    });
+
+    test('writeFile changes what renders', async () => {
+      const { s, r } = await start(VANILLA_PROJECT);
+      expect(await s.render(r.url, 'vanilla:one')).toContain('vanilla:one');
+      await s.runtime.writeFile('src/message.js', "export const message = 'two';\n");
+      await expect
+        .poll(() => s.render(r.url, 'vanilla:two'), { timeout: timeout / 2, interval: 250 })
+        .toContain('vanilla:two');
+      // A new file, imported by an edited one.
+      await s.runtime.writeFile('src/extra/deep.js', "export const extra = 'deep';\n");
+      await s.runtime.writeFile(
+        'src/main.js',
+        "import { extra } from './extra/deep.js';\ndocument.querySelector('#app').textContent = 'vanilla:' + extra;\n",
+      );
+      await expect
+        .poll(() => s.render(r.url, 'vanilla:deep'), { timeout: timeout / 2, interval: 250 })
+        .toContain('vanilla:deep');
+    });
+
+    test('react project with JSX, TSX, CSS and react renders', async () => {
+      const { s, r } = await start(REACT_PROJECT);
+      expect(await s.render(r.url, 'react:contract:42')).toContain('react:contract:42');
+    });
+
+    test('a broken module reports an error', async () => {
+      const { s, r } = await start(VANILLA_PROJECT);
+      const errors: Error[] = [];
+      s.runtime.on('error', (e) => errors.push(e));
+      await s.runtime.writeFile('src/message.js', 'export const message = ;\n');
+      await expect
+        .poll(
+          async () => {
+            await s.render(r.url, 'never-there').catch(() => '');
+            return errors.length;
+          },
+          { timeout: timeout / 2, interval: 500 },
+        )
+        .toBeGreaterThan(0);
+      expect(errors[0]).toBeInstanceOf(Error);
+      // Fixing the file brings the preview back.
+      await s.runtime.writeFile('src/message.js', "export const message = 'fixed';\n");
+      await expect
+        .poll(() => s.render(r.url, 'vanilla:fixed'), { timeout: timeout / 2, interval: 250 })
+        .toContain('vanilla:fixed');
+    });
+
+    test('bad paths are rejected', async () => {
+      const s = await make();
+      await expect(s.runtime.mount({ '../escape.js': 'x' })).rejects.toBeInstanceOf(InvalidInputError);
+      await s.runtime.mount(VANILLA_PROJECT);
+      await expect(s.runtime.writeFile('/etc/passwd', 'x')).rejects.toBeInstanceOf(InvalidInputError);
+      await expect(s.runtime.writeFile('a/../../b', 'x')).rejects.toBeInstanceOf(InvalidInputError);
+      await expect(s.runtime.writeFile('node_modules/x/index.js', 'x')).rejects.toBeInstanceOf(
+        InvalidInputError,
+      );
+    });
+
+    test('teardown is repeat-safe', async () => {
+      const { s, r } = await start(VANILLA_PROJECT);
+      expect(await s.render(r.url, 'vanilla:one')).toContain('vanilla:one');
+      await s.runtime.teardown();
+      await s.runtime.teardown();
+      expect(await s.render(r.url, 'vanilla:one').catch(() => 'gone')).not.toContain('vanilla:one');
+      await expect(s.runtime.writeFile('src/a.js', 'x')).rejects.toThrow();
+    });
+  });
+}

@@ -1,0 +1,59 @@
+import { type ProjectFiles, TierUnavailableError } from '@preview/tiers';
+
+/**
+ * One interface for every way the editor can run a preview locally: WebContainers, the offline
+ * esbuild-wasm bundler, and (for tests and Node tooling) a child process running Vite.
+ *
+ * @example
+ * const rt: PreviewRuntime = new BundlerRuntime({ previewId });
+ * rt.on('server-ready', ({ url }) => (iframe.src = url));
+ * await rt.mount(files); await rt.install(); await rt.run();
+ * await rt.writeFile('src/App.tsx', source);
+ * await rt.teardown();
+ */
+export interface PreviewRuntime {
+  readonly kind: RuntimeKind;
+  /** Puts the project's files in place (replacing none that are not named). */
+  mount(files: ProjectFiles, options?: RuntimeCallOptions): Promise<void>;
+  /** Makes the project's dependencies available (npm install, a vendor copy, a link). */
+  install(options?: RuntimeCallOptions): Promise<void>;
+  /** Starts serving; resolves (and emits `server-ready`) with the URL to show. */
+  run(options?: RuntimeCallOptions): Promise<ServerReady>;
+  /** Writes one file; the running preview picks it up (HMR or reload). */
+  writeFile(path: string, content: string | Uint8Array): Promise<void>;
+  on<E extends keyof RuntimeEvents>(event: E, listener: (payload: RuntimeEvents[E]) => void): () => void;
+  /** Stops everything and frees resources. Repeat-safe. */
+  teardown(): Promise<void>;
+}
+
+export type RuntimeKind = 'webcontainer' | 'bundler' | 'process';
+
+export interface ServerReady {
+  url: string;
+  port?: number;
+}
+
+export interface RuntimeEvents {
+  'server-ready': ServerReady;
+  error: Error;
+}
+
+export interface RuntimeCallOptions {
+  signal?: AbortSignal;
+}
+
+/**
+ * The runtime cannot run here (WebContainers did not boot in time, no cross-origin isolation, no
+ * service worker). `mountPreview` answers it by asking the router for a server tier.
+ */
+export class RuntimeUnavailableError extends TierUnavailableError {
+  readonly runtime: RuntimeKind;
+  constructor(runtime: RuntimeKind, message: string, options?: { cause?: unknown }) {
+    super('browser', message, { ...options, code: 'runtime_unavailable' });
+    this.name = 'RuntimeUnavailableError';
+    this.runtime = runtime;
+  }
+}
+
+export const isRuntimeUnavailable = (e: unknown): e is RuntimeUnavailableError =>
+  e instanceof Error && (e as { code?: string }).code === 'runtime_unavailable';
