@@ -6,6 +6,7 @@ import { signUserJwt } from '../src/auth/jwt.ts';
 import { newCredential, sha256 } from '../src/auth/secrets.ts';
 import { loadConfig } from '../src/config.ts';
 import { migrate } from '../src/db/migrate.ts';
+import type { NodeDirectory } from '../src/node-directory.ts';
 import type { Tiers } from '../src/previews.ts';
 import { createRouter, type PreviewRouter } from '../src/router.ts';
 
@@ -33,7 +34,7 @@ export interface Harness {
 export async function createHarness(
   o: {
     redis?: boolean;
-    tiers?: () => Tiers;
+    tiers?: (ctx: { nodeDirectory: NodeDirectory }) => Tiers;
     env?: Record<string, string>;
     db?: TestDatabase;
     databases?: boolean;
@@ -66,18 +67,17 @@ export async function createHarness(
       if (t && nodeId && 'nodeId' in t) (t as { nodeId: string }).nodeId = nodeId;
   };
   const make = async () => {
-    const tiers = o.tiers ? o.tiers() : {};
-    adopt(tiers);
-    tiersMade.push(tiers);
     const router = await createRouter({
       config,
       pool: db.pool,
       redis: r?.redis,
-      tiers,
+      tiers: o.tiers ?? {},
       databases,
       log: silent,
       jobs: false,
     });
+    adopt(router.tiers);
+    tiersMade.push(router.tiers);
     routers.push(router);
     return router;
   };

@@ -1,0 +1,140 @@
+import { randomBytes } from 'node:crypto';
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import {
+  type Agent,
+  createAgent,
+  createDockerRuntime,
+  type DockerRuntime,
+  loadConfig as loadAgentConfig,
+} from '@preview/pool-agent';
+import { launchChromium, TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
+import { createBrowserTier } from '@preview/tiers';
+import { createDockerTier } from '@preview/tiers/docker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bearer, createHarness, type Harness } from '../test/harness.ts';
+import { pickRuntime } from './embedded-agent.ts';
+
+// The image must hold the preview-daemon with installed templates (scripts/test-env.sh builds it).
+const IMAGE = process.env['ROUTER_TEST_IMAGE'] ?? TEST_PREVIEW_IMAGE;
+const hasImage = (await pickRuntime({ socketPath: '/var/run/docker.sock', image: IMAGE })) === 'docker';
+
+const FILES = {
+  'index.html':
+    '<!doctype html><html lang="en"><body><h1 id="t">hello</h1><script type="module" src="/src/main.js"></script></body></html>',
+  'src/main.js': "import './style.css';\ndocument.getElementById('t').dataset.booted = '1';\n",
+  'src/style.css': 'h1 { color: rgb(255, 0, 0); }\n',
+};
+
+describe.skipIf(!hasImage)(
+  `through the proxy, a real Vite client in Chromium gets HMR (docker tier, agent, ${IMAGE})`,
+  () => {
+    let h: Harness;
+    let server: http.Server;
+    let port: number;
+    let agent: Agent | undefined;
+    let runtime: DockerRuntime | undefined;
+
+    beforeAll(async () => {
+      h = await createHarness({
+        tiers: ({ nodeDirectory }) => ({
+          browser: createBrowserTier(),
+          docker: createDockerTier(nodeDirectory),
+        }),
+      });
+      server = serve({ fetch: h.router.app.fetch, hostname: '127.0.0.1', port: 0 }) as unknown as http.Server;
+      await new Promise((r) => server.once('listening', r));
+      h.router.attach(server);
+      port = (server.address() as AddressInfo).port;
+      const config = loadAgentConfig({
+        AGENT_PORT: '0',
+        NODE_NAME: `rt-${randomBytes(4).toString('hex')}`,
+        ROUTER_URL: `http://127.0.0.1:${port}`,
+        ROUTER_JOIN_TOKEN: h.joinToken,
+        PREVIEW_IMAGE: IMAGE,
+        PREVIEW_NETWORK: 'preview-net-test',
+        NODE_SLOTS: '4',
+        WARM_POOL: 'vite-vanilla=1',
+        LOG_LEVEL: 'silent',
+      });
+      runtime = await createDockerRuntime({
+        docker: testDocker(),
+        node: config.NODE_NAME,
+        image: IMAGE,
+        network: config.PREVIEW_NETWORK,
+        uid: config.PREVIEW_UID,
+        memoryMiB: 512,
+        cpus: 1,
+        pidsLimit: 256,
+        tmpfsMiB: 64,
+        labels: { [TEST_LABEL]: '1' },
+      });
+      agent = await createAgent({ config, runtime });
+    }, 180_000);
+
+    afterAll(async () => {
+      await agent?.close({ removeSandboxes: true }).catch(() => {});
+      if (runtime) {
+        for (const box of await runtime.list().catch(() => [])) await runtime.remove(box.id).catch(() => {});
+        await runtime.close().catch(() => {});
+      }
+      server?.closeAllConnections();
+      await new Promise((r) => server?.close(r));
+      await h?.close();
+    });
+
+    it('status page, then the app; a CSS edit arrives as an HMR update without a reload', async () => {
+      const res = await h.router.app.request('/v1/previews', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
+        body: JSON.stringify({ files: FILES, template: 'vite-vanilla', serverOnly: true }),
+      });
+      const p = (await res.json()) as {
+        id: string;
+        tier: string;
+        previewUrl: string;
+        reasons: unknown;
+        error: string | null;
+      };
+      expect(p.tier, JSON.stringify(p)).toBe('docker');
+      const chrome = await launchChromium();
+      try {
+        const page = await chrome.context.newPage();
+        await page.goto(p.previewUrl.replace('127.0.0.1', 'preview.localhost'));
+        // Either the status page (then it reloads itself once ready) or the app already.
+        await page.waitForFunction(() => document.getElementById('t')?.dataset['booted'] === '1', undefined, {
+          timeout: 90_000,
+        });
+        const color = () => page.evaluate(() => getComputedStyle(document.getElementById('t')!).color);
+        expect(await color()).toBe('rgb(255, 0, 0)');
+        await page.evaluate(() => {
+          (window as unknown as { __noReload: boolean }).__noReload = true;
+        });
+        const put = await h.router.app.request(`/v1/previews/${p.id}/files`, {
+          method: 'PUT',
+          headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
+          body: JSON.stringify({
+            type: 'batch',
+            seq: 1,
+            ops: [{ op: 'put', path: 'src/style.css', content: 'h1 { color: rgb(0, 0, 255); }\n' }],
+          }),
+        });
+        expect(put.status).toBe(200);
+        await page.waitForFunction(
+          () => getComputedStyle(document.getElementById('t')!).color === 'rgb(0, 0, 255)',
+          undefined,
+          {
+            timeout: 30_000,
+          },
+        );
+        // Same document: the update was hot, not a reload.
+        expect(await page.evaluate(() => (window as unknown as { __noReload?: boolean }).__noReload)).toBe(
+          true,
+        );
+      } finally {
+        await chrome.close();
+      }
+    }, 180_000);
+  },
+);
