@@ -43,6 +43,8 @@ describe.skipIf(!hasImage)(
           docker: createDockerTier(nodeDirectory),
         }),
       });
+      // The harness's placeholder node has no agent behind it: make it dead so placement picks the real one.
+      await h.router.nodes.liveness.forget(h.nodeId);
       server = serve({ fetch: h.router.app.fetch, hostname: '127.0.0.1', port: 0 }) as unknown as http.Server;
       await new Promise((r) => server.once('listening', r));
       h.router.attach(server);
@@ -103,9 +105,17 @@ describe.skipIf(!hasImage)(
         const page = await chrome.context.newPage();
         await page.goto(p.previewUrl.replace('127.0.0.1', 'preview.localhost'));
         // Either the status page (then it reloads itself once ready) or the app already.
-        await page.waitForFunction(() => document.getElementById('t')?.dataset['booted'] === '1', undefined, {
-          timeout: 90_000,
-        });
+        await page
+          .waitForFunction(() => document.getElementById('t')?.dataset['booted'] === '1', undefined, {
+            timeout: 90_000,
+          })
+          .catch(async (e) => {
+            const s = await h.router.store.get(p.id);
+            throw new Error(
+              `app did not boot: session ${s?.state} ${JSON.stringify(s?.placement)}; page ${page.url()}: ${(await page.content()).slice(0, 1500)}`,
+              { cause: e },
+            );
+          });
         const color = () => page.evaluate(() => getComputedStyle(document.getElementById('t')!).color);
         expect(await color()).toBe('rgb(255, 0, 0)');
         await page.evaluate(() => {

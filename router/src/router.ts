@@ -125,6 +125,7 @@ export async function createRouter(o: RouterOptions) {
     wakeWaitMs: config.WAKE_WAIT_MS,
     metrics,
     log,
+    agentToken: async (nodeId) => (await nodes.endpoint(nodeId))?.token,
   });
   const app = createApp({
     pool,
