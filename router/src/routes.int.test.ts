@@ -173,6 +173,33 @@ describe('routes (app.request, real Postgres)', () => {
       });
     }
 
+    it('the OpenAPI document lists every API route', async () => {
+      const doc = (await (await h.router.app.request('/openapi.json')).json()) as {
+        openapi: string;
+        paths: Record<string, Record<string, unknown>>;
+      };
+      expect(doc.openapi).toBe('3.1.0');
+      const ops = Object.entries(doc.paths).flatMap(([p, m]) =>
+        Object.keys(m).map((k) => `${k.toUpperCase()} ${p}`),
+      );
+      expect(ops.sort()).toEqual(
+        [
+          'POST /v1/previews',
+          'GET /v1/previews',
+          'GET /v1/previews/{id}',
+          'DELETE /v1/previews/{id}',
+          'POST /v1/previews/{id}/suspend',
+          'POST /v1/previews/{id}/resume',
+          'PUT /v1/previews/{id}/files',
+          'GET /v1/previews/{id}/events',
+          'POST /v1/previews/{id}/database/export',
+          'POST /v1/nodes/register',
+          'POST /v1/nodes/heartbeat',
+          'GET /v1/nodes/sessions',
+        ].sort(),
+      );
+    });
+
     it('public routes need no credentials; bad credentials are 401 everywhere', async () => {
       for (const p of ['/healthz', '/readyz', '/openapi.json', '/docs', '/metrics', '/'])
         expect((await h.router.app.request(p)).status).toBe(200);
