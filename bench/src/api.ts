@@ -80,6 +80,13 @@ export default async function api(args: string[]): Promise<object> {
         await r.arrayBuffer();
       },
     };
+    const countLive = async () =>
+      (
+        await db.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM preview_sessions WHERE state NOT IN ('ended','failed')`,
+        )
+      ).rows[0]!.n;
+    const liveAtStart = await countLive();
     for (const op of Object.values(ops)) for (let i = 0; i < 20; i++) await op(); // warm-up
     const samples: Record<string, number[]> = { create: [], get: [], list: [] };
     for (let i = 0; i < n; i++)
@@ -89,11 +96,7 @@ export default async function api(args: string[]): Promise<object> {
         samples[name]!.push(performance.now() - t);
       }
     const all = Object.values(samples).flat();
-    const live = (
-      await db.pool.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM preview_sessions WHERE state NOT IN ('ended','failed')`,
-      )
-    ).rows[0]!.n;
+    const liveAtEnd = await countLive();
     const per = Object.fromEntries(
       Object.entries(samples).map(([k, v]) => [
         k,
@@ -101,7 +104,8 @@ export default async function api(args: string[]): Promise<object> {
       ]),
     );
     return {
-      live_sessions: live,
+      live_sessions: liveAtStart,
+      live_sessions_at_end: liveAtEnd,
       p50_ms: round1(percentile(all, 50)),
       p99_ms: round1(percentile(all, 99)),
       ...per,
