@@ -146,5 +146,22 @@ describe.skipIf(!hasImage)(
         await chrome.close();
       }
     }, 180_000);
+
+    it('the demo editor creates a preview and shows it in a cross-site iframe (partitioned cookie)', async () => {
+      const chrome = await launchChromium();
+      try {
+        const page = await chrome.context.newPage();
+        await page.goto(`http://127.0.0.1:${port}/#token=${h.alice.jwt}`);
+        await page.click('#create');
+        const frame = page.frameLocator('#frame');
+        await frame.locator('h1').filter({ hasText: 'Hello, edited' }).waitFor({ timeout: 90_000 });
+        const list = await h.router.app.request('/v1/previews?limit=1', { headers: bearer(h.alice.jwt) });
+        const [newest] = ((await list.json()) as { previews: Array<{ tier: string; state: string }> })
+          .previews;
+        expect(newest).toMatchObject({ tier: 'docker', state: 'ready' });
+      } finally {
+        await chrome.close();
+      }
+    }, 180_000);
   },
 );
