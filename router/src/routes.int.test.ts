@@ -414,6 +414,55 @@ describe('routes (app.request, real Postgres)', () => {
       expect(docker.files(p.id)?.get('src/main.js')).toBe('console.log(1)'); // forwarded to the tier
     });
 
+    it('list pages with a cursor, newest first, hiding ended previews unless all=true', async () => {
+      const r = await createHarness({
+        db: h.db,
+        tiers: () => ({ browser: createBrowserTier() }),
+        env: { MAX_LIVE_PREVIEWS_PER_USER: '100' },
+      });
+      try {
+        const ids: string[] = [];
+        for (let i = 0; i < 5; i++) {
+          const res = await r.router.app.request('/v1/previews', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', ...bearer(r.alice.jwt) },
+            body: JSON.stringify({ files: VITE_FILES, client: { webcontainer: true } }),
+          });
+          ids.push(((await res.json()) as { id: string }).id);
+        }
+        await r.router.app.request(`/v1/previews/${ids[0]}`, {
+          method: 'DELETE',
+          headers: bearer(r.alice.jwt),
+        });
+        const seen: string[] = [];
+        let cursor: string | null = null;
+        do {
+          const q: string = `/v1/previews?limit=2${cursor ? `&cursor=${cursor}` : ''}`;
+          const page = (await (await r.router.app.request(q, { headers: bearer(r.alice.jwt) })).json()) as {
+            previews: Array<{ id: string }>;
+            nextCursor: string | null;
+          };
+          seen.push(...page.previews.map((p) => p.id));
+          cursor = page.nextCursor;
+        } while (cursor);
+        expect(seen).toEqual(ids.slice(1).reverse());
+        const all = (await (
+          await r.router.app.request('/v1/previews?all=true', { headers: bearer(r.alice.jwt) })
+        ).json()) as {
+          previews: Array<{ id: string; state: string }>;
+        };
+        expect(all.previews.map((p) => p.id)).toEqual([...ids].reverse());
+        expect(all.previews.at(-1)?.state).toBe('ended');
+        const bad = await r.router.app.request('/v1/previews?cursor=bm9wZQ', {
+          headers: bearer(r.alice.jwt),
+        });
+        expect(bad.status).toBe(400);
+        expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(/query\.cursor/);
+      } finally {
+        await r.close();
+      }
+    });
+
     it('state transitions are guarded: delete is repeat-safe, an ended preview cannot be suspended', async () => {
       const p = await createPreview('owner');
       expect((await req(`/v1/previews/${p.id}`, { method: 'DELETE' })).status).toBe(204);
