@@ -177,6 +177,10 @@ async function buildRuntime(config: AgentConfig, log: Logger): Promise<Container
     logMaxSize: config.PREVIEW_LOG_MAX_SIZE,
     logMaxFile: config.PREVIEW_LOG_MAX_FILE,
     ociRuntime: config.PREVIEW_OCI_RUNTIME,
+    npmCache:
+      config.PREVIEW_NPM_CACHE === 'shared'
+        ? { mode: 'shared', volume: config.PREVIEW_NPM_CACHE_VOLUME }
+        : { mode: config.PREVIEW_NPM_CACHE },
     log,
   });
 }
@@ -218,12 +222,17 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   }
 
   const claimedCount = () => previews.size;
+  // What every sandbox gets, warm or cold.
+  const sandboxEnv: Record<string, string> = config.PREVIEW_NODE_EXTRA_CA_CERTS
+    ? { NODE_EXTRA_CA_CERTS: config.PREVIEW_NODE_EXTRA_CA_CERTS }
+    : {};
   const pools = new WarmPools({
     runtime,
     targets: config.WARM_POOL,
     slots: config.NODE_SLOTS,
     claimed: claimedCount,
     readyTimeoutMs: config.READY_TIMEOUT_MS,
+    env: sandboxEnv,
     log,
   });
 
@@ -322,7 +331,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
           template: body.template,
           previewId: body.previewId,
           daemonToken: newDaemonToken(),
-          ...(env ? { env } : {}),
+          env: { ...sandboxEnv, ...env },
         },
         opts,
       );

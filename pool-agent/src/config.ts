@@ -64,6 +64,11 @@ export const AgentConfigSchema = z.object({
   PREVIEW_TMPFS_MIB: z.coerce.number().int().min(1).default(64),
   PREVIEW_LOG_MAX_SIZE: z.string().default('1m'),
   PREVIEW_LOG_MAX_FILE: z.coerce.number().int().min(1).default(2),
+  /** npm cache for reinstalls: `tmpfs` (private, from the registry), `shared` (named volume, offline), `image` (read-only). */
+  PREVIEW_NPM_CACHE: z.enum(['tmpfs', 'shared', 'image']).default('tmpfs'),
+  PREVIEW_NPM_CACHE_VOLUME: z.string().default('preview-npm-cache'),
+  /** NODE_EXTRA_CA_CERTS for every sandbox (a path inside the image), for networks that intercept TLS. */
+  PREVIEW_NODE_EXTRA_CA_CERTS: z.string().optional(),
   /** Total previews (warm + claimed) this node runs at most. */
   NODE_SLOTS: z.coerce.number().int().min(0).default(20),
   /** Warm-pool targets, e.g. `vite-react=2,vite-vanilla=1` (production: 20 each). */
