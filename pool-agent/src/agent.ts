@@ -673,7 +673,13 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         for (const m of pending.splice(0)) daemon.send(m.data, { binary: m.binary });
       });
       daemon.on('message', (data, binary) => {
-        if (client.readyState === WebSocket.OPEN) client.send(data, { binary });
+        if (client.readyState !== WebSocket.OPEN) return;
+        // A consumer that stopped reading: drop it (it reconnects and replays) rather than buffer without end.
+        if (client.bufferedAmount > 8 * 1024 * 1024) {
+          client.close(CloseCodes.slowConsumer, 'slow consumer');
+          return;
+        }
+        client.send(data, { binary });
       });
       const closeCode = (c: number) => (c >= 4000 || c === 1000 || c === 1001 ? c : 1011);
       daemon.on('close', (code, reason) => {
