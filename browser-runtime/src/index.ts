@@ -1,1 +1,2 @@
+export * from './mount.ts';
 export * from './runtimes/index.ts';

@@ -123,7 +123,8 @@ export interface DbIsolation {
    * Streams SQL that rebuilds the preview's schema and rows in an empty database, in `targetSchema`
    * (default `public`, where the app's unqualified names land in production). Load with
    * `psql -v ON_ERROR_STOP=1 -1 -f export.sql "$DATABASE_URL"`. No role names, no grants.
-   * Not exported (a comment marks them): range types, partitioned tables, RLS policies, grants.
+   * RLS policies are written `TO PUBLIC`. Not exported: range types and partitioned tables (a
+   * comment marks them), grants.
    * `NotFoundError` when the preview has no schema.
    */
   export(previewId: string, options?: { targetSchema?: string }): Promise<Readable>;

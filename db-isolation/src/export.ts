@@ -376,6 +376,36 @@ SET search_path = ${target};
     WHERE c.relnamespace = $1 AND NOT t.tgisinternal ORDER BY c.relname, t.tgname`);
   for (const t of triggers) yield `${t.def.replace(` ON ${t.qualified} `, ` ON ${t.table} `)};\n`;
 
+  // Row-level security after the rows. Policies are written TO PUBLIC (role names are not exported),
+  // which is what a policy for the preview's own role means once the app has its own database.
+  const rls = await q<{ table: string; enable: boolean; force: boolean }>(`
+    SELECT quote_ident(c.relname) AS table, c.relrowsecurity AS enable, c.relforcerowsecurity AS force
+    FROM pg_class c WHERE c.relnamespace = $1 AND c.relkind = 'r' AND (c.relrowsecurity OR c.relforcerowsecurity)
+    ORDER BY c.relname`);
+  for (const r of rls) {
+    if (r.enable) yield `ALTER TABLE ${r.table} ENABLE ROW LEVEL SECURITY;\n`;
+    if (r.force) yield `ALTER TABLE ${r.table} FORCE ROW LEVEL SECURITY;\n`;
+  }
+  const policies = await q<{
+    name: string;
+    table: string;
+    permissive: boolean;
+    cmd: string;
+    using: string | null;
+    check: string | null;
+  }>(`
+    SELECT quote_ident(p.polname) AS name, quote_ident(c.relname) AS table, p.polpermissive AS permissive,
+      p.polcmd AS cmd, pg_get_expr(p.polqual, p.polrelid) AS using, pg_get_expr(p.polwithcheck, p.polrelid) AS check
+    FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+    WHERE c.relnamespace = $1 ORDER BY c.relname, p.polname`);
+  const commands: Record<string, string> = { r: 'SELECT', a: 'INSERT', w: 'UPDATE', d: 'DELETE', '*': 'ALL' };
+  for (const p of policies) {
+    let s = `CREATE POLICY ${p.name} ON ${p.table} AS ${p.permissive ? 'PERMISSIVE' : 'RESTRICTIVE'} FOR ${commands[p.cmd] ?? 'ALL'} TO PUBLIC`;
+    if (p.using !== null) s += ` USING (${p.using})`;
+    if (p.check !== null) s += ` WITH CHECK (${p.check})`;
+    yield `${s};\n`;
+  }
+
   // Comments last: they need every object to exist.
   for (const t of tables) {
     if (t.comment !== null) yield `COMMENT ON TABLE ${quoteIdent(t.name)} IS ${quoteLiteral(t.comment)};\n`;

@@ -8,3 +8,4 @@ export * from './bundler/bundler-runtime.ts';
 export { BUNDLER_SCOPE } from './bundler/protocol.ts';
 export * from './files.ts';
 export * from './types.ts';
+export * from './webcontainer-runtime.ts';

@@ -23,6 +23,10 @@ export const loadConfig = defineConfig(
       PREVIEW_TEMPLATES_DIR: z.string().default(join(here, 'templates')),
       /** Copy the template's files into an empty project directory at start (warm pools). */
       PREVIEW_SEED: z.enum(['0', '1']).default('1'),
+      /** Dev-server caches made at image build (Vite's optimized deps), copied to the cache dir at start. */
+      PREVIEW_PREBUILT_DIR: z.string().default(join(here, 'prebuilt')),
+      /** Build-time mode: start, let the dev server fill its cache, stop (see the Dockerfile). */
+      PREVIEW_PREBUILD: z.enum(['0', '1']).default('0'),
       /** Writable directory for dev-server caches (Vite's cacheDir); a tmpfs in the sandbox. */
       PREVIEW_CACHE_DIR: z.string().default('/tmp/preview-cache'),
       /** Most files the project may hold (never above the shared limit). */
@@ -54,6 +58,8 @@ export const loadConfig = defineConfig(
       templatesDir: resolve(e.PREVIEW_TEMPLATES_DIR),
       seed: e.PREVIEW_SEED === '1',
       cacheDir: resolve(e.PREVIEW_CACHE_DIR),
+      prebuiltDir: resolve(e.PREVIEW_PREBUILT_DIR),
+      prebuild: e.PREVIEW_PREBUILD === '1',
       maxFiles: e.PREVIEW_MAX_FILES,
       maxBytes: e.PREVIEW_MAX_BYTES,
       /** Passed to the app and to npm; nothing else of the daemon's environment is. */

@@ -40,10 +40,13 @@ export interface Daemon {
   readonly server: Server;
   readonly port: number;
   readonly phase: PreviewPhase;
+  /** Resolves when start-up work is done and the dev server's caches are complete. */
+  settled(): Promise<void>;
   close(): Promise<void>;
 }
 
 const SYNC_PATH = '/__preview/sync';
+const IDLE_GC_MS = 5_000;
 
 /**
  * Starts the preview-daemon: listens at once (health answers 503 until the dev server answered
@@ -95,6 +98,22 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     message = msg;
     log.info({ phase: p, message: msg }, 'phase');
     broadcast(statusFrame());
+    if (p === 'ready') collectWhenIdle();
+  };
+
+  // An idle preview should hold as little memory as it can: once activity stops (dev-server start,
+  // a burst of edits), run one full collection so V8 hands back the heap the compile burst grew.
+  // Needs --expose-gc (the image's command line); a no-op without it.
+  let idleTimer: NodeJS.Timeout | undefined;
+  const collectWhenIdle = () => {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (!gc) return;
+    if (idleTimer) idleTimer.refresh();
+    else
+      idleTimer = setTimeout(() => {
+        idleTimer = undefined;
+        gc();
+      }, IDLE_GC_MS).unref();
   };
 
   const tracker = new HmrTracker((e) =>
@@ -236,6 +255,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       lastSeq = seq;
       ws.send(ackText(seq));
       afterApply(pkg);
+      collectWhenIdle();
     };
     const failed = (e: unknown) =>
       ws.send(errorText({ code: 'write_failed', message: `batch ${seq}: ${(e as Error).message}`, seq }));
@@ -287,6 +307,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       const d = DEV_SERVERS[config.template]({
         projectDir: root,
         cacheDir: config.cacheDir,
+        prebuiltCacheDir:
+          packageJsonHash(root) === packageJsonHash(templateDir)
+            ? join(config.prebuiltDir, config.template)
+            : undefined,
         httpServer: server,
         daemonPort: () => (server.address() as AddressInfo).port,
         extraReadDirs,
@@ -330,6 +354,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   return {
     server,
     port,
+    settled: async () => {
+      await lifecycle;
+      await dev?.settle?.();
+    },
     get phase() {
       return phase;
     },

@@ -13,6 +13,8 @@ export interface DevServer {
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
   /** Status code of `GET /` through the same path a browser takes. */
   probe(): Promise<number>;
+  /** Resolves once the dev server's own caches are complete (used at image build). */
+  settle?(): Promise<void>;
   /** True while its process (or in-process server) is alive. */
   readonly alive: boolean;
   close(): Promise<void>;
@@ -21,6 +23,8 @@ export interface DevServer {
 export interface DevServerOptions {
   projectDir: string;
   cacheDir: string;
+  /** A cache made at image build for this template (copied into `cacheDir` when that is empty). */
+  prebuiltCacheDir?: string;
   /** The daemon's own HTTP server (Vite attaches its HMR WebSocket to it). */
   httpServer: Server;
   /** Port the daemon listens on (for probes through the same path a browser takes). */

@@ -11,6 +11,14 @@ try {
   process.exit(2);
 }
 const daemon = await startDaemon(config, log);
+if (config.prebuild) {
+  // Image build: let the dev server fill its caches for the template, then stop.
+  await daemon.settled();
+  const ok = daemon.phase === 'ready';
+  log.info({ phase: daemon.phase }, 'prebuild done');
+  await daemon.close();
+  process.exit(ok ? 0 : 1);
+}
 let stopping = false;
 const stop = (signal: string) => {
   if (stopping) return;

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import type { HotPayload, InlineConfig, Plugin, ViteDevServer } from 'vite';
@@ -57,6 +57,12 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
       return server !== undefined && !closed;
     },
     async start() {
+      const cacheDir = join(opts.cacheDir, 'vite');
+      // Pre-bundled dependencies from the image build: skipping the optimizer at start saves
+      // time and, above all, the memory its bundler keeps afterwards. Vite re-checks the hash
+      // (lockfile, config, root) and re-optimizes if the project no longer matches.
+      if (opts.prebuiltCacheDir && existsSync(opts.prebuiltCacheDir) && !existsSync(cacheDir))
+        cpSync(opts.prebuiltCacheDir, cacheDir, { recursive: true });
       const vite = await importFromProject<typeof import('vite')>(opts.projectDir, 'vite');
       const configFile = CONFIG_FILES.map((f) => join(opts.projectDir, f)).find((f) => existsSync(f));
       const config: InlineConfig = {
@@ -64,7 +70,7 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
         configFile: configFile ?? false,
         // The default loader bundles the config into node_modules/.vite-temp: read-only here.
         configLoader: 'native',
-        cacheDir: join(opts.cacheDir, 'vite'),
+        cacheDir,
         clearScreen: false,
         customLogger: logger,
         appType: 'spa',
@@ -74,7 +80,7 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
           ws: { server: opts.httpServer },
           allowedHosts: true,
           watch: { ignored: [`**/${TMP_DIR_NAME}/**`, '**/node_modules/**', '**/.git/**'] },
-          fs: { allow: [opts.projectDir, join(opts.cacheDir, 'vite'), ...opts.extraReadDirs] },
+          fs: { allow: [opts.projectDir, cacheDir, ...opts.extraReadDirs] },
         },
       };
       server = await vite.createServer(config);
@@ -88,6 +94,22 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
       server.middlewares(req, res, () => {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
       });
+    },
+    async settle() {
+      // Done when the optimizer committed its metadata and left no temp directory; a project
+      // without dependencies to pre-bundle never creates the cache directory at all.
+      const dir = join(opts.cacheDir, 'vite');
+      for (let i = 0; i < 600; i++) {
+        if (!existsSync(dir)) {
+          if (i >= 50) return;
+        } else if (
+          existsSync(join(dir, 'deps', '_metadata.json')) &&
+          !readdirSync(dir).some((n) => n.startsWith('deps_temp'))
+        )
+          return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error('the dependency optimizer did not finish');
     },
     // Vite registered its own upgrade listener on the daemon's server (server.ws.server).
     upgrade: () => false,

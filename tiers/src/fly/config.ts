@@ -36,6 +36,11 @@ export const FlyConfigSchema = z.object({
   FLY_DAEMON_TOKEN_SECRET: z.string().min(16, 'at least 16 characters'),
   FLY_START_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
   FLY_READY_TIMEOUT_MS: z.coerce.number().int().nonnegative().default(120_000),
+  FLY_MAX_INLINE_FILES_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(2 * 1024 * 1024),
 });
 export type FlyConfig = z.output<typeof FlyConfigSchema>;
 
@@ -58,6 +63,7 @@ export function flyTierOptions(c: FlyConfig): FlyTierOptions {
     guest: { cpu_kind: c.FLY_GUEST_CPU_KIND, cpus: c.FLY_GUEST_CPUS, memory_mb: c.FLY_GUEST_MEMORY_MB },
     startTimeoutMs: c.FLY_START_TIMEOUT_MS,
     readyTimeoutMs: c.FLY_READY_TIMEOUT_MS,
+    maxInlineFilesBytes: c.FLY_MAX_INLINE_FILES_BYTES,
     ...(c.FLY_APP_URL ? { appUrl: c.FLY_APP_URL } : {}),
   };
 }

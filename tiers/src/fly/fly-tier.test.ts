@@ -8,7 +8,13 @@ import {
   TIER_CONTRACT_CASES,
   type TierContractCase,
 } from '../contract.case.test.ts';
-import { CapacityError, InvalidInputError, NotFoundError, PreviewError } from '../errors.ts';
+import {
+  CapacityError,
+  InvalidInputError,
+  NotFoundError,
+  PreviewError,
+  TierUnavailableError,
+} from '../errors.ts';
 import type { Tier } from '../types.ts';
 import {
   DAEMON_ENTRY,
@@ -269,6 +275,19 @@ describe('fly tier specifics', () => {
       tier.apply('nope', { type: 'batch', seq: 1, ops: [{ op: 'delete', path: 'a' }] }),
     ).rejects.toBeInstanceOf(NotFoundError);
     await expect(tier.create({ ...spec(), previewId: 'bad id!' })).rejects.toBeInstanceOf(InvalidInputError);
+  });
+
+  it('a project too large to write into a machine is TierUnavailable, and creates nothing', async () => {
+    const small = await tierOn(fake, { maxInlineFilesBytes: 16 });
+    const before = fake.machines().length;
+    try {
+      const err = await small.create(contractSpec()).catch((e) => e);
+      expect(err).toBeInstanceOf(TierUnavailableError);
+      expect(err.code).toBe('fly_project_too_large');
+      expect(fake.machines()).toHaveLength(before);
+    } finally {
+      await small.close();
+    }
   });
 
   it('a create whose machine never becomes reachable destroys the machine it made', async () => {

@@ -1,0 +1,160 @@
+import { PreviewError, type ProjectFiles } from '@preview/tiers';
+import { BundlerRuntime, type BundlerRuntimeOptions } from './runtimes/bundler/bundler-runtime.ts';
+import { isRuntimeUnavailable, type PreviewRuntime, type RuntimeUnavailableError } from './runtimes/types.ts';
+import { WebContainerRuntime, type WebContainerRuntimeOptions } from './runtimes/webcontainer-runtime.ts';
+
+/** What `mountPreview` needs of a preview (the router's PreviewView has these fields). */
+export interface MountSession {
+  id: string;
+  tier: 'browser' | 'docker' | 'fly' | null;
+  /** Server tiers: the preview URL, carrying its short-lived access token. */
+  previewUrl: string | null;
+  placement?: { runtime?: 'webcontainer' | 'bundler' } | Record<string, unknown> | null;
+}
+
+export interface MountOptions {
+  /** The project's files (the browser tier runs them locally). */
+  files?: ProjectFiles;
+  /**
+   * Called when the local runtime cannot run here (RuntimeUnavailable): ask the router for a server
+   * tier for the same preview, and return the new session. Without it the error is thrown.
+   */
+  requestServerTier?: (reason: RuntimeUnavailableError) => Promise<MountSession>;
+  /** Builds the local runtime (default: WebContainerRuntime or BundlerRuntime with the options below). */
+  createRuntime?: (kind: 'webcontainer' | 'bundler', session: MountSession) => PreviewRuntime;
+  bundler?: Omit<BundlerRuntimeOptions, 'previewId'>;
+  webcontainer?: WebContainerRuntimeOptions;
+  /** iframe `sandbox` tokens (default below). */
+  sandbox?: string;
+  title?: string;
+  signal?: AbortSignal;
+  /** Status for the embedding UI: 'booting', 'installing', 'starting', 'ready', 'fallback'. */
+  onStatus?: (status: 'booting' | 'installing' | 'starting' | 'ready' | 'fallback', detail?: string) => void;
+}
+
+export interface MountedPreview {
+  iframe: HTMLIFrameElement;
+  /** The session now shown: the original one, or the server tier it fell back to. */
+  session: MountSession;
+  /** The local runtime, when the preview runs in this tab. */
+  runtime: PreviewRuntime | undefined;
+  /** Reloads the frame (server tiers get updates by HMR; this is for a manual refresh). */
+  reload(): void;
+  unmount(): Promise<void>;
+}
+
+/**
+ * The preview can run scripts, submit forms and open popups. `allow-same-origin` keeps its own
+ * origin (a server preview lives on `<id>.<PREVIEW_DOMAIN>`, never the editor's), which HMR's
+ * WebSocket, cookies and the bundler's service worker need.
+ */
+export const DEFAULT_SANDBOX =
+  'allow-scripts allow-same-origin allow-forms allow-popups allow-modals allow-downloads';
+
+/**
+ * Shows a preview inside `element`: an iframe on the preview URL for server tiers, or the local
+ * runtime for the browser tier. When the local runtime is unavailable here (WebContainers did not
+ * boot), it asks the router for a server tier through `requestServerTier` and shows that instead.
+ *
+ * @example
+ * const preview = await client.create({ files, client: { webcontainer: true, bundler: true } });
+ * const mounted = await mountPreview(document.querySelector('#preview')!, preview, {
+ *   files,
+ *   requestServerTier: () => client.create({ files, serverOnly: true }),
+ * });
+ * await mounted.unmount();
+ */
+export async function mountPreview(
+  element: HTMLElement,
+  session: MountSession,
+  options: MountOptions = {},
+): Promise<MountedPreview> {
+  if (!element || typeof (element as HTMLElement).appendChild !== 'function')
+    throw new PreviewError('invalid_option', 'mountPreview: element must be a DOM element');
+  const iframe = document.createElement('iframe');
+  iframe.setAttribute('sandbox', options.sandbox ?? DEFAULT_SANDBOX);
+  iframe.setAttribute('allow', 'clipboard-read; clipboard-write; fullscreen');
+  iframe.setAttribute('referrerpolicy', 'no-referrer');
+  iframe.setAttribute('title', options.title ?? `preview ${session.id}`);
+  iframe.dataset['previewId'] = session.id;
+  iframe.style.border = '0';
+  iframe.style.width = '100%';
+  iframe.style.height = '100%';
+  element.appendChild(iframe);
+
+  let runtime: PreviewRuntime | undefined;
+  let shown = session;
+  const showServer = (s: MountSession) => {
+    if (!s.previewUrl)
+      throw new PreviewError('no_preview_url', `preview ${s.id} (${s.tier}) has no preview URL yet`);
+    const url = new URL(s.previewUrl, location.href);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:')
+      throw new PreviewError('invalid_preview_url', `preview URL must be http(s): ${s.previewUrl}`);
+    iframe.dataset['tier'] = s.tier ?? '';
+    iframe.src = url.href;
+    shown = s;
+  };
+
+  try {
+    if (session.tier === 'browser') {
+      const kind = ((session.placement as { runtime?: string } | null)?.runtime ?? 'bundler') as
+        | 'webcontainer'
+        | 'bundler';
+      if (!options.files)
+        throw new PreviewError('invalid_option', 'mountPreview: the browser tier needs options.files');
+      try {
+        runtime = options.createRuntime
+          ? options.createRuntime(kind, session)
+          : kind === 'webcontainer'
+            ? new WebContainerRuntime(options.webcontainer)
+            : new BundlerRuntime({ previewId: session.id, ...options.bundler });
+        options.onStatus?.('booting', kind);
+        await runtime.mount(options.files, { signal: options.signal });
+        options.onStatus?.('installing');
+        await runtime.install({ signal: options.signal });
+        options.onStatus?.('starting');
+        const ready = await runtime.run({ signal: options.signal });
+        iframe.dataset['tier'] = 'browser';
+        iframe.dataset['runtime'] = kind;
+        iframe.src = ready.url;
+      } catch (e) {
+        if (!isRuntimeUnavailable(e) || !options.requestServerTier) throw e;
+        await runtime?.teardown().catch(() => {});
+        runtime = undefined;
+        options.onStatus?.('fallback', e.message);
+        const server = await options.requestServerTier(e);
+        if (server.tier === 'browser' || server.tier === null)
+          throw new PreviewError('fallback_failed', `asked for a server tier, got ${server.tier}`, {
+            cause: e,
+          });
+        iframe.dataset['fallbackReason'] = e.message.slice(0, 200);
+        showServer(server);
+      }
+    } else {
+      showServer(session);
+    }
+  } catch (e) {
+    iframe.remove();
+    await runtime?.teardown().catch(() => {});
+    throw e;
+  }
+  options.onStatus?.('ready');
+
+  let unmounted = false;
+  return {
+    iframe,
+    get session() {
+      return shown;
+    },
+    runtime,
+    reload() {
+      if (iframe.src) iframe.setAttribute('src', iframe.src);
+    },
+    async unmount() {
+      if (unmounted) return;
+      unmounted = true;
+      iframe.remove();
+      await runtime?.teardown();
+    },
+  };
+}

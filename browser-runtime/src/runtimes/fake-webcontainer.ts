@@ -1,0 +1,233 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type {
+  CodeListener,
+  ErrorListener,
+  FileSystemTree,
+  OpenListener,
+  PortListener,
+  PreviewMessageListener,
+  ServerReadyListener,
+  SpawnOptions,
+  Unsubscribe,
+  WebContainerProcess,
+} from '@webcontainer/api';
+import type { WebContainerLike } from './webcontainer-runtime.ts';
+
+/**
+ * A fake of the `@webcontainer/api` surface WebContainerRuntime uses (Node only, for tests): StackBlitz's
+ * hosted iframe cannot be reached here. It implements `WebContainerLike`, whose members are the
+ * package's own declared types, so a signature that drifts from the published typings fails to build.
+ * Its "container" is a temporary directory on the host: `mount` writes the FileSystemTree there,
+ * `npm install` links the repo's node_modules (offline), `npm run dev` runs Vite and fires
+ * `port` and `server-ready` as WebContainer does. `calls` records every API call.
+ */
+const REPO_NODE_MODULES = resolve(dirname(fileURLToPath(import.meta.url)), '../../../node_modules');
+
+type Listener =
+  | PortListener
+  | ServerReadyListener
+  | PreviewMessageListener
+  | ErrorListener
+  | OpenListener
+  | CodeListener;
+
+export class FakeWebContainer implements WebContainerLike {
+  readonly calls: string[] = [];
+  readonly #listeners = new Map<string, Set<Listener>>();
+  readonly #children = new Set<ChildProcess>();
+  #dir: Promise<string> = mkdtemp(join(tmpdir(), 'fake-webcontainer-'));
+  #tornDown = false;
+
+  static async boot(): Promise<FakeWebContainer> {
+    return new FakeWebContainer();
+  }
+
+  readonly fs: WebContainerLike['fs'] = {
+    writeFile: async (path: string, data: string | Uint8Array, _options?: unknown) => {
+      this.calls.push(`fs.writeFile ${path}`);
+      await writeFile(await this.#resolve(path), data);
+    },
+    mkdir: (async (path: string, options?: { recursive?: boolean }) => {
+      this.calls.push(`fs.mkdir ${path}${options?.recursive ? ' -p' : ''}`);
+      await mkdir(await this.#resolve(path), { recursive: options?.recursive ?? false });
+      return options?.recursive ? path : undefined;
+    }) as WebContainerLike['fs']['mkdir'],
+  };
+
+  async #resolve(path: string): Promise<string> {
+    const root = await this.#dir;
+    const target = resolve(root, path.replace(/^\/+/, ''));
+    if (target !== root && !target.startsWith(`${root}/`))
+      throw new Error(`EACCES: ${path} is outside the workdir`);
+    return target;
+  }
+
+  async mount(
+    tree: FileSystemTree | Uint8Array | ArrayBuffer,
+    options?: { mountPoint?: string },
+  ): Promise<void> {
+    this.calls.push('mount');
+    if (
+      !(tree && typeof tree === 'object' && !(tree instanceof Uint8Array) && !(tree instanceof ArrayBuffer))
+    )
+      throw new Error('the fake mounts FileSystemTree objects only');
+    const write = async (dir: string, t: FileSystemTree) => {
+      for (const [name, node] of Object.entries(t)) {
+        if (name.includes('/') || name === '..' || name === '.')
+          throw new Error(`invalid tree entry "${name}"`);
+        const p = join(dir, name);
+        if ('directory' in node) {
+          await mkdir(p, { recursive: true });
+          await write(p, node.directory);
+        } else if ('file' in node && 'contents' in node.file) {
+          await writeFile(p, node.file.contents);
+        } else throw new Error(`the fake does not mount symlinks (${name})`);
+      }
+    };
+    const base = await this.#resolve(options?.mountPoint ?? '.');
+    await mkdir(base, { recursive: true });
+    await write(base, tree);
+  }
+
+  spawn(command: string, args: string[], options?: SpawnOptions): Promise<WebContainerProcess>;
+  spawn(command: string, options?: SpawnOptions): Promise<WebContainerProcess>;
+  async spawn(command: string, argsOrOptions?: string[] | SpawnOptions): Promise<WebContainerProcess> {
+    const args = Array.isArray(argsOrOptions) ? argsOrOptions : [];
+    this.calls.push(`spawn ${[command, ...args].join(' ')}`);
+    const dir = await this.#dir;
+    let push: (s: string) => void = () => {};
+    const output = new ReadableStream<string>({
+      start(c) {
+        push = (s) => {
+          try {
+            c.enqueue(s);
+          } catch {}
+        };
+      },
+    });
+    const input = new WritableStream<string>();
+    const done = (code: number, kill: () => void = () => {}): WebContainerProcess => ({
+      exit: Promise.resolve(code),
+      input,
+      output,
+      kill,
+      resize: () => {},
+    });
+    const line = [command, ...args].join(' ');
+    if (line === 'npm install') {
+      if (!existsSync(join(dir, 'package.json'))) {
+        push('npm ERR! enoent Could not read package.json\n');
+        return done(254);
+      }
+      if (!existsSync(join(dir, 'node_modules')))
+        await symlink(REPO_NODE_MODULES, join(dir, 'node_modules'), 'dir');
+      push('added 0 packages (offline copy)\n');
+      return done(0);
+    }
+    if (line === 'npm run dev') {
+      const port = await freePort();
+      const child = spawn(
+        process.execPath,
+        [
+          join(dir, 'node_modules/vite/bin/vite.js'),
+          '--port',
+          String(port),
+          '--strictPort',
+          '--host',
+          '127.0.0.1',
+        ],
+        { cwd: dir, env: { ...process.env, FORCE_COLOR: '0', CI: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      this.#children.add(child);
+      child.stdout?.on('data', (b: Buffer) => push(b.toString()));
+      child.stderr?.on('data', (b: Buffer) => push(b.toString()));
+      const exit = new Promise<number>((r) => child.once('exit', (c) => r(c ?? 1)));
+      void (async () => {
+        const url = `http://127.0.0.1:${port}`;
+        for (let i = 0; i < 600 && child.exitCode === null; i++) {
+          if (
+            await fetch(url).then(
+              (r) => r.ok,
+              () => false,
+            )
+          ) {
+            this.#emit('port', port, 'open', url);
+            this.#emit('server-ready', port, url);
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+      return { exit, input, output, kill: () => child.kill('SIGTERM'), resize: () => {} };
+    }
+    push(`jsh: command not found: ${command}\n`);
+    return done(127);
+  }
+
+  #emit(event: string, ...args: unknown[]) {
+    for (const l of this.#listeners.get(event) ?? []) (l as (...a: unknown[]) => void)(...args);
+  }
+
+  /** Test hook: what the container reports when the page in its preview throws. */
+  emitPreviewError(message: string) {
+    this.#emit('preview-message', {
+      type: 'PREVIEW_UNCAUGHT_EXCEPTION',
+      message,
+      stack: undefined,
+      previewId: 'x',
+      port: 0,
+      pathname: '/',
+      search: '',
+      hash: '',
+    });
+  }
+
+  on(event: 'port', listener: PortListener): Unsubscribe;
+  on(event: 'server-ready', listener: ServerReadyListener): Unsubscribe;
+  on(event: 'preview-message', listener: PreviewMessageListener): Unsubscribe;
+  on(event: 'error', listener: ErrorListener): Unsubscribe;
+  on(event: 'xdg-open', listener: OpenListener): Unsubscribe;
+  on(event: 'code', listener: CodeListener): Unsubscribe;
+  on(event: string, listener: Listener): Unsubscribe {
+    this.calls.push(`on ${event}`);
+    let set = this.#listeners.get(event);
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(event, set);
+    }
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  teardown(): void {
+    this.calls.push('teardown');
+    if (this.#tornDown) return;
+    this.#tornDown = true;
+    // teardown() is synchronous in the real API; the fake cleans up after its processes exit.
+    const exits = [...this.#children].map((c) =>
+      c.exitCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r)),
+    );
+    for (const c of this.#children) c.kill('SIGTERM');
+    void Promise.all(exits)
+      .then(() => this.#dir)
+      .then((d) => rm(d, { recursive: true, force: true, maxRetries: 3 }))
+      .catch(() => {});
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => res(port));
+    });
+  });
+}
