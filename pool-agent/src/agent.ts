@@ -27,6 +27,7 @@ import {
   type TierStatus,
   UnauthorizedError,
 } from '@preview/tiers';
+import Docker from 'dockerode';
 import { Hono } from 'hono';
 import pino, { type Logger } from 'pino';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -151,8 +152,26 @@ function safeEqual(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-async function buildRuntime(config: AgentConfig, log: Logger): Promise<ContainerRuntime> {
-  if (config.AGENT_RUNTIME === 'process') {
+/** Whether the Docker engine answers and holds `image`. */
+export async function dockerUsable(socketPath: string, image: string): Promise<boolean> {
+  const docker = new Docker({ socketPath });
+  try {
+    await docker.ping();
+    await docker.getImage(image).inspect();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The runtime `config.AGENT_RUNTIME` names (`auto`: Docker when usable, else host processes). */
+export async function buildRuntime(config: AgentConfig, log: Logger): Promise<ContainerRuntime> {
+  let kind = config.AGENT_RUNTIME;
+  if (kind === 'auto') {
+    kind = (await dockerUsable(config.DOCKER_SOCKET, config.PREVIEW_IMAGE)) ? 'docker' : 'process';
+    log.info({ runtime: kind }, 'runtime chosen');
+  }
+  if (kind === 'process') {
     if (!config.DAEMON_BUNDLE)
       throw new InvalidInputError('invalid_config', 'DAEMON_BUNDLE: required with AGENT_RUNTIME=process');
     return createProcessRuntime({

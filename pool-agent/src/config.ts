@@ -49,8 +49,11 @@ export const AgentConfigSchema = z.object({
   AGENT_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   ROUTER_URL: z.url().optional(),
   ROUTER_JOIN_TOKEN: z.string().min(16).max(512).optional(),
-  /** `docker` or `process` (host processes, sandboxed with bwrap when present). */
-  AGENT_RUNTIME: z.enum(['docker', 'process']).default('docker'),
+  /**
+   * `docker`, `process` (host processes, sandboxed with bwrap when present), or `auto`: Docker when the
+   * engine answers and has PREVIEW_IMAGE, else host processes (the embedded default).
+   */
+  AGENT_RUNTIME: z.enum(['docker', 'process', 'auto']).default('docker'),
   DOCKER_SOCKET: z.string().default('/var/run/docker.sock'),
   PREVIEW_IMAGE: z.string().default('preview-base:dev'),
   /** OCI runtime for previews, e.g. `runsc` (gVisor); used only when the engine lists it. */
