@@ -111,6 +111,9 @@ describe('pool agent on the real Docker engine', () => {
     // Capacity counts the claim; the pool refills in the background.
     expect(agent.capacity().used).toBeGreaterThanOrEqual(1);
     await until(async () => (agent.pools.counts()['vite-vanilla'] ?? 0) >= 1, 60_000, 'pool refill');
+    const metrics = await (await get('/metrics')).text();
+    expect(metrics).toMatch(/preview_agent_claims_total\{path="warm",outcome="ok"\} [1-9]/);
+    expect(metrics).toMatch(/preview_agent_warm\{template="vite-vanilla"\} [1-9]/);
     expect(await agent.destroy(previewId)).toBe(true);
   });
 

@@ -30,6 +30,7 @@ import {
 import Docker from 'dockerode';
 import { Hono } from 'hono';
 import pino, { type Logger } from 'pino';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import WebSocket, { WebSocketServer } from 'ws';
 import { z } from 'zod';
 import type { AgentConfig } from './config.ts';
@@ -483,6 +484,54 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     return [...previews.keys()];
   }
 
+  // ---- metrics ----
+  const metrics = new Registry();
+  const claims = new Counter({
+    name: 'preview_agent_claims_total',
+    help: 'Claims by path (warm / cold) and outcome',
+    labelNames: ['path', 'outcome'] as const,
+    registers: [metrics],
+  });
+  const claimSeconds = new Histogram({
+    name: 'preview_agent_claim_seconds',
+    help: 'Claim to ready, by path',
+    labelNames: ['path'] as const,
+    buckets: [0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30],
+    registers: [metrics],
+  });
+  new Gauge({
+    name: 'preview_agent_previews',
+    help: 'Previews by state',
+    labelNames: ['state'] as const,
+    registers: [metrics],
+    collect() {
+      this.reset();
+      for (const p of previews.values()) this.inc({ state: p.state });
+    },
+  });
+  new Gauge({
+    name: 'preview_agent_warm',
+    help: 'Ready warm sandboxes by template',
+    labelNames: ['template'] as const,
+    registers: [metrics],
+    collect() {
+      this.reset();
+      for (const [t, n] of Object.entries(pools.counts())) this.set({ template: t }, n);
+    },
+  });
+  const timedClaim = async (body: ClaimBody, o: { signal?: AbortSignal }): Promise<ClaimResult> => {
+    try {
+      const r = await claim(body, o);
+      const path = r.warm ? 'warm' : 'cold';
+      claims.inc({ path, outcome: 'ok' });
+      claimSeconds.observe({ path }, r.ms / 1000);
+      return r;
+    } catch (e) {
+      claims.inc({ path: 'unknown', outcome: e instanceof PreviewError ? e.code : 'internal' });
+      throw e;
+    }
+  };
+
   // ---- HTTP API ----
   const app = new Hono();
   const authorized = (
@@ -535,7 +584,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   app.post('/v1/previews', async (c) => {
     const r = ClaimBody.safeParse(await json(c));
     if (!r.success) throw bodyError(r.error);
-    return c.json(await claim(r.data, { signal: c.req.raw.signal }), 201);
+    return c.json(await timedClaim(r.data, { signal: c.req.raw.signal }), 201);
   });
   app.post('/v1/previews/:id/apply', async (c) => {
     const id = idParam(c.req.param('id'));
@@ -567,6 +616,9 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     return c.json({ lines: await runtime.logs(p.box.id, { tail: tail.data }) });
   });
   app.get('/v1/capacity', (c) => c.json(capacity()));
+  app.get('/metrics', async (c) =>
+    c.text(await metrics.metrics(), 200, { 'content-type': metrics.contentType }),
+  );
   app.get('/v1/previews', (c) =>
     c.json({
       previews: [...previews.values()].map((p) => ({

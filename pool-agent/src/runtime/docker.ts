@@ -300,11 +300,21 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async pause(id: string): Promise<void> {
-    try {
-      await this.docker.getContainer(id).pause();
-    } catch (e) {
-      // Already paused (409 "is already paused") is fine.
-      if (statusCode(e) !== 409 || !String((e as Error).message).includes('already paused')) throw e;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.docker.getContainer(id).pause();
+        return;
+      } catch (e) {
+        const msg = String((e as Error).message);
+        // Already paused (409 "is already paused") is fine.
+        if (statusCode(e) === 409 && msg.includes('already paused')) return;
+        // The freezer can fail to settle on a busy host ("unable to freeze"): runc thaws; try again.
+        if (attempt < 5 && msg.includes('unable to freeze')) {
+          await new Promise((r) => setTimeout(r, 100 * attempt));
+          continue;
+        }
+        throw e;
+      }
     }
   }
 
