@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import {
   createServer,
+  Agent as HttpAgent,
   request as httpRequest,
   type IncomingHttpHeaders,
   type IncomingMessage,
@@ -272,11 +273,17 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     for (const r of p.relays) r.close(CloseCodes.ended, 'preview failed');
   });
 
-  function track(id: string, box: SandboxInfo, state: PreviewState, failure?: string): Preview {
+  function track(
+    id: string,
+    box: SandboxInfo,
+    state: PreviewState,
+    failure?: string,
+    link?: DaemonLink,
+  ): Preview {
     const p: Preview = {
       id,
       box,
-      link: new DaemonLink(box.upstream, box.daemonToken),
+      link: link ?? new DaemonLink(box.upstream, box.daemonToken),
       state,
       failure,
       relays: new Set(),
@@ -312,8 +319,13 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     return out;
   }
 
-  async function sendFiles(p: Preview, files: ProjectFiles, signal?: AbortSignal): Promise<void> {
-    const manifest = await fetchManifest(p.box.upstream, p.box.daemonToken, signal);
+  async function sendFiles(
+    p: Preview,
+    files: ProjectFiles,
+    known: Record<string, string> | undefined,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const manifest = known ?? (await fetchManifest(p.box.upstream, p.box.daemonToken, signal));
     const batches = diffOps(manifest, files);
     if (batches.length > 1)
       throw new InvalidInputError(
@@ -338,11 +350,14 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       });
     const env = prepareEnv(body.env);
     // A warm sandbox was started without the preview's environment, so a preview with env starts cold.
-    let box = env && Object.keys(env).length ? undefined : pools.acquire(body.template);
-    const warm = box !== undefined;
-    if (box) {
-      await runtime.assign(box.id, body.previewId);
-      box = { ...box, previewId: body.previewId };
+    const w = env && Object.keys(env).length ? undefined : pools.acquire(body.template);
+    const warm = w !== undefined;
+    let box: SandboxInfo;
+    // The rename that records the session runs beside the file load (it is not on the critical path).
+    let assigned: Promise<void> = Promise.resolve();
+    if (w) {
+      assigned = runtime.assign(w.box.id, body.previewId);
+      box = { ...w.box, previewId: body.previewId };
     } else {
       if (pools.free() <= 0 && !evictOne())
         throw new CapacityError(`node ${config.NODE_NAME} has no free slot`, { retryAfterMs: 5000 });
@@ -356,7 +371,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         opts,
       );
     }
-    const p = track(body.previewId, box, 'starting');
+    const p = track(body.previewId, box, 'starting', undefined, w?.link);
     try {
       // Cold: the files go in while the dev server is still starting.
       if (!warm)
@@ -366,7 +381,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
           isDead: failureOf(box),
           ...(opts.signal ? { signal: opts.signal } : {}),
         });
-      await sendFiles(p, body.files, opts.signal);
+      await Promise.all([sendFiles(p, body.files, w?.manifest, opts.signal), assigned]);
       await waitReady(box.upstream, {
         timeoutMs: config.READY_TIMEOUT_MS,
         isDead: failureOf(box),
@@ -388,7 +403,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     if (!top || top[1] === 0) return false;
     const victim = pools.acquire(top[0] as TemplateName);
     if (!victim) return false;
-    void runtime.remove(victim.id).catch(() => {});
+    victim.link.close();
+    void runtime.remove(victim.box.id).catch(() => {});
     return true;
   }
 
@@ -660,6 +676,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     return p;
   };
 
+  // Kept-alive connections to the sandboxes' published ports: no handshake per proxied request.
+  const upstreamAgent = new HttpAgent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 8 });
   const proxyHttp = (req: IncomingMessage, res: ServerResponse, id: string, path: string): void => {
     let p: Preview;
     try {
@@ -670,7 +688,14 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     }
     const up = new URL(p.box.upstream);
     const preq = httpRequest(
-      { host: up.hostname, port: up.port, method: req.method, path, headers: upstreamHeaders(req.headers) },
+      {
+        host: up.hostname,
+        port: up.port,
+        method: req.method,
+        path,
+        headers: upstreamHeaders(req.headers),
+        agent: upstreamAgent,
+      },
       (pres) => {
         const headers = { ...pres.headers };
         delete headers['connection'];
@@ -866,7 +891,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
           })
           .catch(() => false));
       if (healthy && (config.WARM_POOL[box.template] ?? 0) > (pools.counts()[box.template] ?? 0))
-        pools.adopt(box);
+        await pools.adopt(box);
       else await runtime.remove(box.id);
     }
   }
@@ -896,6 +921,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       registration?.stop();
       for (const c of wss.clients) c.terminate();
       for (const s of upgraded) s.destroy();
+      upstreamAgent.destroy();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
