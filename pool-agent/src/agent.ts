@@ -927,7 +927,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         server.closeAllConnections();
       });
       for (const p of previews.values()) p.link.close();
-      if (o.removeSandboxes) {
+      // Host processes cannot be adopted by a later agent: they always go with this one.
+      if (o.removeSandboxes || runtime.kind === 'process') {
         await pools.drain();
         await Promise.all([...previews.values()].map((p) => runtime.remove(p.box.id).catch(() => false)));
         previews.clear();
