@@ -13,6 +13,7 @@ import { launchChromium, TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@pre
 import { createBrowserTier } from '@preview/tiers';
 import { createDockerTier } from '@preview/tiers/docker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { bearer, createHarness, type Harness } from '../test/harness.ts';
 import { pickRuntime } from './embedded-agent.ts';
 
@@ -161,6 +162,52 @@ describe.skipIf(!hasImage)(
         expect(newest).toMatchObject({ tier: 'docker', state: 'ready' });
       } finally {
         await chrome.close();
+      }
+    }, 180_000);
+
+    it('an editor on the sync WebSocket gets applied, hmr and persisted frames from the docker sandbox', async () => {
+      const res = await h.router.app.request('/v1/previews', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
+        body: JSON.stringify({ files: FILES, template: 'vite-vanilla', serverOnly: true }),
+      });
+      const p = (await res.json()) as { id: string; tier: string };
+      expect(p.tier).toBe('docker');
+      await h.router.previews.waitReady(p.id, 90_000);
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/previews/${p.id}/sync`, {
+        headers: { authorization: `Bearer ${h.alice.jwt}` },
+      });
+      const frames: Array<{ type: string; seq?: number; stage?: string }> = [];
+      ws.on('message', (m) => frames.push(JSON.parse(m.toString())));
+      await new Promise((r, j) => {
+        ws.once('open', r);
+        ws.once('error', j);
+      });
+      try {
+        ws.send(JSON.stringify({ type: 'hello', lastAckedSeq: 0, clientId: 'e2e' }));
+        ws.send(
+          JSON.stringify({
+            type: 'batch',
+            seq: 1,
+            ops: [{ op: 'put', path: 'src/style.css', content: 'h1 { color: rgb(0, 128, 0); }\n' }],
+          }),
+        );
+        const has = (f: (x: (typeof frames)[number]) => boolean) => frames.some(f);
+        for (
+          let i = 0;
+          i < 600 &&
+          !(has((f) => f.type === 'ack' && f.stage === 'persisted') && has((f) => f.type === 'hmr'));
+          i++
+        )
+          await new Promise((r) => setTimeout(r, 50));
+        expect(frames).toContainEqual(expect.objectContaining({ type: 'ack', seq: 1, stage: 'applied' }));
+        expect(frames).toContainEqual(expect.objectContaining({ type: 'ack', seq: 1, stage: 'persisted' }));
+        expect(frames).toContainEqual(expect.objectContaining({ type: 'hmr', seq: 1 }));
+        expect((await h.router.store.loadFiles(p.id))['src/style.css']).toBe(
+          'h1 { color: rgb(0, 128, 0); }\n',
+        );
+      } finally {
+        ws.close();
       }
     }, 180_000);
   },
