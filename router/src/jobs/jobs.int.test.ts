@@ -110,6 +110,25 @@ describe('scheduled jobs (real Postgres)', () => {
     expect(events.some((e) => e.type === 'state' && e.state === 'migrating')).toBe(true);
   });
 
+  it('reconcile: a placement abandoned mid-way (provisioning for 5 min) fails; a stale starting one is watched again', async () => {
+    const { rows } = await h.db.pool.query<{ id: string }>(
+      `INSERT INTO preview_sessions (user_id, template, state, updated_at) VALUES ($1, 'vite-vanilla', 'provisioning', now() - interval '10 minutes') RETURNING id`,
+      [h.alice.id],
+    );
+    const stuck = rows[0]!.id;
+    const ready = await createReady();
+    // A ready preview whose row says `starting` for a while, as if its placing replica had died.
+    await h.db.pool.query(
+      `UPDATE preview_sessions SET state = 'starting', updated_at = now() - interval '1 minute' WHERE id = $1`,
+      [ready],
+    );
+    const r = await reconcileJob(deps());
+    expect(r.stuckFailed).toBeGreaterThanOrEqual(1);
+    expect((await h.router.store.get(stuck))?.state).toBe('failed');
+    expect(r.watched).toBeGreaterThanOrEqual(1);
+    await h.router.previews.waitReady(ready, 20_000);
+  });
+
   it('reconcile: a sandbox a live node reports without a live session is destroyed', async () => {
     const id = await createReady();
     // The session ends without the tier hearing of it (e.g. a replica crashed mid-delete).

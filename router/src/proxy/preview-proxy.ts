@@ -193,6 +193,8 @@ export function createPreviewProxy(o: {
           return await page(s, id, 'waking', 503);
         }
       }
+      // Any replica serving a starting preview tracks its readiness (the creating one may be gone).
+      if (s.state === 'starting') previews.watchReadiness(s.id);
       if (s.state !== 'ready' || s.tier === 'browser') {
         const kind = await kindOf(s);
         return await page(s, id, kind, kind === 'browser' ? 200 : 503, s.error ?? undefined);

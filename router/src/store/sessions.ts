@@ -370,6 +370,15 @@ export class SessionStore {
     return rows.map(toSession);
   }
 
+  /** Sessions stuck in `state` since before `before` (a replica died mid-placement). */
+  async stuck(state: SessionState, before: Date, limit = 100): Promise<Session[]> {
+    const { rows } = await this.pool.query<Row>(
+      `SELECT ${COLS} FROM preview_sessions WHERE state = $1 AND updated_at < $2 LIMIT $3`,
+      [state, before, limit],
+    );
+    return rows.map(toSession);
+  }
+
   async liveWithNodes(): Promise<Array<{ id: string; nodeId: string }>> {
     const { rows } = await this.pool.query<{ id: string; node_id: string }>(
       `SELECT id, node_id FROM preview_sessions WHERE node_id IS NOT NULL AND state = ANY($1)`,
