@@ -278,6 +278,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   function afterApply(pkgTouched: boolean) {
     if (closing) return;
     if (pkgTouched && packageJsonHash(root) !== depsHash) {
+      // Not ready from this tick on, so nobody who saw the ack reads a stale 200 from health.
+      setPhase('installing', 'package.json changed');
       lifecycle = lifecycle.then(() => restart('package.json changed'));
       return;
     }

@@ -2,13 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import {
-  createServer,
-  request as httpRequest,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import { connect, createServer as createNetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -320,7 +314,6 @@ export async function startFakeMachinesApi(options: FakeMachinesApiOptions = {})
     query: URLSearchParams,
     body: unknown,
     nonce: string | undefined,
-    res: ServerResponse,
   ): Promise<{ status: number; body: unknown; template: string }> {
     const appPrefix = `/apps/${app}`;
     if (!path.startsWith(`${appPrefix}/`) && path !== appPrefix) throw new HttpError(404, `app not found`);
@@ -333,7 +326,6 @@ export async function startFakeMachinesApi(options: FakeMachinesApiOptions = {})
     const id = rest[1];
     const action = rest[2];
     const ok = { ok: true };
-    void res;
 
     if (rest[0] !== 'machines') throw new HttpError(404, `the fake serves only machines routes (${path})`);
     if (!id) {
@@ -486,8 +478,10 @@ export async function startFakeMachinesApi(options: FakeMachinesApiOptions = {})
         return { status: 200, body: wire, template };
       }
       case 'GET lease': {
-        leaseHeld(m, undefined); // expires stale ones; throws only when held (then we show it)
-        throw new HttpError(404, 'no lease');
+        if (m.lease && m.lease.expiresAtMs <= Date.now()) m.lease = undefined;
+        if (!m.lease) throw new HttpError(404, 'no active lease');
+        const { expiresAtMs: _, ...wire } = m.lease;
+        return { status: 200, body: wire, template };
       }
       case 'DELETE lease': {
         if (m.lease && m.lease.nonce !== nonce) throw new HttpError(409, 'lease nonce does not match');
@@ -539,7 +533,7 @@ export async function startFakeMachinesApi(options: FakeMachinesApiOptions = {})
             throw new HttpError(400, `request does not match the OpenAPI schema: ${problems.join('; ')}`);
           }
         }
-        const r = await handle(method, path, u.searchParams, body, nonce, res);
+        const r = await handle(method, path, u.searchParams, body, nonce);
         if (fault?.after) {
           fault.left--;
           throw new HttpError(fault.status, 'injected server error after the request took effect');

@@ -144,6 +144,10 @@ describe('FlyMachinesClient against the fake Machines API', () => {
     expect(lease.nonce).toBeTruthy();
     await expect(client.stopMachine(m.id)).rejects.toMatchObject({ status: 409 });
     await expect(client.acquireLease(m.id)).rejects.toBeInstanceOf(ConflictError);
+    const shown = await fetch(`${fake.url}/apps/${fake.app}/machines/${m.id}/lease`, {
+      headers: { authorization: `Bearer ${fake.token}` },
+    }).then((r) => r.json());
+    expect(shown).toMatchObject({ nonce: lease.nonce, description: 'test' });
     await client.stopMachine(m.id, { leaseNonce: lease.nonce });
     expect(fake.requests.at(-1)).toMatchObject({ leaseNonce: lease.nonce, status: 200 });
     await client.releaseLease(m.id, lease.nonce);

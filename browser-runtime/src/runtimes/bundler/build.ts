@@ -172,6 +172,8 @@ export function rewriteHtml(html: string, vendor: Record<string, string>, previe
     `<script>new BroadcastChannel(${JSON.stringify(`preview-bundler:${previewId}`)}).onmessage=(e)=>{if(e.data==='reload')location.reload()}</script>`,
   ].join('');
   const tail = '<script type="module" src="./__bundle.js"></script>';
+  // The preview lives under its scope path, so origin-absolute references in the page become relative.
+  html = html.replace(/\b(src|href)=(["'])\/(?!\/)/gi, '$1=$2./');
   let out = /<head[^>]*>/i.test(html) ? html.replace(/<head[^>]*>/i, (m) => m + head) : head + html;
   out = /<\/body>/i.test(out) ? out.replace(/<\/body>/i, `${tail}</body>`) : out + tail;
   return out;

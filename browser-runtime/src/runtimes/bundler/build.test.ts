@@ -1,0 +1,61 @@
+import * as esbuild from 'esbuild';
+import { describe, expect, it } from 'vitest';
+import { BuildError, buildProject, findEntry, rewriteHtml } from './build.ts';
+
+/** The bundler's build step with native esbuild (the same API esbuild-wasm exposes in the worker). */
+describe('bundler build', () => {
+  const vendor = { react: '/vendor/react.js', 'react/jsx-runtime': '/vendor/jsx.js' };
+
+  it('finds the entry from index.html, or a conventional one', () => {
+    const html = '<body><script type="module" src="/src/main.tsx"></script></body>';
+    expect(
+      findEntry(
+        new Map([
+          ['index.html', html],
+          ['src/main.tsx', ''],
+        ]),
+      ).entry,
+    ).toBe('src/main.tsx');
+    expect(findEntry(new Map([['src/main.js', '']])).entry).toBe('src/main.js');
+    expect(() => findEntry(new Map([['index.html', html]]))).toThrow(BuildError);
+  });
+
+  it('bundles TSX with CSS, keeps vendor imports external, and carries assets', async () => {
+    const files = new Map<string, string | Uint8Array>([
+      [
+        'index.html',
+        '<html><head></head><body><img src="/logo.svg"><script type="module" src="/src/main.tsx"></script></body></html>',
+      ],
+      [
+        'src/main.tsx',
+        "import './a.css';\nimport { App } from './App';\nconst x: number = 1;\nexport default <App n={x} />;\n",
+      ],
+      ['src/App.tsx', 'export const App = (p: { n: number }) => <b>{p.n}</b>;\n'],
+      ['src/a.css', 'b { color: red }\n'],
+      ['public/logo.svg', '<svg/>'],
+    ]);
+    const out = await buildProject(esbuild, files, { vendor, previewId: 'p1' });
+    expect(out.js).toMatch(/from "react\/jsx-runtime"/);
+    expect(out.js).not.toMatch(/: number/);
+    expect(out.css).toMatch(/color: red/);
+    expect(out.assets.get('logo.svg')).toBe('<svg/>');
+    expect(out.html).toMatch(/<script type="importmap">.*"react\/jsx-runtime"/);
+    expect(out.html).toContain('src="./logo.svg"');
+    expect(out.html).not.toContain('/src/main.tsx');
+  });
+
+  it('names missing files and packages without an offline copy', async () => {
+    const files = new Map<string, string | Uint8Array>([
+      ['src/main.js', "import './missing.js';\nimport 'left-pad';\n"],
+    ]);
+    const err = await buildProject(esbuild, files, { vendor, previewId: 'p1' }).catch((e) => e);
+    expect(err).toBeInstanceOf(BuildError);
+    expect(err.errors.join('\n')).toMatch(/cannot find "\.\/missing\.js"/);
+    expect(err.errors.join('\n')).toMatch(/package "left-pad" is not available offline/);
+  });
+
+  it('injects the import map before any module script', () => {
+    const out = rewriteHtml('<html><head><title>t</title></head><body></body></html>', vendor, 'p');
+    expect(out.indexOf('importmap')).toBeLessThan(out.indexOf('__bundle.js'));
+  });
+});

@@ -1,0 +1,139 @@
+import type { Logger } from 'pino';
+import type { Metrics } from '../metrics.ts';
+import type { NodeRegistry } from '../nodes.ts';
+import type { PreviewDatabases, PreviewService } from '../previews.ts';
+import type { Scheduler } from './scheduler.ts';
+
+export interface JobDeps {
+  previews: PreviewService;
+  nodes: NodeRegistry;
+  databases?: PreviewDatabases | undefined;
+  log: Logger;
+  metrics: Metrics;
+  idleSuspendMs: number;
+  idleDestroyMs: number;
+}
+
+/** Suspends ready previews idle for `idleSuspendMs`; destroys suspended ones idle for `idleDestroyMs`. */
+export async function idleJob(d: JobDeps): Promise<{ suspended: number; destroyed: number }> {
+  const now = Date.now();
+  let suspended = 0;
+  let destroyed = 0;
+  for (const s of await d.previews.store.idle(['ready'], new Date(now - d.idleSuspendMs))) {
+    try {
+      await d.previews.suspendSession(s);
+      suspended++;
+    } catch (err) {
+      d.log.warn({ err, previewId: s.id }, 'idle suspend failed');
+    }
+  }
+  for (const s of await d.previews.store.idle(
+    ['suspended', 'ready', 'failed'],
+    new Date(now - d.idleDestroyMs),
+  )) {
+    try {
+      if (await d.previews.destroy(s)) destroyed++;
+    } catch (err) {
+      d.log.warn({ err, previewId: s.id }, 'idle destroy failed');
+    }
+  }
+  return { suspended, destroyed };
+}
+
+/**
+ * Sessions on nodes that stopped heartbeating → `migrating`, re-placed from stored files;
+ * sandboxes a live node reports that have no live session → destroyed.
+ */
+export async function reconcileJob(
+  d: JobDeps,
+): Promise<{ migrated: number; orphansDestroyed: number; stuckFailed: number; watched: number }> {
+  let migrated = 0;
+  let orphansDestroyed = 0;
+  let stuckFailed = 0;
+  // A replica that died mid-placement leaves `provisioning` behind: fail it (the client may retry).
+  for (const s of await d.previews.store.stuck('provisioning', new Date(Date.now() - 5 * 60_000))) {
+    try {
+      await d.previews.store.transition(s.id, 'failed', {
+        error: 'placement did not finish (router restarted?)',
+      });
+      await d.previews.events.publish(s.id, {
+        type: 'state',
+        state: 'failed',
+        error: 'placement did not finish',
+        at: Date.now(),
+      });
+      stuckFailed++;
+    } catch {
+      // Another replica moved it meanwhile.
+    }
+  }
+  // `starting` sessions are tracked by the replica that placed them; if it is gone, this one takes over.
+  const starting = await d.previews.store.stuck('starting', new Date(Date.now() - 30_000));
+  for (const s of starting) d.previews.watchReadiness(s.id);
+  const byNode = new Map<string, string[]>();
+  for (const { id, nodeId } of await d.previews.store.liveWithNodes())
+    byNode.set(nodeId, [...(byNode.get(nodeId) ?? []), id]);
+  for (const [nodeId, ids] of byNode) {
+    if (await d.nodes.liveness.isAlive(nodeId)) continue;
+    for (const id of ids) {
+      const s = await d.previews.store.get(id);
+      if (!s || s.nodeId !== nodeId) continue;
+      try {
+        await d.previews.migrate(s);
+        migrated++;
+      } catch (err) {
+        d.log.warn({ err, previewId: id, nodeId }, 'migration failed');
+      }
+    }
+  }
+  const docker = d.previews.tiers.docker;
+  if (docker) {
+    for (const node of await d.nodes.list()) {
+      const beat = await d.nodes.liveness.get(node.id);
+      if (!beat) continue;
+      const live = await d.previews.store.liveAmong(beat.sessions);
+      for (const id of beat.sessions)
+        if (!live.has(id) && (await docker.destroy(id).catch(() => false))) orphansDestroyed++;
+    }
+  }
+  return { migrated, orphansDestroyed, stuckFailed, watched: starting.length };
+}
+
+/** Registers idle, reconcile and (with db-isolation) the schema janitor. */
+export function registerJobs(
+  s: Scheduler,
+  d: JobDeps,
+  every: { idleMs: number; reconcileMs: number; janitorMs: number },
+): void {
+  const wrap = (job: string, fn: () => Promise<unknown>) => async () => {
+    try {
+      const r = await fn();
+      d.metrics.jobRuns.inc({ job, outcome: 'ok' });
+      d.log.debug({ job, result: r }, 'job ran');
+      return r;
+    } catch (err) {
+      d.metrics.jobRuns.inc({ job, outcome: 'error' });
+      throw err;
+    }
+  };
+  s.every(
+    'idle',
+    every.idleMs,
+    wrap('idle', () => idleJob(d)),
+  );
+  s.every(
+    'reconcile',
+    every.reconcileMs,
+    wrap('reconcile', () => reconcileJob(d)),
+  );
+  const db = d.databases;
+  if (db)
+    s.every(
+      'schema-janitor',
+      every.janitorMs,
+      // A schema younger than the grace period may belong to a create still in flight.
+      wrap('schema-janitor', () =>
+        db.runJanitor({ isLive: (ids) => d.previews.store.liveAmong(ids), graceMs: 10 * 60_000 }),
+      ),
+    );
+}

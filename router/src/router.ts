@@ -1,0 +1,231 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { NotFoundError } from '@preview/tiers';
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { createApp } from './app.ts';
+import { createAccessTokens } from './auth/access-token.ts';
+import { createAuthenticator } from './auth/authenticate.ts';
+import { createJwtVerifier } from './auth/jwt.ts';
+import type { RouterConfig } from './config.ts';
+import { EventHub } from './events.ts';
+import { createMemoryLiveness, createRedisLiveness } from './infra/liveness.ts';
+import { createMemoryPubSub, createRedisPubSub } from './infra/pubsub.ts';
+import { createMemoryRateLimiter, createRedisRateLimiter } from './infra/rate-limit.ts';
+import { registerJobs } from './jobs/jobs.ts';
+import { createBullScheduler, createMemoryScheduler, type Scheduler } from './jobs/scheduler.ts';
+import { createMetrics } from './metrics.ts';
+import { createNodeDirectory, type NodeDirectory } from './node-directory.ts';
+import { NodeRegistry } from './nodes.ts';
+import { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts';
+import { createPreviewProxy } from './proxy/preview-proxy.ts';
+import { SessionStore } from './store/sessions.ts';
+import {
+  createMemorySyncPubSub,
+  createMemorySyncState,
+  createRedisSyncPubSub,
+  createRedisSyncState,
+  createSyncHub,
+  createSyncUpgradeHandler,
+} from './sync/index.ts';
+
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => boolean;
+
+export interface RouterOptions {
+  config: RouterConfig;
+  pool: pg.Pool;
+  /** Shared Redis connection (rate limits, liveness, pub/sub); unset → in-process implementations. */
+  redis?: Redis | undefined;
+  /** The tiers, or a function building them from the node directory (the docker tier needs it). */
+  tiers: Tiers | ((ctx: { nodeDirectory: NodeDirectory }) => Tiers);
+  databases?: PreviewDatabases | undefined;
+  log: Logger;
+  /** The preview origin for an id; default `${PREVIEW_SCHEME}://<id>.${PREVIEW_DOMAIN}` (+ `:port` once listening, for *.localhost). */
+  previewOrigin?: (id: string) => string;
+  /** Run scheduled jobs (default true). */
+  jobs?: boolean;
+  /** Run the built-in sync hub on `/v1/previews/:id/sync` (default true). */
+  sync?: boolean;
+  /** Collect process metrics (default false; one per process). */
+  defaultMetrics?: boolean;
+}
+
+/**
+ * Builds the whole router from its collaborators: stores, auth, rate limits, pub/sub, proxy, jobs
+ * and the Hono app. `attach(server)` wires WebSocket upgrades (preview proxy first, then any extra
+ * handler such as the sync hub).
+ *
+ * @example
+ * const router = await createRouter({ config, pool, tiers: { browser: createBrowserTier() }, log });
+ * const server = serve({ fetch: router.app.fetch, port: 0 });
+ * router.attach(server);
+ */
+export async function createRouter(o: RouterOptions) {
+  const { config, pool, redis, log } = o;
+  const prefix = config.REDIS_PREFIX;
+  const store = new SessionStore(pool);
+  const pubsub = redis ? createRedisPubSub({ redis, prefix }) : createMemoryPubSub();
+  const events = new EventHub(store, pubsub);
+  const metrics = createMetrics({
+    defaults: o.defaultMetrics ?? false,
+    liveSessions: async () =>
+      (
+        await pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM preview_sessions WHERE state NOT IN ('ended','failed')`,
+        )
+      ).rows[0]?.n ?? 0,
+  });
+  const liveness = redis ? createRedisLiveness({ redis, prefix }) : createMemoryLiveness();
+  const nodes = new NodeRegistry({
+    pool,
+    liveness,
+    joinToken: config.NODE_JOIN_TOKEN,
+    credentialSecret:
+      config.NODE_CREDENTIAL_SECRET ?? config.PREVIEW_TOKEN_SECRET ?? randomBytes(32).toString('hex'),
+    heartbeatMs: config.HEARTBEAT_MS,
+    ttlMs: config.NODE_TTL_MS,
+  });
+  const nodeDirectory = createNodeDirectory(nodes, store);
+  const tiers = typeof o.tiers === 'function' ? o.tiers({ nodeDirectory }) : o.tiers;
+  const previews = new PreviewService({
+    store,
+    tiers,
+    events,
+    databases: o.databases,
+    log,
+    metrics,
+    maxLivePerUser: config.MAX_LIVE_PREVIEWS_PER_USER,
+  });
+
+  if (!config.SUPABASE_JWT_SECRET && !config.SUPABASE_JWKS_URL)
+    throw new TypeError('createRouter: config.SUPABASE_JWT_SECRET or config.SUPABASE_JWKS_URL is required');
+  const auth = createAuthenticator({
+    pool,
+    verifyJwt: createJwtVerifier({
+      secret: config.SUPABASE_JWT_SECRET,
+      jwksUrl: config.SUPABASE_JWKS_URL,
+      audience: config.JWT_AUDIENCE,
+    }),
+  });
+  const rateLimiter = redis ? createRedisRateLimiter({ redis, prefix }) : createMemoryRateLimiter();
+  const accessTokens = createAccessTokens({ secret: config.PREVIEW_TOKEN_SECRET });
+  let port: number | undefined;
+  const previewOrigin =
+    o.previewOrigin ??
+    ((id: string) =>
+      `${config.PREVIEW_SCHEME}://${id}.${config.PREVIEW_DOMAIN}${port && config.PREVIEW_DOMAIN.endsWith('localhost') ? `:${port}` : ''}`);
+  const proxy = createPreviewProxy({
+    previews,
+    accessTokens,
+    domain: config.PREVIEW_DOMAIN,
+    scheme: config.PREVIEW_SCHEME,
+    cookieTtlMs: config.PREVIEW_COOKIE_TTL_MS,
+    wakeWaitMs: config.WAKE_WAIT_MS,
+    metrics,
+    log,
+    agentToken: async (nodeId) => (await nodes.endpoint(nodeId))?.token,
+  });
+  const app = createApp({
+    pool,
+    log,
+    previews,
+    nodes,
+    auth,
+    rateLimiter,
+    metrics,
+    accessTokens,
+    limits: {
+      userPerMin: config.RATE_LIMIT_USER_PER_MIN,
+      ipPerMin: config.RATE_LIMIT_IP_PER_MIN,
+      trustProxy: config.TRUST_PROXY,
+      previewTokenTtlMs: config.PREVIEW_TOKEN_TTL_MS,
+    },
+    previewOrigin,
+    previewHost: proxy,
+  });
+  const scheduler: Scheduler = config.REDIS_URL
+    ? createBullScheduler({ redisUrl: config.REDIS_URL, prefix, log })
+    : createMemoryScheduler({ log });
+  registerJobs(
+    scheduler,
+    {
+      previews,
+      nodes,
+      databases: o.databases,
+      log,
+      metrics,
+      idleSuspendMs: config.IDLE_SUSPEND_MS,
+      idleDestroyMs: config.IDLE_DESTROY_MS,
+    },
+    { idleMs: config.IDLE_CHECK_MS, reconcileMs: config.RECONCILE_MS, janitorMs: config.JANITOR_MS },
+  );
+  if (o.jobs ?? true) await scheduler.start();
+
+  // The sync hub: editor sockets → the tier's live channel, write-behind to project_files.
+  const hub =
+    (o.sync ?? true)
+      ? createSyncHub({
+          pool,
+          pubsub: redis ? createRedisSyncPubSub({ redis, prefix }) : createMemorySyncPubSub(),
+          state: redis ? createRedisSyncState({ redis, prefix }) : createMemorySyncState(),
+          openChannel: async (previewId) => {
+            const s = await store.get(previewId);
+            const tier = s?.tier ? tiers[s.tier] : undefined;
+            if (!tier) throw new NotFoundError(`preview ${previewId} has no placement`);
+            return await tier.openSync(previewId);
+          },
+          log,
+        })
+      : undefined;
+  const syncUpgrade = hub ? createSyncUpgradeHandler({ hub, auth, store }) : undefined;
+
+  // Order: preview origins first (any path), then handlers added by the embedder, then the hub.
+  const extraHandlers: UpgradeHandler[] = [];
+  const upgradeHandlers = (): UpgradeHandler[] => [
+    proxy.upgrade,
+    ...extraHandlers,
+    ...(syncUpgrade ? [syncUpgrade] : []),
+  ];
+  return {
+    app,
+    store,
+    previews,
+    tiers,
+    nodes,
+    nodeDirectory,
+    events,
+    auth,
+    metrics,
+    accessTokens,
+    scheduler,
+    proxy,
+    /** Extra upgrade handlers (e.g. the sync hub's `/v1/previews/:id/sync`) after the preview proxy. */
+    addUpgradeHandler(h: UpgradeHandler) {
+      extraHandlers.push(h);
+    },
+    hub,
+    attach(server: Server) {
+      const addr = server.address();
+      if (addr && typeof addr === 'object') port = addr.port;
+      server.on('listening', () => {
+        const a = server.address();
+        if (a && typeof a === 'object') port = a.port;
+      });
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        for (const h of upgradeHandlers()) if (h(req, socket, head)) return;
+        socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      });
+    },
+    async close() {
+      syncUpgrade?.close();
+      await hub?.close();
+      previews.close();
+      await scheduler.close();
+      await rateLimiter.close();
+      await pubsub.close();
+    },
+  };
+}
+export type PreviewRouter = Awaited<ReturnType<typeof createRouter>>;
