@@ -47,6 +47,7 @@ export interface Daemon {
 
 const SYNC_PATH = '/__preview/sync';
 const IDLE_GC_MS = 5_000;
+const INSTALLING = 'installing dependencies';
 
 /**
  * Starts the preview-daemon: listens at once (health answers 503 until the dev server answered
@@ -279,7 +280,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     if (closing) return;
     if (pkgTouched && packageJsonHash(root) !== depsHash) {
       // Not ready from this tick on, so nobody who saw the ack reads a stale 200 from health.
-      setPhase('installing', 'package.json changed');
+      setPhase('installing', INSTALLING);
       lifecycle = lifecycle.then(() => restart('package.json changed'));
       return;
     }
@@ -305,7 +306,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
         templateDir,
         env: config.childEnv,
         log: ring,
-        onInstalling: () => setPhase('installing', 'installing dependencies'),
+        onInstalling: () => setPhase('installing', INSTALLING),
       });
       if (closing) return;
       setPhase('starting', 'starting the dev server');
