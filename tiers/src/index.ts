@@ -1,3 +1,4 @@
+export { createBrowserTier } from './browser/index.ts';
 export * from './cleanup.ts';
 export * from './config.ts';
 export * from './errors.ts';

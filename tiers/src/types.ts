@@ -14,6 +14,8 @@ export interface PreviewSpec {
   files: ProjectFiles;
   /** Environment for the app (e.g. DATABASE_URL). */
   env?: Record<string, string>;
+  /** What the editor's browser can run (the browser tier picks its runtime from this). */
+  client?: { webcontainer?: boolean; bundler?: boolean };
 }
 
 /** Where a preview runs. A discriminated union: an impossible combination does not compile. */

@@ -134,6 +134,8 @@ export const CloseCodes = {
   tooBig: 1009,
   /** The consumer fell too far behind; reconnect and replay. */
   slowConsumer: 4008,
+  /** Too many batches not yet persisted (the sandbox or the database is behind); reconnect with backoff and replay. */
+  overloaded: 4429,
   unauthorized: 4401,
   forbidden: 4403,
   notFound: 4404,

@@ -1,0 +1,195 @@
+import { InvalidInputError, type ProjectFiles, TimeoutError } from '@preview/tiers';
+import { errorFromResponse } from './errors.ts';
+import { SyncSession, type SyncSessionOptions } from './sync-session.ts';
+import { type TransportFactory, type WebSocketConstructor, webSocketTransport } from './transport.ts';
+
+/** A preview as the router's REST API returns it. */
+export interface PreviewView {
+  id: string;
+  state: string;
+  template: string;
+  tier: 'browser' | 'docker' | 'fly' | null;
+  placement: Record<string, unknown> | null;
+  previewUrl: string | null;
+  error: string | null;
+  lastSeq: number;
+  [key: string]: unknown;
+}
+
+export interface CreatePreviewInput {
+  files: ProjectFiles;
+  template?: string;
+  client?: { webcontainer?: boolean; bundler?: boolean };
+  serverOnly?: boolean;
+}
+
+export interface PreviewClientOptions {
+  /** The router's base URL, e.g. `https://router.example.com`. */
+  baseUrl: string;
+  /** Bearer token (Supabase JWT or API key), or a function returning a fresh one. */
+  token: string | (() => string | Promise<string>);
+  /** Defaults to `globalThis.fetch`. */
+  fetch?: typeof fetch;
+  /** Defaults to `globalThis.WebSocket`; pass `ws`'s `WebSocket` on Node 20. */
+  WebSocket?: WebSocketConstructor;
+  /** Per-request timeout for REST calls. Default 30 s. */
+  timeoutMs?: number;
+}
+
+/**
+ * The editor's handle on the router: create / get / stop previews, and the live sync session.
+ * Runs in browsers and in Node ≥ 20.
+ *
+ * @example
+ * const client = new PreviewClient({ baseUrl: 'https://router.example.com', token: jwt });
+ * const preview = await client.create({ files: { 'index.html': '<h1>hi</h1>' } });
+ * const sync = client.sync(preview.id);
+ * sync.write('index.html', '<h1>hello</h1>');
+ * await sync.whenPersisted();
+ */
+export class PreviewClient {
+  readonly #base: URL;
+  readonly #o: PreviewClientOptions;
+
+  constructor(options: PreviewClientOptions) {
+    let base: URL;
+    try {
+      base = new URL(options.baseUrl);
+    } catch {
+      throw new InvalidInputError(
+        'invalid_option',
+        `baseUrl: must be an absolute URL (got ${JSON.stringify(options.baseUrl)})`,
+      );
+    }
+    if (base.protocol !== 'http:' && base.protocol !== 'https:')
+      throw new InvalidInputError('invalid_option', 'baseUrl: must be http(s)');
+    if (typeof options.token !== 'string' && typeof options.token !== 'function')
+      throw new InvalidInputError('invalid_option', 'token: must be a string or a function');
+    this.#base = base;
+    this.#o = options;
+  }
+
+  async #token(): Promise<string> {
+    return typeof this.#o.token === 'function' ? await this.#o.token() : this.#o.token;
+  }
+
+  async #request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+    signal?: AbortSignal,
+  ): Promise<T> {
+    const f = this.#o.fetch ?? globalThis.fetch;
+    const timeout = AbortSignal.timeout(this.#o.timeoutMs ?? 30_000);
+    const res = await f(new URL(path, this.#base), {
+      method,
+      headers: {
+        authorization: `Bearer ${await this.#token()}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...headers,
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+    }).catch((e: unknown) => {
+      if ((e as Error)?.name === 'TimeoutError')
+        throw new TimeoutError(`${method} ${path}: no answer in time`, { cause: e });
+      throw e;
+    });
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    if (!res.ok) throw errorFromResponse(res.status, json, res.headers.get('retry-after'));
+    return json as T;
+  }
+
+  /** `POST /v1/previews`. With `idempotencyKey`, a retry returns the same preview. */
+  create(
+    input: CreatePreviewInput,
+    options: { idempotencyKey?: string; signal?: AbortSignal } = {},
+  ): Promise<PreviewView> {
+    return this.#request<PreviewView>(
+      'POST',
+      '/v1/previews',
+      input,
+      options.idempotencyKey ? { 'idempotency-key': options.idempotencyKey } : {},
+      options.signal,
+    );
+  }
+
+  /** `GET /v1/previews/:id`. */
+  get(id: string, options: { signal?: AbortSignal } = {}): Promise<PreviewView> {
+    return this.#request<PreviewView>(
+      'GET',
+      `/v1/previews/${encodeURIComponent(id)}`,
+      undefined,
+      {},
+      options.signal,
+    );
+  }
+
+  /** `DELETE /v1/previews/:id` (repeat-safe on the router). */
+  async stop(id: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.#request<unknown>(
+      'DELETE',
+      `/v1/previews/${encodeURIComponent(id)}`,
+      undefined,
+      {},
+      options.signal,
+    );
+  }
+
+  /** The router's sync socket URL for a preview (the token rides in `access_token`: browsers cannot set headers). */
+  async syncUrl(id: string): Promise<string> {
+    const u = new URL(`/v1/previews/${encodeURIComponent(id)}/sync`, this.#base);
+    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+    u.searchParams.set('access_token', await this.#token());
+    return u.toString();
+  }
+
+  /**
+   * Opens the live sync session of a preview. `transport` replaces the router socket (e.g. the
+   * Supabase Realtime transport).
+   */
+  sync(
+    id: string,
+    options: Omit<SyncSessionOptions, 'transport'> & { transport?: TransportFactory } = {},
+  ): SyncSession {
+    let transport = options.transport;
+    if (!transport) {
+      const WS = this.#o.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+      if (!WS)
+        throw new InvalidInputError(
+          'invalid_option',
+          'WebSocket: no global WebSocket here (Node 20): pass the `ws` package’s WebSocket',
+        );
+      // The URL is built per connection so that a token function can refresh the token.
+      transport = (h) => {
+        let inner: ReturnType<TransportFactory> | undefined;
+        let closed: [number, string] | undefined;
+        void this.syncUrl(id).then(
+          (url) => {
+            inner = webSocketTransport(url, WS)(h);
+            if (closed) inner.close(...closed);
+          },
+          () => h.onClose(4000, 'token unavailable'),
+        );
+        return {
+          get bufferedAmount() {
+            return inner?.bufferedAmount ?? 0;
+          },
+          send: (f) => inner?.send(f),
+          close: (code = 1000, reason = 'client closed') => {
+            if (inner) inner.close(code, reason);
+            else closed = [code, reason];
+          },
+        };
+      };
+    }
+    return new SyncSession({ ...options, transport });
+  }
+}

@@ -1,0 +1,76 @@
+import {
+  CapacityError,
+  ConflictError,
+  ForbiddenError,
+  InvalidInputError,
+  NotFoundError,
+  PreviewError,
+  TierUnavailableError,
+  TimeoutError,
+  UnauthorizedError,
+} from '@preview/tiers';
+import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+
+/** The one table mapping error classes to HTTP statuses. Order matters: first match wins. */
+export const ERROR_STATUS: ReadonlyArray<
+  readonly [new (...args: never[]) => PreviewError, ContentfulStatusCode]
+> = [
+  [InvalidInputError, 400],
+  [UnauthorizedError, 401],
+  [ForbiddenError, 403],
+  [NotFoundError, 404],
+  [ConflictError, 409],
+  [CapacityError, 429],
+  [TierUnavailableError, 503],
+  [TimeoutError, 504],
+  [PreviewError, 500],
+];
+
+export interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+/** Status, body and headers for any thrown value. Unknown errors become an opaque 500. */
+export function errorResponse(err: unknown): {
+  status: ContentfulStatusCode;
+  body: ErrorBody;
+  headers: Record<string, string>;
+} {
+  const headers: Record<string, string> = {};
+  if (err instanceof PreviewError) {
+    const status = ERROR_STATUS.find(([cls]) => err instanceof cls)?.[1] ?? 500;
+    if (err instanceof CapacityError && err.retryAfterMs !== undefined)
+      headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
+    if (err instanceof UnauthorizedError) headers['www-authenticate'] = 'Bearer';
+    return { status, body: { error: { code: err.code, message: err.message } }, headers };
+  }
+  if (err instanceof HTTPException && err.status < 500) {
+    const code = err.status === 400 ? 'invalid_request' : 'http_error';
+    const message = /json/i.test(err.message) ? `body: ${err.message} (rule json)` : err.message;
+    return { status: err.status as ContentfulStatusCode, body: { error: { code, message } }, headers };
+  }
+  return { status: 500, body: { error: { code: 'internal', message: 'internal error' } }, headers };
+}
+
+/** Hono `onError`: the ONE place errors become HTTP responses. */
+export function onError(log: Logger) {
+  return (err: Error, c: Context) => {
+    const { status, body, headers } = errorResponse(err);
+    if (status >= 500) log.error({ err, path: c.req.path }, 'request failed');
+    return c.json(body, status, headers);
+  };
+}
+
+/** A zod error as one InvalidInputError naming each field and its rule. */
+export function zodToInvalidInput(error: z.ZodError, where = 'body'): InvalidInputError {
+  const parts = error.issues.slice(0, 5).map((i) => {
+    const field = [where, ...i.path.map(String)].join('.');
+    const rule = (i as { params?: { rule?: string } }).params?.rule ?? i.code;
+    return `${field}: ${i.message} (rule ${rule})`;
+  });
+  return new InvalidInputError('invalid_request', parts.join('; '));
+}

@@ -1,0 +1,102 @@
+import { Queue, Worker } from 'bullmq';
+import type { Logger } from 'pino';
+
+export type JobFn = () => Promise<unknown>;
+
+/**
+ * Repeatable jobs. With several replicas (BullMQ) each run happens on exactly one of them; the
+ * in-process scheduler runs them locally.
+ */
+export interface Scheduler {
+  /** Registers a job run every `everyMs`. Call before `start`. */
+  every(name: string, everyMs: number, fn: JobFn): void;
+  /** Runs one job now (tests, admin); resolves with its result. */
+  runNow(name: string): Promise<unknown>;
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** In-process timers; a job never overlaps itself. */
+export function createMemoryScheduler(options: { log: Logger }): Scheduler {
+  const jobs = new Map<string, { everyMs: number; fn: JobFn; running?: Promise<unknown> }>();
+  const timers: NodeJS.Timeout[] = [];
+  const run = async (name: string) => {
+    const job = jobs.get(name);
+    if (!job) throw new Error(`no job named ${name}`);
+    if (job.running) return await job.running;
+    job.running = job.fn().finally(() => {
+      job.running = undefined;
+    });
+    return await job.running;
+  };
+  return {
+    every(name, everyMs, fn) {
+      jobs.set(name, { everyMs, fn });
+    },
+    runNow: run,
+    async start() {
+      for (const [name, job] of jobs) {
+        const t = setInterval(() => {
+          run(name).catch((err) => options.log.warn({ err, job: name }, 'job failed'));
+        }, job.everyMs);
+        t.unref();
+        timers.push(t);
+      }
+    },
+    async close() {
+      for (const t of timers) clearInterval(t);
+      await Promise.allSettled([...jobs.values()].map((j) => j.running));
+    },
+  };
+}
+
+/** BullMQ job schedulers on one queue; a worker on every replica, each run on one of them. */
+export function createBullScheduler(options: { redisUrl: string; prefix: string; log: Logger }): Scheduler {
+  const url = new URL(options.redisUrl);
+  const connection = {
+    host: url.hostname,
+    port: Number(url.port || 6379),
+    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+    db: url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0,
+    maxRetriesPerRequest: null,
+  };
+  const prefix = `${options.prefix}bull`;
+  const queueName = 'router-jobs';
+  const jobs = new Map<string, { everyMs: number; fn: JobFn }>();
+  let queue: Queue | undefined;
+  let worker: Worker | undefined;
+  return {
+    every(name, everyMs, fn) {
+      jobs.set(name, { everyMs, fn });
+    },
+    async runNow(name) {
+      const job = jobs.get(name);
+      if (!job) throw new Error(`no job named ${name}`);
+      return await job.fn();
+    },
+    async start() {
+      queue = new Queue(queueName, { connection, prefix });
+      for (const [name, job] of jobs)
+        await queue.upsertJobScheduler(
+          name,
+          { every: job.everyMs },
+          { name, opts: { removeOnComplete: 100, removeOnFail: 100 } },
+        );
+      worker = new Worker(
+        queueName,
+        async (j) => {
+          const job = jobs.get(j.name);
+          if (!job) return;
+          return await job.fn();
+        },
+        { connection, prefix, concurrency: 1 },
+      );
+      worker.on('failed', (j, err) => options.log.warn({ err, job: j?.name }, 'job failed'));
+    },
+    async close() {
+      await worker?.close();
+      await queue?.close();
+    },
+  };
+}

@@ -1,0 +1,63 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** The router's metrics, on their own registry (several apps in one process do not collide). */
+export function createMetrics(options: { liveSessions?: () => Promise<number>; defaults?: boolean } = {}) {
+  const registry = new Registry();
+  if (options.defaults) collectDefaultMetrics({ register: registry, prefix: 'preview_router_' });
+  const liveSessions = options.liveSessions;
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: 'preview_http_requests_total',
+      help: 'API requests by route and status',
+      labelNames: ['method', 'route', 'status'] as const,
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'preview_http_request_duration_seconds',
+      help: 'API request latency',
+      labelNames: ['method', 'route'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    creates: new Counter({
+      name: 'preview_creates_total',
+      help: 'Preview placements by tier and outcome',
+      labelNames: ['tier', 'outcome'] as const,
+      registers: [registry],
+    }),
+    fallbacks: new Counter({
+      name: 'preview_placement_fallbacks_total',
+      help: 'Tier create failures that fell through to the next tier',
+      labelNames: ['tier'] as const,
+      registers: [registry],
+    }),
+    rateLimited: new Counter({
+      name: 'preview_rate_limited_total',
+      help: 'Requests refused by the rate limiter',
+      labelNames: ['scope'] as const,
+      registers: [registry],
+    }),
+    proxyRequests: new Counter({
+      name: 'preview_proxy_requests_total',
+      help: 'Requests through the preview proxy by outcome',
+      labelNames: ['kind', 'outcome'] as const,
+      registers: [registry],
+    }),
+    jobRuns: new Counter({
+      name: 'preview_job_runs_total',
+      help: 'Scheduled job runs',
+      labelNames: ['job', 'outcome'] as const,
+      registers: [registry],
+    }),
+    live: new Gauge({
+      name: 'preview_live_sessions',
+      help: 'Live preview sessions (all replicas)',
+      registers: [registry],
+      async collect() {
+        if (liveSessions) this.set(await liveSessions());
+      },
+    }),
+  };
+}
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,398 @@
+import {
+  CapacityError,
+  ConflictError,
+  type FileBatch,
+  InvalidInputError,
+  LIVE_STATES,
+  NotFoundError,
+  type Placement,
+  type PreviewSpec,
+  type ProjectFiles,
+  type TemplateName,
+  type Tier,
+  type TierCapacity,
+  type TierName,
+  TierUnavailableError,
+  TimeoutError,
+} from '@preview/tiers';
+import type { Logger } from 'pino';
+import type { EventHub } from './events.ts';
+import type { Metrics } from './metrics.ts';
+import { type Classification, classify } from './placement/classify.ts';
+import { type ClientCapabilities, place } from './placement/place.ts';
+import type { PlacementReason, Session, SessionStore } from './store/sessions.ts';
+
+/** What the router needs of db-isolation (`createDbIsolation(...)`), structurally. */
+export interface PreviewDatabases {
+  create(previewId: string): Promise<{ databaseUrl: string }>;
+  drop(previewId: string): Promise<boolean>;
+  export(previewId: string): Promise<AsyncIterable<string | Uint8Array> | string>;
+  runJanitor(): Promise<unknown>;
+}
+
+export type Tiers = Partial<Record<TierName, Tier>>;
+
+export interface CreateInput {
+  files: ProjectFiles;
+  template?: TemplateName | undefined;
+  client: ClientCapabilities;
+  serverOnly?: boolean | undefined;
+}
+
+const FALL_THROUGH = (e: unknown) =>
+  e instanceof TierUnavailableError || e instanceof CapacityError || e instanceof TimeoutError;
+
+/**
+ * The preview lifecycle: create (classify → place → walk the tiers under one preview id), files,
+ * suspend / resume / delete, readiness tracking. Ownership is checked by every method that takes
+ * a `userId`.
+ */
+export class PreviewService {
+  readonly store: SessionStore;
+  readonly tiers: Tiers;
+  readonly events: EventHub;
+  readonly #databases: PreviewDatabases | undefined;
+  readonly #log: Logger;
+  readonly #metrics: Metrics;
+  readonly #maxLive: number;
+  readonly #watching = new Map<string, AbortController>();
+
+  constructor(o: {
+    store: SessionStore;
+    tiers: Tiers;
+    events: EventHub;
+    databases?: PreviewDatabases | undefined;
+    log: Logger;
+    metrics: Metrics;
+    maxLivePerUser: number;
+  }) {
+    this.store = o.store;
+    this.tiers = o.tiers;
+    this.events = o.events;
+    this.#databases = o.databases;
+    this.#log = o.log;
+    this.#metrics = o.metrics;
+    this.#maxLive = o.maxLivePerUser;
+  }
+
+  tier(name: TierName | null): Tier | undefined {
+    return name ? this.tiers[name] : undefined;
+  }
+
+  /**
+   * Creates (or, for a repeated idempotency key, returns) a preview. Only the request that
+   * inserted the session places it, so a repeated key never starts a second container.
+   */
+  async create(
+    userId: string,
+    input: CreateInput,
+    idempotencyKey?: string,
+  ): Promise<{ session: Session; created: boolean }> {
+    const detected = classify(input.files);
+    const classification: Classification = input.template
+      ? { ...detected, template: input.template }
+      : detected;
+    const { session, created } = await this.store.create({
+      userId,
+      template: classification.template,
+      classification,
+      idempotencyKey,
+      maxLive: this.#maxLive,
+    });
+    if (!created) return { session, created };
+    await this.store.putFiles(session.id, input.files, 0);
+    const placed = await this.#place(
+      session,
+      classification,
+      input.client,
+      input.serverOnly ?? false,
+      input.files,
+    );
+    return { session: placed, created: true };
+  }
+
+  async #capacities(): Promise<Partial<Record<TierName, TierCapacity>>> {
+    const out: Partial<Record<TierName, TierCapacity>> = {};
+    await Promise.all(
+      Object.entries(this.tiers).map(async ([name, tier]) => {
+        try {
+          out[name as TierName] = await tier!.capacity({ signal: AbortSignal.timeout(2000) });
+        } catch {
+          // Unknown capacity: let create decide.
+        }
+      }),
+    );
+    return out;
+  }
+
+  async #place(
+    session: Session,
+    classification: Classification,
+    client: ClientCapabilities,
+    serverOnly: boolean,
+    files: ProjectFiles,
+    from: 'queued' | 'migrating' = 'queued',
+  ): Promise<Session> {
+    if (from === 'queued') await this.store.transition(session.id, 'provisioning');
+    const decision = place(classification, client, await this.#capacities(), {
+      enabled: Object.keys(this.tiers) as TierName[],
+      serverOnly,
+    });
+    const reasons: PlacementReason[] = [...decision.reasons];
+    let env: Record<string, string> | undefined;
+    for (const name of decision.candidates) {
+      const tier = this.tiers[name]!;
+      try {
+        if (name !== 'browser' && classification.needsDatabase && !env) {
+          if (!this.#databases)
+            throw new TierUnavailableError(name, 'this deployment has no preview database');
+          env = { DATABASE_URL: (await this.#databases.create(session.id)).databaseUrl };
+        }
+        const spec: PreviewSpec = {
+          previewId: session.id,
+          userId: session.userId,
+          template: classification.template,
+          files,
+          ...(env ? { env } : {}),
+          client,
+        };
+        const placement = await tier.create(spec, { signal: AbortSignal.timeout(60_000) });
+        reasons.push({
+          tier: name,
+          outcome: 'chosen',
+          reason: chosenReason(name, classification, placement),
+        });
+        this.#metrics.creates.inc({ tier: name, outcome: 'placed' });
+        const next = name === 'browser' ? 'ready' : 'starting';
+        const placed = await this.store.transition(session.id, next, {
+          tier: name,
+          placement,
+          nodeId: placement.tier === 'docker' ? placement.nodeId : null,
+          reasons,
+          error: null,
+        });
+        await this.events.publish(session.id, { type: 'state', state: next, tier: name, at: Date.now() });
+        if (next === 'starting') this.watchReadiness(session.id);
+        return placed;
+      } catch (e) {
+        if (!FALL_THROUGH(e)) {
+          const failed = await this.#fail(session.id, reasons, `${name}: ${(e as Error).message}`);
+          this.#log.error({ err: e, previewId: session.id, tier: name }, 'placement failed');
+          return failed;
+        }
+        reasons.push({ tier: name, outcome: 'failed', reason: (e as Error).message });
+        this.#metrics.fallbacks.inc({ tier: name });
+        this.#log.info(
+          { previewId: session.id, tier: name, reason: (e as Error).message },
+          'tier failed, trying the next',
+        );
+      }
+    }
+    this.#metrics.creates.inc({ tier: 'none', outcome: 'unplaced' });
+    return await this.#fail(session.id, reasons, 'no tier could run this preview');
+  }
+
+  async #fail(id: string, reasons: PlacementReason[], error: string): Promise<Session> {
+    const s = await this.store.transition(id, 'failed', { reasons, error });
+    await this.events.publish(id, { type: 'state', state: 'failed', error, at: Date.now() });
+    await this.#databases?.drop(id).catch(() => false);
+    return s;
+  }
+
+  /**
+   * Polls the tier until the preview is ready (or errors), moving `starting → ready` and publishing
+   * status. Runs once per preview per process; the sync hub may publish richer status meanwhile.
+   */
+  watchReadiness(id: string, timeoutMs = 10 * 60_000): void {
+    if (this.#watching.has(id)) return;
+    const ac = new AbortController();
+    this.#watching.set(id, ac);
+    const deadline = Date.now() + timeoutMs;
+    void (async () => {
+      let delay = 100;
+      let lastPhase = '';
+      let logCount = 0;
+      try {
+        while (!ac.signal.aborted && Date.now() < deadline) {
+          const s = await this.store.get(id);
+          if (!s || s.state !== 'starting') return;
+          const tier = this.tier(s.tier);
+          const st = await tier?.status(id).catch(() => undefined);
+          if (st) {
+            if (st.log && st.log.length > logCount) {
+              await this.events.publish(id, { type: 'log', lines: st.log.slice(logCount), at: Date.now() });
+              logCount = st.log.length;
+            } else if (st.log && st.log.length < logCount) logCount = st.log.length;
+            if (st.phase !== lastPhase) {
+              lastPhase = st.phase;
+              await this.events.publish(id, {
+                type: 'status',
+                phase: st.phase,
+                ...(st.message ? { message: st.message } : {}),
+                at: Date.now(),
+              });
+            }
+            if (st.phase === 'ready') {
+              await this.store.transition(id, 'ready').catch(() => undefined);
+              await this.events.publish(id, { type: 'state', state: 'ready', tier: s.tier, at: Date.now() });
+              return;
+            }
+          }
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(delay * 1.5, 1000);
+        }
+      } catch (err) {
+        this.#log.warn({ err, previewId: id }, 'readiness watch failed');
+      } finally {
+        this.#watching.delete(id);
+      }
+    })();
+  }
+
+  /** Resolves when `id` is ready, or throws TimeoutError / ConflictError (failed, ended). */
+  async waitReady(id: string, timeoutMs: number): Promise<Session> {
+    const deadline = Date.now() + timeoutMs;
+    let delay = 50;
+    for (;;) {
+      const s = await this.store.get(id);
+      if (!s) throw new NotFoundError(`preview ${id} not found`);
+      if (s.state === 'ready') return s;
+      if (!LIVE_STATES.includes(s.state)) throw new ConflictError(`preview ${id} is ${s.state}`);
+      if (Date.now() >= deadline) throw new TimeoutError(`preview ${id} is not ready yet (${s.state})`);
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 1.5, 500);
+    }
+  }
+
+  async get(userId: string, id: string): Promise<Session> {
+    return await this.store.getOwned(id, userId);
+  }
+
+  /** Stops and removes a preview; repeat-safe (an ended preview answers false). */
+  async delete(userId: string, id: string): Promise<boolean> {
+    const s = await this.store.getOwned(id, userId);
+    return await this.destroy(s);
+  }
+
+  async destroy(s: Session): Promise<boolean> {
+    if (s.state === 'ended') return false;
+    if (s.state !== 'stopping') await this.store.transition(s.id, 'stopping');
+    this.#watching.get(s.id)?.abort();
+    await this.tier(s.tier)
+      ?.destroy(s.id)
+      .catch((err) => this.#log.warn({ err, previewId: s.id }, 'tier destroy failed'));
+    if (s.needsDatabase) await this.#databases?.drop(s.id).catch(() => false);
+    await this.store.transition(s.id, 'ended');
+    await this.events.publish(s.id, { type: 'state', state: 'ended', at: Date.now() });
+    return true;
+  }
+
+  async suspend(userId: string, id: string): Promise<Session> {
+    const s = await this.store.getOwned(id, userId);
+    return await this.suspendSession(s);
+  }
+
+  async suspendSession(s: Session): Promise<Session> {
+    if (s.state === 'suspended') return s;
+    if (s.state !== 'ready')
+      throw new ConflictError(`preview ${s.id} is ${s.state}; only a ready preview can be suspended`, {
+        code: 'invalid_transition',
+      });
+    await this.tier(s.tier)?.suspend(s.id);
+    const next = await this.store.transition(s.id, 'suspended');
+    await this.events.publish(s.id, { type: 'state', state: 'suspended', tier: s.tier, at: Date.now() });
+    return next;
+  }
+
+  async resume(userId: string, id: string): Promise<Session> {
+    const s = await this.store.getOwned(id, userId);
+    return await this.resumeSession(s);
+  }
+
+  /** `suspended → starting`, tier resume, then readiness tracking. A second concurrent resume is a no-op. */
+  async resumeSession(s: Session): Promise<Session> {
+    if (s.state !== 'suspended') return s;
+    let next: Session;
+    try {
+      next = await this.store.transition(s.id, 'starting');
+    } catch (e) {
+      if (e instanceof ConflictError) return (await this.store.get(s.id)) ?? s;
+      throw e;
+    }
+    await this.events.publish(s.id, { type: 'state', state: 'starting', tier: s.tier, at: Date.now() });
+    await this.tier(s.tier)?.resume(s.id);
+    this.watchReadiness(s.id);
+    return next;
+  }
+
+  /** Persists a batch to `project_files`, then forwards it to the tier; returns the tier's ack. */
+  async applyFiles(userId: string, id: string, batch: FileBatch) {
+    const s = await this.store.getOwned(id, userId);
+    if (!LIVE_STATES.includes(s.state))
+      throw new ConflictError(`preview ${id} is ${s.state}`, { code: 'preview_ended' });
+    const puts: ProjectFiles = {};
+    const deletes: string[] = [];
+    for (const op of batch.ops) {
+      if (op.op === 'put') puts[op.path] = { content: op.content, encoding: op.encoding };
+      else if (op.op === 'delete') deletes.push(op.path);
+      else {
+        const moved = await this.store.pool.query<{ content: Buffer }>(
+          'SELECT content FROM project_files WHERE preview_id = $1 AND path = $2',
+          [id, op.from],
+        );
+        if (!moved.rows[0])
+          throw new InvalidInputError(
+            'invalid_rename',
+            `ops: rename source ${op.from} does not exist (rule exists)`,
+          );
+        puts[op.to] = { content: moved.rows[0].content.toString('base64'), encoding: 'base64' };
+        deletes.push(op.from);
+      }
+    }
+    await this.store.deleteFiles(id, deletes);
+    await this.store.putFiles(id, puts, batch.seq);
+    await this.store.touch(id, 'edit');
+    const tier = this.tier(s.tier);
+    const ack = tier
+      ? await tier.apply(id, batch)
+      : { type: 'ack' as const, seq: batch.seq, stage: 'persisted' as const };
+    return { applied: ack, persisted: { type: 'ack' as const, seq: batch.seq, stage: 'persisted' as const } };
+  }
+
+  async exportDatabase(userId: string, id: string): Promise<AsyncIterable<string | Uint8Array> | string> {
+    const s = await this.store.getOwned(id, userId);
+    if (!s.needsDatabase || !this.#databases)
+      throw new NotFoundError(`preview ${id} has no database`, { code: 'no_database' });
+    return await this.#databases.export(id);
+  }
+
+  /** Re-places a session whose node died, from its stored files (reconcile). */
+  async migrate(s: Session): Promise<Session> {
+    const m = await this.store.transition(s.id, 'migrating', { nodeId: null });
+    await this.events.publish(s.id, { type: 'state', state: 'migrating', at: Date.now() });
+    const files = await this.store.loadFiles(s.id);
+    const classification = { ...classify(files), template: s.template };
+    return await this.#place(
+      m,
+      classification,
+      { webcontainer: false, bundler: false },
+      true,
+      files,
+      'migrating',
+    );
+  }
+
+  close(): void {
+    for (const ac of this.#watching.values()) ac.abort();
+  }
+}
+
+function chosenReason(name: TierName, c: Classification, p: Placement): string {
+  if (p.tier === 'browser') return `frontend-only ${c.template} app runs in the browser (${p.runtime})`;
+  const what = c.needsDatabase
+    ? 'full-stack app with a database'
+    : c.fullStack
+      ? 'full-stack app'
+      : `${c.template} app`;
+  return `${what} runs on the ${name} tier${p.tier === 'docker' ? ` (node ${p.nodeId})` : ` (${p.region})`}`;
+}

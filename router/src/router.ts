@@ -1,0 +1,182 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { createApp } from './app.ts';
+import { createAccessTokens } from './auth/access-token.ts';
+import { createAuthenticator } from './auth/authenticate.ts';
+import { createJwtVerifier } from './auth/jwt.ts';
+import type { RouterConfig } from './config.ts';
+import { EventHub } from './events.ts';
+import { createMemoryLiveness, createRedisLiveness } from './infra/liveness.ts';
+import { createMemoryPubSub, createRedisPubSub } from './infra/pubsub.ts';
+import { createMemoryRateLimiter, createRedisRateLimiter } from './infra/rate-limit.ts';
+import { registerJobs } from './jobs/jobs.ts';
+import { createBullScheduler, createMemoryScheduler, type Scheduler } from './jobs/scheduler.ts';
+import { createMetrics } from './metrics.ts';
+import { NodeRegistry } from './nodes.ts';
+import { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts';
+import { createPreviewProxy } from './proxy/preview-proxy.ts';
+import { SessionStore } from './store/sessions.ts';
+
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => boolean;
+
+export interface RouterOptions {
+  config: RouterConfig;
+  pool: pg.Pool;
+  /** Shared Redis connection (rate limits, liveness, pub/sub); unset → in-process implementations. */
+  redis?: Redis | undefined;
+  tiers: Tiers;
+  databases?: PreviewDatabases | undefined;
+  log: Logger;
+  /** The preview origin for an id; default `${PREVIEW_SCHEME}://<id>.${PREVIEW_DOMAIN}` (+ `:port` once listening, for *.localhost). */
+  previewOrigin?: (id: string) => string;
+  /** Run scheduled jobs (default true). */
+  jobs?: boolean;
+  /** Collect process metrics (default false; one per process). */
+  defaultMetrics?: boolean;
+}
+
+/**
+ * Builds the whole router from its collaborators: stores, auth, rate limits, pub/sub, proxy, jobs
+ * and the Hono app. `attach(server)` wires WebSocket upgrades (preview proxy first, then any extra
+ * handler such as the sync hub).
+ *
+ * @example
+ * const router = await createRouter({ config, pool, tiers: { browser: createBrowserTier() }, log });
+ * const server = serve({ fetch: router.app.fetch, port: 0 });
+ * router.attach(server);
+ */
+export async function createRouter(o: RouterOptions) {
+  const { config, pool, redis, log } = o;
+  const prefix = config.REDIS_PREFIX;
+  const store = new SessionStore(pool);
+  const pubsub = redis ? createRedisPubSub({ redis, prefix }) : createMemoryPubSub();
+  const events = new EventHub(store, pubsub);
+  const metrics = createMetrics({
+    defaults: o.defaultMetrics ?? false,
+    liveSessions: async () =>
+      (
+        await pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM preview_sessions WHERE state NOT IN ('ended','failed')`,
+        )
+      ).rows[0]?.n ?? 0,
+  });
+  const previews = new PreviewService({
+    store,
+    tiers: o.tiers,
+    events,
+    databases: o.databases,
+    log,
+    metrics,
+    maxLivePerUser: config.MAX_LIVE_PREVIEWS_PER_USER,
+  });
+  const liveness = redis ? createRedisLiveness({ redis, prefix }) : createMemoryLiveness();
+  const nodes = new NodeRegistry({
+    pool,
+    liveness,
+    joinToken: config.NODE_JOIN_TOKEN,
+    heartbeatMs: config.HEARTBEAT_MS,
+    ttlMs: config.NODE_TTL_MS,
+  });
+  if (!config.SUPABASE_JWT_SECRET && !config.SUPABASE_JWKS_URL)
+    throw new TypeError('createRouter: config.SUPABASE_JWT_SECRET or config.SUPABASE_JWKS_URL is required');
+  const auth = createAuthenticator({
+    pool,
+    verifyJwt: createJwtVerifier({
+      secret: config.SUPABASE_JWT_SECRET,
+      jwksUrl: config.SUPABASE_JWKS_URL,
+      audience: config.JWT_AUDIENCE,
+    }),
+  });
+  const rateLimiter = redis ? createRedisRateLimiter({ redis, prefix }) : createMemoryRateLimiter();
+  const accessTokens = createAccessTokens({ secret: config.PREVIEW_TOKEN_SECRET });
+  let port: number | undefined;
+  const previewOrigin =
+    o.previewOrigin ??
+    ((id: string) =>
+      `${config.PREVIEW_SCHEME}://${id}.${config.PREVIEW_DOMAIN}${port && config.PREVIEW_DOMAIN.endsWith('localhost') ? `:${port}` : ''}`);
+  const proxy = createPreviewProxy({
+    previews,
+    accessTokens,
+    domain: config.PREVIEW_DOMAIN,
+    scheme: config.PREVIEW_SCHEME,
+    cookieTtlMs: config.PREVIEW_COOKIE_TTL_MS,
+    wakeWaitMs: config.WAKE_WAIT_MS,
+    metrics,
+    log,
+  });
+  const app = createApp({
+    pool,
+    log,
+    previews,
+    nodes,
+    auth,
+    rateLimiter,
+    metrics,
+    accessTokens,
+    limits: {
+      userPerMin: config.RATE_LIMIT_USER_PER_MIN,
+      ipPerMin: config.RATE_LIMIT_IP_PER_MIN,
+      trustProxy: config.TRUST_PROXY,
+      previewTokenTtlMs: config.PREVIEW_TOKEN_TTL_MS,
+    },
+    previewOrigin,
+    previewHost: proxy,
+  });
+  const scheduler: Scheduler = config.REDIS_URL
+    ? createBullScheduler({ redisUrl: config.REDIS_URL, prefix, log })
+    : createMemoryScheduler({ log });
+  registerJobs(
+    scheduler,
+    {
+      previews,
+      nodes,
+      databases: o.databases,
+      log,
+      metrics,
+      idleSuspendMs: config.IDLE_SUSPEND_MS,
+      idleDestroyMs: config.IDLE_DESTROY_MS,
+    },
+    { idleMs: config.IDLE_CHECK_MS, reconcileMs: config.RECONCILE_MS, janitorMs: config.JANITOR_MS },
+  );
+  if (o.jobs ?? true) await scheduler.start();
+
+  const upgradeHandlers: UpgradeHandler[] = [proxy.upgrade];
+  return {
+    app,
+    store,
+    previews,
+    nodes,
+    events,
+    auth,
+    metrics,
+    accessTokens,
+    scheduler,
+    proxy,
+    /** Extra upgrade handlers (e.g. the sync hub's `/v1/previews/:id/sync`) after the preview proxy. */
+    addUpgradeHandler(h: UpgradeHandler) {
+      upgradeHandlers.push(h);
+    },
+    attach(server: Server) {
+      const addr = server.address();
+      if (addr && typeof addr === 'object') port = addr.port;
+      server.on('listening', () => {
+        const a = server.address();
+        if (a && typeof a === 'object') port = a.port;
+      });
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        for (const h of upgradeHandlers) if (h(req, socket, head)) return;
+        socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      });
+    },
+    async close() {
+      previews.close();
+      await scheduler.close();
+      await rateLimiter.close();
+      await pubsub.close();
+    },
+  };
+}
+export type PreviewRouter = Awaited<ReturnType<typeof createRouter>>;

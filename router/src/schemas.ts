@@ -1,0 +1,112 @@
+import { z } from '@hono/zod-openapi';
+import { contentBytes, Encoding, LIMITS, pathProblem, TemplateName } from '@preview/tiers';
+
+/** Request and response bodies of the API (zod, published as OpenAPI). */
+
+export const FileContent = z.union([
+  z.string(),
+  z.object({ content: z.string(), encoding: Encoding.default('utf8') }),
+]);
+
+export const ProjectFilesBody = z
+  .record(z.string(), FileContent)
+  .superRefine((files, ctx) => {
+    const entries = Object.entries(files);
+    if (entries.length > LIMITS.projectFiles)
+      ctx.addIssue({
+        code: 'custom',
+        message: `at most ${LIMITS.projectFiles} files (rule project_files)`,
+        params: { rule: 'project_files' },
+      });
+    let total = 0;
+    for (const [path, f] of entries) {
+      const problem = pathProblem(path);
+      if (problem)
+        ctx.addIssue({
+          code: 'custom',
+          path: [path],
+          message: `${problem.message} (rule ${problem.rule})`,
+          params: { rule: problem.rule },
+        });
+      const n = typeof f === 'string' ? contentBytes({ content: f }) : contentBytes(f);
+      total += n;
+      if (n > LIMITS.fileBytes)
+        ctx.addIssue({
+          code: 'custom',
+          path: [path],
+          message: `file too large: ${n} bytes (rule file_size)`,
+          params: { rule: 'file_size' },
+        });
+    }
+    if (total > LIMITS.projectBytes)
+      ctx.addIssue({
+        code: 'custom',
+        message: `project too large: ${total} bytes (rule project_size)`,
+        params: { rule: 'project_size' },
+      });
+  })
+  .openapi({ description: 'Project files: path → utf8 text, or {content, encoding: "base64"}' });
+
+export const CreatePreviewBody = z
+  .object({
+    files: ProjectFilesBody,
+    template: TemplateName.optional().openapi({ description: 'Override the detected template' }),
+    client: z
+      .object({ webcontainer: z.boolean().default(false), bundler: z.boolean().default(false) })
+      .strict()
+      .default({ webcontainer: false, bundler: false })
+      .openapi({ description: 'What the editor’s browser can run' }),
+    serverOnly: z.boolean().optional().openapi({ description: 'Skip the browser tier' }),
+  })
+  .strict()
+  .openapi('CreatePreview');
+
+export const PreviewId = z.uuid();
+export const IdParams = z.object({ id: PreviewId.openapi({ param: { name: 'id', in: 'path' } }) });
+
+export const Reason = z.object({
+  tier: z.enum(['browser', 'docker', 'fly']),
+  outcome: z.enum(['chosen', 'skipped', 'failed']),
+  reason: z.string(),
+});
+
+export const PreviewView = z
+  .object({
+    id: z.uuid(),
+    state: z.string(),
+    template: TemplateName,
+    tier: z.enum(['browser', 'docker', 'fly']).nullable(),
+    placement: z.record(z.string(), z.unknown()).nullable(),
+    classification: z.record(z.string(), z.unknown()),
+    reasons: z.array(Reason),
+    previewUrl: z
+      .string()
+      .nullable()
+      .openapi({ description: 'Server tiers: URL with a short-lived access token' }),
+    error: z.string().nullable(),
+    lastSeq: z.number(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .openapi('Preview');
+
+export const PreviewList = z
+  .object({ previews: z.array(PreviewView), nextCursor: z.string().nullable() })
+  .openapi('PreviewList');
+
+export const ListQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(200).optional(),
+  all: z.enum(['true', 'false']).optional().openapi({ description: 'Include ended and failed previews' }),
+});
+
+export const ErrorBody = z
+  .object({ error: z.object({ code: z.string(), message: z.string() }) })
+  .openapi('Error');
+
+export const AckBody = z.object({
+  type: z.literal('ack'),
+  seq: z.number(),
+  stage: z.enum(['applied', 'persisted']),
+});
+export const FilesResult = z.object({ applied: AckBody, persisted: AckBody }).openapi('FilesResult');

@@ -1,0 +1,371 @@
+import { createHash } from 'node:crypto';
+import {
+  CapacityError,
+  ConflictError,
+  LIVE_STATES,
+  NotFoundError,
+  type Placement,
+  type ProjectFiles,
+  type SessionState,
+  statesLeadingTo,
+  type TemplateName,
+  type TierName,
+} from '@preview/tiers';
+import type pg from 'pg';
+import type { Classification } from '../placement/classify.ts';
+
+export interface PlacementReason {
+  tier: TierName;
+  outcome: 'chosen' | 'skipped' | 'failed';
+  reason: string;
+}
+
+export interface Session {
+  id: string;
+  userId: string;
+  template: TemplateName;
+  state: SessionState;
+  tier: TierName | null;
+  placement: Placement | null;
+  nodeId: string | null;
+  classification: Classification | Record<string, never>;
+  reasons: PlacementReason[];
+  needsDatabase: boolean;
+  lastSeq: number;
+  error: string | null;
+  lastEditAt: Date;
+  lastViewAt: Date;
+  createdAt: Date;
+  updatedAt: Date;
+  endedAt: Date | null;
+}
+
+interface Row {
+  id: string;
+  user_id: string;
+  template: TemplateName;
+  state: SessionState;
+  tier: TierName | null;
+  placement: Placement | null;
+  node_id: string | null;
+  classification: Classification;
+  reasons: PlacementReason[];
+  needs_database: boolean;
+  last_seq: string;
+  error: string | null;
+  last_edit_at: Date;
+  last_view_at: Date;
+  created_at: Date;
+  updated_at: Date;
+  ended_at: Date | null;
+}
+
+const toSession = (r: Row): Session => ({
+  id: r.id,
+  userId: r.user_id,
+  template: r.template,
+  state: r.state,
+  tier: r.tier,
+  placement: r.placement,
+  nodeId: r.node_id,
+  classification: r.classification,
+  reasons: r.reasons,
+  needsDatabase: r.needs_database,
+  lastSeq: Number(r.last_seq),
+  error: r.error,
+  lastEditAt: r.last_edit_at,
+  lastViewAt: r.last_view_at,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+  endedAt: r.ended_at,
+});
+
+const COLS = `id, user_id, template, state, tier, placement, node_id, classification, reasons, needs_database,
+  last_seq, error, last_edit_at, last_view_at, created_at, updated_at, ended_at`;
+
+/** Extra columns a transition may set together with the state. */
+export interface TransitionPatch {
+  tier?: TierName | null;
+  placement?: Placement | null;
+  nodeId?: string | null;
+  reasons?: PlacementReason[];
+  error?: string | null;
+}
+
+const EVENTS_KEPT = 200;
+
+/**
+ * Sessions in Postgres, the source of truth. Every state change is a guarded update naming the
+ * states it may leave (`statesLeadingTo`), so two replicas racing on one session cannot both win.
+ *
+ * @example
+ * const s = await store.transition(id, 'ready'); // ConflictError if the session is e.g. `ended`
+ */
+export class SessionStore {
+  readonly pool: pg.Pool;
+  constructor(pool: pg.Pool) {
+    this.pool = pool;
+  }
+
+  /**
+   * Inserts a queued session unless the user already has one with the same idempotency key
+   * (then returns that one, `created: false`) or has `maxLive` live sessions (CapacityError).
+   * A per-user advisory lock makes the cap exact under concurrency; the unique index makes the
+   * idempotency key exact even across replicas.
+   */
+  async create(input: {
+    userId: string;
+    template: TemplateName;
+    classification: Classification;
+    idempotencyKey?: string | undefined;
+    maxLive: number;
+  }): Promise<{ session: Session; created: boolean }> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 7211))', [input.userId]);
+      if (input.idempotencyKey) {
+        const prior = await client.query<Row>(
+          `SELECT ${COLS} FROM preview_sessions WHERE user_id = $1 AND idempotency_key = $2`,
+          [input.userId, input.idempotencyKey],
+        );
+        if (prior.rows[0]) {
+          await client.query('COMMIT');
+          return { session: toSession(prior.rows[0]), created: false };
+        }
+      }
+      const { rows: cnt } = await client.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM preview_sessions WHERE user_id = $1 AND state = ANY($2)`,
+        [input.userId, LIVE_STATES],
+      );
+      if ((cnt[0]?.n ?? 0) >= input.maxLive)
+        throw new CapacityError(`at most ${input.maxLive} live previews per user; delete one first`, {
+          code: 'too_many_previews',
+        });
+      const { rows } = await client.query<Row>(
+        `INSERT INTO preview_sessions (user_id, template, classification, needs_database, idempotency_key)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+         RETURNING ${COLS}`,
+        [
+          input.userId,
+          input.template,
+          JSON.stringify(input.classification),
+          input.classification.needsDatabase,
+          input.idempotencyKey ?? null,
+        ],
+      );
+      let created = true;
+      let row = rows[0];
+      if (!row) {
+        created = false;
+        row = (
+          await client.query<Row>(
+            `SELECT ${COLS} FROM preview_sessions WHERE user_id = $1 AND idempotency_key = $2`,
+            [input.userId, input.idempotencyKey],
+          )
+        ).rows[0];
+      }
+      await client.query('COMMIT');
+      return { session: toSession(row!), created };
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw e;
+    } finally {
+      client.release();
+    }
+  }
+
+  async get(id: string): Promise<Session | undefined> {
+    const { rows } = await this.pool.query<Row>(`SELECT ${COLS} FROM preview_sessions WHERE id = $1`, [id]);
+    return rows[0] ? toSession(rows[0]) : undefined;
+  }
+
+  /** The session if `userId` owns it; otherwise NotFoundError (another user's preview is not even acknowledged). */
+  async getOwned(id: string, userId: string): Promise<Session> {
+    const { rows } = await this.pool.query<Row>(
+      `SELECT ${COLS} FROM preview_sessions WHERE id = $1 AND user_id = $2`,
+      [id, userId],
+    );
+    if (!rows[0]) throw new NotFoundError(`preview ${id} not found`);
+    return toSession(rows[0]);
+  }
+
+  async list(
+    userId: string,
+    options: { limit: number; includeEnded: boolean; before?: { createdAt: Date; id: string } | undefined },
+  ): Promise<Session[]> {
+    const params: unknown[] = [userId, options.limit];
+    let where = 'user_id = $1';
+    if (!options.includeEnded) {
+      params.push(LIVE_STATES);
+      where += ` AND state = ANY($${params.length})`;
+    }
+    if (options.before) {
+      params.push(options.before.createdAt, options.before.id);
+      where += ` AND (created_at, id) < ($${params.length - 1}, $${params.length})`;
+    }
+    const { rows } = await this.pool.query<Row>(
+      `SELECT ${COLS} FROM preview_sessions WHERE ${where} ORDER BY created_at DESC, id DESC LIMIT $2`,
+      params,
+    );
+    return rows.map(toSession);
+  }
+
+  /** Moves `id` to `to` if its current state may lead there; ConflictError otherwise. */
+  async transition(id: string, to: SessionState, patch: TransitionPatch = {}): Promise<Session> {
+    const sets = ['state = $2', 'updated_at = now()'];
+    const params: unknown[] = [id, to, statesLeadingTo(to)];
+    const add = (col: string, v: unknown) => {
+      params.push(v);
+      sets.push(`${col} = $${params.length}`);
+    };
+    if (patch.tier !== undefined) add('tier', patch.tier);
+    if (patch.placement !== undefined)
+      add('placement', patch.placement ? JSON.stringify(patch.placement) : null);
+    if (patch.nodeId !== undefined) add('node_id', patch.nodeId);
+    if (patch.reasons !== undefined) add('reasons', JSON.stringify(patch.reasons));
+    if (patch.error !== undefined) add('error', patch.error);
+    if (to === 'ended') sets.push('ended_at = now()');
+    const { rows } = await this.pool.query<Row>(
+      `UPDATE preview_sessions SET ${sets.join(', ')} WHERE id = $1 AND state = ANY($3) RETURNING ${COLS}`,
+      params,
+    );
+    if (rows[0]) return toSession(rows[0]);
+    const current = await this.get(id);
+    if (!current) throw new NotFoundError(`preview ${id} not found`);
+    throw new ConflictError(`preview ${id} is ${current.state}; it cannot become ${to}`, {
+      code: 'invalid_transition',
+    });
+  }
+
+  /** Records user activity (`edit`: files pushed; `view`: a human page view). */
+  async touch(id: string, kind: 'edit' | 'view'): Promise<void> {
+    const col = kind === 'edit' ? 'last_edit_at' : 'last_view_at';
+    await this.pool.query(`UPDATE preview_sessions SET ${col} = now() WHERE id = $1`, [id]);
+  }
+
+  /** Upserts files (latest content per path) and raises `last_seq`. */
+  async putFiles(id: string, files: ProjectFiles, seq: number): Promise<void> {
+    const paths: string[] = [];
+    const contents: Buffer[] = [];
+    const hashes: string[] = [];
+    const sizes: number[] = [];
+    for (const [path, f] of Object.entries(files)) {
+      const buf =
+        typeof f === 'string'
+          ? Buffer.from(f, 'utf8')
+          : Buffer.from(f.content, f.encoding === 'base64' ? 'base64' : 'utf8');
+      paths.push(path);
+      contents.push(buf);
+      hashes.push(createHash('sha256').update(buf).digest('hex'));
+      sizes.push(buf.length);
+    }
+    if (paths.length === 0) return;
+    await this.pool.query(
+      `INSERT INTO project_files (preview_id, path, content, content_hash, size, seq)
+       SELECT $1, p, c, h, s, $6 FROM unnest($2::text[], $3::bytea[], $4::text[], $5::int[]) AS t(p, c, h, s)
+       ON CONFLICT (preview_id, path) DO UPDATE
+         SET content = EXCLUDED.content, content_hash = EXCLUDED.content_hash, size = EXCLUDED.size,
+             seq = EXCLUDED.seq, updated_at = now()`,
+      [id, paths, contents, hashes, sizes, seq],
+    );
+    await this.pool.query('UPDATE preview_sessions SET last_seq = greatest(last_seq, $2) WHERE id = $1', [
+      id,
+      seq,
+    ]);
+  }
+
+  async deleteFiles(id: string, paths: string[]): Promise<void> {
+    if (paths.length)
+      await this.pool.query('DELETE FROM project_files WHERE preview_id = $1 AND path = ANY($2)', [
+        id,
+        paths,
+      ]);
+  }
+
+  /** The stored project (utf8 where it decodes cleanly, base64 otherwise). */
+  async loadFiles(id: string): Promise<ProjectFiles> {
+    const { rows } = await this.pool.query<{ path: string; content: Buffer }>(
+      'SELECT path, content FROM project_files WHERE preview_id = $1 ORDER BY path',
+      [id],
+    );
+    const out: ProjectFiles = {};
+    for (const r of rows) {
+      const text = r.content.toString('utf8');
+      out[r.path] = Buffer.from(text, 'utf8').equals(r.content)
+        ? text
+        : { content: r.content.toString('base64'), encoding: 'base64' };
+    }
+    return out;
+  }
+
+  /** Appends to the bounded per-preview event log. */
+  async appendEvent(id: string, kind: string, data: Record<string, unknown>): Promise<void> {
+    const { rows } = await this.pool.query<{ id: string }>(
+      'INSERT INTO preview_events (preview_id, kind, data) VALUES ($1, $2, $3) RETURNING id',
+      [id, kind, JSON.stringify(data)],
+    );
+    const newId = Number(rows[0]?.id ?? 0);
+    // Trim occasionally rather than on every insert.
+    if (newId % 50 === 0)
+      await this.pool.query(
+        `DELETE FROM preview_events WHERE preview_id = $1 AND id <= (
+           SELECT id FROM preview_events WHERE preview_id = $1 ORDER BY id DESC OFFSET $2 LIMIT 1)`,
+        [id, EVENTS_KEPT],
+      );
+  }
+
+  async recentEvents(
+    id: string,
+    limit = 50,
+  ): Promise<Array<{ id: number; kind: string; data: Record<string, unknown>; at: Date }>> {
+    const { rows } = await this.pool.query<{
+      id: string;
+      kind: string;
+      data: Record<string, unknown>;
+      at: Date;
+    }>('SELECT id, kind, data, at FROM preview_events WHERE preview_id = $1 ORDER BY id DESC LIMIT $2', [
+      id,
+      limit,
+    ]);
+    return rows.reverse().map((r) => ({ ...r, id: Number(r.id) }));
+  }
+
+  /** Live sessions on a node (reconcile). */
+  async onNode(nodeId: string): Promise<Session[]> {
+    const { rows } = await this.pool.query<Row>(
+      `SELECT ${COLS} FROM preview_sessions WHERE node_id = $1 AND state = ANY($2)`,
+      [nodeId, LIVE_STATES],
+    );
+    return rows.map(toSession);
+  }
+
+  /** Sessions idle since `before` in one of `states` (idle job). */
+  async idle(states: SessionState[], before: Date, limit = 100): Promise<Session[]> {
+    const { rows } = await this.pool.query<Row>(
+      `SELECT ${COLS} FROM preview_sessions
+       WHERE state = ANY($1) AND greatest(last_edit_at, last_view_at) < $2 LIMIT $3`,
+      [states, before, limit],
+    );
+    return rows.map(toSession);
+  }
+
+  async liveWithNodes(): Promise<Array<{ id: string; nodeId: string }>> {
+    const { rows } = await this.pool.query<{ id: string; node_id: string }>(
+      `SELECT id, node_id FROM preview_sessions WHERE node_id IS NOT NULL AND state = ANY($1)`,
+      [LIVE_STATES],
+    );
+    return rows.map((r) => ({ id: r.id, nodeId: r.node_id }));
+  }
+
+  /** Of `ids`, those that are live sessions. */
+  async liveAmong(ids: string[]): Promise<Set<string>> {
+    if (!ids.length) return new Set();
+    const { rows } = await this.pool.query<{ id: string }>(
+      `SELECT id::text FROM preview_sessions WHERE id::text = ANY($1) AND state = ANY($2)`,
+      [ids, LIVE_STATES],
+    );
+    return new Set(rows.map((r) => r.id));
+  }
+}

@@ -1,0 +1,302 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTestDatabase, createTestRedis, type TestDatabase } from '@preview/testkit';
+import { CloseCodes, LIMITS } from '@preview/tiers';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { migrate } from '../db/migrate.ts';
+import { createSyncHub, type SyncHub } from './hub.ts';
+import { createMemoryPubSub, createRedisPubSub, type PubSub } from './pubsub.ts';
+import { createMemorySyncState, createRedisSyncState, type SyncState } from './state.ts';
+import { startDirectorySandbox } from './testing/dir-sandbox.ts';
+import { connectRawEditor, type RawEditor } from './testing/editor.ts';
+import { serveSyncHub } from './testing/serve.ts';
+import { openWebSocketChannel } from './ws-channel.ts';
+
+const silent = process.env.SYNC_DEBUG
+  ? { debug: console.log, info: console.log, warn: console.log, error: console.log }
+  : { debug() {}, info() {}, warn() {}, error() {} };
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+  await migrate(db.pool);
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function newPreview(): Promise<string> {
+  const id = randomUUID();
+  await db.pool.query(
+    `INSERT INTO preview_sessions (id, user_id, template, state) VALUES ($1, $2, 'vite-react', 'ready')`,
+    [id, randomUUID()],
+  );
+  return id;
+}
+
+async function sandbox() {
+  const dir = await mkdtemp(join(tmpdir(), 'sync-sandbox-'));
+  const sb = await startDirectorySandbox({ dir });
+  cleanups.push(
+    () => rm(dir, { recursive: true, force: true }),
+    () => sb.close(),
+  );
+  return sb;
+}
+
+async function replica(opts: { pubsub: PubSub; state: SyncState; sandboxUrl: string; leaseMs?: number }) {
+  const hub: SyncHub = createSyncHub({
+    pool: db.pool,
+    pubsub: opts.pubsub,
+    state: opts.state,
+    log: silent,
+    leaseMs: opts.leaseMs ?? 1000,
+    openChannel: () => openWebSocketChannel({ url: opts.sandboxUrl }),
+  });
+  const srv = await serveSyncHub(hub);
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await srv.close();
+    await hub.close();
+  };
+  cleanups.push(close);
+  return { hub, srv, close, url: (id: string) => `ws://127.0.0.1:${srv.port}/v1/previews/${id}/sync` };
+}
+
+async function editor(url: string, opts: Parameters<typeof connectRawEditor>[1] = {}): Promise<RawEditor> {
+  const e = await connectRawEditor(url, opts);
+  cleanups.push(() => e.close());
+  return e;
+}
+
+async function dbFiles(previewId: string): Promise<Record<string, string>> {
+  const r = await db.pool.query<{ path: string; content: Buffer }>(
+    'SELECT path, content FROM project_files WHERE preview_id = $1 ORDER BY path',
+    [previewId],
+  );
+  return Object.fromEntries(r.rows.map((x) => [x.path, x.content.toString('utf8')]));
+}
+
+async function sandboxFiles(sb: Awaited<ReturnType<typeof sandbox>>): Promise<Record<string, string>> {
+  return Object.fromEntries([...(await sb.files())].sort().map(([p, c]) => [p, c.toString('utf8')]));
+}
+
+function local() {
+  return { pubsub: createMemoryPubSub(), state: createMemorySyncState() };
+}
+
+describe('sync hub (one replica, real Postgres, directory test sandbox)', () => {
+  it('applies put, rename and delete in order, acks applied then persisted, and persists with hashes', async () => {
+    const sb = await sandbox();
+    const r = await replica({ ...local(), sandboxUrl: sb.url });
+    const id = await newPreview();
+    const e = await editor(r.url(id), { clientId: 'c1' });
+    e.send({
+      type: 'batch',
+      seq: 1,
+      ops: [
+        { op: 'put', path: 'src/a.ts', content: 'A' },
+        { op: 'put', path: 'b.txt', content: 'B' },
+      ],
+    });
+    e.send({ type: 'batch', seq: 2, ops: [{ op: 'rename', from: 'src/a.ts', to: 'src/c.ts' }] });
+    e.send({
+      type: 'batch',
+      seq: 3,
+      ops: [
+        { op: 'delete', path: 'b.txt' },
+        { op: 'put', path: 'src/a.ts', content: 'A2' },
+      ],
+    });
+    await e.waitFor(() => e.acked(3, 'persisted'));
+    const expected = { 'src/a.ts': 'A2', 'src/c.ts': 'A' };
+    expect(await sandboxFiles(sb)).toEqual(expected);
+    expect(await dbFiles(id)).toEqual(expected);
+    const order = e.frames
+      .filter((f) => f.type === 'ack' && f.stage === 'applied')
+      .map((f) => (f as { seq: number }).seq);
+    expect(order).toEqual([1, 2, 3]);
+    const row = await db.pool.query(
+      "SELECT content_hash, size FROM project_files WHERE preview_id = $1 AND path = 'src/c.ts'",
+      [id],
+    );
+    expect(row.rows[0]).toEqual({
+      content_hash: '559aead08264d5795d3909718cdd05abd49572e84fe55590eef31a88a08fdffd',
+      size: 1,
+    });
+    const s = await db.pool.query('SELECT last_seq FROM preview_sessions WHERE id = $1', [id]);
+    expect(Number(s.rows[0].last_seq)).toBeGreaterThan(0);
+  });
+
+  it('persists a rename whose source was persisted by an earlier flush (rename step in SQL)', async () => {
+    const sb = await sandbox();
+    const r = await replica({ ...local(), sandboxUrl: sb.url });
+    const id = await newPreview();
+    const e = await editor(r.url(id), { clientId: 'c1' });
+    e.send({
+      type: 'batch',
+      seq: 1,
+      ops: [
+        { op: 'put', path: 'x/one.ts', content: '1' },
+        { op: 'put', path: 'two.ts', content: '2' },
+      ],
+    });
+    await e.waitFor(() => e.acked(1, 'persisted'));
+    e.send({ type: 'batch', seq: 2, ops: [{ op: 'rename', from: 'x/one.ts', to: 'two.ts' }] });
+    await e.waitFor(() => e.acked(2, 'persisted'));
+    expect(await dbFiles(id)).toEqual({ 'two.ts': '1' });
+    expect(await sandboxFiles(sb)).toEqual({ 'two.ts': '1' });
+  });
+
+  it('answers a malformed frame, a bad path and an oversized file with coded errors, writes nothing, and stays usable', async () => {
+    const sb = await sandbox();
+    const r = await replica({ ...local(), sandboxUrl: sb.url });
+    const id = await newPreview();
+    const e = await editor(r.url(id), { clientId: 'c1' });
+    e.send('{not json');
+    e.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: '../etc/passwd', content: 'x' }] });
+    e.send({
+      type: 'batch',
+      seq: 2,
+      ops: [{ op: 'put', path: 'big.bin', content: 'a'.repeat(LIMITS.fileBytes + 1) }],
+    });
+    e.send({ type: 'batch', seq: 3, ops: [{ op: 'explode', path: 'a' }] });
+    e.send({ type: 'batch', seq: 4, ops: [{ op: 'put', path: 'ok.txt', content: 'fine' }] });
+    await e.waitFor(() => e.acked(4, 'persisted'));
+    const errors = e.frames.filter((f) => f.type === 'error');
+    expect(errors.map((f) => [f.code, (f as { seq?: number }).seq])).toEqual([
+      ['malformed_frame', undefined],
+      ['invalid_path', 1],
+      ['too_large', 2],
+      ['invalid_frame', 3],
+    ]);
+    expect(errors[1]?.message).toMatch(/traversal/);
+    expect(await sandboxFiles(sb)).toEqual({ 'ok.txt': 'fine' });
+    expect(await dbFiles(id)).toEqual({ 'ok.txt': 'fine' });
+  });
+
+  it('closes with 1009 (tooBig) a frame over LIMITS.frameBytes', async () => {
+    const sb = await sandbox();
+    const r = await replica({ ...local(), sandboxUrl: sb.url });
+    const id = await newPreview();
+    const e = await editor(r.url(id), { clientId: 'c1' });
+    e.send('x'.repeat(LIMITS.frameBytes + 1));
+    expect((await e.waitClosed()).code).toBe(CloseCodes.tooBig);
+    expect(await dbFiles(id)).toEqual({});
+  });
+
+  it('serves two editors on one preview: one order per preview, acks carry each editor’s own seq', async () => {
+    const sb = await sandbox();
+    const r = await replica({ ...local(), sandboxUrl: sb.url });
+    const id = await newPreview();
+    const a = await editor(r.url(id), { clientId: 'alice' });
+    const b = await editor(r.url(id), { clientId: 'bob' });
+    a.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'shared.ts', content: 'from alice' }] });
+    await a.waitFor(() => a.acked(1, 'applied'));
+    b.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'shared.ts', content: 'from bob' }] });
+    await b.waitFor(() => b.acked(1, 'persisted'));
+    for (let i = 0; i < 20; i++) {
+      a.send({ type: 'batch', seq: 2 + i, ops: [{ op: 'put', path: `a/${i}.ts`, content: `a${i}` }] });
+      b.send({ type: 'batch', seq: 2 + i, ops: [{ op: 'put', path: `b/${i}.ts`, content: `b${i}` }] });
+    }
+    await a.waitFor(() => a.acked(21, 'persisted'));
+    await b.waitFor(() => b.acked(21, 'persisted'));
+    const files = await dbFiles(id);
+    expect(files['shared.ts']).toBe('from bob');
+    expect(Object.keys(files)).toHaveLength(41);
+    expect(await sandboxFiles(sb)).toEqual(files);
+    // Each editor sees only acks for its own seqs.
+    const ackedPaths = (e: RawEditor) => e.frames.filter((f) => f.type === 'ack').length;
+    expect(ackedPaths(a)).toBeGreaterThan(0);
+    expect(ackedPaths(b)).toBeGreaterThan(0);
+    // The last write to shared.ts came from bob, and the row carries the later global seq.
+    const seqs = await db.pool.query(
+      "SELECT path, seq FROM project_files WHERE preview_id = $1 AND path IN ('shared.ts', 'a/0.ts')",
+      [id],
+    );
+    expect(seqs.rows).toHaveLength(2);
+  });
+
+  it('replays after reconnect: acks the client missed are sent after hello, re-sent batches are not applied twice', async () => {
+    const sb = await sandbox();
+    const r = await replica({ ...local(), sandboxUrl: sb.url });
+    const id = await newPreview();
+    const e1 = await editor(r.url(id), { clientId: 'c1' });
+    e1.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'a.txt', content: '1' }] });
+    e1.send({ type: 'batch', seq: 2, ops: [{ op: 'rename', from: 'a.txt', to: 'b.txt' }] });
+    e1.send({ type: 'batch', seq: 3, ops: [{ op: 'put', path: 'a.txt', content: 'new a' }] });
+    // The sandbox has all three; the editor goes away before it reads any `persisted` ack.
+    await e1.waitFor(() => e1.acked(3, 'applied'));
+    e1.ws.terminate();
+    for (let i = 0; i < 100 && Object.keys(await dbFiles(id)).length < 2; i++)
+      await new Promise((res) => setTimeout(res, 50));
+    await r.hub.drained();
+    const e2 = await editor(r.url(id), { clientId: 'c1', lastAckedSeq: 0 });
+    await e2.waitFor(() => e2.acked(3, 'persisted'));
+    // The client does not know what arrived, so it re-sends everything unacked, in order.
+    e2.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'a.txt', content: '1' }] });
+    e2.send({ type: 'batch', seq: 2, ops: [{ op: 'rename', from: 'a.txt', to: 'b.txt' }] });
+    e2.send({ type: 'batch', seq: 3, ops: [{ op: 'put', path: 'a.txt', content: 'new a' }] });
+    e2.send({ type: 'batch', seq: 4, ops: [{ op: 'put', path: 'c.txt', content: 'c' }] });
+    await e2.waitFor(() => e2.acked(4, 'persisted'));
+    const expected = { 'a.txt': 'new a', 'b.txt': '1', 'c.txt': 'c' };
+    expect(await sandboxFiles(sb)).toEqual(expected);
+    expect(await dbFiles(id)).toEqual(expected);
+  });
+});
+
+describe('sync hub across replicas (Redis pub/sub and lease)', () => {
+  it('carries batches from the editor’s replica to the replica that owns the channel, and fails over', async () => {
+    const sb = await sandbox();
+    const redisA = createTestRedis();
+    const redisB = createTestRedis();
+    const prefix = redisA.prefix;
+    cleanups.push(
+      () => redisA.cleanup(),
+      () => redisB.redis.disconnect(),
+    );
+    const mk = (r: typeof redisA.redis) => ({
+      pubsub: createRedisPubSub({ redis: r, prefix }),
+      state: createRedisSyncState({ redis: r, prefix }),
+    });
+    const busA = mk(redisA.redis);
+    const busB = mk(redisB.redis);
+    cleanups.push(
+      () => busA.pubsub.close(),
+      () => busB.pubsub.close(),
+    );
+    const A = await replica({ ...busA, sandboxUrl: sb.url, leaseMs: 600 });
+    const B = await replica({ ...busB, sandboxUrl: sb.url, leaseMs: 600 });
+    const id = await newPreview();
+
+    // An editor on B first: B takes the lease and opens the channel.
+    const onB = await editor(B.url(id), { clientId: 'first' });
+    onB.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'b.txt', content: 'b' }] });
+    await onB.waitFor(() => onB.acked(1, 'persisted'));
+    expect(B.hub.owned()).toEqual([id]);
+
+    const onA = await editor(A.url(id), { clientId: 'second' });
+    onA.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'a.txt', content: 'via redis' }] });
+    await onA.waitFor(() => onA.acked(1, 'persisted'));
+    expect(A.hub.owned()).toEqual([]);
+    expect(sb.connections()).toBe(1);
+    expect(await sandboxFiles(sb)).toEqual({ 'a.txt': 'via redis', 'b.txt': 'b' });
+
+    // B goes away: A takes over the lease, reopens the channel, and the editor on A keeps going.
+    await B.close();
+    onA.send({ type: 'batch', seq: 2, ops: [{ op: 'put', path: 'a.txt', content: 'after failover' }] });
+    await onA.waitFor(() => onA.acked(2, 'persisted'));
+    expect(A.hub.owned()).toEqual([id]);
+    expect(await sandboxFiles(sb)).toEqual({ 'a.txt': 'after failover', 'b.txt': 'b' });
+    expect(await dbFiles(id)).toEqual({ 'a.txt': 'after failover', 'b.txt': 'b' });
+  });
+});

@@ -1,0 +1,3 @@
+export { startDirectorySandbox } from './dir-sandbox.ts';
+export { connectRawEditor, type RawEditor } from './editor.ts';
+export { serveSyncHub } from './serve.ts';

@@ -1,0 +1,119 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createTestDatabase, createTestRedis, type TestDatabase } from '@preview/testkit';
+import pino from 'pino';
+import { signUserJwt } from '../src/auth/jwt.ts';
+import { newCredential, sha256 } from '../src/auth/secrets.ts';
+import { loadConfig } from '../src/config.ts';
+import { migrate } from '../src/db/migrate.ts';
+import type { Tiers } from '../src/previews.ts';
+import { createRouter, type PreviewRouter } from '../src/router.ts';
+
+export const silent = pino({ level: 'silent' });
+
+export interface Harness {
+  db: TestDatabase;
+  router: PreviewRouter;
+  secret: string;
+  joinToken: string;
+  alice: { id: string; jwt: string; apiKey: string };
+  bob: { id: string; jwt: string };
+  nodeCredential: string;
+  nodeId: string;
+  /** Another router on the same database (and Redis, if used): a second replica. */
+  replica(): Promise<PreviewRouter>;
+  close(): Promise<void>;
+}
+
+/**
+ * A router on a fresh real Postgres database (and real Redis under a random prefix when `redis`),
+ * with two users, a service key for alice and a registered node.
+ */
+export async function createHarness(
+  o: { redis?: boolean; tiers?: () => Tiers; env?: Record<string, string>; db?: TestDatabase } = {},
+): Promise<Harness> {
+  const db = o.db ?? (await createTestDatabase({ max: 20 }));
+  // Dropping the database at teardown terminates idle connections; that is expected.
+  db.pool.on('error', () => {});
+  await migrate(db.pool);
+  const secret = randomBytes(32).toString('hex');
+  const joinToken = randomBytes(16).toString('hex');
+  const r = o.redis ? createTestRedis() : undefined;
+  const config = loadConfig({
+    SUPABASE_JWT_SECRET: secret,
+    PREVIEW_TOKEN_SECRET: `${secret}-preview`,
+    NODE_JOIN_TOKEN: joinToken,
+    ...(r ? { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: r.prefix } : {}),
+    ...o.env,
+  });
+  const routers: PreviewRouter[] = [];
+  const tiersMade: Tiers[] = [];
+  let nodeId: string | undefined;
+  const adopt = (tiers: Tiers) => {
+    for (const t of Object.values(tiers))
+      if (t && nodeId && 'nodeId' in t) (t as { nodeId: string }).nodeId = nodeId;
+  };
+  const make = async () => {
+    const tiers = o.tiers ? o.tiers() : {};
+    adopt(tiers);
+    tiersMade.push(tiers);
+    const router = await createRouter({
+      config,
+      pool: db.pool,
+      redis: r?.redis,
+      tiers,
+      log: silent,
+      jobs: false,
+    });
+    routers.push(router);
+    return router;
+  };
+  const router = await make();
+  const alice = { id: randomUUID(), jwt: '', apiKey: newCredential('pk_') };
+  alice.jwt = await signUserJwt({ secret, userId: alice.id });
+  const bob = { id: randomUUID(), jwt: '' };
+  bob.jwt = await signUserJwt({ secret, userId: bob.id });
+  await db.pool.query(`INSERT INTO api_keys (user_id, name, key_hash) VALUES ($1, 'ci', $2)`, [
+    alice.id,
+    sha256(alice.apiKey),
+  ]);
+  const reg = await router.nodes.register({
+    joinToken,
+    name: `node-${randomBytes(3).toString('hex')}`,
+    url: 'http://127.0.0.1:1',
+    capacity: { slots: 4, used: 0, warm: {} },
+    runtime: 'process',
+  });
+  nodeId = reg.nodeId;
+  for (const t of tiersMade) adopt(t);
+  return {
+    db,
+    router,
+    secret,
+    joinToken,
+    alice,
+    bob,
+    nodeCredential: reg.credential,
+    nodeId: reg.nodeId,
+    replica: make,
+    async close() {
+      for (const x of routers) await x.close().catch(() => {});
+      for (const t of tiersMade) for (const tier of Object.values(t)) await tier?.close().catch(() => {});
+      await r?.cleanup();
+      if (!o.db) await db.drop();
+    },
+  };
+}
+
+export const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
+
+export const VITE_FILES = {
+  'package.json': JSON.stringify({
+    name: 'v',
+    private: true,
+    scripts: { dev: 'vite' },
+    devDependencies: { vite: '^8' },
+  }),
+  'index.html':
+    '<!doctype html><html><body><h1>hi</h1><script type="module" src="/main.js"></script></body></html>',
+  'main.js': 'console.log(1)',
+};

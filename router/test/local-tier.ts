@@ -1,0 +1,185 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  type Ack,
+  type FileBatch,
+  NotFoundError,
+  type Placement,
+  type PreviewSpec,
+  type SyncChannel,
+  type Tier,
+  type TierName,
+  type TierStatus,
+  TierUnavailableError,
+} from '@preview/tiers';
+import { WebSocketServer } from 'ws';
+
+/**
+ * A server-side tier for route and proxy tests until the docker tier (agent branch) is merged:
+ * each preview gets a real HTTP server on 127.0.0.1:0 serving its files, with a real WebSocket
+ * endpoint (`/__hmr`: echoes, and pushes `{type:"update",path}` on apply). Readiness is explicit
+ * (`setPhase`), so tests can observe the status page before the app is ready.
+ */
+export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: boolean } = {}) {
+  const name: TierName = o.name ?? 'docker';
+  const previews = new Map<
+    string,
+    {
+      server: Server;
+      wss: WebSocketServer;
+      files: Map<string, string>;
+      phase: TierStatus['phase'];
+      log: string[];
+      suspended: boolean;
+    }
+  >();
+  const get = (id: string) => {
+    const p = previews.get(id);
+    if (!p) throw new NotFoundError(`preview ${id} not found on ${name}`);
+    return p;
+  };
+  let creates = 0;
+  const tier: Tier & {
+    setPhase(id: string, phase: TierStatus['phase'], log?: string[]): void;
+    readonly creates: number;
+    files(id: string): Map<string, string> | undefined;
+    /** The registered node this tier's docker placements name (set by the harness). */
+    nodeId: string;
+  } = {
+    name,
+    nodeId: '00000000-0000-4000-8000-000000000000',
+    get creates() {
+      return creates;
+    },
+    files: (id) => previews.get(id)?.files,
+    setPhase(id, phase, log) {
+      const p = get(id);
+      p.phase = phase;
+      if (log) p.log.push(...log);
+    },
+    async create(spec: PreviewSpec): Promise<Placement> {
+      creates++;
+      const files = new Map<string, string>();
+      for (const [k, v] of Object.entries(spec.files))
+        files.set(
+          k,
+          typeof v === 'string'
+            ? v
+            : Buffer.from(v.content, v.encoding === 'base64' ? 'base64' : 'utf8').toString(),
+        );
+      if (spec.env?.['DATABASE_URL']) files.set('__env/DATABASE_URL', spec.env['DATABASE_URL']);
+      const server = createServer((req, res) => {
+        const path = (req.url ?? '/').split('?')[0]!.replace(/^\//, '') || 'index.html';
+        const body = files.get(path);
+        if (body === undefined) {
+          res.writeHead(404).end('not found');
+          return;
+        }
+        res.writeHead(200, {
+          'content-type': path.endsWith('.html') ? 'text/html' : 'text/plain',
+          'x-upstream': 'local',
+        });
+        res.end(body);
+      });
+      const wss = new WebSocketServer({ server, path: '/__hmr' });
+      wss.on('connection', (ws) => ws.on('message', (m) => ws.send(`echo:${m.toString()}`)));
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const port = (server.address() as AddressInfo).port;
+      previews.set(spec.previewId, {
+        server,
+        wss,
+        files,
+        phase: o.autoReady ? 'ready' : 'installing',
+        log: ['npm install'],
+        suspended: false,
+      });
+      const upstream = `http://127.0.0.1:${port}`;
+      return name === 'docker'
+        ? {
+            tier: 'docker',
+            previewId: spec.previewId,
+            nodeId: tier.nodeId,
+            containerId: `local-${port}`,
+            upstream,
+          }
+        : {
+            tier: 'fly',
+            previewId: spec.previewId,
+            machineId: `m${port}`,
+            region: 'local',
+            upstream,
+            instanceId: `m${port}`,
+          };
+    },
+    async apply(id: string, batch: FileBatch): Promise<Ack> {
+      const p = get(id);
+      for (const op of batch.ops) {
+        if (op.op === 'put')
+          p.files.set(
+            op.path,
+            op.encoding === 'base64' ? Buffer.from(op.content, 'base64').toString() : op.content,
+          );
+        else if (op.op === 'delete') p.files.delete(op.path);
+        else {
+          p.files.set(op.to, p.files.get(op.from) ?? '');
+          p.files.delete(op.from);
+        }
+        for (const c of p.wss.clients)
+          c.send(JSON.stringify({ type: 'update', path: op.op === 'rename' ? op.to : op.path }));
+      }
+      return { type: 'ack', seq: batch.seq, stage: 'applied' };
+    },
+    async openSync(): Promise<SyncChannel> {
+      throw new TierUnavailableError(name, 'the local test tier has no sync channel');
+    },
+    async suspend(id) {
+      get(id).suspended = true;
+      get(id).phase = 'suspended';
+    },
+    async resume(id) {
+      const p = get(id);
+      p.suspended = false;
+      p.phase = 'ready';
+    },
+    async destroy(id) {
+      const p = previews.get(id);
+      if (!p) return false;
+      previews.delete(id);
+      for (const c of p.wss.clients) c.terminate();
+      p.wss.close();
+      p.server.closeAllConnections();
+      await new Promise((r) => p.server.close(r));
+      return true;
+    },
+    async status(id) {
+      const p = previews.get(id);
+      return p ? { phase: p.phase, log: [...p.log] } : undefined;
+    },
+    async capacity() {
+      return { available: 100 - previews.size, total: 100 };
+    },
+    async close() {
+      for (const id of [...previews.keys()]) await tier.destroy(id);
+    },
+  };
+  return tier;
+}
+
+/** A tier that is down: every create fails with TierUnavailableError (placement fall-through tests). */
+export function createDownTier(name: TierName): Tier {
+  const down = () => {
+    throw new TierUnavailableError(name, `${name} is down (test)`);
+  };
+  return {
+    name,
+    create: async () => down(),
+    apply: async () => down(),
+    openSync: async () => down(),
+    suspend: async () => down(),
+    resume: async () => down(),
+    destroy: async () => false,
+    status: async () => undefined,
+    capacity: async () => ({ available: 1, total: 1 }),
+    close: async () => {},
+  };
+}
