@@ -38,11 +38,11 @@ interface Rig {
 
 let rig: Rig;
 
-function supabase(key: string): SupabaseClient {
+function supabase(key: string, vsn: '1.0.0' | '2.0.0' = '2.0.0'): SupabaseClient {
   const c = createClient(rig.rt.url, key, {
     auth: { persistSession: false, autoRefreshToken: false },
     // A short heartbeat so that the fake sees (and checks) heartbeats during a test.
-    realtime: { transport: WebSocket as never, heartbeatIntervalMs: 500 },
+    realtime: { transport: WebSocket as never, heartbeatIntervalMs: 500, vsn },
   });
   rig.clients.push(c);
   return c;
@@ -60,9 +60,13 @@ function startBridge(): RealtimeBridge {
   return bridge;
 }
 
-function session(): SyncSession {
+function session(vsn: '1.0.0' | '2.0.0' = '2.0.0'): SyncSession {
   const s = new SyncSession({
-    transport: realtimeTransport({ client: supabase(ANON), previewId: rig.previewId, maxMessageBytes: MAX }),
+    transport: realtimeTransport({
+      client: supabase(ANON, vsn),
+      previewId: rig.previewId,
+      maxMessageBytes: MAX,
+    }),
     backoff: { initialMs: 20, maxMs: 200 },
   });
   rig.sessions.push(s);
@@ -125,6 +129,18 @@ describe('Supabase Realtime transport (real supabase-js, fake Realtime server)',
     await expect
       .poll(() => rig.rt.received.some((m) => m.topic === 'phoenix' && m.event === 'heartbeat'))
       .toBe(true);
+    expect(rig.rt.violations).toEqual([]);
+  });
+
+  it('works with the vsn 1.0.0 JSON serializer too', async () => {
+    await startBridge().ready;
+    const s = session('1.0.0');
+    s.write('v1.txt', 'x'.repeat(3 * MAX));
+    await s.whenPersisted();
+    expect(await text('v1.txt')).toBe('x'.repeat(3 * MAX));
+    const v1 = rig.rt.received.filter((m) => m.vsn === '1.0.0' && m.event === 'broadcast');
+    expect(v1.length).toBeGreaterThan(2);
+    expect(v1.every((m) => !m.binary)).toBe(true);
     expect(rig.rt.violations).toEqual([]);
   });
 
