@@ -70,7 +70,10 @@ describe('encodeEnvelopes / ChunkAssembler', () => {
     const tight = new ChunkAssembler({ maxBufferedBytes: 5000 });
     const r = [];
     for (const e of envs.slice(0, 2)) r.push(await tight.accept(e));
-    expect(r).toMatchObject([{ kind: 'pending' }, { kind: 'error', code: 'too_large', message: /buffer full/ }]);
+    expect(r).toMatchObject([
+      { kind: 'pending' },
+      { kind: 'error', code: 'too_large', message: /buffer full/ },
+    ]);
     expect(tight.bufferedBytes).toBe(0);
 
     const few = new ChunkAssembler({ maxPending: 1 });
