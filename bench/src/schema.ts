@@ -6,6 +6,7 @@
  * a 100,000-row schema. The scratch database is removed at the end.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { loadavg } from 'node:os';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createDbIsolation } from '@preview/db-isolation';
@@ -128,6 +129,8 @@ export default async function schemaBench(args: string[]): Promise<Record<string
       export_bytes: bytes,
       catalog_clean: true,
       budget_create_p50_ms: 10,
+      // The machine is shared; the load says how much the latencies above were disturbed.
+      loadavg_1m: round1(loadavg()[0] ?? 0),
     };
   } finally {
     // Roles are cluster-wide: remove any the run left (after a failure) before the database goes.

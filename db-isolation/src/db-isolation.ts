@@ -28,12 +28,22 @@ export interface DbIsolationOptions {
   /** `lock_timeout` for the router's own DDL (create, drop, janitor), in ms. Default 5000. */
   lockTimeoutMs?: number;
   /**
-   * Wait for the WAL flush when committing a create. Default false: a create commits with
-   * `synchronous_commit = off` (saves an fsync, a few ms). After a PostgreSQL crash the last creates
-   * (at most ~3 × wal_writer_delay) may be lost as a whole (role, schema and registry row together,
-   * never half); calling `create` again for the preview restores it.
+   * Wait for the WAL flush when committing creates and drops. Default false: they commit with
+   * `synchronous_commit = off` (saves an fsync, a few ms each). After a PostgreSQL crash the last
+   * creates/drops (at most ~3 × wal_writer_delay) may be lost as a whole, never half: a lost create
+   * is restored by calling `create` again; a lost drop leaves the row `dropping` or the session
+   * ended, and the janitor finishes it.
    */
   durableCreate?: boolean;
+  /**
+   * PBKDF2 rounds of the SCRAM-SHA-256 verifier stored for each preview role. Default 256.
+   * PostgreSQL re-derives the key once in CREATE/ALTER ROLE (to refuse an empty password) and each
+   * client derives it on every connection, so the cost is paid twice per create and once per preview
+   * connection (4096 rounds: ~14 ms on the test machine). Iterations only slow offline guessing of
+   * low-entropy passwords; these are 192-bit random and never chosen by a person, so 256 loses
+   * nothing. PostgreSQL 16's `scram_iterations` accepts any count from 1.
+   */
+  scramIterations?: number;
   /**
    * Existing roles that must keep connecting to this database and using schema `public` after
    * `prepare()` withdraws those privileges from PUBLIC (on Supabase: `authenticator`, `anon`,
@@ -56,6 +66,16 @@ export interface PreviewDatabase {
   role: string;
   /** `postgres://p_<hex>:<password>@host:port/db`: hand it to the preview as `DATABASE_URL`. */
   databaseUrl: string;
+}
+
+/** A row of `preview_schemas`. */
+export interface PreviewSchemaRecord {
+  previewId: string;
+  schema: string;
+  role: string;
+  state: 'active' | 'dropping' | 'dropped';
+  createdAt: Date;
+  droppedAt: Date | null;
 }
 
 /** Why a schema is up for removal. */
@@ -120,6 +140,11 @@ export interface DbIsolation {
    */
   drop(previewId: string): Promise<boolean>;
   /**
+   * The registry record of a preview's database (`active`, `dropping` or `dropped`), or null when it
+   * never had one. Never returns credentials: only `create` issues a password.
+   */
+  get(previewId: string): Promise<PreviewSchemaRecord | null>;
+  /**
    * Streams SQL that rebuilds the preview's schema and rows in an empty database, in `targetSchema`
    * (default `public`, where the app's unqualified names land in production). Load with
    * `psql -v ON_ERROR_STOP=1 -1 -f export.sql "$DATABASE_URL"`. No role names, no grants.
@@ -174,6 +199,7 @@ const optionsSchema = z.object({
   lockTimeoutMs: z.number().int().min(1).max(600_000).default(5_000),
   durableCreate: z.boolean().default(false),
   trustedRoles: z.array(z.string().min(1).max(63)).default([]),
+  scramIterations: z.number().int().min(1).max(1_000_000).default(256),
   groupRole: z
     .string()
     .regex(identifier, 'must be a lowercase SQL identifier')
@@ -241,7 +267,7 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
   const spare: Array<Promise<{ password: string; verifier: string }>> = [];
   const makeCredential = async () => {
     const password = randomBytes(24).toString('base64url');
-    return { password, verifier: await scramVerifier(password) };
+    return { password, verifier: await scramVerifier(password, o.scramIterations) };
   };
   const nextCredential = () => {
     const next = spare.shift() ?? makeCredential();
@@ -392,6 +418,10 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
    * Drops one preview's schema and role. `skipLocked`: give up at once (`'busy'`) when another drop
    * or create of the same preview holds its lock; otherwise wait up to lockTimeoutMs.
    */
+  // A drop lost in a crash is finished later by the janitor (the row says 'dropping', or the session
+  // has ended), so its commits need not wait for the WAL flush either.
+  const dropCommit = o.durableCreate ? '' : 'SET LOCAL synchronous_commit = off;';
+
   async function dropNames(
     n: PreviewNames,
     mode: { skipLocked: boolean; stillStale?: () => Promise<boolean> },
@@ -428,7 +458,7 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
       if (mode.stillStale && !(await mode.stillStale())) return 'no_longer_stale';
       // The role owns its objects only in a database we manage when we have a row or its schema here.
       const roleIsOurs = state.role;
-      await client.query(`BEGIN; ${lockTimeout};
+      await client.query(`BEGIN; ${lockTimeout}; ${dropCommit}
         UPDATE ${REGISTRY} SET state = 'dropping' WHERE preview_id = '${n.previewId}' AND state <> 'dropped';
         ${roleIsOurs ? `ALTER ROLE ${n.role} NOLOGIN;` : ''}
         COMMIT`);
@@ -446,11 +476,11 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
         }
       }
       // One schema per transaction: its tables, then the role's grants and any other object it owns here.
-      await client.query(`BEGIN; ${lockTimeout};
+      await client.query(`BEGIN; ${lockTimeout}; ${dropCommit}
         DROP SCHEMA IF EXISTS ${n.schema} CASCADE;
         ${roleIsOurs ? `DROP OWNED BY ${n.role} CASCADE;` : ''}
         COMMIT`);
-      await client.query(`BEGIN; ${lockTimeout};
+      await client.query(`BEGIN; ${lockTimeout}; ${dropCommit}
         ${roleIsOurs ? `DROP ROLE IF EXISTS ${n.role};` : ''}
         UPDATE ${REGISTRY} SET state = 'dropped', dropped_at = now() WHERE preview_id = '${n.previewId}';
         COMMIT`);
@@ -562,10 +592,35 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
     });
   }
 
+  async function get(previewId: string): Promise<PreviewSchemaRecord | null> {
+    const n = namesFor(previewId);
+    const r = await admin.query<{
+      schema_name: string;
+      role_name: string;
+      state: PreviewSchemaRecord['state'];
+      created_at: Date;
+      dropped_at: Date | null;
+    }>(
+      `SELECT schema_name, role_name, state, created_at, dropped_at FROM ${REGISTRY} WHERE preview_id = $1`,
+      [n.previewId],
+    );
+    const row = r.rows[0];
+    if (!row) return null;
+    return {
+      previewId: n.previewId,
+      schema: row.schema_name,
+      role: row.role_name,
+      state: row.state,
+      createdAt: row.created_at,
+      droppedAt: row.dropped_at,
+    };
+  }
+
   return {
     prepare,
     create,
     drop,
+    get,
     export: exportPreview,
     listStale: (x) => listStale({ cutoff: x?.cutoff }),
     runJanitor,

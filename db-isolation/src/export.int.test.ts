@@ -3,9 +3,9 @@ import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { createTestDatabase, type TestDatabase } from '@preview/testkit';
+import type { TestDatabase } from '@preview/testkit';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createIsolatedDb, type IsolatedDb } from './test-db.ts';
+import { createIsolatedDb, createQuietTestDatabase, type IsolatedDb } from './test-db.ts';
 
 const run = promisify(execFile);
 const PG_DUMP = '/usr/bin/pg_dump';
@@ -169,7 +169,7 @@ describe('export', () => {
   });
 
   it('round-trips a non-trivial schema with 100,000 rows into an empty database', async () => {
-    const dst = await createTestDatabase();
+    const dst = await createQuietTestDatabase();
     try {
       await loadSql(dst.url, await src.iso.export(previewId, { targetSchema: 'app' }));
 
@@ -222,7 +222,7 @@ describe('export', () => {
         `CREATE TABLE notes (id serial PRIMARY KEY, body text); INSERT INTO notes (body) VALUES ('a'), ('b');`,
       ),
     );
-    const dst = await createTestDatabase();
+    const dst = await createQuietTestDatabase();
     try {
       await loadSql(dst.url, await src.iso.export(id));
       const r = await dst.pool.query('SELECT id, body FROM public.notes ORDER BY id');
@@ -242,7 +242,7 @@ describe('export', () => {
     const stream = await src.iso.export(previewId);
     for await (const _ of stream) break;
     // Discarded (it may have been mid-COPY), not leaked: nothing stays checked out.
-    await vi.waitFor(() => expect(pool.totalCount - pool.idleCount).toBe(0));
+    await vi.waitFor(() => expect(pool.totalCount - pool.idleCount).toBe(0), { timeout: 15_000 });
     expect((await pool.query('SELECT 1 AS ok')).rows[0]).toEqual({ ok: 1 });
   });
 

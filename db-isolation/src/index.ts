@@ -6,6 +6,7 @@ export {
   type JanitorResult,
   type PrepareResult,
   type PreviewDatabase,
+  type PreviewSchemaRecord,
   type StaleReason,
   type StaleSchema,
 } from './db-isolation.ts';

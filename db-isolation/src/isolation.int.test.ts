@@ -1,9 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createTestDatabase } from '@preview/testkit';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDbIsolation } from './db-isolation.ts';
-import { applyMigrations, createIsolatedDb, type IsolatedDb } from './test-db.ts';
+import { applyMigrations, createIsolatedDb, createQuietTestDatabase, type IsolatedDb } from './test-db.ts';
 
 let t: IsolatedDb;
 beforeEach(async () => {
@@ -46,7 +45,7 @@ describe('a preview role', () => {
     expect(role.rows[0].rolconfig).toEqual(
       expect.arrayContaining(['statement_timeout=300', `search_path=${p.schema}`]),
     );
-    expect(role.rows[0].rolpassword).toMatch(/^SCRAM-SHA-256\$4096:/);
+    expect(role.rows[0].rolpassword).toMatch(/^SCRAM-SHA-256\$256:/);
     const reg = await t.db.pool.query(
       'SELECT schema_name, role_name, state FROM preview_schemas WHERE preview_id = $1',
       [id],
@@ -170,6 +169,17 @@ describe('create and drop', () => {
     expect(r.rows).toEqual([{ x: 7 }]);
   });
 
+  it('many previews can be created at once', async () => {
+    const ids = Array.from({ length: 20 }, () => randomUUID());
+    const made = await Promise.all(ids.map((id) => t.iso.create(id)));
+    expect(new Set(made.map((p) => p.schema)).size).toBe(20);
+    const n = await t.db.pool.query(
+      `SELECT count(*)::int AS n FROM preview_schemas WHERE state = 'active' AND preview_id = ANY($1)`,
+      [ids],
+    );
+    expect(n.rows[0].n).toBe(20);
+  });
+
   it('two concurrent creates of one preview both succeed on one schema', async () => {
     const id = randomUUID();
     const [a, b] = await Promise.all([t.iso.create(id), t.iso.create(id)]);
@@ -187,6 +197,8 @@ describe('create and drop', () => {
     open.on('error', () => {});
     await open.connect();
     await open.query('CREATE TABLE x (v int)');
+    // An open transaction holding its table's strongest lock does not stop the drop.
+    await open.query('BEGIN; LOCK TABLE x IN ACCESS EXCLUSIVE MODE');
     try {
       expect(await t.iso.drop(id)).toBe(true);
       await expect(open.query('SELECT 1')).rejects.toBeTruthy();
@@ -204,10 +216,18 @@ describe('create and drop', () => {
       [id],
     );
     expect(reg.rows).toEqual([{ state: 'dropped', at: true }]);
+    expect(await t.iso.get(id)).toMatchObject({
+      previewId: id,
+      schema: p.schema,
+      role: p.role,
+      state: 'dropped',
+    });
+    expect(await t.iso.get(randomUUID())).toBeNull();
     expect(await t.iso.drop(id)).toBe(false);
     expect(await t.iso.drop(randomUUID())).toBe(false);
     // A dropped preview can be created again, empty.
     const again = await t.iso.create(id);
+    expect(await t.iso.get(id)).toMatchObject({ state: 'active', droppedAt: null });
     const r = await t.withClient(again.databaseUrl, (c) =>
       c.query(`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = $1`, [
         again.schema,
@@ -248,6 +268,7 @@ describe('input checks', () => {
         () => t.iso.create(bad as string),
         () => t.iso.drop(bad as string),
         () => t.iso.export(bad as string),
+        () => t.iso.get(bad as string),
       ]) {
         await expect(call()).rejects.toMatchObject({
           name: 'InvalidInputError',
@@ -287,12 +308,13 @@ describe('input checks', () => {
 
 describe('with an admin that is not a superuser (the Supabase case)', () => {
   it('prepares, creates, isolates, exports and drops as the database owner with CREATEROLE', async () => {
-    const db = await createTestDatabase();
+    const db = await createQuietTestDatabase();
     const owner = `adm_t_${randomBytes(6).toString('hex')}`;
     await db.pool.query(`CREATE ROLE ${owner} LOGIN CREATEROLE; ALTER DATABASE ${db.name} OWNER TO ${owner}`);
     const url = new URL(db.url);
     url.username = owner;
     const admin = new pg.Pool({ connectionString: url.toString(), max: 4 });
+    admin.on('error', () => {}); // see createQuietTestDatabase
     const iso = createDbIsolation({ admin, previewDatabaseUrl: db.url, trustedRoles: ['anon'] });
     const id = randomUUID();
     try {

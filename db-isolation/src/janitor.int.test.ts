@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createIsolatedDb, type IsolatedDb } from './test-db.ts';
+import { createIsolatedDb, createQuietTestDatabase, type IsolatedDb } from './test-db.ts';
 
 const HOUR = 3_600_000;
 let t: IsolatedDb;
@@ -162,6 +163,39 @@ describe('schema janitor', () => {
     }
     const r = await t.iso.runJanitor({ graceMs: HOUR, isLive: async () => new Set() });
     expect(r.dropped.map((d) => d.previewId)).toEqual([p.previewId]);
+  });
+
+  it('reports a preview it cannot drop and still drops the others', async () => {
+    const stuck = await t.iso.create(randomUUID());
+    const fine = await t.iso.create(randomUUID());
+    for (const p of [stuck, fine]) await t.addSession(p.previewId, 'ended', ago(2 * HOUR));
+    // The stuck preview's role owns a table in another database of the cluster: DROP ROLE must fail.
+    const elsewhere = await createQuietTestDatabase();
+    try {
+      await elsewhere.pool.query(`GRANT CREATE ON SCHEMA public TO ${stuck.role}`);
+      const url = new URL(stuck.databaseUrl);
+      url.pathname = `/${elsewhere.name}`;
+      const c = new pg.Client({ connectionString: url.toString() });
+      await c.connect();
+      await c.query('CREATE TABLE public.kept_elsewhere (x int)');
+      await c.end();
+
+      const r = await t.iso.runJanitor({ graceMs: HOUR, isLive: async () => new Set() });
+      expect(r.dropped.map((d) => d.previewId)).toEqual([fine.previewId]);
+      expect(r.failed).toEqual([{ previewId: stuck.previewId, error: expect.stringContaining(stuck.role) }]);
+      // Its schema is gone; its role and a 'dropping' row remain, so the next run retries it.
+      expect(await exists(stuck.schema, stuck.role)).toEqual({ schema: false, role: true });
+      const stale = await t.iso.listStale({ cutoff: ago(HOUR) });
+      expect(stale).toEqual([expect.objectContaining({ previewId: stuck.previewId, reason: 'incomplete' })]);
+
+      await elsewhere.pool.query(`DROP OWNED BY ${stuck.role}`);
+      const again = await t.iso.runJanitor({ graceMs: HOUR, isLive: async () => new Set() });
+      expect(again.dropped.map((d) => d.previewId)).toEqual([stuck.previewId]);
+      expect(await exists(stuck.schema, stuck.role)).toEqual({ schema: false, role: false });
+    } finally {
+      await elsewhere.pool.query(`DROP OWNED BY ${stuck.role}`).catch(() => {});
+      await elsewhere.drop();
+    }
   });
 
   it('rejects bad janitor and listStale arguments', async () => {

@@ -52,6 +52,12 @@ describe('scramVerifier', () => {
     expect(await login(verifier, `${password}x`)).toBe(false);
   });
 
+  it('honours the iteration count', async () => {
+    const verifier = await scramVerifier('pw', 256);
+    expect(verifier).toMatch(/^SCRAM-SHA-256\$256:/);
+    expect(await login(verifier, 'pw')).toBe(true);
+  });
+
   it('salts every verifier differently', async () => {
     expect(await scramVerifier('same')).not.toBe(await scramVerifier('same'));
   });

@@ -12,6 +12,17 @@ import { createDbIsolation, type DbIsolation, type DbIsolationOptions } from './
 
 const MIGRATIONS = fileURLToPath(new URL('../../supabase/migrations', import.meta.url));
 
+/**
+ * `createTestDatabase()` whose pool ignores connection errors: its `drop()` ends the pool and then
+ * runs `DROP DATABASE ... WITH (FORCE)`, which can reach a client pg-pool has let go of but whose
+ * socket is still closing; that error would otherwise surface as an unhandled pool 'error'.
+ */
+export async function createQuietTestDatabase(): Promise<TestDatabase> {
+  const db = await createTestDatabase();
+  db.pool.on('error', () => {});
+  return db;
+}
+
 export async function applyMigrations(pool: pg.Pool): Promise<void> {
   const names = (await readdir(MIGRATIONS)).filter((n) => n.endsWith('.sql')).sort();
   for (const name of names) {
@@ -38,7 +49,7 @@ export interface IsolatedDb {
 }
 
 export async function createIsolatedDb(options: Partial<DbIsolationOptions> = {}): Promise<IsolatedDb> {
-  const db = await createTestDatabase();
+  const db = await createQuietTestDatabase();
   const created: string[] = [];
   try {
     await applyMigrations(db.pool);

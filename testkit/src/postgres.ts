@@ -31,6 +31,8 @@ export async function createTestDatabase(options: { max?: number } = {}): Promis
   const url = new URL(TEST_PG_ADMIN_URL);
   url.pathname = `/${name}`;
   const pool = new pg.Pool({ connectionString: url.toString(), max: options.max ?? 10 });
+  // DROP ... WITH (FORCE) terminates clients that are still closing; that is expected at teardown.
+  pool.on('error', () => {});
   let dropped = false;
   return {
     name,
