@@ -44,6 +44,11 @@ export interface RealtimeTransportOptions {
   maxMessageBytes?: number;
   /** Identifies this editor on the channel; replies are addressed to it. Random by default. */
   editorId?: string;
+  /**
+   * Joins a private channel (Realtime Authorization: RLS on `realtime.messages` decides who may join
+   * `preview:<id>`). Recommended in production; the bridge's `joinChannel` must match. Default false.
+   */
+  private?: boolean;
   /** Bounds of the buffer that reassembles chunked frames from the bridge. */
   reassembly?: ChunkAssemblerOptions;
 }
@@ -144,7 +149,7 @@ export function realtimeTransport(options: RealtimeTransportOptions): TransportF
     void removing.then(() => {
       if (closed) return;
       channel = client.channel(previewTopic(previewId), {
-        config: { broadcast: { ack: true, self: false } },
+        config: { broadcast: { ack: true, self: false }, private: options.private === true },
       });
       join(channel);
     });
