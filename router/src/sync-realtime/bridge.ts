@@ -109,6 +109,8 @@ export function createRealtimeBridge(o: RealtimeBridgeOptions): RealtimeBridge {
   const editors = new Map<string, Editor>();
   /** sandbox seq → who sent it */
   const inflight = new Map<number, { from: string; seq: number; batch: FileBatch }>();
+  /** Applied batches, kept for the `hmr` that follows the ack (bounded, oldest dropped). */
+  const applied = new Map<number, { from: string; seq: number }>();
   let sandboxSeq = o.firstSandboxSeq ?? Date.now() * 1000;
   let sandbox: SyncChannel | undefined;
   let opening: Promise<SyncChannel> | undefined;
@@ -174,7 +176,8 @@ export function createRealtimeBridge(o: RealtimeBridgeOptions): RealtimeBridge {
 
   function onSandboxFrame(f: ServerFrame) {
     if (f.type === 'ack' || f.type === 'hmr' || (f.type === 'error' && f.seq !== undefined)) {
-      const who = inflight.get(f.seq as number);
+      const who: { from: string; seq: number; batch?: FileBatch } | undefined =
+        inflight.get(f.seq as number) ?? (f.type === 'hmr' ? applied.get(f.seq) : undefined);
       if (!who) return;
       const ed = editors.get(who.from);
       if (f.type === 'hmr') {
@@ -190,8 +193,12 @@ export function createRealtimeBridge(o: RealtimeBridgeOptions): RealtimeBridge {
       }
       if (f.stage !== 'applied') return;
       inflight.delete(f.seq);
+      applied.set(f.seq, { from: who.from, seq: who.seq });
+      if (applied.size > 1024) applied.delete(applied.keys().next().value as number);
       reply(who.from, { type: 'ack', seq: who.seq, stage: 'applied' });
-      const done = o.persist ? o.persist(o.previewId, who.batch) : Promise.resolve();
+      const batch = who.batch;
+      if (!batch) return;
+      const done = o.persist ? o.persist(o.previewId, batch) : Promise.resolve();
       done.then(
         () => {
           const e = editors.get(who.from);
