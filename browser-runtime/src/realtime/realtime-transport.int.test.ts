@@ -60,8 +60,9 @@ function startBridge(): RealtimeBridge {
   return bridge;
 }
 
-function session(vsn: '1.0.0' | '2.0.0' = '2.0.0'): SyncSession {
+function session(vsn: '1.0.0' | '2.0.0' = '2.0.0', pingMs = 15_000): SyncSession {
   const s = new SyncSession({
+    pingMs,
     transport: realtimeTransport({
       client: supabase(ANON, vsn),
       previewId: rig.previewId,
@@ -264,6 +265,46 @@ describe('Supabase Realtime transport (real supabase-js, fake Realtime server)',
     // Both the editor and the bridge joined again.
     expect(joins()).toBeGreaterThanOrEqual(joinsBefore + 2);
     expect(rig.rt.violations).toEqual([]);
+  });
+});
+
+describe('Realtime bridge with several editors and restarts', () => {
+  it('serves two editors on one preview, each acked for its own seqs', async () => {
+    await startBridge().ready;
+    const a = session();
+    const b = session();
+    const acksA: number[] = [];
+    const acksB: number[] = [];
+    a.on('persisted', (e) => acksA.push(e.seq));
+    b.on('persisted', (e) => acksB.push(e.seq));
+    a.write('a.txt', 'from A');
+    b.write('b.txt', 'from B');
+    await Promise.all([a.whenPersisted(), b.whenPersisted()]);
+    // Both use seq 1; the bridge renumbers toward the sandbox and maps the acks back.
+    expect(acksA).toEqual([1]);
+    expect(acksB).toEqual([1]);
+    // Same path from both: the later arrival at the bridge wins.
+    a.write('shared.txt', 'A');
+    await a.whenPersisted();
+    b.write('shared.txt', 'B');
+    await b.whenPersisted();
+    expect(await text('a.txt')).toBe('from A');
+    expect(await text('b.txt')).toBe('from B');
+    expect(await text('shared.txt')).toBe('B');
+    expect(rig.bridge?.editors()).toBe(2);
+  });
+
+  it('a bridge that starts after the editor gets its unrelayed batches through the heartbeat', async () => {
+    const s = session('2.0.0', 300);
+    await expect.poll(() => s.state).toBe('open');
+    s.write('early.txt', 'written before any bridge ran');
+    await expect.poll(() => rig.rt.broadcasts()).toBeGreaterThanOrEqual(1);
+    expect(s.unacked).toBe(1);
+    // No reconnect() here: the bridge answers the editor's next ping with resync, the session
+    // reconnects and replays.
+    await startBridge().ready;
+    await s.whenPersisted();
+    expect(await text('early.txt')).toBe('written before any bridge ran');
   });
 });
 

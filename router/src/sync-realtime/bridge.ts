@@ -250,6 +250,9 @@ export function createRealtimeBridge(o: RealtimeBridgeOptions): RealtimeBridge {
     const f = r.value;
     if (f.type === 'ping') {
       reply(from, { type: 'pong', ...(f.t !== undefined ? { t: f.t } : {}) });
+      // An editor this bridge never greeted (it started after the editor joined, or restarted) may
+      // hold batches nobody relayed: have it reconnect and replay.
+      if (!editors.has(from)) resync(from, 'unknown editor: send hello');
       return;
     }
     if (f.type === 'pong') return;
