@@ -102,6 +102,7 @@ export function realtimeTransport(options: RealtimeTransportOptions): TransportF
     let opened = false;
     let buffered = 0;
     let chain: Promise<void> = Promise.resolve();
+    let inbound: Promise<void> = Promise.resolve();
     const sweep = setInterval(() => assembler.expire(), 5000);
     (sweep as { unref?: () => void }).unref?.();
 
@@ -118,19 +119,25 @@ export function realtimeTransport(options: RealtimeTransportOptions): TransportF
     };
 
     const join = (ch: BroadcastChannelLike) => {
-      ch.on('broadcast', { event: BroadcastEvents.toEditor }, async (message) => {
+      ch.on('broadcast', { event: BroadcastEvents.toEditor }, (message) => {
         if (closed) return;
         const env = Envelope.safeParse(message.payload);
         if (!env.success || (env.data.to !== undefined && env.data.to !== editorId)) return;
-        const r = await assembler.accept(env.data);
-        if (r.kind !== 'frame' || closed) return;
-        const f = parseFrame(ServerFrame, r.text);
-        if (!f.ok) return;
-        if (f.value.type === 'error' && f.value.code === 'resync') {
-          finish(CloseCodes.slowConsumer, f.value.message);
-          return;
-        }
-        h.onFrame(f.value);
+        const data = env.data;
+        // In arrival order: a small frame must not overtake a chunked one whose hash is being checked.
+        inbound = inbound.then(async () => {
+          const r = await assembler.accept(data);
+          if (r.kind !== 'frame' || closed) return;
+          const f = parseFrame(ServerFrame, r.text);
+          if (!f.ok) return;
+          if (f.value.type === 'error' && f.value.code === 'resync') {
+            finish(CloseCodes.slowConsumer, f.value.message);
+            return;
+          }
+          h.onFrame(f.value);
+        });
+        // A throwing listener must not stop later frames.
+        inbound = inbound.catch(() => {});
       });
 
       ch.subscribe((status, err) => {
