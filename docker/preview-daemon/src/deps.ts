@@ -1,17 +1,22 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
+  accessSync,
+  constants,
+  cpSync,
   existsSync,
   lstatSync,
   mkdirSync,
   readFileSync,
   realpathSync,
+  renameSync,
   rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import type { LogRing } from './log.ts';
+import { TMP_DIR_NAME } from './validate.ts';
 
 const MARKER = '.preview-deps-hash';
 
@@ -74,13 +79,35 @@ export async function ensureDeps(opts: DepsOptions): Promise<string | undefined>
   return hash;
 }
 
+/**
+ * npm cannot use a read-only cache at all (it treats every entry as a miss), so when the shared
+ * cache is not writable (the image's /npm-cache on a read-only root, no volume mounted over it),
+ * install from a private writable copy on the project volume, made on the first reinstall.
+ */
+function writableCache(opts: DepsOptions): string | undefined {
+  const shared = opts.env['npm_config_cache'];
+  if (!shared) return undefined;
+  try {
+    accessSync(shared, constants.W_OK);
+    return shared;
+  } catch {}
+  const own = join(opts.projectDir, TMP_DIR_NAME, 'npm-cache');
+  if (!existsSync(own)) {
+    opts.log.push(`npm cache ${shared} is read-only; copying it to ${own}`);
+    cpSync(shared, `${own}.partial`, { recursive: true });
+    renameSync(`${own}.partial`, own);
+  }
+  return own;
+}
+
 function npmInstall(opts: DepsOptions): Promise<void> {
   const args = ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=warn'];
+  const cache = writableCache(opts);
   opts.log.push(`$ npm ${args.join(' ')}`);
   return new Promise((resolve, reject) => {
     const child = spawn('npm', args, {
       cwd: opts.projectDir,
-      env: opts.env,
+      env: cache ? { ...opts.env, npm_config_cache: cache } : opts.env,
       stdio: ['ignore', 'pipe', 'pipe'],
       signal: opts.signal,
     });
