@@ -350,6 +350,26 @@ describe('fake Realtime server checks what it receives', () => {
     expect(rig.rt.violations[0]).toMatch(/\[join_ref, ref, topic, event, payload\]/);
   });
 
+  it('takes the real client through join, access_token and leave without a violation', async () => {
+    const c = supabase(ANON);
+    const ch = c.channel('preview:tokens', { config: { broadcast: { ack: true, self: true } } });
+    const got: unknown[] = [];
+    ch.on('broadcast', { event: 'echo' }, (m) => got.push(m.payload));
+    await new Promise<void>((r) => ch.subscribe((st) => st === 'SUBSCRIBED' && r()));
+    // self: true — the sender receives its own broadcast.
+    expect(await ch.send({ type: 'broadcast', event: 'echo', payload: { n: 1 } })).toBe('ok');
+    await expect.poll(() => got).toEqual([{ n: 1 }]);
+    await c.realtime.setAuth('header.payload.signature');
+    await expect.poll(() => rig.rt.received.some((m) => m.event === 'access_token')).toBe(true);
+    expect(await c.removeChannel(ch)).toBe('ok');
+    await expect
+      .poll(() =>
+        rig.rt.received.some((m) => m.event === 'phx_leave' && m.topic === 'realtime:preview:tokens'),
+      )
+      .toBe(true);
+    expect(rig.rt.violations).toEqual([]);
+  });
+
   it('accepts the published shapes and refuses unknown api keys', async () => {
     const a = await rawSocket('2.0.0');
     const replies: unknown[] = [];
