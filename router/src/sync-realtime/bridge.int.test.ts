@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startDirectorySandbox } from '../sync/testing/dir-sandbox.ts';
 import { openWebSocketChannel } from '../sync/ws-channel.ts';
 import { type BridgeChannelLike, createRealtimeBridge, type RealtimeBridge } from './bridge.ts';
+import { createRealtimeBridgeSet } from './bridge-set.ts';
 
 /**
  * The bridge's sequencing rules, driven frame by frame. The channel here is an in-process stand-in
@@ -165,5 +166,25 @@ describe('realtime bridge sequencing', () => {
         openChannel: async () => Promise.reject(),
       }),
     ).toThrow(/options.previewId/);
+  });
+
+  it('a bridge set runs one bridge per preview and stops repeat-safely', async () => {
+    const topics: string[] = [];
+    const set = createRealtimeBridgeSet({
+      joinChannel: (topic) => {
+        topics.push(topic);
+        return wire().channel;
+      },
+      openChannel: () => openWebSocketChannel({ url: sandbox.url }),
+    });
+    const a = await set.ensure('a1');
+    expect(await set.ensure('a1')).toBe(a);
+    await set.ensure('b2');
+    expect(set.running().sort()).toEqual(['a1', 'b2']);
+    expect(topics).toEqual(['preview:a1', 'preview:b2']);
+    expect(await set.stop('a1')).toBe(true);
+    expect(await set.stop('a1')).toBe(false);
+    await set.close();
+    expect(set.running()).toEqual([]);
   });
 });

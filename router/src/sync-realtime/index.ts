@@ -5,3 +5,4 @@ export {
   type RealtimeBridgeLogger,
   type RealtimeBridgeOptions,
 } from './bridge.ts';
+export { createRealtimeBridgeSet, type RealtimeBridgeSet } from './bridge-set.ts';
