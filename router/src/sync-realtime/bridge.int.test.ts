@@ -168,6 +168,20 @@ describe('realtime bridge sequencing', () => {
     ).toThrow(/options.previewId/);
   });
 
+  it('tracks a bounded number of editors, evicting the least recently heard', async () => {
+    const w = wire();
+    await start(w, { maxEditors: 2 });
+    await send(w, 'e1', { type: 'hello', lastAckedSeq: 0 });
+    await send(w, 'e2', { type: 'hello', lastAckedSeq: 0 });
+    await send(w, 'e1', put(1, 'one.txt', '1'));
+    await send(w, 'e3', { type: 'hello', lastAckedSeq: 0 });
+    await expect
+      .poll(() => w.framesTo('e2').find((f) => f.type === 'error'))
+      .toMatchObject({ code: 'resync' });
+    expect(w.framesTo('e1').some((f) => f.type === 'error')).toBe(false);
+    expect(bridge?.editors()).toBe(2);
+  });
+
   it('a bridge set runs one bridge per preview and stops repeat-safely', async () => {
     const topics: string[] = [];
     const set = createRealtimeBridgeSet({

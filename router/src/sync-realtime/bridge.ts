@@ -52,6 +52,8 @@ export interface RealtimeBridgeOptions {
    * does unless a bridge sent more than 1000 batches per millisecond of its life.
    */
   firstSandboxSeq?: number;
+  /** Most editors tracked at once; past it the least recently heard one is told to resync. Default 64. */
+  maxEditors?: number;
   /** Most batches per editor held while an earlier seq is missing. Default 256. */
   maxHeldBatches?: number;
   log?: RealtimeBridgeLogger;
@@ -104,6 +106,7 @@ export function createRealtimeBridge(o: RealtimeBridgeOptions): RealtimeBridge {
   const log = o.log ?? silent;
   const maxMessageBytes = o.maxMessageBytes ?? 256 * 1024;
   const maxHeld = o.maxHeldBatches ?? 256;
+  const maxEditors = o.maxEditors ?? 64;
   const bridgeId = `bridge-${o.previewId}`.slice(0, 128);
   const assembler = new ChunkAssembler(o.reassembly);
   const editors = new Map<string, Editor>();
@@ -260,9 +263,15 @@ export function createRealtimeBridge(o: RealtimeBridgeOptions): RealtimeBridge {
       const prev = editors.get(from);
       // A reconnect: keep what is in flight (its acks still come) and re-ack what is persisted.
       if (prev && prev.persisted >= f.lastAckedSeq) {
+        touch(from, prev);
         if (prev.persisted > f.lastAckedSeq)
           reply(from, { type: 'ack', seq: prev.persisted, stage: 'persisted' });
         return;
+      }
+      editors.delete(from);
+      if (editors.size >= maxEditors) {
+        // Map order is insertion order and every frame re-inserts its editor: the first is the stalest.
+        resync(editors.keys().next().value as string, 'too many editors on this preview');
       }
       editors.set(from, {
         next: f.lastAckedSeq + 1,
@@ -277,12 +286,18 @@ export function createRealtimeBridge(o: RealtimeBridgeOptions): RealtimeBridge {
       resync(from, 'unknown editor: send hello');
       return;
     }
+    touch(from, ed);
     if (f.seq < ed.next) {
       // A replay of something already forwarded: its acks come (or came) on their own.
       if (f.seq <= ed.persisted) reply(from, { type: 'ack', seq: ed.persisted, stage: 'persisted' });
       return;
     }
     await accept(from, ed, f.seq, f);
+  }
+
+  function touch(from: string, ed: Editor) {
+    editors.delete(from);
+    editors.set(from, ed);
   }
 
   /** Forwards `seq` if it is the next one expected (then whatever was held behind it), else holds it. */
