@@ -1,2 +1,3 @@
 export * from './mount.ts';
+export * from './realtime/index.ts';
 export * from './runtimes/index.ts';

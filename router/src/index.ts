@@ -17,3 +17,4 @@ export { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts
 export { createRouter, type PreviewRouter, type RouterOptions } from './router.ts';
 export { type Session, SessionStore } from './store/sessions.ts';
 export * from './sync/index.ts';
+export * from './sync-realtime/index.ts';

@@ -47,6 +47,9 @@ interface Sent {
   bytes: number;
   sentAt: number;
   applied: boolean;
+  /** Refused (the error was reported); kept until a persisted ack passes it, and re-sent on replay so
+   * that the server sees every seq in order. */
+  rejected: boolean;
 }
 
 const FATAL: Record<number, string> = {
@@ -221,6 +224,7 @@ export class SyncSession {
         bytes,
         sentAt: now(),
         applied: false,
+        rejected: false,
       };
       this.#unacked.push(sent);
       this.#unackedBytes += bytes;
@@ -365,13 +369,11 @@ export class SyncSession {
       this.#emit('error', { error: new PreviewError(f.code, f.message) });
       return;
     }
-    const i = this.#unacked.findIndex((s) => s.seq === f.seq);
-    if (i >= 0) {
-      const [s] = this.#unacked.splice(i, 1);
-      this.#unackedBytes -= (s as Sent).bytes;
-    }
+    const s = this.#unacked.find((x) => x.seq === f.seq);
+    // A replayed batch is refused again; report it once.
+    if (s?.rejected) return;
+    if (s) s.rejected = true;
     this.#emit('rejected', { seq: f.seq, error: new BatchRejectedError(f.code, f.message, f.seq) });
-    this.#settle();
   }
 
   #settle() {

@@ -64,19 +64,21 @@ export interface ConnectionContext {
 
 /** Messages on the bus channel `sync:<previewId>`. */
 type BusMessage =
-  /** A batch from editor client `c` (its seq `s`), addressed to owner replica `o`. */
-  | { k: 'b'; o: string; c: string; s: number; ops: FileOp[] }
+  /** A batch from editor client `c` (its seq `s`), addressed to owner `o` (lease token); `ops: null` = refused at the edge. */
+  | { k: 'b'; o: string; c: string; s: number; ops: FileOp[] | null }
   /** A frame for the editors: of client `c`, or all of them. */
   | { k: 'f'; r: string; c?: string; f: ServerFrame }
-  /** Replica `r` now owns the preview's channel. */
+  /** Owner token `r` (replica + epoch) now owns the preview's channel. */
   | { k: 'o'; r: string }
   /** Close client `c`'s sockets with `code`. */
   | { k: 'x'; c: string; code: number; reason: string };
 
 interface Forwarded {
   s: number;
-  ops: FileOp[];
+  /** null: refused at the edge (the seq still takes its place in the client's order). */
+  ops: FileOp[] | null;
 }
+type Msg = { c: string; s: number; ops: FileOp[] | null };
 
 interface Editor {
   id: string;
@@ -100,6 +102,9 @@ interface ClientMarks {
   /** Highest client seq queued for persistence. */
   enqueued: number;
   persisted: number;
+  /** Batches that arrived ahead of a gap (a lost forward), by seq. */
+  held: Map<number, Msg>;
+  gapSince: number;
 }
 
 interface Inflight {
@@ -110,6 +115,8 @@ interface Inflight {
 }
 
 const SEQ_BLOCK = 1000;
+/** Fraction of the lease TTL during which an owner acts on it (the rest is the clock-skew/latency margin). */
+const LEASE_SAFETY = 0.7;
 
 /**
  * The router's sync hub: one WebSocket per editor per preview, ordered delivery to the preview's
@@ -128,6 +135,10 @@ export function createSyncHub(deps: SyncHubDeps) {
   const ownerIdleMs = deps.ownerIdleMs ?? 60_000;
   const { log, state, pubsub } = deps;
   const previews = new Map<string, PreviewHub>();
+  let epochs = 0;
+  const newToken = () => `${replicaId}#${++epochs}`;
+  /** How long a gap in a client's seqs may last before its editors are told to reconnect and replay. */
+  const gapMs = Math.max(1000, leaseMs);
   let closing = false;
 
   const channelName = (previewId: string) => `sync:${previewId}`;
@@ -141,26 +152,71 @@ export function createSyncHub(deps: SyncHubDeps) {
     prefetch: Promise<void> | undefined;
     clients = new Map<string, ClientMarks>();
     loading = new Map<string, Promise<void>>();
-    inbox: Array<{ c: string; s: number; ops: FileOp[] }> = [];
+    inbox: Msg[] = [];
     pumping = false;
     inflight = new Map<number, Inflight>();
     recent = new Map<number, { c: string; s: number }>();
     persister: Persister;
     lastActivity = Date.now();
+    /**
+     * Local-clock fence: we act as owner (send to the sandbox, COMMIT) only before this instant, which
+     * is a safe margin before the lease can expire in Redis (measured from when the acquire/renew
+     * request was sent). A replica that stalls past it stops writing before another can take over.
+     */
+    heldUntil = 0;
+    renewing: Promise<boolean> | undefined;
     unsubs: Array<() => void> = [];
     reopenDelay = 50;
 
-    constructor(readonly hub: PreviewHub) {
+    constructor(
+      readonly hub: PreviewHub,
+      readonly token: string,
+    ) {
       this.persister = createPersister({
         pool: deps.pool,
         previewId: hub.previewId,
         delayMs: deps.persistDelayMs ?? 5,
         onPersisted: (byClient) => this.onPersisted(byClient),
         onError: (e) => log.warn({ previewId: hub.previewId, err: e }, 'sync persist failed; retrying'),
+        fence: () => this.valid(),
       });
     }
 
-    async start(): Promise<void> {
+    valid(): boolean {
+      return Date.now() < this.heldUntil;
+    }
+
+    held(t0: number) {
+      this.heldUntil = t0 + leaseMs * LEASE_SAFETY;
+    }
+
+    /** Renews the lease now (when the local fence ran out before the timer did). */
+    renewNow(): Promise<boolean> {
+      if (!this.renewing) {
+        const t0 = Date.now();
+        this.renewing = state
+          .renew(this.hub.previewId, this.token, leaseMs)
+          .then((ok) => {
+            if (ok) this.held(t0);
+            else this.hub.stepDown();
+            return ok;
+          })
+          .finally(() => {
+            this.renewing = undefined;
+          });
+      }
+      return this.renewing;
+    }
+
+    /** Settles when the first seq block is reserved; nothing is numbered before that. */
+    started: Promise<void> | undefined;
+
+    start(): Promise<void> {
+      this.started ??= this.#start();
+      return this.started;
+    }
+
+    async #start(): Promise<void> {
       const r = await deps.pool.query<{ last_seq: string }>(
         'SELECT last_seq FROM preview_sessions WHERE id = $1',
         [this.hub.previewId],
@@ -193,6 +249,7 @@ export function createSyncHub(deps: SyncHubDeps) {
           }),
         );
         // Whatever was sent on a previous channel and not acked goes again, in order (at-least-once).
+        if (!this.valid() && !(await this.renewNow())) return;
         for (const f of this.inflight.values()) ch.send({ type: 'batch', seq: f.seq, ops: f.ops });
       } catch (e) {
         log.warn({ previewId: this.hub.previewId, err: e }, 'opening sandbox channel failed; retrying');
@@ -209,9 +266,11 @@ export function createSyncHub(deps: SyncHubDeps) {
       setTimeout(() => void this.openChannel(), d * (0.5 + Math.random() / 2)).unref?.();
     }
 
-    accept(m: { c: string; s: number; ops: FileOp[] }) {
+    accept(m: Msg) {
       this.lastActivity = Date.now();
-      if (!this.pumping && this.clients.has(m.c) && this.nextSeq <= this.endSeq) this.process(m);
+      // The fast path only when nothing is queued ahead: order per client is the invariant.
+      if (!this.pumping && this.inbox.length === 0 && this.clients.has(m.c) && this.hasSeq() && this.valid())
+        this.process(m);
       else {
         this.inbox.push(m);
         void this.pump();
@@ -222,10 +281,13 @@ export function createSyncHub(deps: SyncHubDeps) {
       if (this.pumping) return;
       this.pumping = true;
       try {
+        // Seqs from a block reserved before the first one would go backwards: wait for start().
+        await this.start();
         while (this.inbox.length && !this.closed) {
-          const m = this.inbox[0] as { c: string; s: number; ops: FileOp[] };
+          const m = this.inbox[0] as Msg;
           if (!this.clients.has(m.c)) await this.load(m.c);
-          if (this.nextSeq > this.endSeq) await this.refill();
+          if (!this.hasSeq()) await this.refill();
+          if (!this.valid() && !(await this.renewNow())) return;
           this.inbox.shift();
           this.process(m);
         }
@@ -246,6 +308,8 @@ export function createSyncHub(deps: SyncHubDeps) {
             applied: w.applied,
             enqueued: w.persisted,
             persisted: w.persisted,
+            held: new Map(),
+            gapSince: 0,
           });
           this.loading.delete(c);
         });
@@ -254,34 +318,68 @@ export function createSyncHub(deps: SyncHubDeps) {
       return p;
     }
 
-    refill(): Promise<void> {
-      if (!this.prefetch)
-        this.prefetch = state.reserveSeqs(this.hub.previewId, SEQ_BLOCK, this.endSeq).then((first) => {
-          this.prefetch = undefined;
-          // The new block replaces what is left of the old one only once the old one is used up.
-          if (this.nextSeq > this.endSeq) {
-            this.nextSeq = first;
-            this.endSeq = first + SEQ_BLOCK - 1;
-          } else this.spare = first;
-        });
-      return this.prefetch;
-    }
+    /**
+     * Seqs come from blocks reserved in the shared state. At most one reservation is in flight and its
+     * block (`spare`) is used before another is asked for, so seqs only ever increase.
+     */
     spare: number | undefined;
 
+    hasSeq(): boolean {
+      return this.nextSeq <= this.endSeq || this.spare !== undefined;
+    }
+
+    useSpare() {
+      if (this.spare === undefined) return;
+      this.nextSeq = this.spare;
+      this.endSeq = this.spare + SEQ_BLOCK - 1;
+      this.spare = undefined;
+    }
+
+    refill(): Promise<void> {
+      if (this.spare !== undefined) return Promise.resolve();
+      this.prefetch ??= state.reserveSeqs(this.hub.previewId, SEQ_BLOCK, this.endSeq).then(
+        (first) => {
+          this.prefetch = undefined;
+          this.spare = first;
+        },
+        (e) => {
+          this.prefetch = undefined;
+          throw e;
+        },
+      );
+      return this.prefetch;
+    }
+
     takeSeq(): number {
-      if (this.nextSeq > this.endSeq && this.spare !== undefined) {
-        this.nextSeq = this.spare;
-        this.endSeq = this.spare + SEQ_BLOCK - 1;
-        this.spare = undefined;
-      }
+      if (this.nextSeq > this.endSeq) this.useSpare();
       const seq = this.nextSeq++;
       if (this.endSeq - this.nextSeq < SEQ_BLOCK / 5 && this.spare === undefined && !this.prefetch)
         void this.refill().catch((e) => log.warn({ err: e }, 'seq prefetch failed'));
       return seq;
     }
 
-    process(m: { c: string; s: number; ops: FileOp[] }) {
+    process(m: Msg) {
       const cl = this.clients.get(m.c) as ClientMarks;
+      if (m.s > cl.sent + 1) {
+        // A gap: an earlier batch of this client has not reached us (it was forwarded to an owner that
+        // went away). Hold this one until the gap fills; editors re-forward, or reconnect and replay.
+        cl.held.set(m.s, m);
+        if (!cl.gapSince) cl.gapSince = Date.now();
+        return;
+      }
+      this.processInOrder(cl, m);
+      let next = cl.held.get(cl.sent + 1);
+      while (next) {
+        cl.held.delete(next.s);
+        this.processInOrder(cl, next);
+        next = cl.held.get(cl.sent + 1);
+      }
+      // Anything left at or below `sent` is a duplicate.
+      for (const k of cl.held.keys()) if (k <= cl.sent) cl.held.delete(k);
+      cl.gapSince = cl.held.size ? cl.gapSince || Date.now() : 0;
+    }
+
+    processInOrder(cl: ClientMarks, m: Msg) {
       if (m.s <= cl.persisted) {
         this.hub.deliver(m.c, { type: 'ack', seq: m.s, stage: 'applied' });
         this.hub.deliver(m.c, { type: 'ack', seq: cl.persisted, stage: 'persisted' });
@@ -291,16 +389,33 @@ export function createSyncHub(deps: SyncHubDeps) {
         // Already in the sandbox (sent by us, or applied under a previous owner).
         if (m.s > cl.enqueued && m.s <= cl.applied) {
           cl.enqueued = m.s;
-          this.persister.enqueue({ seq: this.takeSeq(), ops: m.ops, clientId: m.c, clientSeq: m.s });
+          this.persister.enqueue({ seq: this.takeSeq(), ops: m.ops ?? [], clientId: m.c, clientSeq: m.s });
         }
         if (m.s <= cl.applied) this.hub.deliver(m.c, { type: 'ack', seq: m.s, stage: 'applied' });
         return;
       }
       cl.sent = m.s;
+      if (m.ops === null) {
+        // Refused at the edge (the editor got the error): it keeps its place so acks stay exact.
+        cl.applied = m.s;
+        cl.enqueued = m.s;
+        this.persister.enqueue({ seq: this.takeSeq(), ops: [], clientId: m.c, clientSeq: m.s });
+        return;
+      }
       const seq = this.takeSeq();
       this.inflight.set(seq, { seq, c: m.c, s: m.s, ops: m.ops });
       // The edit goes to the sandbox first; persistence follows its `applied` ack.
       this.channel?.send({ type: 'batch', seq, ops: m.ops });
+    }
+
+    /** Clients stuck behind a gap for too long: their editors reconnect and replay what is unpersisted. */
+    checkGaps() {
+      const now = Date.now();
+      for (const [c, cl] of this.clients)
+        if (cl.gapSince && now - cl.gapSince > gapMs) {
+          cl.gapSince = now;
+          this.hub.closeClient(c, 'gap in batch order: reconnect and replay');
+        }
     }
 
     onSandboxFrame(f: ServerFrame) {
@@ -338,6 +453,11 @@ export function createSyncHub(deps: SyncHubDeps) {
             this.inflight.delete(f.seq);
             const cl = this.clients.get(inf.c);
             if (cl && inf.s > cl.applied) cl.applied = inf.s;
+            if (cl && inf.s > cl.enqueued) {
+              // Nothing to write, but the client's persisted watermark must pass this seq in order.
+              cl.enqueued = inf.s;
+              this.persister.enqueue({ seq: f.seq, ops: [], clientId: inf.c, clientSeq: inf.s });
+            }
             this.hub.deliver(inf.c, { ...f, seq: inf.s });
           } else this.hub.deliver(undefined, f);
           return;
@@ -403,15 +523,21 @@ export function createSyncHub(deps: SyncHubDeps) {
       if (this.ticking || closing) return;
       this.ticking = true;
       try {
+        const t0 = Date.now();
         if (this.owner) {
-          if (!(await state.renew(this.previewId, replicaId, leaseMs))) {
+          const owner = this.owner;
+          if (!(await state.renew(this.previewId, owner.token, leaseMs))) {
             log.warn({ previewId: this.previewId, replicaId }, 'sync lease lost');
             this.stepDown();
-          } else if (
+            return;
+          }
+          owner.held(t0);
+          owner.checkGaps();
+          if (
             this.editors.size === 0 &&
-            Date.now() - this.owner.lastActivity > ownerIdleMs &&
-            this.owner.inflight.size === 0 &&
-            this.owner.persister.pending === 0
+            Date.now() - owner.lastActivity > ownerIdleMs &&
+            owner.inflight.size === 0 &&
+            owner.persister.pending === 0
           ) {
             await this.release();
           }
@@ -421,7 +547,8 @@ export function createSyncHub(deps: SyncHubDeps) {
           this.dispose();
           return;
         }
-        if (await state.acquire(this.previewId, replicaId, leaseMs)) await this.becomeOwner();
+        const token = newToken();
+        if (await state.acquire(this.previewId, token, leaseMs)) await this.becomeOwner(t0, token);
         else {
           // Someone else holds the lease; we may have missed their announcement (we subscribed later).
           this.setOwner(await state.holder(this.previewId));
@@ -433,20 +560,21 @@ export function createSyncHub(deps: SyncHubDeps) {
       }
     }
 
-    async becomeOwner() {
-      const owner = new Owner(this);
+    async becomeOwner(t0: number, token: string) {
+      const owner = new Owner(this, token);
+      owner.held(t0);
       this.owner = owner;
       try {
         await owner.start();
       } catch (e) {
         this.owner = undefined;
         owner.close(false);
-        await state.release(this.previewId, replicaId).catch(() => {});
+        await state.release(this.previewId, token).catch(() => {});
         throw e;
       }
       log.info({ previewId: this.previewId, replicaId }, 'sync owner');
-      this.setOwner(replicaId);
-      void pubsub.publish(channelName(this.previewId), { k: 'o', r: replicaId } satisfies BusMessage);
+      this.setOwner(token);
+      void pubsub.publish(channelName(this.previewId), { k: 'o', r: token } satisfies BusMessage);
     }
 
     stepDown() {
@@ -466,7 +594,7 @@ export function createSyncHub(deps: SyncHubDeps) {
       this.ownerId = undefined;
       o.close(true);
       await o.persister.drained();
-      await state.release(this.previewId, replicaId);
+      await state.release(this.previewId, o.token);
       this.dispose();
     }
 
@@ -497,13 +625,13 @@ export function createSyncHub(deps: SyncHubDeps) {
       if (!m || typeof m !== 'object') return;
       switch (m.k) {
         case 'b':
-          if (this.owner && m.o === replicaId) this.owner.accept({ c: m.c, s: m.s, ops: m.ops });
+          if (this.owner && m.o === this.owner.token) this.owner.accept({ c: m.c, s: m.s, ops: m.ops });
           return;
         case 'f':
           if (m.r !== replicaId) this.deliverLocal(m.c, m.f);
           return;
         case 'o':
-          if (m.r !== replicaId) {
+          if (m.r !== this.owner?.token) {
             if (this.owner) this.stepDown();
             this.setOwner(m.r);
           }
@@ -512,6 +640,19 @@ export function createSyncHub(deps: SyncHubDeps) {
           for (const e of this.editors) if (e.clientId === m.c) closeEditor(e, m.code, m.reason);
           return;
       }
+    }
+
+    /** Closes client `c`'s editors here and on other replicas (they reconnect and replay). */
+    closeClient(c: string, reason: string) {
+      for (const e of this.editors) if (e.clientId === c) closeEditor(e, CloseCodes.goingAway, reason);
+      void pubsub
+        .publish(channelName(this.previewId), {
+          k: 'x',
+          c,
+          code: CloseCodes.goingAway,
+          reason,
+        } satisfies BusMessage)
+        .catch((e) => log.warn({ err: e }, 'sync publish failed'));
     }
 
     /** Sends a frame to client `c`'s editors (or all), here and on other replicas. */
@@ -598,6 +739,14 @@ export function createSyncHub(deps: SyncHubDeps) {
     const r = parseFrame(ClientFrame, text);
     if (!r.ok) {
       sendTo(e, r.error);
+      const seq = r.error.seq;
+      if (seq !== undefined && seq > e.lastSeq && text.includes('"batch"')) {
+        // A refused batch keeps its place in the client's order (acks are cumulative).
+        e.lastSeq = seq;
+        const fw: Forwarded = { s: seq, ops: null };
+        e.pending.push(fw);
+        h.forward(e.clientId, fw);
+      }
       return;
     }
     const f = r.value;

@@ -58,6 +58,14 @@ export function coalesce(entries: readonly PersistEntry[]): Step[] {
   return steps;
 }
 
+/** The writer's lease may have lapsed; the transaction was rolled back. */
+export class FencedError extends Error {
+  constructor() {
+    super('sync owner lease may have lapsed; not committing');
+    this.name = 'FencedError';
+  }
+}
+
 export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 /**
@@ -69,6 +77,7 @@ export async function writeSteps(
   previewId: string,
   steps: Step[],
   lastSeq: number,
+  fence: () => boolean = () => true,
 ): Promise<void> {
   const client = await pool.connect();
   try {
@@ -124,6 +133,8 @@ export async function writeSteps(
       'UPDATE preview_sessions SET last_seq = GREATEST(last_seq, $2), last_edit_at = now() WHERE id = $1',
       [previewId, lastSeq],
     );
+    // A writer that may have lost its lease (it stalled) must not commit over a newer owner's writes.
+    if (!fence()) throw new FencedError();
     await client.query('COMMIT');
   } catch (e) {
     await client.query('ROLLBACK').catch(() => {});
@@ -139,6 +150,8 @@ export interface PersisterOptions {
   /** Called after COMMIT with the highest client seq persisted per client. */
   onPersisted(byClient: Map<string, number>, lastSeq: number): void;
   onError(error: unknown): void;
+  /** Checked right before COMMIT; false rolls the flush back (it is retried). */
+  fence?: () => boolean;
   /** Gathers edits for this long before a flush (coalescing window). */
   delayMs?: number;
 }
@@ -173,7 +186,7 @@ export function createPersister(options: PersisterOptions) {
     queue = [];
     try {
       const lastSeq = batch.reduce((m, e) => Math.max(m, e.seq), 0);
-      await writeSteps(pool, previewId, coalesce(batch), lastSeq);
+      await writeSteps(pool, previewId, coalesce(batch), lastSeq, options.fence);
       failures = 0;
       const byClient = new Map<string, number>();
       for (const e of batch)
