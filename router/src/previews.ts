@@ -227,7 +227,7 @@ export class PreviewService {
       try {
         while (!ac.signal.aborted && Date.now() < deadline) {
           const s = await this.store.get(id);
-          if (!s || s.state !== 'starting') return;
+          if (s?.state !== 'starting') return;
           const tier = this.tier(s.tier);
           const st = await tier?.status(id).catch(() => undefined);
           if (st) {

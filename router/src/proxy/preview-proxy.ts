@@ -262,7 +262,7 @@ export function createPreviewProxy(o: {
           await previews.resumeSession(s);
           s = await previews.waitReady(id, o.wakeWaitMs).catch(() => undefined);
         }
-        if (!s || s.state !== 'ready') return reject(503, 'Service Unavailable');
+        if (s?.state !== 'ready') return reject(503, 'Service Unavailable');
         const up = await resolveUpstream(s);
         if (!up) return reject(502, 'Bad Gateway');
         const target = join(up.url, req.url ?? '/');
