@@ -31,15 +31,49 @@ export interface DepsOptions {
   signal?: AbortSignal;
 }
 
-/** sha256 of the project's package.json, or `undefined` when there is none. */
+/** The package.json fields that decide what `npm install` puts in node_modules. */
+const INSTALL_FIELDS = [
+  'dependencies',
+  'devDependencies',
+  'optionalDependencies',
+  'peerDependencies',
+  'bundleDependencies',
+  'overrides',
+  'workspaces',
+] as const;
+
+/**
+ * sha256 of what the project's package.json asks npm to install (the dependency fields, keys
+ * sorted), or `undefined` when there is none. An edit to the name, scripts or formatting keeps
+ * the hash, so a project that declares the template's dependencies keeps the warm node_modules;
+ * an unparsable package.json hashes its raw bytes (npm will then report the syntax error).
+ */
 export function packageJsonHash(projectDir: string): string | undefined {
+  let raw: Buffer;
   try {
-    return createHash('sha256')
-      .update(readFileSync(join(projectDir, 'package.json')))
-      .digest('hex');
+    raw = readFileSync(join(projectDir, 'package.json'));
   } catch {
     return undefined;
   }
+  const h = createHash('sha256');
+  try {
+    const pkg = JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
+    for (const field of INSTALL_FIELDS) h.update(`${field}\0${canonicalJson(pkg[field])}\0`);
+  } catch {
+    h.update(raw);
+  }
+  return h.digest('hex');
+}
+
+function canonicalJson(v: unknown): string {
+  if (v === undefined) return '';
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+    .join(',')}}`;
 }
 
 /**
