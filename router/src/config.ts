@@ -65,6 +65,8 @@ export const RouterConfigSchema = z.object({
   /** Run the pool agent in this process (embedded mode). */
   EMBEDDED_AGENT: bool(true),
   PREVIEW_IMAGE: z.string().default('preview-base:dev'),
+  /** NODE_EXTRA_CA_CERTS (a path inside the image) for the embedded agent's sandboxes, where TLS is intercepted. */
+  PREVIEW_NODE_EXTRA_CA_CERTS: z.string().optional(),
 });
 export type RouterConfig = z.output<typeof RouterConfigSchema>;
 export const loadConfig = defineConfig(RouterConfigSchema);

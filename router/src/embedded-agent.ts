@@ -69,6 +69,8 @@ export async function startEmbeddedAgent(o: {
   image: string;
   socketPath?: string;
   logLevel: string;
+  /** NODE_EXTRA_CA_CERTS inside every sandbox, for dependency installs behind a TLS-intercepting proxy. */
+  extraCaCerts?: string;
   log: Logger;
 }): Promise<Agent> {
   const socketPath = o.socketPath ?? '/var/run/docker.sock';
@@ -82,6 +84,7 @@ export async function startEmbeddedAgent(o: {
     PREVIEW_IMAGE: o.image,
     DOCKER_SOCKET: socketPath,
     LOG_LEVEL: o.logLevel,
+    ...(o.extraCaCerts ? { PREVIEW_NODE_EXTRA_CA_CERTS: o.extraCaCerts } : {}),
   };
   if (runtime === 'process') {
     env['DAEMON_BUNDLE'] = await ensureDaemonBundle(o.log);

@@ -82,6 +82,7 @@ const server = serve({ fetch: router.app.fetch, hostname: config.HOST, port: con
         joinToken: config.NODE_JOIN_TOKEN,
         image: config.PREVIEW_IMAGE,
         logLevel: config.LOG_LEVEL,
+        ...(config.PREVIEW_NODE_EXTRA_CA_CERTS ? { extraCaCerts: config.PREVIEW_NODE_EXTRA_CA_CERTS } : {}),
         log,
       });
     } catch (err) {
