@@ -300,3 +300,37 @@ describe('sync hub across replicas (Redis pub/sub and lease)', () => {
     expect(await dbFiles(id)).toEqual({ 'a.txt': 'after failover', 'b.txt': 'b' });
   });
 });
+
+describe('sync hub backpressure', () => {
+  it('closes an editor that does not read with 4008 (slowConsumer) instead of buffering without bound', async () => {
+    const sb = await sandbox();
+    const hub = createSyncHub({
+      pool: db.pool,
+      ...local(),
+      log: silent,
+      maxBufferedBytes: 256 * 1024,
+      openChannel: () => openWebSocketChannel({ url: sb.url }),
+    });
+    const srv = await serveSyncHub(hub);
+    cleanups.push(async () => {
+      await srv.close();
+      await hub.close();
+    });
+    const id = await newPreview();
+    const e = await editor(`ws://127.0.0.1:${srv.port}/v1/previews/${id}/sync`, { clientId: 'slow' });
+    // Stop reading: the hub's answers pile up in the kernel buffers, then in ws's own queue.
+    const raw = (e.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+    raw.pause();
+    // Each one-byte malformed frame costs the hub an error frame ~13× its size toward the editor.
+    for (let i = 1; i <= 400_000; i++) e.send('x');
+    await new Promise((r) => setTimeout(r, 4000));
+    raw.resume();
+    if (process.env.SYNC_DEBUG) {
+      await new Promise((r) => setTimeout(r, 3000));
+      console.log('frames', e.frames.length, e.closed, JSON.stringify(e.frames.at(-1)));
+    }
+    const closed = await e.waitClosed(30_000);
+    expect(closed.code).toBe(CloseCodes.slowConsumer);
+    expect(e.frames.length).toBeLessThan(400_000);
+  });
+});
