@@ -34,6 +34,13 @@ for dir in "$repo"/templates/*/; do
     rm -rf "$dest/node_modules"
     cp "$dir/package.json" "$dir/package-lock.json" "$dest/"
     (cd "$dest" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error --cache "$ctx/npm-cache" >&2)
+    # Also cache every installed package's metadata (packument), not only its tarball: a later
+    # `npm install` in a preview (package.json edited) resolves from the cache without the network.
+    specs=$(cd "$dest" && node -e '
+      const fs = require("fs"); const lock = require("./package-lock.json");
+      for (const [p, v] of Object.entries(lock.packages))
+        if (p && !v.link && v.version && fs.existsSync(p)) console.log(`${p.split("node_modules/").pop()}@${v.version}`);')
+    (cd "$dest" && echo "$specs" | xargs npm cache add --prefer-offline --loglevel=error --cache "$ctx/npm-cache" >&2)
     echo "$stamp" >"$dest/node_modules/.preview-stamp"
   fi
   # Sources: everything but node_modules, mirrored (deleted files go too).

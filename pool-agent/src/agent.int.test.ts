@@ -111,6 +111,9 @@ describe('pool agent on the real Docker engine', () => {
     // Capacity counts the claim; the pool refills in the background.
     expect(agent.capacity().used).toBeGreaterThanOrEqual(1);
     await until(async () => (agent.pools.counts()['vite-vanilla'] ?? 0) >= 1, 60_000, 'pool refill');
+    const metrics = await (await get('/metrics')).text();
+    expect(metrics).toMatch(/preview_agent_claims_total\{path="warm",outcome="ok"\} [1-9]/);
+    expect(metrics).toMatch(/preview_agent_warm\{template="vite-vanilla"\} [1-9]/);
     expect(await agent.destroy(previewId)).toBe(true);
   });
 
@@ -238,14 +241,26 @@ describe('pool agent on the real Docker engine', () => {
     const rb = await claim(b, userProject('bystander'));
     const docker = runtime.docker;
     // Runs in the background inside A; exec returns at once.
-    await exec(docker, ra.containerId, ['sh', '-c', 'f() { f | f & }; f >/dev/null 2>&1 & echo started']);
-    const pidsFile = `/sys/fs/cgroup/pids/docker/${ra.containerId}/pids.current`;
+    // Every copy sleeps after forking, so the processes pile up to the limit and stay there.
+    await exec(docker, ra.containerId, [
+      'sh',
+      '-c',
+      'f() { f | f & sleep 60; }; f >/dev/null 2>&1 & echo started',
+    ]);
+    const cg = `/sys/fs/cgroup/pids/docker/${ra.containerId}`;
+    const refused = () => {
+      try {
+        return Number(/max (\d+)/.exec(readFileSync(`${cg}/pids.events`, 'utf8'))?.[1] ?? 0);
+      } catch {
+        return 0;
+      }
+    };
     const peak = await until(
       async () => {
-        const n = Number(readFileSync(pidsFile, 'utf8'));
-        return n >= 120 ? n : undefined;
+        const n = Number(readFileSync(`${cg}/pids.current`, 'utf8'));
+        return n >= 120 || refused() > 0 ? n : undefined;
       },
-      30_000,
+      60_000,
       'the fork bomb to fill the pids limit',
     );
     expect(peak).toBeLessThanOrEqual(128);

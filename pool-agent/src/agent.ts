@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import {
   createServer,
+  Agent as HttpAgent,
   request as httpRequest,
   type IncomingHttpHeaders,
   type IncomingMessage,
@@ -27,8 +28,10 @@ import {
   type TierStatus,
   UnauthorizedError,
 } from '@preview/tiers';
+import Docker from 'dockerode';
 import { Hono } from 'hono';
 import pino, { type Logger } from 'pino';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import WebSocket, { WebSocketServer } from 'ws';
 import { z } from 'zod';
 import type { AgentConfig } from './config.ts';
@@ -151,8 +154,26 @@ function safeEqual(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-async function buildRuntime(config: AgentConfig, log: Logger): Promise<ContainerRuntime> {
-  if (config.AGENT_RUNTIME === 'process') {
+/** Whether the Docker engine answers and holds `image`. */
+export async function dockerUsable(socketPath: string, image: string): Promise<boolean> {
+  const docker = new Docker({ socketPath });
+  try {
+    await docker.ping();
+    await docker.getImage(image).inspect();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The runtime `config.AGENT_RUNTIME` names (`auto`: Docker when usable, else host processes). */
+export async function buildRuntime(config: AgentConfig, log: Logger): Promise<ContainerRuntime> {
+  let kind = config.AGENT_RUNTIME;
+  if (kind === 'auto') {
+    kind = (await dockerUsable(config.DOCKER_SOCKET, config.PREVIEW_IMAGE)) ? 'docker' : 'process';
+    log.info({ runtime: kind }, 'runtime chosen');
+  }
+  if (kind === 'process') {
     if (!config.DAEMON_BUNDLE)
       throw new InvalidInputError('invalid_config', 'DAEMON_BUNDLE: required with AGENT_RUNTIME=process');
     return createProcessRuntime({
@@ -177,6 +198,10 @@ async function buildRuntime(config: AgentConfig, log: Logger): Promise<Container
     logMaxSize: config.PREVIEW_LOG_MAX_SIZE,
     logMaxFile: config.PREVIEW_LOG_MAX_FILE,
     ociRuntime: config.PREVIEW_OCI_RUNTIME,
+    npmCache:
+      config.PREVIEW_NPM_CACHE === 'shared'
+        ? { mode: 'shared', volume: config.PREVIEW_NPM_CACHE_VOLUME }
+        : { mode: config.PREVIEW_NPM_CACHE },
     log,
   });
 }
@@ -218,12 +243,17 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   }
 
   const claimedCount = () => previews.size;
+  // What every sandbox gets, warm or cold.
+  const sandboxEnv: Record<string, string> = config.PREVIEW_NODE_EXTRA_CA_CERTS
+    ? { NODE_EXTRA_CA_CERTS: config.PREVIEW_NODE_EXTRA_CA_CERTS }
+    : {};
   const pools = new WarmPools({
     runtime,
     targets: config.WARM_POOL,
     slots: config.NODE_SLOTS,
     claimed: claimedCount,
     readyTimeoutMs: config.READY_TIMEOUT_MS,
+    env: sandboxEnv,
     log,
   });
 
@@ -243,11 +273,17 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     for (const r of p.relays) r.close(CloseCodes.ended, 'preview failed');
   });
 
-  function track(id: string, box: SandboxInfo, state: PreviewState, failure?: string): Preview {
+  function track(
+    id: string,
+    box: SandboxInfo,
+    state: PreviewState,
+    failure?: string,
+    link?: DaemonLink,
+  ): Preview {
     const p: Preview = {
       id,
       box,
-      link: new DaemonLink(box.upstream, box.daemonToken),
+      link: link ?? new DaemonLink(box.upstream, box.daemonToken),
       state,
       failure,
       relays: new Set(),
@@ -283,8 +319,13 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     return out;
   }
 
-  async function sendFiles(p: Preview, files: ProjectFiles, signal?: AbortSignal): Promise<void> {
-    const manifest = await fetchManifest(p.box.upstream, p.box.daemonToken, signal);
+  async function sendFiles(
+    p: Preview,
+    files: ProjectFiles,
+    known: Record<string, string> | undefined,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const manifest = known ?? (await fetchManifest(p.box.upstream, p.box.daemonToken, signal));
     const batches = diffOps(manifest, files);
     if (batches.length > 1)
       throw new InvalidInputError(
@@ -309,11 +350,14 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       });
     const env = prepareEnv(body.env);
     // A warm sandbox was started without the preview's environment, so a preview with env starts cold.
-    let box = env && Object.keys(env).length ? undefined : pools.acquire(body.template);
-    const warm = box !== undefined;
-    if (box) {
-      await runtime.assign(box.id, body.previewId);
-      box = { ...box, previewId: body.previewId };
+    const w = env && Object.keys(env).length ? undefined : pools.acquire(body.template);
+    const warm = w !== undefined;
+    let box: SandboxInfo;
+    // The rename that records the session runs beside the file load (it is not on the critical path).
+    let assigned: Promise<void> = Promise.resolve();
+    if (w) {
+      assigned = runtime.assign(w.box.id, body.previewId);
+      box = { ...w.box, previewId: body.previewId };
     } else {
       if (pools.free() <= 0 && !evictOne())
         throw new CapacityError(`node ${config.NODE_NAME} has no free slot`, { retryAfterMs: 5000 });
@@ -322,12 +366,12 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
           template: body.template,
           previewId: body.previewId,
           daemonToken: newDaemonToken(),
-          ...(env ? { env } : {}),
+          env: { ...sandboxEnv, ...env },
         },
         opts,
       );
     }
-    const p = track(body.previewId, box, 'starting');
+    const p = track(body.previewId, box, 'starting', undefined, w?.link);
     try {
       // Cold: the files go in while the dev server is still starting.
       if (!warm)
@@ -337,7 +381,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
           isDead: failureOf(box),
           ...(opts.signal ? { signal: opts.signal } : {}),
         });
-      await sendFiles(p, body.files, opts.signal);
+      await Promise.all([sendFiles(p, body.files, w?.manifest, opts.signal), assigned]);
       await waitReady(box.upstream, {
         timeoutMs: config.READY_TIMEOUT_MS,
         isDead: failureOf(box),
@@ -359,7 +403,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     if (!top || top[1] === 0) return false;
     const victim = pools.acquire(top[0] as TemplateName);
     if (!victim) return false;
-    void runtime.remove(victim.id).catch(() => {});
+    victim.link.close();
+    void runtime.remove(victim.box.id).catch(() => {});
     return true;
   }
 
@@ -455,6 +500,54 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     return [...previews.keys()];
   }
 
+  // ---- metrics ----
+  const metrics = new Registry();
+  const claims = new Counter({
+    name: 'preview_agent_claims_total',
+    help: 'Claims by path (warm / cold) and outcome',
+    labelNames: ['path', 'outcome'] as const,
+    registers: [metrics],
+  });
+  const claimSeconds = new Histogram({
+    name: 'preview_agent_claim_seconds',
+    help: 'Claim to ready, by path',
+    labelNames: ['path'] as const,
+    buckets: [0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30],
+    registers: [metrics],
+  });
+  new Gauge({
+    name: 'preview_agent_previews',
+    help: 'Previews by state',
+    labelNames: ['state'] as const,
+    registers: [metrics],
+    collect() {
+      this.reset();
+      for (const p of previews.values()) this.inc({ state: p.state });
+    },
+  });
+  new Gauge({
+    name: 'preview_agent_warm',
+    help: 'Ready warm sandboxes by template',
+    labelNames: ['template'] as const,
+    registers: [metrics],
+    collect() {
+      this.reset();
+      for (const [t, n] of Object.entries(pools.counts())) this.set({ template: t }, n);
+    },
+  });
+  const timedClaim = async (body: ClaimBody, o: { signal?: AbortSignal }): Promise<ClaimResult> => {
+    try {
+      const r = await claim(body, o);
+      const path = r.warm ? 'warm' : 'cold';
+      claims.inc({ path, outcome: 'ok' });
+      claimSeconds.observe({ path }, r.ms / 1000);
+      return r;
+    } catch (e) {
+      claims.inc({ path: 'unknown', outcome: e instanceof PreviewError ? e.code : 'internal' });
+      throw e;
+    }
+  };
+
   // ---- HTTP API ----
   const app = new Hono();
   const authorized = (
@@ -507,7 +600,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   app.post('/v1/previews', async (c) => {
     const r = ClaimBody.safeParse(await json(c));
     if (!r.success) throw bodyError(r.error);
-    return c.json(await claim(r.data, { signal: c.req.raw.signal }), 201);
+    return c.json(await timedClaim(r.data, { signal: c.req.raw.signal }), 201);
   });
   app.post('/v1/previews/:id/apply', async (c) => {
     const id = idParam(c.req.param('id'));
@@ -539,6 +632,9 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     return c.json({ lines: await runtime.logs(p.box.id, { tail: tail.data }) });
   });
   app.get('/v1/capacity', (c) => c.json(capacity()));
+  app.get('/metrics', async (c) =>
+    c.text(await metrics.metrics(), 200, { 'content-type': metrics.contentType }),
+  );
   app.get('/v1/previews', (c) =>
     c.json({
       previews: [...previews.values()].map((p) => ({
@@ -580,6 +676,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     return p;
   };
 
+  // Kept-alive connections to the sandboxes' published ports: no handshake per proxied request.
+  const upstreamAgent = new HttpAgent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 8 });
   const proxyHttp = (req: IncomingMessage, res: ServerResponse, id: string, path: string): void => {
     let p: Preview;
     try {
@@ -590,7 +688,14 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     }
     const up = new URL(p.box.upstream);
     const preq = httpRequest(
-      { host: up.hostname, port: up.port, method: req.method, path, headers: upstreamHeaders(req.headers) },
+      {
+        host: up.hostname,
+        port: up.port,
+        method: req.method,
+        path,
+        headers: upstreamHeaders(req.headers),
+        agent: upstreamAgent,
+      },
       (pres) => {
         const headers = { ...pres.headers };
         delete headers['connection'];
@@ -664,7 +769,13 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         for (const m of pending.splice(0)) daemon.send(m.data, { binary: m.binary });
       });
       daemon.on('message', (data, binary) => {
-        if (client.readyState === WebSocket.OPEN) client.send(data, { binary });
+        if (client.readyState !== WebSocket.OPEN) return;
+        // A consumer that stopped reading: drop it (it reconnects and replays) rather than buffer without end.
+        if (client.bufferedAmount > 8 * 1024 * 1024) {
+          client.close(CloseCodes.slowConsumer, 'slow consumer');
+          return;
+        }
+        client.send(data, { binary });
       });
       const closeCode = (c: number) => (c >= 4000 || c === 1000 || c === 1001 ? c : 1011);
       daemon.on('close', (code, reason) => {
@@ -780,7 +891,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
           })
           .catch(() => false));
       if (healthy && (config.WARM_POOL[box.template] ?? 0) > (pools.counts()[box.template] ?? 0))
-        pools.adopt(box);
+        await pools.adopt(box);
       else await runtime.remove(box.id);
     }
   }
@@ -810,12 +921,14 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       registration?.stop();
       for (const c of wss.clients) c.terminate();
       for (const s of upgraded) s.destroy();
+      upstreamAgent.destroy();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       });
       for (const p of previews.values()) p.link.close();
-      if (o.removeSandboxes) {
+      // Host processes cannot be adopted by a later agent: they always go with this one.
+      if (o.removeSandboxes || runtime.kind === 'process') {
         await pools.drain();
         await Promise.all([...previews.values()].map((p) => runtime.remove(p.box.id).catch(() => false)));
         previews.clear();

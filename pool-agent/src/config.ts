@@ -49,8 +49,11 @@ export const AgentConfigSchema = z.object({
   AGENT_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   ROUTER_URL: z.url().optional(),
   ROUTER_JOIN_TOKEN: z.string().min(16).max(512).optional(),
-  /** `docker` or `process` (host processes, sandboxed with bwrap when present). */
-  AGENT_RUNTIME: z.enum(['docker', 'process']).default('docker'),
+  /**
+   * `docker`, `process` (host processes, sandboxed with bwrap when present), or `auto`: Docker when the
+   * engine answers and has PREVIEW_IMAGE, else host processes (the embedded default).
+   */
+  AGENT_RUNTIME: z.enum(['docker', 'process', 'auto']).default('docker'),
   DOCKER_SOCKET: z.string().default('/var/run/docker.sock'),
   PREVIEW_IMAGE: z.string().default('preview-base:dev'),
   /** OCI runtime for previews, e.g. `runsc` (gVisor); used only when the engine lists it. */
@@ -64,6 +67,11 @@ export const AgentConfigSchema = z.object({
   PREVIEW_TMPFS_MIB: z.coerce.number().int().min(1).default(64),
   PREVIEW_LOG_MAX_SIZE: z.string().default('1m'),
   PREVIEW_LOG_MAX_FILE: z.coerce.number().int().min(1).default(2),
+  /** npm cache for reinstalls: `tmpfs` (private, from the registry), `shared` (named volume, offline), `image` (read-only). */
+  PREVIEW_NPM_CACHE: z.enum(['tmpfs', 'shared', 'image']).default('tmpfs'),
+  PREVIEW_NPM_CACHE_VOLUME: z.string().default('preview-npm-cache'),
+  /** NODE_EXTRA_CA_CERTS for every sandbox (a path inside the image), for networks that intercept TLS. */
+  PREVIEW_NODE_EXTRA_CA_CERTS: z.string().optional(),
   /** Total previews (warm + claimed) this node runs at most. */
   NODE_SLOTS: z.coerce.number().int().min(0).default(20),
   /** Warm-pool targets, e.g. `vite-react=2,vite-vanilla=1` (production: 20 each). */

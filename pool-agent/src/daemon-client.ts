@@ -138,6 +138,11 @@ export class DaemonLink {
     this.#token = token;
   }
 
+  /** Opens the socket ahead of the first batch (warm pools do, to keep the handshake off the claim). */
+  async connect(): Promise<void> {
+    await this.#open();
+  }
+
   #open(): Promise<WebSocket> {
     if (this.#ws?.readyState === WebSocket.OPEN) return Promise.resolve(this.#ws);
     this.#opening ??= new Promise<WebSocket>((resolve, reject) => {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { TemplateName } from '@preview/tiers';
 import type { Logger } from 'pino';
-import { waitReady } from './daemon-client.ts';
+import { DaemonLink, fetchManifest, waitReady } from './daemon-client.ts';
 import type { ContainerRuntime, SandboxInfo } from './runtime/types.ts';
 
 export interface WarmPoolOptions {
@@ -21,6 +21,16 @@ export interface WarmPoolOptions {
 export const newDaemonToken = (): string => randomBytes(24).toString('base64url');
 
 /**
+ * A ready warm sandbox with what a claim needs already fetched: the template's manifest (nobody writes
+ * to a warm sandbox, so it stays true) and an open sync link to its daemon.
+ */
+export interface WarmSandbox {
+  box: SandboxInfo;
+  manifest: Record<string, string> | undefined;
+  link: DaemonLink;
+}
+
+/**
  * Per-template warm pools: sandboxes already running the daemon and the template's dev server with
  * its dependencies installed, so a claim only sends the user's files.
  * `populate` fills every pool to its target in the background; `acquire` takes a ready sandbox and
@@ -33,7 +43,7 @@ export const newDaemonToken = (): string => randomBytes(24).toString('base64url'
  */
 export class WarmPools {
   #o: WarmPoolOptions;
-  #ready = new Map<TemplateName, SandboxInfo[]>();
+  #ready = new Map<TemplateName, WarmSandbox[]>();
   #starting = new Map<TemplateName, number>();
   #draining = false;
   #filling = new Set<Promise<void>>();
@@ -99,9 +109,7 @@ export class WarmPools {
           isDead: () => undefined,
         });
         if (this.#draining) throw new Error('pool drained while starting');
-        const list = this.#ready.get(template) ?? [];
-        list.push(box);
-        this.#ready.set(template, list);
+        this.#add(await this.#prepare(box));
         this.#o.log?.debug({ template, id }, 'warm sandbox ready');
       } catch (e) {
         if (!this.#draining) this.#o.log?.warn({ err: e, template }, 'warm sandbox failed to start');
@@ -115,8 +123,22 @@ export class WarmPools {
     return p;
   }
 
+  async #prepare(box: SandboxInfo): Promise<WarmSandbox> {
+    const manifest = await fetchManifest(box.upstream, box.daemonToken).catch(() => undefined);
+    const link = new DaemonLink(box.upstream, box.daemonToken);
+    await link.connect().catch(() => {});
+    return { box, manifest, link };
+  }
+
+  #add(w: WarmSandbox, front = false): void {
+    const list = this.#ready.get(w.box.template) ?? [];
+    if (front) list.unshift(w);
+    else list.push(w);
+    this.#ready.set(w.box.template, list);
+  }
+
   /** Takes a ready warm sandbox of `template` (or `undefined`) and refills in the background. */
-  acquire(template: TemplateName): SandboxInfo | undefined {
+  acquire(template: TemplateName): WarmSandbox | undefined {
     const box = this.#ready.get(template)?.shift();
     // The caller now counts this one as claimed; refill after it does.
     queueMicrotask(() => void this.populate());
@@ -124,22 +146,21 @@ export class WarmPools {
   }
 
   /** Gives back a sandbox that was acquired but never received user files. */
-  release(box: SandboxInfo): void {
+  release(w: WarmSandbox): void {
     if (this.#draining) {
-      void this.#o.runtime.remove(box.id).catch(() => {});
+      w.link.close();
+      void this.#o.runtime.remove(w.box.id).catch(() => {});
       return;
     }
-    const list = this.#ready.get(box.template) ?? [];
-    list.unshift(box);
-    this.#ready.set(box.template, list);
+    this.#add(w, true);
   }
 
   /** Removes a sandbox from the pool if it is there (it died). */
   forget(id: string): boolean {
     for (const list of this.#ready.values()) {
-      const i = list.findIndex((b) => b.id === id);
+      const i = list.findIndex((w) => w.box.id === id);
       if (i >= 0) {
-        list.splice(i, 1);
+        list.splice(i, 1)[0]?.link.close();
         return true;
       }
     }
@@ -147,10 +168,8 @@ export class WarmPools {
   }
 
   /** Adopts an existing, unclaimed sandbox (found at start) into its pool. */
-  adopt(box: SandboxInfo): void {
-    const list = this.#ready.get(box.template) ?? [];
-    list.push(box);
-    this.#ready.set(box.template, list);
+  async adopt(box: SandboxInfo): Promise<void> {
+    this.#add(await this.#prepare(box));
   }
 
   /** Stops refilling and removes every warm sandbox. */
@@ -159,6 +178,7 @@ export class WarmPools {
     await this.settled();
     const all = [...this.#ready.values()].flat();
     this.#ready.clear();
-    await Promise.all(all.map((b) => this.#o.runtime.remove(b.id).catch(() => false)));
+    for (const w of all) w.link.close();
+    await Promise.all(all.map((w) => this.#o.runtime.remove(w.box.id).catch(() => false)));
   }
 }

@@ -15,6 +15,7 @@ interface FakeRouterState {
 /** A small real HTTP server speaking the router's node routes (the router itself is another package). */
 async function routerServer(
   joinToken: string,
+  port = 0,
 ): Promise<{ url: string; state: FakeRouterState; close: () => Promise<void> }> {
   const state: FakeRouterState = {
     registrations: [],
@@ -51,7 +52,7 @@ async function routerServer(
     }
     send(404, {});
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     state,
@@ -99,6 +100,25 @@ describe('registration with the router', () => {
       headers: { authorization: `Bearer ${joinToken}` },
     });
     expect(bad.status).toBe(401);
+  });
+
+  it('keeps retrying while the router is not up yet', async () => {
+    const joinToken = `join_${randomUUID()}`;
+    const probe = await routerServer(joinToken);
+    const port = Number(new URL(probe.url).port);
+    await probe.close();
+    const config = testConfig({
+      ROUTER_URL: probe.url,
+      ROUTER_JOIN_TOKEN: joinToken,
+      WARM_POOL: 'vite-vanilla=0',
+    });
+    const starting = startAgent({ ...config, AGENT_TOKEN: undefined });
+    await new Promise((r) => setTimeout(r, 700));
+    const router = await routerServer(joinToken, port);
+    cleanups.push(router.close);
+    const { stop } = await starting;
+    cleanups.push(stop);
+    expect(router.state.registrations).toHaveLength(1);
   });
 
   it('fails to start with a join token the router refuses', async () => {

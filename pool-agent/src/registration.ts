@@ -22,6 +22,8 @@ export interface RegistrationOptions {
   onCredential?: (credential: string) => void;
   log?: Logger;
   fetch?: typeof fetch;
+  /** How long to keep retrying a registration the router did not answer (default 60 s). */
+  retryForMs?: number;
 }
 
 export interface Registration {
@@ -46,7 +48,7 @@ const LiveSessions = z.object({ sessions: z.array(z.string()) });
 export async function register(options: RegistrationOptions): Promise<Registration> {
   const f = options.fetch ?? fetch;
   const base = options.routerUrl.replace(/\/$/, '');
-  let current: NodeRegistered;
+  let current!: NodeRegistered;
 
   const doRegister = async (): Promise<NodeRegistered> => {
     const body = NodeRegistration.parse({
@@ -73,7 +75,18 @@ export async function register(options: RegistrationOptions): Promise<Registrati
     return reg;
   };
 
-  current = await doRegister();
+  // The router may still be starting: retry what is not a refusal, with backoff, for a while.
+  const deadline = Date.now() + (options.retryForMs ?? 60_000);
+  for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
+    try {
+      current = await doRegister();
+      break;
+    } catch (e) {
+      if (e instanceof UnauthorizedError || Date.now() + delay > deadline) throw e;
+      options.log?.warn({ err: e, retryInMs: delay }, 'registration failed; retrying');
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
 
@@ -92,7 +105,18 @@ export async function register(options: RegistrationOptions): Promise<Registrati
     await res.body?.cancel();
     if (res.status === 401) {
       options.log?.warn('heartbeat refused (401): registering again');
-      current = await doRegister();
+      // The router may still be starting: retry what is not a refusal, with backoff, for a while.
+      const deadline = Date.now() + (options.retryForMs ?? 60_000);
+      for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
+        try {
+          current = await doRegister();
+          break;
+        } catch (e) {
+          if (e instanceof UnauthorizedError || Date.now() + delay > deadline) throw e;
+          options.log?.warn({ err: e, retryInMs: delay }, 'registration failed; retrying');
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
       return;
     }
     if (!res.ok) throw new PreviewError('heartbeat_failed', `router answered ${res.status} to a heartbeat`);

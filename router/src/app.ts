@@ -401,6 +401,27 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
     },
   );
 
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/nodes/sessions',
+      summary: 'A pool agent asks which of its sessions are live (reconciliation at agent start)',
+      security: secured,
+      responses: {
+        200: {
+          description: 'Live session ids placed on this node',
+          content: { 'application/json': { schema: z.object({ sessions: z.array(z.string()) }) } },
+        },
+        ...errors,
+      },
+    }),
+    async (c) => {
+      const node = requireNode(c);
+      const sessions = (await previews.store.onNode(node.nodeId)).map((s) => s.id);
+      return c.json({ sessions }, 200);
+    },
+  );
+
   // ---- system ---------------------------------------------------------------------------------
   app.get('/healthz', (c) => c.json({ ok: true }));
   app.get('/readyz', async (c) => {

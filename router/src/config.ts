@@ -45,6 +45,8 @@ export const RouterConfigSchema = z.object({
   PREVIEW_COOKIE_TTL_MS: ms(12 * 60 * 60 * 1000),
   /** Token agents present to register; unset in embedded mode → generated. */
   NODE_JOIN_TOKEN: z.string().min(16).optional(),
+  /** Key of node credentials (HMAC); the same on every replica. Unset → PREVIEW_TOKEN_SECRET. */
+  NODE_CREDENTIAL_SECRET: z.string().min(32).optional(),
   HEARTBEAT_MS: ms(5_000),
   /** A node whose last heartbeat is older than this is dead. */
   NODE_TTL_MS: ms(15_000),
@@ -63,8 +65,8 @@ export const RouterConfigSchema = z.object({
   /** Run the pool agent in this process (embedded mode). */
   EMBEDDED_AGENT: bool(true),
   PREVIEW_IMAGE: z.string().default('preview-base:dev'),
-  FLY_API_TOKEN: z.string().optional(),
-  FLY_APP: z.string().optional(),
+  /** NODE_EXTRA_CA_CERTS (a path inside the image) for the embedded agent's sandboxes, where TLS is intercepted. */
+  PREVIEW_NODE_EXTRA_CA_CERTS: z.string().optional(),
 });
 export type RouterConfig = z.output<typeof RouterConfigSchema>;
 export const loadConfig = defineConfig(RouterConfigSchema);

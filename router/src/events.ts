@@ -31,6 +31,11 @@ export class EventHub {
     await this.#pubsub.publish(`events:${previewId}`, event);
   }
 
+  /** Fan-out only, for an event already stored (e.g. by a transition in the same statement). */
+  async broadcast(previewId: string, event: PreviewEvent): Promise<void> {
+    await this.#pubsub.publish(`events:${previewId}`, event);
+  }
+
   subscribe(previewId: string, listener: (e: PreviewEvent) => void): Promise<() => Promise<void>> {
     return this.#pubsub.subscribe(`events:${previewId}`, (m) => listener(m as PreviewEvent));
   }

@@ -2,7 +2,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { testDocker } from '@preview/testkit';
 import { afterAll, expect, it } from 'vitest';
+import { embeddedNodeName } from './embedded-agent.ts';
 
 const repo = join(import.meta.dirname, '..', '..');
 let child: ChildProcess | undefined;
@@ -14,7 +16,19 @@ afterAll(async () => {
     child.kill('SIGTERM');
     await exited;
   }
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  if (dataDir) {
+    // The embedded agent removes its sandboxes on SIGTERM; sweep any it was still creating then.
+    const docker = testDocker();
+    const left = await docker
+      .listContainers({ all: true, filters: { label: [`preview.node=${embeddedNodeName(dataDir)}`] } })
+      .catch(() => []);
+    for (const c of left)
+      await docker
+        .getContainer(c.Id)
+        .remove({ force: true })
+        .catch(() => {});
+    await rm(dataDir, { recursive: true, force: true });
+  }
 });
 
 it('npm start on embedded defaults serves /readyz 200 backed by embedded Postgres', async () => {

@@ -1,6 +1,10 @@
 import { resolve } from 'node:path';
 import { serve } from '@hono/node-server';
+import { createDbIsolation } from '@preview/db-isolation';
+import type { Agent } from '@preview/pool-agent';
 import { createBrowserTier } from '@preview/tiers';
+import { createDockerTier } from '@preview/tiers/docker';
+import { createFlyTier, flyTierOptions, loadFlyConfig } from '@preview/tiers/fly';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import pino from 'pino';
@@ -8,11 +12,13 @@ import { signUserJwt } from './auth/jwt.ts';
 import { loadConfig } from './config.ts';
 import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from './db/embedded-postgres.ts';
 import { migrate } from './db/migrate.ts';
+import { embeddedNodeName, startEmbeddedAgent } from './embedded-agent.ts';
 import { loadLocalSecrets } from './local-secrets.ts';
 import type { Tiers } from './previews.ts';
 import { createRouter } from './router.ts';
 
 const env = loadConfig(process.env);
+const flyConfig = loadFlyConfig(process.env);
 const log = pino({ level: env.LOG_LEVEL });
 
 // Embedded defaults: secrets generated once under DATA_DIR when not configured.
@@ -39,13 +45,50 @@ const migrations = await migrate(pool);
 log.info(migrations, 'migrations');
 
 const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3 }) : undefined;
-const tiers: Tiers = { browser: createBrowserTier() };
+let tiers: Tiers = {};
 
-const router = await createRouter({ config, pool, redis, tiers, log, defaultMetrics: true });
+// Per-preview schemas live in the router's database; previews reach it at PREVIEW_DATABASE_URL.
+const previewDbUrl = new URL(config.PREVIEW_DATABASE_URL ?? databaseUrl);
+previewDbUrl.username = '';
+previewDbUrl.password = '';
+const databases = createDbIsolation({ admin: pool, previewDatabaseUrl: previewDbUrl.toString(), log });
+await databases.prepare();
+
+const router = await createRouter({
+  config,
+  pool,
+  redis,
+  // The docker tier reaches every registered pool agent (the embedded one included) via the node table.
+  tiers: ({ nodeDirectory }) => {
+    tiers = { browser: createBrowserTier(), docker: createDockerTier(nodeDirectory) };
+    // The fly tier is on when FLY_API_TOKEN is set (its variables: tiers/src/fly/config.ts).
+    if (flyConfig) tiers.fly = createFlyTier(flyTierOptions(flyConfig));
+    return tiers;
+  },
+  databases,
+  log,
+  defaultMetrics: true,
+});
+let agent: Agent | undefined;
 const server = serve({ fetch: router.app.fetch, hostname: config.HOST, port: config.PORT }, async (info) => {
   const url =
     config.PUBLIC_URL ?? `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${info.port}`;
   log.info({ url }, 'router listening');
+  if (config.EMBEDDED_AGENT) {
+    try {
+      agent = await startEmbeddedAgent({
+        nodeName: embeddedNodeName(config.DATA_DIR),
+        routerUrl: `http://127.0.0.1:${info.port}`,
+        joinToken: config.NODE_JOIN_TOKEN,
+        image: config.PREVIEW_IMAGE,
+        logLevel: config.LOG_LEVEL,
+        ...(config.PREVIEW_NODE_EXTRA_CA_CERTS ? { extraCaCerts: config.PREVIEW_NODE_EXTRA_CA_CERTS } : {}),
+        log,
+      });
+    } catch (err) {
+      log.error({ err }, 'embedded pool agent failed to start: only the browser tier is available');
+    }
+  }
   let tokenLine = '';
   if (embeddedAuth) {
     const token = await signUserJwt({
@@ -67,6 +110,7 @@ async function shutdown(signal: string) {
   stopping = true;
   log.info({ signal }, 'shutting down');
   server.close();
+  await agent?.close({ removeSandboxes: true }).catch(() => {});
   await router.close().catch(() => {});
   for (const t of Object.values(tiers)) await t?.close().catch(() => {});
   redis?.disconnect();

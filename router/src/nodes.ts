@@ -1,4 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import {
   ForbiddenError,
   type NodeHeartbeat,
@@ -6,7 +6,7 @@ import {
   type NodeRegistration,
 } from '@preview/tiers';
 import type pg from 'pg';
-import { newCredential, sha256 } from './auth/secrets.ts';
+import { sha256 } from './auth/secrets.ts';
 import type { NodeLiveness } from './infra/liveness.ts';
 
 export interface NodeRecord {
@@ -25,6 +25,7 @@ export class NodeRegistry {
   readonly #pool: pg.Pool;
   readonly #liveness: NodeLiveness;
   readonly #joinToken: string | undefined;
+  readonly #secret: string;
   readonly heartbeatMs: number;
   readonly ttlMs: number;
 
@@ -32,9 +33,12 @@ export class NodeRegistry {
     pool: pg.Pool;
     liveness: NodeLiveness;
     joinToken: string | undefined;
+    /** Key of the node credentials' HMAC; the same on every replica. */
+    credentialSecret: string;
     heartbeatMs: number;
     ttlMs: number;
   }) {
+    this.#secret = o.credentialSecret;
     this.#pool = o.pool;
     this.#liveness = o.liveness;
     this.#joinToken = o.joinToken;
@@ -46,19 +50,35 @@ export class NodeRegistry {
   async register(reg: NodeRegistration): Promise<NodeRegistered> {
     if (!this.#joinToken || !safeEqual(reg.joinToken, this.#joinToken))
       throw new ForbiddenError('joinToken is not valid for this router', { code: 'invalid_join_token' });
-    const credential = newCredential('pn_');
+    const nonce = randomBytes(12).toString('base64url');
+    const credential = this.#credential(reg.name, nonce);
     const { rows } = await this.#pool.query<{ id: string }>(
-      `INSERT INTO preview_nodes (name, url, runtime, credential_hash, capacity, state, last_heartbeat_at)
-       VALUES ($1, $2, $3, $4, $5, 'active', now())
+      `INSERT INTO preview_nodes (name, url, runtime, credential_hash, credential_nonce, capacity, state, last_heartbeat_at)
+       VALUES ($1, $2, $3, $4, $5, $6, 'active', now())
        ON CONFLICT (name) DO UPDATE SET url = EXCLUDED.url, runtime = EXCLUDED.runtime,
-         credential_hash = EXCLUDED.credential_hash, capacity = EXCLUDED.capacity, state = 'active',
-         last_heartbeat_at = now()
+         credential_hash = EXCLUDED.credential_hash, credential_nonce = EXCLUDED.credential_nonce,
+         capacity = EXCLUDED.capacity, state = 'active', last_heartbeat_at = now()
        RETURNING id`,
-      [reg.name, reg.url, reg.runtime, sha256(credential), JSON.stringify(reg.capacity)],
+      [reg.name, reg.url, reg.runtime, sha256(credential), nonce, JSON.stringify(reg.capacity)],
     );
     const nodeId = rows[0]!.id;
     await this.#liveness.beat({ nodeId, capacity: reg.capacity, sessions: [], at: Date.now() }, this.ttlMs);
     return { nodeId, credential, heartbeatMs: this.heartbeatMs };
+  }
+
+  #credential(name: string, nonce: string): string {
+    return `pn_${createHmac('sha256', this.#secret).update(`${name}:${nonce}`).digest('base64url')}`;
+  }
+
+  /** How the router reaches a node's agent: its URL and current credential (recomputed, never stored). */
+  async endpoint(nodeId: string): Promise<{ nodeId: string; url: string; token: string } | undefined> {
+    const { rows } = await this.#pool.query<{ name: string; url: string; credential_nonce: string | null }>(
+      `SELECT name, url, credential_nonce FROM preview_nodes WHERE id = $1 AND state <> 'dead'`,
+      [nodeId],
+    );
+    const r = rows[0];
+    if (!r?.credential_nonce) return undefined;
+    return { nodeId, url: r.url, token: this.#credential(r.name, r.credential_nonce) };
   }
 
   async heartbeat(nodeId: string, hb: NodeHeartbeat): Promise<{ ok: true; nextHeartbeatMs: number }> {

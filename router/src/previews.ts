@@ -27,7 +27,10 @@ export interface PreviewDatabases {
   create(previewId: string): Promise<{ databaseUrl: string }>;
   drop(previewId: string): Promise<boolean>;
   export(previewId: string): Promise<AsyncIterable<string | Uint8Array> | string>;
-  runJanitor(): Promise<unknown>;
+  runJanitor(options: {
+    isLive: (previewIds: string[]) => Promise<Set<string>>;
+    graceMs: number;
+  }): Promise<unknown>;
 }
 
 export type Tiers = Partial<Record<TierName, Tier>>;
@@ -39,8 +42,13 @@ export interface CreateInput {
   serverOnly?: boolean | undefined;
 }
 
+/** Failures that send placement on to the next tier (a tier that is down, full, or too slow). */
 const FALL_THROUGH = (e: unknown) =>
-  e instanceof TierUnavailableError || e instanceof CapacityError || e instanceof TimeoutError;
+  e instanceof TierUnavailableError ||
+  e instanceof CapacityError ||
+  e instanceof TimeoutError ||
+  // AbortSignal.timeout() rejects with a DOMException named TimeoutError.
+  (e instanceof Error && e.name === 'TimeoutError');
 
 /**
  * The preview lifecycle: create (classify → place → walk the tiers under one preview id), files,
@@ -98,9 +106,9 @@ export class PreviewService {
       classification,
       idempotencyKey,
       maxLive: this.#maxLive,
+      files: input.files,
     });
     if (!created) return { session, created };
-    await this.store.putFiles(session.id, input.files, 0);
     const placed = await this.#place(
       session,
       classification,
@@ -131,9 +139,7 @@ export class PreviewService {
     client: ClientCapabilities,
     serverOnly: boolean,
     files: ProjectFiles,
-    from: 'queued' | 'migrating' = 'queued',
   ): Promise<Session> {
-    if (from === 'queued') await this.store.transition(session.id, 'provisioning');
     const decision = place(classification, client, await this.#capacities(), {
       enabled: Object.keys(this.tiers) as TierName[],
       serverOnly,
@@ -163,15 +169,21 @@ export class PreviewService {
           reason: chosenReason(name, classification, placement),
         });
         this.#metrics.creates.inc({ tier: name, outcome: 'placed' });
-        const next = name === 'browser' ? 'ready' : 'starting';
-        const placed = await this.store.transition(session.id, next, {
-          tier: name,
-          placement,
-          nodeId: placement.tier === 'docker' ? placement.nodeId : null,
-          reasons,
-          error: null,
-        });
-        await this.events.publish(session.id, { type: 'state', state: next, tier: name, at: Date.now() });
+        const next: 'ready' | 'starting' = name === 'browser' ? 'ready' : 'starting';
+        const event = { type: 'state' as const, state: next, tier: name, at: Date.now() };
+        const placed = await this.store.transition(
+          session.id,
+          next,
+          {
+            tier: name,
+            placement,
+            nodeId: placement.tier === 'docker' ? placement.nodeId : null,
+            reasons,
+            error: null,
+          },
+          { kind: 'state', data: { state: next, tier: name, at: event.at } },
+        );
+        await this.events.broadcast(session.id, event);
         if (next === 'starting') this.watchReadiness(session.id);
         return placed;
       } catch (e) {
@@ -215,7 +227,7 @@ export class PreviewService {
       try {
         while (!ac.signal.aborted && Date.now() < deadline) {
           const s = await this.store.get(id);
-          if (!s || s.state !== 'starting') return;
+          if (s?.state !== 'starting') return;
           const tier = this.tier(s.tier);
           const st = await tier?.status(id).catch(() => undefined);
           if (st) {
@@ -372,14 +384,7 @@ export class PreviewService {
     await this.events.publish(s.id, { type: 'state', state: 'migrating', at: Date.now() });
     const files = await this.store.loadFiles(s.id);
     const classification = { ...classify(files), template: s.template };
-    return await this.#place(
-      m,
-      classification,
-      { webcontainer: false, bundler: false },
-      true,
-      files,
-      'migrating',
-    );
+    return await this.#place(m, classification, { webcontainer: false, bundler: false }, true, files);
   }
 
   close(): void {

@@ -1,5 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { NotFoundError } from '@preview/tiers';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -15,10 +17,19 @@ import { createMemoryRateLimiter, createRedisRateLimiter } from './infra/rate-li
 import { registerJobs } from './jobs/jobs.ts';
 import { createBullScheduler, createMemoryScheduler, type Scheduler } from './jobs/scheduler.ts';
 import { createMetrics } from './metrics.ts';
+import { createNodeDirectory, type NodeDirectory } from './node-directory.ts';
 import { NodeRegistry } from './nodes.ts';
 import { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts';
 import { createPreviewProxy } from './proxy/preview-proxy.ts';
 import { SessionStore } from './store/sessions.ts';
+import {
+  createMemorySyncPubSub,
+  createMemorySyncState,
+  createRedisSyncPubSub,
+  createRedisSyncState,
+  createSyncHub,
+  createSyncUpgradeHandler,
+} from './sync/index.ts';
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => boolean;
 
@@ -27,13 +38,16 @@ export interface RouterOptions {
   pool: pg.Pool;
   /** Shared Redis connection (rate limits, liveness, pub/sub); unset → in-process implementations. */
   redis?: Redis | undefined;
-  tiers: Tiers;
+  /** The tiers, or a function building them from the node directory (the docker tier needs it). */
+  tiers: Tiers | ((ctx: { nodeDirectory: NodeDirectory }) => Tiers);
   databases?: PreviewDatabases | undefined;
   log: Logger;
   /** The preview origin for an id; default `${PREVIEW_SCHEME}://<id>.${PREVIEW_DOMAIN}` (+ `:port` once listening, for *.localhost). */
   previewOrigin?: (id: string) => string;
   /** Run scheduled jobs (default true). */
   jobs?: boolean;
+  /** Run the built-in sync hub on `/v1/previews/:id/sync` (default true). */
+  sync?: boolean;
   /** Collect process metrics (default false; one per process). */
   defaultMetrics?: boolean;
 }
@@ -63,23 +77,28 @@ export async function createRouter(o: RouterOptions) {
         )
       ).rows[0]?.n ?? 0,
   });
+  const liveness = redis ? createRedisLiveness({ redis, prefix }) : createMemoryLiveness();
+  const nodes = new NodeRegistry({
+    pool,
+    liveness,
+    joinToken: config.NODE_JOIN_TOKEN,
+    credentialSecret:
+      config.NODE_CREDENTIAL_SECRET ?? config.PREVIEW_TOKEN_SECRET ?? randomBytes(32).toString('hex'),
+    heartbeatMs: config.HEARTBEAT_MS,
+    ttlMs: config.NODE_TTL_MS,
+  });
+  const nodeDirectory = createNodeDirectory(nodes, store);
+  const tiers = typeof o.tiers === 'function' ? o.tiers({ nodeDirectory }) : o.tiers;
   const previews = new PreviewService({
     store,
-    tiers: o.tiers,
+    tiers,
     events,
     databases: o.databases,
     log,
     metrics,
     maxLivePerUser: config.MAX_LIVE_PREVIEWS_PER_USER,
   });
-  const liveness = redis ? createRedisLiveness({ redis, prefix }) : createMemoryLiveness();
-  const nodes = new NodeRegistry({
-    pool,
-    liveness,
-    joinToken: config.NODE_JOIN_TOKEN,
-    heartbeatMs: config.HEARTBEAT_MS,
-    ttlMs: config.NODE_TTL_MS,
-  });
+
   if (!config.SUPABASE_JWT_SECRET && !config.SUPABASE_JWKS_URL)
     throw new TypeError('createRouter: config.SUPABASE_JWT_SECRET or config.SUPABASE_JWKS_URL is required');
   const auth = createAuthenticator({
@@ -106,6 +125,7 @@ export async function createRouter(o: RouterOptions) {
     wakeWaitMs: config.WAKE_WAIT_MS,
     metrics,
     log,
+    agentToken: async (nodeId) => (await nodes.endpoint(nodeId))?.token,
   });
   const app = createApp({
     pool,
@@ -143,12 +163,38 @@ export async function createRouter(o: RouterOptions) {
   );
   if (o.jobs ?? true) await scheduler.start();
 
-  const upgradeHandlers: UpgradeHandler[] = [proxy.upgrade];
+  // The sync hub: editor sockets → the tier's live channel, write-behind to project_files.
+  const hub =
+    (o.sync ?? true)
+      ? createSyncHub({
+          pool,
+          pubsub: redis ? createRedisSyncPubSub({ redis, prefix }) : createMemorySyncPubSub(),
+          state: redis ? createRedisSyncState({ redis, prefix }) : createMemorySyncState(),
+          openChannel: async (previewId) => {
+            const s = await store.get(previewId);
+            const tier = s?.tier ? tiers[s.tier] : undefined;
+            if (!tier) throw new NotFoundError(`preview ${previewId} has no placement`);
+            return await tier.openSync(previewId);
+          },
+          log,
+        })
+      : undefined;
+  const syncUpgrade = hub ? createSyncUpgradeHandler({ hub, auth, store }) : undefined;
+
+  // Order: preview origins first (any path), then handlers added by the embedder, then the hub.
+  const extraHandlers: UpgradeHandler[] = [];
+  const upgradeHandlers = (): UpgradeHandler[] => [
+    proxy.upgrade,
+    ...extraHandlers,
+    ...(syncUpgrade ? [syncUpgrade] : []),
+  ];
   return {
     app,
     store,
     previews,
+    tiers,
     nodes,
+    nodeDirectory,
     events,
     auth,
     metrics,
@@ -157,8 +203,9 @@ export async function createRouter(o: RouterOptions) {
     proxy,
     /** Extra upgrade handlers (e.g. the sync hub's `/v1/previews/:id/sync`) after the preview proxy. */
     addUpgradeHandler(h: UpgradeHandler) {
-      upgradeHandlers.push(h);
+      extraHandlers.push(h);
     },
+    hub,
     attach(server: Server) {
       const addr = server.address();
       if (addr && typeof addr === 'object') port = addr.port;
@@ -167,11 +214,13 @@ export async function createRouter(o: RouterOptions) {
         if (a && typeof a === 'object') port = a.port;
       });
       server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-        for (const h of upgradeHandlers) if (h(req, socket, head)) return;
+        for (const h of upgradeHandlers()) if (h(req, socket, head)) return;
         socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       });
     },
     async close() {
+      syncUpgrade?.close();
+      await hub?.close();
       previews.close();
       await scheduler.close();
       await rateLimiter.close();

@@ -138,6 +138,11 @@ describe('routes (app.request, real Postgres)', () => {
         });
         expect(res.status).toBe(who === 'node' ? 200 : who === 'anonymous' ? 401 : 403);
       });
+      it(`node sessions as ${who}`, async () => {
+        const res = await req('/v1/nodes/sessions', { who });
+        expect(res.status).toBe(who === 'node' ? 200 : who === 'anonymous' ? 401 : 403);
+        if (res.status === 200) expect(await res.json()).toEqual({ sessions: [] });
+      });
       it(`register as ${who}: only the join token counts`, async () => {
         const body = (joinToken: string) =>
           JSON.stringify({
@@ -167,6 +172,33 @@ describe('routes (app.request, real Postgres)', () => {
         expect(await h.router.nodes.liveness.isAlive(reg.nodeId)).toBe(true);
       });
     }
+
+    it('the OpenAPI document lists every API route', async () => {
+      const doc = (await (await h.router.app.request('/openapi.json')).json()) as {
+        openapi: string;
+        paths: Record<string, Record<string, unknown>>;
+      };
+      expect(doc.openapi).toBe('3.1.0');
+      const ops = Object.entries(doc.paths).flatMap(([p, m]) =>
+        Object.keys(m).map((k) => `${k.toUpperCase()} ${p}`),
+      );
+      expect(ops.sort()).toEqual(
+        [
+          'POST /v1/previews',
+          'GET /v1/previews',
+          'GET /v1/previews/{id}',
+          'DELETE /v1/previews/{id}',
+          'POST /v1/previews/{id}/suspend',
+          'POST /v1/previews/{id}/resume',
+          'PUT /v1/previews/{id}/files',
+          'GET /v1/previews/{id}/events',
+          'POST /v1/previews/{id}/database/export',
+          'POST /v1/nodes/register',
+          'POST /v1/nodes/heartbeat',
+          'GET /v1/nodes/sessions',
+        ].sort(),
+      );
+    });
 
     it('public routes need no credentials; bad credentials are 401 everywhere', async () => {
       for (const p of ['/healthz', '/readyz', '/openapi.json', '/docs', '/metrics', '/'])
@@ -380,6 +412,55 @@ describe('routes (app.request, real Postgres)', () => {
       expect(files['b.txt']).toBe('hi');
       const docker = h.router.previews.tiers.docker as ReturnType<typeof createLocalServerTier>;
       expect(docker.files(p.id)?.get('src/main.js')).toBe('console.log(1)'); // forwarded to the tier
+    });
+
+    it('list pages with a cursor, newest first, hiding ended previews unless all=true', async () => {
+      const r = await createHarness({
+        db: h.db,
+        tiers: () => ({ browser: createBrowserTier() }),
+        env: { MAX_LIVE_PREVIEWS_PER_USER: '100' },
+      });
+      try {
+        const ids: string[] = [];
+        for (let i = 0; i < 5; i++) {
+          const res = await r.router.app.request('/v1/previews', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', ...bearer(r.alice.jwt) },
+            body: JSON.stringify({ files: VITE_FILES, client: { webcontainer: true } }),
+          });
+          ids.push(((await res.json()) as { id: string }).id);
+        }
+        await r.router.app.request(`/v1/previews/${ids[0]}`, {
+          method: 'DELETE',
+          headers: bearer(r.alice.jwt),
+        });
+        const seen: string[] = [];
+        let cursor: string | null = null;
+        do {
+          const q: string = `/v1/previews?limit=2${cursor ? `&cursor=${cursor}` : ''}`;
+          const page = (await (await r.router.app.request(q, { headers: bearer(r.alice.jwt) })).json()) as {
+            previews: Array<{ id: string }>;
+            nextCursor: string | null;
+          };
+          seen.push(...page.previews.map((p) => p.id));
+          cursor = page.nextCursor;
+        } while (cursor);
+        expect(seen).toEqual(ids.slice(1).reverse());
+        const all = (await (
+          await r.router.app.request('/v1/previews?all=true', { headers: bearer(r.alice.jwt) })
+        ).json()) as {
+          previews: Array<{ id: string; state: string }>;
+        };
+        expect(all.previews.map((p) => p.id)).toEqual([...ids].reverse());
+        expect(all.previews.at(-1)?.state).toBe('ended');
+        const bad = await r.router.app.request('/v1/previews?cursor=bm9wZQ', {
+          headers: bearer(r.alice.jwt),
+        });
+        expect(bad.status).toBe(400);
+        expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(/query\.cursor/);
+      } finally {
+        await r.close();
+      }
     });
 
     it('state transitions are guarded: delete is repeat-safe, an ended preview cannot be suspended', async () => {

@@ -1,10 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createTestDatabase, createTestRedis, type TestDatabase } from '@preview/testkit';
+import { createDbIsolation } from '@preview/db-isolation';
+import { createTestDatabase, createTestRedis, TEST_REDIS_URL, type TestDatabase } from '@preview/testkit';
 import pino from 'pino';
 import { signUserJwt } from '../src/auth/jwt.ts';
 import { newCredential, sha256 } from '../src/auth/secrets.ts';
 import { loadConfig } from '../src/config.ts';
 import { migrate } from '../src/db/migrate.ts';
+import type { NodeDirectory } from '../src/node-directory.ts';
 import type { Tiers } from '../src/previews.ts';
 import { createRouter, type PreviewRouter } from '../src/router.ts';
 
@@ -12,7 +14,8 @@ export const silent = pino({ level: 'silent' });
 
 export interface Harness {
   db: TestDatabase;
-  router: PreviewRouter;
+  router: PreviewRouter & { config: Record<string, string> };
+  redis: import('ioredis').Redis | undefined;
   secret: string;
   joinToken: string;
   alice: { id: string; jwt: string; apiKey: string };
@@ -29,7 +32,13 @@ export interface Harness {
  * with two users, a service key for alice and a registered node.
  */
 export async function createHarness(
-  o: { redis?: boolean; tiers?: () => Tiers; env?: Record<string, string>; db?: TestDatabase } = {},
+  o: {
+    redis?: boolean;
+    tiers?: (ctx: { nodeDirectory: NodeDirectory }) => Tiers;
+    env?: Record<string, string>;
+    db?: TestDatabase;
+    databases?: boolean;
+  } = {},
 ): Promise<Harness> {
   const db = o.db ?? (await createTestDatabase({ max: 20 }));
   // Dropping the database at teardown terminates idle connections; that is expected.
@@ -38,13 +47,18 @@ export async function createHarness(
   const secret = randomBytes(32).toString('hex');
   const joinToken = randomBytes(16).toString('hex');
   const r = o.redis ? createTestRedis() : undefined;
-  const config = loadConfig({
+  const env: Record<string, string> = {
     SUPABASE_JWT_SECRET: secret,
     PREVIEW_TOKEN_SECRET: `${secret}-preview`,
     NODE_JOIN_TOKEN: joinToken,
-    ...(r ? { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: r.prefix } : {}),
+    ...(r ? { REDIS_URL: TEST_REDIS_URL, REDIS_PREFIX: r.prefix } : {}),
     ...o.env,
-  });
+  };
+  const config = loadConfig(env);
+  const databases = o.databases
+    ? createDbIsolation({ admin: db.pool, previewDatabaseUrl: db.url })
+    : undefined;
+  await databases?.prepare();
   const routers: PreviewRouter[] = [];
   const tiersMade: Tiers[] = [];
   let nodeId: string | undefined;
@@ -53,17 +67,17 @@ export async function createHarness(
       if (t && nodeId && 'nodeId' in t) (t as { nodeId: string }).nodeId = nodeId;
   };
   const make = async () => {
-    const tiers = o.tiers ? o.tiers() : {};
-    adopt(tiers);
-    tiersMade.push(tiers);
     const router = await createRouter({
       config,
       pool: db.pool,
       redis: r?.redis,
-      tiers,
+      tiers: o.tiers ?? {},
+      databases,
       log: silent,
       jobs: false,
     });
+    adopt(router.tiers);
+    tiersMade.push(router.tiers);
     routers.push(router);
     return router;
   };
@@ -87,7 +101,8 @@ export async function createHarness(
   for (const t of tiersMade) adopt(t);
   return {
     db,
-    router,
+    router: Object.assign(router, { config: env }),
+    redis: r?.redis,
     secret,
     joinToken,
     alice,

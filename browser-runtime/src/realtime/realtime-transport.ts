@@ -1,103 +1,200 @@
-import { parseFrame, ServerFrame } from '@preview/tiers';
-import type { SyncTransport, TransportFactory } from '../client/transport.ts';
 import {
-  type ChannelLike,
-  type Chunk,
-  type Control,
-  chunkText,
-  DEFAULT_MAX_PAYLOAD_BYTES,
-  isChunk,
-  type RealtimeLike,
-  Reassembler,
-  TO_CLIENT,
-  TO_SERVER,
-  topicFor,
-} from './chunks.ts';
+  BroadcastEvents,
+  ChunkAssembler,
+  type ChunkAssemblerOptions,
+  CloseCodes,
+  Envelope,
+  encodeEnvelopes,
+  parseFrame,
+  ServerFrame,
+} from '@preview/tiers';
+import type { SyncTransport, TransportFactory, TransportHandlers } from '../client/transport.ts';
 
-let connections = 0;
+/** The part of a supabase-js `RealtimeChannel` this transport uses (structural, so tests and bundles stay light). */
+export interface BroadcastChannelLike {
+  on(
+    type: 'broadcast',
+    filter: { event: string },
+    callback: (message: { payload?: unknown; [key: string]: unknown }) => void,
+  ): unknown;
+  subscribe(callback?: (status: string, err?: Error) => void): unknown;
+  send(args: { type: 'broadcast'; event: string; payload: unknown }): Promise<string>;
+}
+
+/** The part of a `SupabaseClient` (or `RealtimeClient`) this transport uses. */
+export interface RealtimeClientLike {
+  channel(
+    name: string,
+    options: { config: { broadcast: { ack: boolean; self: boolean }; private?: boolean } },
+  ): BroadcastChannelLike;
+  removeChannel(channel: never): Promise<unknown>;
+}
+
+export interface RealtimeTransportOptions {
+  /** `createClient(url, anonKey, { realtime: { transport } })` or its `.realtime`. */
+  client: RealtimeClientLike;
+  previewId: string;
+  /**
+   * Largest broadcast message the Realtime project accepts, in bytes. Default 256 KiB: the hosted
+   * service's Free-plan "Broadcast payload size" (https://supabase.com/docs/guides/realtime/limits;
+   * Pro and up: 3,000 KB). realtime-js itself enforces no size (RealtimeChannel.ts `send` pushes
+   * whatever it gets; lib/serializer.ts only caps topic/event/ref lengths at 255), so frames are cut
+   * here, 1 KiB under this, before they reach the socket.
+   */
+  maxMessageBytes?: number;
+  /** Identifies this editor on the channel; replies are addressed to it. Random by default. */
+  editorId?: string;
+  /**
+   * Joins a private channel (Realtime Authorization: RLS on `realtime.messages` decides who may join
+   * `preview:<id>`). Recommended in production; the bridge's `joinChannel` must match. Default false.
+   */
+  private?: boolean;
+  /** Bounds of the buffer that reassembles chunked frames from the bridge. */
+  reassembly?: ChunkAssemblerOptions;
+}
+
+/** Topic of a preview's broadcast channel (realtime-js prefixes it with `realtime:`). */
+export function previewTopic(previewId: string): string {
+  return `preview:${previewId}`;
+}
+
+function randomId(): string {
+  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  return c?.randomUUID
+    ? c.randomUUID()
+    : `e-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+}
 
 /**
- * A sync transport over a Supabase Realtime broadcast channel (`preview-sync:<previewId>`) instead
- * of the router's WebSocket. The router side runs `bridgeRealtimeToHub` on the same channel. Frames
- * larger than the broadcast payload limit are chunked and reassembled. Use a private channel with
- * Realtime authorization (RLS on `realtime.messages`) so only the preview's owner can join.
+ * A `SyncSession` transport over a Supabase Realtime broadcast channel per preview, instead of the
+ * router's WebSocket. Frames go as `c2s` broadcasts with `ack: true`: a push the service does not
+ * acknowledge (`'timed out'`/`'error'`) drops the connection, and `SyncSession` reconnects and
+ * replays everything not yet persisted. Frames over the size cap are chunked (see `encodeEnvelopes`).
+ * A router-side bridge (`@preview/router` `createRealtimeBridge`) relays to the sandbox; when it loses
+ * track of this editor it sends an `error` frame with code `resync`, which closes the transport with
+ * 4008 so that the session reconnects and replays.
  *
  * @example
- * const supabase = createClient(url, anonKey);
- * const sync = client.sync(previewId, { transport: realtimeTransport({ realtime: supabase, previewId }) });
+ * import { createClient } from '@supabase/supabase-js';
+ * const supabase = createClient(SUPABASE_URL, SUPABASE_ANON_KEY);
+ * const sync = new SyncSession({ transport: realtimeTransport({ client: supabase, previewId }) });
+ * sync.write('src/App.tsx', source);
  */
-export function realtimeTransport(options: {
-  realtime: RealtimeLike;
-  previewId: string;
-  maxPayloadBytes?: number;
-  private?: boolean;
-}): TransportFactory {
-  const max = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
-  return (h) => {
-    const c = `${Date.now().toString(36)}.${Math.random().toString(36).slice(2)}.${++connections}`;
-    const re = new Reassembler();
-    let msgId = 0;
-    let open = false;
+export function realtimeTransport(options: RealtimeTransportOptions): TransportFactory {
+  const { client, previewId } = options;
+  if (!client || typeof client.channel !== 'function')
+    throw new TypeError('options.client: must be a supabase-js client (with channel())');
+  if (typeof previewId !== 'string' || !/^[A-Za-z0-9_-]{1,128}$/.test(previewId))
+    throw new TypeError('options.previewId: 1-128 letters, digits, "_" or "-"');
+  const maxMessageBytes = options.maxMessageBytes ?? 256 * 1024;
+  if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 2048)
+    throw new RangeError('options.maxMessageBytes: must be an integer ≥ 2048');
+  const editorId = options.editorId ?? randomId();
+  let msgN = 0;
+  // realtime-js keeps one channel per topic per client: `channel()` hands back the old one until its
+  // leave has finished (RealtimeClient.ts `channel`, `_remove`), so a reconnect waits for that.
+  let removing: Promise<unknown> = Promise.resolve();
+
+  return (h: TransportHandlers): SyncTransport => {
+    let channel: BroadcastChannelLike | undefined;
+    const assembler = new ChunkAssembler(options.reassembly);
     let closed = false;
-    let pending = 0;
-    const channel: ChannelLike = options.realtime.channel(topicFor(options.previewId), {
-      config: { broadcast: { self: false, ack: true }, ...(options.private ? { private: true } : {}) },
-    });
+    let opened = false;
+    let buffered = 0;
+    let chain: Promise<void> = Promise.resolve();
+    let inbound: Promise<void> = Promise.resolve();
+    const sweep = setInterval(() => assembler.expire(), 5000);
+    (sweep as { unref?: () => void }).unref?.();
+
     const finish = (code: number, reason: string) => {
       if (closed) return;
       closed = true;
-      open = false;
+      clearInterval(sweep);
+      assembler.clear();
+      if (channel) {
+        const ch = channel;
+        removing = removing.then(() => client.removeChannel(ch as never)).catch(() => {});
+      }
       h.onClose(code, reason);
-      void options.realtime.removeChannel(channel).catch(() => {});
     };
-    const push = (payload: Chunk | Control) => {
-      const bytes = 'n' in payload ? payload.t.length : 0;
-      pending += bytes;
-      void channel.send({ type: 'broadcast', event: TO_SERVER, payload }).then(
-        (r) => {
-          pending -= bytes;
-          // Refused (too large, not allowed) or timed out: the session reconnects and replays.
-          if (r !== 'ok') finish(1011, `broadcast ${r}`);
-        },
-        () => finish(1011, 'broadcast failed'),
-      );
+
+    const join = (ch: BroadcastChannelLike) => {
+      ch.on('broadcast', { event: BroadcastEvents.toEditor }, (message) => {
+        if (closed) return;
+        const env = Envelope.safeParse(message.payload);
+        if (!env.success || (env.data.to !== undefined && env.data.to !== editorId)) return;
+        const data = env.data;
+        // In arrival order: a small frame must not overtake a chunked one whose hash is being checked.
+        inbound = inbound.then(async () => {
+          const r = await assembler.accept(data);
+          if (r.kind !== 'frame' || closed) return;
+          const f = parseFrame(ServerFrame, r.text);
+          if (!f.ok) return;
+          if (f.value.type === 'error' && f.value.code === 'resync') {
+            finish(CloseCodes.slowConsumer, f.value.message);
+            return;
+          }
+          h.onFrame(f.value);
+        });
+        // A throwing listener must not stop later frames.
+        inbound = inbound.catch(() => {});
+      });
+
+      ch.subscribe((status, err) => {
+        if (closed) return;
+        if (status === 'SUBSCRIBED') {
+          if (opened) return;
+          opened = true;
+          h.onOpen();
+          return;
+        }
+        // CHANNEL_ERROR, TIMED_OUT or CLOSED: realtime-js would rejoin on its own, but the session must
+        // replay what the bridge may have missed, so the connection is treated as lost.
+        finish(1006, err?.message ?? `realtime channel ${status.toLowerCase()}`);
+      });
     };
-    channel.on('broadcast', { event: TO_CLIENT }, ({ payload }) => {
+    void removing.then(() => {
       if (closed) return;
-      const ctl = payload as Control;
-      if (ctl?.c !== c) return;
-      if (typeof ctl.close === 'number') {
-        finish(ctl.close, ctl.reason ?? '');
-        return;
-      }
-      if (!isChunk(payload)) return;
-      const text = re.push(payload);
-      if (text === undefined) return;
-      const r = parseFrame(ServerFrame, text);
-      if (r.ok) h.onFrame(r.value);
+      channel = client.channel(previewTopic(previewId), {
+        config: { broadcast: { ack: true, self: false }, private: options.private === true },
+      });
+      join(channel);
     });
-    channel.subscribe((status) => {
-      if (status === 'SUBSCRIBED' && !open && !closed) {
-        open = true;
-        push({ c, open: true });
-        h.onOpen();
-      } else if (status === 'CLOSED' || status === 'CHANNEL_ERROR' || status === 'TIMED_OUT') {
-        finish(1006, `realtime channel ${status.toLowerCase()}`);
-      }
-    });
-    const t: SyncTransport = {
+
+    return {
       get bufferedAmount() {
-        return pending;
+        return buffered;
       },
       send(frame) {
-        if (!open) return;
-        for (const ch of chunkText(c, ++msgId, JSON.stringify(frame), max)) push(ch);
+        const ch = channel;
+        if (closed || !opened || !ch) return;
+        const id = `${editorId.slice(0, 24)}-${++msgN}`;
+        const size = JSON.stringify(frame).length;
+        buffered += size;
+        // One frame at a time, in order: chunks of two frames never interleave and a failed push
+        // stops everything after it.
+        chain = chain
+          .then(async () => {
+            try {
+              if (closed) return;
+              const envs = await encodeEnvelopes(frame, { from: editorId, id, maxMessageBytes });
+              for (const payload of envs) {
+                if (closed) return;
+                const res = await ch.send({ type: 'broadcast', event: BroadcastEvents.toSandbox, payload });
+                if (res !== 'ok') {
+                  finish(1006, `realtime broadcast not acknowledged: ${res}`);
+                  return;
+                }
+              }
+            } finally {
+              buffered -= size;
+            }
+          })
+          .catch((e: unknown) => finish(1006, `realtime send failed: ${(e as Error).message}`));
       },
       close(code = 1000, reason = 'client closed') {
-        if (open) push({ c, close: code, reason });
         finish(code, reason);
       },
     };
-    return t;
   };
 }

@@ -41,7 +41,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
   // Next's browser HMR socket: the daemon listens as one more client to learn when a build went out.
   const watchNextHmr = () => {
     if (stopping || !child) return;
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/_next/webpack-hmr`);
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${nextHmrPath(opts.projectDir)}`);
     hmrSocket = ws;
     ws.on('message', (data) => {
       let msg: { action?: string; type?: string };
@@ -51,8 +51,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
         return;
       }
       const action = msg.action ?? msg.type;
-      if (action === 'built' || action === 'sync' || action === 'serverComponentChanges')
-        opts.tracker.sent('update', true);
+      if (action && NEXT_UPDATES.has(action)) opts.tracker.sent('update', true);
       else if (action === 'reloadPage') opts.tracker.sent('full-reload', true);
     });
     ws.on('error', () => {});
@@ -158,6 +157,27 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       clearTimeout(t);
     },
   };
+}
+
+/** Next's HMR messages that mean "an update went out to the browsers". */
+const NEXT_UPDATES = new Set([
+  'built',
+  'sync',
+  'serverComponentChanges',
+  'clientChanges',
+  'serverOnlyChanges',
+]);
+
+/** Next 16 serves its HMR socket at /_next/hmr; earlier releases at /_next/webpack-hmr. */
+function nextHmrPath(projectDir: string): string {
+  try {
+    const { version } = JSON.parse(
+      readFileSync(join(packageDir(projectDir, 'next'), 'package.json'), 'utf8'),
+    );
+    return Number(String(version).split('.')[0]) >= 16 ? '/_next/hmr' : '/_next/webpack-hmr';
+  } catch {
+    return '/_next/hmr';
+  }
 }
 
 function mainOf(projectDir: string): string {

@@ -49,6 +49,8 @@ export const loadConfig = defineConfig(
       PATH: z.string().default('/usr/local/bin:/usr/bin:/bin'),
       HOME: z.string().default('/tmp'),
     })
+    // npm_config_* variables (cache, logs dir, registry) pass through to npm and the app.
+    .loose()
     .transform((e) => ({
       template: e.PREVIEW_TEMPLATE,
       token: e.PREVIEW_DAEMON_TOKEN,
@@ -69,7 +71,15 @@ export const loadConfig = defineConfig(
         ...(e.DATABASE_URL ? { DATABASE_URL: e.DATABASE_URL } : {}),
         ...(e.npm_config_cache ? { npm_config_cache: e.npm_config_cache } : {}),
         ...(e.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: e.NODE_EXTRA_CA_CERTS } : {}),
+        ...npmConfig(e),
       } as Record<string, string>,
     })),
 );
+function npmConfig(env: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env))
+    if (k.startsWith('npm_config_') && typeof v === 'string') out[k] = v;
+  return out;
+}
+
 export type DaemonConfig = ReturnType<typeof loadConfig>;

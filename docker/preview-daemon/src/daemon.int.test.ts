@@ -276,7 +276,11 @@ describe('readiness and reinstalls (vite-vanilla)', () => {
       .slice(sync.frames.indexOf(installing), sync.frames.indexOf(done))
       .filter((f) => f.type === 'status')
       .map((f) => f['phase']);
-    expect(phases).toEqual(['installing', 'starting', 'ready']);
+    expect(phases, JSON.stringify(sync.frames.slice(sync.frames.indexOf(installing)))).toEqual([
+      'installing',
+      'starting',
+      'ready',
+    ]);
     expect(existsSync(join(d.projectDir, 'node_modules/.preview-deps-hash'))).toBe(true);
     const status = (await (
       await fetch(`http://127.0.0.1:${d.port}/__preview/status`, {

@@ -47,6 +47,7 @@ export interface Daemon {
 
 const SYNC_PATH = '/__preview/sync';
 const IDLE_GC_MS = 5_000;
+const INSTALLING = 'installing dependencies';
 
 /**
  * Starts the preview-daemon: listens at once (health answers 503 until the dev server answered
@@ -239,13 +240,17 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       return;
     }
     const files: string[] = [];
+    // Rewrites of files that already exist: announced to the dev server right after the write.
+    const changed: string[] = [];
     let pkg = false;
     for (const op of ops) {
       if (op.op === 'rename') {
         files.push(`${root}/${op.from}`, `${root}/${op.to}`);
         if (op.from === 'package.json' || op.to === 'package.json') pkg = true;
       } else {
-        files.push(`${root}/${op.path}`);
+        const abs = `${root}/${op.path}`;
+        files.push(abs);
+        if (op.op === 'put' && index.files.has(op.path)) changed.push(abs);
         if (op.path === 'package.json') pkg = true;
       }
     }
@@ -253,6 +258,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     tracker.applied(seq, t0, files);
     const done = () => {
       lastSeq = seq;
+      if (changed.length > 0 && phase === 'ready' && !pkg) dev?.notifyChanged?.(changed);
       ws.send(ackText(seq));
       afterApply(pkg);
       collectWhenIdle();
@@ -273,6 +279,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   function afterApply(pkgTouched: boolean) {
     if (closing) return;
     if (pkgTouched && packageJsonHash(root) !== depsHash) {
+      // Not ready from this tick on, so nobody who saw the ack reads a stale 200 from health.
+      setPhase('installing', INSTALLING);
       lifecycle = lifecycle.then(() => restart('package.json changed'));
       return;
     }
@@ -298,7 +306,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
         templateDir,
         env: config.childEnv,
         log: ring,
-        onInstalling: () => setPhase('installing', 'installing dependencies'),
+        onInstalling: () => setPhase('installing', INSTALLING),
       });
       if (closing) return;
       setPhase('starting', 'starting the dev server');

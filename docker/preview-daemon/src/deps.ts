@@ -1,17 +1,22 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
+  accessSync,
+  constants,
+  cpSync,
   existsSync,
   lstatSync,
   mkdirSync,
   readFileSync,
   realpathSync,
+  renameSync,
   rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import type { LogRing } from './log.ts';
+import { TMP_DIR_NAME } from './validate.ts';
 
 const MARKER = '.preview-deps-hash';
 
@@ -26,15 +31,49 @@ export interface DepsOptions {
   signal?: AbortSignal;
 }
 
-/** sha256 of the project's package.json, or `undefined` when there is none. */
+/** The package.json fields that decide what `npm install` puts in node_modules. */
+const INSTALL_FIELDS = [
+  'dependencies',
+  'devDependencies',
+  'optionalDependencies',
+  'peerDependencies',
+  'bundleDependencies',
+  'overrides',
+  'workspaces',
+] as const;
+
+/**
+ * sha256 of what the project's package.json asks npm to install (the dependency fields, keys
+ * sorted), or `undefined` when there is none. An edit to the name, scripts or formatting keeps
+ * the hash, so a project that declares the template's dependencies keeps the warm node_modules;
+ * an unparsable package.json hashes its raw bytes (npm will then report the syntax error).
+ */
 export function packageJsonHash(projectDir: string): string | undefined {
+  let raw: Buffer;
   try {
-    return createHash('sha256')
-      .update(readFileSync(join(projectDir, 'package.json')))
-      .digest('hex');
+    raw = readFileSync(join(projectDir, 'package.json'));
   } catch {
     return undefined;
   }
+  const h = createHash('sha256');
+  try {
+    const pkg = JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
+    for (const field of INSTALL_FIELDS) h.update(`${field}\0${canonicalJson(pkg[field])}\0`);
+  } catch {
+    h.update(raw);
+  }
+  return h.digest('hex');
+}
+
+function canonicalJson(v: unknown): string {
+  if (v === undefined) return '';
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+    .join(',')}}`;
 }
 
 /**
@@ -74,13 +113,35 @@ export async function ensureDeps(opts: DepsOptions): Promise<string | undefined>
   return hash;
 }
 
+/**
+ * npm cannot use a read-only cache at all (it treats every entry as a miss), so when the shared
+ * cache is not writable (the image's /npm-cache on a read-only root, no volume mounted over it),
+ * install from a private writable copy on the project volume, made on the first reinstall.
+ */
+function writableCache(opts: DepsOptions): string | undefined {
+  const shared = opts.env['npm_config_cache'];
+  if (!shared) return undefined;
+  try {
+    accessSync(shared, constants.W_OK);
+    return shared;
+  } catch {}
+  const own = join(opts.projectDir, TMP_DIR_NAME, 'npm-cache');
+  if (!existsSync(own)) {
+    opts.log.push(`npm cache ${shared} is read-only; copying it to ${own}`);
+    cpSync(shared, `${own}.partial`, { recursive: true });
+    renameSync(`${own}.partial`, own);
+  }
+  return own;
+}
+
 function npmInstall(opts: DepsOptions): Promise<void> {
   const args = ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=warn'];
+  const cache = writableCache(opts);
   opts.log.push(`$ npm ${args.join(' ')}`);
   return new Promise((resolve, reject) => {
     const child = spawn('npm', args, {
       cwd: opts.projectDir,
-      env: opts.env,
+      env: cache ? { ...opts.env, npm_config_cache: cache } : opts.env,
       stdio: ['ignore', 'pipe', 'pipe'],
       signal: opts.signal,
     });

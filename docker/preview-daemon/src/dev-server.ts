@@ -13,6 +13,11 @@ export interface DevServer {
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
   /** Status code of `GET /` through the same path a browser takes. */
   probe(): Promise<number>;
+  /**
+   * Tells the dev server that these existing files (absolute paths) were just rewritten, so it need
+   * not wait for its file watcher. Optional: without it the watcher picks the change up.
+   */
+  notifyChanged?(files: readonly string[]): void;
   /** Resolves once the dev server's own caches are complete (used at image build). */
   settle?(): Promise<void>;
   /** True while its process (or in-process server) is alive. */

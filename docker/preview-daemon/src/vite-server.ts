@@ -1,10 +1,14 @@
 import { cpSync, existsSync, readdirSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { HotPayload, InlineConfig, Plugin, ViteDevServer } from 'vite';
 import type { DevServer, DevServerOptions } from './dev-server.ts';
 import { importFromProject } from './load-package.ts';
 import { TMP_DIR_NAME } from './validate.ts';
+
+/** How long after the daemon announced a change the watcher's duplicate is still expected. */
+const ANNOUNCE_WINDOW_MS = 1000;
 
 const CONFIG_FILES = ['vite.config.js', 'vite.config.mjs', 'vite.config.ts', 'vite.config.mts'];
 
@@ -16,12 +20,31 @@ const CONFIG_FILES = ['vite.config.js', 'vite.config.mjs', 'vite.config.ts', 'vi
 export function viteDevServer(opts: DevServerOptions): DevServer {
   let server: ViteDevServer | undefined;
   let closed = false;
+  // Files the daemon announced itself; the watcher's own 'change' for them is then a duplicate.
+  const announced = new Map<string, number>();
+  let emitChange: ((file: string) => void) | undefined;
 
   const plugin: Plugin = {
     name: 'preview-daemon',
     enforce: 'pre',
     // Runs for the first server and again after every restart (config edits), so the hook follows.
     configureServer(s) {
+      // The edit path skips the file watcher (chokidar: an inotify event, a stat, the atomic-
+      // write settling) by emitting the 'change' Vite listens for right after the rename, and
+      // drops the watcher's own event for that file when it follows.
+      const watcher = s.watcher;
+      const emit = watcher.emit.bind(watcher) as (event: string, ...args: unknown[]) => boolean;
+      watcher.emit = ((event: string, ...args: unknown[]) => {
+        if (event === 'change' && typeof args[0] === 'string') {
+          const t = announced.get(args[0]);
+          if (t !== undefined) {
+            announced.delete(args[0]);
+            if (performance.now() - t < ANNOUNCE_WINDOW_MS) return true;
+          }
+        }
+        return emit(event, ...args);
+      }) as typeof watcher.emit;
+      emitChange = (file) => emit('change', file);
       const hot = s.environments.client.hot;
       const send = hot.send.bind(hot) as (p: HotPayload) => void;
       hot.send = ((payload: HotPayload) => {
@@ -94,6 +117,16 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
       server.middlewares(req, res, () => {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
       });
+    },
+    notifyChanged(files) {
+      if (!emitChange || closed) return;
+      const now = performance.now();
+      for (const f of files) {
+        announced.set(f, now);
+        emitChange(f);
+      }
+      if (announced.size > 1000)
+        for (const [f, t] of announced) if (now - t > ANNOUNCE_WINDOW_MS) announced.delete(f);
     },
     async settle() {
       // Done when the optimizer committed its metadata and left no temp directory; a project

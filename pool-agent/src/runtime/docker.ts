@@ -35,6 +35,14 @@ export interface DockerRuntimeOptions {
   logMaxFile?: number;
   /** OCI runtime name (e.g. `runsc`); used only when the engine lists it, else a warning. */
   ociRuntime?: string | undefined;
+  /**
+   * npm cache for dependency reinstalls (after a package.json edit): `tmpfs` (default) a private cache
+   * on the /tmp tmpfs, filled from the registry; `shared` a named volume at /npm-cache, filled from the
+   * image's offline cache and shared by every preview (fast and offline, but writable by all previews:
+   * one could plant cache entries another installs; lockfile integrity checks limit that); `image` the
+   * image's cache, read-only (reinstalls fail).
+   */
+  npmCache?: { mode: 'tmpfs' } | { mode: 'shared'; volume: string } | { mode: 'image' };
   /** Extra labels (tests use them to sweep). */
   labels?: Record<string, string>;
   log?: Logger;
@@ -225,7 +233,9 @@ export class DockerRuntime implements ContainerRuntime {
       PREVIEW_TEMPLATE: spec.template,
       PREVIEW_DAEMON_TOKEN: spec.daemonToken,
       PREVIEW_DAEMON_PORT: String(DAEMON_PORT),
+      ...((o.npmCache?.mode ?? 'tmpfs') === 'tmpfs' ? { npm_config_cache: '/tmp/npm-cache' } : {}),
     };
+    const npm = o.npmCache;
     const tmpfsOpts = `rw,nosuid,nodev,size=${o.tmpfsMiB}m`;
     const tmpfs: Record<string, string> = {};
     for (const p of o.tmpfsPaths ?? ['/tmp', '/home/preview'])
@@ -253,7 +263,12 @@ export class DockerRuntime implements ContainerRuntime {
         Tmpfs: tmpfs,
         // The only writable, persistent place: an anonymous volume seeded from the image's /project,
         // removed with the container.
-        Mounts: [{ Type: 'volume', Target: '/project', Source: '' }],
+        Mounts: [
+          { Type: 'volume', Target: '/project', Source: '' },
+          ...(npm?.mode === 'shared'
+            ? [{ Type: 'volume' as const, Target: '/npm-cache', Source: npm.volume }]
+            : []),
+        ],
         PidsLimit: o.pidsLimit,
         Memory: memory,
         MemorySwap: memory,
@@ -285,11 +300,21 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async pause(id: string): Promise<void> {
-    try {
-      await this.docker.getContainer(id).pause();
-    } catch (e) {
-      // Already paused (409 "is already paused") is fine.
-      if (statusCode(e) !== 409 || !String((e as Error).message).includes('already paused')) throw e;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.docker.getContainer(id).pause();
+        return;
+      } catch (e) {
+        const msg = String((e as Error).message);
+        // Already paused (409 "is already paused") is fine.
+        if (statusCode(e) === 409 && msg.includes('already paused')) return;
+        // The freezer can fail to settle on a busy host ("unable to freeze"): runc thaws; try again.
+        if (attempt < 5 && msg.includes('unable to freeze')) {
+          await new Promise((r) => setTimeout(r, 100 * attempt));
+          continue;
+        }
+        throw e;
+      }
     }
   }
 

@@ -12,16 +12,18 @@ textarea{flex:1;font:12px ui-monospace,monospace}iframe{width:100%;height:100%;b
 <div id="status"></div></div>
 <iframe id="frame" title="preview"></iframe>
 <script>
+// Same package.json as the vite-vanilla template (the warm sandboxes' dependencies), so a claim
+// writes only these files and installs nothing.
 const files = {
-  'package.json': JSON.stringify({ name: 'demo', private: true, type: 'module', scripts: { dev: 'vite' }, devDependencies: { vite: '*' } }, null, 2),
-  'index.html': '<!doctype html><html><body><h1 id="h">Hello from the preview</h1><script type="module" src="/main.js"><\\/script></body></html>',
-  'main.js': "document.getElementById('h').textContent = 'Hello, edited ' + new Date().toLocaleTimeString();\\n",
+  'index.html': '<!doctype html><html lang="en"><body><h1 id="h">Hello from the preview</h1><script type="module" src="/src/main.js"><\\/script></body></html>',
+  'src/main.js': "import './style.css';\\ndocument.getElementById('h').textContent = 'Hello, edited ' + new Date().toLocaleTimeString();\\n",
+  'src/style.css': 'h1 { font-family: system-ui; color: #0a7; }\\n',
 };
 const $ = (id) => document.getElementById(id);
 const hash = new URLSearchParams(location.hash.slice(1));
 $('token').value = hash.get('token') || localStorage.getItem('previewToken') || '';
 for (const f of Object.keys(files)) $('file').append(new Option(f, f));
-let current = 'package.json'; $('code').value = files[current];
+let current = 'src/main.js'; $('code').value = files[current];
 $('file').onchange = () => { files[current] = $('code').value; current = $('file').value; $('code').value = files[current]; };
 let preview, seq = 0;
 const api = (path, init = {}) => fetch(path, { ...init, headers: { 'content-type': 'application/json', authorization: 'Bearer ' + $('token').value, ...(init.headers || {}) } })
@@ -30,7 +32,7 @@ const log = (m) => { $('status').textContent = m; };
 $('create').onclick = async () => {
   files[current] = $('code').value; localStorage.setItem('previewToken', $('token').value);
   try {
-    preview = await api('/v1/previews', { method: 'POST', body: JSON.stringify({ files, serverOnly: true }), headers: { 'idempotency-key': crypto.randomUUID() } });
+    preview = await api('/v1/previews', { method: 'POST', body: JSON.stringify({ files, template: 'vite-vanilla', serverOnly: true }), headers: { 'idempotency-key': crypto.randomUUID() } });
     log(preview.state + ' on ' + preview.tier + '\\n' + preview.reasons.map((r) => r.tier + ': ' + r.outcome + ' — ' + r.reason).join('\\n'));
     if (preview.previewUrl) $('frame').src = preview.previewUrl;
     $('save').disabled = false;

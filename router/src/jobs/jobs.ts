@@ -44,9 +44,32 @@ export async function idleJob(d: JobDeps): Promise<{ suspended: number; destroye
  * Sessions on nodes that stopped heartbeating → `migrating`, re-placed from stored files;
  * sandboxes a live node reports that have no live session → destroyed.
  */
-export async function reconcileJob(d: JobDeps): Promise<{ migrated: number; orphansDestroyed: number }> {
+export async function reconcileJob(
+  d: JobDeps,
+): Promise<{ migrated: number; orphansDestroyed: number; stuckFailed: number; watched: number }> {
   let migrated = 0;
   let orphansDestroyed = 0;
+  let stuckFailed = 0;
+  // A replica that died mid-placement leaves `provisioning` behind: fail it (the client may retry).
+  for (const s of await d.previews.store.stuck('provisioning', new Date(Date.now() - 5 * 60_000))) {
+    try {
+      await d.previews.store.transition(s.id, 'failed', {
+        error: 'placement did not finish (router restarted?)',
+      });
+      await d.previews.events.publish(s.id, {
+        type: 'state',
+        state: 'failed',
+        error: 'placement did not finish',
+        at: Date.now(),
+      });
+      stuckFailed++;
+    } catch {
+      // Another replica moved it meanwhile.
+    }
+  }
+  // `starting` sessions are tracked by the replica that placed them; if it is gone, this one takes over.
+  const starting = await d.previews.store.stuck('starting', new Date(Date.now() - 30_000));
+  for (const s of starting) d.previews.watchReadiness(s.id);
   const byNode = new Map<string, string[]>();
   for (const { id, nodeId } of await d.previews.store.liveWithNodes())
     byNode.set(nodeId, [...(byNode.get(nodeId) ?? []), id]);
@@ -73,7 +96,7 @@ export async function reconcileJob(d: JobDeps): Promise<{ migrated: number; orph
         if (!live.has(id) && (await docker.destroy(id).catch(() => false))) orphansDestroyed++;
     }
   }
-  return { migrated, orphansDestroyed };
+  return { migrated, orphansDestroyed, stuckFailed, watched: starting.length };
 }
 
 /** Registers idle, reconcile and (with db-isolation) the schema janitor. */
@@ -108,6 +131,9 @@ export function registerJobs(
     s.every(
       'schema-janitor',
       every.janitorMs,
-      wrap('schema-janitor', () => db.runJanitor()),
+      // A schema younger than the grace period may belong to a create still in flight.
+      wrap('schema-janitor', () =>
+        db.runJanitor({ isLive: (ids) => d.previews.store.liveAmong(ids), graceMs: 10 * 60_000 }),
+      ),
     );
 }

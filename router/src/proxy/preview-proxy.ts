@@ -61,6 +61,8 @@ export function createPreviewProxy(o: {
   wakeWaitMs: number;
   metrics: Metrics;
   log: Logger;
+  /** The token a docker node's agent accepts (sent as `x-agent-token`, so the app's own Authorization passes through). */
+  agentToken?: (nodeId: string) => Promise<string | undefined>;
 }): PreviewHostHandler {
   const { previews, accessTokens, metrics } = o;
   const store = previews.store;
@@ -97,6 +99,16 @@ export function createPreviewProxy(o: {
       },
     });
   };
+
+  const resolveUpstream = async (s: Session) => {
+    const up = upstreamOf(s.placement);
+    if (up && s.placement?.tier === 'docker' && o.agentToken) {
+      const token = await o.agentToken(s.placement.nodeId);
+      if (token) up.headers['x-agent-token'] = token;
+    }
+    return up;
+  };
+  const join = (base: string, pathAndQuery: string) => new URL(`${base.replace(/\/$/, '')}${pathAndQuery}`);
 
   const kindOf = async (s: Session): Promise<StatusKind> => {
     if (s.state === 'failed') return 'error';
@@ -181,14 +193,16 @@ export function createPreviewProxy(o: {
           return await page(s, id, 'waking', 503);
         }
       }
+      // Any replica serving a starting preview tracks its readiness (the creating one may be gone).
+      if (s.state === 'starting') previews.watchReadiness(s.id);
       if (s.state !== 'ready' || s.tier === 'browser') {
         const kind = await kindOf(s);
         return await page(s, id, kind, kind === 'browser' ? 200 : 503, s.error ?? undefined);
       }
-      const up = upstreamOf(s.placement);
+      const up = await resolveUpstream(s);
       if (!up) return await page(s, id, 'error', 502, 'no upstream for this placement');
       noteView(c, id);
-      const target = new URL(`${url.pathname}${url.search}`, up.url);
+      const target = join(up.url, `${url.pathname}${url.search}`);
       const headers = new Headers();
       c.req.raw.headers.forEach((v, k) => {
         if (!HOP_BY_HOP.has(k) && k !== 'cookie' && k !== 'accept-encoding') headers.set(k, v);
@@ -248,10 +262,10 @@ export function createPreviewProxy(o: {
           await previews.resumeSession(s);
           s = await previews.waitReady(id, o.wakeWaitMs).catch(() => undefined);
         }
-        if (!s || s.state !== 'ready') return reject(503, 'Service Unavailable');
-        const up = upstreamOf(s.placement);
+        if (s?.state !== 'ready') return reject(503, 'Service Unavailable');
+        const up = await resolveUpstream(s);
         if (!up) return reject(502, 'Bad Gateway');
-        const target = new URL(req.url ?? '/', up.url);
+        const target = join(up.url, req.url ?? '/');
         const headers: Record<string, string | string[]> = {};
         for (const [k, v] of Object.entries(req.headers)) {
           if (v === undefined || k === 'host' || k === 'cookie') continue;

@@ -228,6 +228,42 @@ describe('preview proxy and SSE on a real server', () => {
     viaQuery.close?.();
   });
 
+  it('sync WebSocket authorization matrix: owner and service key get in; others get 4404 / 4401', async () => {
+    const p = await create();
+    const nodeReg = await h.router.nodes.register({
+      joinToken: h.joinToken,
+      name: `ws-node-${Date.now()}`,
+      url: 'http://127.0.0.1:9',
+      capacity: { slots: 1, used: 0, warm: {} },
+      runtime: 'docker',
+    });
+    const outcome = (token: string | undefined) =>
+      new Promise<{ opened: boolean; code: number; frames: string[] }>((resolve) => {
+        const frames: string[] = [];
+        let opened = false;
+        const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/previews/${p.id}/sync`, {
+          headers: token ? { authorization: `Bearer ${token}` } : {},
+        });
+        ws.on('open', () => {
+          opened = true;
+          ws.send(JSON.stringify({ type: 'hello', lastAckedSeq: 0, clientId: 'matrix' }));
+          // Still open after the hello: admitted.
+          setTimeout(() => ws.close(1000), 300);
+        });
+        ws.on('message', (m) => frames.push(m.toString()));
+        ws.on('close', (code) => resolve({ opened, code, frames }));
+        ws.on('error', () => {});
+      });
+    const owner = await outcome(h.alice.jwt);
+    expect(owner.opened).toBe(true);
+    expect([4401, 4404]).not.toContain(owner.code);
+    const service = await outcome(h.alice.apiKey);
+    expect([4401, 4404]).not.toContain(service.code);
+    expect((await outcome(h.bob.jwt)).code).toBe(4404);
+    expect((await outcome(undefined)).code).toBe(4401);
+    expect((await outcome(nodeReg.credential)).code).toBe(4401);
+  });
+
   it('Chromium: the preview link sets the cookie, shows the status page, then the app once ready', async () => {
     const p = await create();
     const chrome = await launchChromium();

@@ -119,6 +119,8 @@ export class SessionStore {
     classification: Classification;
     idempotencyKey?: string | undefined;
     maxLive: number;
+    /** Stored in the same transaction (one commit for the whole create). */
+    files?: ProjectFiles;
   }): Promise<{ session: Session; created: boolean }> {
     const client = await this.pool.connect();
     try {
@@ -143,8 +145,9 @@ export class SessionStore {
           code: 'too_many_previews',
         });
       const { rows } = await client.query<Row>(
-        `INSERT INTO preview_sessions (user_id, template, classification, needs_database, idempotency_key)
-         VALUES ($1, $2, $3, $4, $5)
+        // Placement starts right away, so the session is born `provisioning` (`queued` is for deferred placement).
+        `INSERT INTO preview_sessions (user_id, template, classification, needs_database, idempotency_key, state)
+         VALUES ($1, $2, $3, $4, $5, 'provisioning')
          ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING ${COLS}`,
         [
@@ -166,6 +169,7 @@ export class SessionStore {
           )
         ).rows[0];
       }
+      if (created && input.files) await this.putFiles(row!.id, input.files, 0, client);
       await client.query('COMMIT');
       return { session: toSession(row!), created };
     } catch (e) {
@@ -213,7 +217,13 @@ export class SessionStore {
   }
 
   /** Moves `id` to `to` if its current state may lead there; ConflictError otherwise. */
-  async transition(id: string, to: SessionState, patch: TransitionPatch = {}): Promise<Session> {
+  async transition(
+    id: string,
+    to: SessionState,
+    patch: TransitionPatch = {},
+    /** Appended to `preview_events` by the same statement (one commit). */
+    event?: { kind: string; data: Record<string, unknown> },
+  ): Promise<Session> {
     const sets = ['state = $2', 'updated_at = now()'];
     const params: unknown[] = [id, to, statesLeadingTo(to)];
     const add = (col: string, v: unknown) => {
@@ -227,10 +237,13 @@ export class SessionStore {
     if (patch.reasons !== undefined) add('reasons', JSON.stringify(patch.reasons));
     if (patch.error !== undefined) add('error', patch.error);
     if (to === 'ended') sets.push('ended_at = now()');
-    const { rows } = await this.pool.query<Row>(
-      `UPDATE preview_sessions SET ${sets.join(', ')} WHERE id = $1 AND state = ANY($3) RETURNING ${COLS}`,
-      params,
-    );
+    let sql = `UPDATE preview_sessions SET ${sets.join(', ')} WHERE id = $1 AND state = ANY($3) RETURNING ${COLS}`;
+    if (event) {
+      params.push(event.kind, JSON.stringify(event.data));
+      sql = `WITH u AS (${sql}), e AS (INSERT INTO preview_events (preview_id, kind, data)
+        SELECT id, $${params.length - 1}, $${params.length}::jsonb FROM u) SELECT * FROM u`;
+    }
+    const { rows } = await this.pool.query<Row>(sql, params);
     if (rows[0]) return toSession(rows[0]);
     const current = await this.get(id);
     if (!current) throw new NotFoundError(`preview ${id} not found`);
@@ -246,7 +259,12 @@ export class SessionStore {
   }
 
   /** Upserts files (latest content per path) and raises `last_seq`. */
-  async putFiles(id: string, files: ProjectFiles, seq: number): Promise<void> {
+  async putFiles(
+    id: string,
+    files: ProjectFiles,
+    seq: number,
+    db: pg.Pool | pg.PoolClient = this.pool,
+  ): Promise<void> {
     const paths: string[] = [];
     const contents: Buffer[] = [];
     const hashes: string[] = [];
@@ -262,7 +280,7 @@ export class SessionStore {
       sizes.push(buf.length);
     }
     if (paths.length === 0) return;
-    await this.pool.query(
+    await db.query(
       `INSERT INTO project_files (preview_id, path, content, content_hash, size, seq)
        SELECT $1, p, c, h, s, $6 FROM unnest($2::text[], $3::bytea[], $4::text[], $5::int[]) AS t(p, c, h, s)
        ON CONFLICT (preview_id, path) DO UPDATE
@@ -270,10 +288,11 @@ export class SessionStore {
              seq = EXCLUDED.seq, updated_at = now()`,
       [id, paths, contents, hashes, sizes, seq],
     );
-    await this.pool.query('UPDATE preview_sessions SET last_seq = greatest(last_seq, $2) WHERE id = $1', [
-      id,
-      seq,
-    ]);
+    if (seq > 0)
+      await db.query('UPDATE preview_sessions SET last_seq = greatest(last_seq, $2) WHERE id = $1', [
+        id,
+        seq,
+      ]);
   }
 
   async deleteFiles(id: string, paths: string[]): Promise<void> {
@@ -347,6 +366,15 @@ export class SessionStore {
       `SELECT ${COLS} FROM preview_sessions
        WHERE state = ANY($1) AND greatest(last_edit_at, last_view_at) < $2 LIMIT $3`,
       [states, before, limit],
+    );
+    return rows.map(toSession);
+  }
+
+  /** Sessions stuck in `state` since before `before` (a replica died mid-placement). */
+  async stuck(state: SessionState, before: Date, limit = 100): Promise<Session[]> {
+    const { rows } = await this.pool.query<Row>(
+      `SELECT ${COLS} FROM preview_sessions WHERE state = $1 AND updated_at < $2 LIMIT $3`,
+      [state, before, limit],
     );
     return rows.map(toSession);
   }

@@ -61,7 +61,7 @@ export function createSyncUpgradeHandler(o: { hub: SyncHub; auth: Authenticator;
         );
         return;
       }
-      if (!principal || principal.kind !== 'user') {
+      if (principal?.kind !== 'user') {
         refuse(
           req,
           socket,

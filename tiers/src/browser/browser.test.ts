@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { contractSpec, runTierContract } from '../contract.case.test.ts';
 import { NotFoundError, TierUnavailableError } from '../errors.ts';
 import { createBrowserTier } from './index.ts';
 
@@ -49,4 +50,13 @@ describe('browser tier', () => {
     expect(await tier.status(s.previewId)).toBeUndefined();
     await expect(tier.suspend(s.previewId)).rejects.toBeInstanceOf(NotFoundError);
   });
+});
+
+runTierContract({
+  name: 'browser',
+  sync: 'none',
+  create: async () => ({
+    tier: createBrowserTier(),
+    spec: () => contractSpec({ client: { webcontainer: true, bundler: true } }),
+  }),
 });

@@ -1,4 +1,5 @@
-import { NotFoundError, TierUnavailableError } from '../errors.ts';
+import { InvalidInputError, NotFoundError, TierUnavailableError } from '../errors.ts';
+import { pathProblem } from '../paths.ts';
 import type {
   CallOptions,
   Placement,
@@ -8,7 +9,7 @@ import type {
   TierCapacity,
   TierStatus,
 } from '../types.ts';
-import type { Ack, FileBatch, TemplateName } from '../wire.ts';
+import { type Ack, FileBatch, TemplateName } from '../wire.ts';
 
 type BrowserPlacement = Extract<Placement, { tier: 'browser' }>;
 
@@ -26,6 +27,7 @@ type BrowserPlacement = Extract<Placement, { tier: 'browser' }>;
  */
 export function createBrowserTier(): Tier {
   const previews = new Map<string, BrowserPlacement>();
+  const suspended = new Set<string>();
   let closed = false;
   const known = (id: string) => {
     const p = previews.get(id);
@@ -40,6 +42,7 @@ export function createBrowserTier(): Tier {
     async create(spec: PreviewSpec, options?: CallOptions): Promise<Placement> {
       checkOpen();
       options?.signal?.throwIfAborted();
+      checkSpec(spec);
       const existing = previews.get(spec.previewId);
       if (existing) return existing;
       const runtime = pickRuntime(spec.template, spec.client);
@@ -55,6 +58,12 @@ export function createBrowserTier(): Tier {
     async apply(previewId: string, batch: FileBatch): Promise<Ack> {
       checkOpen();
       known(previewId);
+      const parsed = FileBatch.safeParse(batch);
+      if (!parsed.success)
+        throw new InvalidInputError(
+          'invalid_batch',
+          parsed.error.issues.map((i) => `${i.path.join('.') || 'batch'}: ${i.message}`).join('; '),
+        );
       // Nothing to write server-side: the editor applies the batch to its in-browser runtime.
       return { type: 'ack', seq: batch.seq, stage: 'applied' };
     },
@@ -65,19 +74,24 @@ export function createBrowserTier(): Tier {
         { code: 'no_sync_channel' },
       );
     },
+    // The tab's runtime keeps running; suspension is bookkeeping the editor reads back from status.
     async suspend(previewId: string): Promise<void> {
       checkOpen();
       known(previewId);
+      suspended.add(previewId);
     },
     async resume(previewId: string): Promise<void> {
       checkOpen();
       known(previewId);
+      suspended.delete(previewId);
     },
     async destroy(previewId: string): Promise<boolean> {
+      suspended.delete(previewId);
       return previews.delete(previewId);
     },
     async status(previewId: string): Promise<TierStatus | undefined> {
       if (!previews.has(previewId)) return undefined;
+      if (suspended.has(previewId)) return { phase: 'suspended' };
       return { phase: 'ready', message: 'runs in the editor’s browser' };
     },
     async capacity(): Promise<TierCapacity> {
@@ -90,6 +104,27 @@ export function createBrowserTier(): Tier {
       previews.clear();
     },
   };
+}
+
+function checkSpec(spec: PreviewSpec): void {
+  if (typeof spec.previewId !== 'string' || !/^[A-Za-z0-9-]{1,64}$/.test(spec.previewId))
+    throw new InvalidInputError(
+      'invalid_preview_id',
+      'spec.previewId: 1-64 letters, digits or "-" (rule format)',
+    );
+  if (!TemplateName.safeParse(spec.template).success)
+    throw new InvalidInputError(
+      'invalid_template',
+      `spec.template: unknown template ${JSON.stringify(spec.template)} (rule enum)`,
+    );
+  for (const path of Object.keys(spec.files ?? {})) {
+    const problem = pathProblem(path);
+    if (problem)
+      throw new InvalidInputError(
+        'invalid_path',
+        `spec.files.${path}: ${problem.message} (rule ${problem.rule})`,
+      );
+  }
 }
 
 function pickRuntime(template: TemplateName, client: PreviewSpec['client']): 'webcontainer' | 'bundler' {

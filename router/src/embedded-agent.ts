@@ -1,0 +1,97 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import http from 'node:http';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Agent, createAgent, loadConfig as loadAgentConfig } from '@preview/pool-agent';
+import type { Logger } from 'pino';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+export const DAEMON_BUNDLE = join(REPO, 'docker/preview-daemon/dist/daemon.mjs');
+
+/** The embedded node's name for a data directory. */
+export const embeddedNodeName = (dataDir: string): string =>
+  `embedded-${createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 10)}`;
+
+/** GET on the Docker engine's socket; `undefined` when there is no engine. */
+function dockerGet(socketPath: string, path: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const req = http.get({ socketPath, path, timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode);
+    });
+    req.on('error', () => resolve(undefined));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(undefined);
+    });
+  });
+}
+
+/** Docker when the engine answers and has the preview image, else the host-process runtime. */
+export async function pickRuntime(o: { socketPath: string; image: string }): Promise<'docker' | 'process'> {
+  if ((await dockerGet(o.socketPath, '/_ping')) !== 200) return 'process';
+  return (await dockerGet(o.socketPath, `/images/${encodeURIComponent(o.image)}/json`)) === 200
+    ? 'docker'
+    : 'process';
+}
+
+/** Builds the preview-daemon bundle the host-process runtime runs, if it is not there yet. */
+export async function ensureDaemonBundle(log: Logger): Promise<string> {
+  if (existsSync(DAEMON_BUNDLE)) return DAEMON_BUNDLE;
+  log.info({ bundle: DAEMON_BUNDLE }, 'building the preview-daemon bundle');
+  const { build } = await import('esbuild');
+  await build({
+    entryPoints: [join(REPO, 'docker/preview-daemon/src/main.ts')],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    external: ['vite'],
+    outfile: DAEMON_BUNDLE,
+    banner: {
+      js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+    },
+    logLevel: 'silent',
+  });
+  return DAEMON_BUNDLE;
+}
+
+/**
+ * The embedded pool agent: runs in the router's process and registers with it over HTTP like any
+ * other node (join token → node credential, heartbeats), so the docker tier treats it like a remote one.
+ */
+export async function startEmbeddedAgent(o: {
+  /** Node name and container label (`preview.node`); stable per DATA_DIR so a restart adopts its sandboxes. */
+  nodeName: string;
+  routerUrl: string;
+  joinToken: string;
+  image: string;
+  socketPath?: string;
+  logLevel: string;
+  /** NODE_EXTRA_CA_CERTS inside every sandbox, for dependency installs behind a TLS-intercepting proxy. */
+  extraCaCerts?: string;
+  log: Logger;
+}): Promise<Agent> {
+  const socketPath = o.socketPath ?? '/var/run/docker.sock';
+  const runtime = await pickRuntime({ socketPath, image: o.image });
+  const env: Record<string, string> = {
+    AGENT_PORT: '0',
+    NODE_NAME: o.nodeName,
+    ROUTER_URL: o.routerUrl,
+    ROUTER_JOIN_TOKEN: o.joinToken,
+    AGENT_RUNTIME: runtime,
+    PREVIEW_IMAGE: o.image,
+    DOCKER_SOCKET: socketPath,
+    LOG_LEVEL: o.logLevel,
+    ...(o.extraCaCerts ? { PREVIEW_NODE_EXTRA_CA_CERTS: o.extraCaCerts } : {}),
+  };
+  if (runtime === 'process') {
+    env['DAEMON_BUNDLE'] = await ensureDaemonBundle(o.log);
+    env['PROCESS_TEMPLATES_DIR'] = join(REPO, 'templates');
+    o.log.warn('no Docker engine with the preview image: previews run as host processes (not isolated)');
+  }
+  const agent = await createAgent({ config: loadAgentConfig(env), log: o.log.child({ component: 'agent' }) });
+  o.log.info({ url: agent.url, runtime }, 'embedded pool agent registered');
+  return agent;
+}

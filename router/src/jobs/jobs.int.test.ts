@@ -1,0 +1,184 @@
+import { createTestRedis, TEST_REDIS_URL } from '@preview/testkit';
+import { createBrowserTier } from '@preview/tiers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bearer, createHarness, type Harness, silent, VITE_FILES } from '../../test/harness.ts';
+import { createLocalServerTier } from '../../test/local-tier.ts';
+import { idleJob, reconcileJob } from './jobs.ts';
+import { createBullScheduler, createMemoryScheduler, type Scheduler } from './scheduler.ts';
+
+describe('scheduled jobs (real Postgres)', () => {
+  let h: Harness;
+  const fleet = createLocalServerTier({ autoReady: true });
+  const deps = () => ({
+    previews: h.router.previews,
+    nodes: h.router.nodes,
+    log: silent,
+    metrics: h.router.metrics,
+    idleSuspendMs: 60 * 60_000,
+    idleDestroyMs: 24 * 60 * 60_000,
+  });
+  const createReady = async () => {
+    const res = await h.router.app.request('/v1/previews', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
+      body: JSON.stringify({ files: VITE_FILES, serverOnly: true }),
+    });
+    const { id } = (await res.json()) as { id: string };
+    await h.router.previews.waitReady(id, 20_000);
+    return id;
+  };
+  const age = (id: string, hours: number) =>
+    h.db.pool.query(
+      `UPDATE preview_sessions SET last_edit_at = now() - make_interval(hours => $2), last_view_at = now() - make_interval(hours => $2) WHERE id = $1`,
+      [id, hours],
+    );
+
+  beforeAll(async () => {
+    h = await createHarness({
+      env: { MAX_LIVE_PREVIEWS_PER_USER: '1000' },
+      tiers: () => ({ browser: createBrowserTier(), docker: fleet }),
+    });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('idle: suspends after IDLE_SUSPEND_MS, destroys after IDLE_DESTROY_MS, leaves active previews alone', async () => {
+    const idle = await createReady();
+    const active = await createReady();
+    await age(idle, 2);
+    const first = await idleJob(deps());
+    expect(first.suspended).toBeGreaterThanOrEqual(1);
+    expect((await h.router.store.get(idle))?.state).toBe('suspended');
+    expect((await fleet.status(idle))?.phase).toBe('suspended');
+    expect((await h.router.store.get(active))?.state).toBe('ready');
+    await age(idle, 25);
+    await idleJob(deps());
+    expect((await h.router.store.get(idle))?.state).toBe('ended');
+    expect(await fleet.status(idle)).toBeUndefined();
+  });
+
+  it('activity: a page view counts; HMR sockets, fetches and health probes do not', async () => {
+    const id = await createReady();
+    const link = await h.router.app.request(`/v1/previews/${id}`, { headers: bearer(h.alice.jwt) });
+    const token = new URL(((await link.json()) as { previewUrl: string }).previewUrl).searchParams.get(
+      'token',
+    )!;
+    const host = `${id}.preview.localhost`;
+    const redirect = await h.router.app.request(`http://${host}/?token=${token}`, { headers: { host } });
+    const cookie = redirect.headers.get('set-cookie')!.split(';')[0]!;
+    const seen = async () =>
+      (
+        await h.db.pool.query<{ t: Date }>('SELECT last_view_at AS t FROM preview_sessions WHERE id = $1', [
+          id,
+        ])
+      ).rows[0]!.t.getTime();
+    await age(id, 2);
+    const before = await seen();
+    for (const [path, dest] of [
+      ['/main.js', 'script'],
+      ['/', 'empty'],
+      ['/__preview/health', 'document'],
+    ] as const) {
+      const r = await h.router.app.request(`http://${host}${path}`, {
+        headers: { host, cookie, 'sec-fetch-dest': dest },
+      });
+      expect(r.status).not.toBe(401);
+      await r.body?.cancel();
+    }
+    expect(await seen()).toBe(before);
+    const view = await h.router.app.request(`http://${host}/`, {
+      headers: { host, cookie, 'sec-fetch-dest': 'document' },
+    });
+    expect(await view.text()).toBe(VITE_FILES['index.html']);
+    for (let i = 0; i < 50 && (await seen()) === before; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await seen()).toBeGreaterThan(before);
+  });
+
+  it('reconcile: a node that stopped heartbeating → its sessions are migrated and re-placed from stored files', async () => {
+    const id = await createReady();
+    const creates = fleet.creates;
+    await h.router.nodes.liveness.forget(h.nodeId);
+    const r = await reconcileJob(deps());
+    expect(r.migrated).toBeGreaterThanOrEqual(1);
+    expect(fleet.creates).toBeGreaterThan(creates);
+    const s = await h.router.store.get(id);
+    expect(['starting', 'ready']).toContain(s?.state);
+    expect(s?.reasons.at(-1)).toMatchObject({ tier: 'docker', outcome: 'chosen' });
+    expect(fleet.files(id)?.get('index.html')).toBe(VITE_FILES['index.html']);
+    const events = await h.router.events.recent(id);
+    expect(events.some((e) => e.type === 'state' && e.state === 'migrating')).toBe(true);
+  });
+
+  it('reconcile: a placement abandoned mid-way (provisioning for 5 min) fails; a stale starting one is watched again', async () => {
+    const { rows } = await h.db.pool.query<{ id: string }>(
+      `INSERT INTO preview_sessions (user_id, template, state, updated_at) VALUES ($1, 'vite-vanilla', 'provisioning', now() - interval '10 minutes') RETURNING id`,
+      [h.alice.id],
+    );
+    const stuck = rows[0]!.id;
+    const ready = await createReady();
+    // A ready preview whose row says `starting` for a while, as if its placing replica had died.
+    await h.db.pool.query(
+      `UPDATE preview_sessions SET state = 'starting', updated_at = now() - interval '1 minute' WHERE id = $1`,
+      [ready],
+    );
+    const r = await reconcileJob(deps());
+    expect(r.stuckFailed).toBeGreaterThanOrEqual(1);
+    expect((await h.router.store.get(stuck))?.state).toBe('failed');
+    expect(r.watched).toBeGreaterThanOrEqual(1);
+    await h.router.previews.waitReady(ready, 20_000);
+  });
+
+  it('reconcile: a sandbox a live node reports without a live session is destroyed', async () => {
+    const id = await createReady();
+    // The session ends without the tier hearing of it (e.g. a replica crashed mid-delete).
+    await h.router.store.transition(id, 'stopping');
+    await h.router.store.transition(id, 'ended');
+    await h.router.nodes.heartbeat(h.nodeId, {
+      capacity: { slots: 4, used: 1, warm: {} },
+      sessions: [id],
+      at: Date.now(),
+    });
+    const r = await reconcileJob(deps());
+    expect(r.orphansDestroyed).toBe(1);
+    expect(await fleet.status(id)).toBeUndefined();
+  });
+});
+
+describe('schedulers run registered jobs repeatedly, never overlapping', () => {
+  const cases: Array<[string, () => { s: Scheduler; cleanup(): Promise<void> }]> = [
+    ['in-process', () => ({ s: createMemoryScheduler({ log: silent }), cleanup: async () => {} })],
+    [
+      'BullMQ',
+      () => {
+        const r = createTestRedis();
+        return {
+          s: createBullScheduler({ redisUrl: TEST_REDIS_URL, prefix: r.prefix, log: silent }),
+          cleanup: r.cleanup,
+        };
+      },
+    ],
+  ];
+  it.each(cases)('%s', async (_name, make) => {
+    const { s, cleanup } = make();
+    let runs = 0;
+    let running = 0;
+    let overlapped = false;
+    s.every('tick', 50, async () => {
+      if (running++) overlapped = true;
+      await new Promise((r) => setTimeout(r, 20));
+      running--;
+      return ++runs;
+    });
+    try {
+      await s.start();
+      for (let i = 0; i < 200 && runs < 3; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(runs).toBeGreaterThanOrEqual(3);
+      expect(overlapped).toBe(false);
+      expect(await s.runNow('tick')).toBeGreaterThan(0);
+    } finally {
+      await s.close();
+      await cleanup();
+    }
+  });
+});

@@ -1,0 +1,77 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { contractSpec } from '../contract.case.test.ts';
+import { CapacityError, InvalidInputError, NotFoundError, TierUnavailableError } from '../errors.ts';
+import { type AgentEndpoint, createDockerTier } from './index.ts';
+
+/** A real HTTP server that answers every request with `status` and `body`, recording what it got. */
+async function agentStub(status: number, body: unknown) {
+  const seen: Array<{ method?: string; url?: string; auth?: string }> = [];
+  const server: Server = createServer((req, res) => {
+    seen.push({ method: req.method, url: req.url, auth: req.headers.authorization });
+    req.resume();
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { url, seen, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+describe('docker tier: errors that send placement to the next tier', () => {
+  const closers: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0)) await c();
+  });
+
+  const tierFor = (node: AgentEndpoint | undefined) =>
+    createDockerTier({
+      pickNode: async () => node,
+      nodeOf: async () => node,
+      nodes: async () => (node ? [node] : []),
+    });
+
+  it('no node with room → CapacityError', async () => {
+    await expect(tierFor(undefined).create(contractSpec())).rejects.toBeInstanceOf(CapacityError);
+  });
+
+  it('an agent that answers 503 capacity → CapacityError; another 503 → TierUnavailableError', async () => {
+    const full = await agentStub(503, { error: { code: 'capacity', message: 'node is full' } });
+    closers.push(full.close);
+    await expect(
+      tierFor({ nodeId: 'n1', url: full.url, token: 't0k' }).create(contractSpec()),
+    ).rejects.toBeInstanceOf(CapacityError);
+    expect(full.seen[0]).toMatchObject({ method: 'POST', url: '/v1/previews', auth: 'Bearer t0k' });
+    const down = await agentStub(503, { error: { code: 'tier_unavailable', message: 'docker engine down' } });
+    closers.push(down.close);
+    await expect(
+      tierFor({ nodeId: 'n2', url: down.url, token: 't' }).create(contractSpec()),
+    ).rejects.toBeInstanceOf(TierUnavailableError);
+  });
+
+  it('an unreachable agent → TierUnavailableError; its capacity counts as none', async () => {
+    const gone = await agentStub(200, {});
+    await gone.close();
+    const tier = tierFor({ nodeId: 'n3', url: gone.url, token: 't' });
+    await expect(tier.create(contractSpec())).rejects.toBeInstanceOf(TierUnavailableError);
+    expect(await tier.capacity()).toEqual({ available: 0, total: 0, warm: {} });
+  });
+
+  it('maps 400 to InvalidInputError and 404 to NotFoundError; destroy/status of an unknown preview', async () => {
+    const bad = await agentStub(400, { error: { code: 'invalid_body', message: 'files.x: bad' } });
+    closers.push(bad.close);
+    await expect(tierFor({ nodeId: 'n', url: bad.url, token: 't' }).create(contractSpec())).rejects.toThrow(
+      InvalidInputError,
+    );
+    const none = await agentStub(404, { error: { code: 'preview_not_found', message: 'no preview' } });
+    closers.push(none.close);
+    const tier = tierFor({ nodeId: 'n', url: none.url, token: 't' });
+    await expect(tier.suspend('p1')).rejects.toBeInstanceOf(NotFoundError);
+    expect(await tier.destroy('p1')).toBe(false);
+    expect(await tier.status('p1')).toBeUndefined();
+  });
+
+  it('checks its options at construction', () => {
+    expect(() => createDockerTier({} as never)).toThrow(/pickNode and nodeOf/);
+  });
+});
