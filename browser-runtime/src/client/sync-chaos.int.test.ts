@@ -199,11 +199,23 @@ it(`${OPS} ops with router replicas killed and restarted at random: sandbox and 
       await new Promise((r) => setTimeout(r, Math.random() < 0.9 ? 0 : 5));
     }
     sync.flush();
-    // Let the chaos run a little longer, then give the cluster a stable state to finish in.
+    // Let the chaos run a little longer (and at least a few kills), then let the cluster settle.
     await new Promise((r) => setTimeout(r, 1500));
+    for (let i = 0; i < 100 && kills < 4; i++) await new Promise((r) => setTimeout(r, 100));
     stopChaos = true;
     if (chaos) clearTimeout(chaos);
-    await Promise.all(replicas.map((r) => r.start().catch(() => r.start())));
+    // A restart can lose its port to another process for a moment: retry.
+    const up = async (r: Replica) => {
+      for (let i = 0; ; i++) {
+        try {
+          return await r.start();
+        } catch (e) {
+          if (i >= 5) throw e;
+          await new Promise((res) => setTimeout(res, 200));
+        }
+      }
+    };
+    await Promise.all(replicas.map(up));
     await sync.whenPersisted();
     sync.close();
 
