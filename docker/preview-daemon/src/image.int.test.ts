@@ -183,11 +183,12 @@ describe('server templates in a hardened container', () => {
     expect(page).toContain('Express + Postgres preview');
     expect(page).toContain('DATABASE_URL is not set');
 
-    // package.json changed: reinstall from the image's npm cache (read-only here, so the daemon
-    // installs from a private copy), then the server comes back.
+    // The dependencies changed (a range that resolves to the same versions): reinstall from the
+    // image's npm cache (read-only here, so the daemon installs from a private copy), then the
+    // server comes back. A change outside the dependency fields would not reinstall.
     const sync = await SyncClient.connect(`ws://127.0.0.1:${s.port}/__preview/sync?token=${s.token}`);
     const pkg = JSON.parse(readFileSync(join(TEMPLATES_DIR, 'express-pg/package.json'), 'utf8'));
-    pkg.description = 'edited';
+    pkg.dependencies.express = '>=5.1.0 <6';
     expect(
       (await sync.batch(1, [{ op: 'put', path: 'package.json', content: JSON.stringify(pkg) }])).type,
     ).toBe('ack');

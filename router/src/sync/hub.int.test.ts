@@ -318,9 +318,10 @@ describe('sync hub backpressure', () => {
     });
     const id = await newPreview();
     const e = await editor(`ws://127.0.0.1:${srv.port}/v1/previews/${id}/sync`, { clientId: 'slow' });
-    // Wait until the hello is through (frames before it are queued, with a cap of their own).
-    e.send({ type: 'ping', t: 1 });
-    await e.waitFor((fs) => fs.some((f) => f.type === 'pong'));
+    // Let the hello complete first (one applied batch proves it): frames sent before that are held
+    // in a bounded queue that closes with `overloaded` instead, which is a different rule.
+    e.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'a.txt', content: 'a' }] });
+    await e.waitFor(() => e.acked(1, 'applied'));
     // Stop reading: the hub's answers pile up in the kernel buffers, then in ws's own queue.
     const raw = (e.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
     raw.pause();
