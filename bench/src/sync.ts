@@ -70,14 +70,23 @@ async function startRawVite(dir: string) {
     ws.once('error', j);
   });
   let waiter: ((t: number) => void) | undefined;
+  // The page's re-fetch of the updated module: until it lands, the module is not back in Vite's
+  // graph and the next write may produce no update, so edits wait for it (outside the timing).
+  let refetched: Promise<unknown> = Promise.resolve();
   ws.on('message', (d) => {
     const m = JSON.parse(d.toString()) as {
       type: string;
       updates?: Array<{ acceptedPath: string; timestamp: number }>;
     };
     // Behave like the page: fetch the updated module, so it stays in the module graph.
-    for (const u of m.updates ?? [])
-      void fetch(`http://127.0.0.1:${port}${u.acceptedPath}?t=${u.timestamp}`).catch(() => {});
+    if (m.updates?.length)
+      refetched = Promise.all(
+        m.updates.map((u) =>
+          fetch(`http://127.0.0.1:${port}${u.acceptedPath}?t=${u.timestamp}`)
+            .then((r) => r.text())
+            .catch(() => {}),
+        ),
+      );
     if ((m.type === 'update' || m.type === 'full-reload') && waiter) {
       const w = waiter;
       waiter = undefined;
@@ -85,6 +94,7 @@ async function startRawVite(dir: string) {
     }
   });
   return {
+    settled: () => refetched,
     nextUpdate(timeoutMs = 2000): Promise<number> {
       return new Promise((resolve) => {
         const t = setTimeout(() => {
@@ -139,6 +149,7 @@ export default async function sync(args: string[]): Promise<object> {
       const at = await next;
       if (Number.isFinite(at)) rawMs.push(at - t0);
       else rawMisses++;
+      await raw.settled();
       await sleep(20);
     }
     result['raw_vite_p50_ms'] = round1(percentile(rawMs, 50));
