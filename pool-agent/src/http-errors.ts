@@ -30,35 +30,6 @@ export function errorBody(e: unknown): { error: { code: string; message: string 
   return { error: { code: 'internal', message: 'internal error' } };
 }
 
-/** The inverse of {@link statusOf}, for clients of the agent API. */
-export function errorFromResponse(status: number, body: unknown, tier = 'docker'): PreviewError {
-  const err = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
-  const code = err?.code ?? `http_${status}`;
-  const message = err?.message ?? `agent answered ${status}`;
-  switch (status) {
-    case 400:
-      return new InvalidInputError(code, message);
-    case 401:
-      return new UnauthorizedError(message, { code });
-    case 403:
-      return new ForbiddenError(message, { code });
-    case 404:
-      return new NotFoundError(message, { code });
-    case 409:
-      return new ConflictError(message, { code });
-    case 503:
-      return code === 'capacity'
-        ? new CapacityError(message, { code })
-        : new TierUnavailableError(tier, message, { code });
-    case 504:
-      return new TimeoutError(message, { code });
-    default:
-      return status >= 500
-        ? new TierUnavailableError(tier, message, { code })
-        : new PreviewError(code, message);
-  }
-}
-
 /** A zod failure as `InvalidInputError('invalid_body')` naming each field and its rule. */
 export function bodyError(error: z.ZodError): InvalidInputError {
   const msg = error.issues
