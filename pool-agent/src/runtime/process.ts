@@ -127,6 +127,9 @@ export class ProcessRuntime implements ContainerRuntime {
         String(uid),
         '--gid',
         String(uid),
+        // The fresh /tmp first: binds below come after it, so a checkout under /tmp stays visible.
+        '--tmpfs',
+        '/tmp',
         ...ro('/usr'),
         ...ro('/bin'),
         ...ro('/lib'),
@@ -141,8 +144,6 @@ export class ProcessRuntime implements ContainerRuntime {
         '/proc',
         '--dev',
         '/dev',
-        '--tmpfs',
-        '/tmp',
         '--bind',
         project,
         '/project',
