@@ -1,4 +1,4 @@
-import { closeSync, constants, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, lstatSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { FileOp, PutOp } from '@preview/tiers';
@@ -60,7 +60,11 @@ export class ProjectWriter {
       } else {
         const to = `${this.root}/${op.to}`;
         this.mkdirFor(to);
-        renameSync(`${this.root}/${op.from}`, to);
+        try {
+          renameSync(`${this.root}/${op.from}`, to);
+        } catch (e) {
+          if (!sourceGone(e, `${this.root}/${op.from}`)) throw e;
+        }
         this.move(op.from, op.to);
       }
     }
@@ -89,7 +93,9 @@ export class ProjectWriter {
       } else {
         const to = `${this.root}/${op.to}`;
         await mkdir(dirname(to), { recursive: true });
-        await rename(`${this.root}/${op.from}`, to);
+        await rename(`${this.root}/${op.from}`, to).catch((e: unknown) => {
+          if (!sourceGone(e, `${this.root}/${op.from}`)) throw e;
+        });
         this.move(op.from, op.to);
       }
     }
@@ -167,4 +173,19 @@ export class ProjectWriter {
 
 function toBuffer(op: PutOp): Buffer {
   return op.encoding === 'base64' ? Buffer.from(op.content, 'base64') : Buffer.from(op.content, 'utf8');
+}
+
+/**
+ * A rename whose source no longer exists is treated like a delete of a missing file: already done.
+ * Sync is at-least-once across router failover (a batch the sandbox applied can be sent again), and
+ * an editor only renames files it has, so a missing source means this rename was applied before.
+ */
+function sourceGone(e: unknown, from: string): boolean {
+  if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return false;
+  try {
+    lstatSync(from);
+    return false;
+  } catch {
+    return true;
+  }
 }
