@@ -39,3 +39,20 @@ export async function launchChromium(): Promise<{ context: BrowserContext; close
     },
   };
 }
+
+/**
+ * Loads `url` in a fresh tab of `context` and returns the page's body text once it contains
+ * `waitFor` (or whatever it shows after a short wait, so a test can assert on what went wrong).
+ */
+export async function renderText(context: BrowserContext, url: string, waitFor: string): Promise<string> {
+  const page = await context.newPage();
+  try {
+    await page.goto(url, { waitUntil: 'load', timeout: 30_000 });
+    await page
+      .waitForFunction((t) => document.body?.innerText.includes(t), waitFor, { timeout: 5_000 })
+      .catch(() => {});
+    return await page.evaluate(() => document.body?.innerText ?? '');
+  } finally {
+    await page.close();
+  }
+}

@@ -1,4 +1,4 @@
-import { launchChromium } from '@preview/testkit';
+import { launchChromium, renderText } from '@preview/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runRuntimeContract, VANILLA_PROJECT } from './contract.case.test.ts';
 import { FakeWebContainer } from './fake-webcontainer.ts';
@@ -13,18 +13,7 @@ afterAll(async () => {
   await chrome?.close();
 });
 
-async function render(url: string, waitFor: string): Promise<string> {
-  const page = await chrome.context.newPage();
-  try {
-    await page.goto(url, { waitUntil: 'load', timeout: 30_000 });
-    await page
-      .waitForFunction((t) => document.body?.innerText.includes(t), waitFor, { timeout: 5_000 })
-      .catch(() => {});
-    return await page.evaluate(() => document.body?.innerText ?? '');
-  } finally {
-    await page.close();
-  }
-}
+const render = (url: string, waitFor: string) => renderText(chrome.context, url, waitFor);
 
 runRuntimeContract({
   name: 'webcontainer (fake of @webcontainer/api, checked against its typings)',

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launchChromium } from '@preview/testkit';
+import { launchChromium, renderText } from '@preview/testkit';
 import { InvalidInputError, PreviewError, type ProjectFiles } from '@preview/tiers';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -134,18 +134,7 @@ class PageRuntime implements PreviewRuntime {
   }
 }
 
-async function render(url: string, waitFor: string): Promise<string> {
-  const page = await chrome.context.newPage();
-  try {
-    await page.goto(url, { waitUntil: 'load', timeout: 30_000 });
-    await page
-      .waitForFunction((t) => document.body?.innerText.includes(t), waitFor, { timeout: 5_000 })
-      .catch(() => {});
-    return await page.evaluate(() => document.body?.innerText ?? '');
-  } finally {
-    await page.close();
-  }
-}
+const render = (url: string, waitFor: string) => renderText(chrome.context, url, waitFor);
 
 async function createRuntime(options: { bootTimeoutMs?: number; workerUrl?: string } = {}) {
   const { page, events } = await harnessPage();
