@@ -4,6 +4,7 @@ export * from './cleanup.ts';
 export * from './config.ts';
 export * from './errors.ts';
 export * from './limits.ts';
+export * from './origin-ledger.ts';
 export * from './paths.ts';
 export * from './session.ts';
 export * from './types.ts';

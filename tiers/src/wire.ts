@@ -46,11 +46,20 @@ export function contentBytes(op: { content: string; encoding?: 'utf8' | 'base64'
 
 export const Seq = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
+/**
+ * Which editor batch a sandbox batch carries: the editor client's id and its own seq. The router's
+ * sync hub sets it; a sandbox that already processed that origin answers as it did the first time
+ * instead of applying it again (a batch re-sent under a new seq after an owner failover).
+ */
+export const BatchOrigin = z.object({ client: z.string().min(1).max(128), seq: Seq });
+export type BatchOrigin = z.output<typeof BatchOrigin>;
+
 export const FileBatch = z
   .object({
     type: z.literal('batch'),
     seq: Seq,
     ops: z.array(FileOp).min(1).max(LIMITS.batchOps),
+    origin: BatchOrigin.optional(),
   })
   .superRefine((b, ctx) => {
     let total = 0;

@@ -261,13 +261,19 @@ it.each([
         if (e.state === 'open') opens++;
       });
 
-      // The editor's model. A renamed-away path is never used again (see README: a rename replayed
-      // across an owner failover is applied at least once).
+      // The editor's model. Renames often have their source written again right after (`rename a→b;
+      // put a`): a rename applied twice across an owner failover would move the new `a`.
       const model = new Map<string, string>();
-      const retired = new Set<string>();
       let fresh = 0;
+      let renames = 0;
+      let recreated = 0;
       const livePaths = () => [...model.keys()];
       const pick = <T>(a: T[]): T | undefined => a[Math.floor(Math.random() * a.length)];
+      const put = (path: string) => {
+        const content = `// op ${ops}\nexport const v = ${Math.random()};\n`;
+        sync.write(path, content);
+        model.set(path, content);
+      };
       let ops = 0;
       while (ops < OPS) {
         const n = 1 + Math.floor(Math.random() * 8);
@@ -278,18 +284,22 @@ it.each([
             sync.delete(existing);
             model.delete(existing);
           } else if (roll < 0.22 && existing) {
-            const to = `moved/${fresh++}.ts`;
+            const to =
+              Math.random() < 0.5 ? `moved/${fresh++}.ts` : `src/${Math.floor(Math.random() * 300)}.ts`;
             sync.rename(existing, to);
-            model.set(to, model.get(existing) as string);
-            model.delete(existing);
-            retired.add(existing);
-          } else {
-            let path = `src/${Math.floor(Math.random() * 300)}.ts`;
-            if (retired.has(path)) path = `src/new-${fresh++}.ts`;
-            const content = `// op ${ops}\nexport const v = ${Math.random()};\n`;
-            sync.write(path, content);
-            model.set(path, content);
-          }
+            if (to !== existing) {
+              model.set(to, model.get(existing) as string);
+              model.delete(existing);
+            }
+            renames++;
+            if (Math.random() < 0.5 && ops + 1 < OPS) {
+              // Flushed apart so the rename and the re-creation travel in separate batches.
+              sync.flush();
+              ops++;
+              put(existing);
+              recreated++;
+            }
+          } else put(`src/${Math.floor(Math.random() * 300)}.ts`);
         }
         await new Promise((r) => setTimeout(r, Math.random() < 0.9 ? 0 : 5));
       }
@@ -315,6 +325,8 @@ it.each([
       sync.close();
 
       expect(kills).toBeGreaterThan(3);
+      expect(recreated).toBeGreaterThan(100);
+      expect(renames).toBeGreaterThan(recreated);
       expect(opens).toBeGreaterThan(1);
       expect(rejected).toEqual([]);
       // Every batch the editor sent was acked persisted.

@@ -291,3 +291,66 @@ describe('readiness and reinstalls (vite-vanilla)', () => {
     sync.close();
   });
 });
+
+describe('editor batches sent again under a new seq (origin ledger)', () => {
+  it('answers a processed origin as the first time, writes nothing, and remembers it across a restart', async () => {
+    const projectDir = tempProjectDir();
+    let d = await spawnDaemon({ template: 'vite-vanilla', projectDir });
+    try {
+      const url = () => `ws://127.0.0.1:${d.port}/__preview/sync`;
+      let sync = await SyncClient.connect(url(), { authorization: `Bearer ${d.token}` });
+      const send = (seq: number, originSeq: number, ops: unknown[]) => {
+        const from = sync.frames.length;
+        sync.send({ type: 'batch', seq, ops, origin: { client: 'editor-1', seq: originSeq } });
+        return sync.next(
+          (f) =>
+            sync.frames.indexOf(f) >= from && (f.type === 'ack' || f.type === 'error') && f['seq'] === seq,
+          60_000,
+          `answer to ${seq}`,
+        );
+      };
+      const read = (p: string) =>
+        existsSync(join(projectDir, p)) ? readFileSync(join(projectDir, p), 'utf8') : undefined;
+      expect(await send(1, 1, [{ op: 'put', path: 'a.txt', content: 'old a' }])).toMatchObject({
+        type: 'ack',
+      });
+      expect(await send(2, 2, [{ op: 'rename', from: 'a.txt', to: 'b.txt' }])).toMatchObject({ type: 'ack' });
+      expect(await send(3, 3, [{ op: 'put', path: 'a.txt', content: 'new a' }])).toMatchObject({
+        type: 'ack',
+      });
+      const refused = await send(4, 4, [{ op: 'put', path: '.preview-tmp/x', content: 'x' }]);
+      expect(refused).toMatchObject({ type: 'error', code: 'invalid_path' });
+
+      // A new sync owner sends batches 2 and 4 again, under new seqs.
+      expect(await send(10, 2, [{ op: 'rename', from: 'a.txt', to: 'b.txt' }])).toEqual({
+        type: 'ack',
+        seq: 10,
+        stage: 'applied',
+      });
+      expect(await send(11, 4, [{ op: 'put', path: '.preview-tmp/x', content: 'x' }])).toEqual({
+        ...refused,
+        seq: 11,
+      });
+      expect([read('a.txt'), read('b.txt')]).toEqual(['new a', 'old a']);
+
+      // The daemon restarts on the same project: it still knows what it applied.
+      sync.close();
+      await d.stop();
+      d = await spawnDaemon({ template: 'vite-vanilla', projectDir });
+      sync = await SyncClient.connect(url(), { authorization: `Bearer ${d.token}` });
+      expect(await send(1, 2, [{ op: 'rename', from: 'a.txt', to: 'b.txt' }])).toMatchObject({ type: 'ack' });
+      expect([read('a.txt'), read('b.txt')]).toEqual(['new a', 'old a']);
+      expect(await send(2, 5, [{ op: 'rename', from: 'a.txt', to: 'c.txt' }])).toMatchObject({ type: 'ack' });
+      expect([read('a.txt'), read('c.txt')]).toEqual([undefined, 'new a']);
+      // A batch without an origin (the claimer's initial load) is applied by seq alone, as before.
+      expect(await sync.batch(3, [{ op: 'put', path: 'd.txt', content: 'd' }])).toMatchObject({
+        type: 'ack',
+      });
+      expect(read('d.txt')).toBe('d');
+      sync.close();
+    } finally {
+      await d.stop();
+      rmSync(projectDir, { recursive: true, force: true });
+    }
+  });
+});

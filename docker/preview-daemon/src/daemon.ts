@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import {
+  type BatchOrigin,
   ClientFrame,
   contentBytes,
   type ErrorFrame,
@@ -23,8 +24,9 @@ import { ensureDeps, packageJsonHash } from './deps.ts';
 import type { DevServer, DevServerFactory } from './dev-server.ts';
 import { HmrTracker } from './hmr-tracker.ts';
 import { type Logger, LogRing } from './log.ts';
+import { OriginLog } from './origin-log.ts';
 import { Manifest, scanProject } from './project-scan.ts';
-import { type PathViolation, validateOps } from './validate.ts';
+import { type PathViolation, TMP_DIR_NAME, validateOps } from './validate.ts';
 import { viteDevServer } from './vite-server.ts';
 import { ProjectWriter } from './writer.ts';
 
@@ -65,6 +67,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
 
   const index = scanProject(root);
   const writer = new ProjectWriter(root, index);
+  // Editor batches already processed, so one re-sent under a new seq is not applied twice.
+  const origins = new OriginLog(`${root}/${TMP_DIR_NAME}`, log);
   const manifest = new Manifest(root);
   const ring = new LogRing();
   const clients = new Set<WebSocket>();
@@ -223,22 +227,26 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   function applyBatch(ws: WebSocket, batch: FileBatch, t0: number, sync: true): void;
   function applyBatch(ws: WebSocket, batch: FileBatch, t0: number, sync: false): Promise<void>;
   function applyBatch(ws: WebSocket, batch: FileBatch, t0: number, sync: boolean): void | Promise<void> {
-    const { seq, ops } = batch;
+    const { seq, ops, origin } = batch;
     if (seq <= lastSeq) {
       ws.send(ackText(seq)); // replay: already on disk
+      return;
+    }
+    const before = origin && origins.seen(origin);
+    if (before) {
+      // The same editor batch again, under a new seq: answer as the first time, write nothing.
+      if (!before.applied) return refuse(ws, seq, origin, before.code, before.message);
+      lastSeq = seq;
+      ws.send(ackText(seq));
       return;
     }
     let violation: PathViolation | undefined;
     try {
       violation = validateOps(root, ops, index, config);
     } catch (e) {
-      ws.send(errorText({ code: 'write_failed', message: (e as Error).message, seq }));
-      return;
+      return refuse(ws, seq, origin, 'write_failed', (e as Error).message);
     }
-    if (violation) {
-      ws.send(errorText({ code: codeFor(violation.rule), message: violationText(violation), seq }));
-      return;
-    }
+    if (violation) return refuse(ws, seq, origin, codeFor(violation.rule), violationText(violation));
     const files: string[] = [];
     // Rewrites of files that already exist: announced to the dev server right after the write.
     const changed: string[] = [];
@@ -258,13 +266,14 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     tracker.applied(seq, t0, files);
     const done = () => {
       lastSeq = seq;
+      if (origin) origins.record(origin);
       if (changed.length > 0 && phase === 'ready' && !pkg) dev?.notifyChanged?.(changed);
       ws.send(ackText(seq));
       afterApply(pkg);
       collectWhenIdle();
     };
     const failed = (e: unknown) =>
-      ws.send(errorText({ code: 'write_failed', message: `batch ${seq}: ${(e as Error).message}`, seq }));
+      refuse(ws, seq, origin, 'write_failed', `batch ${seq}: ${(e as Error).message}`);
     if (sync) {
       try {
         writer.applySync(ops);
@@ -274,6 +283,18 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       return done();
     }
     return writer.apply(ops).then(done, failed);
+  }
+
+  /** Answers a batch that is not applied; an editor batch is answered the same way if it comes again. */
+  function refuse(
+    ws: WebSocket,
+    seq: number,
+    origin: BatchOrigin | undefined,
+    code: string,
+    message: string,
+  ) {
+    if (origin) origins.record(origin, { code, message });
+    ws.send(errorText({ code, message, seq }));
   }
 
   function afterApply(pkgTouched: boolean) {
@@ -373,6 +394,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       wss.close();
       await lifecycle.catch(() => {});
       await dev?.close().catch(() => {});
+      origins.close();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
     },

@@ -177,8 +177,9 @@ function toBuffer(op: PutOp): Buffer {
 
 /**
  * A rename whose source no longer exists is treated like a delete of a missing file: already done.
- * Sync is at-least-once across router failover (a batch the sandbox applied can be sent again), and
- * an editor only renames files it has, so a missing source means this rename was applied before.
+ * An editor only renames files it has, so a missing source means this rename was applied before by
+ * a sender that did not say so (a batch without `origin`; batches with one are answered from the
+ * origin ledger before they get here).
  */
 function sourceGone(e: unknown, from: string): boolean {
   if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return false;

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestDatabase, createTestRedis, type TestDatabase } from '@preview/testkit';
 import { CloseCodes, LIMITS } from '@preview/tiers';
+import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../db/migrate.ts';
 import { createSyncHub, type SyncHub } from './hub.ts';
@@ -51,9 +52,15 @@ async function sandbox() {
   return sb;
 }
 
-async function replica(opts: { pubsub: PubSub; state: SyncState; sandboxUrl: string; leaseMs?: number }) {
+async function replica(opts: {
+  pubsub: PubSub;
+  state: SyncState;
+  sandboxUrl: string;
+  leaseMs?: number;
+  pool?: pg.Pool;
+}) {
   const hub: SyncHub = createSyncHub({
-    pool: db.pool,
+    pool: opts.pool ?? db.pool,
     pubsub: opts.pubsub,
     state: opts.state,
     log: silent,
@@ -298,6 +305,91 @@ describe('sync hub across replicas (Redis pub/sub and lease)', () => {
     expect(A.hub.owned()).toEqual([id]);
     expect(await sandboxFiles(sb)).toEqual({ 'a.txt': 'after failover', 'b.txt': 'b' });
     expect(await dbFiles(id)).toEqual({ 'a.txt': 'after failover', 'b.txt': 'b' });
+  });
+});
+
+/**
+ * A replica that goes wrong mid-flight, in process. From `fail()` on, its Redis watermark writes never
+ * land (`dropWatermarks`) and its COMMITs fail (`failCommits`). From `crash()` on it can neither renew
+ * nor take the lease, so it steps down without flushing, as a replica whose renewals stopped reaching
+ * Redis does.
+ */
+function doomed(shared: SyncState, faults: { dropWatermarks?: boolean; failCommits?: boolean }) {
+  let failing = false;
+  let crashed = false;
+  const state: SyncState = {
+    ...shared,
+    acquire: (...a) => (crashed ? Promise.resolve(false) : shared.acquire(...a)),
+    renew: (...a) => (crashed ? Promise.resolve(false) : shared.renew(...a)),
+    setWatermark: (...a) =>
+      failing && faults.dropWatermarks ? new Promise<void>(() => {}) : shared.setWatermark(...a),
+  };
+  const pool = {
+    query: (...a: Parameters<pg.Pool['query']>) => db.pool.query(...a),
+    connect: () =>
+      failing && faults.failCommits ? Promise.reject(new Error('database unreachable')) : db.pool.connect(),
+  } as unknown as pg.Pool;
+  return {
+    state,
+    pool,
+    fail: () => {
+      failing = true;
+    },
+    crash: () => {
+      crashed = true;
+    },
+  };
+}
+
+describe('sync hub: a batch a new owner sends again is applied and persisted once', () => {
+  async function failover(faults: { dropWatermarks?: boolean; failCommits?: boolean }) {
+    const sb = await sandbox();
+    const { pubsub, state } = local();
+    const A = doomed(state, faults);
+    const a = await replica({ pubsub, state: A.state, pool: A.pool, sandboxUrl: sb.url, leaseMs: 300 });
+    const b = await replica({ pubsub, state, sandboxUrl: sb.url, leaseMs: 300 });
+    const id = await newPreview();
+    const e = await editor(a.url(id), { clientId: 'renamer' });
+    e.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'a.txt', content: 'old a' }] });
+    await e.waitFor(() => e.acked(1, 'persisted'));
+    expect(a.hub.owned()).toEqual([id]);
+    A.fail();
+    // Renamed, then its source written again: applying the rename a second time would move the new a.
+    e.send({ type: 'batch', seq: 2, ops: [{ op: 'rename', from: 'a.txt', to: 'b.txt' }] });
+    e.send({ type: 'batch', seq: 3, ops: [{ op: 'put', path: 'a.txt', content: 'new a' }] });
+    await e.waitFor(() => e.acked(3, 'applied'));
+    const expected = { 'a.txt': 'new a', 'b.txt': 'old a' };
+    if (!faults.failCommits)
+      for (let i = 0; i < 200 && JSON.stringify(await dbFiles(id)) !== JSON.stringify(expected); i++)
+        await new Promise((r) => setTimeout(r, 25));
+    // Another editor keeps a hub for the preview on B, so B contends for the lease.
+    const other = await editor(b.url(id), { clientId: 'watcher' });
+    A.crash();
+    other.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'w.txt', content: 'w' }] });
+    // B owns now; the editor's batches 2 and 3, never acked `persisted`, reach B again (A re-forwards them).
+    await e.waitFor(() => e.acked(3, 'persisted'), 30_000);
+    await other.waitFor(() => other.acked(1, 'persisted'), 30_000);
+    expect(b.hub.owned()).toEqual([id]);
+    const want = { ...expected, 'w.txt': 'w' };
+    expect(await sandboxFiles(sb)).toEqual(want);
+    expect(await dbFiles(id)).toEqual(want);
+    return id;
+  }
+
+  it('the owner died after the sandbox applied a rename and a re-creation of its source, before Redis or Postgres had either', async () => {
+    await failover({ dropWatermarks: true, failCommits: true });
+  });
+
+  it('the owner died after its COMMIT, before its watermarks reached Redis', async () => {
+    const id = await failover({ dropWatermarks: true });
+    const marks = await db.pool.query<{ client_id: string; persisted_seq: string }>(
+      'SELECT client_id, persisted_seq FROM sync_client_marks WHERE preview_id = $1 ORDER BY client_id',
+      [id],
+    );
+    expect(marks.rows.map((r) => [r.client_id, Number(r.persisted_seq)])).toEqual([
+      ['renamer', 3],
+      ['watcher', 1],
+    ]);
   });
 });
 

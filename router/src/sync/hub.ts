@@ -250,7 +250,8 @@ export function createSyncHub(deps: SyncHubDeps) {
         );
         // Whatever was sent on a previous channel and not acked goes again, in order (at-least-once).
         if (!this.valid() && !(await this.renewNow())) return;
-        for (const f of this.inflight.values()) ch.send({ type: 'batch', seq: f.seq, ops: f.ops });
+        for (const f of this.inflight.values())
+          ch.send({ type: 'batch', seq: f.seq, ops: f.ops, origin: { client: f.c, seq: f.s } });
       } catch (e) {
         log.warn({ previewId: this.hub.previewId, err: e }, 'opening sandbox channel failed; retrying');
         this.retryOpen();
@@ -302,17 +303,33 @@ export function createSyncHub(deps: SyncHubDeps) {
     load(c: string): Promise<void> {
       let p = this.loading.get(c);
       if (!p) {
-        p = state.getWatermarks(this.hub.previewId, c).then((w) => {
-          this.clients.set(c, {
-            sent: w.applied,
-            applied: w.applied,
-            enqueued: w.persisted,
-            persisted: w.persisted,
-            held: new Map(),
-            gapSince: 0,
-          });
-          this.loading.delete(c);
-        });
+        // Redis holds the fast watermarks; Postgres the persisted mark committed with the edits, which
+        // is exact even when the previous owner died between its COMMIT and its Redis write.
+        p = Promise.all([
+          state.getWatermarks(this.hub.previewId, c),
+          deps.pool.query<{ persisted_seq: string }>(
+            'SELECT persisted_seq FROM sync_client_marks WHERE preview_id = $1 AND client_id = $2',
+            [this.hub.previewId, c],
+          ),
+        ]).then(
+          ([w, r]) => {
+            const persisted = Math.max(w.persisted, Number(r.rows[0]?.persisted_seq ?? 0));
+            const applied = Math.max(w.applied, persisted);
+            this.clients.set(c, {
+              sent: applied,
+              applied,
+              enqueued: persisted,
+              persisted,
+              held: new Map(),
+              gapSince: 0,
+            });
+            this.loading.delete(c);
+          },
+          (e: unknown) => {
+            this.loading.delete(c);
+            throw e;
+          },
+        );
         this.loading.set(c, p);
       }
       return p;
@@ -405,7 +422,8 @@ export function createSyncHub(deps: SyncHubDeps) {
       const seq = this.takeSeq();
       this.inflight.set(seq, { seq, c: m.c, s: m.s, ops: m.ops });
       // The edit goes to the sandbox first; persistence follows its `applied` ack.
-      this.channel?.send({ type: 'batch', seq, ops: m.ops });
+      // `origin` lets the sandbox recognise this editor batch if a later owner sends it again.
+      this.channel?.send({ type: 'batch', seq, ops: m.ops, origin: { client: m.c, seq: m.s } });
     }
 
     /** Clients stuck behind a gap for too long: their editors reconnect and replay what is unpersisted. */

@@ -70,13 +70,15 @@ export const sha256 = (b: Buffer): string => createHash('sha256').update(b).dige
 
 /**
  * Writes steps for one preview in one transaction; returns after COMMIT. `lastSeq` raises
- * `preview_sessions.last_seq` and `last_edit_at` in the same transaction.
+ * `preview_sessions.last_seq` and `last_edit_at`, and `marks` (client → highest client seq in the
+ * steps) raises `sync_client_marks`, in the same transaction.
  */
 export async function writeSteps(
   pool: pg.Pool,
   previewId: string,
   steps: Step[],
   lastSeq: number,
+  marks: ReadonlyMap<string, number> = new Map(),
   fence: () => boolean = () => true,
 ): Promise<void> {
   const client = await pool.connect();
@@ -133,6 +135,14 @@ export async function writeSteps(
       'UPDATE preview_sessions SET last_seq = GREATEST(last_seq, $2), last_edit_at = now() WHERE id = $1',
       [previewId, lastSeq],
     );
+    if (marks.size)
+      await client.query(
+        `INSERT INTO sync_client_marks (preview_id, client_id, persisted_seq)
+         SELECT $1, c, s FROM unnest($2::text[], $3::bigint[]) AS t(c, s)
+         ON CONFLICT (preview_id, client_id) DO UPDATE
+           SET persisted_seq = GREATEST(sync_client_marks.persisted_seq, EXCLUDED.persisted_seq), updated_at = now()`,
+        [previewId, [...marks.keys()], [...marks.values()]],
+      );
     // A writer that may have lost its lease (it stalled) must not commit over a newer owner's writes.
     if (!fence()) throw new FencedError();
     await client.query('COMMIT');
@@ -186,11 +196,11 @@ export function createPersister(options: PersisterOptions) {
     queue = [];
     try {
       const lastSeq = batch.reduce((m, e) => Math.max(m, e.seq), 0);
-      await writeSteps(pool, previewId, coalesce(batch), lastSeq, options.fence);
-      failures = 0;
       const byClient = new Map<string, number>();
       for (const e of batch)
         if ((byClient.get(e.clientId) ?? 0) < e.clientSeq) byClient.set(e.clientId, e.clientSeq);
+      await writeSteps(pool, previewId, coalesce(batch), lastSeq, byClient, options.fence);
+      failures = 0;
       options.onPersisted(byClient, lastSeq);
     } catch (e) {
       failures++;

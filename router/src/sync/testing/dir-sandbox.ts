@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { dirname, join } from 'node:path';
-import { FileBatch, parseFrame, type ServerFrame } from '@preview/tiers';
+import { FileBatch, OriginLedger, parseFrame, type ServerFrame } from '@preview/tiers';
 import { WebSocketServer } from 'ws';
 
 /**
@@ -12,9 +12,10 @@ import { WebSocketServer } from 'ws';
  * side where a container with the daemon is not available (the chaos test runs it in the test
  * process so it outlives the router replicas that are killed).
  *
- * Replay rules it implements (and the daemon should too): a batch whose seq is at or below the last
- * applied seq is acked without being applied again; delete of a missing file and rename of a missing
- * source whose target exists are no-ops, so that an at-least-once replay converges.
+ * Replay rules it implements, as the daemon does: a batch whose seq is at or below the last applied
+ * seq is acked without being applied again; a batch whose `origin` (editor client + its seq) was
+ * processed before is answered as the first time (`OriginLedger`); delete of a missing file and rename
+ * of a missing source are no-ops.
  */
 export async function startDirectorySandbox(options: { dir: string; token?: string }): Promise<{
   url: string;
@@ -30,9 +31,17 @@ export async function startDirectorySandbox(options: { dir: string; token?: stri
   let lastApplied = 0;
   let chain: Promise<void> = Promise.resolve();
   let tmpN = 0;
+  const origins = new OriginLedger();
 
   async function apply(batch: FileBatch): Promise<ServerFrame> {
     if (batch.seq <= lastApplied) return { type: 'ack', seq: batch.seq, stage: 'applied' };
+    const before = batch.origin && origins.seen(batch.origin);
+    if (before && !before.applied)
+      return { type: 'error', code: before.code, seq: batch.seq, message: before.message };
+    if (before) {
+      lastApplied = batch.seq;
+      return { type: 'ack', seq: batch.seq, stage: 'applied' };
+    }
     for (const op of batch.ops) {
       const abs = (p: string) => join(dir, p);
       if (op.op === 'put') {
@@ -53,6 +62,7 @@ export async function startDirectorySandbox(options: { dir: string; token?: stri
       }
     }
     lastApplied = batch.seq;
+    if (batch.origin) origins.record(batch.origin);
     return { type: 'ack', seq: batch.seq, stage: 'applied' };
   }
 
@@ -81,7 +91,9 @@ export async function startDirectorySandbox(options: { dir: string; token?: stri
           try {
             reply = await apply(batch);
           } catch (e) {
-            reply = { type: 'error', code: 'write_failed', seq: batch.seq, message: (e as Error).message };
+            const message = (e as Error).message;
+            if (batch.origin) origins.record(batch.origin, { code: 'write_failed', message });
+            reply = { type: 'error', code: 'write_failed', seq: batch.seq, message };
           }
           if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(reply));
         });
