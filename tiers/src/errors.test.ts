@@ -4,11 +4,16 @@ import { Cleanup } from './cleanup.ts';
 import { defineConfig } from './config.ts';
 import {
   CapacityError,
+  ConflictError,
+  errorFromHttp,
+  ForbiddenError,
   InvalidInputError,
   isPreviewError,
   NotFoundError,
   PreviewError,
   TierUnavailableError,
+  TimeoutError,
+  UnauthorizedError,
 } from './errors.ts';
 
 describe('errors', () => {
@@ -26,6 +31,46 @@ describe('errors', () => {
     expect(new NotFoundError('x').code).toBe('not_found');
     expect(isPreviewError(new InvalidInputError('a', 'b'))).toBe(true);
     expect(isPreviewError(new Error('x'))).toBe(false);
+  });
+});
+
+describe('errorFromHttp', () => {
+  it('turns each error answer back into the error it was raised as, keeping code and message', () => {
+    const body = (code: string) => ({ error: { code, message: `${code}!` } });
+    const cases: Array<[number, string, new (...a: never[]) => PreviewError]> = [
+      [400, 'invalid_path', InvalidInputError],
+      [422, 'invalid_input', InvalidInputError],
+      [401, 'unauthorized', UnauthorizedError],
+      [403, 'forbidden', ForbiddenError],
+      [404, 'not_found', NotFoundError],
+      [410, 'ended', NotFoundError],
+      [409, 'conflict', ConflictError],
+      [429, 'rate_limited', CapacityError],
+      [503, 'capacity', CapacityError],
+      [503, 'tier_unavailable', TierUnavailableError],
+      [504, 'timeout', TimeoutError],
+      [408, 'timeout', TimeoutError],
+      [500, 'internal', TierUnavailableError],
+    ];
+    for (const [status, code, type] of cases) {
+      const e = errorFromHttp(status, body(code), 'docker');
+      expect([status, e.code, e.message, e instanceof type]).toEqual([status, code, `${code}!`, true]);
+    }
+    expect((errorFromHttp(503, body('tier_unavailable'), 'docker') as TierUnavailableError).tier).toBe(
+      'docker',
+    );
+  });
+
+  it('reads Retry-After of a 429, and copes with a body that is not ours', () => {
+    expect((errorFromHttp(429, {}, 'router', '7') as CapacityError).retryAfterMs).toBe(7000);
+    expect((errorFromHttp(429, {}, 'router', null) as CapacityError).retryAfterMs).toBeUndefined();
+    const odd = errorFromHttp(418, '<html>', 'router');
+    expect([odd.constructor, odd.code, odd.message]).toEqual([
+      PreviewError,
+      'http_418',
+      'router answered HTTP 418',
+    ]);
+    expect(errorFromHttp(400, { error: { code: 7 } }, 'router').code).toBe('http_400');
   });
 });
 

@@ -83,3 +83,49 @@ export class TimeoutError extends PreviewError {
 }
 
 export const isPreviewError = (e: unknown): e is PreviewError => e instanceof PreviewError;
+
+/**
+ * Turns an error answer of one of our own HTTP services (the router, a pool agent), whose body is
+ * `{error: {code, message}}`, back into the `PreviewError` it was raised as. `peer` names who answered:
+ * it is the `tier` of a `TierUnavailableError` and goes into the message when the body has none.
+ * `retryAfter` is the `Retry-After` header (seconds) of a 429.
+ *
+ * @example
+ * if (!res.ok) throw errorFromHttp(res.status, await res.json(), 'router', res.headers.get('retry-after'));
+ */
+export function errorFromHttp(
+  status: number,
+  body: unknown,
+  peer: string,
+  retryAfter?: string | null,
+): PreviewError {
+  const e = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+  const code = typeof e?.code === 'string' ? e.code : `http_${status}`;
+  const message = typeof e?.message === 'string' ? e.message : `${peer} answered HTTP ${status}`;
+  switch (status) {
+    case 400:
+    case 422:
+      return new InvalidInputError(code, message);
+    case 401:
+      return new UnauthorizedError(message, { code });
+    case 403:
+      return new ForbiddenError(message, { code });
+    case 404:
+    case 410:
+      return new NotFoundError(message, { code });
+    case 409:
+      return new ConflictError(message, { code });
+    case 429: {
+      const s = Number(retryAfter ?? Number.NaN);
+      return new CapacityError(message, { code, ...(Number.isFinite(s) ? { retryAfterMs: s * 1000 } : {}) });
+    }
+    case 503:
+      return code === 'capacity'
+        ? new CapacityError(message, { code })
+        : new TierUnavailableError(peer, message, { code });
+    case 408:
+    case 504:
+      return new TimeoutError(message, { code });
+  }
+  return status >= 500 ? new TierUnavailableError(peer, message, { code }) : new PreviewError(code, message);
+}

@@ -1,4 +1,4 @@
-export { BatchRejectedError, errorFromResponse, SyncClosedError } from './errors.ts';
+export { BatchRejectedError, SyncClosedError } from './errors.ts';
 export {
   type CreatePreviewInput,
   PreviewClient,

@@ -1,5 +1,4 @@
-import { InvalidInputError, type ProjectFiles, TimeoutError } from '@preview/tiers';
-import { errorFromResponse } from './errors.ts';
+import { errorFromHttp, InvalidInputError, type ProjectFiles, TimeoutError } from '@preview/tiers';
 import { SyncSession, type SyncSessionOptions } from './sync-session.ts';
 import { type TransportFactory, type WebSocketConstructor, webSocketTransport } from './transport.ts';
 
@@ -103,7 +102,7 @@ export class PreviewClient {
     } catch {
       json = undefined;
     }
-    if (!res.ok) throw errorFromResponse(res.status, json, res.headers.get('retry-after'));
+    if (!res.ok) throw errorFromHttp(res.status, json, 'router', res.headers.get('retry-after'));
     return json as T;
   }
 

@@ -1,13 +1,10 @@
 import {
   CapacityError,
-  ConflictError,
-  ForbiddenError,
+  errorFromHttp,
   InvalidInputError,
   NotFoundError,
-  type PreviewError,
   TierUnavailableError,
   TimeoutError,
-  UnauthorizedError,
 } from '../errors.ts';
 import { openDaemonSync } from '../fly/daemon-sync.ts';
 import type {
@@ -40,32 +37,6 @@ export interface DockerTierOptions {
   /** Timeout of `create` (a cold start installs nothing but may take seconds; default 120 s). */
   createTimeoutMs?: number;
   fetch?: typeof fetch;
-}
-
-function errorFrom(status: number, body: unknown): PreviewError {
-  const err = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
-  const code = err?.code ?? `http_${status}`;
-  const message = err?.message ?? `pool agent answered ${status}`;
-  switch (status) {
-    case 400:
-      return new InvalidInputError(code, message);
-    case 401:
-      return new UnauthorizedError(message, { code });
-    case 403:
-      return new ForbiddenError(message, { code });
-    case 404:
-      return new NotFoundError(message, { code });
-    case 409:
-      return new ConflictError(message, { code });
-    case 503:
-      return code === 'capacity'
-        ? new CapacityError(message, { code })
-        : new TierUnavailableError('docker', message, { code });
-    case 504:
-      return new TimeoutError(message, { code });
-    default:
-      return new TierUnavailableError('docker', message, { code });
-  }
 }
 
 /**
@@ -149,7 +120,7 @@ export function createDockerTier(options: DockerTierOptions): Tier {
     o: CallOptions & { body?: unknown } = {},
   ) {
     const r = await call(node, method, path, o);
-    if (r.status >= 400) throw errorFrom(r.status, r.body);
+    if (r.status >= 400) throw errorFromHttp(r.status, r.body, 'docker');
     return r.body;
   }
 
@@ -216,7 +187,7 @@ export function createDockerTier(options: DockerTierOptions): Tier {
       if (!node) return false;
       const r = await call(node, 'DELETE', `/v1/previews/${encodeURIComponent(previewId)}`, o);
       if (r.status === 404) return false;
-      if (r.status >= 400) throw errorFrom(r.status, r.body);
+      if (r.status >= 400) throw errorFromHttp(r.status, r.body, 'docker');
       return (r.body as { destroyed?: boolean }).destroyed === true;
     },
 
@@ -225,7 +196,7 @@ export function createDockerTier(options: DockerTierOptions): Tier {
       if (!node) return undefined;
       const r = await call(node, 'GET', `/v1/previews/${encodeURIComponent(previewId)}/status`, o);
       if (r.status === 404) return undefined;
-      if (r.status >= 400) throw errorFrom(r.status, r.body);
+      if (r.status >= 400) throw errorFromHttp(r.status, r.body, 'docker');
       const s = r.body as TierStatus;
       return {
         phase: s.phase,
