@@ -349,7 +349,7 @@ describe('Realtime bridge with several editors and restarts', () => {
     expect(rig.bridge?.editors()).toBe(2);
   });
 
-  it('a bridge that starts after the editor gets its unrelayed batches through the heartbeat', async () => {
+  it('a bridge that starts after the editor gets its unrelayed batches replayed (the bridge tells editors to resync when it starts)', async () => {
     const s = session('2.0.0', 300);
     await expect.poll(() => s.state).toBe('open');
     s.write('early.txt', 'written before any bridge ran');

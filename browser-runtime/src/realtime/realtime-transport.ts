@@ -93,7 +93,7 @@ function randomId(): string {
  * router's WebSocket. Frames go as `c2s` broadcasts with `ack: true`: a push the service does not
  * acknowledge (`'timed out'`/`'error'`) drops the connection, and `SyncSession` reconnects and
  * replays everything not yet persisted. Frames over the size cap are chunked (see `encodeEnvelopes`).
- * A router-side bridge (`@preview/router` `createRealtimeBridge`) relays to the sandbox; when it loses
+ * A router-side bridge (`@preview/router` `createRealtimeBridge`) hands the frames to the router's sync hub; when it loses
  * track of this editor it sends an `error` frame with code `resync`, which closes the transport with
  * 4008 so that the session reconnects and replays.
  *
