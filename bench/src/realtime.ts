@@ -1,17 +1,26 @@
 /**
  * `npm run bench -- realtime [--edits N] [--big-kib K]`: edit → `applied` ack through the Supabase
  * Realtime path (real supabase-js editor → fake Realtime server on loopback → router bridge → the
- * directory test sandbox), against the router-free reference of writing the same batch straight to
+ * router's sync hub (Postgres write-behind) → the directory test sandbox), against the router-free reference of writing the same batch straight to
  * the sandbox's sync socket, in the same run. Also times a chunked file of `--big-kib` KiB.
  * The fake stands in for Supabase's hosted service, so these are the transport's own overheads, not
  * the hosted service's network latency.
  */
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { realtimeTransport } from '@preview/browser-runtime';
-import { startFakeRealtimeServer } from '@preview/browser-runtime/realtime-testing';
-import { createRealtimeBridge, openWebSocketChannel, startDirectorySandbox } from '@preview/router';
+import {
+  createMemorySyncPubSub,
+  createMemorySyncState,
+  createRealtimeBridge,
+  createSyncHub,
+  migrate,
+  openWebSocketChannel,
+  startDirectorySandbox,
+} from '@preview/router';
+import { createTestDatabase, startFakeRealtimeServer } from '@preview/testkit';
 import type { ServerFrame } from '@preview/tiers';
 import { createClient } from '@supabase/supabase-js';
 import { WebSocket } from 'ws';
@@ -34,17 +43,28 @@ export default async function realtime(args: string[]): Promise<object> {
   };
   const service = createClient(rt.url, 'service', opts);
   const editor = createClient(rt.url, 'anon', opts);
-  const bridge = createRealtimeBridge({
-    previewId: 'bench',
-    joinChannel: (t) => service.channel(t, { config: { broadcast: { ack: true, self: false } } }),
+  const db = await createTestDatabase({ max: 10 });
+  await migrate(db.pool);
+  const previewId = randomUUID();
+  const userId = randomUUID();
+  await db.pool.query(
+    `INSERT INTO preview_sessions (id, user_id, template, state, tier) VALUES ($1, $2, 'vite-react', 'ready', 'docker')`,
+    [previewId, userId],
+  );
+  const hub = createSyncHub({
+    pool: db.pool,
+    pubsub: createMemorySyncPubSub(),
+    state: createMemorySyncState(),
+    log: { debug() {}, info() {}, warn() {}, error() {} },
     openChannel: () => openWebSocketChannel({ url: sandbox.url }),
   });
+  const bridge = createRealtimeBridge({ previewId, userId, realtime: service, hub });
   await bridge.ready;
   // The transport as a SyncSession drives it (hello, then batches), timed to each `applied` ack.
   let onAck: ((f: ServerFrame) => void) | undefined;
   let t!: ReturnType<ReturnType<typeof realtimeTransport>>;
   await new Promise<void>((open, fail) => {
-    t = realtimeTransport({ client: editor, previewId: 'bench' })({
+    t = realtimeTransport({ client: editor, previewId })({
       onOpen: open,
       onFrame: (f) => onAck?.(f),
       onClose: (code, reason) => fail(new Error(`closed ${code} ${reason}`)),
@@ -108,6 +128,8 @@ export default async function realtime(args: string[]): Promise<object> {
   } finally {
     t.close();
     await bridge.close();
+    await hub.close();
+    await db.drop();
     await editor.removeAllChannels();
     await service.removeAllChannels();
     await rt.close();

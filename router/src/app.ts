@@ -1,6 +1,14 @@
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { CapacityError, FileBatch, NodeHeartbeat, NodeRegistered, NodeRegistration } from '@preview/tiers';
+import {
+  CapacityError,
+  ConflictError,
+  FileBatch,
+  NodeHeartbeat,
+  NodeRegistered,
+  NodeRegistration,
+  TierUnavailableError,
+} from '@preview/tiers';
 import type { Context } from 'hono';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -22,6 +30,7 @@ import {
   ListQuery,
   PreviewList,
   PreviewView,
+  RealtimeSession,
 } from './schemas.ts';
 import { sseForPreview } from './sse.ts';
 import type { Session } from './store/sessions.ts';
@@ -40,6 +49,8 @@ export interface AppDeps {
   previewOrigin: (previewId: string) => string;
   /** Handles requests whose Host is a preview origin (the proxy); `undefined` → not a preview host. */
   previewHost?: PreviewHostHandler;
+  /** The Supabase Realtime bridges, when configured (read per request: built after the app). */
+  realtime?: () => { ensure(previewId: string): Promise<unknown> } | undefined;
 }
 
 const IdempotencyKey = z
@@ -277,6 +288,53 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
       },
     );
   }
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/previews/{id}/realtime',
+      summary: 'Make sure a Supabase Realtime bridge serves this preview; returns its broadcast topic',
+      description:
+        'Editors using the Supabase Realtime sync transport call this when they start a session and ' +
+        'whenever they hear nothing: a bridge on one router replica (the lease holder, or this one if ' +
+        'none) relays the topic to the sync hub.',
+      security: secured,
+      request: { params: IdParams },
+      responses: {
+        200: { description: 'The topic', content: { 'application/json': { schema: RealtimeSession } } },
+        409: {
+          description: 'The preview has no server-side sandbox to sync to (browser tier, suspended, ended)',
+          content: { 'application/json': { schema: ErrorBody } },
+        },
+        503: {
+          description: 'Supabase Realtime is not configured on this router',
+          content: { 'application/json': { schema: ErrorBody } },
+        },
+        ...errors,
+      },
+    }),
+    async (c) => {
+      const user = requireUser(c);
+      const id = c.req.valid('param').id;
+      const s = await previews.get(user.userId, id);
+      const bridges = deps.realtime?.();
+      if (!bridges)
+        throw new TierUnavailableError(
+          'realtime',
+          'Supabase Realtime is not configured on this router (SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY)',
+          { code: 'realtime_unavailable' },
+        );
+      if (['ended', 'failed', 'stopping'].includes(s.state))
+        throw new ConflictError(`preview ${id} is ${s.state}`, { code: 'preview_ended' });
+      if (!s.tier || s.tier === 'browser' || s.state === 'suspended')
+        throw new ConflictError(
+          `preview ${id} has no server-side sandbox to sync to (tier ${s.tier ?? 'none'}, ${s.state})`,
+          { code: 'no_sync_channel' },
+        );
+      await bridges.ensure(id);
+      return c.json({ topic: `preview:${id}` }, 200);
+    },
+  );
 
   app.openapi(
     createRoute({

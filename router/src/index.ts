@@ -8,6 +8,7 @@ export { MIGRATIONS_DIR, migrate } from './db/migrate.ts';
 export { embeddedNodeName, startEmbeddedAgent } from './embedded-agent.ts';
 export { EventHub, type PreviewEvent } from './events.ts';
 export { errorResponse } from './http-errors.ts';
+export { createMemoryLeases, createRedisLeases, type Leases } from './infra/lease.ts';
 export type { PubSub } from './infra/pubsub.ts';
 export { type AgentEndpoint, createNodeDirectory, type NodeDirectory } from './node-directory.ts';
 export { NodeRegistry } from './nodes.ts';

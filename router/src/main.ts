@@ -5,9 +5,11 @@ import type { Agent } from '@preview/pool-agent';
 import { createBrowserTier } from '@preview/tiers';
 import { createDockerTier } from '@preview/tiers/docker';
 import { createFlyTier, flyTierOptions, loadFlyConfig } from '@preview/tiers/fly';
+import { createClient } from '@supabase/supabase-js';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import pino from 'pino';
+import { WebSocket } from 'ws';
 import { signUserJwt } from './auth/jwt.ts';
 import { loadConfig } from './config.ts';
 import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from './db/embedded-postgres.ts';
@@ -54,6 +56,16 @@ previewDbUrl.password = '';
 const databases = createDbIsolation({ admin: pool, previewDatabaseUrl: previewDbUrl.toString(), log });
 await databases.prepare();
 
+// Supabase Realtime as a sync transport, when configured: the bridges join preview channels with
+// the service-role key (Node 20 has no global WebSocket; realtime-js takes `ws`'s).
+const supabase =
+  config.SUPABASE_URL && config.SUPABASE_SERVICE_ROLE_KEY
+    ? createClient(config.SUPABASE_URL, config.SUPABASE_SERVICE_ROLE_KEY, {
+        auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
+        realtime: { transport: WebSocket as never },
+      })
+    : undefined;
+
 const router = await createRouter({
   config,
   pool,
@@ -68,7 +80,13 @@ const router = await createRouter({
   databases,
   log,
   defaultMetrics: true,
+  realtime: supabase && {
+    client: supabase,
+    private: config.SUPABASE_REALTIME_PRIVATE,
+    maxMessageBytes: config.SUPABASE_REALTIME_MAX_MESSAGE_BYTES,
+  },
 });
+if (supabase) log.info({ url: config.SUPABASE_URL }, 'Supabase Realtime sync transport on');
 let agent: Agent | undefined;
 const server = serve({ fetch: router.app.fetch, hostname: config.HOST, port: config.PORT }, async (info) => {
   const url =
@@ -112,6 +130,7 @@ async function shutdown(signal: string) {
   server.close();
   await agent?.close({ removeSandboxes: true }).catch(() => {});
   await router.close().catch(() => {});
+  await supabase?.realtime.disconnect();
   for (const t of Object.values(tiers)) await t?.close().catch(() => {});
   redis?.disconnect();
   await pool.end().catch(() => {});

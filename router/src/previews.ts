@@ -64,6 +64,7 @@ export class PreviewService {
   readonly #metrics: Metrics;
   readonly #maxLive: number;
   readonly #watching = new Map<string, AbortController>();
+  readonly #onServerLive: ((previewId: string) => void) | undefined;
 
   constructor(o: {
     store: SessionStore;
@@ -73,6 +74,8 @@ export class PreviewService {
     log: Logger;
     metrics: Metrics;
     maxLivePerUser: number;
+    /** Called when a preview starts (placed or resumed) on a server tier, i.e. it has a sync channel. */
+    onServerLive?: ((previewId: string) => void) | undefined;
   }) {
     this.store = o.store;
     this.tiers = o.tiers;
@@ -81,6 +84,7 @@ export class PreviewService {
     this.#log = o.log;
     this.#metrics = o.metrics;
     this.#maxLive = o.maxLivePerUser;
+    this.#onServerLive = o.onServerLive;
   }
 
   tier(name: TierName | null): Tier | undefined {
@@ -184,7 +188,10 @@ export class PreviewService {
           { kind: 'state', data: { state: next, tier: name, at: event.at } },
         );
         await this.events.broadcast(session.id, event);
-        if (next === 'starting') this.watchReadiness(session.id);
+        if (next === 'starting') {
+          this.watchReadiness(session.id);
+          this.#onServerLive?.(session.id);
+        }
         return placed;
       } catch (e) {
         if (!FALL_THROUGH(e)) {
@@ -334,6 +341,7 @@ export class PreviewService {
     await this.events.publish(s.id, { type: 'state', state: 'starting', tier: s.tier, at: Date.now() });
     await this.tier(s.tier)?.resume(s.id);
     this.watchReadiness(s.id);
+    if (s.tier && s.tier !== 'browser') this.#onServerLive?.(s.id);
     return next;
   }
 

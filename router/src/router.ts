@@ -11,6 +11,7 @@ import { createAuthenticator } from './auth/authenticate.ts';
 import { createJwtVerifier } from './auth/jwt.ts';
 import type { RouterConfig } from './config.ts';
 import { EventHub } from './events.ts';
+import { createMemoryLeases, createRedisLeases } from './infra/lease.ts';
 import { createMemoryLiveness, createRedisLiveness } from './infra/liveness.ts';
 import { createMemoryPubSub, createRedisPubSub } from './infra/pubsub.ts';
 import { createMemoryRateLimiter, createRedisRateLimiter } from './infra/rate-limit.ts';
@@ -30,6 +31,11 @@ import {
   createSyncHub,
   createSyncUpgradeHandler,
 } from './sync/index.ts';
+import {
+  type BridgeRealtimeClient,
+  createRealtimeBridgeSet,
+  type RealtimeBridgeSet,
+} from './sync-realtime/index.ts';
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => boolean;
 
@@ -50,7 +56,25 @@ export interface RouterOptions {
   sync?: boolean;
   /** Collect process metrics (default false; one per process). */
   defaultMetrics?: boolean;
+  /**
+   * Supabase Realtime as a sync transport: a service-key client (`createClient(SUPABASE_URL,
+   * SUPABASE_SERVICE_ROLE_KEY, ...)`). Unset → `POST /v1/previews/:id/realtime` answers 503.
+   */
+  realtime?:
+    | {
+        client: BridgeRealtimeClient;
+        /** Private channels (Realtime Authorization); must match the editors' transport. */
+        private?: boolean;
+        /** Largest broadcast message of the Realtime project (default 256 KiB). */
+        maxMessageBytes?: number;
+        /** Bridge lease TTL (default 5000). */
+        leaseMs?: number;
+      }
+    | undefined;
 }
+
+/** States in which a preview has no sandbox to sync to (a bridge stops). */
+const NO_SYNC_STATES = new Set(['ended', 'failed', 'stopping', 'suspended']);
 
 /**
  * Builds the whole router from its collaborators: stores, auth, rate limits, pub/sub, proxy, jobs
@@ -89,6 +113,8 @@ export async function createRouter(o: RouterOptions) {
   });
   const nodeDirectory = createNodeDirectory(nodes, store);
   const tiers = typeof o.tiers === 'function' ? o.tiers({ nodeDirectory }) : o.tiers;
+  // Built after the hub; the preview service reaches it through this binding.
+  let bridges: RealtimeBridgeSet | undefined;
   const previews = new PreviewService({
     store,
     tiers,
@@ -97,6 +123,11 @@ export async function createRouter(o: RouterOptions) {
     log,
     metrics,
     maxLivePerUser: config.MAX_LIVE_PREVIEWS_PER_USER,
+    onServerLive: (previewId) => {
+      bridges
+        ?.ensure(previewId)
+        .catch((err: unknown) => log.warn({ err, previewId }, 'realtime bridge did not start'));
+    },
   });
 
   if (!config.SUPABASE_JWT_SECRET && !config.SUPABASE_JWKS_URL)
@@ -144,6 +175,7 @@ export async function createRouter(o: RouterOptions) {
     },
     previewOrigin,
     previewHost: proxy,
+    realtime: () => bridges,
   });
   const scheduler: Scheduler = config.REDIS_URL
     ? createBullScheduler({ redisUrl: config.REDIS_URL, prefix, log })
@@ -181,6 +213,31 @@ export async function createRouter(o: RouterOptions) {
       : undefined;
   const syncUpgrade = hub ? createSyncUpgradeHandler({ hub, auth, store }) : undefined;
 
+  // Supabase Realtime editors: one bridge per preview across replicas (lease `rt-bridge:<id>`), each
+  // editor a virtual socket on the hub.
+  if (o.realtime) {
+    if (!hub) throw new TypeError('createRouter: options.realtime needs the sync hub (options.sync)');
+    bridges = createRealtimeBridgeSet({
+      realtime: o.realtime.client,
+      ...(o.realtime.private !== undefined ? { private: o.realtime.private } : {}),
+      ...(o.realtime.maxMessageBytes !== undefined ? { maxMessageBytes: o.realtime.maxMessageBytes } : {}),
+      ...(o.realtime.leaseMs !== undefined ? { leaseMs: o.realtime.leaseMs } : {}),
+      hub,
+      leases: redis ? createRedisLeases({ redis, prefix }) : createMemoryLeases(),
+      replicaId: hub.replicaId,
+      lookup: async (previewId) => {
+        const s = await store.get(previewId);
+        if (!s?.tier || s.tier === 'browser' || NO_SYNC_STATES.has(s.state)) return undefined;
+        return { userId: s.userId };
+      },
+      watchEnd: (previewId, onEnd) =>
+        events.subscribe(previewId, (e) => {
+          if (e.type === 'state' && NO_SYNC_STATES.has(e.state)) onEnd();
+        }),
+      log,
+    });
+  }
+
   // Order: preview origins first (any path), then handlers added by the embedder, then the hub.
   const extraHandlers: UpgradeHandler[] = [];
   const upgradeHandlers = (): UpgradeHandler[] => [
@@ -206,6 +263,8 @@ export async function createRouter(o: RouterOptions) {
       extraHandlers.push(h);
     },
     hub,
+    /** Supabase Realtime bridges (when `options.realtime` is set). */
+    realtime: bridges,
     attach(server: Server) {
       const addr = server.address();
       if (addr && typeof addr === 'object') port = addr.port;
@@ -220,6 +279,7 @@ export async function createRouter(o: RouterOptions) {
     },
     async close() {
       syncUpgrade?.close();
+      await bridges?.close().catch((err: unknown) => log.warn({ err }, 'closing realtime bridges'));
       await hub?.close();
       previews.close();
       await scheduler.close();

@@ -190,6 +190,7 @@ describe('routes (app.request, real Postgres)', () => {
           'DELETE /v1/previews/{id}',
           'POST /v1/previews/{id}/suspend',
           'POST /v1/previews/{id}/resume',
+          'POST /v1/previews/{id}/realtime',
           'PUT /v1/previews/{id}/files',
           'GET /v1/previews/{id}/events',
           'POST /v1/previews/{id}/database/export',

@@ -100,6 +100,10 @@ export const ListQuery = z.object({
   all: z.enum(['true', 'false']).optional().openapi({ description: 'Include ended and failed previews' }),
 });
 
+export const RealtimeSession = z
+  .object({ topic: z.string().openapi({ example: 'preview:0b7c9a52-4f0e-4d7e-9d8e-6f1f1c2b3a4d' }) })
+  .openapi('RealtimeSession');
+
 export const ErrorBody = z
   .object({ error: z.object({ code: z.string(), message: z.string() }) })
   .openapi('Error');

@@ -1,4 +1,5 @@
 export * from './chromium.ts';
 export * from './docker.ts';
+export * from './fake-realtime-server.ts';
 export * from './postgres.ts';
 export * from './redis.ts';

@@ -142,6 +142,20 @@ export class PreviewClient {
     );
   }
 
+  /**
+   * `POST /v1/previews/:id/realtime`: makes sure a router replica bridges the preview's Supabase
+   * Realtime topic to its sync hub. `realtimeTransport({ router: client })` calls it on every connect.
+   */
+  realtime(id: string, options: { signal?: AbortSignal } = {}): Promise<{ topic: string }> {
+    return this.#request<{ topic: string }>(
+      'POST',
+      `/v1/previews/${encodeURIComponent(id)}/realtime`,
+      undefined,
+      {},
+      options.signal,
+    );
+  }
+
   /** The router's sync socket URL for a preview (the token rides in `access_token`: browsers cannot set headers). */
   async syncUrl(id: string): Promise<string> {
     const u = new URL(`/v1/previews/${encodeURIComponent(id)}/sync`, this.#base);

@@ -1,19 +1,34 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRealtimeBridge, openWebSocketChannel, type RealtimeBridge } from '@preview/router';
+import {
+  createMemorySyncPubSub,
+  createMemorySyncState,
+  createRealtimeBridge,
+  createSyncHub,
+  migrate,
+  openWebSocketChannel,
+  type RealtimeBridge,
+  type SyncHub,
+} from '@preview/router';
+import {
+  createTestDatabase,
+  type FakeRealtimeServer,
+  startFakeRealtimeServer,
+  type TestDatabase,
+} from '@preview/testkit';
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { SyncSession } from '../client/sync-session.ts';
 import { realtimeTransport } from './realtime-transport.ts';
-import { type FakeRealtimeServer, startFakeRealtimeServer } from './testing/fake-realtime-server.ts';
 
 /**
- * The real supabase-js editor → fake Realtime → the bridge → the real preview-daemon (`node
+ * The real supabase-js editor → the in-repo Realtime server → the bridge → the router's sync hub
+ * (Postgres) → the real preview-daemon (`node
  * dist/daemon.mjs` as a host process, the way docker/preview-daemon's own tests run it) with Vite:
  * files land in the project, and the daemon's `hmr` comes back to the editor for that edit.
  */
@@ -32,6 +47,8 @@ let out = '';
 const token = randomBytes(24).toString('hex');
 const clients: SupabaseClient[] = [];
 let bridge: RealtimeBridge | undefined;
+let hub: SyncHub | undefined;
+let db: TestDatabase | undefined;
 let sync: SyncSession | undefined;
 
 function supabase(key: string): SupabaseClient {
@@ -94,6 +111,8 @@ beforeAll(async () => {
 afterAll(async () => {
   sync?.close();
   await bridge?.close();
+  await hub?.close();
+  await db?.drop();
   for (const c of clients) await c.removeAllChannels();
   await rt?.close();
   if (daemon && daemon.exitCode === null) {
@@ -112,12 +131,23 @@ afterAll(async () => {
 
 describe('Realtime transport to a real preview-daemon', () => {
   it('writes the edit into the project and relays the daemon hmr for it', async () => {
-    const service = supabase(SERVICE);
-    bridge = createRealtimeBridge({
-      previewId: 'daemon1',
-      joinChannel: (topic) => service.channel(topic, { config: { broadcast: { ack: true, self: false } } }),
+    db = await createTestDatabase({ max: 5 });
+    db.pool.on('error', () => {});
+    await migrate(db.pool);
+    const previewId = randomUUID();
+    const userId = randomUUID();
+    await db.pool.query(
+      `INSERT INTO preview_sessions (id, user_id, template, state, tier) VALUES ($1, $2, 'vite-vanilla', 'ready', 'docker')`,
+      [previewId, userId],
+    );
+    hub = createSyncHub({
+      pool: db.pool,
+      pubsub: createMemorySyncPubSub(),
+      state: createMemorySyncState(),
+      log: { debug() {}, info() {}, warn() {}, error() {} },
       openChannel: () => openWebSocketChannel({ url: `ws://127.0.0.1:${port}/__preview/sync`, token }),
     });
+    bridge = createRealtimeBridge({ previewId, userId, realtime: supabase(SERVICE), hub });
     await bridge.ready;
 
     // Be the preview page's HMR client and load the module once, so Vite has an update to send.
@@ -126,7 +156,7 @@ describe('Realtime transport to a real preview-daemon', () => {
     expect((await fetch(`http://127.0.0.1:${port}/src/main.js`)).status).toBe(200);
 
     sync = new SyncSession({
-      transport: realtimeTransport({ client: supabase(ANON), previewId: 'daemon1' }),
+      transport: realtimeTransport({ client: supabase(ANON), previewId }),
     });
     const hmr: Array<{ seq: number; kind: string }> = [];
     sync.on('hmr', (e) => hmr.push(e));
@@ -135,6 +165,11 @@ describe('Realtime transport to a real preview-daemon', () => {
     await sync.whenPersisted();
 
     expect(readFileSync(join(projectDir, 'src/main.js'), 'utf8')).toContain('// edited over realtime');
+    const row = await db.pool.query<{ content: Buffer }>(
+      `SELECT content FROM project_files WHERE preview_id = $1 AND path = 'src/main.js'`,
+      [previewId],
+    );
+    expect(row.rows[0]?.content.toString('utf8')).toContain('// edited over realtime');
     await expect.poll(() => hmr, { timeout: 30_000 }).toEqual([expect.objectContaining({ seq: 1 })]);
     vite.close();
     expect(rt.violations).toEqual([]);

@@ -1,33 +1,57 @@
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  createMemorySyncPubSub,
+  createMemorySyncState,
   createRealtimeBridge,
+  createSyncHub,
+  migrate,
   openWebSocketChannel,
   type RealtimeBridge,
+  type SyncHub,
   startDirectorySandbox,
 } from '@preview/router';
+import {
+  createTestDatabase,
+  type FakeRealtimeServer,
+  startFakeRealtimeServer,
+  type TestDatabase,
+} from '@preview/testkit';
 import { LIMITS, type ServerFrame } from '@preview/tiers';
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { SyncSession } from '../client/sync-session.ts';
 import type { SyncTransport } from '../client/transport.ts';
 import { previewTopic, realtimeTransport } from './realtime-transport.ts';
-import { type FakeRealtimeServer, startFakeRealtimeServer } from './testing/fake-realtime-server.ts';
 
 /**
- * The real supabase-js client (editor, anon key) → the fake Realtime server → the real supabase-js
- * client (bridge, service key) → the router's Realtime bridge → a real WebSocket SyncChannel → the
- * directory test sandbox writing to a real directory.
+ * The real supabase-js client (editor, anon key) → the in-repo Realtime server → the real supabase-js
+ * client (bridge, service key) → the router's Realtime bridge → the router's sync hub (Postgres
+ * `project_files`) → a real WebSocket SyncChannel → the directory test sandbox writing to a real
+ * directory.
  */
 
 const ANON = 'anon-key-for-tests';
 const SERVICE = 'service-key-for-tests';
 const MAX = 64 * 1024;
 
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase({ max: 10 });
+  db.pool.on('error', () => {});
+  await migrate(db.pool);
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
 interface Rig {
   rt: FakeRealtimeServer;
+  hub: SyncHub;
+  userId: string;
   sandbox: Awaited<ReturnType<typeof startDirectorySandbox>>;
   dir: string;
   previewId: string;
@@ -52,9 +76,10 @@ function startBridge(): RealtimeBridge {
   const service = supabase(SERVICE);
   const bridge = createRealtimeBridge({
     previewId: rig.previewId,
+    userId: rig.userId,
     maxMessageBytes: MAX,
-    joinChannel: (topic) => service.channel(topic, { config: { broadcast: { ack: true, self: false } } }),
-    openChannel: () => openWebSocketChannel({ url: rig.sandbox.url }),
+    realtime: service,
+    hub: rig.hub,
   });
   rig.bridge = bridge;
   return bridge;
@@ -80,19 +105,43 @@ async function text(path: string): Promise<string | undefined> {
 
 beforeEach(async () => {
   const dir = await mkdtemp(join(tmpdir(), 'preview-rt-'));
+  const sandbox = await startDirectorySandbox({ dir });
+  const previewId = randomUUID();
+  const userId = randomUUID();
+  await db.pool.query(
+    `INSERT INTO preview_sessions (id, user_id, template, state, tier) VALUES ($1, $2, 'vite-react', 'ready', 'docker')`,
+    [previewId, userId],
+  );
   rig = {
     rt: await startFakeRealtimeServer({ apiKeys: [ANON, SERVICE], maxMessageBytes: MAX }),
-    sandbox: await startDirectorySandbox({ dir }),
+    hub: createSyncHub({
+      pool: db.pool,
+      pubsub: createMemorySyncPubSub(),
+      state: createMemorySyncState(),
+      log: { debug() {}, info() {}, warn() {}, error() {} },
+      openChannel: () => openWebSocketChannel({ url: sandbox.url }),
+    }),
+    userId,
+    sandbox,
     dir,
-    previewId: `p${Math.random().toString(16).slice(2, 10)}`,
+    previewId,
     clients: [],
     sessions: [],
   };
 });
 
+async function dbText(path: string): Promise<string | undefined> {
+  const r = await db.pool.query<{ content: Buffer }>(
+    'SELECT content FROM project_files WHERE preview_id = $1 AND path = $2',
+    [rig.previewId, path],
+  );
+  return r.rows[0]?.content.toString('utf8');
+}
+
 afterEach(async () => {
   for (const s of rig.sessions) s.close();
   await rig.bridge?.close();
+  await rig.hub.close();
   for (const c of rig.clients) await c.removeAllChannels();
   for (const c of rig.clients) await c.realtime.disconnect();
   await rig.rt.close();
@@ -118,6 +167,10 @@ describe('Supabase Realtime transport (real supabase-js, fake Realtime server)',
     expect(await text('src/main.js')).toBe('console.log(2)');
     expect(await text('home.html')).toBe('<h1>hello</h1>');
     expect(await text('index.html')).toBeUndefined();
+    // Persisted means in project_files (the hub's write-behind), not just in the sandbox.
+    expect(await dbText('src/main.js')).toBe('console.log(2)');
+    expect(await dbText('home.html')).toBe('<h1>hello</h1>');
+    expect(await dbText('index.html')).toBeUndefined();
     expect(applied).toEqual([1, 2]);
     expect(persisted).toEqual([1, 2]);
     // The client spoke vsn 2.0.0: broadcasts as binary userBroadcastPush, the rest as JSON arrays.
@@ -224,6 +277,8 @@ describe('Supabase Realtime transport (real supabase-js, fake Realtime server)',
 
     // Nothing was written, and the connection is still usable: the refused seqs count as done.
     expect((await rig.sandbox.files()).size).toBe(0);
+    expect(await dbText('escape.txt')).toBeUndefined();
+    expect(await dbText('huge.txt')).toBeUndefined();
     t.send({ type: 'batch', seq: 4, ops: [{ op: 'put', path: 'ok.txt', content: 'fine' }] });
     await expect
       .poll(() => frames.find((f) => f.type === 'ack' && f.stage === 'persisted' && f.seq === 4))
@@ -280,10 +335,10 @@ describe('Realtime bridge with several editors and restarts', () => {
     a.write('a.txt', 'from A');
     b.write('b.txt', 'from B');
     await Promise.all([a.whenPersisted(), b.whenPersisted()]);
-    // Both use seq 1; the bridge renumbers toward the sandbox and maps the acks back.
+    // Both use seq 1; the hub renumbers toward the sandbox and maps the acks back.
     expect(acksA).toEqual([1]);
     expect(acksB).toEqual([1]);
-    // Same path from both: the later arrival at the bridge wins.
+    // Same path from both: the later arrival at the hub wins.
     a.write('shared.txt', 'A');
     await a.whenPersisted();
     b.write('shared.txt', 'B');
@@ -294,7 +349,7 @@ describe('Realtime bridge with several editors and restarts', () => {
     expect(rig.bridge?.editors()).toBe(2);
   });
 
-  it('a bridge that starts after the editor gets its unrelayed batches through the heartbeat', async () => {
+  it('a bridge that starts after the editor gets its unrelayed batches replayed (the bridge tells editors to resync when it starts)', async () => {
     const s = session('2.0.0', 300);
     await expect.poll(() => s.state).toBe('open');
     s.write('early.txt', 'written before any bridge ran');

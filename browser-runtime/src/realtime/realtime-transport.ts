@@ -51,6 +51,29 @@ export interface RealtimeTransportOptions {
   private?: boolean;
   /** Bounds of the buffer that reassembles chunked frames from the bridge. */
   reassembly?: ChunkAssemblerOptions;
+  /**
+   * The router (a `PreviewClient`): on every connect — the session's start, and every reconnect,
+   * which follows a heartbeat nobody answered — the transport asks it to make sure a bridge serves
+   * the preview (`POST /v1/previews/:id/realtime`) before joining. A 401/403/404 or `preview_ended` answer
+   * ends the session (`SyncClosedError`); other failures are ignored (a bridge may still run).
+   * Without it, something else must start the bridge (the router does on create and resume).
+   */
+  router?: RealtimeRouterLike;
+}
+
+/** What the transport needs of the router client (`PreviewClient` has it). */
+export interface RealtimeRouterLike {
+  realtime(previewId: string, options?: { signal?: AbortSignal }): Promise<{ topic: string }>;
+}
+
+/** Router answers that end the session instead of being retried; `undefined` → retry. */
+function fatalClose(e: unknown): number | undefined {
+  const { name, code } = (e ?? {}) as { name?: string; code?: string };
+  if (name === 'UnauthorizedError') return CloseCodes.unauthorized;
+  if (name === 'ForbiddenError') return CloseCodes.forbidden;
+  if (name === 'NotFoundError') return CloseCodes.notFound;
+  if (code === 'preview_ended') return CloseCodes.ended;
+  return undefined;
 }
 
 /** Topic of a preview's broadcast channel (realtime-js prefixes it with `realtime:`). */
@@ -70,7 +93,7 @@ function randomId(): string {
  * router's WebSocket. Frames go as `c2s` broadcasts with `ack: true`: a push the service does not
  * acknowledge (`'timed out'`/`'error'`) drops the connection, and `SyncSession` reconnects and
  * replays everything not yet persisted. Frames over the size cap are chunked (see `encodeEnvelopes`).
- * A router-side bridge (`@preview/router` `createRealtimeBridge`) relays to the sandbox; when it loses
+ * A router-side bridge (`@preview/router` `createRealtimeBridge`) hands the frames to the router's sync hub; when it loses
  * track of this editor it sends an `error` frame with code `resync`, which closes the transport with
  * 4008 so that the session reconnects and replays.
  *
@@ -153,8 +176,19 @@ export function realtimeTransport(options: RealtimeTransportOptions): TransportF
         finish(1006, err?.message ?? `realtime channel ${status.toLowerCase()}`);
       });
     };
-    void removing.then(() => {
-      if (closed) return;
+    const ensured = options.router
+      ? options.router.realtime(previewId).then(
+          () => true,
+          (e: unknown) => {
+            const code = fatalClose(e);
+            if (code === undefined) return true;
+            finish(code, (e as Error).message);
+            return false;
+          },
+        )
+      : Promise.resolve(true);
+    void Promise.all([removing, ensured]).then(([, ok]) => {
+      if (closed || !ok) return;
       channel = client.channel(previewTopic(previewId), {
         config: { broadcast: { ack: true, self: false }, private: options.private === true },
       });

@@ -1,204 +1,386 @@
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeEnvelopes, type FileBatch, type ServerFrame } from '@preview/tiers';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  createTestDatabase,
+  createTestRedis,
+  type FakeRealtimeServer,
+  startFakeRealtimeServer,
+  type TestDatabase,
+} from '@preview/testkit';
+import { BroadcastEvents, Envelope, encodeEnvelopes, LIMITS, type ServerFrame } from '@preview/tiers';
+import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { migrate } from '../db/migrate.ts';
+import { createMemoryLeases, createRedisLeases, type Leases } from '../infra/lease.ts';
+import { createSyncHub, type SyncHub } from '../sync/hub.ts';
+import { createMemoryPubSub } from '../sync/pubsub.ts';
+import { createMemorySyncState } from '../sync/state.ts';
 import { startDirectorySandbox } from '../sync/testing/dir-sandbox.ts';
 import { openWebSocketChannel } from '../sync/ws-channel.ts';
-import { type BridgeChannelLike, createRealtimeBridge, type RealtimeBridge } from './bridge.ts';
-import { createRealtimeBridgeSet } from './bridge-set.ts';
+import { createRealtimeBridge, type RealtimeBridge } from './bridge.ts';
+import { createRealtimeBridgeSet, type RealtimeBridgeSet } from './bridge-set.ts';
 
 /**
- * The bridge's sequencing rules, driven frame by frame. The channel here is an in-process stand-in
- * for the `RealtimeChannel` interface (the real supabase-js client through the Realtime protocol is
- * covered in browser-runtime's realtime-transport.int.test.ts); the sandbox side is real: the
- * directory test sandbox over a WebSocket SyncChannel.
+ * The bridge between the real supabase-js client (service key) on the in-repo Realtime server and a
+ * real sync hub (Postgres `project_files`, the directory test sandbox over a WebSocket SyncChannel).
+ * Editors here are raw supabase-js channels sending envelopes by hand, so that malformed ones can be
+ * sent too; browser-runtime's realtime tests drive the real `realtimeTransport` + `SyncSession`.
  */
 
-interface Wire {
-  channel: BridgeChannelLike;
-  /** Delivers a c2s broadcast payload to the bridge. */
-  deliver(payload: unknown): void;
-  /** Frames the bridge broadcast to `to` (or to everyone). */
-  framesTo(to: string): ServerFrame[];
+const ANON = 'anon-key-for-tests';
+const SERVICE = 'service-key-for-tests';
+const MAX = 16 * 1024;
+const log = { debug() {}, info() {}, warn() {}, error() {} };
+
+let db: TestDatabase;
+let rt: FakeRealtimeServer;
+beforeAll(async () => {
+  db = await createTestDatabase();
+  await migrate(db.pool);
+  rt = await startFakeRealtimeServer({ apiKeys: [ANON, SERVICE], maxMessageBytes: MAX });
+});
+afterAll(async () => {
+  await rt?.close();
+  await db?.drop();
+});
+
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function supabase(key: string): SupabaseClient {
+  const c = createClient(rt.url, key, {
+    auth: { persistSession: false, autoRefreshToken: false },
+    realtime: { transport: WebSocket as never },
+  });
+  cleanups.push(async () => {
+    await c.removeAllChannels();
+    c.realtime.disconnect();
+  });
+  return c;
 }
 
-function wire(): Wire {
-  let handler: ((m: { payload?: unknown }) => void) | undefined;
-  const out: Array<{ to?: string; frame: ServerFrame }> = [];
+async function newPreview(
+  state = 'ready',
+  tier: string | null = 'docker',
+): Promise<{ id: string; userId: string }> {
+  const id = randomUUID();
+  const userId = randomUUID();
+  await db.pool.query(
+    `INSERT INTO preview_sessions (id, user_id, template, state, tier) VALUES ($1, $2, 'vite-react', $3, $4)`,
+    [id, userId, state, tier],
+  );
+  return { id, userId };
+}
+
+async function sandbox() {
+  const dir = await mkdtemp(join(tmpdir(), 'rt-bridge-'));
+  const sb = await startDirectorySandbox({ dir });
+  cleanups.push(
+    () => rm(dir, { recursive: true, force: true }),
+    () => sb.close(),
+  );
+  return sb;
+}
+
+function hub(sandboxUrl: string): SyncHub {
+  const h = createSyncHub({
+    pool: db.pool,
+    pubsub: createMemoryPubSub(),
+    state: createMemorySyncState(),
+    log,
+    openChannel: () => openWebSocketChannel({ url: sandboxUrl }),
+  });
+  cleanups.push(() => h.close());
+  return h;
+}
+
+async function dbFiles(previewId: string): Promise<Record<string, string>> {
+  const r = await db.pool.query<{ path: string; content: Buffer }>(
+    'SELECT path, content FROM project_files WHERE preview_id = $1 ORDER BY path',
+    [previewId],
+  );
+  return Object.fromEntries(r.rows.map((x) => [x.path, x.content.toString('utf8')]));
+}
+
+/** An editor on the preview's channel, speaking envelopes by hand. */
+async function rawEditor(previewId: string, from: string) {
+  const ch = supabase(ANON).channel(`preview:${previewId}`, {
+    config: { broadcast: { ack: true, self: false } },
+  });
+  const frames: ServerFrame[] = [];
+  ch.on('broadcast', { event: BroadcastEvents.toEditor }, (m) => {
+    const env = Envelope.safeParse(m.payload);
+    if (env.success && 'frame' in env.data && (env.data.to === undefined || env.data.to === from))
+      frames.push(env.data.frame as ServerFrame);
+  });
+  await new Promise<void>((r) => ch.subscribe((st) => st === 'SUBSCRIBED' && r()));
+  let n = 0;
   return {
-    channel: {
-      on(_type, filter, cb) {
-        if (filter.event === 'c2s') handler = cb;
-        return this;
-      },
-      subscribe(cb) {
-        queueMicrotask(() => cb?.('SUBSCRIBED'));
-        return this;
-      },
-      async send(args) {
-        const p = args.payload as { to?: string; frame?: ServerFrame };
-        if (p.frame) out.push({ ...(p.to ? { to: p.to } : {}), frame: p.frame });
-        return 'ok';
-      },
-      async unsubscribe() {
-        return 'ok';
-      },
+    frames,
+    async send(frame: object) {
+      for (const payload of await encodeEnvelopes(frame, {
+        from,
+        id: `${from}-${++n}`,
+        maxMessageBytes: MAX,
+      }))
+        expect(await ch.send({ type: 'broadcast', event: BroadcastEvents.toSandbox, payload })).toBe('ok');
     },
-    deliver: (payload) => handler?.({ payload }),
-    framesTo: (to) => out.filter((o) => o.to === to || o.to === undefined).map((o) => o.frame),
+    async raw(payload: unknown) {
+      expect(await ch.send({ type: 'broadcast', event: BroadcastEvents.toSandbox, payload })).toBe('ok');
+    },
+    ack: (stage: 'applied' | 'persisted', seq: number) =>
+      expect.poll(() => frames.some((f) => f.type === 'ack' && f.stage === stage && f.seq >= seq)).toBe(true),
+    error: (match: Record<string, unknown>) =>
+      expect
+        .poll(() =>
+          frames.find(
+            (f) =>
+              f.type === 'error' &&
+              Object.entries(match).every(([k, v]) => (f as Record<string, unknown>)[k] === v),
+          ),
+        )
+        .toBeDefined(),
   };
 }
 
-let dir: string;
-let sandbox: Awaited<ReturnType<typeof startDirectorySandbox>>;
-let bridge: RealtimeBridge | undefined;
-let n = 0;
-
-async function send(w: Wire, from: string, frame: object) {
-  for (const env of await encodeEnvelopes(frame, { from, id: `m${++n}`, maxMessageBytes: 256 * 1024 }))
-    w.deliver(env);
+function bridge(o: { previewId: string; userId: string; hub: SyncHub; maxEditors?: number }): RealtimeBridge {
+  const b = createRealtimeBridge({ ...o, realtime: supabase(SERVICE), maxMessageBytes: MAX });
+  cleanups.push(() => b.close());
+  return b;
 }
 
-const put = (seq: number, path: string, content: string): FileBatch => ({
+const put = (seq: number, path: string, content: string) => ({
   type: 'batch',
   seq,
   ops: [{ op: 'put', path, content, encoding: 'utf8' }],
 });
 
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'rt-bridge-'));
-  sandbox = await startDirectorySandbox({ dir });
-});
-afterEach(async () => {
-  await bridge?.close();
-  bridge = undefined;
-  await sandbox.close();
-  await rm(dir, { recursive: true, force: true });
-});
+describe('realtime bridge → sync hub', () => {
+  it('hands each editor to the hub: applied and persisted acks, files in the sandbox and project_files', async () => {
+    const p = await newPreview();
+    const sb = await sandbox();
+    const h = hub(sb.url);
+    await bridge({ previewId: p.id, userId: p.userId, hub: h }).ready;
+    const ed = await rawEditor(p.id, 'ed-1');
+    await ed.send({ type: 'hello', lastAckedSeq: 0, clientId: 'client-1' });
+    await ed.send(put(1, 'src/a.txt', 'one'));
+    // Larger than one broadcast message: chunked by the editor, reassembled by the bridge.
+    await ed.send(put(2, 'big.txt', 'b'.repeat(3 * MAX)));
+    await ed.ack('applied', 2);
+    await ed.ack('persisted', 2);
+    expect((await sb.files()).get('src/a.txt')?.toString()).toBe('one');
+    expect(await dbFiles(p.id)).toEqual({ 'big.txt': 'b'.repeat(3 * MAX), 'src/a.txt': 'one' });
 
-function start(w: Wire, extra: Partial<Parameters<typeof createRealtimeBridge>[0]> = {}) {
-  bridge = createRealtimeBridge({
-    previewId: 'p1',
-    joinChannel: () => w.channel,
-    openChannel: () => openWebSocketChannel({ url: sandbox.url }),
-    ...extra,
-  });
-  return bridge.ready;
-}
-
-describe('realtime bridge sequencing', () => {
-  it('holds a batch that arrives before an earlier seq and applies both in seq order', async () => {
-    const w = wire();
-    await start(w);
-    await send(w, 'ed', { type: 'hello', lastAckedSeq: 0 });
-    await send(w, 'ed', put(2, 'a.txt', 'second'));
-    await send(w, 'ed', put(1, 'a.txt', 'first'));
+    // A reconnect (new hello from the same editor) replays seq 2: the hub acks it and does not write it twice.
+    const before = ed.frames.length;
+    await ed.send({ type: 'hello', lastAckedSeq: 1, clientId: 'client-1' });
+    await ed.send(put(2, 'big.txt', 'replayed copy must not land'));
     await expect
-      .poll(() => w.framesTo('ed').find((f) => f.type === 'ack' && f.stage === 'persisted' && f.seq === 2))
-      .toBeDefined();
-    expect((await sandbox.files()).get('a.txt')?.toString()).toBe('second');
-    // A replay of both is acked again, not applied again.
-    await send(w, 'ed', put(1, 'a.txt', 'first'));
-    await expect
-      .poll(() => w.framesTo('ed').filter((f) => f.type === 'ack' && f.stage === 'persisted').length)
-      .toBeGreaterThanOrEqual(2);
-    expect((await sandbox.files()).get('a.txt')?.toString()).toBe('second');
+      .poll(() =>
+        ed.frames.slice(before).some((f) => f.type === 'ack' && f.stage === 'persisted' && f.seq === 2),
+      )
+      .toBe(true);
+    await h.drained();
+    expect((await dbFiles(p.id))['big.txt']).toBe('b'.repeat(3 * MAX));
+    expect(rt.violations).toEqual([]);
   });
 
-  it('tells an editor to resync when a seq stays missing, or when it never said hello', async () => {
-    const w = wire();
-    await start(w, { maxHeldBatches: 2 });
-    await send(w, 'stranger', put(1, 'x.txt', 'x'));
-    await send(w, 'ed', { type: 'hello', lastAckedSeq: 0 });
-    for (const seq of [2, 3, 4]) await send(w, 'ed', put(seq, `f${seq}.txt`, 'x'));
-    await expect
-      .poll(() => w.framesTo('stranger').find((f) => f.type === 'error'))
-      .toMatchObject({ code: 'resync' });
-    await expect
-      .poll(() => w.framesTo('ed').find((f) => f.type === 'error'))
-      .toMatchObject({ code: 'resync' });
-    expect((await sandbox.files()).size).toBe(0);
-  });
-
-  it('acks persisted only after persist() resolves, and resyncs when it fails', async () => {
-    const w = wire();
-    const persisted: number[] = [];
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let fail = false;
-    await start(w, {
-      persist: async (_id, batch) => {
-        await gate;
-        if (fail) throw new Error('db down');
-        persisted.push(batch.seq);
-      },
+  it('answers a malformed envelope, an oversized frame and a bad path with error frames and writes nothing', async () => {
+    const p = await newPreview();
+    const sb = await sandbox();
+    await bridge({ previewId: p.id, userId: p.userId, hub: hub(sb.url) }).ready;
+    const ed = await rawEditor(p.id, 'bad-1');
+    await ed.raw({ v: 1, from: 'bad-1', id: 'x', part: 'one' });
+    await ed.error({ code: 'invalid_frame' });
+    await ed.raw({
+      v: 1,
+      from: 'bad-1',
+      id: 'big',
+      part: 0,
+      parts: 2,
+      bytes: LIMITS.frameBytes + 1,
+      sha256: 'a'.repeat(64),
+      data: 'x',
     });
-    await send(w, 'ed', { type: 'hello', lastAckedSeq: 0 });
-    await send(w, 'ed', put(1, 'a.txt', 'a'));
-    await expect
-      .poll(() => w.framesTo('ed').find((f) => f.type === 'ack' && f.stage === 'applied'))
-      .toBeDefined();
-    expect(w.framesTo('ed').some((f) => f.type === 'ack' && f.stage === 'persisted')).toBe(false);
-    release();
-    await expect
-      .poll(() => w.framesTo('ed').find((f) => f.type === 'ack' && f.stage === 'persisted'))
-      .toMatchObject({ seq: 1 });
-    expect(persisted.length).toBe(1);
-    fail = true;
-    await send(w, 'ed', put(2, 'b.txt', 'b'));
-    await expect
-      .poll(() => w.framesTo('ed').find((f) => f.type === 'error'))
-      .toMatchObject({ code: 'resync' });
+    await ed.error({ code: 'too_large' });
+    await ed.send({ type: 'hello', lastAckedSeq: 0, clientId: 'client-bad' });
+    await ed.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: '../escape.txt', content: 'x' }] });
+    await ed.error({ code: 'invalid_path', seq: 1 });
+    await ed.send({
+      type: 'batch',
+      seq: 2,
+      ops: [{ op: 'put', path: 'a.txt', content: 'x'.repeat(LIMITS.fileBytes + 1) }],
+    });
+    await ed.error({ code: 'too_large', seq: 2 });
+    // The refused seqs keep their place: the next good batch is acked through them.
+    await ed.send(put(3, 'ok.txt', 'fine'));
+    await ed.ack('persisted', 3);
+    expect([...(await sb.files()).keys()]).toEqual(['ok.txt']);
+    expect(await dbFiles(p.id)).toEqual({ 'ok.txt': 'fine' });
   });
 
-  it('refuses an envelope that is not one, naming the field', async () => {
-    const w = wire();
-    await start(w);
-    w.deliver({ v: 1, from: 'ed', id: 'z', part: 0, parts: 2, bytes: 10, sha256: 'nothex', data: 'x' });
-    await expect
-      .poll(() => w.framesTo('ed').find((f) => f.type === 'error'))
-      .toMatchObject({ code: 'invalid_frame' });
-    expect(() =>
-      createRealtimeBridge({
-        previewId: '../x',
-        joinChannel: () => w.channel,
-        openChannel: async () => Promise.reject(),
-      }),
-    ).toThrow(/options.previewId/);
+  it('tells editors to resync: at start, when it never heard their hello, when the hub lets go, past maxEditors', async () => {
+    const p = await newPreview();
+    const sb = await sandbox();
+    const early = await rawEditor(p.id, 'early');
+    const h = hub(sb.url);
+    const b = bridge({ previewId: p.id, userId: p.userId, hub: h, maxEditors: 2 });
+    await b.ready;
+    await early.error({ code: 'resync', message: 'bridge started' });
+
+    const stranger = await rawEditor(p.id, 'stranger');
+    await stranger.send(put(1, 'x.txt', 'x'));
+    await stranger.error({ code: 'resync' });
+
+    const e1 = await rawEditor(p.id, 'e1');
+    const e2 = await rawEditor(p.id, 'e2');
+    const e3 = await rawEditor(p.id, 'e3');
+    await e1.send({ type: 'hello', lastAckedSeq: 0, clientId: 'c1' });
+    await e2.send({ type: 'hello', lastAckedSeq: 0, clientId: 'c2' });
+    await e1.send(put(1, 'one.txt', '1'));
+    await e1.ack('persisted', 1);
+    await e3.send({ type: 'hello', lastAckedSeq: 0, clientId: 'c3' });
+    await e2.error({ code: 'resync' });
+    expect(b.editors()).toBe(2);
+    expect(e1.frames.some((f) => f.type === 'error' && f.message !== 'bridge started')).toBe(false);
+
+    // The hub closing its sockets (shutdown) reaches the editors as resync.
+    await h.close();
+    await e1.error({ code: 'resync', message: '1001 router shutting down' });
+    expect(b.editors()).toBe(0);
+    expect((await sb.files()).has('x.txt')).toBe(false);
   });
 
-  it('tracks a bounded number of editors, evicting the least recently heard', async () => {
-    const w = wire();
-    await start(w, { maxEditors: 2 });
-    await send(w, 'e1', { type: 'hello', lastAckedSeq: 0 });
-    await send(w, 'e2', { type: 'hello', lastAckedSeq: 0 });
-    await send(w, 'e1', put(1, 'one.txt', '1'));
-    await send(w, 'e3', { type: 'hello', lastAckedSeq: 0 });
-    await expect
-      .poll(() => w.framesTo('e2').find((f) => f.type === 'error'))
-      .toMatchObject({ code: 'resync' });
-    expect(w.framesTo('e1').some((f) => f.type === 'error')).toBe(false);
-    expect(bridge?.editors()).toBe(2);
+  it('checks its options and names the bad one', () => {
+    const h = { handleSocket() {} };
+    const realtime = supabase(SERVICE);
+    expect(() => createRealtimeBridge({ previewId: '../x', userId: 'u', realtime, hub: h })).toThrow(
+      /options.previewId/,
+    );
+    expect(() => createRealtimeBridge({ previewId: 'p', userId: '', realtime, hub: h })).toThrow(
+      /options.userId/,
+    );
+    expect(() => createRealtimeBridge({ previewId: 'p', userId: 'u', realtime, hub: {} as never })).toThrow(
+      /options.hub/,
+    );
+  });
+});
+
+describe('realtime bridge set: one bridge per preview across replicas', () => {
+  let redis: ReturnType<typeof createTestRedis>;
+  beforeEach(() => {
+    redis = createTestRedis();
+    cleanups.push(() => redis.cleanup());
   });
 
-  it('a bridge set runs one bridge per preview and stops repeat-safely', async () => {
-    const topics: string[] = [];
+  function replica(leases: Leases, h: SyncHub): RealtimeBridgeSet {
     const set = createRealtimeBridgeSet({
-      joinChannel: (topic) => {
-        topics.push(topic);
-        return wire().channel;
+      realtime: supabase(SERVICE),
+      hub: h,
+      leases,
+      leaseMs: 300,
+      maxMessageBytes: MAX,
+      lookup: async (id) => {
+        const r = await db.pool.query<{ user_id: string; state: string; tier: string | null }>(
+          'SELECT user_id, state, tier FROM preview_sessions WHERE id = $1',
+          [id],
+        );
+        const s = r.rows[0];
+        return s?.tier && s.tier !== 'browser' && s.state === 'ready' ? { userId: s.user_id } : undefined;
       },
-      openChannel: () => openWebSocketChannel({ url: sandbox.url }),
     });
-    const a = await set.ensure('a1');
-    expect(await set.ensure('a1')).toBe(a);
-    await set.ensure('b2');
-    expect(set.running().sort()).toEqual(['a1', 'b2']);
-    expect(topics).toEqual(['preview:a1', 'preview:b2']);
-    expect(await set.stop('a1')).toBe(true);
-    expect(await set.stop('a1')).toBe(false);
-    await set.close();
+    cleanups.push(() => set.close());
+    return set;
+  }
+
+  it('runs one bridge on the lease holder; the other takes over when the holder closes', async () => {
+    const p = await newPreview();
+    const sb = await sandbox();
+    const leases = createRedisLeases({ redis: redis.redis, prefix: redis.prefix });
+    const a = replica(leases, hub(sb.url));
+    const b = replica(leases, hub(sb.url));
+    expect(await a.ensure(p.id)).toBe('here');
+    expect(await b.ensure(p.id)).toBe('elsewhere');
+    expect(await a.ensure(p.id)).toBe('here');
+    expect(a.running()).toEqual([p.id]);
+    expect(b.running()).toEqual([]);
+    expect(b.watching()).toEqual([p.id]);
+    expect(await redis.redis.get(`${redis.prefix}rt-bridge:${p.id}`)).toMatch(/#/);
+
+    // One bridge answers: a frame is relayed once.
+    const ed = await rawEditor(p.id, 'ed');
+    await ed.send({ type: 'hello', lastAckedSeq: 0, clientId: 'c' });
+    await ed.send(put(1, 'a.txt', 'A'));
+    await ed.ack('persisted', 1);
+    expect(ed.frames.filter((f) => f.type === 'ack' && f.stage === 'applied')).toHaveLength(1);
+
+    await a.close();
+    await expect.poll(() => b.running()).toEqual([p.id]);
+    // The new bridge tells every editor to reconnect and replay.
+    await ed.error({ code: 'resync', message: 'bridge started' });
+    expect(await b.stop(p.id)).toBe(true);
+    expect(await b.stop(p.id)).toBe(false);
+    expect(await redis.redis.get(`${redis.prefix}rt-bridge:${p.id}`)).toBeNull();
+  });
+
+  it('refuses a preview without a live server-side sandbox, and stops when told it ended', async () => {
+    const browser = await newPreview('ready', 'browser');
+    const sb = await sandbox();
+    const leases = createMemoryLeases();
+    let ended: (() => void) | undefined;
+    const set = createRealtimeBridgeSet({
+      realtime: supabase(SERVICE),
+      hub: hub(sb.url),
+      leases,
+      leaseMs: 300,
+      lookup: async (id) => (id === browser.id ? undefined : { userId: 'u' }),
+      watchEnd: async (_id, onEnd) => {
+        ended = onEnd;
+        return async () => {};
+      },
+    });
+    cleanups.push(() => set.close());
+    await expect(set.ensure(browser.id)).rejects.toMatchObject({ code: 'not_found' });
+    expect(set.watching()).toEqual([]);
+    expect(await leases.holder(`rt-bridge:${browser.id}`)).toBeUndefined();
+
+    const live = randomUUID();
+    expect(await set.ensure(live)).toBe('here');
+    ended?.();
+    await expect.poll(() => leases.holder(`rt-bridge:${live}`)).toBeUndefined();
     expect(set.running()).toEqual([]);
+    expect(set.watching()).toEqual([]);
+  });
+});
+
+describe('leases', () => {
+  it.each([
+    ['memory', () => ({ leases: createMemoryLeases(), done: async () => {} })],
+    [
+      'redis',
+      () => {
+        const r = createTestRedis();
+        return { leases: createRedisLeases({ redis: r.redis, prefix: r.prefix }), done: () => r.cleanup() };
+      },
+    ],
+  ])('%s: one holder at a time, renew only by the holder, taken over once lapsed', async (_name, make) => {
+    const { leases, done } = make();
+    cleanups.push(done);
+    expect(await leases.acquire('k', 'a#1', 200)).toBe(true);
+    expect(await leases.acquire('k', 'b#1', 200)).toBe(false);
+    expect(await leases.renew('k', 'b#1', 200)).toBe(false);
+    expect(await leases.renew('k', 'a#1', 200)).toBe(true);
+    expect(await leases.holder('k')).toBe('a#1');
+    await leases.release('k', 'b#1');
+    expect(await leases.holder('k')).toBe('a#1');
+    await expect.poll(() => leases.acquire('k', 'b#1', 5000), { interval: 50 }).toBe(true);
+    expect(await leases.renew('k', 'a#1', 200)).toBe(false);
+    await leases.release('k', 'b#1');
+    expect(await leases.holder('k')).toBeUndefined();
   });
 });

@@ -1,8 +1,15 @@
 export {
   type BridgeChannelLike,
+  type BridgeHub,
+  type BridgeRealtimeClient,
   createRealtimeBridge,
   type RealtimeBridge,
   type RealtimeBridgeLogger,
   type RealtimeBridgeOptions,
 } from './bridge.ts';
-export { createRealtimeBridgeSet, type RealtimeBridgeSet } from './bridge-set.ts';
+export {
+  type BridgePlace,
+  createRealtimeBridgeSet,
+  type RealtimeBridgeSet,
+  type RealtimeBridgeSetOptions,
+} from './bridge-set.ts';

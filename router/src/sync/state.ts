@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { createMemoryLeases, createRedisLeases } from '../infra/lease.ts';
 
 /** Per-client progress on one preview: highest client seq applied in the sandbox / persisted in Postgres. */
 export interface Watermarks {
@@ -38,32 +39,15 @@ export interface SyncState {
 
 /** One process only (embedded default, unit tests). */
 export function createMemorySyncState(): SyncState {
-  const leases = new Map<string, { owner: string; until: number }>();
+  const leases = createMemoryLeases();
   const seqs = new Map<string, number>();
   const marks = new Map<string, Watermarks>();
-  const live = (id: string) => {
-    const l = leases.get(id);
-    return l && l.until > Date.now() ? l : undefined;
-  };
+  const key = (id: string) => `sync-owner:${id}`;
   return {
-    async acquire(id, owner, ttl) {
-      const l = live(id);
-      if (l && l.owner !== owner) return false;
-      leases.set(id, { owner, until: Date.now() + ttl });
-      return true;
-    },
-    async renew(id, owner, ttl) {
-      const l = live(id);
-      if (!l || l.owner !== owner) return false;
-      l.until = Date.now() + ttl;
-      return true;
-    },
-    async holder(id) {
-      return live(id)?.owner;
-    },
-    async release(id, owner) {
-      if (leases.get(id)?.owner === owner) leases.delete(id);
-    },
+    acquire: (id, owner, ttl) => leases.acquire(key(id), owner, ttl),
+    renew: (id, owner, ttl) => leases.renew(key(id), owner, ttl),
+    holder: (id) => leases.holder(key(id)),
+    release: (id, owner) => leases.release(key(id), owner),
     async reserveSeqs(id, n, floor) {
       const next = Math.max(seqs.get(id) ?? 0, floor) + n;
       seqs.set(id, next);
@@ -73,33 +57,16 @@ export function createMemorySyncState(): SyncState {
       return { ...(marks.get(`${id}/${client}`) ?? { applied: 0, persisted: 0 }) };
     },
     async setWatermark(id, client, stage, seq) {
-      const key = `${id}/${client}`;
-      const m = marks.get(key) ?? { applied: 0, persisted: 0 };
+      const k = `${id}/${client}`;
+      const m = marks.get(k) ?? { applied: 0, persisted: 0 };
       if (seq > m[stage]) m[stage] = seq;
       if (m.persisted > m.applied) m.applied = m.persisted;
-      marks.set(key, m);
+      marks.set(k, m);
     },
     async close() {},
   };
 }
 
-// KEYS[1] lease key; ARGV owner, ttl. Take if free or ours.
-const ACQUIRE = `
-local cur = redis.call('GET', KEYS[1])
-if cur == false or cur == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0`;
-const RENEW = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0`;
-const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`;
 // KEYS[1] counter; ARGV n, floor. Raise to floor first (a fresh Redis after a flush must not go back).
 const RESERVE = `
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -128,19 +95,13 @@ export function createRedisSyncState(options: {
   const { redis } = options;
   const p = options.prefix ?? '';
   const ttlS = String(options.watermarkTtlSeconds ?? 7 * 24 * 3600);
+  const leases = createRedisLeases({ redis, prefix: p });
+  const key = (id: string) => `sync-owner:${id}`;
   return {
-    async acquire(id, owner, ttl) {
-      return (await redis.eval(ACQUIRE, 1, `${p}sync-owner:${id}`, owner, String(ttl))) === 1;
-    },
-    async renew(id, owner, ttl) {
-      return (await redis.eval(RENEW, 1, `${p}sync-owner:${id}`, owner, String(ttl))) === 1;
-    },
-    async holder(id) {
-      return (await redis.get(`${p}sync-owner:${id}`)) ?? undefined;
-    },
-    async release(id, owner) {
-      await redis.eval(RELEASE, 1, `${p}sync-owner:${id}`, owner);
-    },
+    acquire: (id, owner, ttl) => leases.acquire(key(id), owner, ttl),
+    renew: (id, owner, ttl) => leases.renew(key(id), owner, ttl),
+    holder: (id) => leases.holder(key(id)),
+    release: (id, owner) => leases.release(key(id), owner),
     async reserveSeqs(id, n, floor) {
       const next = Number(await redis.eval(RESERVE, 1, `${p}sync-seq:${id}`, String(n), String(floor)));
       return next - n + 1;

@@ -1,0 +1,322 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { serve } from '@hono/node-server';
+import {
+  createRouter,
+  loadConfig,
+  migrate,
+  openWebSocketChannel,
+  type PreviewRouter,
+  signUserJwt,
+  startDirectorySandbox,
+} from '@preview/router';
+import {
+  createTestDatabase,
+  createTestRedis,
+  type FakeRealtimeServer,
+  startFakeRealtimeServer,
+  TEST_REDIS_URL,
+  type TestDatabase,
+} from '@preview/testkit';
+import type { FileBatch, Placement, SyncChannel, Tier } from '@preview/tiers';
+import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { PreviewClient } from '../client/preview-client.ts';
+import type { SyncSession } from '../client/sync-session.ts';
+import type { WebSocketConstructor } from '../client/transport.ts';
+import { realtimeTransport } from './realtime-transport.ts';
+
+/**
+ * Two real routers (REST, auth, sync hub, Realtime bridges) on one Postgres and one Redis, the
+ * in-repo Realtime server as the Supabase endpoint, and the editor's real `PreviewClient` +
+ * `realtimeTransport`. The server tier here places previews on the directory test sandbox (a real
+ * directory writer with the daemon's rules) and records every batch the hub sends it.
+ */
+
+const ANON = 'anon-key-router-test';
+const SERVICE = 'service-key-router-test';
+const MAX = 32 * 1024;
+const silent = pino({ level: 'silent' });
+
+let db: TestDatabase;
+let redis: ReturnType<typeof createTestRedis>;
+let rt: FakeRealtimeServer;
+let sandbox: Awaited<ReturnType<typeof startDirectorySandbox>>;
+let dir: string;
+let secret: string;
+const sent: FileBatch[] = [];
+const clients: SupabaseClient[] = [];
+const sessions: SyncSession[] = [];
+const replicas: Array<{
+  router: PreviewRouter;
+  server: Server;
+  pool: pg.Pool;
+  redis: Redis;
+  baseUrl: string;
+}> = [];
+
+function supabase(key: string): SupabaseClient {
+  const c = createClient(rt.url, key, {
+    auth: { persistSession: false, autoRefreshToken: false },
+    realtime: { transport: WebSocket as never },
+  });
+  clients.push(c);
+  return c;
+}
+
+/** A server tier whose sandbox is the directory test sandbox; every batch sent to it is recorded. */
+function directoryTier(): Tier {
+  return {
+    name: 'fly',
+    async create(spec): Promise<Placement> {
+      return {
+        tier: 'fly',
+        previewId: spec.previewId,
+        machineId: `m-${spec.previewId.slice(0, 8)}`,
+        region: 'local',
+        upstream: 'http://127.0.0.1:9',
+        instanceId: 'i-local',
+      };
+    },
+    async apply() {
+      throw new Error('this test syncs through the hub only');
+    },
+    async openSync(): Promise<SyncChannel> {
+      const ch = await openWebSocketChannel({ url: sandbox.url });
+      return {
+        onFrame: (l) => ch.onFrame(l),
+        onClose: (l) => ch.onClose(l),
+        get open() {
+          return ch.open;
+        },
+        close: () => ch.close(),
+        send(batch) {
+          sent.push(batch);
+          ch.send(batch);
+        },
+      };
+    },
+    async suspend() {},
+    async resume() {},
+    async destroy() {
+      return true;
+    },
+    async status() {
+      return { phase: 'ready' };
+    },
+    async capacity() {
+      return { available: 100, total: 100 };
+    },
+    async close() {},
+  };
+}
+
+async function replica() {
+  const pool = new pg.Pool({ connectionString: db.url, max: 5 });
+  pool.on('error', () => {});
+  const r = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: 2 });
+  const config = loadConfig({
+    SUPABASE_JWT_SECRET: secret,
+    PREVIEW_TOKEN_SECRET: `${secret}-preview`,
+    NODE_JOIN_TOKEN: randomBytes(16).toString('hex'),
+    REDIS_URL: TEST_REDIS_URL,
+    REDIS_PREFIX: redis.prefix,
+  });
+  const router = await createRouter({
+    config,
+    pool,
+    redis: r,
+    tiers: { fly: directoryTier() },
+    log: silent,
+    jobs: false,
+    realtime: { client: supabase(SERVICE), maxMessageBytes: MAX, leaseMs: 600 },
+  });
+  const server = await new Promise<Server>((resolve) => {
+    const s = serve({ fetch: router.app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s as Server));
+  });
+  router.attach(server);
+  const rep = {
+    router,
+    server,
+    pool,
+    redis: r,
+    baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+  };
+  replicas.push(rep);
+  return rep;
+}
+
+async function stop(rep: (typeof replicas)[number]) {
+  const i = replicas.indexOf(rep);
+  if (i < 0) return;
+  replicas.splice(i, 1);
+  rep.server.closeAllConnections();
+  await new Promise<void>((r) => rep.server.close(() => r()));
+  await rep.router.close();
+  rep.redis.disconnect();
+  await rep.pool.end();
+}
+
+function client(baseUrl: string, token: string) {
+  return new PreviewClient({ baseUrl, token, WebSocket: WebSocket as unknown as WebSocketConstructor });
+}
+
+function editor(c: PreviewClient, previewId: string): SyncSession {
+  const s = c.sync(previewId, {
+    transport: realtimeTransport({ client: supabase(ANON), previewId, maxMessageBytes: MAX, router: c }),
+    backoff: { initialMs: 20, maxMs: 300 },
+    pingMs: 500,
+  });
+  sessions.push(s);
+  return s;
+}
+
+async function dbFiles(previewId: string): Promise<Record<string, string>> {
+  const r = await db.pool.query<{ path: string; content: Buffer }>(
+    'SELECT path, content FROM project_files WHERE preview_id = $1 ORDER BY path',
+    [previewId],
+  );
+  return Object.fromEntries(r.rows.map((x) => [x.path, x.content.toString('utf8')]));
+}
+
+async function sandboxText(path: string): Promise<string | undefined> {
+  return (await sandbox.files()).get(path)?.toString('utf8');
+}
+
+const running = () => replicas.flatMap((r) => r.router.realtime?.running() ?? []);
+
+beforeAll(async () => {
+  db = await createTestDatabase({ max: 5 });
+  db.pool.on('error', () => {});
+  await migrate(db.pool);
+  redis = createTestRedis();
+  rt = await startFakeRealtimeServer({ apiKeys: [ANON, SERVICE], maxMessageBytes: MAX });
+  dir = await mkdtemp(join(tmpdir(), 'rt-router-'));
+  sandbox = await startDirectorySandbox({ dir });
+  secret = randomBytes(32).toString('hex');
+});
+
+afterAll(async () => {
+  for (const s of sessions) s.close();
+  for (const r of [...replicas]) await stop(r);
+  for (const c of clients) {
+    await c.removeAllChannels();
+    c.realtime.disconnect();
+  }
+  await rt?.close();
+  await sandbox?.close();
+  await rm(dir, { recursive: true, force: true });
+  await redis?.cleanup();
+  await db?.drop();
+});
+
+describe('Supabase Realtime through two routers (hub + one bridge per preview)', () => {
+  it('editor → bridge → hub → sandbox and project_files; one bridge; the other replica takes over and replays', async () => {
+    const a = await replica();
+    const b = await replica();
+    const userId = randomUUID();
+    const jwt = await signUserJwt({ secret, userId });
+    const viaA = client(a.baseUrl, jwt);
+    const viaB = client(b.baseUrl, jwt);
+    const p = await viaA.create({ files: { 'index.html': '<h1>hi</h1>' }, serverOnly: true });
+    expect(p.tier).toBe('fly');
+    // Created on A: A started the bridge. The route on B finds it running there.
+    await expect.poll(() => a.router.realtime?.running()).toEqual([p.id]);
+    expect(await viaB.realtime(p.id)).toEqual({ topic: `preview:${p.id}` });
+    expect(running()).toEqual([p.id]);
+
+    const s = editor(viaB, p.id);
+    const applied: number[] = [];
+    const persisted: number[] = [];
+    s.on('applied', (e) => applied.push(e.seq));
+    s.on('persisted', (e) => persisted.push(e.seq));
+    s.write('src/a.txt', 'a1');
+    s.flush();
+    s.write('src/b.txt', 'b1');
+    await s.whenPersisted();
+    expect(applied.at(-1)).toBe(2);
+    expect(persisted.at(-1)).toBe(2);
+    expect(await sandboxText('src/a.txt')).toBe('a1');
+    expect(await dbFiles(p.id)).toEqual({
+      'index.html': '<h1>hi</h1>',
+      'src/a.txt': 'a1',
+      'src/b.txt': 'b1',
+    });
+    // One bridge relayed each batch once.
+    expect(sent.filter((x) => x.ops.some((o) => o.op === 'put' && o.content === 'a1'))).toHaveLength(1);
+    const persistedBefore = new Set(['a1', 'b1']);
+
+    // The holder goes away with edits in flight: B takes the lease, the editor replays what was not
+    // persisted, and every edit lands.
+    for (let i = 0; i < 20; i++) {
+      s.write(`src/f${i}.txt`, `v${i}`);
+      s.flush();
+    }
+    await stop(a);
+    s.write('src/after.txt', 'after');
+    await expect.poll(() => b.router.realtime?.running(), { timeout: 30_000 }).toEqual([p.id]);
+    await s.whenPersisted();
+    expect(running()).toEqual([p.id]);
+
+    const files = await dbFiles(p.id);
+    for (let i = 0; i < 20; i++) {
+      expect(files[`src/f${i}.txt`]).toBe(`v${i}`);
+      expect(await sandboxText(`src/f${i}.txt`)).toBe(`v${i}`);
+    }
+    expect(files['src/after.txt']).toBe('after');
+    expect(s.unacked).toBe(0);
+    // A's bridge, the editor, B's bridge and the editor again (it was told to resync and rejoined).
+    const joins = rt.received.filter((m) => m.event === 'phx_join' && m.topic === `realtime:preview:${p.id}`);
+    expect(joins.length).toBeGreaterThanOrEqual(4);
+    expect(persisted.at(-1)).toBe(Math.max(...applied));
+    // Acks only move forward, and batches persisted before the takeover were not sent again.
+    expect([...persisted].sort((x, y) => x - y)).toEqual(persisted);
+    for (const content of persistedBefore)
+      expect(sent.filter((x) => x.ops.some((o) => o.op === 'put' && o.content === content))).toHaveLength(1);
+    expect(rt.violations).toEqual([]);
+
+    // Stopping the preview stops the bridge and frees the lease.
+    await viaB.stop(p.id);
+    await expect.poll(() => running()).toEqual([]);
+    await expect.poll(() => redis.redis.get(`${redis.prefix}rt-bridge:${p.id}`)).toBeNull();
+  });
+
+  it('POST /v1/previews/:id/realtime is for the owner only', async () => {
+    const [a] = replicas.length ? replicas : [await replica()];
+    if (!a) throw new Error('no replica');
+    const owner = client(a.baseUrl, await signUserJwt({ secret, userId: randomUUID() }));
+    const p = await owner.create({ files: { 'index.html': 'x' }, serverOnly: true });
+    expect(await owner.realtime(p.id)).toEqual({ topic: `preview:${p.id}` });
+
+    const other = await signUserJwt({ secret, userId: randomUUID() });
+    const asOther = await fetch(`${a.baseUrl}/v1/previews/${p.id}/realtime`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${other}` },
+    });
+    expect(asOther.status).toBe(404);
+    expect(await asOther.json()).toMatchObject({ error: { code: 'not_found' } });
+    const anonymous = await fetch(`${a.baseUrl}/v1/previews/${p.id}/realtime`, { method: 'POST' });
+    expect(anonymous.status).toBe(401);
+    expect(await anonymous.json()).toMatchObject({ error: { code: expect.any(String) } });
+
+    // The transport gives up on a preview that is not the caller's instead of retrying.
+    const s = editor(client(a.baseUrl, other), p.id);
+    s.write('stolen.txt', 'x');
+    await expect(s.whenPersisted()).rejects.toMatchObject({ code: 'not_found' });
+    expect(s.state).toBe('closed');
+    expect(await dbFiles(p.id)).toEqual({ 'index.html': 'x' });
+
+    const spec = (await (await fetch(`${a.baseUrl}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, unknown>>;
+    };
+    expect(spec.paths['/v1/previews/{id}/realtime']?.['post']).toBeDefined();
+    await owner.stop(p.id);
+  });
+});
