@@ -365,6 +365,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   async function checkReady() {
     const d = dev;
     if (!d || closing) return;
+    // Short first waits: a node server answers within a few probes, and a claim waits on this.
+    let wait = 20;
     for (;;) {
       const code = await d.probe();
       if (dev !== d || closing) return;
@@ -373,7 +375,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       if (code === 200) return setPhase('ready');
       if (code !== 0) return setPhase('error', `the dev server answered ${code} on /`);
       if (!d.alive) return;
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, wait));
+      wait = Math.min(wait * 2, 200);
     }
   }
 
