@@ -73,19 +73,59 @@ export function benchProject(marker: string): Record<string, string> {
   };
 }
 
-/** POST a claim, then GET the app through the agent's upstream until it answers 200 with `marker`. */
-export async function claimAndLoad(b: BenchAgent, previewId: string, marker: string): Promise<number> {
+/**
+ * A user's project made from the express-pg template whose `/api/db` route queries its database
+ * (`DATABASE_URL`) and answers with `marker`.
+ */
+export function benchExpressPgProject(marker: string): Record<string, string> {
+  const tpl = (f: string) => readFileSync(join(templates, 'express-pg', f), 'utf8');
+  const server = tpl('server.js');
+  const at = server.indexOf('const port =');
+  if (at < 0) throw new Error('templates/express-pg/server.js changed: no "const port =" to insert before');
+  const route = `app.get('/api/db', async (_req, res) => {
+  const { rows } = await pool.query('SELECT current_user AS role');
+  res.json({ marker: ${JSON.stringify(marker)}, role: rows[0].role });
+});
+
+`;
+  return {
+    'package.json': tpl('package.json'),
+    'package-lock.json': tpl('package-lock.json'),
+    'server.js': server.slice(0, at) + route + server.slice(at),
+  };
+}
+
+/**
+ * POST a claim, then GET the app through the agent's upstream until it answers 200 with `marker`.
+ * Defaults: the vite-vanilla bench project at `/`; `claim` overrides the body (template, files, env).
+ */
+export async function claimAndLoad(
+  b: BenchAgent,
+  previewId: string,
+  marker: string,
+  claim: { template: string; files: Record<string, string>; env?: Record<string, string>; path: string } = {
+    template: 'vite-vanilla',
+    files: benchProject(marker),
+    path: '/',
+  },
+): Promise<number> {
   const t0 = performance.now();
   const res = await fetch(`${b.agent.url}/v1/previews`, {
     method: 'POST',
     headers: { authorization: `Bearer ${b.token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ previewId, template: 'vite-vanilla', files: benchProject(marker) }),
+    body: JSON.stringify({
+      previewId,
+      template: claim.template,
+      files: claim.files,
+      ...(claim.env ? { env: claim.env } : {}),
+    }),
   });
-  const body = (await res.json()) as { upstream?: string };
+  const body = (await res.json()) as { upstream?: string; warm?: boolean };
   if (res.status !== 201 || !body.upstream)
     throw new Error(`claim answered ${res.status}: ${JSON.stringify(body)}`);
+  if (claim.env && !body.warm) throw new Error('the env claim was not warm: the express-pg pool was empty');
   for (;;) {
-    const page = await fetch(`${body.upstream}/`, { headers: { 'x-agent-token': b.token } });
+    const page = await fetch(`${body.upstream}${claim.path}`, { headers: { 'x-agent-token': b.token } });
     const text = await page.text();
     if (page.status === 200 && text.includes(marker)) return performance.now() - t0;
     await new Promise((r) => setTimeout(r, 5));

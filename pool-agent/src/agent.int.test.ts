@@ -455,9 +455,13 @@ describe('database reachability for full-stack previews', () => {
       });
       expect(r.warm).toBe(false);
       const info = await runtime.docker.getContainer(r.containerId).inspect();
-      const dbUrl = new URL(
-        (info.Config.Env ?? []).find((e) => e.startsWith('DATABASE_URL='))!.slice('DATABASE_URL='.length),
-      );
+      // A cold claim hands the daemon the app's environment at start, as PREVIEW_APP_ENV (JSON).
+      const appEnv = JSON.parse(
+        (info.Config.Env ?? [])
+          .find((e) => e.startsWith('PREVIEW_APP_ENV='))!
+          .slice('PREVIEW_APP_ENV='.length),
+      ) as Record<string, string>;
+      const dbUrl = new URL(appEnv['DATABASE_URL']!);
       expect(dbUrl.hostname).toBe(runtime.gateway);
       expect(dbUrl.port).not.toBe('');
       // Postgres answers an SSLRequest with one byte, 'S' or 'N'.

@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
 import {
   type Ack,
+  AppEnv,
   CapacityError,
   CloseCodes,
   ConflictError,
@@ -35,7 +36,14 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import WebSocket, { WebSocketServer } from 'ws';
 import { z } from 'zod';
 import type { AgentConfig } from './config.ts';
-import { DaemonLink, diffOps, fetchManifest, openDaemonSocket, waitReady } from './daemon-client.ts';
+import {
+  DaemonLink,
+  diffOps,
+  fetchManifest,
+  openDaemonSocket,
+  setAppEnv,
+  waitReady,
+} from './daemon-client.ts';
 import { type DbForwarder, rewriteDatabaseUrl, startDbForwarder } from './db-forwarder.ts';
 import { bodyError, errorBody, statusOf } from './http-errors.ts';
 import { newDaemonToken, WarmPools } from './pool.ts';
@@ -66,17 +74,8 @@ export const ClaimBody = z.object({
         ctx.addIssue({ code: 'custom', path: [path], message: `${problem.message} (rule ${problem.rule})` });
     }
   }),
-  env: z
-    .record(z.string(), z.string().max(8192))
-    .superRefine((env, ctx) => {
-      for (const key of Object.keys(env)) {
-        if (!/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(key))
-          ctx.addIssue({ code: 'custom', path: [key], message: 'must be an environment variable name' });
-        else if (key.startsWith('PREVIEW_'))
-          ctx.addIssue({ code: 'custom', path: [key], message: 'PREVIEW_* names are reserved' });
-      }
-    })
-    .optional(),
+  /** The app's environment (e.g. DATABASE_URL); the daemon checks the same rules again. */
+  env: AppEnv.optional(),
 });
 export type ClaimBody = z.output<typeof ClaimBody>;
 
@@ -349,13 +348,24 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         retryAfterMs: 5000,
       });
     const env = prepareEnv(body.env);
-    // A warm sandbox was started without the preview's environment, so a preview with env starts cold.
-    const w = env && Object.keys(env).length ? undefined : pools.acquire(body.template);
+    const appEnv = env && Object.keys(env).length > 0 ? env : undefined;
+    const w = pools.acquire(body.template);
     const warm = w !== undefined;
     let box: SandboxInfo;
     // The rename that records the session runs beside the file load (it is not on the critical path).
     let assigned: Promise<void> = Promise.resolve();
     if (w) {
+      // The environment goes in before the preview is tracked (nothing routes to it yet): from the
+      // daemon's answer on it is not ready until its dev server runs with the environment, so the
+      // health wait below covers the restart and the app never answers without it.
+      if (appEnv)
+        try {
+          await setAppEnv(w.box.upstream, w.box.daemonToken, appEnv, opts.signal);
+        } catch (e) {
+          w.link.close();
+          void runtime.remove(w.box.id).catch(() => {});
+          throw e;
+        }
       assigned = runtime.assign(w.box.id, body.previewId);
       box = { ...w.box, previewId: body.previewId };
     } else {
@@ -366,7 +376,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
           template: body.template,
           previewId: body.previewId,
           daemonToken: newDaemonToken(),
-          env: { ...sandboxEnv, ...env },
+          // The daemon takes the app's environment at start, by the same rules as a warm claim's.
+          env: { ...sandboxEnv, ...(appEnv ? { PREVIEW_APP_ENV: JSON.stringify(appEnv) } : {}) },
         },
         opts,
       );
@@ -535,11 +546,18 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       for (const [t, n] of Object.entries(pools.counts())) this.set({ template: t }, n);
     },
   });
+  const envClaims = new Counter({
+    name: 'preview_agent_env_claims_total',
+    help: 'Successful claims that carried an app environment (e.g. DATABASE_URL), by path (warm / cold)',
+    labelNames: ['path'] as const,
+    registers: [metrics],
+  });
   const timedClaim = async (body: ClaimBody, o: { signal?: AbortSignal }): Promise<ClaimResult> => {
     try {
       const r = await claim(body, o);
       const path = r.warm ? 'warm' : 'cold';
       claims.inc({ path, outcome: 'ok' });
+      if (body.env && Object.keys(body.env).length > 0) envClaims.inc({ path });
       claimSeconds.observe({ path }, r.ms / 1000);
       return r;
     } catch (e) {

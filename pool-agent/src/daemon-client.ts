@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import {
   type Ack,
+  ConflictError,
   contentBytes,
   type FileBatch,
   type FileOp,
@@ -65,6 +66,39 @@ export async function fetchManifest(
     );
   const body = (await res.json()) as { files?: Record<string, string> };
   return body.files ?? {};
+}
+
+/**
+ * Gives a running daemon the app's environment (`POST /__preview/env`, see the daemon's PROTOCOL.md).
+ * When it resolves the daemon reports not-ready until its dev server runs with the environment, so a
+ * following health wait covers it. A refused environment → `InvalidInputError`, a different one
+ * already set → `ConflictError` (`env_already_set`).
+ */
+export async function setAppEnv(
+  upstream: string,
+  token: string,
+  env: Record<string, string>,
+  signal?: AbortSignal,
+): Promise<{ applied: boolean }> {
+  const res = await fetch(`${upstream}/__preview/env`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ env }),
+    ...(signal ? { signal } : {}),
+  });
+  const text = await res.text();
+  let body: { applied?: boolean; error?: { code?: string; message?: string } } = {};
+  try {
+    body = JSON.parse(text);
+  } catch {
+    /* described below */
+  }
+  if (res.ok) return { applied: body.applied === true };
+  const code = body.error?.code ?? 'daemon_error';
+  const message = body.error?.message ?? `daemon env answered ${res.status}: ${text.slice(0, 300)}`;
+  if (res.status === 400 || res.status === 413) throw new InvalidInputError(code, message);
+  if (res.status === 409) throw new ConflictError(message, { code });
+  throw new PreviewError('daemon_error', `daemon env answered ${res.status}: ${message}`);
 }
 
 /** A daemon error frame as an error: bad input from the caller stays `InvalidInputError` (400). */

@@ -124,3 +124,26 @@ export function userProject(marker: string): Record<string, string> {
     'src/message.js': `export const message = 'hello ${marker}';\n`,
   };
 }
+
+/**
+ * A user's project derived from the express-pg template: the same package files, and its server with
+ * one more route, `/api/db`, answering which database and role the app is connected to.
+ */
+export function expressPgProject(marker: string): Record<string, string> {
+  const tpl = (f: string) => readFileSync(join(templatesDir, 'express-pg', f), 'utf8');
+  const server = tpl('server.js');
+  const route = `app.get('/api/db', async (_req, res) => {
+  if (!pool) return res.status(500).json({ error: 'no DATABASE_URL' });
+  const { rows } = await pool.query('SELECT current_database() AS db, current_user AS role');
+  res.json({ marker: ${JSON.stringify(marker)}, ...rows[0] });
+});
+
+`;
+  const at = server.indexOf('const port =');
+  if (at < 0) throw new Error('templates/express-pg/server.js changed: no "const port =" to insert before');
+  return {
+    'package.json': tpl('package.json'),
+    'package-lock.json': tpl('package-lock.json'),
+    'server.js': server.slice(0, at) + route + server.slice(at),
+  };
+}

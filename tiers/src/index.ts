@@ -1,3 +1,4 @@
+export * from './app-env.ts';
 export * from './broadcast-chunks.ts';
 export { createBrowserTier } from './browser/index.ts';
 export * from './cleanup.ts';

@@ -104,7 +104,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       for (;;) {
         if (child !== c) throw new Error('dev server exited while starting');
         if (await canConnect(port)) break;
-        await new Promise((r) => setTimeout(r, 100));
+        await new Promise((r) => setTimeout(r, 20));
       }
       if (kind === 'next') watchNextHmr();
     },

@@ -1,6 +1,6 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defineConfig, LIMITS, TemplateName } from '@preview/tiers';
+import { AppEnv, defineConfig, LIMITS, TemplateName } from '@preview/tiers';
 import { z } from 'zod';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -44,6 +44,22 @@ export const loadConfig = defineConfig(
         .max(LIMITS.projectBytes)
         .default(LIMITS.projectBytes),
       DATABASE_URL: z.string().optional(),
+      /**
+       * The app's environment as a JSON object, when known at start (a cold claim). Counts as the
+       * claim's one environment: `POST /__preview/env` then only accepts the same. See PROTOCOL.md.
+       */
+      PREVIEW_APP_ENV: z
+        .string()
+        .transform((text, ctx) => {
+          try {
+            return JSON.parse(text) as unknown;
+          } catch {
+            ctx.addIssue({ code: 'custom', message: 'must be a JSON object' });
+            return z.NEVER;
+          }
+        })
+        .pipe(AppEnv)
+        .optional(),
       npm_config_cache: z.string().optional(),
       NODE_EXTRA_CA_CERTS: z.string().optional(),
       PATH: z.string().default('/usr/local/bin:/usr/bin:/bin'),
@@ -64,6 +80,8 @@ export const loadConfig = defineConfig(
       prebuild: e.PREVIEW_PREBUILD === '1',
       maxFiles: e.PREVIEW_MAX_FILES,
       maxBytes: e.PREVIEW_MAX_BYTES,
+      /** The app's environment given at start, if any (else it comes with the claim). */
+      appEnv: e.PREVIEW_APP_ENV,
       /** Passed to the app and to npm; nothing else of the daemon's environment is. */
       childEnv: {
         PATH: e.PATH,

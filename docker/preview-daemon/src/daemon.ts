@@ -18,6 +18,7 @@ import {
   type TemplateName,
 } from '@preview/tiers';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { AppEnvironment, handleEnvRequest } from './app-env.ts';
 import { childDevServer } from './child-server.ts';
 import type { DaemonConfig } from './config.ts';
 import { ensureDeps, packageJsonHash } from './deps.ts';
@@ -85,6 +86,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   let queued = 0;
   let queue: Promise<void> = Promise.resolve();
   let lifecycle: Promise<void> = Promise.resolve();
+  // The app's environment (set once per claim) and the generation the running dev server has.
+  const appEnv = new AppEnvironment(config.appEnv);
+  let devEnvGeneration = appEnv.generation;
+  // A restart is queued or running: a batch that finds no dev server need not queue another.
+  let restartQueued = false;
 
   const broadcast = (text: string) => {
     for (const c of clients) if (c.readyState === 1) c.send(text);
@@ -169,10 +175,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       const ok = phase === 'ready';
       return json(res, ok ? 200 : 503, { ok, phase, ...(ok || !message ? {} : { message }) });
     }
-    if (path !== '/__preview/status' && path !== '/__preview/manifest')
+    if (path !== '/__preview/status' && path !== '/__preview/manifest' && path !== '/__preview/env')
       return json(res, 404, { error: { code: 'not_found', message: `no route ${path}` } });
     if (!authorized(req, tokenDigest))
       return json(res, 401, { error: { code: 'unauthorized', message: 'a valid bearer token is required' } });
+    if (path === '/__preview/env') return handleEnvRequest(req, res, appEnv, onEnvApplied);
     if (path === '/__preview/status')
       return json(res, 200, {
         phase,
@@ -306,8 +313,25 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       return;
     }
     if (phase === 'installing') return;
-    if (!dev?.alive) lifecycle = lifecycle.then(() => restart('dev server was not running'));
+    if (!dev?.alive && !restartQueued)
+      lifecycle = lifecycle.then(() => restart('dev server was not running'));
     else if (phase !== 'ready') lifecycle = lifecycle.then(() => checkReady());
+  }
+
+  /**
+   * The claim's environment arrived: not ready from this tick on (the caller sees that before its
+   * answer), and the dev server restarts with it. The app never answers without it afterwards.
+   */
+  function onEnvApplied() {
+    if (phase !== 'installing') setPhase('starting', 'applying the environment');
+    restartQueued = true;
+    lifecycle = lifecycle.then(async () => {
+      try {
+        await restart('environment set');
+      } finally {
+        restartQueued = false;
+      }
+    });
   }
 
   async function restart(reason: string) {
@@ -331,6 +355,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       });
       if (closing) return;
       setPhase('starting', 'starting the dev server');
+      devEnvGeneration = appEnv.generation;
       const d = DEV_SERVERS[config.template]({
         projectDir: root,
         cacheDir: config.cacheDir,
@@ -341,7 +366,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
         httpServer: server,
         daemonPort: () => (server.address() as AddressInfo).port,
         extraReadDirs,
-        env: config.childEnv,
+        env: { ...config.childEnv, ...appEnv.values },
+        appEnv: appEnv.values,
         tracker,
         log: ring,
         onExit: (reason) => {
@@ -360,13 +386,18 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   async function checkReady() {
     const d = dev;
     if (!d || closing) return;
+    // Short first waits: a node server answers within a few probes, and a claim waits on this.
+    let wait = 20;
     for (;;) {
       const code = await d.probe();
       if (dev !== d || closing) return;
+      // Started before the environment arrived: the queued restart reports ready, not this one.
+      if (code === 200 && devEnvGeneration !== appEnv.generation) return;
       if (code === 200) return setPhase('ready');
       if (code !== 0) return setPhase('error', `the dev server answered ${code} on /`);
       if (!d.alive) return;
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, wait));
+      wait = Math.min(wait * 2, 200);
     }
   }
 

@@ -36,7 +36,13 @@ export interface DevServerOptions {
   daemonPort: () => number;
   /** Directories besides the project that the dev server may read (installed dependencies). */
   extraReadDirs: string[];
+  /** Environment of the app's processes (the daemon's pass-through variables plus `appEnv`). */
   env: Record<string, string>;
+  /**
+   * The app's own environment (set by the claim, e.g. DATABASE_URL). In-process dev servers (Vite)
+   * need it on their own: their config and `import.meta.env` read the daemon's process environment.
+   */
+  appEnv: Readonly<Record<string, string>>;
   tracker: HmrTracker;
   log: LogRing;
   /** Called when the dev server exits by itself. */

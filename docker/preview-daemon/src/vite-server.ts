@@ -12,6 +12,26 @@ const ANNOUNCE_WINDOW_MS = 1000;
 
 const CONFIG_FILES = ['vite.config.js', 'vite.config.mjs', 'vite.config.ts', 'vite.config.mts'];
 
+/** Names this module put into the daemon's process environment for the app. */
+const appliedNames = new Set<string>();
+
+/**
+ * Vite runs in the daemon's process, and the app reads its environment from that process: its
+ * `vite.config.*` from `process.env`, and Vite's `loadEnv` fills `import.meta.env` from `process.env`
+ * (only `envPrefix` names, `VITE_` by default, reach the browser: Vite's own rule). So the claim's
+ * environment goes into `process.env` before Vite starts. The daemon parsed its own configuration
+ * at start, and its children get explicit environments, so nothing else sees these; the names are
+ * validated (no PATH, NODE_OPTIONS, PREVIEW_*…), so none of them changes how the daemon runs.
+ */
+function exposeToProcess(env: Readonly<Record<string, string>>): void {
+  for (const name of appliedNames) if (!Object.hasOwn(env, name)) delete process.env[name];
+  appliedNames.clear();
+  for (const [name, value] of Object.entries(env)) {
+    process.env[name] = value;
+    appliedNames.add(name);
+  }
+}
+
 /**
  * Vite in the daemon's own process (`createServer`, middleware mode): one Node process per preview,
  * and a direct hook on HMR. Vite's HMR WebSocket rides on the daemon's HTTP server and port, and
@@ -86,6 +106,7 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
       // (lockfile, config, root) and re-optimizes if the project no longer matches.
       if (opts.prebuiltCacheDir && existsSync(opts.prebuiltCacheDir) && !existsSync(cacheDir))
         cpSync(opts.prebuiltCacheDir, cacheDir, { recursive: true });
+      exposeToProcess(opts.appEnv);
       const vite = await importFromProject<typeof import('vite')>(opts.projectDir, 'vite');
       const configFile = CONFIG_FILES.map((f) => join(opts.projectDir, f)).find((f) => existsSync(f));
       const config: InlineConfig = {

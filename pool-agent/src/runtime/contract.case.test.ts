@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitReady } from '../daemon-client.ts';
+import { setAppEnv, waitReady } from '../daemon-client.ts';
 import { newDaemonToken } from '../pool.ts';
 import type { ContainerRuntime } from './types.ts';
 
@@ -90,6 +90,36 @@ export function runRuntimeContract(options: RuntimeContractOptions): void {
       await runtime.unpause(box.id);
       expect((await runtime.inspect(box.id))?.state).toBe('running');
       await waitReady(box.upstream, { timeoutMs: 10_000 });
+    });
+
+    it('passes the app environment: at create (PREVIEW_APP_ENV) and to a running sandbox (the daemon route)', async () => {
+      // express-pg's /api/health says whether the app saw a DATABASE_URL (pg connects lazily).
+      const dbFlag = async (upstream: string) => {
+        const res = await fetch(`${upstream}/api/health`);
+        return ((await res.json()) as { database: boolean }).database;
+      };
+      const url = 'postgres://p_contract:pw@db.invalid:5432/app';
+      const cold = await runtime.create({
+        template: 'express-pg',
+        daemonToken: newDaemonToken(),
+        env: { PREVIEW_APP_ENV: JSON.stringify({ DATABASE_URL: url }) },
+      });
+      created.push(cold.id);
+      const warm = await runtime.create({
+        template: 'express-pg',
+        daemonToken: newDaemonToken(),
+        pool: 'express-pg',
+      });
+      created.push(warm.id);
+      await waitReady(cold.upstream, { timeoutMs });
+      expect(await dbFlag(cold.upstream)).toBe(true);
+      await waitReady(warm.upstream, { timeoutMs });
+      expect(await dbFlag(warm.upstream)).toBe(false);
+      expect(await setAppEnv(warm.upstream, warm.daemonToken, { DATABASE_URL: url })).toEqual({
+        applied: true,
+      });
+      await waitReady(warm.upstream, { timeoutMs });
+      expect(await dbFlag(warm.upstream)).toBe(true);
     });
 
     it('reports memory in use and returns log lines', async () => {
