@@ -166,6 +166,23 @@ describe('warm claims for previews with an environment (Docker, real Postgres)',
     ).not.toMatch(/PG/);
     expect(await agent.destroy(previewId)).toBe(true);
   });
+
+  it('a warm express-pg claim without env answers with the user’s server, not the template’s, once it returns', async () => {
+    // The pool refills after the claim above; wait for a ready one so this claim is warm too.
+    await agent.pools.settled();
+    const previewId = pid();
+    const r = await claimHttp(agent, token, {
+      previewId,
+      template: 'express-pg',
+      files: expressPgProject('warm-no-env'),
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(r.body['warm']).toBe(true);
+    // The template's server has no /api/db (404); the user's has it, and says it has no database.
+    const res = await fetch(`${String(r.body['upstream'])}/api/db`, { headers: { 'x-agent-token': token } });
+    expect([res.status, await res.json()]).toEqual([500, { error: 'no DATABASE_URL' }]);
+    expect(await agent.destroy(previewId)).toBe(true);
+  });
 });
 
 const repo = join(import.meta.dirname, '../..');

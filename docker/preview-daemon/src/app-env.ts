@@ -14,7 +14,6 @@ export type EnvSetResult =
  * claimer over `POST /__preview/env` (a warm sandbox taken from a pool). A repeat of the same
  * environment is accepted and changes nothing, so a claimer may retry; a different one is refused,
  * so nothing can swap the database of a running preview underneath it.
- * `generation` counts sets: a dev server started under an older one must not be reported ready.
  *
  * @example
  * const env = new AppEnvironment(config.appEnv);
@@ -22,7 +21,6 @@ export type EnvSetResult =
  */
 export class AppEnvironment {
   #values: Record<string, string> | undefined;
-  #generation = 0;
 
   constructor(initial?: Record<string, string>) {
     if (initial) this.#values = { ...initial };
@@ -31,10 +29,6 @@ export class AppEnvironment {
   /** The variables (empty until set). */
   get values(): Readonly<Record<string, string>> {
     return this.#values ?? {};
-  }
-
-  get generation(): number {
-    return this.#generation;
   }
 
   /** Validates and sets `env`; see the class comment for repeats. */
@@ -73,7 +67,6 @@ export class AppEnvironment {
       };
     }
     this.#values = { ...vars };
-    this.#generation++;
     return { ok: true, applied: true, names };
   }
 }

@@ -31,6 +31,9 @@ import { type PathViolation, TMP_DIR_NAME, validateOps } from './validate.ts';
 import { viteDevServer } from './vite-server.ts';
 import { ProjectWriter } from './writer.ts';
 
+/** Templates whose dev server runs the user's code without hot-swapping it (`node --watch`). */
+const RESTART_ON_LOAD: ReadonlySet<TemplateName> = new Set(['express-pg']);
+
 /** How each template's dev server runs. */
 export const DEV_SERVERS: Record<TemplateName, DevServerFactory> = {
   'vite-vanilla': viteDevServer,
@@ -86,11 +89,15 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   let queued = 0;
   let queue: Promise<void> = Promise.resolve();
   let lifecycle: Promise<void> = Promise.resolve();
-  // The app's environment (set once per claim) and the generation the running dev server has.
+  // The app's environment (set once per claim).
   const appEnv = new AppEnvironment(config.appEnv);
-  let devEnvGeneration = appEnv.generation;
-  // A restart is queued or running: a batch that finds no dev server need not queue another.
-  let restartQueued = false;
+  // Bumped whenever the running dev server is out of date and a restart is queued (the environment
+  // arrived, a server project was loaded). A dev server started before the last bump is never
+  // reported ready: the queued restart's is.
+  let wantedGeneration = 0;
+  let devGeneration = 0;
+  // Restarts queued or running: a batch that finds no dev server need not queue another.
+  let restartsQueued = 0;
 
   const broadcast = (text: string) => {
     for (const c of clients) if (c.readyState === 1) c.send(text);
@@ -276,7 +283,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       if (origin) origins.record(origin);
       if (changed.length > 0 && phase === 'ready' && !pkg) dev?.notifyChanged?.(changed);
       ws.send(ackText(seq));
-      afterApply(pkg);
+      afterApply(pkg, seq === 0 && !origin && RESTART_ON_LOAD.has(config.template));
       collectWhenIdle();
     };
     const failed = (e: unknown) =>
@@ -304,7 +311,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     ws.send(errorText({ code, message, seq }));
   }
 
-  function afterApply(pkgTouched: boolean) {
+  /** `loaded`: the claimer's initial load (seq 0) into a dev server that does not hot-swap code. */
+  function afterApply(pkgTouched: boolean, loaded: boolean) {
     if (closing) return;
     if (pkgTouched && packageJsonHash(root) !== depsHash) {
       // Not ready from this tick on, so nobody who saw the ack reads a stale 200 from health.
@@ -312,8 +320,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       lifecycle = lifecycle.then(() => restart('package.json changed'));
       return;
     }
+    // The template's server still answers 200 until its own file watcher restarts it: the claimer
+    // must not read that as the user's app being up.
+    if (loaded) return queueRestart('project loaded', 'loading the project');
     if (phase === 'installing') return;
-    if (!dev?.alive && !restartQueued)
+    if (!dev?.alive && restartsQueued === 0)
       lifecycle = lifecycle.then(() => restart('dev server was not running'));
     else if (phase !== 'ready') lifecycle = lifecycle.then(() => checkReady());
   }
@@ -323,13 +334,20 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
    * answer), and the dev server restarts with it. The app never answers without it afterwards.
    */
   function onEnvApplied() {
-    if (phase !== 'installing') setPhase('starting', 'applying the environment');
-    restartQueued = true;
+    queueRestart('environment set', 'applying the environment');
+  }
+
+  /** Not ready from this tick on; the dev server restarts, and only the restarted one reports ready. */
+  function queueRestart(reason: string, message: string) {
+    wantedGeneration++;
+    if (phase !== 'installing') setPhase('starting', message);
+    restartsQueued++;
     lifecycle = lifecycle.then(async () => {
       try {
-        await restart('environment set');
+        // An earlier queued restart may have started its dev server after this bump: it is current.
+        if (devGeneration !== wantedGeneration || !dev?.alive) await restart(reason);
       } finally {
-        restartQueued = false;
+        restartsQueued--;
       }
     });
   }
@@ -355,7 +373,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       });
       if (closing) return;
       setPhase('starting', 'starting the dev server');
-      devEnvGeneration = appEnv.generation;
+      devGeneration = wantedGeneration;
       const d = DEV_SERVERS[config.template]({
         projectDir: root,
         cacheDir: config.cacheDir,
@@ -391,8 +409,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     for (;;) {
       const code = await d.probe();
       if (dev !== d || closing) return;
-      // Started before the environment arrived: the queued restart reports ready, not this one.
-      if (code === 200 && devEnvGeneration !== appEnv.generation) return;
+      // Started before the environment or the project arrived: the queued restart reports ready.
+      if (code === 200 && devGeneration !== wantedGeneration) return;
       if (code === 200) return setPhase('ready');
       if (code !== 0) return setPhase('error', `the dev server answered ${code} on /`);
       if (!d.alive) return;
