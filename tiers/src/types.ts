@@ -37,6 +37,13 @@ export interface TierStatus {
   log?: string[];
 }
 
+/** A sandbox a tier holds, as reconciliation sees it. */
+export interface TierSandbox {
+  previewId: string;
+  /** When the sandbox was made (ms since the epoch), when the tier knows. */
+  createdAt?: number;
+}
+
 export interface TierCapacity {
   /** Previews this tier can still take right now (Infinity for the browser tier). */
   available: number;
@@ -83,5 +90,12 @@ export interface Tier {
   destroy(previewId: string, options?: CallOptions): Promise<boolean>;
   status(previewId: string, options?: CallOptions): Promise<TierStatus | undefined>;
   capacity(options?: CallOptions): Promise<TierCapacity>;
+  /**
+   * Every sandbox this tier holds, for reconciliation: the router destroys those whose preview has
+   * no live session (a replica died between making one and recording it, or mid-delete). Left out by
+   * tiers that hold none (browser) or whose sandboxes are reported otherwise (docker: each node's
+   * heartbeat lists its sessions).
+   */
+  sandboxes?(options?: CallOptions): Promise<TierSandbox[]>;
   close(): Promise<void>;
 }

@@ -1,5 +1,7 @@
 import { createTestRedis, TEST_REDIS_URL } from '@preview/testkit';
 import { createBrowserTier } from '@preview/tiers';
+import { createFlyTier } from '@preview/tiers/fly';
+import { type FakeMachinesApi, startFakeMachinesApi } from '@preview/tiers/fly/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, createHarness, type Harness, silent, VITE_FILES } from '../../test/harness.ts';
 import { createLocalServerTier } from '../../test/local-tier.ts';
@@ -142,6 +144,78 @@ describe('scheduled jobs (real Postgres)', () => {
     const r = await reconcileJob(deps());
     expect(r.orphansDestroyed).toBe(1);
     expect(await fleet.status(id)).toBeUndefined();
+  });
+});
+
+describe('reconcile: machines a tier lists without a live session (fly, fake Machines API)', () => {
+  let h: Harness;
+  let fake: FakeMachinesApi;
+  let fly: ReturnType<typeof createFlyTier>;
+
+  beforeAll(async () => {
+    // Machines here run nothing: reconciliation only lists and destroys them.
+    fake = await startFakeMachinesApi({ runner: null, regions: ['ams'] });
+    fly = createFlyTier({
+      client: { token: fake.token, app: fake.app, baseUrl: fake.url, retryBaseMs: 20, retryCapMs: 200 },
+      appUrl: fake.edgeUrl,
+      image: 'registry.fly.io/preview-base:test',
+      regions: fake.regions,
+      daemonTokenSecret: 'test-secret-0123456789abcdef',
+      maxMachines: 10,
+    });
+    h = await createHarness({ tiers: () => ({ browser: createBrowserTier(), fly }) });
+  });
+  afterAll(async () => {
+    await h?.close();
+    await fake?.close();
+  });
+
+  /** A machine as the fly tier makes one, for preview `previewId`. */
+  const machineFor = (previewId: string) =>
+    fly.client.createMachine({
+      config: {
+        image: 'registry.fly.io/preview-base:test',
+        metadata: { preview_id: previewId, managed_by: 'preview-router' },
+      },
+    });
+  const session = async (state: string, tier: string | null) => {
+    const { rows } = await h.db.pool.query<{ id: string }>(
+      `INSERT INTO preview_sessions (user_id, template, state, tier) VALUES ($1, 'vite-react', $2, $3) RETURNING id::text`,
+      [h.alice.id, state, tier],
+    );
+    return rows[0]!.id;
+  };
+  const running = async () =>
+    new Set(
+      fake
+        .machines()
+        .filter((m) => m.state !== 'destroying' && m.state !== 'destroyed')
+        .map((m) => m.config?.metadata?.['preview_id']),
+    );
+
+  it('destroys those past the grace period whose session ended, moved to another tier or never existed; keeps live ones', async () => {
+    const ended = await session('ended', 'fly');
+    const moved = await session('ready', 'docker');
+    const live = await session('ready', 'fly');
+    const placing = await session('provisioning', null);
+    const unknown = '00000000-0000-4000-8000-000000000000';
+    for (const id of [ended, moved, live, placing, unknown]) await machineFor(id);
+    const deps = (orphanGraceMs: number) => ({
+      previews: h.router.previews,
+      nodes: h.router.nodes,
+      log: silent,
+      metrics: h.router.metrics,
+      idleSuspendMs: 60 * 60_000,
+      idleDestroyMs: 24 * 60 * 60_000,
+      orphanGraceMs,
+    });
+    // All of them were made a moment ago: inside the grace period nothing is touched.
+    expect((await reconcileJob(deps(60_000))).orphansDestroyed).toBe(0);
+    expect(await running()).toEqual(new Set([ended, moved, live, placing, unknown]));
+    expect((await reconcileJob(deps(0))).orphansDestroyed).toBe(3);
+    expect(await running()).toEqual(new Set([live, placing]));
+    // Nothing left to do the second time.
+    expect((await reconcileJob(deps(0))).orphansDestroyed).toBe(0);
   });
 });
 

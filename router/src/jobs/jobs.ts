@@ -12,6 +12,11 @@ export interface JobDeps {
   metrics: Metrics;
   idleSuspendMs: number;
   idleDestroyMs: number;
+  /**
+   * A sandbox younger than this is never taken for an orphan (its session row may be a moment behind
+   * it). Default 2 minutes.
+   */
+  orphanGraceMs?: number;
 }
 
 /** Suspends ready previews idle for `idleSuspendMs`; destroys suspended ones idle for `idleDestroyMs`. */
@@ -42,7 +47,8 @@ export async function idleJob(d: JobDeps): Promise<{ suspended: number; destroye
 
 /**
  * Sessions on nodes that stopped heartbeating → `migrating`, re-placed from stored files;
- * sandboxes a live node reports that have no live session → destroyed.
+ * sandboxes with no live session → destroyed: those a live node reports in its heartbeat (docker),
+ * and those a tier lists itself (`Tier.sandboxes`: fly machines), once past `orphanGraceMs`.
  */
 export async function reconcileJob(
   d: JobDeps,
@@ -94,6 +100,33 @@ export async function reconcileJob(
       const live = await d.previews.store.liveAmong(beat.sessions);
       for (const id of beat.sessions)
         if (!live.has(id) && (await docker.destroy(id).catch(() => false))) orphansDestroyed++;
+    }
+  }
+  const before = Date.now() - (d.orphanGraceMs ?? 2 * 60_000);
+  for (const tier of Object.values(d.previews.tiers)) {
+    if (!tier?.sandboxes) continue;
+    let held: Awaited<ReturnType<NonNullable<typeof tier.sandboxes>>>;
+    try {
+      held = await tier.sandboxes();
+    } catch (err) {
+      d.log.warn({ err, tier: tier.name }, 'listing sandboxes failed');
+      continue;
+    }
+    const old = held.filter((x) => x.createdAt === undefined || x.createdAt < before);
+    const live = await d.previews.store.liveAmong(
+      old.map((x) => x.previewId),
+      tier.name,
+    );
+    for (const { previewId } of old) {
+      if (live.has(previewId)) continue;
+      try {
+        if (await tier.destroy(previewId)) {
+          orphansDestroyed++;
+          d.log.info({ previewId, tier: tier.name }, 'orphaned sandbox destroyed');
+        }
+      } catch (err) {
+        d.log.warn({ err, previewId, tier: tier.name }, 'destroying an orphaned sandbox failed');
+      }
     }
   }
   return { migrated, orphansDestroyed, stuckFailed, watched: starting.length };

@@ -388,11 +388,13 @@ export class SessionStore {
   }
 
   /** Of `ids`, those that are live sessions. */
-  async liveAmong(ids: string[]): Promise<Set<string>> {
+  /** The ids among `ids` with a live session (on `tier`, when given: one that moved away is not). */
+  async liveAmong(ids: string[], tier?: TierName): Promise<Set<string>> {
     if (!ids.length) return new Set();
     const { rows } = await this.pool.query<{ id: string }>(
-      `SELECT id::text FROM preview_sessions WHERE id::text = ANY($1) AND state = ANY($2)`,
-      [ids, LIVE_STATES],
+      `SELECT id::text FROM preview_sessions WHERE id::text = ANY($1) AND state = ANY($2)
+         AND ($3::text IS NULL OR tier = $3 OR tier IS NULL)`,
+      [ids, LIVE_STATES, tier ?? null],
     );
     return new Set(rows.map((r) => r.id));
   }

@@ -277,6 +277,23 @@ describe('fly tier specifics', () => {
     await expect(tier.create({ ...spec(), previewId: 'bad id!' })).rejects.toBeInstanceOf(InvalidInputError);
   });
 
+  it('lists its machines as sandboxes for reconciliation, and not once they are destroyed', async () => {
+    const s = spec();
+    const t0 = Date.now();
+    await tier.create(s);
+    // A machine of something else in the same app is not ours to list.
+    const foreign = await (tier as ReturnType<typeof createFlyTier>).client.createMachine({
+      config: { image: 'other:1', metadata: { preview_id: 'not-ours' } },
+    });
+    const mine = (await tier.sandboxes?.()) ?? [];
+    const entry = mine.find((x) => x.previewId === s.previewId);
+    expect(entry?.createdAt).toBeGreaterThanOrEqual(Math.floor(t0 / 1000) * 1000);
+    expect(mine.some((x) => x.previewId === 'not-ours')).toBe(false);
+    expect(await tier.destroy(s.previewId)).toBe(true);
+    expect((await tier.sandboxes?.())?.some((x) => x.previewId === s.previewId)).toBe(false);
+    await (tier as ReturnType<typeof createFlyTier>).client.destroyMachine(foreign.id, { force: true });
+  });
+
   it('a project too large to write into a machine is TierUnavailable, and creates nothing', async () => {
     const small = await tierOn(fake, { maxInlineFilesBytes: 16 });
     const before = fake.machines().length;

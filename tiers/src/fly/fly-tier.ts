@@ -15,6 +15,7 @@ import type {
   SyncChannel,
   Tier,
   TierCapacity,
+  TierSandbox,
   TierStatus,
 } from '../types.ts';
 import { type Ack, FileBatch, type PreviewPhase } from '../wire.ts';
@@ -483,6 +484,22 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
       );
       const used = mine.filter((m) => LIVE.has(m.state)).length;
       return { total: options.maxMachines, available: Math.max(0, options.maxMachines - used) };
+    },
+
+    async sandboxes(o: CallOptions = {}): Promise<TierSandbox[]> {
+      checkOpen();
+      const mine = await client.listMachines(
+        { metadata: { managed_by: 'preview-router' } },
+        { signal: o.signal },
+      );
+      const out: TierSandbox[] = [];
+      for (const m of mine) {
+        const previewId = m.config?.metadata?.['preview_id'];
+        if (!previewId || !LIVE.has(m.state)) continue;
+        const createdAt = m.created_at ? Date.parse(m.created_at) : Number.NaN;
+        out.push(Number.isFinite(createdAt) ? { previewId, createdAt } : { previewId });
+      }
+      return out;
     },
 
     async close() {
