@@ -35,6 +35,7 @@ export function createNodeDirectory(nodes: NodeRegistry, store: SessionStore) {
       const s = await store.get(previewId);
       return s?.placement?.tier === 'docker' ? await nodes.endpoint(s.placement.nodeId) : undefined;
     },
+    endpoint: (nodeId: string): Promise<AgentEndpoint | undefined> => nodes.endpoint(nodeId),
     async nodes(): Promise<AgentEndpoint[]> {
       const out: AgentEndpoint[] = [];
       for (const n of await alive()) {

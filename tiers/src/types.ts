@@ -55,6 +55,14 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+export interface DestroyOptions extends CallOptions {
+  /**
+   * Tiers with nodes (docker): destroy what this node holds for the preview, not what the node the
+   * session is placed on now holds (reconciliation of a node that still runs a preview which moved).
+   */
+  nodeId?: string;
+}
+
 /**
  * A live, ordered channel toward one preview's sandbox: the hot edit path. Batches go out without
  * awaiting; acks (`applied`), `hmr` and `status` frames come back through `onFrame`.
@@ -87,7 +95,7 @@ export interface Tier {
   openSync(previewId: string, options?: CallOptions): Promise<SyncChannel>;
   suspend(previewId: string, options?: CallOptions): Promise<void>;
   resume(previewId: string, options?: CallOptions): Promise<void>;
-  destroy(previewId: string, options?: CallOptions): Promise<boolean>;
+  destroy(previewId: string, options?: DestroyOptions): Promise<boolean>;
   status(previewId: string, options?: CallOptions): Promise<TierStatus | undefined>;
   capacity(options?: CallOptions): Promise<TierCapacity>;
   /**

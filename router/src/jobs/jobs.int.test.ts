@@ -145,6 +145,34 @@ describe('scheduled jobs (real Postgres)', () => {
     expect(r.orphansDestroyed).toBe(1);
     expect(await fleet.status(id)).toBeUndefined();
   });
+
+  it('reconcile: a sandbox a node still reports after its session moved to another node is destroyed; one on its own node stays', async () => {
+    const moved = await createReady();
+    const stays = await createReady();
+    // `moved` was re-placed on another node (say this one missed heartbeats and came back).
+    const { rows } = await h.db.pool.query<{ id: string }>(
+      `INSERT INTO preview_nodes (name, url, runtime, credential_hash) VALUES ($1, 'http://127.0.0.1:9', 'docker', 'x') RETURNING id::text`,
+      [`other-${moved.slice(0, 8)}`],
+    );
+    const other = rows[0]!.id;
+    await h.db.pool.query('UPDATE preview_sessions SET node_id = $2 WHERE id = $1', [moved, other]);
+    // The other node is alive (so nothing is migrated); it reports nothing of its own here.
+    await h.router.nodes.heartbeat(other, {
+      capacity: { slots: 4, used: 1, warm: {} },
+      sessions: [],
+      at: Date.now(),
+    });
+    await h.db.pool.query('UPDATE preview_sessions SET node_id = $2 WHERE id = $1', [stays, h.nodeId]);
+    await h.router.nodes.heartbeat(h.nodeId, {
+      capacity: { slots: 4, used: 2, warm: {} },
+      sessions: [moved, stays],
+      at: Date.now(),
+    });
+    const r = await reconcileJob(deps());
+    expect(r.orphansDestroyed).toBe(1);
+    expect(await fleet.status(moved)).toBeUndefined();
+    expect(await fleet.status(stays)).toBeDefined();
+  });
 });
 
 describe('reconcile: machines a tier lists without a live session (fly, fake Machines API)', () => {

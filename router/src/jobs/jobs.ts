@@ -97,9 +97,12 @@ export async function reconcileJob(
     for (const node of await d.nodes.list()) {
       const beat = await d.nodes.liveness.get(node.id);
       if (!beat) continue;
-      const live = await d.previews.store.liveAmong(beat.sessions);
+      // Live here: its session is placed on this node. Anything else this node runs is left over
+      // (the session ended, or moved to another node while this one was unreachable).
+      const live = await d.previews.store.liveAmong(beat.sessions, { tier: 'docker', nodeId: node.id });
       for (const id of beat.sessions)
-        if (!live.has(id) && (await docker.destroy(id).catch(() => false))) orphansDestroyed++;
+        if (!live.has(id) && (await docker.destroy(id, { nodeId: node.id }).catch(() => false)))
+          orphansDestroyed++;
     }
   }
   const before = Date.now() - (d.orphanGraceMs ?? 2 * 60_000);
@@ -115,7 +118,7 @@ export async function reconcileJob(
     const old = held.filter((x) => x.createdAt === undefined || x.createdAt < before);
     const live = await d.previews.store.liveAmong(
       old.map((x) => x.previewId),
-      tier.name,
+      { tier: tier.name },
     );
     for (const { previewId } of old) {
       if (live.has(previewId)) continue;

@@ -387,14 +387,18 @@ export class SessionStore {
     return rows.map((r) => ({ id: r.id, nodeId: r.node_id }));
   }
 
-  /** Of `ids`, those that are live sessions. */
-  /** The ids among `ids` with a live session (on `tier`, when given: one that moved away is not). */
-  async liveAmong(ids: string[], tier?: TierName): Promise<Set<string>> {
+  /**
+   * The ids among `ids` with a live session, on `tier` / `nodeId` when given: a session that moved to
+   * another tier or node does not keep its old sandbox alive. A session not yet placed anywhere (null
+   * tier or node) counts as live everywhere: it may be being placed there right now.
+   */
+  async liveAmong(ids: string[], on: { tier?: TierName; nodeId?: string } = {}): Promise<Set<string>> {
     if (!ids.length) return new Set();
     const { rows } = await this.pool.query<{ id: string }>(
       `SELECT id::text FROM preview_sessions WHERE id::text = ANY($1) AND state = ANY($2)
-         AND ($3::text IS NULL OR tier = $3 OR tier IS NULL)`,
-      [ids, LIVE_STATES, tier ?? null],
+         AND ($3::text IS NULL OR tier IS NULL OR tier = $3)
+         AND ($4::text IS NULL OR node_id IS NULL OR node_id::text = $4)`,
+      [ids, LIVE_STATES, on.tier ?? null, on.nodeId ?? null],
     );
     return new Set(rows.map((r) => r.id));
   }

@@ -71,6 +71,28 @@ describe('docker tier: errors that send placement to the next tier', () => {
     expect(await tier.status('p1')).toBeUndefined();
   });
 
+  it('destroy with nodeId asks that node, not the one the session is placed on', async () => {
+    const placed = await agentStub(200, { destroyed: true });
+    const stale = await agentStub(200, { destroyed: true });
+    closers.push(placed.close, stale.close);
+    const nodes: Record<string, AgentEndpoint> = {
+      placed: { nodeId: 'placed', url: placed.url, token: 'tp' },
+      stale: { nodeId: 'stale', url: stale.url, token: 'ts' },
+    };
+    const tier = createDockerTier({
+      pickNode: async () => nodes['placed'],
+      nodeOf: async () => nodes['placed'],
+      endpoint: async (id) => nodes[id],
+    });
+    expect(await tier.destroy('p1', { nodeId: 'stale' })).toBe(true);
+    expect(stale.seen).toEqual([{ method: 'DELETE', url: '/v1/previews/p1', auth: 'Bearer ts' }]);
+    expect(placed.seen).toEqual([]);
+    // An unknown node holds nothing.
+    expect(await tier.destroy('p1', { nodeId: 'gone' })).toBe(false);
+    expect(await tier.destroy('p1')).toBe(true);
+    expect(placed.seen).toHaveLength(1);
+  });
+
   it('checks its options at construction', () => {
     expect(() => createDockerTier({} as never)).toThrow(/pickNode and nodeOf/);
   });

@@ -9,6 +9,7 @@ import {
 import { openDaemonSync } from '../fly/daemon-sync.ts';
 import type {
   CallOptions,
+  DestroyOptions,
   Placement,
   PreviewSpec,
   SyncChannel,
@@ -30,6 +31,8 @@ export interface DockerTierOptions {
   pickNode(spec: PreviewSpec, options?: CallOptions): Promise<AgentEndpoint | undefined>;
   /** The agent an existing preview runs on, or `undefined` when it is on none. */
   nodeOf(previewId: string, options?: CallOptions): Promise<AgentEndpoint | undefined>;
+  /** The agent of node `nodeId`, for `destroy(id, { nodeId })` (default: none). */
+  endpoint?(nodeId: string, options?: CallOptions): Promise<AgentEndpoint | undefined>;
   /** Every live agent, for `capacity()` (default: none known, capacity 0). */
   nodes?(options?: CallOptions): Promise<AgentEndpoint[]>;
   /** Per-request timeout for everything but `create` (default 15 s). */
@@ -182,8 +185,8 @@ export function createDockerTier(options: DockerTierOptions): Tier {
       await ok(node, 'POST', `/v1/previews/${encodeURIComponent(previewId)}/resume`, o);
     },
 
-    async destroy(previewId, o = {}) {
-      const node = await options.nodeOf(previewId, o);
+    async destroy(previewId, o: DestroyOptions = {}) {
+      const node = o.nodeId ? await options.endpoint?.(o.nodeId, o) : await options.nodeOf(previewId, o);
       if (!node) return false;
       const r = await call(node, 'DELETE', `/v1/previews/${encodeURIComponent(previewId)}`, o);
       if (r.status === 404) return false;
