@@ -10,32 +10,100 @@ import { probeHttp } from './vite-server.ts';
 
 export type ChildKind = 'next' | 'node';
 
+/** Files whose change a running Node server only sees after a restart (its code and config). */
+const NODE_CODE = /\.(?:[cm]?[jt]sx?|json|node)$/;
+
 /**
  * A dev server in its own process on an internal loopback port, which the daemon proxies (HTTP and
- * WebSocket upgrades): `next dev` for Next.js, `node --watch` for plain Node servers.
+ * WebSocket upgrades): `next dev` for Next.js, and `node <main>` for plain Node servers.
+ *
+ * A Node server is restarted by the daemon, not by `node --watch`: the daemon knows every file it
+ * wrote. `reload()` starts a fresh process on a new port next to the running one and switches to it
+ * once it takes connections, so requests keep being answered by the old code until the new code
+ * can answer (no gap, no blank frame), and one process start is saved (`--watch` is a parent
+ * process that starts the app as its child).
  */
 export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServer {
   let child: ChildProcess | undefined;
   let port = 0;
   let hmrSocket: WebSocket | undefined;
   let stopping = false;
+  let reloading: Promise<void> | undefined;
+  let reloadAgain = false;
 
   const onOutput = (chunk: Buffer) => {
-    const text = chunk.toString('utf8');
-    opts.log.push(text);
-    // node --watch prints this before it re-runs the entry; the update is out once it answers again.
-    if (kind === 'node' && text.includes('Restarting ')) void reportRestart();
+    opts.log.push(chunk.toString('utf8'));
   };
 
-  const reportRestart = async () => {
-    for (let i = 0; i < 300 && child; i++) {
-      const code = await probeHttp(port, 'localhost', 5_000);
-      if (code !== 0) {
-        opts.tracker.sent('restart', true);
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 50));
+  const spawnApp = (appPort: number): ChildProcess => {
+    const args =
+      kind === 'next'
+        ? [
+            join(packageDir(opts.projectDir, 'next'), 'dist/bin/next'),
+            'dev',
+            '--webpack',
+            '-p',
+            String(appPort),
+            '-H',
+            '127.0.0.1',
+          ]
+        : [mainOf(opts.projectDir)];
+    const c = spawn(process.execPath, args, {
+      cwd: opts.projectDir,
+      env: {
+        ...opts.env,
+        PORT: String(appPort),
+        HOST: '127.0.0.1',
+        HOSTNAME: '127.0.0.1',
+        NEXT_TELEMETRY_DISABLED: '1',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    c.stdout!.on('data', onOutput);
+    c.stderr!.on('data', onOutput);
+    c.on('exit', (code, signal) => {
+      if (child !== c) return;
+      child = undefined;
+      hmrSocket?.close();
+      if (!stopping) opts.onExit(`dev server exited (${signal ?? `code ${code}`})`);
+    });
+    return c;
+  };
+
+  /** Resolves once `c` takes connections on `appPort`; false when it exited first. */
+  const listening = async (c: ChildProcess, appPort: number): Promise<boolean> => {
+    for (;;) {
+      if (c.exitCode !== null || c.signalCode !== null) return false;
+      if (await canConnect(appPort)) return true;
+      await new Promise((r) => setTimeout(r, 10));
     }
+  };
+
+  const terminate = (c: ChildProcess | undefined): Promise<void> => {
+    if (!c || c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+    const exited = new Promise<void>((r) => c.once('exit', () => r()));
+    c.kill('SIGTERM');
+    const t = setTimeout(() => c.kill('SIGKILL'), 5_000);
+    return exited.finally(() => clearTimeout(t));
+  };
+
+  /** One fresh process with the project as it is on disk now; the old one serves until it listens. */
+  const swap = async () => {
+    const nextPort = await freePort();
+    const old = child;
+    const next = spawnApp(nextPort);
+    const up = await listening(next, nextPort);
+    if (stopping) {
+      void terminate(next);
+      return;
+    }
+    // A new process that exits at once (a syntax error) replaces the old one too: the app is down,
+    // and its output is what the status page shows, as it would be after any crash.
+    child = up ? next : undefined;
+    port = nextPort;
+    void terminate(old);
+    if (up) opts.tracker.sent('restart', true);
+    else opts.onExit(`dev server exited (code ${next.exitCode ?? next.signalCode})`);
   };
 
   // Next's browser HMR socket: the daemon listens as one more client to learn when a build went out.
@@ -60,6 +128,23 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
     });
   };
 
+  const reload = (): Promise<void> => {
+    // Changes that arrive while a new process starts get one more after it.
+    if (reloading) {
+      reloadAgain = true;
+      return reloading;
+    }
+    reloading = (async () => {
+      do {
+        reloadAgain = false;
+        await swap();
+      } while (reloadAgain && !stopping);
+    })().finally(() => {
+      reloading = undefined;
+    });
+    return reloading;
+  };
+
   return {
     get alive() {
       return child !== undefined && child.exitCode === null && child.signalCode === null;
@@ -67,47 +152,20 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
     async start() {
       stopping = false;
       port = await freePort();
-      const args =
-        kind === 'next'
-          ? [
-              join(packageDir(opts.projectDir, 'next'), 'dist/bin/next'),
-              'dev',
-              '--webpack',
-              '-p',
-              String(port),
-              '-H',
-              '127.0.0.1',
-            ]
-          : ['--watch', mainOf(opts.projectDir)];
-      const env: Record<string, string> = {
-        ...opts.env,
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        HOSTNAME: '127.0.0.1',
-        NEXT_TELEMETRY_DISABLED: '1',
-      };
-      const c = spawn(process.execPath, args, {
-        cwd: opts.projectDir,
-        env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const c = spawnApp(port);
       child = c;
-      c.stdout!.on('data', onOutput);
-      c.stderr!.on('data', onOutput);
-      c.on('exit', (code, signal) => {
-        if (child !== c) return;
-        child = undefined;
-        hmrSocket?.close();
-        if (!stopping) opts.onExit(`dev server exited (${signal ?? `code ${code}`})`);
-      });
       // Wait until it takes connections; readiness (200) is the daemon's probe.
-      for (;;) {
-        if (child !== c) throw new Error('dev server exited while starting');
-        if (await canConnect(port)) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      if (!(await listening(c, port)) || child !== c) throw new Error('dev server exited while starting');
       if (kind === 'next') watchNextHmr();
     },
+    ...(kind === 'node'
+      ? {
+          notifyChanged(files: readonly string[]) {
+            if (files.some((f) => NODE_CODE.test(f))) void reload();
+          },
+          reload,
+        }
+      : {}),
     handle(req, res) {
       const upstream = request(
         { host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers },
@@ -149,12 +207,8 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       hmrSocket?.close();
       const c = child;
       child = undefined;
-      if (!c || c.exitCode !== null) return;
-      const exited = new Promise<void>((r) => c.once('exit', () => r()));
-      c.kill('SIGTERM');
-      const t = setTimeout(() => c.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(t);
+      await reloading?.catch(() => {});
+      await terminate(c);
     },
   };
 }

@@ -31,7 +31,7 @@ import { type PathViolation, TMP_DIR_NAME, validateOps } from './validate.ts';
 import { viteDevServer } from './vite-server.ts';
 import { ProjectWriter } from './writer.ts';
 
-/** Templates whose dev server runs the user's code without hot-swapping it (`node --watch`). */
+/** Templates whose dev server runs the user's code without hot-swapping it (a Node server). */
 const RESTART_ON_LOAD: ReadonlySet<TemplateName> = new Set(['express-pg']);
 
 /** How each template's dev server runs. */
@@ -322,7 +322,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     }
     // The template's server still answers 200 until its own file watcher restarts it: the claimer
     // must not read that as the user's app being up.
-    if (loaded) return queueRestart('project loaded', 'loading the project');
+    if (loaded) return queueRestart('project loaded', 'loading the project', true);
     if (phase === 'installing') return;
     if (!dev?.alive && restartsQueued === 0)
       lifecycle = lifecycle.then(() => restart('dev server was not running'));
@@ -334,18 +334,31 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
    * answer), and the dev server restarts with it. The app never answers without it afterwards.
    */
   function onEnvApplied() {
-    queueRestart('environment set', 'applying the environment');
+    queueRestart('environment set', 'applying the environment', false);
   }
 
-  /** Not ready from this tick on; the dev server restarts, and only the restarted one reports ready. */
-  function queueRestart(reason: string, message: string) {
+  /**
+   * Not ready from this tick on; the dev server restarts, and only the restarted one reports ready.
+   * `reload`: new code only (same environment), so a dev server that can swap its process in place
+   * (`DevServer.reload`) does that instead of a full stop and start.
+   */
+  function queueRestart(reason: string, message: string, reload: boolean) {
     wantedGeneration++;
     if (phase !== 'installing') setPhase('starting', message);
     restartsQueued++;
     lifecycle = lifecycle.then(async () => {
       try {
         // An earlier queued restart may have started its dev server after this bump: it is current.
-        if (devGeneration !== wantedGeneration || !dev?.alive) await restart(reason);
+        if (devGeneration === wantedGeneration && dev?.alive) return;
+        const d = dev;
+        if (reload && d?.alive && d.reload && !closing) {
+          log.info({ reason }, 'reloading the app');
+          const generation = wantedGeneration;
+          await d.reload();
+          if (dev !== d) return;
+          devGeneration = generation;
+          await checkReady();
+        } else await restart(reason);
       } finally {
         restartsQueued--;
       }

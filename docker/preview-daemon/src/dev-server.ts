@@ -18,6 +18,11 @@ export interface DevServer {
    * not wait for its file watcher. Optional: without it the watcher picks the change up.
    */
   notifyChanged?(files: readonly string[]): void;
+  /**
+   * Runs the project as it is on disk now in a fresh process, switching over once that one takes
+   * connections (the old one answers until then). Optional: servers that hot-swap code need none.
+   */
+  reload?(): Promise<void>;
   /** Resolves once the dev server's own caches are complete (used at image build). */
   settle?(): Promise<void>;
   /** True while its process (or in-process server) is alive. */
