@@ -11,7 +11,7 @@ import { probeHttp } from './vite-server.ts';
 export type ChildKind = 'next' | 'node';
 
 /** Files whose change a running Node server only sees after a restart (its code and config). */
-const NODE_CODE = /\.(?:[cm]?[jt]sx?|json|node)$/;
+export const NODE_CODE = /\.(?:[cm]?[jt]sx?|json|node)$/;
 
 /**
  * A dev server in its own process on an internal loopback port, which the daemon proxies (HTTP and
@@ -30,6 +30,23 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
   let stopping = false;
   let reloading: Promise<void> | undefined;
   let reloadAgain = false;
+  /** Requests being proxied, by the app port they went to: an old process is stopped once it has none. */
+  const inflight = new Map<number, number>();
+  const drainWaiters = new Map<number, () => void>();
+
+  /** Resolves when no request to `appPort` is in flight, or after `maxMs`. */
+  const drained = (appPort: number, maxMs: number): Promise<void> => {
+    if (!inflight.get(appPort)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(done, maxMs);
+      function done() {
+        clearTimeout(t);
+        drainWaiters.delete(appPort);
+        resolve();
+      }
+      drainWaiters.set(appPort, done);
+    });
+  };
 
   const onOutput = (chunk: Buffer) => {
     opts.log.push(chunk.toString('utf8'));
@@ -91,6 +108,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
   const swap = async () => {
     const nextPort = await freePort();
     const old = child;
+    const oldPort = port;
     const next = spawnApp(nextPort);
     const up = await listening(next, nextPort);
     if (stopping) {
@@ -101,7 +119,8 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
     // and its output is what the status page shows, as it would be after any crash.
     child = up ? next : undefined;
     port = nextPort;
-    void terminate(old);
+    // Requests the old process already took are answered by it before it stops.
+    void drained(oldPort, 10_000).then(() => terminate(old));
     if (up) opts.tracker.sent('restart', true);
     else opts.onExit(`dev server exited (code ${next.exitCode ?? next.signalCode})`);
   };
@@ -167,8 +186,18 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
         }
       : {}),
     handle(req, res) {
+      const appPort = port;
+      inflight.set(appPort, (inflight.get(appPort) ?? 0) + 1);
+      res.once('close', () => {
+        const n = (inflight.get(appPort) ?? 1) - 1;
+        if (n > 0) inflight.set(appPort, n);
+        else {
+          inflight.delete(appPort);
+          drainWaiters.get(appPort)?.();
+        }
+      });
       const upstream = request(
-        { host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers },
+        { host: '127.0.0.1', port: appPort, method: req.method, path: req.url, headers: req.headers },
         (up) => {
           res.writeHead(up.statusCode ?? 502, up.rawHeaders as unknown as Record<string, string>);
           up.pipe(res);

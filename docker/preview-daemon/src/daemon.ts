@@ -19,7 +19,7 @@ import {
 } from '@preview/tiers';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { AppEnvironment, handleEnvRequest } from './app-env.ts';
-import { childDevServer } from './child-server.ts';
+import { childDevServer, NODE_CODE } from './child-server.ts';
 import type { DaemonConfig } from './config.ts';
 import { ensureDeps, packageJsonHash } from './deps.ts';
 import type { DevServer, DevServerFactory } from './dev-server.ts';
@@ -283,7 +283,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       if (origin) origins.record(origin);
       if (changed.length > 0 && phase === 'ready' && !pkg) dev?.notifyChanged?.(changed);
       ws.send(ackText(seq));
-      afterApply(pkg, seq === 0 && !origin && RESTART_ON_LOAD.has(config.template));
+      // A Node server that is not serving yet (or not any more) runs these files only if it starts
+      // after them; a ready one reloads through notifyChanged.
+      const stale =
+        RESTART_ON_LOAD.has(config.template) &&
+        (phase !== 'ready' || seq === 0) &&
+        files.some((f) => NODE_CODE.test(f));
+      afterApply(pkg, stale);
       collectWhenIdle();
     };
     const failed = (e: unknown) =>
@@ -311,8 +317,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     ws.send(errorText({ code, message, seq }));
   }
 
-  /** `loaded`: the claimer's initial load (seq 0) into a dev server that does not hot-swap code. */
-  function afterApply(pkgTouched: boolean, loaded: boolean) {
+  /**
+   * `stale`: the batch changed code of a dev server that does not hot-swap it, and that server was
+   * not ready to reload it (it is starting, or failed), or this is the claimer's initial load.
+   */
+  function afterApply(pkgTouched: boolean, stale: boolean) {
     if (closing) return;
     if (pkgTouched && packageJsonHash(root) !== depsHash) {
       // Not ready from this tick on, so nobody who saw the ack reads a stale 200 from health.
@@ -320,9 +329,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       lifecycle = lifecycle.then(() => restart('package.json changed'));
       return;
     }
-    // The template's server still answers 200 until its own file watcher restarts it: the claimer
-    // must not read that as the user's app being up.
-    if (loaded) return queueRestart('project loaded', 'loading the project', true);
+    // Not ready until a server that runs these files answers: after a claim, the template's server
+    // still answering is not the user's app being up.
+    if (stale) return queueRestart('project changed', 'loading the project', true);
     if (phase === 'installing') return;
     if (!dev?.alive && restartsQueued === 0)
       lifecycle = lifecycle.then(() => restart('dev server was not running'));
