@@ -8,17 +8,20 @@ import { createLocalServerTier } from '../../test/local-tier.ts';
 import { idleJob, reconcileJob } from './jobs.ts';
 import { createBullScheduler, createMemoryScheduler, type Scheduler } from './scheduler.ts';
 
+/** The jobs' collaborators from a test router: idle after an hour, destroyed after a day. */
+const jobDeps = (h: Harness) => ({
+  previews: h.router.previews,
+  nodes: h.router.nodes,
+  log: silent,
+  metrics: h.router.metrics,
+  idleSuspendMs: 60 * 60_000,
+  idleDestroyMs: 24 * 60 * 60_000,
+});
+
 describe('scheduled jobs (real Postgres)', () => {
   let h: Harness;
   const fleet = createLocalServerTier({ autoReady: true });
-  const deps = () => ({
-    previews: h.router.previews,
-    nodes: h.router.nodes,
-    log: silent,
-    metrics: h.router.metrics,
-    idleSuspendMs: 60 * 60_000,
-    idleDestroyMs: 24 * 60 * 60_000,
-  });
+  const deps = () => jobDeps(h);
   const createReady = async () => {
     const res = await h.router.app.request('/v1/previews', {
       method: 'POST',
@@ -228,15 +231,7 @@ describe('reconcile: machines a tier lists without a live session (fly, fake Mac
     const placing = await session('provisioning', null);
     const unknown = '00000000-0000-4000-8000-000000000000';
     for (const id of [ended, moved, live, placing, unknown]) await machineFor(id);
-    const deps = (orphanGraceMs: number) => ({
-      previews: h.router.previews,
-      nodes: h.router.nodes,
-      log: silent,
-      metrics: h.router.metrics,
-      idleSuspendMs: 60 * 60_000,
-      idleDestroyMs: 24 * 60 * 60_000,
-      orphanGraceMs,
-    });
+    const deps = (orphanGraceMs: number) => ({ ...jobDeps(h), orphanGraceMs });
     // All of them were made a moment ago: inside the grace period nothing is touched.
     expect((await reconcileJob(deps(60_000))).orphansDestroyed).toBe(0);
     expect(await running()).toEqual(new Set([ended, moved, live, placing, unknown]));
