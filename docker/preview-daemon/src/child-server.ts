@@ -33,6 +33,8 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
   /** Requests being proxied, by the app port they went to: an old process is stopped once it has none. */
   const inflight = new Map<number, number>();
   const drainWaiters = new Map<number, () => void>();
+  /** Replaced processes still answering the requests they took. */
+  const retiring = new Set<ChildProcess>();
 
   /** Resolves when no request to `appPort` is in flight, or after `maxMs`. */
   const drained = (appPort: number, maxMs: number): Promise<void> => {
@@ -120,7 +122,12 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
     child = up ? next : undefined;
     port = nextPort;
     // Requests the old process already took are answered by it before it stops.
-    void drained(oldPort, 10_000).then(() => terminate(old));
+    if (old) {
+      retiring.add(old);
+      void drained(oldPort, 10_000)
+        .then(() => terminate(old))
+        .finally(() => retiring.delete(old));
+    }
     if (up) opts.tracker.sent('restart', true);
     else opts.onExit(`dev server exited (code ${next.exitCode ?? next.signalCode})`);
   };
@@ -237,7 +244,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       const c = child;
       child = undefined;
       await reloading?.catch(() => {});
-      await terminate(c);
+      await Promise.all([terminate(c), ...[...retiring].map(terminate)]);
     },
   };
 }
