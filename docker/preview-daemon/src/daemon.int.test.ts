@@ -333,6 +333,22 @@ describe('editor batches sent again under a new seq (origin ledger)', () => {
       });
       expect([read('a.txt'), read('b.txt')]).toEqual(['new a', 'old a']);
 
+      // A replaced owner's batch arriving late (a seq below the last applied, an origin never seen)
+      // is neither applied nor acked; the current owner's copy of it, later, is applied.
+      const before = sync.frames.length;
+      sync.send({
+        type: 'batch',
+        seq: 5,
+        ops: [{ op: 'put', path: 'late.txt', content: 'late' }],
+        origin: { client: 'editor-1', seq: 5 },
+      });
+      expect(await send(12, 5, [{ op: 'put', path: 'late.txt', content: 'late' }])).toMatchObject({
+        type: 'ack',
+        seq: 12,
+      });
+      expect(sync.frames.slice(before).some((f) => f['seq'] === 5)).toBe(false);
+      expect(read('late.txt')).toBe('late');
+
       // The daemon restarts on the same project: it still knows what it applied.
       sync.close();
       await d.stop();
@@ -340,7 +356,7 @@ describe('editor batches sent again under a new seq (origin ledger)', () => {
       sync = await SyncClient.connect(url(), { authorization: `Bearer ${d.token}` });
       expect(await send(1, 2, [{ op: 'rename', from: 'a.txt', to: 'b.txt' }])).toMatchObject({ type: 'ack' });
       expect([read('a.txt'), read('b.txt')]).toEqual(['new a', 'old a']);
-      expect(await send(2, 5, [{ op: 'rename', from: 'a.txt', to: 'c.txt' }])).toMatchObject({ type: 'ack' });
+      expect(await send(2, 6, [{ op: 'rename', from: 'a.txt', to: 'c.txt' }])).toMatchObject({ type: 'ack' });
       expect([read('a.txt'), read('c.txt')]).toEqual([undefined, 'new a']);
       // A batch without an origin (the claimer's initial load) is applied by seq alone, as before.
       expect(await sync.batch(3, [{ op: 'put', path: 'd.txt', content: 'd' }])).toMatchObject({

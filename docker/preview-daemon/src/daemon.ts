@@ -242,15 +242,19 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   function applyBatch(ws: WebSocket, batch: FileBatch, t0: number, sync: false): Promise<void>;
   function applyBatch(ws: WebSocket, batch: FileBatch, t0: number, sync: boolean): void | Promise<void> {
     const { seq, ops, origin } = batch;
-    if (seq <= lastSeq) {
+    const before = origin && origins.seen(origin);
+    if (seq <= lastSeq && !before) {
+      // An editor batch this sandbox never applied, behind a newer one: sent by a sync owner that
+      // has since been replaced (its bytes arrived late). Its place in the order is gone; it is not
+      // applied and not acked (an ack would say it is on disk). The current owner sends it again.
+      if (origin) return;
       ws.send(ackText(seq)); // replay: already on disk
       return;
     }
-    const before = origin && origins.seen(origin);
     if (before) {
       // The same editor batch again, under a new seq: answer as the first time, write nothing.
       if (!before.applied) return refuse(ws, seq, origin, before.code, before.message);
-      lastSeq = seq;
+      if (seq > lastSeq) lastSeq = seq;
       ws.send(ackText(seq));
       return;
     }

@@ -37,6 +37,14 @@ export interface SyncState {
   close(): Promise<void>;
 }
 
+/**
+ * Where a preview's seq counter starts above its floor when there is none (first use, or Redis lost
+ * it). The floor is the last *persisted* seq, and the sandbox may have applied later ones that were
+ * not persisted yet; a new seq at or below one the sandbox applied would be taken there for a
+ * replaced owner's late batch and get no answer.
+ */
+export const FRESH_COUNTER_GAP = 1_000_000;
+
 /** One process only (embedded default, unit tests). */
 export function createMemorySyncState(): SyncState {
   const leases = createMemoryLeases();
@@ -49,7 +57,7 @@ export function createMemorySyncState(): SyncState {
     holder: (id) => leases.holder(key(id)),
     release: (id, owner) => leases.release(key(id), owner),
     async reserveSeqs(id, n, floor) {
-      const next = Math.max(seqs.get(id) ?? 0, floor) + n;
+      const next = Math.max(seqs.get(id) ?? floor + FRESH_COUNTER_GAP, floor) + n;
       seqs.set(id, next);
       return next - n + 1;
     },
@@ -67,10 +75,13 @@ export function createMemorySyncState(): SyncState {
   };
 }
 
-// KEYS[1] counter; ARGV n, floor. Raise to floor first (a fresh Redis after a flush must not go back).
+// KEYS[1] counter; ARGV n, floor, gap. Raise to floor first (a fresh Redis after a flush must not go
+// back); a missing counter starts `gap` above the floor (FRESH_COUNTER_GAP).
 const RESERVE = `
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local raw = redis.call('GET', KEYS[1])
 local floor = tonumber(ARGV[2])
+local cur = floor + tonumber(ARGV[3])
+if raw then cur = tonumber(raw) end
 if cur < floor then cur = floor end
 local nxt = cur + tonumber(ARGV[1])
 redis.call('SET', KEYS[1], nxt)
@@ -103,7 +114,16 @@ export function createRedisSyncState(options: {
     holder: (id) => leases.holder(key(id)),
     release: (id, owner) => leases.release(key(id), owner),
     async reserveSeqs(id, n, floor) {
-      const next = Number(await redis.eval(RESERVE, 1, `${p}sync-seq:${id}`, String(n), String(floor)));
+      const next = Number(
+        await redis.eval(
+          RESERVE,
+          1,
+          `${p}sync-seq:${id}`,
+          String(n),
+          String(floor),
+          String(FRESH_COUNTER_GAP),
+        ),
+      );
       return next - n + 1;
     },
     async getWatermarks(id, client) {

@@ -12,10 +12,11 @@ import { WebSocketServer } from 'ws';
  * side where a container with the daemon is not available (the chaos test runs it in the test
  * process so it outlives the router replicas that are killed).
  *
- * Replay rules it implements, as the daemon does: a batch whose seq is at or below the last applied
- * seq is acked without being applied again; a batch whose `origin` (editor client + its seq) was
- * processed before is answered as the first time (`OriginLedger`); delete of a missing file and rename
- * of a missing source are no-ops.
+ * Replay rules it implements, as the daemon does: a batch whose `origin` (editor client + its seq) was
+ * processed before is answered as the first time (`OriginLedger`); one with an origin never processed
+ * but a seq at or below the last applied is a replaced owner's, arriving late, and gets no answer; one
+ * without an origin at or below the last applied seq is acked without being applied again; delete of
+ * a missing file and rename of a missing source are no-ops.
  */
 export async function startDirectorySandbox(options: { dir: string; token?: string }): Promise<{
   url: string;
@@ -33,13 +34,15 @@ export async function startDirectorySandbox(options: { dir: string; token?: stri
   let tmpN = 0;
   const origins = new OriginLedger();
 
-  async function apply(batch: FileBatch): Promise<ServerFrame> {
-    if (batch.seq <= lastApplied) return { type: 'ack', seq: batch.seq, stage: 'applied' };
+  async function apply(batch: FileBatch): Promise<ServerFrame | undefined> {
     const before = batch.origin && origins.seen(batch.origin);
+    if (batch.seq <= lastApplied && !before)
+      // Behind a newer batch and never applied: a replaced sync owner's, arriving late. No answer.
+      return batch.origin ? undefined : { type: 'ack', seq: batch.seq, stage: 'applied' };
     if (before && !before.applied)
       return { type: 'error', code: before.code, seq: batch.seq, message: before.message };
     if (before) {
-      lastApplied = batch.seq;
+      if (batch.seq > lastApplied) lastApplied = batch.seq;
       return { type: 'ack', seq: batch.seq, stage: 'applied' };
     }
     for (const op of batch.ops) {
@@ -87,7 +90,7 @@ export async function startDirectorySandbox(options: { dir: string; token?: stri
         }
         const batch = r.value;
         chain = chain.then(async () => {
-          let reply: ServerFrame;
+          let reply: ServerFrame | undefined;
           try {
             reply = await apply(batch);
           } catch (e) {
@@ -95,7 +98,7 @@ export async function startDirectorySandbox(options: { dir: string; token?: stri
             if (batch.origin) origins.record(batch.origin, { code: 'write_failed', message });
             reply = { type: 'error', code: 'write_failed', seq: batch.seq, message };
           }
-          if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(reply));
+          if (reply && ws.readyState === ws.OPEN) ws.send(JSON.stringify(reply));
         });
       });
     });
