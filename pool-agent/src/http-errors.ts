@@ -1,28 +1,9 @@
-import {
-  CapacityError,
-  ConflictError,
-  ForbiddenError,
-  InvalidInputError,
-  NotFoundError,
-  PreviewError,
-  TierUnavailableError,
-  TimeoutError,
-  UnauthorizedError,
-} from '@preview/tiers';
+import { httpStatusOf, InvalidInputError, PreviewError } from '@preview/tiers';
 import type { z } from 'zod';
 
-/** HTTP status for an error of the project's hierarchy (the agent's one mapping). */
+/** HTTP status for any thrown value: the project's one mapping, as a pool agent answers the router. */
 export function statusOf(e: unknown): number {
-  if (e instanceof InvalidInputError) return 400;
-  if (e instanceof UnauthorizedError) return 401;
-  if (e instanceof ForbiddenError) return 403;
-  if (e instanceof NotFoundError) return 404;
-  if (e instanceof ConflictError) return 409;
-  if (e instanceof CapacityError) return 503;
-  if (e instanceof TierUnavailableError) return 503;
-  if (e instanceof TimeoutError) return 504;
-  if (e instanceof PreviewError) return 502;
-  return 500;
+  return e instanceof PreviewError ? httpStatusOf(e, { capacity: 503, other: 502 }) : 500;
 }
 
 export function errorBody(e: unknown): { error: { code: string; message: string } } {

@@ -1,12 +1,8 @@
 import {
   CapacityError,
-  ConflictError,
-  ForbiddenError,
+  httpStatusOf,
   InvalidInputError,
-  NotFoundError,
   PreviewError,
-  TierUnavailableError,
-  TimeoutError,
   UnauthorizedError,
 } from '@preview/tiers';
 import type { Context } from 'hono';
@@ -14,21 +10,6 @@ import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-
-/** The one table mapping error classes to HTTP statuses. Order matters: first match wins. */
-export const ERROR_STATUS: ReadonlyArray<
-  readonly [new (...args: never[]) => PreviewError, ContentfulStatusCode]
-> = [
-  [InvalidInputError, 400],
-  [UnauthorizedError, 401],
-  [ForbiddenError, 403],
-  [NotFoundError, 404],
-  [ConflictError, 409],
-  [CapacityError, 429],
-  [TierUnavailableError, 503],
-  [TimeoutError, 504],
-  [PreviewError, 500],
-];
 
 export interface ErrorBody {
   error: { code: string; message: string };
@@ -42,7 +23,7 @@ export function errorResponse(err: unknown): {
 } {
   const headers: Record<string, string> = {};
   if (err instanceof PreviewError) {
-    const status = ERROR_STATUS.find(([cls]) => err instanceof cls)?.[1] ?? 500;
+    const status = httpStatusOf(err, { capacity: 429, other: 500 });
     if (err instanceof CapacityError && err.retryAfterMs !== undefined)
       headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
     if (err instanceof UnauthorizedError) headers['www-authenticate'] = 'Bearer';

@@ -7,6 +7,7 @@ import {
   ConflictError,
   errorFromHttp,
   ForbiddenError,
+  httpStatusOf,
   InvalidInputError,
   isPreviewError,
   NotFoundError,
@@ -71,6 +72,32 @@ describe('errorFromHttp', () => {
       'router answered HTTP 418',
     ]);
     expect(errorFromHttp(400, { error: { code: 7 } }, 'router').code).toBe('http_400');
+  });
+});
+
+describe('httpStatusOf', () => {
+  it('gives each class its status, and errorFromHttp reads it back as the same class', () => {
+    const errors = [
+      new InvalidInputError('invalid_body', 'x'),
+      new UnauthorizedError('x'),
+      new ForbiddenError('x'),
+      new NotFoundError('x'),
+      new ConflictError('x'),
+      new CapacityError('x'),
+      new TierUnavailableError('docker', 'x'),
+      new TimeoutError('x'),
+    ];
+    for (const e of errors) {
+      const back = errorFromHttp(
+        httpStatusOf(e, { capacity: 503, other: 502 }),
+        { error: { code: e.code, message: 'x' } },
+        'docker',
+      );
+      expect([e.name, back.constructor]).toEqual([e.name, e.constructor]);
+    }
+    expect(httpStatusOf(new CapacityError('x'), { capacity: 429, other: 500 })).toBe(429);
+    expect(httpStatusOf(new PreviewError('odd', 'x'), { capacity: 429, other: 500 })).toBe(500);
+    expect(httpStatusOf(new PreviewError('odd', 'x'), { capacity: 503, other: 502 })).toBe(502);
   });
 });
 

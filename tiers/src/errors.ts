@@ -129,3 +129,27 @@ export function errorFromHttp(
   }
   return status >= 500 ? new TierUnavailableError(peer, message, { code }) : new PreviewError(code, message);
 }
+
+/**
+ * The HTTP status our services answer an error with (first match wins); `errorFromHttp` reads it
+ * back. Two choices differ by audience: `capacity` is 429 toward clients (with Retry-After) and 503
+ * with code `capacity` from a pool agent to the router; `other` is the status of a PreviewError of
+ * no narrower class.
+ *
+ * @example
+ * const status = httpStatusOf(err, { capacity: 429, other: 500 });
+ */
+export function httpStatusOf(
+  e: PreviewError,
+  o: { capacity: 429 | 503; other: 500 | 502 },
+): 400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503 | 504 {
+  if (e instanceof InvalidInputError) return 400;
+  if (e instanceof UnauthorizedError) return 401;
+  if (e instanceof ForbiddenError) return 403;
+  if (e instanceof NotFoundError) return 404;
+  if (e instanceof ConflictError) return 409;
+  if (e instanceof CapacityError) return o.capacity;
+  if (e instanceof TierUnavailableError) return 503;
+  if (e instanceof TimeoutError) return 504;
+  return o.other;
+}
