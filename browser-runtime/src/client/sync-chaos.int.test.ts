@@ -304,9 +304,10 @@ it.each([
         await new Promise((r) => setTimeout(r, Math.random() < 0.9 ? 0 : 5));
       }
       sync.flush();
-      // Let the chaos run a little longer (and at least a few kills), then let the cluster settle.
+      // Let the chaos run a little longer: at least a few kills, and at least one of the replica the
+      // editor is connected to (kills pick a random replica; a fast run can miss it), then settle.
       await new Promise((r) => setTimeout(r, 1500));
-      for (let i = 0; i < 100 && kills < 4; i++) await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < 600 && (kills < 4 || opens < 2); i++) await new Promise((r) => setTimeout(r, 100));
       stopChaos = true;
       if (chaos) clearTimeout(chaos);
       // A restart can lose its port to another process for a moment: retry.
