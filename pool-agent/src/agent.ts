@@ -1,13 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import {
-  createServer,
-  Agent as HttpAgent,
-  request as httpRequest,
-  type IncomingHttpHeaders,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
@@ -33,17 +25,10 @@ import Docker from 'dockerode';
 import { Hono } from 'hono';
 import pino, { type Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import WebSocket, { WebSocketServer } from 'ws';
+import type WebSocket from 'ws';
 import { z } from 'zod';
 import type { AgentConfig } from './config.ts';
-import {
-  DaemonLink,
-  diffOps,
-  fetchManifest,
-  openDaemonSocket,
-  setAppEnv,
-  waitReady,
-} from './daemon-client.ts';
+import { DaemonLink, diffOps, fetchManifest, setAppEnv, waitReady } from './daemon-client.ts';
 import { type DbForwarder, rewriteDatabaseUrl, startDbForwarder } from './db-forwarder.ts';
 import { bodyError, errorBody, statusOf } from './http-errors.ts';
 import { newDaemonToken, WarmPools } from './pool.ts';
@@ -51,6 +36,7 @@ import { type Registration, register } from './registration.ts';
 import { createDockerRuntime, DockerRuntime } from './runtime/docker.ts';
 import { createProcessRuntime } from './runtime/process.ts';
 import type { ContainerRuntime, SandboxInfo } from './runtime/types.ts';
+import { failResponse, rejectUpgrade, UpstreamProxy } from './upstream-proxy.ts';
 
 export const PreviewIdSchema = z
   .string()
@@ -135,17 +121,6 @@ export interface Agent {
   sessions(): string[];
   close(options?: { removeSandboxes?: boolean }): Promise<void>;
 }
-
-const HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'x-agent-token',
-]);
 
 function safeEqual(a: string, b: string): boolean {
   const x = Buffer.from(a);
@@ -668,23 +643,6 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   const UPSTREAM_RE = /^\/v1\/previews\/([a-zA-Z0-9_-]{1,64})\/http(\/[^?]*)?(\?.*)?$/;
   const SYNC_RE = /^\/v1\/previews\/([a-zA-Z0-9_-]{1,64})\/sync(\?.*)?$/;
 
-  const fail = (res: ServerResponse, e: unknown) => {
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    res.writeHead(statusOf(e), { 'content-type': 'application/json' }).end(JSON.stringify(errorBody(e)));
-  };
-
-  const upstreamHeaders = (h: IncomingHttpHeaders): IncomingHttpHeaders => {
-    const out: IncomingHttpHeaders = {};
-    // When the router authenticated with x-agent-token, the app's own Authorization passes through.
-    const stripAuth = h['x-agent-token'] === undefined;
-    for (const [k, v] of Object.entries(h))
-      if (!HOP.has(k) && !(stripAuth && k === 'authorization')) out[k] = v;
-    return out;
-  };
-
   const targetFor = (id: string): Preview => {
     const p = get(id);
     if (p.state === 'failed')
@@ -694,36 +652,16 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     return p;
   };
 
-  // Kept-alive connections to the sandboxes' published ports: no handshake per proxied request.
-  const upstreamAgent = new HttpAgent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 8 });
+  const proxy = new UpstreamProxy();
   const proxyHttp = (req: IncomingMessage, res: ServerResponse, id: string, path: string): void => {
     let p: Preview;
     try {
       p = targetFor(id);
     } catch (e) {
-      fail(res, e);
+      failResponse(res, e);
       return;
     }
-    const up = new URL(p.box.upstream);
-    const preq = httpRequest(
-      {
-        host: up.hostname,
-        port: up.port,
-        method: req.method,
-        path,
-        headers: upstreamHeaders(req.headers),
-        agent: upstreamAgent,
-      },
-      (pres) => {
-        const headers = { ...pres.headers };
-        delete headers['connection'];
-        delete headers['keep-alive'];
-        res.writeHead(pres.statusCode ?? 502, headers);
-        pres.pipe(res);
-      },
-    );
-    preq.on('error', (e) => fail(res, new PreviewError('upstream_error', `preview upstream: ${e.message}`)));
-    req.pipe(preq);
+    proxy.http(req, res, p.box.upstream, path);
   };
 
   const server: Server = createServer((req, res) => {
@@ -731,27 +669,14 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     const m = UPSTREAM_RE.exec(url);
     if (m) {
       if (!authorized(req.headers as never))
-        return fail(res, new UnauthorizedError('missing or invalid bearer token'));
+        return failResponse(res, new UnauthorizedError('missing or invalid bearer token'));
       return proxyHttp(req, res, m[1]!, `${m[2] ?? '/'}${m[3] ?? ''}`);
     }
     void honoListener(req, res);
   });
 
-  const rejectUpgrade = (socket: Duplex, e: unknown) => {
-    const status = statusOf(e);
-    const body = JSON.stringify(errorBody(e));
-    socket.end(
-      `HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
-  };
-
   // Upgraded sockets are not closed by server.closeAllConnections(); track them for close().
   const upgraded = new Set<Duplex>();
-  const wss = new WebSocketServer({
-    noServer: true,
-    perMessageDeflate: false,
-    maxPayload: LIMITS.frameBytes,
-  });
 
   server.on('upgrade', (req, socket, head) => {
     upgraded.add(socket);
@@ -769,79 +694,15 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     } catch (e) {
       return rejectUpgrade(socket, e);
     }
-    if (sync) return relaySync(p, req, socket, head);
-    proxyUpgrade(p, req, socket, head, `${upm![2] ?? '/'}${upm![3] ?? ''}`);
+    if (sync)
+      return proxy.relaySync(
+        { upstream: p.box.upstream, daemonToken: p.box.daemonToken, relays: p.relays },
+        req,
+        socket,
+        head,
+      );
+    proxy.upgrade(req, socket, head, p.box.upstream, `${upm![2] ?? '/'}${upm![3] ?? ''}`);
   });
-
-  /** Relays sync frames both ways without parsing them: the daemon validates. */
-  function relaySync(p: Preview, req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    wss.handleUpgrade(req, socket, head, (client) => {
-      const daemon = openDaemonSocket(p.box.upstream, p.box.daemonToken);
-      p.relays.add(client);
-      const pending: { data: WebSocket.RawData; binary: boolean }[] = [];
-      client.on('message', (data, binary) => {
-        if (daemon.readyState === WebSocket.OPEN) daemon.send(data, { binary });
-        else pending.push({ data, binary });
-      });
-      daemon.on('open', () => {
-        for (const m of pending.splice(0)) daemon.send(m.data, { binary: m.binary });
-      });
-      daemon.on('message', (data, binary) => {
-        if (client.readyState !== WebSocket.OPEN) return;
-        // A consumer that stopped reading: drop it (it reconnects and replays) rather than buffer without end.
-        if (client.bufferedAmount > 8 * 1024 * 1024) {
-          client.close(CloseCodes.slowConsumer, 'slow consumer');
-          return;
-        }
-        client.send(data, { binary });
-      });
-      const closeCode = (c: number) => (c >= 4000 || c === 1000 || c === 1001 ? c : 1011);
-      daemon.on('close', (code, reason) => {
-        if (client.readyState <= WebSocket.OPEN) client.close(closeCode(code), reason.toString());
-      });
-      daemon.on('error', () => {
-        if (client.readyState <= WebSocket.OPEN) client.close(1011, 'preview daemon unreachable');
-      });
-      client.on('close', () => {
-        p.relays.delete(client);
-        if (daemon.readyState <= WebSocket.OPEN) daemon.close();
-      });
-      client.on('error', () => daemon.terminate());
-    });
-  }
-
-  function proxyUpgrade(p: Preview, req: IncomingMessage, socket: Duplex, head: Buffer, path: string): void {
-    const up = new URL(p.box.upstream);
-    const headers = upstreamHeaders(req.headers);
-    headers['connection'] = 'Upgrade';
-    headers['upgrade'] = req.headers['upgrade'] ?? 'websocket';
-    const preq = httpRequest({ host: up.hostname, port: up.port, method: req.method, path, headers });
-    preq.on('upgrade', (pres, psocket, phead) => {
-      let out = `HTTP/1.1 ${pres.statusCode} ${pres.statusMessage}\r\n`;
-      for (let i = 0; i < pres.rawHeaders.length; i += 2)
-        out += `${pres.rawHeaders[i]}: ${pres.rawHeaders[i + 1]}\r\n`;
-      socket.write(`${out}\r\n`);
-      if (phead.length) socket.write(phead);
-      if (head.length) psocket.write(head);
-      psocket.pipe(socket).pipe(psocket);
-      psocket.on('error', () => socket.destroy());
-      socket.on('error', () => psocket.destroy());
-      psocket.on('close', () => socket.destroy());
-      socket.on('close', () => psocket.destroy());
-    });
-    preq.on('response', (pres) => {
-      // The upstream refused the upgrade: pass its answer on.
-      let out = `HTTP/1.1 ${pres.statusCode} ${pres.statusMessage}\r\n`;
-      for (let i = 0; i < pres.rawHeaders.length; i += 2)
-        out += `${pres.rawHeaders[i]}: ${pres.rawHeaders[i + 1]}\r\n`;
-      socket.write(`${out}\r\n`);
-      pres.pipe(socket);
-    });
-    preq.on('error', (e) =>
-      rejectUpgrade(socket, new PreviewError('upstream_error', `preview upstream: ${e.message}`)),
-    );
-    preq.end();
-  }
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -937,9 +798,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       if (closing) return;
       closing = true;
       registration?.stop();
-      for (const c of wss.clients) c.terminate();
+      proxy.close();
       for (const s of upgraded) s.destroy();
-      upstreamAgent.destroy();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
