@@ -177,8 +177,8 @@ export async function createRouter(o: RouterOptions) {
     previewHost: proxy,
     realtime: () => bridges,
   });
-  const scheduler: Scheduler = config.REDIS_URL
-    ? createBullScheduler({ redisUrl: config.REDIS_URL, prefix, log })
+  const scheduler: Scheduler = redis
+    ? createBullScheduler({ redis, prefix, log })
     : createMemoryScheduler({ log });
   registerJobs(
     scheduler,

@@ -250,7 +250,7 @@ describe('schedulers run registered jobs repeatedly, never overlapping', () => {
       () => {
         const r = createTestRedis();
         return {
-          s: createBullScheduler({ redisUrl: TEST_REDIS_URL, prefix: r.prefix, log: silent }),
+          s: createBullScheduler({ redis: r.redis, prefix: r.prefix, log: silent }),
           cleanup: r.cleanup,
         };
       },

@@ -1,4 +1,5 @@
 import { Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
 export type JobFn = () => Promise<unknown>;
@@ -50,16 +51,20 @@ export function createMemoryScheduler(options: { log: Logger }): Scheduler {
   };
 }
 
-/** BullMQ job schedulers on one queue; a worker on every replica, each run on one of them. */
-export function createBullScheduler(options: { redisUrl: string; prefix: string; log: Logger }): Scheduler {
-  const url = new URL(options.redisUrl);
-  const connection = {
-    host: url.hostname,
-    port: Number(url.port || 6379),
-    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
-    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
-    db: url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0,
-    maxRetriesPerRequest: null,
+/**
+ * BullMQ job schedulers on one queue; a worker on every replica, each run on one of them. BullMQ
+ * gets its own connections made from `redis` (`duplicate()`: same address, credentials and TLS),
+ * with `maxRetriesPerRequest: null` as its blocking worker connection requires; `close` ends them.
+ *
+ * @example
+ * const scheduler = createBullScheduler({ redis, prefix: 'preview:', log });
+ */
+export function createBullScheduler(options: { redis: Redis; prefix: string; log: Logger }): Scheduler {
+  const connections: Redis[] = [];
+  const connection = (): Redis => {
+    const c = options.redis.duplicate({ maxRetriesPerRequest: null });
+    connections.push(c);
+    return c;
   };
   const prefix = `${options.prefix}bull`;
   const queueName = 'router-jobs';
@@ -76,7 +81,7 @@ export function createBullScheduler(options: { redisUrl: string; prefix: string;
       return await job.fn();
     },
     async start() {
-      queue = new Queue(queueName, { connection, prefix });
+      queue = new Queue(queueName, { connection: connection(), prefix });
       for (const [name, job] of jobs)
         await queue.upsertJobScheduler(
           name,
@@ -90,13 +95,14 @@ export function createBullScheduler(options: { redisUrl: string; prefix: string;
           if (!job) return;
           return await job.fn();
         },
-        { connection, prefix, concurrency: 1 },
+        { connection: connection(), prefix, concurrency: 1 },
       );
       worker.on('failed', (j, err) => options.log.warn({ err, job: j?.name }, 'job failed'));
     },
     async close() {
       await worker?.close();
       await queue?.close();
+      for (const c of connections.splice(0)) c.disconnect();
     },
   };
 }
