@@ -1,9 +1,7 @@
 import { createHash } from 'node:crypto';
 import {
-  type Ack,
   ConflictError,
   contentBytes,
-  type FileBatch,
   type FileOp,
   InvalidInputError,
   LIMITS,
@@ -11,6 +9,7 @@ import {
   type ProjectFiles,
   TimeoutError,
 } from '@preview/tiers';
+import { DaemonLink } from '@preview/tiers/daemon-sync';
 import WebSocket from 'ws';
 
 /**
@@ -101,13 +100,6 @@ export async function setAppEnv(
   throw new PreviewError('daemon_error', `daemon env answered ${res.status}: ${message}`);
 }
 
-/** A daemon error frame as an error: bad input from the caller stays `InvalidInputError` (400). */
-function daemonError(code = 'daemon_error', message = 'daemon rejected the batch'): PreviewError {
-  return code === 'invalid_path' || code === 'too_large' || code === 'invalid_frame'
-    ? new InvalidInputError(code, message)
-    : new PreviewError(code, message);
-}
-
 function decode(v: ProjectFiles[string]): { content: string; encoding: 'utf8' | 'base64' } {
   return typeof v === 'string' ? { content: v, encoding: 'utf8' } : v;
 }
@@ -146,7 +138,7 @@ export function syncUrl(upstream: string): string {
   return `${upstream.replace(/^http/, 'ws')}/__preview/sync`;
 }
 
-/** Opens the daemon's sync socket (authenticated). */
+/** Opens the daemon's sync socket (authenticated) as a raw WebSocket, for relaying frames unparsed. */
 export function openDaemonSocket(upstream: string, token: string): WebSocket {
   return new WebSocket(syncUrl(upstream), {
     headers: { authorization: `Bearer ${token}` },
@@ -155,103 +147,7 @@ export function openDaemonSocket(upstream: string, token: string): WebSocket {
   });
 }
 
-/**
- * One request/response connection to a daemon's sync socket, used by the agent for claims and the
- * HTTP `apply` route: `send(batch)` resolves with the daemon's `applied` ack for that seq or rejects
- * with its error frame.
- */
-export class DaemonLink {
-  #ws: WebSocket | undefined;
-  #opening: Promise<WebSocket> | undefined;
-  #waiting = new Map<number, { resolve: (a: Ack) => void; reject: (e: Error) => void }>();
-  #upstream: string;
-  #token: string;
-
-  constructor(upstream: string, token: string) {
-    this.#upstream = upstream;
-    this.#token = token;
-  }
-
-  /** Opens the socket ahead of the first batch (warm pools do, to keep the handshake off the claim). */
-  async connect(): Promise<void> {
-    await this.#open();
-  }
-
-  #open(): Promise<WebSocket> {
-    if (this.#ws?.readyState === WebSocket.OPEN) return Promise.resolve(this.#ws);
-    this.#opening ??= new Promise<WebSocket>((resolve, reject) => {
-      const ws = openDaemonSocket(this.#upstream, this.#token);
-      ws.once('open', () => {
-        this.#ws = ws;
-        this.#opening = undefined;
-        ws.send(JSON.stringify({ type: 'hello', lastAckedSeq: 0 }));
-        resolve(ws);
-      });
-      ws.once('error', (e) => {
-        this.#opening = undefined;
-        reject(new PreviewError('daemon_unreachable', `daemon sync socket: ${e.message}`));
-      });
-      ws.on('message', (data) => this.#onMessage(String(data)));
-      ws.on('close', () => {
-        if (this.#ws === ws) this.#ws = undefined;
-        for (const w of this.#waiting.values())
-          w.reject(new PreviewError('daemon_closed', 'daemon sync socket closed before the ack'));
-        this.#waiting.clear();
-      });
-    });
-    return this.#opening;
-  }
-
-  #onMessage(text: string): void {
-    let f: { type?: string; seq?: number; stage?: string; code?: string; message?: string };
-    try {
-      f = JSON.parse(text);
-    } catch {
-      return;
-    }
-    if (typeof f.seq !== 'number') {
-      // An error without a seq concerns the last batch in flight.
-      if (f.type === 'error' && this.#waiting.size === 1) {
-        const [seq, w] = [...this.#waiting][0]!;
-        this.#waiting.delete(seq);
-        w.reject(daemonError(f.code, f.message));
-      }
-      return;
-    }
-    const w = this.#waiting.get(f.seq);
-    if (!w) return;
-    if (f.type === 'ack' && f.stage === 'applied') {
-      this.#waiting.delete(f.seq);
-      w.resolve({ type: 'ack', seq: f.seq, stage: 'applied' });
-    } else if (f.type === 'error') {
-      this.#waiting.delete(f.seq);
-      w.reject(daemonError(f.code, f.message));
-    }
-  }
-
-  async send(batch: FileBatch, timeoutMs = 30_000): Promise<Ack> {
-    const ws = await this.#open();
-    return new Promise<Ack>((resolve, reject) => {
-      const t = setTimeout(() => {
-        this.#waiting.delete(batch.seq);
-        reject(new TimeoutError(`no ack for batch ${batch.seq} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.#waiting.set(batch.seq, {
-        resolve: (a) => {
-          clearTimeout(t);
-          resolve(a);
-        },
-        reject: (e) => {
-          clearTimeout(t);
-          reject(e);
-        },
-      });
-      ws.send(JSON.stringify(batch));
-    });
-  }
-
-  close(): void {
-    this.#ws?.close();
-    this.#ws = undefined;
-  }
+/** The link a claimer keeps to a sandbox's daemon: loads, edits and the daemon's status frames. */
+export function linkTo(box: { upstream: string; daemonToken: string }): DaemonLink {
+  return new DaemonLink({ url: syncUrl(box.upstream), token: box.daemonToken });
 }

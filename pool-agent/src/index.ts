@@ -1,8 +1,10 @@
 export * from './agent.ts';
+export { TokenSet } from './auth.ts';
 export * from './config.ts';
 export * from './daemon-client.ts';
 export * from './db-forwarder.ts';
 export * from './http-errors.ts';
+export type { AgentStatus } from './lifecycle.ts';
 export * from './pool.ts';
 export * from './registration.ts';
 export * from './runtime/docker.ts';

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { TemplateName } from '@preview/tiers';
+import type { DaemonLink } from '@preview/tiers/daemon-sync';
 import type { Logger } from 'pino';
-import { DaemonLink, fetchManifest, waitReady } from './daemon-client.ts';
+import { fetchManifest, linkTo, waitReady } from './daemon-client.ts';
 import type { ContainerRuntime, SandboxInfo } from './runtime/types.ts';
 
 export interface WarmPoolOptions {
@@ -125,7 +126,7 @@ export class WarmPools {
 
   async #prepare(box: SandboxInfo): Promise<WarmSandbox> {
     const manifest = await fetchManifest(box.upstream, box.daemonToken).catch(() => undefined);
-    const link = new DaemonLink(box.upstream, box.daemonToken);
+    const link = linkTo(box);
     await link.connect().catch(() => {});
     return { box, manifest, link };
   }

@@ -6,6 +6,7 @@ import {
   PreviewError,
   UnauthorizedError,
 } from '@preview/tiers';
+import pRetry from 'p-retry';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 
@@ -48,7 +49,6 @@ const LiveSessions = z.object({ sessions: z.array(z.string()) });
 export async function register(options: RegistrationOptions): Promise<Registration> {
   const f = options.fetch ?? fetch;
   const base = options.routerUrl.replace(/\/$/, '');
-  let current!: NodeRegistered;
 
   const doRegister = async (): Promise<NodeRegistered> => {
     const body = NodeRegistration.parse({
@@ -76,17 +76,19 @@ export async function register(options: RegistrationOptions): Promise<Registrati
   };
 
   // The router may still be starting: retry what is not a refusal, with backoff, for a while.
-  const deadline = Date.now() + (options.retryForMs ?? 60_000);
-  for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
-    try {
-      current = await doRegister();
-      break;
-    } catch (e) {
-      if (e instanceof UnauthorizedError || Date.now() + delay > deadline) throw e;
-      options.log?.warn({ err: e, retryInMs: delay }, 'registration failed; retrying');
-      await new Promise((r) => setTimeout(r, delay));
-    }
-  }
+  const registerWithRetry = () =>
+    pRetry(doRegister, {
+      retries: Number.POSITIVE_INFINITY,
+      minTimeout: 250,
+      maxTimeout: 5000,
+      maxRetryTime: options.retryForMs ?? 60_000,
+      shouldRetry: ({ error }) => !(error instanceof UnauthorizedError),
+      onFailedAttempt: ({ error, retriesLeft }) => {
+        if (retriesLeft > 0 && !(error instanceof UnauthorizedError))
+          options.log?.warn({ err: error }, 'registration failed; retrying');
+      },
+    });
+  let current = await registerWithRetry();
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
 
@@ -105,18 +107,7 @@ export async function register(options: RegistrationOptions): Promise<Registrati
     await res.body?.cancel();
     if (res.status === 401) {
       options.log?.warn('heartbeat refused (401): registering again');
-      // The router may still be starting: retry what is not a refusal, with backoff, for a while.
-      const deadline = Date.now() + (options.retryForMs ?? 60_000);
-      for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
-        try {
-          current = await doRegister();
-          break;
-        } catch (e) {
-          if (e instanceof UnauthorizedError || Date.now() + delay > deadline) throw e;
-          options.log?.warn({ err: e, retryInMs: delay }, 'registration failed; retrying');
-          await new Promise((r) => setTimeout(r, delay));
-        }
-      }
+      current = await registerWithRetry();
       return;
     }
     if (!res.ok) throw new PreviewError('heartbeat_failed', `router answered ${res.status} to a heartbeat`);

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import http from 'node:http';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Agent, createAgent, loadConfig as loadAgentConfig } from '@preview/pool-agent';
+import { type Agent, createAgent, dockerUsable, loadConfig as loadAgentConfig } from '@preview/pool-agent';
 import type { Logger } from 'pino';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -13,27 +12,9 @@ export const DAEMON_BUNDLE = join(REPO, 'docker/preview-daemon/dist/daemon.mjs')
 export const embeddedNodeName = (dataDir: string): string =>
   `embedded-${createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 10)}`;
 
-/** GET on the Docker engine's socket; `undefined` when there is no engine. */
-function dockerGet(socketPath: string, path: string): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    const req = http.get({ socketPath, path, timeout: 2000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode);
-    });
-    req.on('error', () => resolve(undefined));
-    req.on('timeout', () => {
-      req.destroy();
-      resolve(undefined);
-    });
-  });
-}
-
 /** Docker when the engine answers and has the preview image, else the host-process runtime. */
 export async function pickRuntime(o: { socketPath: string; image: string }): Promise<'docker' | 'process'> {
-  if ((await dockerGet(o.socketPath, '/_ping')) !== 200) return 'process';
-  return (await dockerGet(o.socketPath, `/images/${encodeURIComponent(o.image)}/json`)) === 200
-    ? 'docker'
-    : 'process';
+  return (await dockerUsable(o.socketPath, o.image)) ? 'docker' : 'process';
 }
 
 /** Builds the preview-daemon bundle the host-process runtime runs, if it is not there yet. */

@@ -114,6 +114,10 @@ export class DockerRuntime implements ContainerRuntime {
     return this.#gateway;
   }
 
+  get network(): { kind: 'gateway'; address: string | undefined } {
+    return { kind: 'gateway', address: this.#gateway };
+  }
+
   async init(): Promise<void> {
     const info = (await this.docker.info()) as { Runtimes?: Record<string, unknown> };
     if (this.#o.ociRuntime) {

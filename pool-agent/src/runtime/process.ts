@@ -2,10 +2,10 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { InvalidInputError, NotFoundError } from '@preview/tiers';
+import { createInterface } from 'node:readline';
+import { InvalidInputError, NotFoundError, PreviewError } from '@preview/tiers';
 import type { Logger } from 'pino';
 import type { ContainerRuntime, SandboxExit, SandboxInfo, SandboxSpec } from './types.ts';
 
@@ -33,15 +33,15 @@ interface Box {
   removing: boolean;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
+/** The port of the daemon's `listening` log line (JSON lines: `{"msg":"listening","port":…}`), if `line` is it. */
+export function listeningPort(line: string): number | undefined {
+  if (!line.startsWith('{') || !line.includes('"listening"')) return undefined;
+  try {
+    const entry = JSON.parse(line) as { msg?: unknown; port?: unknown };
+    return entry.msg === 'listening' && typeof entry.port === 'number' ? entry.port : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function hasBwrap(): boolean {
@@ -77,6 +77,8 @@ export function createProcessRuntime(options: ProcessRuntimeOptions): ProcessRun
 export class ProcessRuntime implements ContainerRuntime {
   readonly kind = 'process' as const;
   readonly isolated: boolean;
+  /** bwrap shares the host's network (`--share-net`), and so do plain processes. */
+  readonly network = { kind: 'host' } as const;
   #o: ProcessRuntimeOptions;
   #boxes = new Map<string, Box>();
   #listeners = new Set<(exit: SandboxExit) => void>();
@@ -98,7 +100,6 @@ export class ProcessRuntime implements ContainerRuntime {
     const tpl = this.#o.templatesDir;
     // bwrap maps our own uid to `uid` inside its user namespace, so the dirs stay ours.
     const uid = this.#o.uid ?? 1000;
-    const port = await freePort();
     const node = this.#o.nodePath ?? process.execPath;
     const bundleDir = dirname(this.#o.daemonBundle);
     const env: Record<string, string> = {
@@ -108,7 +109,8 @@ export class ProcessRuntime implements ContainerRuntime {
       ...(tpl ? { PREVIEW_TEMPLATES_DIR: tpl } : {}),
       PREVIEW_TEMPLATE: spec.template,
       PREVIEW_DAEMON_TOKEN: spec.daemonToken,
-      PREVIEW_DAEMON_PORT: String(port),
+      // Any free port: the daemon says which in its `listening` log line.
+      PREVIEW_DAEMON_PORT: '0',
       // The host network is shared: keep the daemon off other interfaces.
       PREVIEW_DAEMON_HOST: '127.0.0.1',
     };
@@ -181,19 +183,27 @@ export class ProcessRuntime implements ContainerRuntime {
     });
     const id = `proc-${randomBytes(6).toString('hex')}`;
     const lines: string[] = [];
-    const push = (chunk: Buffer) => {
-      for (const l of chunk.toString('utf8').split('\n')) if (l) lines.push(l);
-      if (lines.length > 500) lines.splice(0, lines.length - 500);
-    };
-    child.stdout?.on('data', push);
-    child.stderr?.on('data', push);
+    const listening = new Promise<number | undefined>((resolve) => {
+      const push = (line: string) => {
+        if (!line) return;
+        lines.push(line);
+        if (lines.length > 500) lines.splice(0, lines.length - 500);
+        const port = listeningPort(line);
+        if (port !== undefined) resolve(port);
+      };
+      if (child.stdout) createInterface({ input: child.stdout, crlfDelay: Infinity }).on('line', push);
+      if (child.stderr) createInterface({ input: child.stderr, crlfDelay: Infinity }).on('line', push);
+      // After 'close' every line of output has been read: no listening line will come.
+      child.once('close', () => resolve(undefined));
+      child.once('error', () => resolve(undefined));
+    });
     const info: SandboxInfo = {
       id,
       template: spec.template,
       previewId: spec.previewId,
       pool: spec.pool,
       state: 'running',
-      upstream: `http://127.0.0.1:${port}`,
+      upstream: '',
       daemonToken: spec.daemonToken,
     };
     const box: Box = {
@@ -215,12 +225,21 @@ export class ProcessRuntime implements ContainerRuntime {
           resolve();
         });
         child.once('error', (e) => {
-          push(Buffer.from(`spawn failed: ${e.message}`));
+          lines.push(`spawn failed: ${e.message}`);
           resolve();
         });
       }),
     };
     this.#boxes.set(id, box);
+    const port = await listening;
+    if (port === undefined) {
+      await this.remove(id);
+      throw new PreviewError(
+        'sandbox_failed',
+        `the preview daemon exited before it listened: ${lines.slice(-20).join('\n') || '(no output)'}`,
+      );
+    }
+    info.upstream = `http://127.0.0.1:${port}`;
     return { ...info };
   }
 

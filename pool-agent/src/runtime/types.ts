@@ -53,6 +53,13 @@ export interface ContainerRuntime {
   readonly kind: 'docker' | 'process';
   /** Whether sandboxes are isolated from the host (false for bare host processes). */
   readonly isolated: boolean;
+  /**
+   * How a sandbox reaches a service the agent runs for it (the database forwarder): `host` when
+   * sandboxes share the host's network (host processes: a host address works as it is), else
+   * `gateway` with the address of the preview network's gateway on the host (Docker), `undefined`
+   * when there is none.
+   */
+  readonly network: { kind: 'host' } | { kind: 'gateway'; address: string | undefined };
   /** Creates and starts a sandbox; returns once its process runs (not once it is ready). */
   create(spec: SandboxSpec, options?: { signal?: AbortSignal }): Promise<SandboxInfo>;
   /** Records which preview a (warm) sandbox now serves, so a restarted agent can adopt it. */

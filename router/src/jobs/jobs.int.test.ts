@@ -1,4 +1,4 @@
-import { createTestRedis, TEST_REDIS_URL } from '@preview/testkit';
+import { createTestRedis } from '@preview/testkit';
 import { createBrowserTier } from '@preview/tiers';
 import { createFlyTier } from '@preview/tiers/fly';
 import { type FakeMachinesApi, startFakeMachinesApi } from '@preview/tiers/fly/testing';

@@ -1,3 +1,4 @@
+import { openDaemonSync } from '../daemon-sync/index.ts';
 import {
   CapacityError,
   errorFromHttp,
@@ -6,7 +7,6 @@ import {
   TierUnavailableError,
   TimeoutError,
 } from '../errors.ts';
-import { openDaemonSync } from '../fly/daemon-sync.ts';
 import type {
   CallOptions,
   DestroyOptions,

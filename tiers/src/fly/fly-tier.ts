@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { Cleanup } from '../cleanup.ts';
+import { DaemonLink, openDaemonSync } from '../daemon-sync/index.ts';
 import {
   CapacityError,
   InvalidInputError,
@@ -19,7 +20,6 @@ import type {
   TierStatus,
 } from '../types.ts';
 import { type Ack, FileBatch, type PreviewPhase } from '../wire.ts';
-import { openDaemonSync, sendAndAwaitAck } from './daemon-sync.ts';
 import {
   type FlyClientOptions,
   type FlyMachine,
@@ -76,7 +76,6 @@ export interface FlyTierOptions {
 interface Known {
   machineId: string;
   region: string;
-  applyChannel?: Promise<SyncChannel>;
 }
 
 const PROJECT_DIR = '/project';
@@ -120,6 +119,7 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
   const maxInlineFilesBytes = options.maxInlineFilesBytes ?? 2 * 1024 * 1024;
   const known = new Map<string, Known>();
   const channels = new Set<SyncChannel>();
+  const links = new Map<string, { machineId: string; link: DaemonLink }>();
   let closed = false;
 
   const tokenFor = (previewId: string) =>
@@ -156,7 +156,7 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
   function forget(previewId: string) {
     const k = known.get(previewId);
     known.delete(previewId);
-    void k?.applyChannel?.then((c) => c.close()).catch(() => {});
+    if (k) closeLink(previewId);
   }
 
   async function health(
@@ -197,30 +197,23 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
     );
   }
 
-  function applyChannel(previewId: string, k: Known, signal?: AbortSignal): Promise<SyncChannel> {
-    if (k.applyChannel) {
-      const existing = k.applyChannel;
-      return existing.then(
-        (c) => {
-          if (c.open) return c;
-          if (k.applyChannel === existing) k.applyChannel = undefined;
-          return applyChannel(previewId, k, signal);
-        },
-        () => {
-          if (k.applyChannel === existing) k.applyChannel = undefined;
-          return applyChannel(previewId, k, signal);
-        },
-      );
-    }
-    const p = openDaemonSync({
+  /** The `apply` connection to a preview's daemon (one per preview, reopened on use after a drop). */
+  function linkFor(previewId: string, k: Known): DaemonLink {
+    const held = links.get(previewId);
+    if (held?.machineId === k.machineId) return held.link;
+    held?.link.close();
+    const link = new DaemonLink({
       url: wsUrl,
       token: tokenFor(previewId),
       headers: edgeHeaders(k.machineId),
-      signal,
+      tier: 'fly',
     });
-    k.applyChannel = p;
-    void p.then((c) => channels.add(c)).catch(() => {});
-    return p;
+    links.set(previewId, { machineId: k.machineId, link });
+    return link;
+  }
+  function closeLink(previewId: string): void {
+    links.get(previewId)?.link.close();
+    links.delete(previewId);
   }
 
   /**
@@ -385,8 +378,10 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
         );
       const k = known.get(previewId) ?? (await lookup(previewId, o.signal));
       if (!k) throw new NotFoundError(`no fly machine for preview ${previewId}`);
-      const ch = await applyChannel(previewId, k, o.signal);
-      return await sendAndAwaitAck(ch, parsed.data, { signal: o.signal });
+      return await linkFor(previewId, k).send(parsed.data, {
+        timeoutMs: 60_000,
+        ...(o.signal ? { signal: o.signal } : {}),
+      });
     },
 
     async openSync(previewId, o: CallOptions = {}) {
@@ -414,9 +409,7 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
         await client.waitForState(k.machineId, 'suspended', { signal: o.signal, timeoutMs: startTimeoutMs });
         return;
       }
-      const ch = k.applyChannel;
-      k.applyChannel = undefined;
-      void ch?.then((c) => c.close()).catch(() => {});
+      closeLink(previewId);
       await client.withLease(
         k.machineId,
         (nonce) => client.suspendMachine(k.machineId, { signal: o.signal, leaseNonce: nonce }),
@@ -508,6 +501,7 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
       for (const c of channels) c.close();
       channels.clear();
       for (const id of [...known.keys()]) forget(id);
+      for (const id of [...links.keys()]) closeLink(id);
     },
   };
   return tier;

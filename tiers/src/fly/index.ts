@@ -3,7 +3,6 @@
  * never pull in `ws` or `node:crypto`).
  */
 export * from './config.ts';
-export * from './daemon-sync.ts';
 export * from './fly-tier.ts';
 export * from './machines-client.ts';
 export * from './retry.ts';

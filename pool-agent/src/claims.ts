@@ -1,0 +1,198 @@
+import {
+  CapacityError,
+  ConflictError,
+  InvalidInputError,
+  LIMITS,
+  type ProjectFiles,
+  type TemplateName,
+} from '@preview/tiers';
+import type { Logger } from 'pino';
+import { diffOps, fetchManifest, linkTo, setAppEnv, waitReady } from './daemon-client.ts';
+import { newDaemonToken, type WarmPools, type WarmSandbox } from './pool.ts';
+import type { PreviewRecord, PreviewTable } from './previews.ts';
+import type { ContainerRuntime, SandboxInfo } from './runtime/types.ts';
+import type { ClaimBody, ClaimResult } from './schemas.ts';
+
+/** What a claim needs from the rest of the agent. */
+export interface ClaimContext {
+  /** This node's name (in capacity errors). */
+  node: string;
+  /** Previews this node serves at most. */
+  slots: number;
+  /** How long a claim waits for the dev server's 200, ms. */
+  readyTimeoutMs: number;
+  runtime: Pick<ContainerRuntime, 'create' | 'assign' | 'remove'>;
+  pools: Pick<WarmPools, 'acquire' | 'free' | 'counts'>;
+  table: PreviewTable;
+  /** Environment every sandbox gets, warm or cold (nothing preview-specific). */
+  sandboxEnv: Record<string, string>;
+  /** The app's environment as its sandbox must see it (a database URL through the forwarder). */
+  appEnv(env: Record<string, string> | undefined): Promise<Record<string, string> | undefined>;
+  /** Removes a preview and its sandbox (a claim that failed half-way). */
+  destroy(previewId: string): Promise<boolean>;
+  /** This node's id (the router's, once registered) and the base URL of its API. */
+  nodeId(): string;
+  url(): string;
+  /** Called once a claimed preview is ready. */
+  onReady?(p: PreviewRecord): void;
+  log: Logger;
+}
+
+/**
+ * Claims: a preview gets a warm sandbox of its template when the pool has one (the environment, then
+ * one seq-0 batch of what differs from the template, then the health wait), else a cold one made for
+ * it. Repeating a claim for a known id answers the existing preview.
+ *
+ * @example
+ * const claims = new Claims(ctx);
+ * const r = await claims.claim({ previewId: 'p1', template: 'vite-react', files }); // { warm: true, ms: 80, ... }
+ */
+export class Claims {
+  readonly #c: ClaimContext;
+
+  constructor(context: ClaimContext) {
+    this.#c = context;
+  }
+
+  /**
+   * @throws ConflictError (the id runs another template), CapacityError (no slot), InvalidInputError
+   *   (files the daemon refuses), TimeoutError / PreviewError (the sandbox never got ready).
+   */
+  async claim(body: ClaimBody, options: { signal?: AbortSignal } = {}): Promise<ClaimResult> {
+    const t0 = performance.now();
+    const c = this.#c;
+    const existing = c.table.find(body.previewId);
+    if (existing) {
+      if (existing.box.template !== body.template)
+        throw new ConflictError(`preview ${body.previewId} already runs template ${existing.box.template}`);
+      return this.#result(existing, false, t0);
+    }
+    if (c.table.size >= c.slots)
+      throw new CapacityError(`node ${c.node} is full (${c.slots} slots)`, { retryAfterMs: 5000 });
+    const env = await c.appEnv(body.env);
+    const appEnv = env && Object.keys(env).length > 0 ? env : undefined;
+    const w = c.pools.acquire(body.template);
+    const { box, assigned } = w
+      ? await this.#takeWarm(w, body.previewId, appEnv, options.signal)
+      : { box: await this.#createCold(body, appEnv, options.signal), assigned: Promise.resolve() };
+    const p = c.table.add({
+      id: body.previewId,
+      box,
+      link: w?.link ?? linkTo(box),
+      state: { kind: 'starting' },
+      relays: new Set(),
+    });
+    try {
+      await this.#load(p, body.files, w, assigned, options.signal);
+      if (p.state.kind === 'starting') p.state = { kind: 'ready' };
+      c.onReady?.(p);
+      c.log.info({ previewId: p.id, warm: !!w, ms: Math.round(performance.now() - t0) }, 'preview claimed');
+      return this.#result(p, !!w, t0);
+    } catch (e) {
+      // Bad user files are the caller's problem; anything else leaves the sandbox unusable.
+      await c.destroy(body.previewId).catch(() => {});
+      throw e;
+    }
+  }
+
+  /**
+   * A warm sandbox for `previewId`. The environment goes in before the preview is tracked (nothing
+   * routes to it yet): from the daemon's answer on it is not ready until its dev server runs with the
+   * environment, so the health wait of the claim covers the restart and the app never answers
+   * without it. The rename that records the session runs beside the file load.
+   */
+  async #takeWarm(
+    w: WarmSandbox,
+    previewId: string,
+    appEnv: Record<string, string> | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<{ box: SandboxInfo; assigned: Promise<void> }> {
+    if (appEnv)
+      try {
+        await setAppEnv(w.box.upstream, w.box.daemonToken, appEnv, signal);
+      } catch (e) {
+        w.link.close();
+        void this.#c.runtime.remove(w.box.id).catch(() => {});
+        throw e;
+      }
+    return { box: { ...w.box, previewId }, assigned: this.#c.runtime.assign(w.box.id, previewId) };
+  }
+
+  async #createCold(
+    body: ClaimBody,
+    appEnv: Record<string, string> | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<SandboxInfo> {
+    const c = this.#c;
+    if (c.pools.free() <= 0 && !this.#evictOne())
+      throw new CapacityError(`node ${c.node} has no free slot`, { retryAfterMs: 5000 });
+    return await c.runtime.create(
+      {
+        template: body.template,
+        previewId: body.previewId,
+        daemonToken: newDaemonToken(),
+        // The daemon takes the app's environment at start, by the same rules as a warm claim's.
+        env: { ...c.sandboxEnv, ...(appEnv ? { PREVIEW_APP_ENV: JSON.stringify(appEnv) } : {}) },
+      },
+      signal ? { signal } : {},
+    );
+  }
+
+  /** Sends the user's files (cold: as soon as the daemon listens, while the dev server starts), then waits for 200. */
+  async #load(
+    p: PreviewRecord,
+    files: ProjectFiles,
+    warm: WarmSandbox | undefined,
+    assigned: Promise<void>,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const wait = {
+      timeoutMs: this.#c.readyTimeoutMs,
+      isDead: () => (p.state.kind === 'failed' ? p.state.reason : undefined),
+      ...(signal ? { signal } : {}),
+    };
+    if (!warm) await waitReady(p.box.upstream, { ...wait, listening: true });
+    await Promise.all([this.#sendFiles(p, files, warm?.manifest, signal), assigned]);
+    await waitReady(p.box.upstream, wait);
+  }
+
+  async #sendFiles(
+    p: PreviewRecord,
+    files: ProjectFiles,
+    known: Record<string, string> | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const manifest = known ?? (await fetchManifest(p.box.upstream, p.box.daemonToken, signal));
+    const batches = diffOps(manifest, files);
+    if (batches.length > 1)
+      throw new InvalidInputError(
+        'too_large',
+        `files: the initial load must fit one batch (${LIMITS.batchOps} changed files, ${LIMITS.batchBytes} bytes)`,
+      );
+    // seq 0 is the initial load; the router's sync hub numbers the edits from 1.
+    if (batches[0]) await p.link.send({ type: 'batch', seq: 0, ops: batches[0] });
+  }
+
+  /** Removes one warm sandbox of the fullest pool to make room for a cold claim. */
+  #evictOne(): boolean {
+    const c = this.#c;
+    const top = Object.entries(c.pools.counts()).sort((a, b) => b[1] - a[1])[0];
+    if (!top || top[1] === 0) return false;
+    const victim = c.pools.acquire(top[0] as TemplateName);
+    if (!victim) return false;
+    victim.link.close();
+    void c.runtime.remove(victim.box.id).catch(() => {});
+    return true;
+  }
+
+  #result(p: PreviewRecord, warm: boolean, t0: number): ClaimResult {
+    return {
+      previewId: p.id,
+      nodeId: this.#c.nodeId(),
+      containerId: p.box.id,
+      upstream: `${this.#c.url()}/v1/previews/${p.id}/http`,
+      warm,
+      ms: Math.round(performance.now() - t0),
+    };
+  }
+}
