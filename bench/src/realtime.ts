@@ -12,14 +12,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { realtimeTransport } from '@preview/browser-runtime';
 import {
-  createMemorySyncPubSub,
+  createMemoryPubSub,
   createMemorySyncState,
   createRealtimeBridge,
   createSyncHub,
   migrate,
   openWebSocketChannel,
-  startDirectorySandbox,
 } from '@preview/router';
+import { startDirectorySandbox } from '@preview/router/testing';
 import { createTestDatabase, startFakeRealtimeServer } from '@preview/testkit';
 import type { ServerFrame } from '@preview/tiers';
 import { createClient } from '@supabase/supabase-js';
@@ -53,7 +53,7 @@ export default async function realtime(args: string[]): Promise<object> {
   );
   const hub = createSyncHub({
     pool: db.pool,
-    pubsub: createMemorySyncPubSub(),
+    pubsub: createMemoryPubSub(),
     state: createMemorySyncState(),
     log: { debug() {}, info() {}, warn() {}, error() {} },
     openChannel: () => openWebSocketChannel({ url: sandbox.url }),

@@ -17,13 +17,8 @@ import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PreviewClient, type WebSocketConstructor } from '@preview/browser-runtime';
-import {
-  createMemorySyncPubSub,
-  createMemorySyncState,
-  createSyncHub,
-  migrate,
-  serveSyncHub,
-} from '@preview/router';
+import { createMemoryPubSub, createMemorySyncState, createSyncHub, migrate } from '@preview/router';
+import { serveSyncHub } from '@preview/router/testing';
 import { createTestDatabase } from '@preview/testkit';
 import { createDockerTier } from '@preview/tiers/docker';
 import { createServer as createVite } from 'vite';
@@ -196,7 +191,7 @@ export default async function sync(args: string[]): Promise<object> {
     });
     const hub = createSyncHub({
       pool: db.pool,
-      pubsub: createMemorySyncPubSub(),
+      pubsub: createMemoryPubSub(),
       state: createMemorySyncState(),
       log: silent,
       openChannel: (id) => docker.openSync(id),
@@ -344,12 +339,13 @@ export default async function sync(args: string[]): Promise<object> {
     const pollSandboxDir = `${pollDir}-sandbox`;
     await mkdirP(pollSandboxDir, { recursive: true });
     cleanup.push(() => rmP(pollSandboxDir, { recursive: true, force: true }));
-    const { startDirectorySandbox, openWebSocketChannel } = await import('@preview/router');
+    const { openWebSocketChannel } = await import('@preview/router');
+    const { startDirectorySandbox } = await import('@preview/router/testing');
     const pollSandbox = await startDirectorySandbox({ dir: pollSandboxDir });
     cleanup.push(() => pollSandbox.close());
     const pollHub = createSyncHub({
       pool: db.pool,
-      pubsub: createMemorySyncPubSub(),
+      pubsub: createMemoryPubSub(),
       state: createMemorySyncState(),
       log: silent,
       openChannel: () => openWebSocketChannel({ url: pollSandbox.url }),

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import {
-  createMemorySyncPubSub,
+  createMemoryPubSub,
   createMemorySyncState,
   createRouter,
   createSyncHub,
@@ -14,8 +14,8 @@ import {
   migrate,
   openWebSocketChannel,
   signUserJwt,
-  startDirectorySandbox,
 } from '@preview/router';
+import { startDirectorySandbox } from '@preview/router/testing';
 import { createTestDatabase } from '@preview/testkit';
 import { createBrowserTier } from '@preview/tiers';
 import pino from 'pino';
@@ -47,7 +47,7 @@ export async function startRouterWithSync(o: { extra?: (req: Request) => Respons
   const sandbox = await startDirectorySandbox({ dir });
   const hub = createSyncHub({
     pool: db.pool,
-    pubsub: createMemorySyncPubSub(),
+    pubsub: createMemoryPubSub(),
     state: createMemorySyncState(),
     log,
     openChannel: () => openWebSocketChannel({ url: sandbox.url }),

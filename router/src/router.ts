@@ -24,9 +24,7 @@ import { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts
 import { createPreviewProxy } from './proxy/preview-proxy.ts';
 import { SessionStore } from './store/sessions.ts';
 import {
-  createMemorySyncPubSub,
   createMemorySyncState,
-  createRedisSyncPubSub,
   createRedisSyncState,
   createSyncHub,
   createSyncUpgradeHandler,
@@ -200,7 +198,7 @@ export async function createRouter(o: RouterOptions) {
     (o.sync ?? true)
       ? createSyncHub({
           pool,
-          pubsub: redis ? createRedisSyncPubSub({ redis, prefix }) : createMemorySyncPubSub(),
+          pubsub,
           state: redis ? createRedisSyncState({ redis, prefix }) : createMemorySyncState(),
           openChannel: async (previewId) => {
             const s = await store.get(previewId);

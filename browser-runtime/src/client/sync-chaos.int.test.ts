@@ -5,7 +5,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { migrate, startDirectorySandbox } from '@preview/router';
+import { migrate } from '@preview/router';
+import { startDirectorySandbox } from '@preview/router/testing';
 import {
   createTestDatabase,
   createTestRedis,
@@ -20,7 +21,7 @@ import { PreviewClient } from './preview-client.ts';
 import type { WebSocketConstructor } from './transport.ts';
 
 const REPLICA_MAIN = fileURLToPath(
-  import.meta.resolve('@preview/router').replace(/index\.ts$/, 'sync/testing/replica-main.ts'),
+  import.meta.resolve('@preview/router/testing').replace(/index\.ts$/, 'replica-main.ts'),
 );
 const OPS = 10_000;
 const REPLICAS = 3;

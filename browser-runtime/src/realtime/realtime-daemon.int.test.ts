@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  createMemorySyncPubSub,
+  createMemoryPubSub,
   createMemorySyncState,
   createRealtimeBridge,
   createSyncHub,
@@ -142,7 +142,7 @@ describe('Realtime transport to a real preview-daemon', () => {
     );
     hub = createSyncHub({
       pool: db.pool,
-      pubsub: createMemorySyncPubSub(),
+      pubsub: createMemoryPubSub(),
       state: createMemorySyncState(),
       log: { debug() {}, info() {}, warn() {}, error() {} },
       openChannel: () => openWebSocketChannel({ url: `ws://127.0.0.1:${port}/__preview/sync`, token }),

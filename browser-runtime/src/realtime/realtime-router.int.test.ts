@@ -11,8 +11,8 @@ import {
   openWebSocketChannel,
   type PreviewRouter,
   signUserJwt,
-  startDirectorySandbox,
 } from '@preview/router';
+import { startDirectorySandbox } from '@preview/router/testing';
 import {
   createTestDatabase,
   createTestRedis,

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  createMemorySyncPubSub,
+  createMemoryPubSub,
   createMemorySyncState,
   createRealtimeBridge,
   createSyncHub,
@@ -11,8 +11,8 @@ import {
   openWebSocketChannel,
   type RealtimeBridge,
   type SyncHub,
-  startDirectorySandbox,
 } from '@preview/router';
+import { startDirectorySandbox } from '@preview/router/testing';
 import {
   createTestDatabase,
   type FakeRealtimeServer,
@@ -116,7 +116,7 @@ beforeEach(async () => {
     rt: await startFakeRealtimeServer({ apiKeys: [ANON, SERVICE], maxMessageBytes: MAX }),
     hub: createSyncHub({
       pool: db.pool,
-      pubsub: createMemorySyncPubSub(),
+      pubsub: createMemoryPubSub(),
       state: createMemorySyncState(),
       log: { debug() {}, info() {}, warn() {}, error() {} },
       openChannel: () => openWebSocketChannel({ url: sandbox.url }),

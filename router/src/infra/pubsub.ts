@@ -1,78 +1,140 @@
-import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 
-/** Cross-replica fan-out of small JSON messages (status, logs). */
+/**
+ * Cross-replica fan-out of small JSON messages: the sync hub's bus (`sync:<previewId>`), status and
+ * log events (`events:<previewId>`). One interface, two implementations: in-process and Redis.
+ *
+ * Delivery is asynchronous in both (never inside `publish`), in publish order per channel, and a
+ * message published after `subscribe` resolved reaches that subscriber.
+ *
+ * @example
+ * const bus = redis ? createRedisPubSub({ redis, prefix }) : createMemoryPubSub();
+ * const off = await bus.subscribe('sync:abc', (m) => console.log(m));
+ * await bus.publish('sync:abc', { kind: 'owner', owner: 'r1#1' });
+ * await off();
+ */
 export interface PubSub {
+  /**
+   * `message` is any JSON value. The in-process bus hands the same object to every subscriber: do not
+   * mutate it. Subscribers parse what they receive (a Redis message comes from another process).
+   */
   publish(channel: string, message: unknown): Promise<void>;
-  /** Resolves once subscribed; returns the unsubscribe function. */
+  /** Resolves once subscribed; returns the (repeat-safe) unsubscribe function. */
   subscribe(channel: string, listener: (message: unknown) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
-/** In-process pub/sub (embedded mode, one replica). */
+type Listener = (message: unknown) => void;
+
+/** Per-channel listener sets, shared by both implementations. */
+class Listeners {
+  readonly #byChannel = new Map<string, Set<Listener>>();
+
+  /** Adds `l`; true when it is the channel's first listener. */
+  add(channel: string, l: Listener): boolean {
+    let set = this.#byChannel.get(channel);
+    const first = !set;
+    if (!set) {
+      set = new Set();
+      this.#byChannel.set(channel, set);
+    }
+    set.add(l);
+    return first;
+  }
+
+  /** Removes `l`; true when the channel has no listener left. */
+  remove(channel: string, l: Listener): boolean {
+    const set = this.#byChannel.get(channel);
+    if (!set) return false;
+    set.delete(l);
+    if (set.size > 0) return false;
+    this.#byChannel.delete(channel);
+    return true;
+  }
+
+  /** A copy: a listener that unsubscribes during delivery does not disturb the others. */
+  of(channel: string): Listener[] {
+    const set = this.#byChannel.get(channel);
+    return set ? [...set] : [];
+  }
+
+  clear(): void {
+    this.#byChannel.clear();
+  }
+}
+
+function unsubscriber(off: () => Promise<void>): () => Promise<void> {
+  let done = false;
+  return async () => {
+    if (done) return;
+    done = true;
+    await off();
+  };
+}
+
+/** In-process pub/sub (the embedded default with one replica, and tests). */
 export function createMemoryPubSub(): PubSub {
-  const bus = new EventEmitter();
-  bus.setMaxListeners(0);
+  const listeners = new Listeners();
   return {
     async publish(channel, message) {
-      bus.emit(channel, message);
+      // A microtask per delivery, like a message from Redis: a listener that publishes in turn is not
+      // re-entered inside its own publish.
+      for (const l of listeners.of(channel)) queueMicrotask(() => l(message));
     },
     async subscribe(channel, listener) {
-      bus.on(channel, listener);
-      return async () => {
-        bus.off(channel, listener);
-      };
+      listeners.add(channel, listener);
+      return unsubscriber(async () => {
+        listeners.remove(channel, listener);
+      });
     },
     async close() {
-      bus.removeAllListeners();
+      listeners.clear();
     },
   };
 }
 
 /**
- * Redis pub/sub: one publishing connection and one subscriber connection per replica, with local
- * fan-out so a thousand SSE streams cost one Redis subscription per channel.
+ * Redis pub/sub: publishes on `redis`, and receives on one duplicated connection per instance (a
+ * subscribed connection can issue no other command), with local fan-out so a thousand SSE streams
+ * cost one Redis subscription per channel. Channels are `<prefix>ps:<channel>` in Redis.
  */
-export function createRedisPubSub(options: { redis: Redis; prefix: string }): PubSub {
+export function createRedisPubSub(options: { redis: Redis; prefix?: string }): PubSub {
+  const prefix = `${options.prefix ?? ''}ps:`;
   const pub = options.redis;
-  const sub = pub.duplicate();
-  const local = new EventEmitter();
-  local.setMaxListeners(0);
-  const counts = new Map<string, number>();
-  sub.on('message', (ch: string, text: string) => {
-    let msg: unknown;
+  // No ready check: a SUBSCRIBE queued before connect puts the connection in subscriber mode, where
+  // the INFO of the ready check is refused. ioredis re-subscribes by itself after a reconnect.
+  const sub = pub.duplicate({ enableReadyCheck: false });
+  const listeners = new Listeners();
+  // SUBSCRIBE in flight per key: a second subscriber waits for it too, so both are live on resolve.
+  const subscribing = new Map<string, Promise<unknown>>();
+  sub.on('message', (key: string, text: string) => {
+    const ls = listeners.of(key);
+    if (ls.length === 0) return;
+    let message: unknown;
     try {
-      msg = JSON.parse(text);
+      message = JSON.parse(text);
     } catch {
       return;
     }
-    local.emit(ch, msg);
+    for (const l of ls) l(message);
   });
-  const key = (c: string) => `${options.prefix}ps:${c}`;
   return {
     async publish(channel, message) {
-      await pub.publish(key(channel), JSON.stringify(message));
+      await pub.publish(prefix + channel, JSON.stringify(message));
     },
     async subscribe(channel, listener) {
-      const k = key(channel);
-      local.on(k, listener);
-      const n = (counts.get(k) ?? 0) + 1;
-      counts.set(k, n);
-      if (n === 1) await sub.subscribe(k);
-      let done = false;
-      return async () => {
-        if (done) return;
-        done = true;
-        local.off(k, listener);
-        const left = (counts.get(k) ?? 1) - 1;
-        if (left <= 0) {
-          counts.delete(k);
-          await sub.unsubscribe(k).catch(() => {});
-        } else counts.set(k, left);
-      };
+      const key = prefix + channel;
+      if (listeners.add(key, listener)) {
+        const p = sub.subscribe(key).finally(() => subscribing.delete(key));
+        subscribing.set(key, p);
+      }
+      await subscribing.get(key);
+      return unsubscriber(async () => {
+        if (listeners.remove(key, listener)) await sub.unsubscribe(key).catch(() => {});
+      });
     },
     async close() {
-      local.removeAllListeners();
+      listeners.clear();
       sub.disconnect();
     },
   };

@@ -13,12 +13,12 @@ import { BroadcastEvents, Envelope, encodeEnvelopes, LIMITS, type ServerFrame } 
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { startDirectorySandbox } from '../../test/sync/dir-sandbox.ts';
 import { migrate } from '../db/migrate.ts';
 import { createMemoryLeases, createRedisLeases, type Leases } from '../infra/lease.ts';
+import { createMemoryPubSub } from '../infra/pubsub.ts';
 import { createSyncHub, type SyncHub } from '../sync/hub.ts';
-import { createMemoryPubSub } from '../sync/pubsub.ts';
 import { createMemorySyncState } from '../sync/state.ts';
-import { startDirectorySandbox } from '../sync/testing/dir-sandbox.ts';
 import { openWebSocketChannel } from '../sync/ws-channel.ts';
 import { createRealtimeBridge, type RealtimeBridge } from './bridge.ts';
 import { createRealtimeBridgeSet, type RealtimeBridgeSet } from './bridge-set.ts';

@@ -6,13 +6,16 @@ import { createTestDatabase, createTestRedis, type TestDatabase } from '@preview
 import { CloseCodes, LIMITS } from '@preview/tiers';
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  connectRawEditor,
+  type RawEditor,
+  serveSyncHub,
+  startDirectorySandbox,
+} from '../../test/sync/index.ts';
 import { migrate } from '../db/migrate.ts';
+import { createMemoryPubSub, createRedisPubSub, type PubSub } from '../infra/pubsub.ts';
 import { createSyncHub, type SyncHub } from './hub.ts';
-import { createMemoryPubSub, createRedisPubSub, type PubSub } from './pubsub.ts';
 import { createMemorySyncState, createRedisSyncState, type SyncState } from './state.ts';
-import { startDirectorySandbox } from './testing/dir-sandbox.ts';
-import { connectRawEditor, type RawEditor } from './testing/editor.ts';
-import { serveSyncHub } from './testing/serve.ts';
 import { openWebSocketChannel } from './ws-channel.ts';
 
 const silent = process.env.SYNC_DEBUG

@@ -1,18 +1,8 @@
-export {
-  type ConnectionContext,
-  createSyncHub,
-  type SyncHub,
-  type SyncHubDeps,
-  type SyncLogger,
-  type SyncSocket,
-} from './hub.ts';
+export { BusMessage, SyncBus } from './bus.ts';
+export { adaptWs, type SyncLogger, type SyncSocket } from './editor-socket.ts';
+export { type ConnectionContext, createSyncHub, type SyncHub, type SyncHubDeps } from './hub.ts';
+export type { Clock } from './owner-fence.ts';
 export { coalesce, createPersister, type PersistEntry } from './persister.ts';
-export {
-  createMemoryPubSub as createMemorySyncPubSub,
-  createRedisPubSub as createRedisSyncPubSub,
-  type PubSub as SyncPubSub,
-} from './pubsub.ts';
 export { createMemorySyncState, createRedisSyncState, type SyncState, type Watermarks } from './state.ts';
-export * from './testing/index.ts';
 export { createSyncUpgradeHandler } from './upgrade.ts';
 export { openWebSocketChannel } from './ws-channel.ts';

@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { FileOp } from '@preview/tiers';
-import type pg from 'pg';
+import type { FileChange, FileStep, SyncStore } from '../store/project-files.ts';
 
 /** One applied batch waiting to be written to `project_files`. */
 export interface PersistEntry {
@@ -11,21 +10,15 @@ export interface PersistEntry {
   clientSeq: number;
 }
 
-type Put = { kind: 'put'; content: Buffer; seq: number };
-type Del = { kind: 'delete'; seq: number };
-type Step =
-  | { kind: 'files'; files: Map<string, Put | Del> }
-  | { kind: 'rename'; from: string; to: string; seq: number };
-
 /**
  * Turns an ordered run of ops into as few statements as possible: puts and deletes to the same path
  * collapse to the last one; a rename whose source is still in the current run becomes a put + delete;
  * any other rename is a step of its own so that the order of the statements matches the order of the
  * ops for every path it touches.
  */
-export function coalesce(entries: readonly PersistEntry[]): Step[] {
-  const steps: Step[] = [];
-  let files = new Map<string, Put | Del>();
+export function coalesce(entries: readonly PersistEntry[]): FileStep[] {
+  const steps: FileStep[] = [];
+  let files = new Map<string, FileChange>();
   for (const e of entries) {
     for (const op of e.ops) {
       if (op.op === 'put') {
@@ -58,104 +51,8 @@ export function coalesce(entries: readonly PersistEntry[]): Step[] {
   return steps;
 }
 
-/** The writer's lease may have lapsed; the transaction was rolled back. */
-export class FencedError extends Error {
-  constructor() {
-    super('sync owner lease may have lapsed; not committing');
-    this.name = 'FencedError';
-  }
-}
-
-export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-/**
- * Writes steps for one preview in one transaction; returns after COMMIT. `lastSeq` raises
- * `preview_sessions.last_seq` and `last_edit_at`, and `marks` (client → highest client seq in the
- * steps) raises `sync_client_marks`, in the same transaction.
- */
-export async function writeSteps(
-  pool: pg.Pool,
-  previewId: string,
-  steps: Step[],
-  lastSeq: number,
-  marks: ReadonlyMap<string, number> = new Map(),
-  fence: () => boolean = () => true,
-): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    for (const step of steps) {
-      if (step.kind === 'rename') {
-        // Moves the row if the source exists; a missing source is a no-op (idempotent replay).
-        await client.query(
-          `WITH src AS (
-             DELETE FROM project_files WHERE preview_id = $1 AND path = $2
-             RETURNING content, content_hash, size
-           )
-           INSERT INTO project_files (preview_id, path, content, content_hash, size, seq, updated_at)
-           SELECT $1, $3, content, content_hash, size, $4, now() FROM src
-           ON CONFLICT (preview_id, path) DO UPDATE SET content = EXCLUDED.content,
-             content_hash = EXCLUDED.content_hash, size = EXCLUDED.size, seq = EXCLUDED.seq, updated_at = now()`,
-          [previewId, step.from, step.to, step.seq],
-        );
-        continue;
-      }
-      const putPaths: string[] = [];
-      const putContent: Buffer[] = [];
-      const putHash: string[] = [];
-      const putSize: number[] = [];
-      const putSeq: number[] = [];
-      const delPaths: string[] = [];
-      for (const [path, f] of step.files) {
-        if (f.kind === 'delete') delPaths.push(path);
-        else {
-          putPaths.push(path);
-          putContent.push(f.content);
-          putHash.push(sha256(f.content));
-          putSize.push(f.content.length);
-          putSeq.push(f.seq);
-        }
-      }
-      if (delPaths.length)
-        await client.query('DELETE FROM project_files WHERE preview_id = $1 AND path = ANY($2::text[])', [
-          previewId,
-          delPaths,
-        ]);
-      if (putPaths.length)
-        await client.query(
-          `INSERT INTO project_files (preview_id, path, content, content_hash, size, seq, updated_at)
-           SELECT $1, p, c, h, s, q, now()
-           FROM unnest($2::text[], $3::bytea[], $4::text[], $5::int[], $6::bigint[]) AS t(p, c, h, s, q)
-           ON CONFLICT (preview_id, path) DO UPDATE SET content = EXCLUDED.content,
-             content_hash = EXCLUDED.content_hash, size = EXCLUDED.size, seq = EXCLUDED.seq, updated_at = now()`,
-          [previewId, putPaths, putContent, putHash, putSize, putSeq],
-        );
-    }
-    await client.query(
-      'UPDATE preview_sessions SET last_seq = GREATEST(last_seq, $2), last_edit_at = now() WHERE id = $1',
-      [previewId, lastSeq],
-    );
-    if (marks.size)
-      await client.query(
-        `INSERT INTO sync_client_marks (preview_id, client_id, persisted_seq)
-         SELECT $1, c, s FROM unnest($2::text[], $3::bigint[]) AS t(c, s)
-         ON CONFLICT (preview_id, client_id) DO UPDATE
-           SET persisted_seq = GREATEST(sync_client_marks.persisted_seq, EXCLUDED.persisted_seq), updated_at = now()`,
-        [previewId, [...marks.keys()], [...marks.values()]],
-      );
-    // A writer that may have lost its lease (it stalled) must not commit over a newer owner's writes.
-    if (!fence()) throw new FencedError();
-    await client.query('COMMIT');
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw e;
-  } finally {
-    client.release();
-  }
-}
-
 export interface PersisterOptions {
-  pool: pg.Pool;
+  store: SyncStore;
   previewId: string;
   /** Called after COMMIT with the highest client seq persisted per client. */
   onPersisted(byClient: Map<string, number>, lastSeq: number): void;
@@ -172,7 +69,7 @@ export interface PersisterOptions {
  * order.
  */
 export function createPersister(options: PersisterOptions) {
-  const { pool, previewId } = options;
+  const { store, previewId } = options;
   const delay = options.delayMs ?? 5;
   let queue: PersistEntry[] = [];
   let running = false;
@@ -199,7 +96,11 @@ export function createPersister(options: PersisterOptions) {
       const byClient = new Map<string, number>();
       for (const e of batch)
         if ((byClient.get(e.clientId) ?? 0) < e.clientSeq) byClient.set(e.clientId, e.clientSeq);
-      await writeSteps(pool, previewId, coalesce(batch), lastSeq, byClient, options.fence);
+      await store.write(previewId, coalesce(batch), {
+        lastSeq,
+        clients: byClient,
+        ...(options.fence ? { fence: options.fence } : {}),
+      });
       failures = 0;
       options.onPersisted(byClient, lastSeq);
     } catch (e) {

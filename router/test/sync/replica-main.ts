@@ -8,10 +8,10 @@
  */
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { createSyncHub } from '../hub.ts';
-import { createRedisPubSub } from '../pubsub.ts';
-import { createRedisSyncState } from '../state.ts';
-import { openWebSocketChannel } from '../ws-channel.ts';
+import { createRedisPubSub } from '../../src/infra/pubsub.ts';
+import { createSyncHub } from '../../src/sync/hub.ts';
+import { createRedisSyncState } from '../../src/sync/state.ts';
+import { openWebSocketChannel } from '../../src/sync/ws-channel.ts';
 import { serveSyncHub } from './serve.ts';
 
 const env = process.env;

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { LIMITS } from '@preview/tiers';
 import { WebSocketServer } from 'ws';
-import type { SyncHub } from '../hub.ts';
+import type { SyncHub } from '../../src/sync/hub.ts';
 
 /**
  * TEST ONLY: an HTTP server whose only route is the sync upgrade `GET /v1/previews/:id/sync`, with

@@ -1,0 +1,161 @@
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+
+/** One file's next state in a write: its bytes, or gone. `seq` is the global seq of the write. */
+export type FileChange = { kind: 'put'; content: Buffer; seq: number } | { kind: 'delete'; seq: number };
+
+/**
+ * One statement's worth of a write to `project_files`, in op order: a set of per-path changes, or a
+ * rename (a SQL move of the row).
+ */
+export type FileStep =
+  | { kind: 'files'; files: Map<string, FileChange> }
+  | { kind: 'rename'; from: string; to: string; seq: number };
+
+/** The writer's lease may have lapsed; the transaction was rolled back. */
+export class FencedError extends Error {
+  constructor() {
+    super('sync owner lease may have lapsed; not committing');
+    this.name = 'FencedError';
+  }
+}
+
+export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** What one write commits besides the files. */
+export interface WriteMarks {
+  /** Raises `preview_sessions.last_seq` (and sets `last_edit_at`). */
+  lastSeq: number;
+  /** Editor client → highest client seq in the write: raises `sync_client_marks.persisted_seq`. */
+  clients: ReadonlyMap<string, number>;
+  /** Checked right before COMMIT; false rolls back with `FencedError`. */
+  fence?: () => boolean;
+}
+
+/**
+ * The sync hub's SQL: the floor of a preview's seq counter, an editor client's persisted mark, and
+ * the write-behind transaction. Everything the hub and its persister read or write in Postgres.
+ *
+ * @example
+ * const store = createPgSyncStore(pool);
+ * await store.write(previewId, coalesce(entries), { lastSeq: 12, clients: new Map([['c1', 3]]) });
+ */
+export interface SyncStore {
+  /** `preview_sessions.last_seq`: the highest global seq persisted (0 for an unknown preview). */
+  lastSeq(previewId: string): Promise<number>;
+  /** `sync_client_marks.persisted_seq` of one editor client (0 when none). */
+  persistedMark(previewId: string, clientId: string): Promise<number>;
+  /** Writes `steps` and `marks` in one transaction; resolves after COMMIT. @throws FencedError */
+  write(previewId: string, steps: readonly FileStep[], marks: WriteMarks): Promise<void>;
+}
+
+/**
+ * `SyncStore` on Postgres (tables `project_files`, `preview_sessions`, `sync_client_marks`).
+ */
+export function createPgSyncStore(pool: pg.Pool): SyncStore {
+  return {
+    async lastSeq(previewId) {
+      const r = await pool.query<{ last_seq: string }>(
+        'SELECT last_seq FROM preview_sessions WHERE id = $1',
+        [previewId],
+      );
+      return Number(r.rows[0]?.last_seq ?? 0);
+    },
+    async persistedMark(previewId, clientId) {
+      const r = await pool.query<{ persisted_seq: string }>(
+        'SELECT persisted_seq FROM sync_client_marks WHERE preview_id = $1 AND client_id = $2',
+        [previewId, clientId],
+      );
+      return Number(r.rows[0]?.persisted_seq ?? 0);
+    },
+    async write(previewId, steps, marks) {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        for (const step of steps)
+          if (step.kind === 'rename') await renameRow(client, previewId, step);
+          else await writeFiles(client, previewId, step.files);
+        await raiseMarks(client, previewId, marks);
+        // A writer that may have lost its lease (it stalled) must not commit over a newer owner's writes.
+        if (marks.fence && !marks.fence()) throw new FencedError();
+        await client.query('COMMIT');
+      } catch (e) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw e;
+      } finally {
+        client.release();
+      }
+    },
+  };
+}
+
+/** Moves the row if the source exists; a missing source is a no-op (idempotent replay). */
+async function renameRow(
+  db: pg.PoolClient,
+  previewId: string,
+  step: { from: string; to: string; seq: number },
+): Promise<void> {
+  await db.query(
+    `WITH src AS (
+       DELETE FROM project_files WHERE preview_id = $1 AND path = $2
+       RETURNING content, content_hash, size
+     )
+     INSERT INTO project_files (preview_id, path, content, content_hash, size, seq, updated_at)
+     SELECT $1, $3, content, content_hash, size, $4, now() FROM src
+     ON CONFLICT (preview_id, path) DO UPDATE SET content = EXCLUDED.content,
+       content_hash = EXCLUDED.content_hash, size = EXCLUDED.size, seq = EXCLUDED.seq, updated_at = now()`,
+    [previewId, step.from, step.to, step.seq],
+  );
+}
+
+async function writeFiles(
+  db: pg.PoolClient,
+  previewId: string,
+  files: ReadonlyMap<string, FileChange>,
+): Promise<void> {
+  const putPaths: string[] = [];
+  const putContent: Buffer[] = [];
+  const putHash: string[] = [];
+  const putSize: number[] = [];
+  const putSeq: number[] = [];
+  const delPaths: string[] = [];
+  for (const [path, f] of files) {
+    if (f.kind === 'delete') delPaths.push(path);
+    else {
+      putPaths.push(path);
+      putContent.push(f.content);
+      putHash.push(sha256(f.content));
+      putSize.push(f.content.length);
+      putSeq.push(f.seq);
+    }
+  }
+  if (delPaths.length)
+    await db.query('DELETE FROM project_files WHERE preview_id = $1 AND path = ANY($2::text[])', [
+      previewId,
+      delPaths,
+    ]);
+  if (putPaths.length)
+    await db.query(
+      `INSERT INTO project_files (preview_id, path, content, content_hash, size, seq, updated_at)
+       SELECT $1, p, c, h, s, q, now()
+       FROM unnest($2::text[], $3::bytea[], $4::text[], $5::int[], $6::bigint[]) AS t(p, c, h, s, q)
+       ON CONFLICT (preview_id, path) DO UPDATE SET content = EXCLUDED.content,
+         content_hash = EXCLUDED.content_hash, size = EXCLUDED.size, seq = EXCLUDED.seq, updated_at = now()`,
+      [previewId, putPaths, putContent, putHash, putSize, putSeq],
+    );
+}
+
+async function raiseMarks(db: pg.PoolClient, previewId: string, marks: WriteMarks): Promise<void> {
+  await db.query(
+    'UPDATE preview_sessions SET last_seq = GREATEST(last_seq, $2), last_edit_at = now() WHERE id = $1',
+    [previewId, marks.lastSeq],
+  );
+  if (marks.clients.size)
+    await db.query(
+      `INSERT INTO sync_client_marks (preview_id, client_id, persisted_seq)
+       SELECT $1, c, s FROM unnest($2::text[], $3::bigint[]) AS t(c, s)
+       ON CONFLICT (preview_id, client_id) DO UPDATE
+         SET persisted_seq = GREATEST(sync_client_marks.persisted_seq, EXCLUDED.persisted_seq), updated_at = now()`,
+      [previewId, [...marks.clients.keys()], [...marks.clients.values()]],
+    );
+}

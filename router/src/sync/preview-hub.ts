@@ -1,0 +1,220 @@
+import { CloseCodes, type ServerFrame } from '@preview/tiers';
+import type { BusMessage, SyncBus } from './bus.ts';
+import type { EditorConnection, Forwarded, SyncLogger } from './editor-socket.ts';
+import type { SyncOwner } from './owner.ts';
+import type { Clock } from './owner-fence.ts';
+import type { SyncState } from './state.ts';
+
+/** What a preview's hub needs from the replica-wide hub. */
+export interface PreviewHubContext {
+  previewId: string;
+  replicaId: string;
+  leaseMs: number;
+  /** An owner with no editors and no traffic for this long releases its lease. */
+  ownerIdleMs: number;
+  clock: Clock;
+  state: SyncState;
+  bus: SyncBus;
+  log: SyncLogger;
+  /** A fresh lease token (`<replicaId>#<epoch>`). */
+  newToken(): string;
+  /** Builds this replica's owner for the preview (not started). */
+  newOwner(hub: PreviewHub, token: string): SyncOwner;
+  /** The router is shutting down: take no lease. */
+  closing(): boolean;
+  /** Forget this preview (no editors, not owner). */
+  dispose(previewId: string): void;
+}
+
+/**
+ * One preview on this replica: its editor sockets, who owns its sandbox channel (this replica's
+ * `SyncOwner`, or another replica's token), the lease tick, and the preview's side of the bus.
+ */
+export class PreviewHub {
+  readonly editors = new Set<EditorConnection>();
+  owner: SyncOwner | undefined;
+  /** The owner's lease token, when known (ours or another replica's). */
+  ownerToken: string | undefined;
+  readonly ready: Promise<void>;
+  readonly #timer: ReturnType<typeof setInterval>;
+  readonly #c: PreviewHubContext;
+  #unsubscribe: (() => Promise<void>) | undefined;
+  #ticking = false;
+
+  constructor(c: PreviewHubContext) {
+    this.#c = c;
+    this.ready = c.bus
+      .subscribe((m) => this.#onBus(m))
+      .then((u) => {
+        this.#unsubscribe = u;
+        return this.tick();
+      });
+    this.#timer = setInterval(() => void this.tick(), Math.max(50, Math.floor(c.leaseMs / 3)));
+    this.#timer.unref?.();
+  }
+
+  get previewId(): string {
+    return this.#c.previewId;
+  }
+
+  /** Renews our lease, or tries to take a free one, or learns who holds it. */
+  async tick(): Promise<void> {
+    if (this.#ticking || this.#c.closing()) return;
+    this.#ticking = true;
+    const { state, previewId, leaseMs, clock, log } = this.#c;
+    try {
+      const t0 = clock.now();
+      if (this.owner) {
+        await this.#renew(this.owner, t0);
+        return;
+      }
+      if (this.editors.size === 0) {
+        this.dispose();
+        return;
+      }
+      const token = this.#c.newToken();
+      if (await state.acquire(previewId, token, leaseMs)) await this.#becomeOwner(t0, token);
+      // Someone else holds the lease; we may have missed their announcement (we subscribed later).
+      else this.#setOwner(await state.holder(previewId));
+    } catch (err) {
+      log.warn({ previewId, err }, 'sync lease tick failed');
+    } finally {
+      this.#ticking = false;
+    }
+  }
+
+  async #renew(owner: SyncOwner, t0: number): Promise<void> {
+    const { state, previewId, leaseMs, clock, log, replicaId } = this.#c;
+    if (!(await state.renew(previewId, owner.token, leaseMs))) {
+      log.warn({ previewId, replicaId }, 'sync lease lost');
+      this.stepDown();
+      return;
+    }
+    owner.fence.held(t0);
+    owner.checkGaps();
+    if (this.editors.size === 0 && clock.now() - owner.lastActivity > this.#c.ownerIdleMs && owner.idle)
+      await this.release();
+  }
+
+  async #becomeOwner(t0: number, token: string): Promise<void> {
+    const { state, previewId, log, replicaId } = this.#c;
+    const owner = this.#c.newOwner(this, token);
+    owner.fence.held(t0);
+    this.owner = owner;
+    try {
+      await owner.start();
+    } catch (e) {
+      this.owner = undefined;
+      owner.close(false);
+      await state.release(previewId, token).catch(() => {});
+      throw e;
+    }
+    log.info({ previewId, replicaId }, 'sync owner');
+    this.#setOwner(token);
+    this.#c.bus.publish({ kind: 'owner', owner: token });
+  }
+
+  /**
+   * Stops owning without flushing: a replica that lost the lease must not write unflushed edits (the
+   * new owner could already be writing newer ones); editors re-forward everything not yet persisted.
+   */
+  stepDown(): void {
+    const o = this.owner;
+    if (!o) return;
+    this.owner = undefined;
+    this.ownerToken = undefined;
+    o.close(false);
+  }
+
+  /** Gives the lease up cleanly: the write-behind queue is drained first. */
+  async release(): Promise<void> {
+    const o = this.owner;
+    if (!o) return;
+    this.owner = undefined;
+    this.ownerToken = undefined;
+    o.close(true);
+    await o.persister.drained();
+    await this.#c.state.release(this.#c.previewId, o.token);
+    this.dispose();
+  }
+
+  #setOwner(token: string | undefined): void {
+    if (token === this.ownerToken) return;
+    this.ownerToken = token;
+    if (!token) return;
+    for (const e of this.editors) for (const f of e.pending) this.forward(e.clientId, f);
+  }
+
+  /** Sends an editor batch to the owner; with no known owner it stays pending until one is known. */
+  forward(client: string, f: Forwarded): void {
+    if (this.owner) this.owner.accept({ client, seq: f.seq, ops: f.ops });
+    else if (this.ownerToken)
+      this.#c.bus.publish({ kind: 'batch', owner: this.ownerToken, client, seq: f.seq, ops: f.ops });
+  }
+
+  #onBus(m: BusMessage): void {
+    switch (m.kind) {
+      case 'batch':
+        if (this.owner && m.owner === this.owner.token)
+          this.owner.accept({ client: m.client, seq: m.seq, ops: m.ops });
+        return;
+      case 'frame':
+        if (m.replica !== this.#c.replicaId) this.deliverLocal(m.client, m.frame);
+        return;
+      case 'owner':
+        if (m.owner !== this.owner?.token) {
+          if (this.owner) this.stepDown();
+          this.#setOwner(m.owner);
+        }
+        return;
+      case 'close':
+        for (const e of this.editors) if (e.clientId === m.client) e.close(m.code, m.reason);
+        return;
+    }
+  }
+
+  /** Closes client `client`'s editors here and on other replicas (they reconnect and replay). */
+  closeClient(client: string, reason: string): void {
+    for (const e of this.editors) if (e.clientId === client) e.close(CloseCodes.goingAway, reason);
+    this.#c.bus.publish({ kind: 'close', client, code: CloseCodes.goingAway, reason });
+  }
+
+  /** Sends a frame to client `client`'s editors (or all), here and on other replicas. */
+  deliver(client: string | undefined, f: ServerFrame): void {
+    const here = this.deliverLocal(client, f);
+    if (client === undefined || !here)
+      this.#c.bus.publish({
+        kind: 'frame',
+        replica: this.#c.replicaId,
+        ...(client === undefined ? {} : { client }),
+        frame: f,
+      });
+  }
+
+  /** Sends to this replica's editors only; true when one of them is client `client`'s. */
+  deliverLocal(client: string | undefined, f: ServerFrame): boolean {
+    let found = false;
+    for (const e of this.editors) {
+      if (client !== undefined && e.clientId !== client) continue;
+      found = true;
+      e.send(f);
+    }
+    return found;
+  }
+
+  /** Forgets the preview on this replica when nothing holds it here. */
+  dispose(): void {
+    if (this.editors.size || this.owner) return;
+    clearInterval(this.#timer);
+    this.#c.dispose(this.previewId);
+    void this.ready.then(() => this.#unsubscribe?.()).catch(() => {});
+  }
+
+  /** Router shutdown: stop the tick, release the lease, leave the bus. */
+  async shutdown(): Promise<void> {
+    for (const e of this.editors) e.close(CloseCodes.goingAway, 'router shutting down');
+    clearInterval(this.#timer);
+    await this.release().catch(() => {});
+    await this.#unsubscribe?.().catch(() => {});
+  }
+}
