@@ -16,6 +16,7 @@ import type { AccessTokens } from './auth/access-token.ts';
 import type { Authenticator } from './auth/authenticate.ts';
 import { type AuthEnv, authenticate, requireNode, requireUser } from './auth/middleware.ts';
 import { DEMO_EDITOR_HTML } from './demo/editor.ts';
+import { assertUtf8Body } from './files-body.ts';
 import { onError, zodToInvalidInput } from './http-errors.ts';
 import type { RateLimiter } from './infra/rate-limit.ts';
 import type { Metrics } from './metrics.ts';
@@ -336,11 +337,16 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
     },
   );
 
+  // Bytes first: a JSON parser would store invalid UTF-8 as U+FFFD without a word.
+  app.put('/v1/previews/:id/files', async (c, next) => {
+    assertUtf8Body(new Uint8Array(await c.req.arrayBuffer()));
+    await next();
+  });
   app.openapi(
     createRoute({
       method: 'put',
       path: '/v1/previews/{id}/files',
-      summary: 'Apply a file batch (persisted, then forwarded to the tier)',
+      summary: 'Apply a file batch: the sandbox applies it, then it is stored (the one write path)',
       security: secured,
       request: {
         params: IdParams,

@@ -1,7 +1,9 @@
 import {
+  batchIssueCode,
   CapacityError,
   httpStatusOf,
   InvalidInputError,
+  issueRule,
   PreviewError,
   UnauthorizedError,
 } from '@preview/tiers';
@@ -46,12 +48,15 @@ export function onError(log: Logger) {
   };
 }
 
-/** A zod error as one InvalidInputError naming each field and its rule. */
+/**
+ * A zod error as one InvalidInputError naming each field and its rule (once). A bad file path or
+ * size in a batch has the code the sync socket uses for it (`invalid_path`, `too_large`).
+ */
 export function zodToInvalidInput(error: z.ZodError, where = 'body'): InvalidInputError {
   const parts = error.issues.slice(0, 5).map((i) => {
     const field = [where, ...i.path.map(String)].join('.');
-    const rule = (i as { params?: { rule?: string } }).params?.rule ?? i.code;
+    const rule = issueRule(i) ?? i.code;
     return `${field}: ${i.message} (rule ${rule})`;
   });
-  return new InvalidInputError('invalid_request', parts.join('; '));
+  return new InvalidInputError(batchIssueCode(error.issues, 'invalid_request'), parts.join('; '));
 }

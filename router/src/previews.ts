@@ -1,8 +1,8 @@
 import {
+  type Ack,
   CapacityError,
   ConflictError,
   type FileBatch,
-  InvalidInputError,
   LIVE_STATES,
   NotFoundError,
   type Placement,
@@ -20,7 +20,24 @@ import type { EventHub } from './events.ts';
 import type { Metrics } from './metrics.ts';
 import { type Classification, classify } from './placement/classify.ts';
 import { type ClientCapabilities, place } from './placement/place.ts';
+import type { SyncStore } from './store/project-files.ts';
 import type { PlacementReason, Session, SessionStore } from './store/sessions.ts';
+import { HTTP_CLIENT } from './sync/client-order.ts';
+import { coalesce } from './sync/persister.ts';
+
+/**
+ * The one write path for batches that do not come from an editor socket: the sync hub's `submit`
+ * (validated, applied by the sandbox, then stored). See `SyncHub.submit`.
+ */
+export interface BatchWriter {
+  submit(
+    previewId: string,
+    batch: FileBatch,
+    o?: { signal?: AbortSignal },
+  ): Promise<{ applied: Ack; persisted: Ack }>;
+  /** The preview ended: stop syncing it everywhere. */
+  end(previewId: string, reason?: string): void;
+}
 
 /** What the router needs of db-isolation (`createDbIsolation(...)`), structurally. */
 export interface PreviewDatabases {
@@ -65,6 +82,8 @@ export class PreviewService {
   readonly #maxLive: number;
   readonly #watching = new Map<string, AbortController>();
   readonly #onServerLive: ((previewId: string) => void) | undefined;
+  readonly #writer: () => BatchWriter | undefined;
+  readonly #files: SyncStore | undefined;
 
   constructor(o: {
     store: SessionStore;
@@ -76,6 +95,10 @@ export class PreviewService {
     maxLivePerUser: number;
     /** Called when a preview starts (placed or resumed) on a server tier, i.e. it has a sync channel. */
     onServerLive?: ((previewId: string) => void) | undefined;
+    /** The sync hub, once built: where `applyFiles` sends batches of server-tier previews. */
+    writer?: (() => BatchWriter | undefined) | undefined;
+    /** Where `applyFiles` commits batches of browser-tier previews (no sandbox to apply them). */
+    files?: SyncStore | undefined;
   }) {
     this.store = o.store;
     this.tiers = o.tiers;
@@ -85,6 +108,8 @@ export class PreviewService {
     this.#metrics = o.metrics;
     this.#maxLive = o.maxLivePerUser;
     this.#onServerLive = o.onServerLive;
+    this.#writer = o.writer ?? (() => undefined);
+    this.#files = o.files;
   }
 
   tier(name: TierName | null): Tier | undefined {
@@ -297,6 +322,8 @@ export class PreviewService {
     if (s.state === 'ended') return false;
     if (s.state !== 'stopping') await this.store.transition(s.id, 'stopping');
     this.#watching.get(s.id)?.abort();
+    // Before the sandbox goes: nothing may retry a sync channel against it.
+    this.#writer()?.end(s.id, `preview ${s.id} is being deleted`);
     await this.tier(s.tier)
       ?.destroy(s.id)
       .catch((err) => this.#log.warn({ err, previewId: s.id }, 'tier destroy failed'));
@@ -345,38 +372,39 @@ export class PreviewService {
     return next;
   }
 
-  /** Persists a batch to `project_files`, then forwards it to the tier; returns the tier's ack. */
-  async applyFiles(userId: string, id: string, batch: FileBatch) {
+  /**
+   * A batch from `PUT /files`, on the one write path. A server-tier preview's batch goes through the
+   * sync hub (client `HTTP_CLIENT`): the sandbox applies it, then it is stored; a refusal stores
+   * nothing. A browser-tier preview has no sandbox here: what validation accepted is committed.
+   * Either way the seq must be above the last one the preview took from HTTP.
+   * @throws InvalidInputError (refused), ConflictError (`stale_seq`, `duplicate_seq`, `preview_ended`)
+   */
+  async applyFiles(userId: string, id: string, batch: FileBatch): Promise<{ applied: Ack; persisted: Ack }> {
     const s = await this.store.getOwned(id, userId);
     if (!LIVE_STATES.includes(s.state))
       throw new ConflictError(`preview ${id} is ${s.state}`, { code: 'preview_ended' });
-    const puts: ProjectFiles = {};
-    const deletes: string[] = [];
-    for (const op of batch.ops) {
-      if (op.op === 'put') puts[op.path] = { content: op.content, encoding: op.encoding };
-      else if (op.op === 'delete') deletes.push(op.path);
-      else {
-        const moved = await this.store.pool.query<{ content: Buffer }>(
-          'SELECT content FROM project_files WHERE preview_id = $1 AND path = $2',
-          [id, op.from],
-        );
-        if (!moved.rows[0])
-          throw new InvalidInputError(
-            'invalid_rename',
-            `ops: rename source ${op.from} does not exist (rule exists)`,
-          );
-        puts[op.to] = { content: moved.rows[0].content.toString('base64'), encoding: 'base64' };
-        deletes.push(op.from);
-      }
-    }
-    await this.store.deleteFiles(id, deletes);
-    await this.store.putFiles(id, puts, batch.seq);
     await this.store.touch(id, 'edit');
-    const tier = this.tier(s.tier);
-    const ack = tier
-      ? await tier.apply(id, batch)
-      : { type: 'ack' as const, seq: batch.seq, stage: 'persisted' as const };
-    return { applied: ack, persisted: { type: 'ack' as const, seq: batch.seq, stage: 'persisted' as const } };
+    if (s.tier === 'browser' && this.#files) {
+      await this.#files.commitAccepted(id, {
+        client: HTTP_CLIENT,
+        clientSeq: batch.seq,
+        steps: (seq) => coalesce([{ seq, ops: batch.ops, clientId: HTTP_CLIENT, clientSeq: batch.seq }]),
+      });
+      return {
+        applied: { type: 'ack', seq: batch.seq, stage: 'applied' },
+        persisted: { type: 'ack', seq: batch.seq, stage: 'persisted' },
+      };
+    }
+    const writer = this.#writer();
+    if (!writer)
+      throw new TierUnavailableError(
+        s.tier ?? 'none',
+        `preview ${id}: this router runs no sync hub to apply files`,
+        {
+          code: 'no_sync_channel',
+        },
+      );
+    return await writer.submit(id, batch, { signal: AbortSignal.timeout(30_000) });
   }
 
   async exportDatabase(userId: string, id: string): Promise<AsyncIterable<string | Uint8Array> | string> {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { NotFoundError } from '@preview/tiers';
+import { ConflictError, NotFoundError } from '@preview/tiers';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -22,12 +22,14 @@ import { createNodeDirectory, type NodeDirectory } from './node-directory.ts';
 import { NodeRegistry } from './nodes.ts';
 import { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts';
 import { createPreviewProxy } from './proxy/preview-proxy.ts';
+import { createPgSyncStore } from './store/project-files.ts';
 import { SessionStore } from './store/sessions.ts';
 import {
   createMemorySyncState,
   createRedisSyncState,
   createSyncHub,
   createSyncUpgradeHandler,
+  type SyncHub,
 } from './sync/index.ts';
 import {
   type BridgeRealtimeClient,
@@ -71,6 +73,8 @@ export interface RouterOptions {
     | undefined;
 }
 
+/** States in which a preview's sandbox is gone for good (the hub stops syncing it). */
+const ENDED_STATES = new Set(['ended', 'failed', 'stopping']);
 /** States in which a preview has no sandbox to sync to (a bridge stops). */
 const NO_SYNC_STATES = new Set(['ended', 'failed', 'stopping', 'suspended']);
 
@@ -111,8 +115,9 @@ export async function createRouter(o: RouterOptions) {
   });
   const nodeDirectory = createNodeDirectory(nodes, store);
   const tiers = typeof o.tiers === 'function' ? o.tiers({ nodeDirectory }) : o.tiers;
-  // Built after the hub; the preview service reaches it through this binding.
+  // Built after the hub; the preview service reaches them through these bindings.
   let bridges: RealtimeBridgeSet | undefined;
+  let hub: SyncHub | undefined;
   const previews = new PreviewService({
     store,
     tiers,
@@ -121,6 +126,8 @@ export async function createRouter(o: RouterOptions) {
     log,
     metrics,
     maxLivePerUser: config.MAX_LIVE_PREVIEWS_PER_USER,
+    writer: () => hub,
+    files: createPgSyncStore(pool),
     onServerLive: (previewId) => {
       bridges
         ?.ensure(previewId)
@@ -194,7 +201,7 @@ export async function createRouter(o: RouterOptions) {
   if (o.jobs ?? true) await scheduler.start();
 
   // The sync hub: editor sockets → the tier's live channel, write-behind to project_files.
-  const hub =
+  hub =
     (o.sync ?? true)
       ? createSyncHub({
           pool,
@@ -202,6 +209,8 @@ export async function createRouter(o: RouterOptions) {
           state: redis ? createRedisSyncState({ redis, prefix }) : createMemorySyncState(),
           openChannel: async (previewId) => {
             const s = await store.get(previewId);
+            if (s && ENDED_STATES.has(s.state))
+              throw new ConflictError(`preview ${previewId} is ${s.state}`, { code: 'preview_ended' });
             const tier = s?.tier ? tiers[s.tier] : undefined;
             if (!tier) throw new NotFoundError(`preview ${previewId} has no placement`);
             return await tier.openSync(previewId);

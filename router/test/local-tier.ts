@@ -6,6 +6,7 @@ import {
   NotFoundError,
   type Placement,
   type PreviewSpec,
+  type ServerFrame,
   type SyncChannel,
   type Tier,
   type TierName,
@@ -129,8 +130,49 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
       }
       return { type: 'ack', seq: batch.seq, stage: 'applied' };
     },
-    async openSync(): Promise<SyncChannel> {
-      throw new TierUnavailableError(name, 'the local test tier has no sync channel');
+    async openSync(id: string): Promise<SyncChannel> {
+      get(id);
+      // In process: each batch is applied like `apply` and acked (or refused) on the next tick.
+      const frames = new Set<(f: ServerFrame) => void>();
+      const closes = new Set<(code: number, reason: string) => void>();
+      let open = true;
+      return {
+        send(batch) {
+          if (!open) throw new TierUnavailableError(name, 'sync channel is closed');
+          queueMicrotask(() => {
+            tier.apply(id, batch).then(
+              (ack) => {
+                for (const l of frames) l(ack);
+              },
+              (e: Error) => {
+                const f: ServerFrame = {
+                  type: 'error',
+                  code: 'write_failed',
+                  message: e.message,
+                  seq: batch.seq,
+                };
+                for (const l of frames) l(f);
+              },
+            );
+          });
+        },
+        onFrame(l) {
+          frames.add(l);
+          return () => frames.delete(l);
+        },
+        onClose(l) {
+          closes.add(l);
+          return () => closes.delete(l);
+        },
+        get open() {
+          return open;
+        },
+        close() {
+          if (!open) return;
+          open = false;
+          for (const l of closes) l(1000, 'closed');
+        },
+      };
     },
     async suspend(id) {
       get(id).suspended = true;

@@ -10,10 +10,17 @@ function hasControlChar(s: string): boolean {
 }
 
 /**
+ * Top-level directories that belong to the sandbox, not the user: installed dependencies, the
+ * repository, and the preview-daemon's own temp/ledger directory. No op may touch them.
+ */
+export const RESERVED_DIRS: readonly string[] = ['node_modules', '.git', '.preview-tmp'];
+
+/**
  * Why a project path is not acceptable, or `undefined` when it is. Rules: relative, already
  * normalised (no `.`/`..`/empty segments, no trailing slash), no NUL or control characters, no
- * backslash, at most `LIMITS.pathBytes` bytes and `LIMITS.pathDepth` segments, and not inside
- * `node_modules/` or `.git/` (those belong to the sandbox, not the user).
+ * backslash, at most `LIMITS.pathBytes` bytes and `LIMITS.pathDepth` segments, and not one of
+ * `RESERVED_DIRS` or inside one. `message` states the rule once; `rule` names it (callers add
+ * `(rule <name>)` once where they show both).
  */
 export function pathProblem(path: string): { rule: string; message: string } | undefined {
   if (typeof path !== 'string' || path.length === 0) return { rule: 'empty', message: 'must not be empty' };
@@ -32,9 +39,8 @@ export function pathProblem(path: string): { rule: string; message: string } | u
     if (s === '' || s === '.')
       return { rule: 'not_normalised', message: 'must be normalised (no empty or "." segments)' };
   }
-  const first = segments[0];
-  if (first === 'node_modules' || first === '.git')
-    return { rule: 'reserved', message: `must not be inside ${first}/` };
+  const first = segments[0] as string;
+  if (RESERVED_DIRS.includes(first)) return { rule: 'reserved', message: `must not be inside ${first}/` };
   return undefined;
 }
 

@@ -15,7 +15,7 @@ export const ProjectPath = z.string().superRefine((p, ctx) => {
   if (problem)
     ctx.addIssue({
       code: 'custom',
-      message: `${problem.message} (rule ${problem.rule})`,
+      message: problem.message,
       params: { rule: problem.rule },
     });
 });
@@ -71,7 +71,7 @@ export const FileBatch = z
         ctx.addIssue({
           code: 'custom',
           path: ['ops', i, 'content'],
-          message: `file too large: ${n} bytes > ${LIMITS.fileBytes} (rule file_size)`,
+          message: `file too large: ${n} bytes > ${LIMITS.fileBytes}`,
           params: { rule: 'file_size' },
         });
     });
@@ -79,14 +79,23 @@ export const FileBatch = z
       ctx.addIssue({
         code: 'custom',
         path: ['ops'],
-        message: `batch too large: ${total} bytes > ${LIMITS.batchBytes} (rule batch_size)`,
+        message: `batch too large: ${total} bytes > ${LIMITS.batchBytes}`,
         params: { rule: 'batch_size' },
       });
   });
 export type FileBatch = z.output<typeof FileBatch>;
 
 export const AckStage = z.enum(['applied', 'persisted']);
-export const Ack = z.object({ type: z.literal('ack'), seq: Seq, stage: AckStage });
+/**
+ * `duplicate: true`: the batch with this seq was processed before (a replay after a reconnect);
+ * nothing was written now. Acks are cumulative per client.
+ */
+export const Ack = z.object({
+  type: z.literal('ack'),
+  seq: Seq,
+  stage: AckStage,
+  duplicate: z.literal(true).optional(),
+});
 export type Ack = z.output<typeof Ack>;
 
 /** The dev server sent its update for batch `seq`, `ms` after the batch reached the sandbox. */
@@ -192,6 +201,29 @@ export const NodeHeartbeat = z.object({
 });
 export type NodeHeartbeat = z.output<typeof NodeHeartbeat>;
 
+/** The rule a schema issue names (`params.rule` of the path and size refinements), if any. */
+export function issueRule(issue: object | undefined): string | undefined {
+  const rule = (issue as { params?: { rule?: unknown } } | undefined)?.params?.rule;
+  return typeof rule === 'string' ? rule : undefined;
+}
+
+const ruleSuffix = (issue: object) => {
+  const rule = issueRule(issue);
+  return rule ? ` (rule ${rule})` : '';
+};
+
+/**
+ * The error code for a refused batch, the same over HTTP and the sync socket: `too_large` (rules
+ * `file_size`, `batch_size`), `invalid_path` (an issue on a `path`, `from` or `to`), else `fallback`.
+ */
+export function batchIssueCode(issues: ReadonlyArray<{ path: PropertyKey[] }>, fallback: string): string {
+  const first = issues[0];
+  const rule = issueRule(first);
+  if (rule === 'file_size' || rule === 'batch_size') return 'too_large';
+  if (first?.path.some((p) => p === 'path' || p === 'from' || p === 'to')) return 'invalid_path';
+  return fallback;
+}
+
 /** Parse one JSON text frame with a schema; returns an error frame instead of throwing. */
 export function parseFrame<S extends z.ZodType>(
   schema: S,
@@ -208,14 +240,7 @@ export function parseFrame<S extends z.ZodType>(
   }
   const r = schema.safeParse(raw);
   if (r.success) return { ok: true, value: r.data };
-  const issue = r.error.issues[0];
-  const rule = (issue as { params?: { rule?: string } } | undefined)?.params?.rule;
-  const code =
-    rule === 'file_size' || rule === 'batch_size'
-      ? 'too_large'
-      : issue?.path.some((p) => p === 'path' || p === 'from' || p === 'to')
-        ? 'invalid_path'
-        : 'invalid_frame';
+  const code = batchIssueCode(r.error.issues, 'invalid_frame');
   const seq = typeof (raw as { seq?: unknown })?.seq === 'number' ? (raw as { seq: number }).seq : undefined;
   return {
     ok: false,
@@ -224,7 +249,7 @@ export function parseFrame<S extends z.ZodType>(
       code,
       message: r.error.issues
         .slice(0, 5)
-        .map((i) => `${i.path.join('.') || '(frame)'}: ${i.message}`)
+        .map((i) => `${i.path.join('.') || '(frame)'}: ${i.message}${ruleSuffix(i)}`)
         .join('; '),
       ...(seq !== undefined && Number.isSafeInteger(seq) && seq >= 0 ? { seq } : {}),
     },

@@ -8,7 +8,7 @@ export interface PathViolation {
   message: string;
 }
 
-/** Directory names the daemon keeps for itself at the project root. */
+/** The directory the daemon keeps for itself at the project root (one of `RESERVED_DIRS`). */
 export const TMP_DIR_NAME = '.preview-tmp';
 
 export interface ProjectIndex {
@@ -122,11 +122,10 @@ function checkPath(
   batchFiles: Set<string>,
   isWriteTarget: boolean,
 ): PathViolation | undefined {
+  // The shared rules, reserved directories (TMP_DIR_NAME among them) included.
   const problem = pathProblem(p);
   if (problem) return { path: p, ...problem };
   const segments = p.split('/');
-  if (segments[0] === TMP_DIR_NAME)
-    return { path: p, rule: 'reserved', message: `must not be inside ${TMP_DIR_NAME}/` };
   let prefix = '';
   for (let i = 0; i < segments.length; i++) {
     prefix = i === 0 ? segments[0]! : `${prefix}/${segments[i]}`;

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { ConflictError } from '@preview/tiers';
 import type pg from 'pg';
 
 /** One file's next state in a write: its bytes, or gone. `seq` is the global seq of the write. */
@@ -24,8 +25,11 @@ export const sha256 = (b: Buffer): string => createHash('sha256').update(b).dige
 
 /** What one write commits besides the files. */
 export interface WriteMarks {
-  /** Raises `preview_sessions.last_seq` (and sets `last_edit_at`). */
-  lastSeq: number;
+  /**
+   * Raises `preview_sessions.last_seq` (and sets `last_edit_at`). Absent when the write holds no
+   * edit (only refused batches): a refused batch changes neither.
+   */
+  lastSeq?: number | undefined;
   /** Editor client → highest client seq in the write: raises `sync_client_marks.persisted_seq`. */
   clients: ReadonlyMap<string, number>;
   /** Checked right before COMMIT; false rolls back with `FencedError`. */
@@ -47,6 +51,16 @@ export interface SyncStore {
   persistedMark(previewId: string, clientId: string): Promise<number>;
   /** Writes `steps` and `marks` in one transaction; resolves after COMMIT. @throws FencedError */
   write(previewId: string, steps: readonly FileStep[], marks: WriteMarks): Promise<void>;
+  /**
+   * A batch with no sandbox to apply it (a browser-tier preview): what validation accepted is
+   * committed under the global seq `last_seq + 1` when `clientSeq` is above the client's mark.
+   * Returns that global seq.
+   * @throws ConflictError `stale_seq` / `duplicate_seq` (nothing written)
+   */
+  commitAccepted(
+    previewId: string,
+    batch: { client: string; clientSeq: number; steps(seq: number): FileStep[] },
+  ): Promise<number>;
 }
 
 /**
@@ -79,6 +93,43 @@ export function createPgSyncStore(pool: pg.Pool): SyncStore {
         // A writer that may have lost its lease (it stalled) must not commit over a newer owner's writes.
         if (marks.fence && !marks.fence()) throw new FencedError();
         await client.query('COMMIT');
+      } catch (e) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw e;
+      } finally {
+        client.release();
+      }
+    },
+    async commitAccepted(previewId, batch) {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const s = await client.query<{ last_seq: string }>(
+          'SELECT last_seq FROM preview_sessions WHERE id = $1 FOR UPDATE',
+          [previewId],
+        );
+        const m = await client.query<{ persisted_seq: string }>(
+          'SELECT persisted_seq FROM sync_client_marks WHERE preview_id = $1 AND client_id = $2',
+          [previewId, batch.client],
+        );
+        const mark = Number(m.rows[0]?.persisted_seq ?? 0);
+        if (batch.clientSeq <= mark)
+          throw new ConflictError(
+            batch.clientSeq === mark
+              ? `seq ${mark} was already taken by this preview; nothing was written now`
+              : `seq ${batch.clientSeq} is below ${mark}, the last seq this preview took from this client; nothing was written`,
+            { code: batch.clientSeq === mark ? 'duplicate_seq' : 'stale_seq' },
+          );
+        const seq = Number(s.rows[0]?.last_seq ?? 0) + 1;
+        for (const step of batch.steps(seq))
+          if (step.kind === 'rename') await renameRow(client, previewId, step);
+          else await writeFiles(client, previewId, step.files);
+        await raiseMarks(client, previewId, {
+          lastSeq: seq,
+          clients: new Map([[batch.client, batch.clientSeq]]),
+        });
+        await client.query('COMMIT');
+        return seq;
       } catch (e) {
         await client.query('ROLLBACK').catch(() => {});
         throw e;
@@ -146,10 +197,11 @@ async function writeFiles(
 }
 
 async function raiseMarks(db: pg.PoolClient, previewId: string, marks: WriteMarks): Promise<void> {
-  await db.query(
-    'UPDATE preview_sessions SET last_seq = GREATEST(last_seq, $2), last_edit_at = now() WHERE id = $1',
-    [previewId, marks.lastSeq],
-  );
+  if (marks.lastSeq !== undefined)
+    await db.query(
+      'UPDATE preview_sessions SET last_seq = GREATEST(last_seq, $2), last_edit_at = now() WHERE id = $1',
+      [previewId, marks.lastSeq],
+    );
   if (marks.clients.size)
     await db.query(
       `INSERT INTO sync_client_marks (preview_id, client_id, persisted_seq)

@@ -28,6 +28,8 @@ export const BusMessage = z.discriminatedUnion('kind', [
   }),
   /** The replica holding lease token `owner` now owns the preview's sandbox channel. */
   z.object({ kind: z.literal('owner'), owner: z.string().min(1) }),
+  /** The preview ended: every replica closes its editors and lets go of it. */
+  z.object({ kind: z.literal('end'), reason: z.string().max(123) }),
   /** Close client `client`'s sockets with `code` (they reconnect and replay). */
   z.object({
     kind: z.literal('close'),

@@ -57,4 +57,12 @@ describe('ClientOrder', () => {
     o.raisePersisted(1);
     expect(o.persisted).toBe(3);
   });
+
+  it('for the HTTP client (increasing), holds nothing for a gap and hands a stale seq on to be refused', () => {
+    const o = new ClientOrder({ applied: 0, persisted: 0, increasing: true });
+    expect(run(o, [b(5), b(9)])).toEqual([5, 9]);
+    expect(o.held.size).toBe(0);
+    expect(run(o, [b(3)])).toEqual([3]);
+    expect(o.sent).toBe(9);
+  });
 });

@@ -1,5 +1,11 @@
 import type { FileOp } from '@preview/tiers';
 
+/**
+ * The client id of batches that come over HTTP (`PUT /v1/previews/:id/files`). Its seqs must
+ * increase but may skip (each request names its own); an editor cannot take this id.
+ */
+export const HTTP_CLIENT = 'http';
+
 /** An editor batch at the owner: client, the client's own seq, ops (`null`: refused at the edge). */
 export interface ClientBatch {
   client: string;
@@ -10,9 +16,10 @@ export interface ClientBatch {
 /**
  * One editor client's progress at the owner, and the order its batches are processed in.
  *
- * The owner requires each client's seqs to arrive contiguously. A batch that arrives ahead of a gap
- * (its predecessor was forwarded to an owner that went away) is held until the gap fills; after
- * `gapMs` the client's editors are told to reconnect and replay (`stuck`).
+ * The owner requires each editor client's seqs to arrive contiguously. A batch that arrives ahead of
+ * a gap (its predecessor was forwarded to an owner that went away) is held until the gap fills; after
+ * `gapMs` the client's editors are told to reconnect and replay (`stuck`). The HTTP client's seqs
+ * (`increasing`) only have to increase: nothing is held, and a seq at or below `sent` is stale.
  *
  * The marks only rise: `sent` ≥ `applied` ≥ `enqueued` ≥ `persisted` does not hold in general
  * (a refused batch is applied and enqueued without being sent), but each one is monotonic.
@@ -34,8 +41,11 @@ export class ClientOrder {
   readonly held = new Map<number, ClientBatch>();
   /** When the current gap was first seen (0: no gap). */
   gapSince = 0;
+  /** Seqs may skip (the HTTP client): no batch is held for a gap. */
+  readonly increasing: boolean;
 
-  constructor(marks: { applied: number; persisted: number }) {
+  constructor(marks: { applied: number; persisted: number; increasing?: boolean }) {
+    this.increasing = marks.increasing ?? false;
     this.persisted = marks.persisted;
     this.applied = Math.max(marks.applied, marks.persisted);
     this.sent = this.applied;
@@ -47,7 +57,7 @@ export class ClientOrder {
    * batch that now follows; otherwise it is held. `handle` must raise `sent` for a new batch.
    */
   admit(b: ClientBatch, now: number, handle: (b: ClientBatch) => void): void {
-    if (b.seq > this.sent + 1) {
+    if (b.seq > this.sent + 1 && !this.increasing) {
       this.held.set(b.seq, b);
       if (!this.gapSince) this.gapSince = now;
       return;

@@ -9,6 +9,7 @@ import {
   type ServerFrame,
 } from '@preview/tiers';
 import type { WebSocket } from 'ws';
+import { HTTP_CLIENT } from './client-order.ts';
 
 /** What the hub needs of a logger (pino satisfies it). */
 export interface SyncLogger {
@@ -106,7 +107,8 @@ export class EditorConnection {
     if (text === undefined) return 0;
     const r = parseFrame(ClientFrame, text);
     if (r.ok && r.value.type === 'hello') {
-      if (r.value.clientId) this.clientId = r.value.clientId;
+      // The HTTP client's id is not an editor's to take (its seqs follow other rules).
+      if (r.value.clientId && r.value.clientId !== HTTP_CLIENT) this.clientId = r.value.clientId;
       return r.value.lastAckedSeq;
     }
     this.#early.unshift({ text, bytes: text.length });

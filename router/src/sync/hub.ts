@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { CloseCodes, type SyncChannel } from '@preview/tiers';
+import { CloseCodes, type FileBatch, type SyncChannel, TierUnavailableError } from '@preview/tiers';
 import type pg from 'pg';
 import type { WebSocket } from 'ws';
 import type { PubSub } from '../infra/pubsub.ts';
 import { createPgSyncStore, type SyncStore } from '../store/project-files.ts';
+import type { SubmitResult } from './batch-waiter.ts';
 import { SyncBus } from './bus.ts';
 import { adaptWs, EditorConnection, type SyncLogger, type SyncSocket } from './editor-socket.ts';
 import { SyncOwner } from './owner.ts';
@@ -86,6 +87,7 @@ export function createSyncHub(deps: SyncHubDeps) {
       deliver: (client, f) => hub.deliver(client, f),
       closeClient: (client, reason) => hub.closeClient(client, reason),
       stepDown: () => hub.stepDown(),
+      ended: (reason) => hub.end(reason),
     });
 
   function hubFor(previewId: string): PreviewHub {
@@ -155,6 +157,33 @@ export function createSyncHub(deps: SyncHubDeps) {
     /** Serves one already-authorised `ws` socket (the router checked the token and ownership). */
     handleConnection(ws: WebSocket, ctx: ConnectionContext): void {
       handleSocket(adaptWs(ws), ctx);
+    },
+    /**
+     * The one write path for a batch that does not come from an editor socket (`PUT /files`):
+     * client `HTTP_CLIENT`, same validation, order, sandbox and persistence as editor batches.
+     * Resolves once the sandbox applied it and it is committed; rejects with the refusal
+     * (`InvalidInputError` for bad input, `ConflictError` `stale_seq`/`duplicate_seq`/`preview_ended`,
+     * `TimeoutError` past `signal`).
+     */
+    async submit(
+      previewId: string,
+      batch: FileBatch,
+      o: { signal?: AbortSignal } = {},
+    ): Promise<SubmitResult> {
+      if (closing) throw new TierUnavailableError('sync', 'router shutting down', { code: 'shutting_down' });
+      return await hubFor(previewId).submit(
+        { seq: batch.seq, ops: batch.ops },
+        o.signal ?? AbortSignal.timeout(30_000),
+      );
+    },
+    /**
+     * The preview ended: editors on every replica are closed with `ended`, and the owner lets go
+     * after persisting what the sandbox applied; nothing retries against its sandbox.
+     */
+    end(previewId: string, reason = `preview ${previewId} ended`): void {
+      const h = previews.get(previewId);
+      if (h) h.end(reason);
+      else new SyncBus({ pubsub: deps.pubsub, previewId, log }).publish({ kind: 'end', reason });
     },
     /** Test and diagnostics view: previews this replica owns. */
     owned(): string[] {

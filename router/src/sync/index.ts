@@ -1,4 +1,6 @@
+export { BatchWaiter, refusalError, type SubmitResult } from './batch-waiter.ts';
 export { BusMessage, SyncBus } from './bus.ts';
+export { ClientOrder, HTTP_CLIENT } from './client-order.ts';
 export { adaptWs, type SyncLogger, type SyncSocket } from './editor-socket.ts';
 export { type ConnectionContext, createSyncHub, type SyncHub, type SyncHubDeps } from './hub.ts';
 export type { Clock } from './owner-fence.ts';

@@ -1,6 +1,6 @@
-import type { FileOp, ServerFrame, SyncChannel } from '@preview/tiers';
+import { type FileOp, PreviewError, type ServerFrame, type SyncChannel } from '@preview/tiers';
 import type { SyncStore } from '../store/project-files.ts';
-import { type ClientBatch, ClientOrder } from './client-order.ts';
+import { type ClientBatch, ClientOrder, HTTP_CLIENT } from './client-order.ts';
 import type { SyncLogger } from './editor-socket.ts';
 import { type Clock, InflightBatches, OwnerFence } from './owner-fence.ts';
 import { createPersister, type Persister } from './persister.ts';
@@ -28,6 +28,8 @@ export interface OwnerContext {
   closeClient(client: string, reason: string): void;
   /** The lease is lost or the owner stalled: stop acting as owner. */
   stepDown(): void;
+  /** The preview ended (its channel can never open again): stop everything, everywhere. */
+  ended(reason: string): void;
 }
 
 /**
@@ -176,7 +178,11 @@ export class SyncOwner {
         .then(([w, mark]) => {
           this.#clients.set(
             client,
-            new ClientOrder({ applied: w.applied, persisted: Math.max(w.persisted, mark) }),
+            new ClientOrder({
+              applied: w.applied,
+              persisted: Math.max(w.persisted, mark),
+              increasing: client === HTTP_CLIENT,
+            }),
           );
         })
         .finally(() => this.#loading.delete(client));
@@ -192,8 +198,13 @@ export class SyncOwner {
 
   #processInOrder(order: ClientOrder, b: ClientBatch): void {
     const { deliver } = this.#c;
+    if (order.increasing && b.seq <= order.sent) {
+      deliver(b.client, staleSeq(b.seq, order.sent));
+      return;
+    }
+    // Below: an editor's replay of a batch processed before is acked as the duplicate it is.
     if (b.seq <= order.persisted) {
-      deliver(b.client, { type: 'ack', seq: b.seq, stage: 'applied' });
+      deliver(b.client, { type: 'ack', seq: b.seq, stage: 'applied', duplicate: true });
       deliver(b.client, { type: 'ack', seq: order.persisted, stage: 'persisted' });
       return;
     }
@@ -201,7 +212,8 @@ export class SyncOwner {
       // Already in the sandbox (sent by us, or applied under a previous owner).
       if (b.seq <= order.applied && order.enqueue(b.seq))
         this.#persist(b.client, b.seq, this.#seqs.take(), b.ops ?? []);
-      if (b.seq <= order.applied) deliver(b.client, { type: 'ack', seq: b.seq, stage: 'applied' });
+      if (b.seq <= order.applied)
+        deliver(b.client, { type: 'ack', seq: b.seq, stage: 'applied', duplicate: true });
       return;
     }
     order.sent = b.seq;
@@ -249,6 +261,12 @@ export class SyncOwner {
       for (const f of this.inflight.values())
         ch.send({ type: 'batch', seq: f.seq, ops: f.ops, origin: { client: f.client, seq: f.clientSeq } });
     } catch (err) {
+      if (err instanceof PreviewError && err.code === 'preview_ended') {
+        // The sandbox is gone for good (deleted, failed): no retry against it.
+        log.info({ previewId, reason: err.message }, 'preview ended; sync owner stops');
+        this.#c.ended(err.message);
+        return;
+      }
       log.warn({ previewId, err }, 'opening sandbox channel failed; retrying');
       this.#retryOpen();
     } finally {
@@ -321,4 +339,21 @@ export class SyncOwner {
         .finally(() => this.#c.deliver(client, { type: 'ack', seq, stage: 'persisted' }));
     }
   }
+}
+
+/** A seq of the HTTP client that is not above the last one the preview took from it. */
+function staleSeq(seq: number, last: number): ServerFrame {
+  return seq === last
+    ? {
+        type: 'error',
+        code: 'duplicate_seq',
+        seq,
+        message: `seq ${seq} was already taken by this preview (applied or refused then); nothing was written now`,
+      }
+    : {
+        type: 'error',
+        code: 'stale_seq',
+        seq,
+        message: `seq ${seq} is below ${last}, the last seq this preview took from this client; nothing was written`,
+      };
 }

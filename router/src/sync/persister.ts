@@ -92,12 +92,13 @@ export function createPersister(options: PersisterOptions) {
     const batch = queue;
     queue = [];
     try {
-      const lastSeq = batch.reduce((m, e) => Math.max(m, e.seq), 0);
+      // A refused batch (no ops) moves the client's mark on, but changes no project state.
+      const lastSeq = batch.reduce((m, e) => (e.ops.length ? Math.max(m, e.seq) : m), 0);
       const byClient = new Map<string, number>();
       for (const e of batch)
         if ((byClient.get(e.clientId) ?? 0) < e.clientSeq) byClient.set(e.clientId, e.clientSeq);
       await store.write(previewId, coalesce(batch), {
-        lastSeq,
+        lastSeq: lastSeq || undefined,
         clients: byClient,
         ...(options.fence ? { fence: options.fence } : {}),
       });

@@ -1,5 +1,7 @@
-import { CloseCodes, type ServerFrame } from '@preview/tiers';
+import { CloseCodes, ConflictError, type ServerFrame, TimeoutError } from '@preview/tiers';
+import { BatchWaiter, type SubmitResult } from './batch-waiter.ts';
 import type { BusMessage, SyncBus } from './bus.ts';
+import { HTTP_CLIENT } from './client-order.ts';
 import type { EditorConnection, Forwarded, SyncLogger } from './editor-socket.ts';
 import type { SyncOwner } from './owner.ts';
 import type { Clock } from './owner-fence.ts';
@@ -32,6 +34,8 @@ export interface PreviewHubContext {
  */
 export class PreviewHub {
   readonly editors = new Set<EditorConnection>();
+  /** Batches submitted here over HTTP, waiting for their outcome. */
+  readonly #waiters = new Set<BatchWaiter>();
   owner: SyncOwner | undefined;
   /** The owner's lease token, when known (ours or another replica's). */
   ownerToken: string | undefined;
@@ -57,6 +61,32 @@ export class PreviewHub {
     return this.#c.previewId;
   }
 
+  /** Someone here waits on the preview: an editor socket or a submitted batch. */
+  get busy(): boolean {
+    return this.editors.size > 0 || this.#waiters.size > 0;
+  }
+
+  /**
+   * Submits an HTTP batch (client `HTTP_CLIENT`) through the same owner, order and persistence as
+   * editor batches; settles with its outcome. `signal` bounds the wait.
+   */
+  submit(
+    batch: { seq: number; ops: NonNullable<Forwarded['ops']> },
+    signal: AbortSignal,
+  ): Promise<SubmitResult> {
+    const w = new BatchWaiter(HTTP_CLIENT, batch);
+    this.#waiters.add(w);
+    const onAbort = () =>
+      w.fail(new TimeoutError(`batch seq ${batch.seq} of preview ${this.previewId}: no answer in time`));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    this.forward(w.client, w.batch);
+    return w.done.finally(() => {
+      signal.removeEventListener('abort', onAbort);
+      this.#waiters.delete(w);
+    });
+  }
+
   /** Renews our lease, or tries to take a free one, or learns who holds it. */
   async tick(): Promise<void> {
     if (this.#ticking || this.#c.closing()) return;
@@ -68,7 +98,7 @@ export class PreviewHub {
         await this.#renew(this.owner, t0);
         return;
       }
-      if (this.editors.size === 0) {
+      if (!this.busy) {
         this.dispose();
         return;
       }
@@ -92,7 +122,7 @@ export class PreviewHub {
     }
     owner.fence.held(t0);
     owner.checkGaps();
-    if (this.editors.size === 0 && clock.now() - owner.lastActivity > this.#c.ownerIdleMs && owner.idle)
+    if (!this.busy && clock.now() - owner.lastActivity > this.#c.ownerIdleMs && owner.idle)
       await this.release();
   }
 
@@ -143,6 +173,7 @@ export class PreviewHub {
     this.ownerToken = token;
     if (!token) return;
     for (const e of this.editors) for (const f of e.pending) this.forward(e.clientId, f);
+    for (const w of this.#waiters) this.forward(w.client, w.batch);
   }
 
   /** Sends an editor batch to the owner; with no known owner it stays pending until one is known. */
@@ -170,6 +201,9 @@ export class PreviewHub {
       case 'close':
         for (const e of this.editors) if (e.clientId === m.client) e.close(m.code, m.reason);
         return;
+      case 'end':
+        this.#endHere(m.reason);
+        return;
     }
   }
 
@@ -179,10 +213,29 @@ export class PreviewHub {
     this.#c.bus.publish({ kind: 'close', client, code: CloseCodes.goingAway, reason });
   }
 
+  /**
+   * The preview ended (deleted, failed): its sandbox is gone. Editors here and on other replicas are
+   * closed with `ended`, waiting batches fail, the owner persists what the sandbox applied and lets
+   * go. Nothing retries against the sandbox.
+   */
+  end(reason: string): void {
+    this.#c.bus.publish({ kind: 'end', reason });
+    this.#endHere(reason);
+  }
+
+  #endHere(reason: string): void {
+    for (const e of this.editors) e.close(CloseCodes.ended, reason);
+    for (const w of this.#waiters) w.fail(new ConflictError(reason, { code: 'preview_ended' }));
+    void this.release().catch((err: unknown) =>
+      this.#c.log.warn({ err, previewId: this.previewId }, 'sync release after end failed'),
+    );
+  }
+
   /** Sends a frame to client `client`'s editors (or all), here and on other replicas. */
   deliver(client: string | undefined, f: ServerFrame): void {
     const here = this.deliverLocal(client, f);
-    if (client === undefined || !here)
+    // HTTP batches of one preview may wait on several replicas at once: their frames go to all.
+    if (client === undefined || !here || client === HTTP_CLIENT)
       this.#c.bus.publish({
         kind: 'frame',
         replica: this.#c.replicaId,
@@ -199,12 +252,18 @@ export class PreviewHub {
       found = true;
       e.send(f);
     }
+    if (client !== undefined)
+      for (const w of this.#waiters)
+        if (w.client === client) {
+          found = true;
+          w.offer(f);
+        }
     return found;
   }
 
   /** Forgets the preview on this replica when nothing holds it here. */
   dispose(): void {
-    if (this.editors.size || this.owner) return;
+    if (this.busy || this.owner) return;
     clearInterval(this.#timer);
     this.#c.dispose(this.previewId);
     void this.ready.then(() => this.#unsubscribe?.()).catch(() => {});
@@ -213,6 +272,8 @@ export class PreviewHub {
   /** Router shutdown: stop the tick, release the lease, leave the bus. */
   async shutdown(): Promise<void> {
     for (const e of this.editors) e.close(CloseCodes.goingAway, 'router shutting down');
+    for (const w of this.#waiters)
+      w.fail(new TimeoutError('router shutting down before the batch was persisted'));
     clearInterval(this.#timer);
     await this.release().catch(() => {});
     await this.#unsubscribe?.().catch(() => {});
