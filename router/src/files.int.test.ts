@@ -233,3 +233,55 @@ describe('one write path: what is stored is what ran', () => {
     expect(tier.openSyncCalls).toBe(calls);
   });
 });
+
+describe('folders are first-class (issue 10, example 4)', () => {
+  const WIDGETS = { 'src/widgets/a.txt': 'a', 'src/widgets/deep/b.txt': 'b', 'src/widgetsx.txt': 'keep' };
+
+  it('deleting a folder removes it and everything under it from the sandbox and project_files', async () => {
+    const id = await create();
+    const ed = await connectRawEditor(
+      `ws://127.0.0.1:${port}/v1/previews/${id}/sync?access_token=${h.alice.jwt}`,
+      {
+        clientId: 'c-folder-delete',
+      },
+    );
+    ed.send({
+      type: 'batch',
+      seq: 1,
+      ops: Object.entries(WIDGETS).map(([path, content]) => ({ op: 'put', path, content })),
+    });
+    ed.send({ type: 'batch', seq: 2, ops: [{ op: 'delete', path: 'src/widgets' }] });
+    await ed.waitFor(() => ed.acked(2, 'persisted'));
+    ed.close();
+    const want = { ...FILES, 'src/widgetsx.txt': 'keep' };
+    expect(await onDisk(id)).toEqual(want);
+    expect(await stored(id)).toEqual(want);
+    // Over HTTP too.
+    expect((await put(id, { type: 'batch', seq: 1, ops: [{ op: 'delete', path: 'src' }] })).status).toBe(200);
+    expect(await onDisk(id)).toEqual({ 'index.html': FILES['index.html'] });
+    expect(await stored(id)).toEqual({ 'index.html': FILES['index.html'] });
+  });
+
+  it('renaming a folder moves all of it, over PUT /files as over sync', async () => {
+    const id = await create();
+    const lib = { 'src/lib/a.txt': 'a', 'src/lib/deep/b.txt': 'b' };
+    expect(
+      (
+        await put(id, {
+          type: 'batch',
+          seq: 1,
+          ops: Object.entries(lib).map(([path, content]) => ({ op: 'put', path, content })),
+        })
+      ).status,
+    ).toBe(200);
+    const res = await put(id, {
+      type: 'batch',
+      seq: 2,
+      ops: [{ op: 'rename', from: 'src/lib', to: 'src/lib2' }],
+    });
+    expect(res.status, await res.clone().text()).toBe(200);
+    const want = { ...FILES, 'src/lib2/a.txt': 'a', 'src/lib2/deep/b.txt': 'b' };
+    expect(await onDisk(id)).toEqual(want);
+    expect(await stored(id)).toEqual(want);
+  });
+});

@@ -48,6 +48,10 @@ export function validateOps(
       const v = checkPath(root, p, kinds, batchFiles, op.op === 'put' || (op.op === 'rename' && p === op.to));
       if (v) return v;
     }
+    if (op.op === 'rename') {
+      const v = checkRename(root, op.from, op.to, kinds);
+      if (v) return v;
+    }
     if (op.op === 'put') {
       const n = contentBytes(op);
       if (n > LIMITS.fileBytes)
@@ -100,6 +104,32 @@ export function validateOps(
 }
 
 type Kind = 'missing' | 'dir' | 'file' | 'symlink' | 'other';
+
+/**
+ * What a rename must not do, beyond its two paths' own rules: move a folder into itself (the OS
+ * refuses it half-way through a batch), or put a folder where a file is (the OS refuses that too).
+ */
+function checkRename(
+  root: string,
+  from: string,
+  to: string,
+  kinds: Map<string, Kind>,
+): PathViolation | undefined {
+  if (from === to) return undefined;
+  if (to.startsWith(`${from}/`))
+    return { path: to, rule: 'into_itself', message: `"${to}" is inside "${from}", the folder being moved` };
+  const kind = (p: string) => {
+    let k = kinds.get(p);
+    if (k === undefined) {
+      k = kindAt(`${root}/${p}`);
+      kinds.set(p, k);
+    }
+    return k;
+  };
+  if (kind(from) === 'dir' && kind(to) === 'file')
+    return { path: to, rule: 'not_a_directory', message: `"${from}" is a folder and "${to}" a file` };
+  return undefined;
+}
 
 function kindAt(abs: string): Kind {
   try {

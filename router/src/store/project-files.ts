@@ -6,8 +6,9 @@ import type pg from 'pg';
 export type FileChange = { kind: 'put'; content: Buffer; seq: number } | { kind: 'delete'; seq: number };
 
 /**
- * One statement's worth of a write to `project_files`, in op order: a set of per-path changes, or a
- * rename (a SQL move of the row).
+ * One statement's worth of a write to `project_files`, in op order: a set of per-path changes (a
+ * delete removes the path and every path under it: files and folders alike), or a rename (moves
+ * the row of a file, or the rows of a folder).
  */
 export type FileStep =
   | { kind: 'files'; files: Map<string, FileChange> }
@@ -140,21 +141,27 @@ export function createPgSyncStore(pool: pg.Pool): SyncStore {
   };
 }
 
-/** Moves the row if the source exists; a missing source is a no-op (idempotent replay). */
+/** `path` is `$n` or under it (a file, or a folder's contents); no LIKE, so `%` and `_` are plain. */
+const AT_OR_UNDER = (n: number) => `(path = $${n} OR left(path, length($${n}) + 1) = $${n} || '/')`;
+
+/**
+ * Moves a file's row, or every row of a folder, from `from` to `to`, replacing what was at `to` (the
+ * sandbox refuses a rename onto a folder, so that is a file at most). A missing source is a no-op,
+ * as in the sandbox (an idempotent replay): the target is left alone then.
+ */
 async function renameRow(
   db: pg.PoolClient,
   previewId: string,
   step: { from: string; to: string; seq: number },
 ): Promise<void> {
   await db.query(
-    `WITH src AS (
-       DELETE FROM project_files WHERE preview_id = $1 AND path = $2
-       RETURNING content, content_hash, size
-     )
-     INSERT INTO project_files (preview_id, path, content, content_hash, size, seq, updated_at)
-     SELECT $1, $3, content, content_hash, size, $4, now() FROM src
-     ON CONFLICT (preview_id, path) DO UPDATE SET content = EXCLUDED.content,
-       content_hash = EXCLUDED.content_hash, size = EXCLUDED.size, seq = EXCLUDED.seq, updated_at = now()`,
+    `DELETE FROM project_files WHERE preview_id = $1 AND ${AT_OR_UNDER(3)}
+       AND EXISTS (SELECT 1 FROM project_files WHERE preview_id = $1 AND ${AT_OR_UNDER(2)})`,
+    [previewId, step.from, step.to],
+  );
+  await db.query(
+    `UPDATE project_files SET path = $3 || substr(path, length($2) + 1), seq = $4, updated_at = now()
+     WHERE preview_id = $1 AND ${AT_OR_UNDER(2)}`,
     [previewId, step.from, step.to, step.seq],
   );
 }
@@ -180,11 +187,13 @@ async function writeFiles(
       putSeq.push(f.seq);
     }
   }
+  // A deleted path takes everything under it along (a folder).
   if (delPaths.length)
-    await db.query('DELETE FROM project_files WHERE preview_id = $1 AND path = ANY($2::text[])', [
-      previewId,
-      delPaths,
-    ]);
+    await db.query(
+      `DELETE FROM project_files f USING unnest($2::text[]) AS d(p)
+       WHERE f.preview_id = $1 AND (f.path = d.p OR left(f.path, length(d.p) + 1) = d.p || '/')`,
+      [previewId, delPaths],
+    );
   if (putPaths.length)
     await db.query(
       `INSERT INTO project_files (preview_id, path, content, content_hash, size, seq, updated_at)

@@ -11,43 +11,44 @@ export interface PersistEntry {
 }
 
 /**
- * Turns an ordered run of ops into as few statements as possible: puts and deletes to the same path
- * collapse to the last one; a rename whose source is still in the current run becomes a put + delete;
- * any other rename is a step of its own so that the order of the statements matches the order of the
- * ops for every path it touches.
+ * Turns an ordered run of ops into as few statements as possible, in an order that gives the same
+ * result as the ops one by one. Paths name files or folders alike, as in the sandbox: a delete
+ * removes the path and everything under it, a rename moves a file or a whole folder.
+ *
+ * - Puts and deletes collect in one step (`files`: its deletes run before its puts). A later op on a
+ *   path replaces an earlier one; a delete drops earlier puts under it (it removes them anyway).
+ * - A put of a path deleted earlier in the step starts a new step: the delete may have removed a
+ *   folder's rows under that path, which the put alone would not.
+ * - A rename is a step of its own, at its place in the order.
  */
 export function coalesce(entries: readonly PersistEntry[]): FileStep[] {
   const steps: FileStep[] = [];
   let files = new Map<string, FileChange>();
+  const cut = () => {
+    if (files.size) steps.push({ kind: 'files', files });
+    files = new Map();
+  };
   for (const e of entries) {
     for (const op of e.ops) {
       if (op.op === 'put') {
+        if (files.get(op.path)?.kind === 'delete') cut();
         files.set(op.path, {
           kind: 'put',
           content: Buffer.from(op.content, op.encoding === 'base64' ? 'base64' : 'utf8'),
           seq: e.seq,
         });
       } else if (op.op === 'delete') {
+        const under = `${op.path}/`;
+        for (const p of files.keys()) if (p.startsWith(under)) files.delete(p);
         files.set(op.path, { kind: 'delete', seq: e.seq });
-      } else if (op.from === op.to) {
-        // a rename onto itself changes nothing
-      } else {
-        const src = files.get(op.from);
-        if (src?.kind === 'put') {
-          files.set(op.to, { ...src, seq: e.seq });
-          files.set(op.from, { kind: 'delete', seq: e.seq });
-        } else if (src?.kind === 'delete') {
-          // the source is already gone in this run: the sandbox would have rejected the batch, so
-          // this only happens on an idempotent replay; nothing to move.
-        } else {
-          if (files.size) steps.push({ kind: 'files', files });
-          files = new Map();
-          steps.push({ kind: 'rename', from: op.from, to: op.to, seq: e.seq });
-        }
+      } else if (op.from !== op.to) {
+        // A rename onto itself changes nothing.
+        cut();
+        steps.push({ kind: 'rename', from: op.from, to: op.to, seq: e.seq });
       }
     }
   }
-  if (files.size) steps.push({ kind: 'files', files });
+  cut();
   return steps;
 }
 
