@@ -383,7 +383,7 @@ export class PreviewService {
     const s = await this.store.getOwned(id, userId);
     if (!LIVE_STATES.includes(s.state))
       throw new ConflictError(`preview ${id} is ${s.state}`, { code: 'preview_ended' });
-    await this.store.touch(id, 'edit');
+    // No `touch` here: the write itself sets last_edit_at, and a refused batch changes nothing.
     if (s.tier === 'browser' && this.#files) {
       await this.#files.commitAccepted(id, {
         client: HTTP_CLIENT,
