@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { launchChromium, runInImage, TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
+import { DAEMON_PORT } from '@preview/tiers';
 import type Docker from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -30,7 +31,7 @@ async function sandbox(template: string, env: Record<string, string> = {}): Prom
       ([k, v]) => `${k}=${v}`,
     ),
     Labels: { [TEST_LABEL]: '1' },
-    ExposedPorts: { '3000/tcp': {} },
+    ExposedPorts: { [`${DAEMON_PORT}/tcp`]: {} },
     Volumes: { '/project': {} },
     HostConfig: {
       ReadonlyRootfs: true,
@@ -40,13 +41,13 @@ async function sandbox(template: string, env: Record<string, string> = {}): Prom
       PidsLimit: 512,
       Memory: 2 * 1024 * 1024 * 1024,
       MemorySwap: 2 * 1024 * 1024 * 1024,
-      PortBindings: { '3000/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] },
+      PortBindings: { [`${DAEMON_PORT}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: '' }] },
     },
   });
   started.push(container);
   await container.start();
   const info = await container.inspect();
-  const port = Number(info.NetworkSettings.Ports['3000/tcp']?.[0]?.HostPort);
+  const port = Number(info.NetworkSettings.Ports[`${DAEMON_PORT}/tcp`]?.[0]?.HostPort);
   return {
     container,
     port,
