@@ -1,7 +1,7 @@
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   copyFileSync,
-  cpSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -11,7 +11,9 @@ import {
   renameSync,
   rm,
   rmSync,
+  statSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -184,7 +186,8 @@ export async function ensureDeps(opts: DepsOptions): Promise<string | undefined>
   const staging = join(opts.projectDir, TMP_DIR_NAME, `install-${randomBytes(6).toString('hex')}`);
   try {
     const command = lockfileInSync(opts.projectDir) ? 'ci' : 'install';
-    stage(
+    const t0 = performance.now();
+    await stage(
       opts,
       staging,
       command,
@@ -192,6 +195,7 @@ export async function ensureDeps(opts: DepsOptions): Promise<string | undefined>
     );
     const cache = join(opts.projectDir, TMP_DIR_NAME, 'npm-cache');
     overlayNpmCache({ dir: cache, layers: opts.cacheLayers });
+    opts.onOutput(`staged the install and the npm cache in ${Math.round(performance.now() - t0)} ms\n`);
     await runNpm({
       command,
       cwd: staging,
@@ -211,22 +215,35 @@ export async function ensureDeps(opts: DepsOptions): Promise<string | undefined>
 }
 
 /** The staging directory: the project's npm inputs, and the packages npm starts from. */
-function stage(opts: DepsOptions, staging: string, command: 'ci' | 'install', seedFrom: string): void {
+async function stage(
+  opts: DepsOptions,
+  staging: string,
+  command: 'ci' | 'install',
+  seedFrom: string,
+): Promise<void> {
   mkdirSync(staging, { recursive: true });
   for (const f of DEPS_FILES)
     if (existsSync(join(opts.projectDir, f))) copyFileSync(join(opts.projectDir, f), join(staging, f));
   // `npm ci` starts from nothing; `npm install` keeps what already matches and adds the rest.
-  if (command === 'install' && existsSync(seedFrom)) {
-    opts.onOutput(`copying the installed packages to start from (${seedFrom})\n`);
-    cpSync(realpathSync(seedFrom), join(staging, 'node_modules'), {
-      recursive: true,
-      preserveTimestamps: true,
-      verbatimSymlinks: true,
-      // npm's hidden lockfile stays (with its timestamp, so npm trusts it instead of reading
-      // every package); the daemon's own files do not.
-      filter: (src) => !NOT_COPIED.has(src.slice(src.lastIndexOf('/') + 1)),
+  if (command !== 'install' || !existsSync(seedFrom)) return;
+  const from = realpathSync(seedFrom);
+  const to = join(staging, 'node_modules');
+  opts.onOutput(`copying the installed packages to start from (${from})\n`);
+  // cp -a: several times faster than fs.cpSync on a big tree, and off the event loop.
+  await new Promise<void>((resolve, reject) => {
+    const cp = spawn('cp', ['-a', from, to], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    cp.stderr.on('data', (c: Buffer) => {
+      err += c.toString();
     });
-  }
+    cp.on('error', reject);
+    cp.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`cp -a failed: ${err.trim()}`))));
+  });
+  for (const name of NOT_COPIED) rmSync(join(to, name), { recursive: true, force: true });
+  // npm trusts its hidden lockfile (and skips reading every package) only while no directory in
+  // node_modules is newer than it: keep the copied directory's own time.
+  const st = statSync(from);
+  utimesSync(to, st.atime, st.mtime);
 }
 
 /** A node_modules of links to each of the template's packages, made beside the project. */
