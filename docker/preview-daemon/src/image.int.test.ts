@@ -160,3 +160,36 @@ describe('server templates in a hardened container', () => {
     sync.close();
   });
 });
+
+describe('the templates for what users bring (Vue, and the TypeScript variants create-vite defaults to)', () => {
+  const titles: Record<string, string> = {
+    'vite-vue': 'Vite Vue preview',
+    'vite-vue-ts': 'Vite Vue TypeScript preview',
+    'vite-react-ts': 'Vite React TypeScript preview',
+    'vite-vanilla-ts': 'Vite TypeScript preview',
+  };
+  for (const [template, title] of Object.entries(titles))
+    it(`${template} starts warm on the image's installed dependencies and renders in Chromium`, {
+      timeout: 180_000,
+    }, async () => {
+      const s = await sandbox(template);
+      await waitReady(s, 120_000);
+      const status = (await (
+        await fetch(`http://127.0.0.1:${s.port}/__preview/status`, {
+          headers: { authorization: `Bearer ${s.token}` },
+        })
+      ).json()) as { log: string[] };
+      expect(status.log.join('\n')).not.toContain('npm install');
+      const marker = await s.exec(['cat', '/project/node_modules/.preview-deps-hash']);
+      expect(marker.stdout).toBe(`template:/opt/preview/templates/${template}/node_modules`);
+      const chrome = await launchChromium();
+      try {
+        const page = await chrome.context.newPage();
+        await page.goto(`http://127.0.0.1:${s.port}/`);
+        await page.getByTestId('title').waitFor({ timeout: 60_000 });
+        expect(await page.getByTestId('title').textContent()).toBe(title);
+      } finally {
+        await chrome.close();
+      }
+    });
+});
