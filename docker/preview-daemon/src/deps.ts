@@ -186,25 +186,41 @@ export async function ensureDeps(opts: DepsOptions): Promise<string | undefined>
   const staging = join(opts.projectDir, TMP_DIR_NAME, `install-${randomBytes(6).toString('hex')}`);
   try {
     const command = lockfileInSync(opts.projectDir) ? 'ci' : 'install';
+    const diff = command === 'install' && existsSync(templateModules) ? dependencyDiff(opts) : undefined;
     const t0 = performance.now();
-    await stage(
-      opts,
-      staging,
-      command,
-      current === 'dir' && !readMarker(nm)?.startsWith('template:') ? nm : templateModules,
-    );
+    if (diff) {
+      mkdirSync(staging, { recursive: true });
+      writeFileSync(join(staging, 'package.json'), JSON.stringify({ private: true, dependencies: diff }));
+      if (existsSync(join(opts.projectDir, '.npmrc')))
+        copyFileSync(join(opts.projectDir, '.npmrc'), join(staging, '.npmrc'));
+      opts.onOutput(
+        `installing what the template does not have: ${Object.keys(diff).join(', ') || '(nothing)'}\n`,
+      );
+    } else
+      await stage(
+        opts,
+        staging,
+        command,
+        // The template's packages, else (a checkout without an installed template) the last install.
+        existsSync(templateModules) ? templateModules : nm,
+      );
     const cache = join(opts.projectDir, TMP_DIR_NAME, 'npm-cache');
     overlayNpmCache({ dir: cache, layers: opts.cacheLayers });
     opts.onOutput(`staged the install and the npm cache in ${Math.round(performance.now() - t0)} ms\n`);
-    await runNpm({
-      command,
-      cwd: staging,
-      env: opts.env,
-      cache,
-      onOutput: opts.onOutput,
-      ...(opts.signal ? { signal: opts.signal } : {}),
-    });
-    const built = join(staging, 'node_modules');
+    if (!diff || Object.keys(diff).length > 0)
+      await runNpm({
+        command,
+        // Layered on the template: its packages provide the peers (one React, one Vue).
+        ...(diff ? { extraArgs: ['--legacy-peer-deps'] } : {}),
+        cwd: staging,
+        env: opts.env,
+        cache,
+        onOutput: opts.onOutput,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+    const built = diff
+      ? layer(opts.projectDir, realpathSync(templateModules), join(staging, 'node_modules'))
+      : join(staging, 'node_modules');
     mkdirSync(built, { recursive: true }); // npm makes none when there is nothing to install
     writeFileSync(join(built, DEPS_MARKER), key);
     swapIn(opts.projectDir, built);
@@ -212,6 +228,66 @@ export async function ensureDeps(opts: DepsOptions): Promise<string | undefined>
   } finally {
     rm(staging, { recursive: true, force: true }, () => {});
   }
+}
+
+/**
+ * The project's dependencies that the template's installed packages do not provide: names it lacks
+ * and names with another range (an upgrade). `undefined` when the project needs a whole install
+ * (overrides, workspaces, bundled dependencies: npm must see the whole tree).
+ */
+export function dependencyDiff(
+  opts: Pick<DepsOptions, 'projectDir' | 'templateDir'>,
+): Record<string, string> | undefined {
+  const read = (dir: string) =>
+    JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as Record<string, unknown>;
+  let pkg: Record<string, unknown>;
+  let tpl: Record<string, unknown>;
+  try {
+    pkg = read(opts.projectDir);
+    tpl = read(opts.templateDir);
+  } catch {
+    return undefined;
+  }
+  if (pkg['overrides'] || pkg['workspaces'] || pkg['bundleDependencies'] || pkg['bundledDependencies'])
+    return undefined;
+  const all = (p: Record<string, unknown>) =>
+    Object.assign(
+      {},
+      ...(['optionalDependencies', 'devDependencies', 'dependencies'] as const).map((f) =>
+        p[f] && typeof p[f] === 'object' ? (p[f] as Record<string, string>) : {},
+      ),
+    ) as Record<string, string>;
+  const have = all(tpl);
+  const diff: Record<string, string> = {};
+  for (const [name, range] of Object.entries(all(pkg))) {
+    if (typeof range !== 'string') return undefined;
+    if (have[name] !== range) diff[name] = range;
+  }
+  return diff;
+}
+
+/**
+ * A node_modules made of the template's packages (links) with the packages of a layered install
+ * (`installed`, moved in) on top: a package of the install replaces the template's of the same
+ * name, scoped packages one by one, and so do its commands in `.bin`.
+ */
+function layer(projectDir: string, template: string, installed: string): string {
+  const dir = linkFarm(projectDir, template, true);
+  if (!existsSync(installed)) return dir;
+  for (const name of readdirSync(installed)) {
+    if (name.startsWith('.') && name !== '.bin') continue;
+    const from = join(installed, name);
+    if (name === '.bin' || name.startsWith('@')) {
+      for (const inner of readdirSync(from)) {
+        rmSync(join(dir, name, inner), { recursive: true, force: true });
+        renameSync(join(from, inner), join(dir, name, inner));
+      }
+      continue;
+    }
+    rmSync(join(dir, name), { recursive: true, force: true });
+    renameSync(from, join(dir, name));
+  }
+  return dir;
 }
 
 /** The staging directory: the project's npm inputs, and the packages npm starts from. */
@@ -246,14 +322,34 @@ async function stage(
   utimesSync(to, st.atime, st.mtime);
 }
 
-/** A node_modules of links to each of the template's packages, made beside the project. */
-function linkFarm(projectDir: string, target: string): string {
+/**
+ * A node_modules of links to each of the template's packages, made beside the project. `deep`: the
+ * scope directories and `.bin` are directories of links (so packages can be put beside them).
+ */
+function linkFarm(projectDir: string, target: string, deep = false): string {
   const dir = join(projectDir, TMP_DIR_NAME, `links-${randomBytes(6).toString('hex')}`);
   mkdirSync(dir, { recursive: true });
-  for (const name of readdirSync(target))
-    if (!NOT_LINKED.has(name)) symlinkSync(join(target, name), join(dir, name), 'dir');
+  for (const name of readdirSync(target)) {
+    if (NOT_LINKED.has(name)) continue;
+    if (deep && (name === '.bin' || name.startsWith('@'))) {
+      mkdirSync(join(dir, name));
+      for (const inner of readdirSync(join(target, name))) {
+        // `.bin` holds relative links into the template: point at their targets.
+        const src = join(target, name, inner);
+        symlinkSync(name === '.bin' ? safeRealpath(src) : src, join(dir, name, inner));
+      }
+    } else symlinkSync(join(target, name), join(dir, name), 'dir');
+  }
   writeFileSync(join(dir, DEPS_MARKER), `template:${target}`);
   return dir;
+}
+
+function safeRealpath(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
+  }
 }
 
 /** Puts `built` in place of the project's node_modules (two renames), and removes the old one. */

@@ -15,6 +15,8 @@ export class InstallError extends PreviewError {
 
 export interface NpmRunOptions {
   command: 'ci' | 'install';
+  /** More npm arguments (e.g. `--legacy-peer-deps`). */
+  extraArgs?: readonly string[];
   cwd: string;
   env: Record<string, string>;
   /** npm's private, writable cache. */
@@ -48,7 +50,7 @@ export function npmArgs(command: 'ci' | 'install'): string[] {
  * and npm's message otherwise (an unknown package, a version that does not exist, no network).
  */
 export function runNpm(opts: NpmRunOptions): Promise<void> {
-  const args = npmArgs(opts.command);
+  const args = [...npmArgs(opts.command), ...(opts.extraArgs ?? [])];
   opts.onOutput(`$ npm ${args.join(' ')}\n`);
   let output = '';
   return new Promise((resolve, reject) => {
