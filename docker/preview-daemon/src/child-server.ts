@@ -153,8 +153,10 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
     try {
       up = await listening(next, nextPort);
     } catch (e) {
+      // No port in time: the app is down (the old process too), and the daemon says why.
       void terminate(next);
-      if (child === old) child = undefined;
+      child = undefined;
+      if (old) void terminate(old);
       opts.onExit((e as Error).message);
       return;
     }

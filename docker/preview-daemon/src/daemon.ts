@@ -28,10 +28,12 @@ import {
   depsKey,
   ensureDeps,
   matchesTemplate,
+  privateNpmCache,
 } from './deps.ts';
 import type { DevServer, DevServerFactory } from './dev-server.ts';
 import { HmrTracker } from './hmr-tracker.ts';
 import { type Logger, LogRing } from './log.ts';
+import { overlayNpmCache } from './npm-cache.ts';
 import { OriginLog } from './origin-log.ts';
 import { Manifest, scanProject } from './project-scan.ts';
 import { type PathViolation, TMP_DIR_NAME, validateOps } from './validate.ts';
@@ -139,6 +141,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   let readyAt = 0;
   let crashTimer: NodeJS.Timeout | undefined;
   let logTimer: NodeJS.Timeout | undefined;
+  let cacheOverlaid = config.prebuild;
 
   const broadcast = (text: string) => {
     for (const c of clients) if (c.readyState === 1) c.send(text);
@@ -157,7 +160,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     message = msg;
     log.info({ phase: p, message: msg }, 'phase');
     broadcast(statusFrame());
-    if (p === 'ready') collectWhenIdle();
+    if (p === 'ready') {
+      collectWhenIdle();
+      // The first install need not wait for the npm cache overlay: make it while nothing happens.
+      if (!cacheOverlaid) {
+        cacheOverlaid = true;
+        overlayNpmCache({ dir: privateNpmCache(root), layers: config.npmCacheLayers }).catch((e: Error) =>
+          ring.push(`npm cache overlay failed: ${e.message}`),
+        );
+      }
+    }
   };
 
   // An idle preview should hold as little memory as it can: once activity stops (dev-server start,

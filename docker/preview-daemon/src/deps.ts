@@ -204,8 +204,8 @@ export async function ensureDeps(opts: DepsOptions): Promise<string | undefined>
         // The template's packages, else (a checkout without an installed template) the last install.
         existsSync(templateModules) ? templateModules : nm,
       );
-    const cache = join(opts.projectDir, TMP_DIR_NAME, 'npm-cache');
-    overlayNpmCache({ dir: cache, layers: opts.cacheLayers });
+    const cache = privateNpmCache(opts.projectDir);
+    await overlayNpmCache({ dir: cache, layers: opts.cacheLayers });
     opts.onOutput(`staged the install and the npm cache in ${Math.round(performance.now() - t0)} ms\n`);
     if (!diff || Object.keys(diff).length > 0)
       await runNpm({
@@ -288,6 +288,11 @@ function layer(projectDir: string, template: string, installed: string): string 
     renameSync(from, join(dir, name));
   }
   return dir;
+}
+
+/** The preview's own npm cache, on its volume (see `npm-cache.ts`). */
+export function privateNpmCache(projectDir: string): string {
+  return join(projectDir, TMP_DIR_NAME, 'npm-cache');
 }
 
 /** The staging directory: the project's npm inputs, and the packages npm starts from. */
