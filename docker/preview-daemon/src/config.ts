@@ -62,7 +62,8 @@ export const loadConfig = defineConfig(
         .optional(),
       /**
        * The node's shared npm caches (`:`-separated), read-only: each install goes through the
-       * preview's own cache, an overlay of these (see npm-cache.ts). `npm_config_cache` is one more.
+       * preview's own cache, an overlay of these (see npm-cache.ts). `npm_config_cache` is not
+       * used by installs: a cache npm may write is never shared between previews.
        */
       PREVIEW_NPM_CACHE_LAYERS: z.string().default('/npm-cache'),
       /** How long the app may take to open a port (then the preview is `error`, saying so). */
@@ -90,12 +91,11 @@ export const loadConfig = defineConfig(
       /** The app's environment given at start, if any (else it comes with the claim). */
       appEnv: e.PREVIEW_APP_ENV,
       npmCacheLayers: [
-        ...new Set([
-          ...(e.npm_config_cache ? [resolve(e.npm_config_cache)] : []),
-          ...e.PREVIEW_NPM_CACHE_LAYERS.split(':')
+        ...new Set(
+          e.PREVIEW_NPM_CACHE_LAYERS.split(':')
             .filter(Boolean)
             .map((p) => resolve(p)),
-        ]),
+        ),
       ],
       appReadyTimeoutMs: e.PREVIEW_APP_READY_TIMEOUT_MS,
       /** Passed to the app and to npm; nothing else of the daemon's environment is. */
