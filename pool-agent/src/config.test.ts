@@ -8,7 +8,14 @@ import { rewriteDatabaseUrl } from './db-forwarder.ts';
 describe('loadConfig', () => {
   it('has small warm pools by default and parses sizes and targets', () => {
     const c = loadConfig({});
-    expect(c.WARM_POOL).toEqual({ 'vite-react': 2, 'vite-vanilla': 1 });
+    expect(c.WARM_POOL).toEqual({
+      'vite-react': 2,
+      'vite-vanilla': 1,
+      'vite-react-ts': 1,
+      'vite-vue': 1,
+      'vite-vue-ts': 1,
+      'vite-vanilla-ts': 1,
+    });
     expect(c.AGENT_HOST).toBe('127.0.0.1');
     const d = loadConfig({
       WARM_POOL: 'next=3, express-pg=0',

@@ -74,8 +74,18 @@ export const AgentConfigSchema = z.object({
   PREVIEW_NODE_EXTRA_CA_CERTS: z.string().optional(),
   /** Total previews (warm + claimed) this node runs at most. */
   NODE_SLOTS: z.coerce.number().int().min(0).default(20),
-  /** Warm-pool targets, e.g. `vite-react=2,vite-vanilla=1` (production: 20 each). */
-  WARM_POOL: poolSizes.default({ 'vite-react': 2, 'vite-vanilla': 1 }),
+  /**
+   * Warm-pool targets, e.g. `vite-react=2,vite-vanilla=1` (production: 20 each). The default warms
+   * each front-end template create-vite scaffolds for React, Vue and plain TypeScript.
+   */
+  WARM_POOL: poolSizes.default({
+    'vite-react': 2,
+    'vite-vanilla': 1,
+    'vite-react-ts': 1,
+    'vite-vue': 1,
+    'vite-vue-ts': 1,
+    'vite-vanilla-ts': 1,
+  }),
   /** How long a claim waits for the dev server to answer 200. */
   READY_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
   /** `host:port` of Postgres on the host; previews reach it (and only it) through a forwarder. */

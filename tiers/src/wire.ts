@@ -161,7 +161,23 @@ export const CloseCodes = {
   ended: 4410,
 } as const;
 
-export const TemplateName = z.enum(['vite-vanilla', 'vite-react', 'express-pg', 'next']);
+/**
+ * The preview-daemon's port inside a sandbox (container, Fly Machine): one that apps do not commonly
+ * take (3000, 3001, 4000, 4200, 5000, 5173, 8000, 8080, 8081, 8888, 19000…), so an app that ignores
+ * `PORT` and listens on one of those still gets it.
+ */
+export const DAEMON_PORT = 17380;
+
+export const TemplateName = z.enum([
+  'vite-vanilla',
+  'vite-vanilla-ts',
+  'vite-react',
+  'vite-react-ts',
+  'vite-vue',
+  'vite-vue-ts',
+  'express-pg',
+  'next',
+]);
 export type TemplateName = z.output<typeof TemplateName>;
 
 export const WarmCounts = z.record(z.string(), z.number().int().nonnegative());

@@ -15,6 +15,7 @@ import {
   TEST_REDIS_URL,
   testDocker,
 } from '@preview/testkit';
+import { DAEMON_PORT } from '@preview/tiers';
 import { expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { PreviewClient } from './preview-client.ts';
@@ -145,7 +146,7 @@ async function containerSandbox(): Promise<ChaosSandbox> {
     Image: TEST_PREVIEW_IMAGE,
     Env: [`PREVIEW_TEMPLATE=vite-vanilla`, `PREVIEW_DAEMON_TOKEN=${token}`],
     Labels: { [TEST_LABEL]: '1' },
-    ExposedPorts: { '3000/tcp': {} },
+    ExposedPorts: { [`${DAEMON_PORT}/tcp`]: {} },
     Volumes: { '/project': {} },
     HostConfig: {
       Init: true,
@@ -156,13 +157,15 @@ async function containerSandbox(): Promise<ChaosSandbox> {
       PidsLimit: 512,
       Memory: 1024 * 1024 * 1024,
       MemorySwap: 1024 * 1024 * 1024,
-      PortBindings: { '3000/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] },
+      PortBindings: { [`${DAEMON_PORT}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: '' }] },
     },
   });
   const remove = () => container.remove({ force: true, v: true }).catch(() => {});
   try {
     await container.start();
-    const port = Number((await container.inspect()).NetworkSettings.Ports['3000/tcp']?.[0]?.HostPort);
+    const port = Number(
+      (await container.inspect()).NetworkSettings.Ports[`${DAEMON_PORT}/tcp`]?.[0]?.HostPort,
+    );
     const base = `http://127.0.0.1:${port}`;
     const manifest = async () => {
       const r = await fetch(`${base}/__preview/manifest`, { headers: { authorization: `Bearer ${token}` } });

@@ -4,6 +4,7 @@ import { request } from 'node:http';
 import { connect, createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import WebSocket from 'ws';
+import { listeningSockets, type Upstream } from './app-port.ts';
 import type { DevServer, DevServerOptions } from './dev-server.ts';
 import { packageDir } from './load-package.ts';
 import { probeHttp } from './vite-server.ts';
@@ -25,7 +26,12 @@ export const NODE_CODE = /\.(?:[cm]?[jt]sx?|json|node)$/;
  */
 export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServer {
   let child: ChildProcess | undefined;
+  /** The port the running process was given (`PORT`); requests in flight are counted by it. */
   let port = 0;
+  /** Where the running process listens: `PORT`, or the port it chose itself. */
+  let appAddr: Upstream = { host: '127.0.0.1', port: 0 };
+  /** The app listens on a port of its own choosing, so two processes cannot run side by side. */
+  let fixedPort = false;
   let hmrSocket: WebSocket | undefined;
   let stopping = false;
   let reloading: Promise<void> | undefined;
@@ -67,12 +73,14 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
             '127.0.0.1',
           ]
         : [mainOf(opts.projectDir)];
+    // The app is told where to listen (PORT, HOST: what hosting platforms set); one that listens
+    // elsewhere is found by its sockets (see `listening`).
     const c = spawn(process.execPath, args, {
       cwd: opts.projectDir,
       env: {
         ...opts.env,
         PORT: String(appPort),
-        HOST: '127.0.0.1',
+        HOST: kind === 'next' ? '127.0.0.1' : '0.0.0.0',
         HOSTNAME: '127.0.0.1',
         NEXT_TELEMETRY_DISABLED: '1',
       },
@@ -84,16 +92,40 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       if (child !== c) return;
       child = undefined;
       hmrSocket?.close();
-      if (!stopping) opts.onExit(`dev server exited (${signal ?? `code ${code}`})`);
+      if (!stopping) opts.onExit(exitText(code, signal, 'exited'));
     });
     return c;
   };
 
-  /** Resolves once `c` takes connections on `appPort`; false when it exited first. */
-  const listening = async (c: ChildProcess, appPort: number): Promise<boolean> => {
-    for (;;) {
-      if (c.exitCode !== null || c.signalCode !== null) return false;
-      if (await canConnect(appPort)) return true;
+  /** `the app exited with code 1` and its last lines. */
+  const exitText = (code: number | null, signal: NodeJS.Signals | null, what: string) => {
+    const lines = opts.log.tail(5);
+    return `the app ${what} with ${signal ? `signal ${signal}` : `code ${code}`}${lines.length ? `; last lines:\n${lines.join('\n')}` : ''}`;
+  };
+
+  /**
+   * Where `c` takes connections: on `appPort` (its PORT), or on a port it opened itself (found from
+   * its sockets in /proc, checked every 50 ms). `undefined` when it exited first.
+   * @throws Error naming the port expected, after `opts.readyTimeoutMs` without a listening port.
+   */
+  const listening = async (c: ChildProcess, appPort: number): Promise<Upstream | undefined> => {
+    const deadline = Date.now() + opts.readyTimeoutMs;
+    for (let i = 1; ; i++) {
+      if (c.exitCode !== null || c.signalCode !== null) return undefined;
+      if (await canConnect(appPort)) return { host: '127.0.0.1', port: appPort };
+      if (i % 5 === 0 && c.pid !== undefined) {
+        const own = listeningSockets(c.pid)[0];
+        if (own && c.exitCode === null) {
+          opts.log.push(`the app listens on port ${own.port} (it was given PORT=${appPort}); proxying to it`);
+          return own;
+        }
+      }
+      if (Date.now() > deadline) {
+        const lines = opts.log.tail(5);
+        throw new Error(
+          `the app opened no port within ${Math.round(opts.readyTimeoutMs / 1000)} s (it was given PORT=${appPort} and listens on none)${lines.length ? `; last lines:\n${lines.join('\n')}` : ''}`,
+        );
+      }
       await new Promise((r) => setTimeout(r, 10));
     }
   };
@@ -111,8 +143,23 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
     const nextPort = await freePort();
     const old = child;
     const oldPort = port;
+    // An app on a port of its own cannot start beside itself: the old one stops first.
+    if (fixedPort && old) {
+      child = undefined;
+      await terminate(old);
+    }
     const next = spawnApp(nextPort);
-    const up = await listening(next, nextPort);
+    let up: Upstream | undefined;
+    try {
+      up = await listening(next, nextPort);
+    } catch (e) {
+      // No port in time: the app is down (the old process too), and the daemon says why.
+      void terminate(next);
+      child = undefined;
+      if (old) void terminate(old);
+      opts.onExit((e as Error).message);
+      return;
+    }
     if (stopping) {
       void terminate(next);
       return;
@@ -121,6 +168,10 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
     // and its output is what the status page shows, as it would be after any crash.
     child = up ? next : undefined;
     port = nextPort;
+    if (up) {
+      appAddr = up;
+      fixedPort = up.port !== nextPort;
+    }
     // Requests the old process already took are answered by it before it stops.
     if (old) {
       retiring.add(old);
@@ -129,13 +180,13 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
         .finally(() => retiring.delete(old));
     }
     if (up) opts.tracker.sent('restart', true);
-    else opts.onExit(`dev server exited (code ${next.exitCode ?? next.signalCode})`);
+    else opts.onExit(exitText(next.exitCode, next.signalCode, 'exited before it opened a port'));
   };
 
   // Next's browser HMR socket: the daemon listens as one more client to learn when a build went out.
   const watchNextHmr = () => {
     if (stopping || !child) return;
-    const ws = new WebSocket(`ws://127.0.0.1:${port}${nextHmrPath(opts.projectDir)}`);
+    const ws = new WebSocket(`ws://${hostPort(appAddr)}${nextHmrPath(opts.projectDir)}`);
     hmrSocket = ws;
     ws.on('message', (data) => {
       let msg: { action?: string; type?: string };
@@ -180,8 +231,19 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       port = await freePort();
       const c = spawnApp(port);
       child = c;
-      // Wait until it takes connections; readiness (200) is the daemon's probe.
-      if (!(await listening(c, port)) || child !== c) throw new Error('dev server exited while starting');
+      // Wait until it takes connections; readiness (an answer) is the daemon's probe.
+      let up: Upstream | undefined;
+      try {
+        up = await listening(c, port);
+      } catch (e) {
+        if (child === c) child = undefined;
+        await terminate(c);
+        throw e;
+      }
+      if (!up || child !== c)
+        throw new Error(exitText(c.exitCode, c.signalCode, 'exited before it opened a port'));
+      appAddr = up;
+      fixedPort = up.port !== port;
       if (kind === 'next') watchNextHmr();
     },
     ...(kind === 'node'
@@ -194,6 +256,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       : {}),
     handle(req, res) {
       const appPort = port;
+      const target = appAddr;
       inflight.set(appPort, (inflight.get(appPort) ?? 0) + 1);
       res.once('close', () => {
         const n = (inflight.get(appPort) ?? 1) - 1;
@@ -204,7 +267,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
         }
       });
       const upstream = request(
-        { host: '127.0.0.1', port: appPort, method: req.method, path: req.url, headers: req.headers },
+        { host: target.host, port: target.port, method: req.method, path: req.url, headers: req.headers },
         (up) => {
           res.writeHead(up.statusCode ?? 502, up.rawHeaders as unknown as Record<string, string>);
           up.pipe(res);
@@ -217,7 +280,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       req.pipe(upstream);
     },
     upgrade(req, socket, head) {
-      const up = connect(port, '127.0.0.1');
+      const up = connect(appAddr.port, appAddr.host);
       up.on('connect', () => {
         let raw = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
         for (let i = 0; i < req.rawHeaders.length; i += 2)
@@ -237,7 +300,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       socket.on('close', end);
       return true;
     },
-    probe: () => probeHttp(port, 'localhost', 120_000),
+    probe: () => probeHttp(appAddr.port, 'localhost', 120_000, appAddr.host),
     async close() {
       stopping = true;
       hmrSocket?.close();
@@ -287,6 +350,10 @@ function freePort(): Promise<number> {
       s.close(() => resolve(p));
     });
   });
+}
+
+function hostPort(u: Upstream): string {
+  return u.host.includes(':') ? `[${u.host}]:${u.port}` : `${u.host}:${u.port}`;
 }
 
 function canConnect(port: number): Promise<boolean> {

@@ -1,6 +1,6 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AppEnv, defineConfig, LIMITS, TemplateName } from '@preview/tiers';
+import { AppEnv, DAEMON_PORT, defineConfig, LIMITS, TemplateName } from '@preview/tiers';
 import { z } from 'zod';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -16,7 +16,7 @@ export const loadConfig = defineConfig(
     .object({
       PREVIEW_TEMPLATE: TemplateName,
       PREVIEW_DAEMON_TOKEN: z.string().min(16, 'must be at least 16 characters'),
-      PREVIEW_DAEMON_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+      PREVIEW_DAEMON_PORT: z.coerce.number().int().min(0).max(65535).default(DAEMON_PORT),
       PREVIEW_DAEMON_HOST: z.string().default('0.0.0.0'),
       PREVIEW_PROJECT_DIR: z.string().default('/project'),
       /** Where the templates (sources, and in the image their installed node_modules) live. */
@@ -60,6 +60,14 @@ export const loadConfig = defineConfig(
         })
         .pipe(AppEnv)
         .optional(),
+      /**
+       * The node's shared npm caches (`:`-separated), read-only: each install goes through the
+       * preview's own cache, an overlay of these (see npm-cache.ts). `npm_config_cache` is not
+       * used by installs: a cache npm may write is never shared between previews.
+       */
+      PREVIEW_NPM_CACHE_LAYERS: z.string().default('/npm-cache'),
+      /** How long the app may take to open a port (then the preview is `error`, saying so). */
+      PREVIEW_APP_READY_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
       npm_config_cache: z.string().optional(),
       NODE_EXTRA_CA_CERTS: z.string().optional(),
       PATH: z.string().default('/usr/local/bin:/usr/bin:/bin'),
@@ -82,6 +90,14 @@ export const loadConfig = defineConfig(
       maxBytes: e.PREVIEW_MAX_BYTES,
       /** The app's environment given at start, if any (else it comes with the claim). */
       appEnv: e.PREVIEW_APP_ENV,
+      npmCacheLayers: [
+        ...new Set(
+          e.PREVIEW_NPM_CACHE_LAYERS.split(':')
+            .filter(Boolean)
+            .map((p) => resolve(p)),
+        ),
+      ],
+      appReadyTimeoutMs: e.PREVIEW_APP_READY_TIMEOUT_MS,
       /** Passed to the app and to npm; nothing else of the daemon's environment is. */
       childEnv: {
         PATH: e.PATH,

@@ -21,10 +21,19 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { AppEnvironment, handleEnvRequest } from './app-env.ts';
 import { childDevServer, NODE_CODE } from './child-server.ts';
 import type { DaemonConfig } from './config.ts';
-import { ensureDeps, packageJsonHash } from './deps.ts';
+import {
+  cleanStaleInstalls,
+  DEPS_FILES,
+  type DepsOptions,
+  depsKey,
+  ensureDeps,
+  matchesTemplate,
+  privateNpmCache,
+} from './deps.ts';
 import type { DevServer, DevServerFactory } from './dev-server.ts';
 import { HmrTracker } from './hmr-tracker.ts';
 import { type Logger, LogRing } from './log.ts';
+import { overlayNpmCache } from './npm-cache.ts';
 import { OriginLog } from './origin-log.ts';
 import { Manifest, scanProject } from './project-scan.ts';
 import { type PathViolation, TMP_DIR_NAME, validateOps } from './validate.ts';
@@ -33,11 +42,37 @@ import { ProjectWriter } from './writer.ts';
 
 /** Templates whose dev server runs the user's code without hot-swapping it (a Node server). */
 const RESTART_ON_LOAD: ReadonlySet<TemplateName> = new Set(['express-pg']);
+/**
+ * Templates whose app is up once it answers `/` at all below 500: an API server need not serve a
+ * page at `/`. Front-end dev servers must answer 200 (a 404 there is a missing index.html).
+ */
+const ANY_ANSWER: ReadonlySet<TemplateName> = new Set(['express-pg']);
+
+/**
+ * Root files a dev server reads once at start (its config, the TypeScript paths, the HTML entry,
+ * the env files). One of them arriving with the claim's files, or before the dev server is ready,
+ * restarts it before `ready`: otherwise its own watcher restarts it or reloads the page just after
+ * a browser opened it.
+ */
+const START_CONFIG =
+  /^(?:(?:vite|next|postcss|tailwind|babel)\.config\.[cm]?[jt]s|tsconfig(?:\.[\w-]+)?\.json|jsconfig\.json|index\.html|\.env(?:\.[\w-]+)?|\.babelrc)$/;
+
+/** Crash restarts back off from this delay, doubling up to {@link CRASH_BACKOFF_MAX_MS}. */
+const CRASH_BACKOFF_MS = 500;
+const CRASH_BACKOFF_MAX_MS = 30_000;
+/** An app that stayed up this long starts its backoff again from the first delay. */
+const CRASH_RESET_MS = 60_000;
+/** Least time between two status frames that only carry new log lines (npm's output). */
+const LOG_FRAME_MS = 250;
 
 /** How each template's dev server runs. */
 export const DEV_SERVERS: Record<TemplateName, DevServerFactory> = {
   'vite-vanilla': viteDevServer,
+  'vite-vanilla-ts': viteDevServer,
   'vite-react': viteDevServer,
+  'vite-react-ts': viteDevServer,
+  'vite-vue': viteDevServer,
+  'vite-vue-ts': viteDevServer,
   next: (o) => childDevServer('next', o),
   'express-pg': (o) => childDevServer('node', o),
 };
@@ -68,6 +103,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   const root = realpathSync(config.projectDir);
   const templateDir = join(config.templatesDir, config.template);
   if (config.seed) seedProject(root, templateDir, log);
+  cleanStaleInstalls(root);
 
   const index = scanProject(root);
   const writer = new ProjectWriter(root, index);
@@ -98,6 +134,14 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   let devGeneration = 0;
   // Restarts queued or running: a batch that finds no dev server need not queue another.
   let restartsQueued = 0;
+  // npm's message while the last install failed: the app that ran before is served, never `ready`.
+  let installFailure: string | undefined;
+  // Crash restarts since the app was last up for a while, and the pending one.
+  let crashes = 0;
+  let readyAt = 0;
+  let crashTimer: NodeJS.Timeout | undefined;
+  let logTimer: NodeJS.Timeout | undefined;
+  let cacheOverlaid = config.prebuild;
 
   const broadcast = (text: string) => {
     for (const c of clients) if (c.readyState === 1) c.send(text);
@@ -116,7 +160,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     message = msg;
     log.info({ phase: p, message: msg }, 'phase');
     broadcast(statusFrame());
-    if (p === 'ready') collectWhenIdle();
+    if (p === 'ready') {
+      collectWhenIdle();
+      // The first install need not wait for the npm cache overlay: make it while nothing happens.
+      if (!cacheOverlaid) {
+        cacheOverlaid = true;
+        overlayNpmCache({ dir: privateNpmCache(root), layers: config.npmCacheLayers }).catch((e: Error) =>
+          ring.push(`npm cache overlay failed: ${e.message}`),
+        );
+      }
+    }
   };
 
   // An idle preview should hold as little memory as it can: once activity stops (dev-server start,
@@ -134,6 +187,24 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       }, IDLE_GC_MS).unref();
   };
 
+  /** A log line arrived: status frames carry it (throttled) while an install runs. */
+  const onLog = (text: string) => {
+    ring.push(text);
+    if (phase !== 'installing' || logTimer) return;
+    logTimer = setTimeout(() => {
+      logTimer = undefined;
+      broadcast(statusFrame());
+    }, LOG_FRAME_MS);
+  };
+  const depsOptions = (): DepsOptions => ({
+    projectDir: root,
+    templateDir,
+    env: config.childEnv,
+    cacheLayers: config.npmCacheLayers,
+    onOutput: onLog,
+    onInstalling: () => setPhase('installing', INSTALLING),
+  });
+
   const tracker = new HmrTracker((e) =>
     broadcast(`{"type":"hmr","seq":${e.seq},"ms":${e.ms},"kind":"${e.kind}"}`),
   );
@@ -145,7 +216,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   const server = createServer((req, res) => {
     const url = req.url ?? '/';
     if (url.startsWith('/__preview/')) return control(req, res, url);
-    if (dev && (phase === 'ready' || phase === 'error' || req.headers['x-preview-probe']) && dev.alive)
+    // While an install runs or after it failed, the app that ran before keeps answering.
+    if (
+      dev &&
+      (phase === 'ready' || phase === 'error' || phase === 'installing' || req.headers['x-preview-probe']) &&
+      dev.alive
+    )
       return dev.handle(req, res);
     res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '1' });
     res.end(`preview ${phase}${message ? `: ${message}` : ''}\n`);
@@ -269,23 +345,30 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     // Rewrites of files that already exist: announced to the dev server right after the write.
     const changed: string[] = [];
     let pkg = false;
+    let startConfig = false;
     for (const op of ops) {
       if (op.op === 'rename') {
         files.push(`${root}/${op.from}`, `${root}/${op.to}`);
-        if (op.from === 'package.json' || op.to === 'package.json') pkg = true;
+        if (DEPS_FILES.has(op.from) || DEPS_FILES.has(op.to)) pkg = true;
+        if (START_CONFIG.test(op.from) || START_CONFIG.test(op.to)) startConfig = true;
       } else {
         const abs = `${root}/${op.path}`;
         files.push(abs);
         if (op.op === 'put' && index.files.has(op.path)) changed.push(abs);
-        if (op.path === 'package.json') pkg = true;
+        if (DEPS_FILES.has(op.path)) pkg = true;
+        if (START_CONFIG.test(op.path)) startConfig = true;
       }
     }
+    // The claim's files (seq 0) or files that arrive before the dev server is up: a dev server
+    // that hot-swaps code restarts with their configuration before it is reported ready.
+    const reconfigure =
+      startConfig && (seq === 0 || phase !== 'ready') && !RESTART_ON_LOAD.has(config.template);
     // Registered before the write: the watcher may fire before the ack goes out.
     tracker.applied(seq, t0, files);
     const done = () => {
       lastSeq = seq;
       if (origin) origins.record(origin);
-      if (changed.length > 0 && phase === 'ready' && !pkg) dev?.notifyChanged?.(changed);
+      if (changed.length > 0 && phase === 'ready' && !pkg && !reconfigure) dev?.notifyChanged?.(changed);
       ws.send(ackText(seq));
       // A Node server that is not serving yet (or not any more) runs these files only if it starts
       // after them; a ready one reloads through notifyChanged.
@@ -293,7 +376,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
         RESTART_ON_LOAD.has(config.template) &&
         (phase !== 'ready' || seq === 0) &&
         files.some((f) => NODE_CODE.test(f));
-      afterApply(pkg, stale);
+      afterApply(pkg, stale, reconfigure);
       collectWhenIdle();
     };
     const failed = (e: unknown) =>
@@ -325,17 +408,19 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
    * `stale`: the batch changed code of a dev server that does not hot-swap it, and that server was
    * not ready to reload it (it is starting, or failed), or this is the claimer's initial load.
    */
-  function afterApply(pkgTouched: boolean, stale: boolean) {
+  function afterApply(pkgTouched: boolean, stale: boolean, reconfigure: boolean) {
     if (closing) return;
-    if (pkgTouched && packageJsonHash(root) !== depsHash) {
+    if (pkgTouched && depsKey(root) !== depsHash) {
       // Not ready from this tick on, so nobody who saw the ack reads a stale 200 from health.
       setPhase('installing', INSTALLING);
-      lifecycle = lifecycle.then(() => restart('package.json changed'));
+      wantedGeneration++;
+      lifecycle = lifecycle.then(() => reinstall());
       return;
     }
     // Not ready until a server that runs these files answers: after a claim, the template's server
     // still answering is not the user's app being up.
     if (stale) return queueRestart('project changed', 'loading the project', true);
+    if (reconfigure) return queueRestart('configuration changed', 'loading the project configuration', false);
     if (phase === 'installing') return;
     if (!dev?.alive && restartsQueued === 0)
       lifecycle = lifecycle.then(() => restart('dev server was not running'));
@@ -378,8 +463,45 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     });
   }
 
+  /**
+   * The dependencies changed: install them while the running app keeps answering, then restart the
+   * dev server on them. A failed install leaves the app as it was, and the preview `error` with npm's
+   * message until package.json changes again.
+   */
+  async function reinstall() {
+    if (closing) return;
+    try {
+      depsHash = await ensureDeps(depsOptions());
+      installFailure = undefined;
+    } catch (e) {
+      installFailure = (e as Error).message;
+      ring.push(installFailure);
+      setPhase('error', installFailure);
+      return;
+    }
+    await restart('dependencies changed');
+  }
+
+  /** The app stopped by itself: say so, and start it again after a growing delay. */
+  function onCrash(d: DevServer, reason: string) {
+    if (closing || dev !== d) return;
+    if (readyAt && Date.now() - readyAt > CRASH_RESET_MS) crashes = 0;
+    readyAt = 0;
+    crashes++;
+    const delay = Math.min(CRASH_BACKOFF_MS * 2 ** (crashes - 1), CRASH_BACKOFF_MAX_MS);
+    setPhase('error', `${reason}\nrestarting it in ${delay / 1000} s (attempt ${crashes})`);
+    clearTimeout(crashTimer);
+    crashTimer = setTimeout(() => {
+      if (closing || dev !== d || d.alive) return;
+      setPhase('starting', `restarting the app after it stopped (attempt ${crashes})`);
+      lifecycle = lifecycle.then(() => restart('the app stopped'));
+    }, delay);
+    crashTimer.unref();
+  }
+
   async function restart(reason: string) {
     if (closing) return;
+    clearTimeout(crashTimer);
     log.info({ reason }, 'restarting dev server');
     const old = dev;
     dev = undefined;
@@ -390,23 +512,22 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
 
   async function boot() {
     try {
-      depsHash = await ensureDeps({
-        projectDir: root,
-        templateDir,
-        env: config.childEnv,
-        log: ring,
-        onInstalling: () => setPhase('installing', INSTALLING),
-      });
+      try {
+        depsHash = await ensureDeps(depsOptions());
+        installFailure = undefined;
+      } catch (e) {
+        installFailure = (e as Error).message;
+        throw e;
+      }
       if (closing) return;
       setPhase('starting', 'starting the dev server');
       devGeneration = wantedGeneration;
       const d = DEV_SERVERS[config.template]({
         projectDir: root,
         cacheDir: config.cacheDir,
-        prebuiltCacheDir:
-          packageJsonHash(root) === packageJsonHash(templateDir)
-            ? join(config.prebuiltDir, config.template)
-            : undefined,
+        prebuiltCacheDir: matchesTemplate(root, templateDir)
+          ? join(config.prebuiltDir, config.template)
+          : undefined,
         httpServer: server,
         daemonPort: () => (server.address() as AddressInfo).port,
         extraReadDirs,
@@ -414,9 +535,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
         appEnv: appEnv.values,
         tracker,
         log: ring,
-        onExit: (reason) => {
-          if (dev === d) setPhase('error', reason);
-        },
+        readyTimeoutMs: config.appReadyTimeoutMs,
+        onExit: (reason) => onCrash(d, reason),
       });
       dev = d;
       await d.start();
@@ -436,8 +556,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       const code = await d.probe();
       if (dev !== d || closing) return;
       // Started before the environment or the project arrived: the queued restart reports ready.
-      if (code === 200 && devGeneration !== wantedGeneration) return;
-      if (code === 200) return setPhase('ready');
+      const up = code === 200 || (ANY_ANSWER.has(config.template) && code > 200 && code < 500);
+      if (up && devGeneration !== wantedGeneration) return;
+      if (up && installFailure) return setPhase('error', installFailure);
+      if (up) {
+        readyAt = Date.now();
+        return setPhase('ready');
+      }
       if (code !== 0) return setPhase('error', `the dev server answered ${code} on /`);
       if (!d.alive) return;
       await new Promise((r) => setTimeout(r, wait));
@@ -465,6 +590,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     },
     async close() {
       closing = true;
+      clearTimeout(crashTimer);
+      clearTimeout(logTimer);
       for (const c of clients) c.terminate();
       wss.close();
       await lifecycle.catch(() => {});

@@ -50,6 +50,8 @@ export interface DevServerOptions {
   appEnv: Readonly<Record<string, string>>;
   tracker: HmrTracker;
   log: LogRing;
+  /** How long an app process may take to open a port. */
+  readyTimeoutMs: number;
   /** Called when the dev server exits by itself. */
   onExit: (reason: string) => void;
 }

@@ -2,81 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { launchChromium, runInImage, TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
+import { DAEMON_PORT } from '@preview/tiers';
 import type Docker from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { docker, removeSandboxes, sandbox, waitReady } from '../test/image-sandbox.ts';
 import { health, SyncClient, TEMPLATES_DIR, until } from './test-helpers.ts';
 
-const docker = testDocker();
-const started: Docker.Container[] = [];
-
-afterAll(async () => {
-  for (const c of started) await c.remove({ force: true, v: true }).catch(() => {});
-});
-
-interface Sandbox {
-  container: Docker.Container;
-  port: number;
-  token: string;
-  exec(cmd: string[]): Promise<{ stdout: string; exitCode: number }>;
-}
-
-/** A preview sandbox with the hardening the pool agent applies: read-only root, tmpfs, no caps. */
-async function sandbox(template: string, env: Record<string, string> = {}): Promise<Sandbox> {
-  const token = randomBytes(24).toString('hex');
-  const container = await docker.createContainer({
-    Image: TEST_PREVIEW_IMAGE,
-    Env: Object.entries({ PREVIEW_TEMPLATE: template, PREVIEW_DAEMON_TOKEN: token, ...env }).map(
-      ([k, v]) => `${k}=${v}`,
-    ),
-    Labels: { [TEST_LABEL]: '1' },
-    ExposedPorts: { '3000/tcp': {} },
-    Volumes: { '/project': {} },
-    HostConfig: {
-      ReadonlyRootfs: true,
-      Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=512m' },
-      CapDrop: ['ALL'],
-      SecurityOpt: ['no-new-privileges'],
-      PidsLimit: 512,
-      Memory: 2 * 1024 * 1024 * 1024,
-      MemorySwap: 2 * 1024 * 1024 * 1024,
-      PortBindings: { '3000/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] },
-    },
-  });
-  started.push(container);
-  await container.start();
-  const info = await container.inspect();
-  const port = Number(info.NetworkSettings.Ports['3000/tcp']?.[0]?.HostPort);
-  return {
-    container,
-    port,
-    token,
-    async exec(cmd) {
-      const e = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
-      const stream = await e.start({});
-      const chunks: Buffer[] = [];
-      const { PassThrough } = await import('node:stream');
-      const out = new PassThrough();
-      out.on('data', (c: Buffer) => chunks.push(c));
-      container.modem.demuxStream(stream, out, out);
-      await new Promise((r) => stream.on('end', r));
-      const { ExitCode } = await e.inspect();
-      return { stdout: Buffer.concat(chunks).toString('utf8'), exitCode: ExitCode ?? -1 };
-    },
-  };
-}
-
-async function logsOf(c: Docker.Container): Promise<string> {
-  return (await c.logs({ stdout: true, stderr: true, tail: 40 })).toString('utf8');
-}
-
-async function waitReady(s: Sandbox, timeoutMs: number): Promise<void> {
-  try {
-    await until(async () => (await health(s.port)).status === 200, timeoutMs, 'health 200');
-  } catch (e) {
-    throw new Error(`${(e as Error).message}; container ${s.container.id}:\n${await logsOf(s.container)}`);
-  }
-}
+afterAll(removeSandboxes);
 
 it('the preview-base image runs Node as a non-root user under an init', async () => {
   const { stdout, exitCode } = await runInImage(docker, TEST_PREVIEW_IMAGE, [
@@ -226,4 +159,37 @@ describe('server templates in a hardened container', () => {
     expect(await (await fetch(`http://127.0.0.1:${s.port}/`)).text()).toContain('Next edited');
     sync.close();
   });
+});
+
+describe('the templates for what users bring (Vue, and the TypeScript variants create-vite defaults to)', () => {
+  const titles: Record<string, string> = {
+    'vite-vue': 'Vite Vue preview',
+    'vite-vue-ts': 'Vite Vue TypeScript preview',
+    'vite-react-ts': 'Vite React TypeScript preview',
+    'vite-vanilla-ts': 'Vite TypeScript preview',
+  };
+  for (const [template, title] of Object.entries(titles))
+    it(`${template} starts warm on the image's installed dependencies and renders in Chromium`, {
+      timeout: 180_000,
+    }, async () => {
+      const s = await sandbox(template);
+      await waitReady(s, 120_000);
+      const status = (await (
+        await fetch(`http://127.0.0.1:${s.port}/__preview/status`, {
+          headers: { authorization: `Bearer ${s.token}` },
+        })
+      ).json()) as { log: string[] };
+      expect(status.log.join('\n')).not.toContain('npm install');
+      const marker = await s.exec(['cat', '/project/node_modules/.preview-deps-hash']);
+      expect(marker.stdout).toBe(`template:/opt/preview/templates/${template}/node_modules`);
+      const chrome = await launchChromium();
+      try {
+        const page = await chrome.context.newPage();
+        await page.goto(`http://127.0.0.1:${s.port}/`);
+        await page.getByTestId('title').waitFor({ timeout: 60_000 });
+        expect(await page.getByTestId('title').textContent()).toBe(title);
+      } finally {
+        await chrome.close();
+      }
+    });
 });

@@ -112,13 +112,17 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
       const config: InlineConfig = {
         root: opts.projectDir,
         configFile: configFile ?? false,
-        // The default loader bundles the config into node_modules/.vite-temp: read-only here.
-        configLoader: 'native',
+        // Vite's bundling loader (its default): it compiles a TypeScript config, which Node 20's
+        // native loader cannot import. It writes the compiled config to node_modules/.vite-temp,
+        // which is writable: the project's node_modules is its own directory (see deps.ts).
+        configLoader: 'bundle',
         cacheDir,
         clearScreen: false,
         customLogger: logger,
         appType: 'spa',
         plugins: [plugin],
+        // `compilerOptions.paths` of the project's tsconfig apply, as in its editor.
+        resolve: { tsconfigPaths: true },
         server: {
           middlewareMode: true,
           ws: { server: opts.httpServer },
@@ -178,11 +182,16 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
 }
 
 /** `GET /` as a browser asks for it; resolves with the status code (0 when unreachable). */
-export function probeHttp(port: number, host: string, timeoutMs = 30_000): Promise<number> {
+export function probeHttp(
+  port: number,
+  host: string,
+  timeoutMs = 30_000,
+  address = '127.0.0.1',
+): Promise<number> {
   return new Promise((resolve) => {
     const req = request(
       {
-        host: '127.0.0.1',
+        host: address,
         port,
         path: '/',
         headers: { host: `${host}:${port}`, accept: 'text/html,*/*', 'x-preview-probe': '1' },

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { InvalidInputError, TemplateName, TierUnavailableError } from '@preview/tiers';
+import { DAEMON_PORT, InvalidInputError, TemplateName, TierUnavailableError } from '@preview/tiers';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
 import type { ContainerRuntime, SandboxExit, SandboxInfo, SandboxSpec, SandboxState } from './types.ts';
@@ -13,7 +13,6 @@ export const LABELS = {
   pool: 'preview.pool',
 } as const;
 
-const DAEMON_PORT = 3000;
 const ID_RE = /^[a-zA-Z0-9_.-]{1,100}$/;
 
 export interface DockerRuntimeOptions {

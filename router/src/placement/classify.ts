@@ -122,11 +122,26 @@ export function classify(files: ProjectFiles): Classification {
   });
   const needsDatabase = DB_PACKAGES.some((p) => deps.has(p)) || sourceMentionsDb;
 
-  let template: TemplateName;
-  if (deps.has('next')) template = 'next';
-  else if (fullStack) template = 'express-pg';
-  else if (deps.has('react') || paths.some((p) => /\.(jsx|tsx)$/.test(p))) template = 'vite-react';
-  else template = 'vite-vanilla';
+  const template = closestTemplate({ deps, paths, fullStack });
 
   return { frontendOnly: !fullStack, fullStack, needsDatabase, nativeDeps, template };
+}
+
+/**
+ * The warm template closest to a project, so that a claim installs as little as possible: the
+ * framework from its dependencies and files (Next, a Node server, Vue, React, plain Vite), and the
+ * TypeScript variant when the project is written in TypeScript (create-vite's default for each).
+ */
+export function closestTemplate(p: { deps: Set<string>; paths: string[]; fullStack: boolean }): TemplateName {
+  if (p.deps.has('next')) return 'next';
+  if (p.fullStack) return 'express-pg';
+  const ts =
+    p.deps.has('typescript') ||
+    p.paths.some(
+      (f) => /^tsconfig(\.[\w-]+)?\.json$/.test(f) || (/\.(ts|tsx|mts)$/.test(f) && !f.endsWith('.d.ts')),
+    );
+  if (p.deps.has('vue') || p.paths.some((f) => f.endsWith('.vue'))) return ts ? 'vite-vue-ts' : 'vite-vue';
+  if (p.deps.has('react') || p.paths.some((f) => /\.(jsx|tsx)$/.test(f)))
+    return ts ? 'vite-react-ts' : 'vite-react';
+  return ts ? 'vite-vanilla-ts' : 'vite-vanilla';
 }

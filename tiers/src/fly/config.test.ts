@@ -23,7 +23,7 @@ describe('loadFlyConfig', () => {
       client: { token: 'fo1_token', app: 'previews-prod', baseUrl: 'https://api.machines.dev/v1' },
       regions: ['ams', 'fra', 'cdg'],
       maxMachines: 7,
-      daemonPort: 3000,
+      daemonPort: 17380,
       guest: { cpu_kind: 'shared', cpus: 1, memory_mb: 1024 },
       maxInlineFilesBytes: 2 * 1024 * 1024,
     });

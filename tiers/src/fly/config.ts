@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineConfig } from '../config.ts';
+import { DAEMON_PORT } from '../wire.ts';
 import type { FlyTierOptions } from './fly-tier.ts';
 
 const csv = z
@@ -32,7 +33,7 @@ export const FlyConfigSchema = z.object({
   FLY_GUEST_CPU_KIND: z.enum(['shared', 'performance']).default('shared'),
   FLY_GUEST_CPUS: z.coerce.number().int().positive().default(1),
   FLY_GUEST_MEMORY_MB: z.coerce.number().int().min(256).default(1024),
-  FLY_DAEMON_PORT: z.coerce.number().int().min(1).max(65535).default(3000),
+  FLY_DAEMON_PORT: z.coerce.number().int().min(1).max(65535).default(DAEMON_PORT),
   FLY_DAEMON_TOKEN_SECRET: z.string().min(16, 'at least 16 characters'),
   FLY_START_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
   FLY_READY_TIMEOUT_MS: z.coerce.number().int().nonnegative().default(120_000),

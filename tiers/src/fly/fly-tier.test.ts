@@ -16,6 +16,7 @@ import {
   TierUnavailableError,
 } from '../errors.ts';
 import type { Tier } from '../types.ts';
+import { DAEMON_PORT } from '../wire.ts';
 import {
   DAEMON_ENTRY,
   daemonRunner,
@@ -168,10 +169,10 @@ describe('fly tier specifics', () => {
       expect(m.config?.env).toMatchObject({
         PREVIEW_TEMPLATE: 'vite-vanilla',
         DATABASE_URL: 'postgres://x',
-        PREVIEW_DAEMON_PORT: '3000',
+        PREVIEW_DAEMON_PORT: String(DAEMON_PORT),
       });
       expect(m.config?.env?.['PREVIEW_DAEMON_TOKEN']?.length).toBeGreaterThan(20);
-      expect(m.config?.services?.[0]).toMatchObject({ internal_port: 3000, autostart: true });
+      expect(m.config?.services?.[0]).toMatchObject({ internal_port: DAEMON_PORT, autostart: true });
       expect(m.config?.guest).toMatchObject({ cpu_kind: 'shared', cpus: 1, memory_mb: 1024 });
       expect(m.config).toMatchObject({ auto_destroy: true, restart: { policy: 'on-failure' } });
       const res = await fetch(`${p.upstream}/__preview/health`, {

@@ -19,7 +19,7 @@ import type {
   TierSandbox,
   TierStatus,
 } from '../types.ts';
-import { type Ack, FileBatch, type PreviewPhase } from '../wire.ts';
+import { type Ack, DAEMON_PORT, FileBatch, type PreviewPhase } from '../wire.ts';
 import {
   type FlyClientOptions,
   type FlyMachine,
@@ -56,7 +56,7 @@ export interface FlyTierOptions {
   maxMachines: number;
   /** The app's public URL. Default `https://<app>.fly.dev`. */
   appUrl?: string;
-  /** The daemon's port inside the machine (default 3000). */
+  /** The daemon's port inside the machine (default {@link DAEMON_PORT}). */
   daemonPort?: number;
   guest?: { cpu_kind?: 'shared' | 'performance'; cpus?: number; memory_mb?: number };
   /** How long `create`/`resume` wait for the machine to start (default 60 s). */
@@ -111,7 +111,7 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
     options.client instanceof FlyMachinesClient ? options.client : new FlyMachinesClient(options.client);
   const appUrl = (options.appUrl ?? `https://${client.app}.fly.dev`).replace(/\/+$/, '');
   const wsUrl = `${appUrl.replace(/^http/, 'ws')}/__preview/sync`;
-  const daemonPort = options.daemonPort ?? 3000;
+  const daemonPort = options.daemonPort ?? DAEMON_PORT;
   const startTimeoutMs = options.startTimeoutMs ?? 60_000;
   const readyTimeoutMs = options.readyTimeoutMs ?? 120_000;
   const pollMs = options.pollMs ?? 150;

@@ -1,0 +1,304 @@
+/**
+ * Apps as users bring them, through the router's preview proxy with the docker tier (a real pool
+ * agent registered with the router, as `npm start` runs it), in Chromium: a React-TS and a Vue-TS
+ * app scaffolded from create-vite at test time (its npm package, never committed) with their own
+ * vite.config.ts and one extra dependency, and an Express API with its own dependencies listening on
+ * port 3000. Each renders, updates on an edit (React keeping component state), and survives a
+ * dependency added by an edit.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { serve } from '@hono/node-server';
+import {
+  type Agent,
+  createAgent,
+  createDockerRuntime,
+  type DockerRuntime,
+  loadConfig as loadAgentConfig,
+} from '@preview/pool-agent';
+import { launchChromium, TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
+import { createBrowserTier } from '@preview/tiers';
+import { createDockerTier } from '@preview/tiers/docker';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bearer, createHarness, type Harness } from '../test/harness.ts';
+
+const CA = '/etc/ssl/certs/ca-certificates.crt';
+type Files = Record<string, string | { content: string; encoding: 'base64' }>;
+
+/** create-vite's `template-<name>` as a project's files (`_gitignore` is its `.gitignore`). */
+function scaffold(dir: string, name: string): Files {
+  const root = join(dir, 'package', `template-${name}`);
+  const files: Files = {};
+  const walk = (rel: string) => {
+    for (const entry of readdirSync(join(root, rel))) {
+      const path = rel ? `${rel}/${entry}` : entry;
+      if (statSync(join(root, path)).isDirectory()) walk(path);
+      else {
+        const bytes = readFileSync(join(root, path));
+        const text = bytes.toString('utf8');
+        files[path === '_gitignore' ? '.gitignore' : path] = Buffer.from(text, 'utf8').equals(bytes)
+          ? text
+          : { content: bytes.toString('base64'), encoding: 'base64' };
+      }
+    }
+  };
+  walk('');
+  return files;
+}
+
+function text(files: Files, path: string): string {
+  const f = files[path];
+  if (typeof f !== 'string') throw new Error(`${path}: not a text file of the scaffold`);
+  return f;
+}
+
+function withDeps(pkgText: string, deps: Record<string, string>): string {
+  const pkg = JSON.parse(pkgText);
+  pkg.dependencies = { ...pkg.dependencies, ...deps };
+  return JSON.stringify(pkg, null, 2);
+}
+
+describe('everyday apps through the router, docker tier, in Chromium', () => {
+  let h: Harness;
+  let server: http.Server;
+  let agent: Agent | undefined;
+  let runtime: DockerRuntime | undefined;
+  let createVite: string;
+  let chrome: Awaited<ReturnType<typeof launchChromium>>;
+
+  beforeAll(async () => {
+    createVite = mkdtempSync(join(tmpdir(), 'create-vite-'));
+    execFileSync('npm', ['pack', 'create-vite', '--silent'], {
+      cwd: createVite,
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: CA },
+    });
+    const tgz = readdirSync(createVite).find((f) => f.endsWith('.tgz'))!;
+    execFileSync('tar', ['-xzf', tgz], { cwd: createVite });
+    h = await createHarness({
+      tiers: ({ nodeDirectory }) => ({
+        browser: createBrowserTier(),
+        docker: createDockerTier(nodeDirectory),
+      }),
+    });
+    await h.router.nodes.liveness.forget(h.nodeId);
+    server = serve({ fetch: h.router.app.fetch, hostname: '127.0.0.1', port: 0 }) as unknown as http.Server;
+    await new Promise((r) => server.once('listening', r));
+    h.router.attach(server);
+    const port = (server.address() as AddressInfo).port;
+    const config = loadAgentConfig({
+      AGENT_PORT: '0',
+      NODE_NAME: `apps-${randomBytes(4).toString('hex')}`,
+      ROUTER_URL: `http://127.0.0.1:${port}`,
+      ROUTER_JOIN_TOKEN: h.joinToken,
+      PREVIEW_IMAGE: TEST_PREVIEW_IMAGE,
+      PREVIEW_NETWORK: 'preview-net-test',
+      NODE_SLOTS: '5',
+      WARM_POOL: 'vite-react-ts=1,vite-vue-ts=1,express-pg=1',
+      PREVIEW_NODE_EXTRA_CA_CERTS: CA,
+      READY_TIMEOUT_MS: '240000',
+      LOG_LEVEL: 'silent',
+    });
+    runtime = await createDockerRuntime({
+      docker: testDocker(),
+      node: config.NODE_NAME,
+      image: TEST_PREVIEW_IMAGE,
+      network: config.PREVIEW_NETWORK,
+      uid: config.PREVIEW_UID,
+      memoryMiB: 1024,
+      cpus: 1,
+      pidsLimit: 256,
+      tmpfsMiB: 64,
+      labels: { [TEST_LABEL]: '1' },
+    });
+    agent = await createAgent({ config, runtime });
+    await agent.pools.settled();
+    chrome = await launchChromium();
+  }, 600_000);
+
+  afterAll(async () => {
+    await chrome?.close();
+    await agent?.close({ removeSandboxes: true }).catch(() => {});
+    if (runtime) {
+      for (const box of await runtime.list().catch(() => [])) await runtime.remove(box.id).catch(() => {});
+      await runtime.close().catch(() => {});
+    }
+    server?.closeAllConnections();
+    await new Promise((r) => server?.close(r));
+    await h?.close();
+    rmSync(createVite, { recursive: true, force: true });
+  });
+
+  /** Creates the preview (template detected by the router) and opens it. */
+  async function open(files: Files): Promise<{ id: string; page: Page; template: string }> {
+    const res = await h.router.app.request('/v1/previews', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
+      body: JSON.stringify({ files, serverOnly: true }),
+    });
+    const p = (await res.json()) as { id: string; tier: string; previewUrl: string; template: string };
+    expect(p.tier, JSON.stringify(p)).toBe('docker');
+    const page = await chrome.context.newPage();
+    await page.goto(p.previewUrl.replace('127.0.0.1', 'preview.localhost'));
+    return { id: p.id, page, template: p.template };
+  }
+
+  let seq = 0;
+  async function edit(id: string, ops: Array<Record<string, unknown>>): Promise<void> {
+    const put = await h.router.app.request(`/v1/previews/${id}/files`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
+      body: JSON.stringify({ type: 'batch', seq: ++seq, ops }),
+    });
+    expect(put.status, await put.clone().text()).toBe(200);
+  }
+
+  async function shows(page: Page, testId: string, expected: string, timeout = 240_000): Promise<void> {
+    await page
+      .waitForFunction(
+        ([id, want]) => document.querySelector(`[data-testid="${id}"]`)?.textContent?.trim() === want,
+        [testId, expected] as const,
+        { timeout },
+      )
+      .catch(async (e) => {
+        throw new Error(
+          `${testId} never showed "${expected}"; page: ${(await page.content()).slice(0, 2000)}`,
+          {
+            cause: e,
+          },
+        );
+      });
+  }
+
+  it('a React-TS app from create-vite with its own vite.config.ts and one extra dependency', {
+    timeout: 900_000,
+  }, async () => {
+    seq = 0;
+    const files = scaffold(createVite, 'react-ts');
+    files['package.json'] = withDeps(text(files, 'package.json'), { ms: '2.1.3' });
+    files['vite.config.ts'] = text(files, 'vite.config.ts').replace(
+      'plugins: [react()],',
+      "plugins: [react()],\n  define: { __FLAVOUR__: JSON.stringify('own vite.config.ts') },",
+    );
+    const app = `import ms from 'ms'\n${text(files, 'src/App.tsx').replace(
+      '<h1>Get started</h1>',
+      '<h1 data-testid="title">Get started</h1><p data-testid="extra">{ms(90000)} {__FLAVOUR__}</p>',
+    )}`;
+    files['src/App.tsx'] = app;
+    const { id, page, template } = await open(files);
+    expect(template).toBe('vite-react-ts');
+    await shows(page, 'extra', '2m own vite.config.ts');
+    await page.getByRole('button', { name: /count is/i }).click();
+    await expect.poll(() => page.getByRole('button', { name: /count is/i }).textContent()).toMatch(/1/);
+
+    // An edit: Fast Refresh keeps the count.
+    await edit(id, [
+      { op: 'put', path: 'src/App.tsx', content: app.replace('>Get started<', '>Get going<') },
+    ]);
+    await shows(page, 'title', 'Get going', 60_000);
+    expect(await page.getByRole('button', { name: /count is/i }).textContent()).toMatch(/1/);
+
+    // A dependency added by an edit.
+    await edit(id, [
+      { op: 'put', path: 'package.json', content: withDeps(text(files, 'package.json'), { clsx: '2.1.1' }) },
+      {
+        op: 'put',
+        path: 'src/App.tsx',
+        content: `import clsx from 'clsx'\n${app.replace('>Get started<', '>Get going<').replace('</h1>', "</h1><p data-testid=\"dep\">{clsx('a', false, 'c')}</p>")}`,
+      },
+    ]);
+    await shows(page, 'dep', 'a c');
+    await shows(page, 'extra', '2m own vite.config.ts', 10_000);
+  });
+
+  it('a Vue-TS app from create-vite', { timeout: 900_000 }, async () => {
+    seq = 0;
+    const files = scaffold(createVite, 'vue-ts');
+    const hello = text(files, 'src/components/HelloWorld.vue').replace(
+      '<h1>Get started</h1>',
+      '<h1 data-testid="title">Get started</h1>',
+    );
+    files['src/components/HelloWorld.vue'] = hello;
+    const { id, page, template } = await open(files);
+    expect(template).toBe('vite-vue-ts');
+    await shows(page, 'title', 'Get started');
+
+    await edit(id, [
+      {
+        op: 'put',
+        path: 'src/components/HelloWorld.vue',
+        content: hello.replace('>Get started<', '>Get going<'),
+      },
+    ]);
+    await shows(page, 'title', 'Get going', 60_000);
+
+    const withClsx = hello
+      .replace('>Get started<', '>Get going<')
+      .replace('<script setup lang="ts">', '<script setup lang="ts">\nimport clsx from \'clsx\'')
+      .replace('</h1>', "</h1><p data-testid=\"dep\">{{ clsx('a', false, 'c') }}</p>");
+    await edit(id, [
+      { op: 'put', path: 'package.json', content: withDeps(text(files, 'package.json'), { clsx: '2.1.1' }) },
+      { op: 'put', path: 'src/components/HelloWorld.vue', content: withClsx },
+    ]);
+    await shows(page, 'dep', 'a c');
+  });
+
+  it('an Express API with its own dependencies, listening on port 3000', { timeout: 900_000 }, async () => {
+    seq = 0;
+    const pkg = JSON.stringify({
+      name: 'my-api',
+      type: 'module',
+      main: 'server.js',
+      dependencies: { express: '^5.1.0', ms: '2.1.3' },
+    });
+    const server = `import express from 'express';
+import ms from 'ms';
+const app = express();
+app.get('/', (_req, res) => res.send('<h1 data-testid="title">My API</h1><p data-testid="extra">' + ms(90000) + '</p>'));
+app.get('/api/health', (_req, res) => res.json({ ok: true }));
+app.listen(3000, () => console.log('listening on 3000'));
+`;
+    const { id, page, template } = await open({ 'package.json': pkg, 'server.js': server });
+    expect(template).toBe('express-pg');
+    await shows(page, 'extra', '2m');
+
+    await edit(id, [{ op: 'put', path: 'server.js', content: server.replace('My API', 'My edited API') }]);
+    await expect
+      .poll(
+        async () => {
+          await page.reload();
+          return page.getByTestId('title').textContent();
+        },
+        { timeout: 60_000 },
+      )
+      .toBe('My edited API');
+
+    await edit(id, [
+      { op: 'put', path: 'package.json', content: withDeps(pkg, { clsx: '2.1.1' }) },
+      {
+        op: 'put',
+        path: 'server.js',
+        content: `import clsx from 'clsx';\n${server
+          .replace('My API', 'My edited API')
+          .replace("'</p>'", "'</p><p data-testid=\"dep\">' + clsx('a', false, 'c') + '</p>'")}`,
+      },
+    ]);
+    await expect
+      .poll(
+        async () => {
+          await page.reload().catch(() => {});
+          return page
+            .getByTestId('dep')
+            .textContent({ timeout: 1000 })
+            .catch(() => null);
+        },
+        { timeout: 240_000, interval: 2000 },
+      )
+      .toBe('a c');
+  });
+});
