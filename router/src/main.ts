@@ -56,7 +56,12 @@ let tiers: Tiers = {};
 const previewDbUrl = new URL(config.PREVIEW_DATABASE_URL ?? databaseUrl);
 previewDbUrl.username = '';
 previewDbUrl.password = '';
-const databases = createDbIsolation({ admin: pool, previewDatabaseUrl: previewDbUrl.toString(), log });
+const databases = createDbIsolation({
+  admin: pool,
+  previewDatabaseUrl: previewDbUrl.toString(),
+  trustedRoles: config.PREVIEW_DB_TRUSTED_ROLES,
+  log,
+});
 await databases.prepare();
 
 // Supabase Realtime as a sync transport, when configured: the bridges join preview channels with
