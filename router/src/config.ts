@@ -53,6 +53,8 @@ export const RouterConfigSchema = z
     /** Prefix of every Redis key (and BullMQ queue) this deployment uses. */
     REDIS_PREFIX: z.string().default('preview:'),
     DATA_DIR: z.string().default('.data'),
+    /** Folder of the `<version>_<name>.sql` migrations applied at start; unset → the repo's `supabase/migrations`. */
+    MIGRATIONS_DIR: z.string().optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** Previews are served at `<id>.<PREVIEW_DOMAIN>`; locally `<id>.preview.localhost:<port>`. */
     PREVIEW_DOMAIN: z.string().default('preview.localhost'),
