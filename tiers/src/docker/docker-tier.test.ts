@@ -49,12 +49,14 @@ describe('docker tier: errors that send placement to the next tier', () => {
     ).rejects.toBeInstanceOf(TierUnavailableError);
   });
 
-  it('an unreachable agent → TierUnavailableError; its capacity counts as none', async () => {
+  it('an unreachable agent → TierUnavailableError; capacity is unknown, not "full" (the claim decides)', async () => {
     const gone = await agentStub(200, {});
     await gone.close();
     const tier = tierFor({ nodeId: 'n3', url: gone.url, token: 't' });
     await expect(tier.create(contractSpec())).rejects.toBeInstanceOf(TierUnavailableError);
-    expect(await tier.capacity()).toEqual({ available: 0, total: 0, warm: {} });
+    await expect(tier.capacity()).rejects.toBeInstanceOf(TierUnavailableError);
+    // With no live node at all the tier is simply empty.
+    expect(await tierFor(undefined).capacity()).toEqual({ available: 0, total: 0, warm: {} });
   });
 
   it('asks the next node when one answers capacity or is unreachable, and says which were skipped', async () => {

@@ -264,6 +264,12 @@ export function createDockerTier(options: DockerTierOptions): Tier {
         out.available += Math.max(0, c.slots - c.used);
         for (const [t, n] of Object.entries(c.warm)) out.warm![t] = (out.warm![t] ?? 0) + n;
       }
+      // "Full" only when every live agent said so: an agent that did not answer (busy, restarting)
+      // may have room, and its answer to a claim is the truth. Unknown capacity lets create ask.
+      if (out.available === 0 && caps.some((c) => c === undefined))
+        throw new TierUnavailableError('docker', 'a pool agent did not answer its capacity', {
+          code: 'capacity_unknown',
+        });
       return out;
     },
 
