@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Brings up what the tests need, idempotently, and fast when everything is already up:
 # PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (started with Debian's binaries when
-# installed but stopped), the Docker engine (Debian's docker.io, installed and started when missing),
-# the offline Node base image and the preview-base image built on it, and Debian's chromium and
-# bubblewrap. Inputs: none. Changes: installs packages, starts daemons, builds images.
+# installed but stopped), the Docker engine (Debian's docker.io, installed and started when missing)
+# with Debian's docker-compose (v1; Debian 12 packages no compose v2 plugin), the offline Node base
+# image and the preview-base image built on it, and Debian's chromium and bubblewrap. Inputs: none. Changes: installs packages, starts daemons, builds images.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '[test-env] %s\n' "$*"; }
@@ -40,11 +40,14 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || { log "Redis is not reachable on 127.0.0.1:6379"; exit 1; }
 fi
 
-# --- packages: Docker engine, tini, Chromium, bubblewrap ---
+# --- packages: Docker engine, compose, tini, Chromium, bubblewrap ---
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v tini-static >/dev/null || missing+=(tini)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# Compose for docker/compose.yml: Debian 12 has no compose v2 plugin package, so its `docker-compose`
+# (v1.29, Python). docker/cluster.sh uses `docker compose` instead wherever the plugin exists.
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 

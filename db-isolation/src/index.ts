@@ -11,3 +11,4 @@ export {
   type StaleSchema,
 } from './db-isolation.ts';
 export { namesFor, type PreviewNames } from './names.ts';
+export { isSupabaseDatabaseUrl, SUPABASE_ROLES } from './supabase.ts';

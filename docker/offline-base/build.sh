@@ -10,18 +10,11 @@ image=${1:-preview-node-base:${node_version}}
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 
-copy_with_libs() {
-  local bin=$1
-  [ -e "$bin" ] || return 0
-  mkdir -p "$root$(dirname "$bin")"
-  cp -L "$bin" "$root$bin"
-  ldd "$bin" 2>/dev/null | awk '/=> \// {print $3} /^\s*\/lib/ {print $1}' | while read -r lib; do
-    [ -e "$root$lib" ] || { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }
-  done
-}
+# shellcheck source=copy-with-libs.sh
+. "$(dirname "$0")/copy-with-libs.sh"
 
 node_bin=$(readlink -f "$(command -v node)")
-copy_with_libs "$node_bin"
+copy_with_libs "$root" "$node_bin"
 mkdir -p "$root/usr/local/bin"
 cp -L "$node_bin" "$root/usr/local/bin/node"
 
@@ -29,7 +22,7 @@ cp -L "$node_bin" "$root/usr/local/bin/node"
 for b in sh dash mkdir chown chmod ls cat rm cp mv ln env id sleep true false echo grep sed head tail touch \
          sort wc tr tar gzip find xargs uname dirname basename readlink; do
   p=$(type -P "$b" || true)
-  [ -n "$p" ] && copy_with_libs "$(readlink -f "$p")" && {
+  [ -n "$p" ] && copy_with_libs "$root" "$(readlink -f "$p")" && {
     mkdir -p "$root/bin"
     [ -e "$root/bin/$b" ] || cp -L "$p" "$root/bin/$b"
   }

@@ -1,3 +1,4 @@
+import { isSupabaseDatabaseUrl, SUPABASE_ROLES } from '@preview/db-isolation';
 import { defineConfig } from '@preview/tiers';
 import { z } from 'zod';
 
@@ -8,6 +9,21 @@ const bool = (def: boolean) =>
     .enum(['true', 'false', '1', '0'])
     .default(def ? 'true' : 'false')
     .transform((v) => v === 'true' || v === '1');
+
+/** `anon, authenticated`: role names (SQL identifiers); `none` is an empty list. */
+const roleList = z.string().transform((s, ctx) => {
+  if (s.trim() === 'none') return [];
+  const roles = s
+    .split(',')
+    .map((r) => r.trim())
+    .filter(Boolean);
+  for (const r of roles)
+    if (!/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/.test(r)) {
+      ctx.addIssue({ code: 'custom', message: `"${r}" is not a role name (rule sql_identifier)` });
+      return z.NEVER;
+    }
+  return roles;
+});
 
 /**
  * Router configuration, parsed once in `main.ts`. Nothing else reads `process.env`.
@@ -25,11 +41,20 @@ export const RouterConfigSchema = z
     DATABASE_URL: z.url().optional(),
     /** Postgres that preview apps connect to (db-isolation roles); unset → DATABASE_URL. */
     PREVIEW_DATABASE_URL: z.url().optional(),
+    /**
+     * Roles that keep `CONNECT`/`TEMPORARY` on the database and `USAGE` on `public` when the router
+     * hardens it for preview schemas (db-isolation `prepare()` revokes PUBLIC's), comma-separated.
+     * Unset: Supabase's own roles (`anon`, `authenticated`, `service_role`, `authenticator`, ...;
+     * `SUPABASE_ROLES` of db-isolation) when DATABASE_URL is a Supabase host, else none. `none`: none.
+     */
+    PREVIEW_DB_TRUSTED_ROLES: roleList.optional(),
     /** Redis; unset → in-process pub/sub, rate limits, liveness and scheduler. */
     REDIS_URL: z.url().optional(),
     /** Prefix of every Redis key (and BullMQ queue) this deployment uses. */
     REDIS_PREFIX: z.string().default('preview:'),
     DATA_DIR: z.string().default('.data'),
+    /** Folder of the `<version>_<name>.sql` migrations applied at start; unset → the repo's `supabase/migrations`. */
+    MIGRATIONS_DIR: z.string().optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** Previews are served at `<id>.<PREVIEW_DOMAIN>`; locally `<id>.preview.localhost:<port>`. */
     PREVIEW_DOMAIN: z.string().default('preview.localhost'),
@@ -91,6 +116,12 @@ export const RouterConfigSchema = z
         path: [c.SUPABASE_URL ? 'SUPABASE_SERVICE_ROLE_KEY' : 'SUPABASE_URL'],
         message: `required when ${c.SUPABASE_URL ? 'SUPABASE_URL' : 'SUPABASE_SERVICE_ROLE_KEY'} is set: set both or neither (rule both_or_neither)`,
       });
-  });
+  })
+  .transform((c) => ({
+    ...c,
+    PREVIEW_DB_TRUSTED_ROLES:
+      c.PREVIEW_DB_TRUSTED_ROLES ??
+      (c.DATABASE_URL && isSupabaseDatabaseUrl(c.DATABASE_URL) ? [...SUPABASE_ROLES] : []),
+  }));
 export type RouterConfig = z.output<typeof RouterConfigSchema>;
 export const loadConfig = defineConfig(RouterConfigSchema);

@@ -46,7 +46,7 @@ const pool = new pg.Pool({ connectionString: databaseUrl, max: 20 });
 // An idle connection that dies (Postgres restarted, a failover) is dropped and replaced by the pool;
 // it must not take the router down with it.
 pool.on('error', (err) => log.warn({ err }, 'idle Postgres connection lost'));
-const migrations = await migrate(pool);
+const migrations = await migrate(pool, config.MIGRATIONS_DIR ? { dir: config.MIGRATIONS_DIR } : {});
 log.info(migrations, 'migrations');
 
 const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3 }) : undefined;
@@ -56,7 +56,12 @@ let tiers: Tiers = {};
 const previewDbUrl = new URL(config.PREVIEW_DATABASE_URL ?? databaseUrl);
 previewDbUrl.username = '';
 previewDbUrl.password = '';
-const databases = createDbIsolation({ admin: pool, previewDatabaseUrl: previewDbUrl.toString(), log });
+const databases = createDbIsolation({
+  admin: pool,
+  previewDatabaseUrl: previewDbUrl.toString(),
+  trustedRoles: config.PREVIEW_DB_TRUSTED_ROLES,
+  log,
+});
 await databases.prepare();
 
 // Supabase Realtime as a sync transport, when configured: the bridges join preview channels with

@@ -435,5 +435,6 @@ function chosenReason(name: TierName, c: Classification, p: Placement): string {
     : c.fullStack
       ? 'full-stack app'
       : `${c.template} app`;
-  return `${what} runs on the ${name} tier${p.tier === 'docker' ? ` (node ${p.nodeId})` : ` (${p.region})`}`;
+  const where = p.tier === 'docker' ? `node ${p.nodeId}${p.reason ? `; ${p.reason}` : ''}` : p.region;
+  return `${what} runs on the ${name} tier (${where})`;
 }

@@ -148,10 +148,14 @@ export async function createRouter(o: RouterOptions) {
   const rateLimiter = redis ? createRedisRateLimiter({ redis, prefix }) : createMemoryRateLimiter();
   const accessTokens = createAccessTokens({ secret: config.PREVIEW_TOKEN_SECRET });
   let port: number | undefined;
+  // Behind a load balancer (PUBLIC_URL set) previews are reached on its port, not this replica's.
+  const publicPort = config.PUBLIC_URL ? new URL(config.PUBLIC_URL).port : '';
   const previewOrigin =
     o.previewOrigin ??
-    ((id: string) =>
-      `${config.PREVIEW_SCHEME}://${id}.${config.PREVIEW_DOMAIN}${port && config.PREVIEW_DOMAIN.endsWith('localhost') ? `:${port}` : ''}`);
+    ((id: string) => {
+      const p = publicPort || port;
+      return `${config.PREVIEW_SCHEME}://${id}.${config.PREVIEW_DOMAIN}${p && config.PREVIEW_DOMAIN.endsWith('localhost') ? `:${p}` : ''}`;
+    });
   const proxy = createPreviewProxy({
     previews,
     accessTokens,

@@ -20,7 +20,15 @@ export interface PreviewSpec {
 
 /** Where a preview runs. A discriminated union: an impossible combination does not compile. */
 export type Placement =
-  | { tier: 'docker'; previewId: string; nodeId: string; containerId: string; upstream: string }
+  | {
+      tier: 'docker';
+      previewId: string;
+      nodeId: string;
+      containerId: string;
+      upstream: string;
+      /** Why this node: its rank when placed and the nodes asked before it (`node-2 answered capacity`). */
+      reason?: string;
+    }
   | {
       tier: 'fly';
       previewId: string;

@@ -49,12 +49,57 @@ describe('docker tier: errors that send placement to the next tier', () => {
     ).rejects.toBeInstanceOf(TierUnavailableError);
   });
 
-  it('an unreachable agent → TierUnavailableError; its capacity counts as none', async () => {
+  it('an unreachable agent → TierUnavailableError; capacity is unknown, not "full" (the claim decides)', async () => {
     const gone = await agentStub(200, {});
     await gone.close();
     const tier = tierFor({ nodeId: 'n3', url: gone.url, token: 't' });
     await expect(tier.create(contractSpec())).rejects.toBeInstanceOf(TierUnavailableError);
-    expect(await tier.capacity()).toEqual({ available: 0, total: 0, warm: {} });
+    await expect(tier.capacity()).rejects.toBeInstanceOf(TierUnavailableError);
+    // With no live node at all the tier is simply empty.
+    expect(await tierFor(undefined).capacity()).toEqual({ available: 0, total: 0, warm: {} });
+  });
+
+  it('asks the next node when one answers capacity or is unreachable, and says which were skipped', async () => {
+    const full = await agentStub(503, { error: { code: 'capacity', message: 'node is full' } });
+    const gone = await agentStub(200, {});
+    await gone.close();
+    const free = await agentStub(201, { containerId: 'c1', upstream: 'http://agent/up' });
+    closers.push(full.close, free.close);
+    const nodes = [
+      { nodeId: 'n-full', url: full.url, token: 't', reason: 'n-full: 2 of 4 slots free (heartbeat)' },
+      { nodeId: 'n-gone', url: gone.url, token: 't' },
+      { nodeId: 'n-free', url: free.url, token: 't', reason: 'n-free: 1 of 4 slots free (fresh)' },
+    ];
+    const tier = createDockerTier({
+      pickNode: async () => nodes[0],
+      candidates: async () => nodes,
+      nodeOf: async () => undefined,
+    });
+    const placement = await tier.create(contractSpec());
+    expect(placement).toMatchObject({ tier: 'docker', nodeId: 'n-free', containerId: 'c1' });
+    expect(placement.tier === 'docker' && placement.reason).toMatch(
+      /^n-free: 1 of 4 slots free \(fresh\); after n-full answered capacity; after n-gone unavailable/,
+    );
+    expect(full.seen).toHaveLength(1);
+    expect(free.seen).toHaveLength(1);
+  });
+
+  it('every node answering capacity → CapacityError naming them', async () => {
+    const a = await agentStub(503, { error: { code: 'capacity', message: 'full' } });
+    const b = await agentStub(503, { error: { code: 'capacity', message: 'full' } });
+    closers.push(a.close, b.close);
+    const nodes = [
+      { nodeId: 'a', url: a.url, token: 't' },
+      { nodeId: 'b', url: b.url, token: 't' },
+    ];
+    const tier = createDockerTier({
+      pickNode: async () => nodes[0],
+      candidates: async () => nodes,
+      nodeOf: async () => undefined,
+    });
+    const err = await tier.create(contractSpec()).catch((e) => e);
+    expect(err).toBeInstanceOf(CapacityError);
+    expect(err.message).toBe('no docker node took the preview: a answered capacity; b answered capacity');
   });
 
   it('maps 400 to InvalidInputError and 404 to NotFoundError; destroy/status of an unknown preview', async () => {

@@ -29,6 +29,13 @@ export interface AgentEndpoint {
 export interface DockerTierOptions {
   /** The agent to place a new preview on, or `undefined` when no node has room. */
   pickNode(spec: PreviewSpec, options?: CallOptions): Promise<AgentEndpoint | undefined>;
+  /**
+   * The agents to ask for a new preview, best first, each with why it is there. When given,
+   * `create` asks them in turn: a node that answers `capacity` (or cannot be reached) is skipped for
+   * the next, so the tier is full only when every node said so. Without it, `create` asks `pickNode`'s
+   * one node.
+   */
+  candidates?(spec: PreviewSpec, options?: CallOptions): Promise<Array<AgentEndpoint & { reason?: string }>>;
   /** The agent an existing preview runs on, or `undefined` when it is on none. */
   nodeOf(previewId: string, options?: CallOptions): Promise<AgentEndpoint | undefined>;
   /** The agent of node `nodeId`, for `destroy(id, { nodeId })` (default: none). */
@@ -127,31 +134,62 @@ export function createDockerTier(options: DockerTierOptions): Tier {
     return r.body;
   }
 
+  async function claimOn(
+    node: AgentEndpoint & { reason?: string },
+    spec: PreviewSpec,
+    o: CallOptions,
+    skipped: string[],
+  ): Promise<Placement> {
+    const body = await ok(node, 'POST', '/v1/previews', {
+      body: {
+        previewId: spec.previewId,
+        template: spec.template,
+        files: spec.files,
+        ...(spec.env ? { env: spec.env } : {}),
+      },
+      signal: o.signal,
+      timeoutMs: createTimeoutMs,
+    } as CallOptions & { body: unknown });
+    const r = body as { containerId: string; upstream: string };
+    const why = [node.reason, ...skipped.map((s) => `after ${s}`)].filter(Boolean).join('; ');
+    return {
+      tier: 'docker',
+      previewId: spec.previewId,
+      nodeId: node.nodeId,
+      containerId: r.containerId,
+      upstream: r.upstream,
+      ...(why ? { reason: why } : {}),
+    };
+  }
+
   const tier: Tier = {
     name: 'docker',
 
     async create(spec, o = {}) {
-      const node = await options.pickNode(spec, o);
-      if (!node) throw new CapacityError('no docker node has a free slot', { code: 'capacity' });
-      const body = await ok(node, 'POST', '/v1/previews', {
-        body: {
-          previewId: spec.previewId,
-          template: spec.template,
-          files: spec.files,
-          ...(spec.env ? { env: spec.env } : {}),
-        },
-        signal: o.signal,
-        timeoutMs: createTimeoutMs,
-      } as CallOptions & { body: unknown });
-      const r = body as { containerId: string; upstream: string; nodeId?: string };
-      const placement: Placement = {
-        tier: 'docker',
-        previewId: spec.previewId,
-        nodeId: node.nodeId,
-        containerId: r.containerId,
-        upstream: r.upstream,
-      };
-      return placement;
+      const nodes = options.candidates
+        ? await options.candidates(spec, o)
+        : [await options.pickNode(spec, o)].filter((n) => n !== undefined);
+      if (nodes.length === 0) throw new CapacityError('no docker node is live', { code: 'capacity' });
+      const skipped: string[] = [];
+      let unavailable: unknown;
+      for (const node of nodes) {
+        try {
+          return await claimOn(node, spec, o, skipped);
+        } catch (e) {
+          // The agent's answer is the truth: a full node, or one that cannot run it now (unreachable,
+          // engine down), passes the preview on to the next.
+          const full = e instanceof CapacityError;
+          if (!full && !(e instanceof TierUnavailableError)) throw e;
+          if (!full) unavailable = e;
+          skipped.push(
+            `${node.nodeId} ${full ? 'answered capacity' : `unavailable (${(e as Error).message})`}`,
+          );
+          if (o.signal?.aborted) throw o.signal.reason;
+        }
+      }
+      // No node anywhere said it was full: the tier is down rather than full.
+      if (unavailable && !skipped.some((s) => s.endsWith('answered capacity'))) throw unavailable;
+      throw new CapacityError(`no docker node took the preview: ${skipped.join('; ')}`, { code: 'capacity' });
     },
 
     async apply(previewId, batch: FileBatch, o = {}) {
@@ -226,6 +264,12 @@ export function createDockerTier(options: DockerTierOptions): Tier {
         out.available += Math.max(0, c.slots - c.used);
         for (const [t, n] of Object.entries(c.warm)) out.warm![t] = (out.warm![t] ?? 0) + n;
       }
+      // "Full" only when every live agent said so: an agent that did not answer (busy, restarting)
+      // may have room, and its answer to a claim is the truth. Unknown capacity lets create ask.
+      if (out.available === 0 && caps.some((c) => c === undefined))
+        throw new TierUnavailableError('docker', 'a pool agent did not answer its capacity', {
+          code: 'capacity_unknown',
+        });
       return out;
     },
 
