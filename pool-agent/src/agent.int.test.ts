@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DAEMON_PORT } from '@preview/tiers';
 import WebSocket from 'ws';
 import { authed, exec, startAgent, testConfig, until, userProject } from '../test/fixtures.ts';
 import type { Agent } from './agent.ts';
@@ -181,7 +182,7 @@ describe('pool agent on the real Docker engine', () => {
       }),
     );
     expect(bad.status).toBe(400);
-    expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(/traversal/);
+    expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(/path: must not contain "\.\."/);
     const ok = await fetch(
       `${agent.url}/v1/previews/${previewId}/apply`,
       authed(token, {
@@ -347,7 +348,7 @@ describe('pool agent on the real Docker engine', () => {
     expect(bIp).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
     // Control: the host reaches B on the bridge.
     await new Promise<void>((resolve, reject) => {
-      const s = connect(3000, bIp!, () => {
+      const s = connect(DAEMON_PORT, bIp!, () => {
         s.destroy();
         resolve();
       });
@@ -355,9 +356,9 @@ describe('pool agent on the real Docker engine', () => {
     });
     const probe = (host: string, port: number | string) =>
       `const s=require('net').connect(${port},'${host}');s.setTimeout(3000);s.on('connect',()=>{console.log('CONNECTED');process.exit(0)});s.on('timeout',()=>{console.log('TIMEOUT');process.exit(1)});s.on('error',e=>{console.log('ERR',e.code);process.exit(1)});`;
-    const own = await exec(docker, ra.containerId, ['node', '-e', probe('127.0.0.1', 3000)]);
+    const own = await exec(docker, ra.containerId, ['node', '-e', probe('127.0.0.1', DAEMON_PORT)]);
     expect(own.out).toContain('CONNECTED');
-    const toB = await exec(docker, ra.containerId, ['node', '-e', probe(bIp!, 3000)]);
+    const toB = await exec(docker, ra.containerId, ['node', '-e', probe(bIp!, DAEMON_PORT)]);
     expect(toB.out).not.toContain('CONNECTED');
     const toBPublished = await exec(docker, ra.containerId, ['node', '-e', probe(gateway, bPort)]);
     expect(toBPublished.out).not.toContain('CONNECTED');
