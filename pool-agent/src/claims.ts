@@ -3,11 +3,12 @@ import {
   ConflictError,
   InvalidInputError,
   LIMITS,
+  PreviewError,
   type ProjectFiles,
   type TemplateName,
 } from '@preview/tiers';
 import type { Logger } from 'pino';
-import { diffOps, fetchManifest, linkTo, setAppEnv, waitReady } from './daemon-client.ts';
+import { diffOps, fetchManifest, linkTo, type SettledPhase, setAppEnv, waitReady } from './daemon-client.ts';
 import { newDaemonToken, type WarmPools, type WarmSandbox } from './pool.ts';
 import type { PreviewRecord, PreviewTable } from './previews.ts';
 import type { ContainerRuntime, SandboxInfo } from './runtime/types.ts';
@@ -65,7 +66,7 @@ export class Claims {
     if (existing) {
       if (existing.box.template !== body.template)
         throw new ConflictError(`preview ${body.previewId} already runs template ${existing.box.template}`);
-      return this.#result(existing, false, t0);
+      return this.#result(existing, false, t0, existing.state.kind === 'ready' ? 'ready' : 'installing');
     }
     if (c.table.size >= c.slots)
       throw new CapacityError(`node ${c.node} is full (${c.slots} slots)`, { retryAfterMs: 5000 });
@@ -83,16 +84,41 @@ export class Claims {
       relays: new Set(),
     });
     try {
-      await this.#load(p, body.files, w, assigned, options.signal);
-      if (p.state.kind === 'starting') p.state = { kind: 'ready' };
-      c.onReady?.(p);
-      c.log.info({ previewId: p.id, warm: !!w, ms: Math.round(performance.now() - t0) }, 'preview claimed');
-      return this.#result(p, !!w, t0);
+      const phase = await this.#load(p, body.files, w, assigned, options.signal);
+      if (phase === 'installing') this.#readyLater(p);
+      else this.#ready(p);
+      c.log.info(
+        { previewId: p.id, warm: !!w, phase, ms: Math.round(performance.now() - t0) },
+        'preview claimed',
+      );
+      return this.#result(p, !!w, t0, phase);
     } catch (e) {
-      // Bad user files are the caller's problem; anything else leaves the sandbox unusable.
+      // Bad user files are the caller's problem; anything else leaves the sandbox unusable. A daemon
+      // that reported the app's error leaves its reason and last output behind for `status`.
+      if (e instanceof PreviewError && e.code === 'app_error') c.table.fail(p, e.message);
       await c.destroy(body.previewId).catch(() => {});
       throw e;
     }
+  }
+
+  #ready(p: PreviewRecord): void {
+    if (p.state.kind === 'starting') p.state = { kind: 'ready' };
+    this.#c.onReady?.(p);
+  }
+
+  /**
+   * A claim that returned while the daemon installs dependencies: the preview turns ready when the
+   * dev server answers. An install that fails is the daemon's `error` status (the sandbox stays, so an
+   * edit of package.json can fix it), not a failed preview.
+   */
+  #readyLater(p: PreviewRecord): void {
+    void waitReady(p.box.upstream, {
+      timeoutMs: this.#c.readyTimeoutMs,
+      intervalMs: 250,
+      isDead: () => (p.state.kind === 'failed' ? p.state.reason : undefined),
+    })
+      .then(() => this.#ready(p))
+      .catch((e: Error) => this.#c.log.info({ previewId: p.id, err: e.message }, 'preview not ready after install'));
   }
 
   /**
@@ -145,7 +171,7 @@ export class Claims {
     warm: WarmSandbox | undefined,
     assigned: Promise<void>,
     signal: AbortSignal | undefined,
-  ): Promise<void> {
+  ): Promise<SettledPhase> {
     const wait = {
       timeoutMs: this.#c.readyTimeoutMs,
       isDead: () => (p.state.kind === 'failed' ? p.state.reason : undefined),
@@ -153,7 +179,7 @@ export class Claims {
     };
     if (!warm) await waitReady(p.box.upstream, { ...wait, listening: true });
     await Promise.all([this.#sendFiles(p, files, warm?.manifest, signal), assigned]);
-    await waitReady(p.box.upstream, wait);
+    return await waitReady(p.box.upstream, { ...wait, installing: true });
   }
 
   async #sendFiles(
@@ -185,8 +211,9 @@ export class Claims {
     return true;
   }
 
-  #result(p: PreviewRecord, warm: boolean, t0: number): ClaimResult {
+  #result(p: PreviewRecord, warm: boolean, t0: number, phase: SettledPhase = 'ready'): ClaimResult {
     return {
+      phase: phase === 'installing' ? 'installing' : 'ready',
       previewId: p.id,
       nodeId: this.#c.nodeId(),
       containerId: p.box.id,

@@ -12,9 +12,19 @@ import {
 import { DaemonLink } from '@preview/tiers/daemon-sync';
 import WebSocket from 'ws';
 
+/** What a health wait ended on: the dev server answered (`ready`), or a phase the caller settles for. */
+export type SettledPhase = 'ready' | 'listening' | 'installing';
+
 /**
- * Polls the daemon's health route until the dev server answered 200 (or, with `listening`, until the
- * daemon answers at all: it seeds the project before it listens, so its manifest is then right).
+ * Polls the daemon's health route (`GET /__preview/health`, answering `{ok, phase, message?}`, see the
+ * daemon's PROTOCOL.md) until the dev server answered 200. With `listening` it returns as soon as the
+ * daemon answers at all (it seeds the project before it listens, so its manifest is then right); with
+ * `installing` also while the daemon installs the project's dependencies, which can take minutes.
+ *
+ * @returns the phase it ended on.
+ * @throws PreviewError `sandbox_failed` when `isDead` says so, `app_error` at once when the daemon
+ *   reports `error` (its message, e.g. the app's exit and last output, is the error's message);
+ *   TimeoutError after `timeoutMs` with the last health answer.
  */
 export async function waitReady(
   upstream: string,
@@ -24,8 +34,10 @@ export async function waitReady(
     intervalMs?: number;
     isDead?: () => string | undefined;
     listening?: boolean;
+    /** Return `installing` while the daemon installs dependencies. @default false */
+    installing?: boolean;
   },
-): Promise<void> {
+): Promise<SettledPhase> {
   const deadline = Date.now() + options.timeoutMs;
   let last = '';
   let interval = options.intervalMs ?? 10;
@@ -33,18 +45,33 @@ export async function waitReady(
     options.signal?.throwIfAborted();
     const dead = options.isDead?.();
     if (dead) throw new PreviewError('sandbox_failed', dead);
+    let health: { phase?: string; message?: string } | undefined;
     try {
       const res = await fetch(`${upstream}/__preview/health`, { signal: AbortSignal.timeout(2000) });
       const text = await res.text();
-      if (res.status === 200 || (options.listening && res.status === 503)) return;
+      if (res.status === 200) return 'ready';
+      if (options.listening && res.status === 503) return 'listening';
       last = `${res.status} ${text.slice(0, 300)}`;
+      health = res.status === 503 ? parseHealth(text) : undefined;
     } catch (e) {
       last = (e as Error).message;
     }
+    if (health?.phase === 'installing' && options.installing) return 'installing';
+    if (health?.phase === 'error')
+      throw new PreviewError('app_error', `the app failed to start: ${health.message ?? 'no message'}`);
     if (Date.now() > deadline)
       throw new TimeoutError(`preview not ready after ${options.timeoutMs} ms (last health answer: ${last})`);
     await new Promise((r) => setTimeout(r, interval));
     interval = Math.min(interval * 1.5, 40);
+  }
+}
+
+function parseHealth(text: string): { phase?: string; message?: string } | undefined {
+  try {
+    const v = JSON.parse(text) as unknown;
+    return v && typeof v === 'object' ? (v as { phase?: string; message?: string }) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

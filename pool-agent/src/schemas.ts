@@ -36,6 +36,11 @@ export interface ClaimResult {
   containerId: string;
   upstream: string;
   warm: boolean;
-  /** Claim to ready, ms. */
+  /**
+   * `ready`: the dev server answers. `installing`: the daemon installs the project's dependencies
+   * (minutes at worst); the claim returned without waiting, and status follows the install.
+   */
+  phase: 'ready' | 'installing';
+  /** Claim to `phase`, ms. */
   ms: number;
 }

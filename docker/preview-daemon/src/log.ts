@@ -20,8 +20,14 @@ export class LogRing {
   private lines: string[] = [];
   constructor(private readonly max = 200) {}
 
-  push(text: string): void {
-    for (const raw of text.split('\n')) {
+  /**
+   * Adds output, split into lines. Anything else than a string (Vite's logger is handed the Error a
+   * watcher callback threw) is logged as its stack or its string form, never thrown on.
+   */
+  push(text: unknown): void {
+    const s =
+      typeof text === 'string' ? text : text instanceof Error ? (text.stack ?? text.message) : String(text);
+    for (const raw of s.split('\n')) {
       // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour codes
       const line = raw.replace(/\u001b\[[0-9;]*[A-Za-z]/g, '').trimEnd();
       if (!line) continue;

@@ -1,0 +1,127 @@
+/**
+ * Claims of apps as users bring them, on the real engine with the preview image: scaffolds from
+ * create-vite's npm package (packed at test time, never committed), an app with its own
+ * dependencies (the claim returns while the daemon installs them, and status says so), and an app
+ * whose dev server fails (the claim fails at once with the daemon's message, which outlives the
+ * sandbox).
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { authed, startAgent, testConfig, until } from '../test/fixtures.ts';
+import type { Agent } from './agent.ts';
+
+const CA = '/etc/ssl/certs/ca-certificates.crt';
+const pid = () => `ev-${randomBytes(6).toString('hex')}`;
+
+/** create-vite's `template-<name>` as a project's text files (`_gitignore` is its `.gitignore`). */
+function scaffold(dir: string, name: string): Record<string, string> {
+  const root = join(dir, 'package', `template-${name}`);
+  const files: Record<string, string> = {};
+  const walk = (rel: string) => {
+    for (const entry of readdirSync(join(root, rel))) {
+      const path = rel ? `${rel}/${entry}` : entry;
+      if (statSync(join(root, path)).isDirectory()) walk(path);
+      else if (!/\.(png|ico|jpg)$/.test(path))
+        files[path === '_gitignore' ? '.gitignore' : path] = readFileSync(join(root, path), 'utf8');
+    }
+  };
+  walk('');
+  return files;
+}
+
+describe('everyday claims on the real engine', () => {
+  let agent: Agent;
+  let stop: () => Promise<void>;
+  let token: string;
+  let createVite: string;
+
+  beforeAll(async () => {
+    createVite = mkdtempSync(join(tmpdir(), 'create-vite-'));
+    execFileSync('npm', ['pack', 'create-vite', '--silent'], {
+      cwd: createVite,
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: CA },
+    });
+    const tgz = readdirSync(createVite).find((f) => f.endsWith('.tgz'))!;
+    execFileSync('tar', ['-xzf', tgz], { cwd: createVite });
+    const config = testConfig({
+      WARM_POOL: 'vite-vue-ts=1',
+      PREVIEW_MEMORY_MIB: '1024',
+      PREVIEW_NODE_EXTRA_CA_CERTS: CA,
+      READY_TIMEOUT_MS: '120000',
+    });
+    token = config.AGENT_TOKEN!;
+    ({ agent, stop } = await startAgent(config));
+    await agent.pools.populate();
+    await agent.pools.settled();
+  }, 300_000);
+  afterAll(async () => {
+    await stop?.();
+    if (createVite) rmSync(createVite, { recursive: true, force: true });
+  });
+
+  const claim = async (previewId: string, template: string, files: Record<string, string>) => {
+    const res = await fetch(
+      `${agent.url}/v1/previews`,
+      authed(token, { method: 'POST', body: JSON.stringify({ previewId, template, files }) }),
+    );
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+  const status = async (id: string) =>
+    (await (await fetch(`${agent.url}/v1/previews/${id}/status`, authed(token))).json()) as {
+      phase: string;
+      message?: string;
+      log?: string[];
+    };
+
+  it('a Vue-TS scaffold claims the warm vite-vue-ts sandbox and serves its page', async () => {
+    const id = pid();
+    const files = scaffold(createVite, 'vue-ts');
+    const r = await claim(id, 'vite-vue-ts', files);
+    expect(r.status, `${JSON.stringify(r.body)} ${JSON.stringify(await status(id))}`).toBe(201);
+    expect(r.body['warm']).toBe(true);
+    const page = await until(
+      async () => {
+        const res = await fetch(`${r.body['upstream']}/`, { headers: { 'x-agent-token': token } });
+        return res.status === 200 ? await res.text() : undefined;
+      },
+      120_000,
+      'the page',
+    );
+    expect(page).toContain('<div id="app"></div>');
+    expect((await status(id)).phase).toBe('ready');
+  }, 300_000);
+
+  it('a claim whose package.json adds a dependency returns while the daemon installs it, then turns ready', async () => {
+    const id = pid();
+    const files = scaffold(createVite, 'vue-ts');
+    const pkg = JSON.parse(files['package.json']!);
+    pkg.dependencies = { ...pkg.dependencies, ms: '2.1.3' };
+    files['package.json'] = JSON.stringify(pkg, null, 2);
+    files['src/main.ts'] = `import ms from 'ms';\nconsole.log(ms(1000));\n${files['src/main.ts']}`;
+    const r = await claim(id, 'vite-vue-ts', files);
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    // The install may finish before the claim looks: either answer is honest.
+    expect(['installing', 'ready']).toContain(r.body['phase']);
+    await until(async () => ((await status(id)).phase === 'ready' ? true : undefined), 240_000, 'ready');
+    const main = await fetch(`${r.body['upstream']}/src/main.ts`, { headers: { 'x-agent-token': token } });
+    expect(await main.text()).toMatch(/deps\/ms\.js/);
+  }, 300_000);
+
+  it('a dev server that fails is reported at once with the daemon message, kept after the sandbox is gone', async () => {
+    const id = pid();
+    const files = scaffold(createVite, 'vue-ts');
+    // A config that throws: the dev server cannot start, whatever the daemon retries.
+    files['vite.config.ts'] = "throw new Error('config exploded on purpose');\nexport default {};\n";
+    const r = await claim(id, 'vite-vue-ts', files);
+    expect(r.status, JSON.stringify(r.body)).toBeGreaterThanOrEqual(400);
+    // The daemon's error ends the wait (not "preview not ready after ... ms").
+    expect(JSON.stringify(r.body)).toMatch(/config exploded on purpose/);
+    const s = await status(id);
+    expect(s.phase).toBe('error');
+    expect(s.message).toMatch(/config exploded on purpose/);
+  }, 300_000);
+});
