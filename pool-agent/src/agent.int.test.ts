@@ -2,8 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DAEMON_PORT } from '@preview/tiers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { authed, exec, startAgent, testConfig, until, userProject } from '../test/fixtures.ts';
 import type { Agent } from './agent.ts';
@@ -182,7 +182,9 @@ describe('pool agent on the real Docker engine', () => {
       }),
     );
     expect(bad.status).toBe(400);
-    expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(/path: must not contain "\.\."/);
+    expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(
+      /path: must not contain "\.\."/,
+    );
     const ok = await fetch(
       `${agent.url}/v1/previews/${previewId}/apply`,
       authed(token, {

@@ -14,7 +14,15 @@ function api(answers: Partial<AgentApiContext> = {}) {
     tokens: new TokenSet([token]),
     claim: async (body) => {
       calls.push(`claim ${body.previewId}`);
-      return { previewId: body.previewId, nodeId: 'n1', containerId: 'c1', upstream: 'u', warm: true, phase: 'ready', ms: 5 };
+      return {
+        previewId: body.previewId,
+        nodeId: 'n1',
+        containerId: 'c1',
+        upstream: 'u',
+        warm: true,
+        phase: 'ready',
+        ms: 5,
+      };
     },
     apply: async (id, batch) => {
       calls.push(`apply ${id} ${batch.seq}`);

@@ -118,7 +118,9 @@ export class Claims {
       isDead: () => (p.state.kind === 'failed' ? p.state.reason : undefined),
     })
       .then(() => this.#ready(p))
-      .catch((e: Error) => this.#c.log.info({ previewId: p.id, err: e.message }, 'preview not ready after install'));
+      .catch((e: Error) =>
+        this.#c.log.info({ previewId: p.id, err: e.message }, 'preview not ready after install'),
+      );
   }
 
   /**
