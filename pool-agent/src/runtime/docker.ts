@@ -99,6 +99,8 @@ export class DockerRuntime implements ContainerRuntime {
   #o: DockerRuntimeOptions;
   #ociRuntime: string | undefined;
   #gateway: string | undefined;
+  #bridge: string | undefined;
+  #subnet: string | undefined;
   #listeners = new Set<(exit: SandboxExit) => void>();
   #events: NodeJS.ReadableStream | undefined;
   #closed = false;
@@ -113,8 +115,20 @@ export class DockerRuntime implements ContainerRuntime {
     return this.#gateway;
   }
 
-  get network(): { kind: 'gateway'; address: string | undefined } {
-    return { kind: 'gateway', address: this.#gateway };
+  get network(): {
+    kind: 'gateway';
+    address: string | undefined;
+    name: string;
+    bridge?: string;
+    subnet?: string;
+  } {
+    return {
+      kind: 'gateway',
+      address: this.#gateway,
+      name: this.#o.network,
+      ...(this.#bridge ? { bridge: this.#bridge } : {}),
+      ...(this.#subnet ? { subnet: this.#subnet } : {}),
+    };
   }
 
   async init(): Promise<void> {
@@ -156,6 +170,12 @@ export class DockerRuntime implements ContainerRuntime {
     }
     if (net.Options?.['com.docker.network.bridge.enable_icc'] !== 'false')
       this.#o.log?.warn({ network: name }, 'preview network allows inter-container traffic');
+    // The host interface: named by the option when set, else Docker's `br-<first 12 of the id>`.
+    this.#bridge =
+      net.Driver === 'bridge'
+        ? (net.Options?.['com.docker.network.bridge.name'] ?? `br-${net.Id.slice(0, 12)}`)
+        : undefined;
+    this.#subnet = net.IPAM?.Config?.[0]?.Subnet;
     return net.IPAM?.Config?.[0]?.Gateway;
   }
 
