@@ -229,6 +229,9 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       } else {
         await pools.settled();
       }
+      // Rules stay while sandboxes (of any agent) use the network; the last one out removes them.
+      if (o.removeSandboxes && runtime.networkInUse && !(await runtime.networkInUse().catch(() => true)))
+        await egress.removeRules().catch((e) => log.warn({ err: e }, 'egress rules not removed'));
       await egress.close();
       await database.close();
       if (!options.runtime) await runtime.close();

@@ -7,7 +7,7 @@ import { type EgressRuleSet, type FamilyRules, jumpArgs, restoreScript, TAG_PREF
 
 const exec = promisify(execFile);
 
-/** A rule line as `iptables -S` prints it, split into arguments (our comments have no spaces). */
+/** A rule line as `iptables -S` prints it, split into arguments, quotes removed (our comments have no spaces). */
 type RuleLine = string[];
 
 export interface EgressFirewallOptions {
@@ -173,7 +173,12 @@ export class EgressFirewall {
     return stdout
       .split('\n')
       .filter((l) => l.trim())
-      .map((l) => l.trim().split(/\s+/));
+      .map((l) =>
+        l
+          .trim()
+          .split(/\s+/)
+          .map((a) => a.replace(/^"(.*)"$/, '$1')),
+      );
   }
 
   async #run(command: string, args: string[]): Promise<{ stdout: string }> {

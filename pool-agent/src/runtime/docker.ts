@@ -131,6 +131,16 @@ export class DockerRuntime implements ContainerRuntime {
     };
   }
 
+  async networkInUse(): Promise<boolean> {
+    try {
+      const net = await this.docker.getNetwork(this.#o.network).inspect();
+      return Object.keys(net.Containers ?? {}).length > 0;
+    } catch (e) {
+      if (statusCode(e) === 404) return false;
+      throw e;
+    }
+  }
+
   async init(): Promise<void> {
     const info = (await this.docker.info()) as { Runtimes?: Record<string, unknown> };
     if (this.#o.ociRuntime) {

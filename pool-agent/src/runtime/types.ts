@@ -63,6 +63,12 @@ export interface ContainerRuntime {
   readonly network:
     | { kind: 'host' }
     | { kind: 'gateway'; address: string | undefined; name?: string; bridge?: string; subnet?: string };
+  /**
+   * Whether any container (this agent's or another's) is still attached to the sandboxes' own
+   * network; absent for a runtime without one. The egress rules of an unused network are removed
+   * when the agent closes with its sandboxes.
+   */
+  networkInUse?(): Promise<boolean>;
   /** Creates and starts a sandbox; returns once its process runs (not once it is ready). */
   create(spec: SandboxSpec, options?: { signal?: AbortSignal }): Promise<SandboxInfo>;
   /** Records which preview a (warm) sandbox now serves, so a restarted agent can adopt it. */
