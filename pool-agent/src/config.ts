@@ -92,6 +92,19 @@ export const AgentConfigSchema = z.object({
     .transform((v) => v === 'true' || v === '1'),
   /** How often the egress rules are checked and re-applied when missing (0: only at start). */
   PREVIEW_EGRESS_CHECK_MS: z.coerce.number().int().min(0).default(30_000),
+  /**
+   * Size limit of each preview's /project in MiB (files, installed packages, anything app code writes):
+   * past it writes fail with ENOSPC and the preview's status says the project is full.
+   */
+  PREVIEW_DISK_MB: z.coerce.number().int().min(16, 'must be at least 16').default(1024),
+  /**
+   * How /project is sized: `auto` (the first that works: `xfs` when the engine sizes volumes with XFS
+   * project quota, `loop` an ext4 image per preview on a loop device when the agent is root, `tmpfs`),
+   * or one of `xfs`, `loop`, `tmpfs` (in memory, counted in PREVIEW_MEMORY_MIB), `none` (no limit).
+   */
+  PREVIEW_DISK_BACKEND: z.enum(['auto', 'xfs', 'loop', 'tmpfs', 'none']).default('auto'),
+  /** Where loop images are made (sparse, unlinked once attached: they take space only while in use). */
+  PREVIEW_DISK_DIR: z.string().default('/var/lib/preview-agent/disks'),
   /** Total previews (warm + claimed) this node runs at most. */
   NODE_SLOTS: z.coerce.number().int().min(0).default(20),
   /**
