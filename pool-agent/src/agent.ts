@@ -6,6 +6,7 @@ import { TokenSet } from './auth.ts';
 import { Claims } from './claims.ts';
 import type { AgentConfig } from './config.ts';
 import { DatabaseAccess } from './database-access.ts';
+import { EgressGuard } from './egress/index.ts';
 import { type AgentStatus, PreviewLifecycle } from './lifecycle.ts';
 import { AgentMetrics } from './metrics.ts';
 import { WarmPools } from './pool.ts';
@@ -80,14 +81,30 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
 
   const runtime = options.runtime ?? (await buildRuntime(config, log));
   const database = await DatabaseAccess.start({ runtime, target: config.PREVIEW_DATABASE_TARGET, log });
+  const egress = await EgressGuard.start({
+    runtime,
+    mode: config.PREVIEW_EGRESS,
+    registry: config.PREVIEW_EGRESS_REGISTRY,
+    proxyPort: config.PREVIEW_EGRESS_PROXY_PORT,
+    hostPorts: database.forwarder ? [database.forwarder.port] : [],
+    enforce: config.PREVIEW_EGRESS_ENFORCE,
+    checkMs: config.PREVIEW_EGRESS_CHECK_MS,
+    log,
+  }).catch(async (e) => {
+    await database.close();
+    throw e;
+  });
   const table = new PreviewTable();
   let closing = false;
   let server: AgentServer | undefined;
   let registration: Registration | undefined;
   // What every sandbox gets, warm or cold.
-  const sandboxEnv: Record<string, string> = config.PREVIEW_NODE_EXTRA_CA_CERTS
-    ? { NODE_EXTRA_CA_CERTS: config.PREVIEW_NODE_EXTRA_CA_CERTS }
-    : {};
+  const sandboxEnv: Record<string, string> = {
+    ...egress.sandboxEnv,
+    ...(config.PREVIEW_NODE_EXTRA_CA_CERTS
+      ? { NODE_EXTRA_CA_CERTS: config.PREVIEW_NODE_EXTRA_CA_CERTS }
+      : {}),
+  };
   const pools = new WarmPools({
     runtime,
     targets: config.WARM_POOL,
@@ -175,6 +192,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     table,
     targets: config.WARM_POOL,
     liveSessions: options.liveSessions ?? (() => registration?.liveSessions() ?? Promise.resolve(undefined)),
+    egress,
     log,
   });
   void pools.populate();
@@ -211,6 +229,10 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       } else {
         await pools.settled();
       }
+      // Rules stay while sandboxes (of any agent) use the network; the last one out removes them.
+      if (o.removeSandboxes && runtime.networkInUse && !(await runtime.networkInUse().catch(() => true)))
+        await egress.removeRules().catch((e) => log.warn({ err: e }, 'egress rules not removed'));
+      await egress.close();
       await database.close();
       if (!options.runtime) await runtime.close();
     },

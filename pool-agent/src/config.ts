@@ -72,6 +72,39 @@ export const AgentConfigSchema = z.object({
   PREVIEW_NPM_CACHE_VOLUME: z.string().default('preview-npm-cache'),
   /** NODE_EXTRA_CA_CERTS for every sandbox (a path inside the image), for networks that intercept TLS. */
   PREVIEW_NODE_EXTRA_CA_CERTS: z.string().optional(),
+  /**
+   * What previews may reach on the internet (the deny list of metadata, private ranges, the host's
+   * ports and other previews always holds): `registry-only` only the npm registry, through the
+   * agent's proxy; `open` anything public; `none` nothing.
+   */
+  PREVIEW_EGRESS: z.enum(['open', 'registry-only', 'none']).default('registry-only'),
+  /** The registry the proxy lets through (registry-only); a non-default one is also `npm_config_registry`. */
+  PREVIEW_EGRESS_REGISTRY: z.url({ protocol: /^https?$/ }).default('https://registry.npmjs.org/'),
+  /**
+   * The proxy's port on the preview network's gateway; 0 picks a free one at each start (as the
+   * database forwarder does). Set one to keep adopted sandboxes' proxy address across agent restarts.
+   */
+  PREVIEW_EGRESS_PROXY_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  /** Refuse to start when the egress rules cannot be set (iptables missing, not root); `false` warns instead. */
+  PREVIEW_EGRESS_ENFORCE: z
+    .enum(['true', 'false', '1', '0'])
+    .default('true')
+    .transform((v) => v === 'true' || v === '1'),
+  /** How often the egress rules are checked and re-applied when missing (0: only at start). */
+  PREVIEW_EGRESS_CHECK_MS: z.coerce.number().int().min(0).default(30_000),
+  /**
+   * Size limit of each preview's /project in MiB (files, installed packages, anything app code writes):
+   * past it writes fail with ENOSPC and the preview's status says the project is full.
+   */
+  PREVIEW_DISK_MB: z.coerce.number().int().min(16, 'must be at least 16').default(1024),
+  /**
+   * How /project is sized: `auto` (the first that works: `xfs` when the engine sizes volumes with XFS
+   * project quota, `loop` an ext4 image per preview on a loop device when the agent is root, `tmpfs`),
+   * or one of `xfs`, `loop`, `tmpfs` (in memory, counted in PREVIEW_MEMORY_MIB), `none` (no limit).
+   */
+  PREVIEW_DISK_BACKEND: z.enum(['auto', 'xfs', 'loop', 'tmpfs', 'none']).default('auto'),
+  /** Where loop images are made (sparse, unlinked once attached: they take space only while in use). */
+  PREVIEW_DISK_DIR: z.string().default('/var/lib/preview-agent/disks'),
   /** Total previews (warm + claimed) this node runs at most. */
   NODE_SLOTS: z.coerce.number().int().min(0).default(20),
   /**

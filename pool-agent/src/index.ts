@@ -3,6 +3,7 @@ export { TokenSet } from './auth.ts';
 export * from './config.ts';
 export * from './daemon-client.ts';
 export * from './db-forwarder.ts';
+export * from './egress/index.ts';
 export * from './http-errors.ts';
 export type { AgentStatus } from './lifecycle.ts';
 export * from './pool.ts';

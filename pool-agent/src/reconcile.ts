@@ -52,15 +52,18 @@ export interface ReconcileContext {
   targets: Partial<Record<TemplateName, number>>;
   /** The live sessions of this node, or `undefined` when nobody can say. */
   liveSessions(): Promise<string[] | undefined>;
+  /** The egress policy: its rules are checked and re-applied before any sandbox is adopted. */
+  egress?: { ensure(): Promise<void> };
   log: Logger;
 }
 
 /**
- * Adopts the sandboxes labelled with this node whose session is live (all claimed ones when nobody
+ * Re-applies the egress rules when missing, then adopts the sandboxes labelled with this node whose session is live (all claimed ones when nobody
  * can say), keeps healthy warm ones in their pool up to its target, and removes the rest.
  * Returns the adopted previews.
  */
 export async function reconcile(c: ReconcileContext): Promise<string[]> {
+  await c.egress?.ensure();
   const live = await c.liveSessions();
   const liveSet = live ? new Set(live) : undefined;
   const adopted: string[] = [];

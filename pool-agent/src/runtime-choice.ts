@@ -56,6 +56,11 @@ export async function buildRuntime(config: AgentConfig, log: Logger): Promise<Co
     logMaxSize: config.PREVIEW_LOG_MAX_SIZE,
     logMaxFile: config.PREVIEW_LOG_MAX_FILE,
     ociRuntime: config.PREVIEW_OCI_RUNTIME,
+    disk: {
+      sizeMiB: config.PREVIEW_DISK_MB,
+      backend: config.PREVIEW_DISK_BACKEND,
+      dir: config.PREVIEW_DISK_DIR,
+    },
     npmCache:
       config.PREVIEW_NPM_CACHE === 'shared'
         ? { mode: 'shared', volume: config.PREVIEW_NPM_CACHE_VOLUME }

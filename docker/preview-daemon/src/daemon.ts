@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, realpathSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, realpathSync, statfsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -263,13 +263,25 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     if (!authorized(req, tokenDigest))
       return json(res, 401, { error: { code: 'unauthorized', message: 'a valid bearer token is required' } });
     if (path === '/__preview/env') return handleEnvRequest(req, res, appEnv, onEnvApplied);
-    if (path === '/__preview/status')
+    if (path === '/__preview/status') {
+      // App code can fill the project directory too (its size is capped by the agent): say so.
+      const disk = projectDisk(root);
+      if (disk && disk.freeBytes < DISK_FULL_BYTES)
+        return json(res, 200, {
+          phase: 'error',
+          message: diskFullMessage(root),
+          disk,
+          log: ring.tail(100),
+          lastSeq: Math.max(lastSeq, 0),
+        });
       return json(res, 200, {
         phase,
         ...(message ? { message } : {}),
+        ...(disk ? { disk } : {}),
         log: ring.tail(100),
         lastSeq: Math.max(lastSeq, 0),
       });
+    }
     manifest.compute().then(
       (files) => json(res, 200, { files }),
       (e: Error) => json(res, 500, { error: { code: 'internal', message: e.message } }),
@@ -379,8 +391,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       afterApply(pkg, stale, reconfigure);
       collectWhenIdle();
     };
-    const failed = (e: unknown) =>
+    const failed = (e: unknown) => {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT')
+        return refuse(ws, seq, origin, 'disk_full', `batch ${seq}: ${diskFullMessage(root)}`);
       refuse(ws, seq, origin, 'write_failed', `batch ${seq}: ${(e as Error).message}`);
+    };
     if (sync) {
       try {
         writer.applySync(ops);
@@ -637,6 +653,28 @@ function json(res: ServerResponse, status: number, body: unknown) {
 
 function ackText(seq: number): string {
   return `{"type":"ack","seq":${seq},"stage":"applied"}`;
+}
+
+/** Below this much free space (bytes) the project directory counts as full. */
+const DISK_FULL_BYTES = 1024 * 1024;
+
+/**
+ * The file system holding the project directory: its size and what an unprivileged writer may
+ * still use, in bytes; undefined when it cannot be read.
+ */
+function projectDisk(root: string): { totalBytes: number; freeBytes: number } | undefined {
+  try {
+    const s = statfsSync(root);
+    return { totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
+  } catch {
+    return undefined;
+  }
+}
+
+function diskFullMessage(root: string): string {
+  const d = projectDisk(root);
+  const size = d ? ` (${Math.round(d.totalBytes / 1048576)} MiB)` : '';
+  return `the project directory is full${size}: writes fail with ENOSPC; delete files or ask for a larger PREVIEW_DISK_MB`;
 }
 
 function errorText(e: Omit<ErrorFrame, 'type'>): string {

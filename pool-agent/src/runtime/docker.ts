@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { DAEMON_PORT, InvalidInputError, TemplateName, TierUnavailableError } from '@preview/tiers';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
+import { type DiskBackend, ProjectDisks } from './project-disk.ts';
 import type { ContainerRuntime, SandboxExit, SandboxInfo, SandboxSpec, SandboxState } from './types.ts';
 
 /** Labels every preview container carries. `preview.session` is empty for a warm container. */
@@ -42,6 +43,11 @@ export interface DockerRuntimeOptions {
    * image's cache, read-only (reinstalls fail).
    */
   npmCache?: { mode: 'tmpfs' } | { mode: 'shared'; volume: string } | { mode: 'image' };
+  /**
+   * Size limit of each sandbox's /project (see {@link ProjectDisks}): `sizeMiB`, the backend
+   * (`auto` picks xfs, loop or tmpfs) and where loop images are made. Absent: no limit.
+   */
+  disk?: { sizeMiB: number; backend?: DiskBackend | 'auto'; dir: string };
   /** Extra labels (tests use them to sweep). */
   labels?: Record<string, string>;
   log?: Logger;
@@ -99,6 +105,9 @@ export class DockerRuntime implements ContainerRuntime {
   #o: DockerRuntimeOptions;
   #ociRuntime: string | undefined;
   #gateway: string | undefined;
+  #bridge: string | undefined;
+  #subnet: string | undefined;
+  #disks: ProjectDisks | undefined;
   #listeners = new Set<(exit: SandboxExit) => void>();
   #events: NodeJS.ReadableStream | undefined;
   #closed = false;
@@ -113,8 +122,35 @@ export class DockerRuntime implements ContainerRuntime {
     return this.#gateway;
   }
 
-  get network(): { kind: 'gateway'; address: string | undefined } {
-    return { kind: 'gateway', address: this.#gateway };
+  /** How /project is sized (`none` without a `disk` option). */
+  get diskBackend(): DiskBackend {
+    return this.#disks?.backend ?? 'none';
+  }
+
+  get network(): {
+    kind: 'gateway';
+    address: string | undefined;
+    name: string;
+    bridge?: string;
+    subnet?: string;
+  } {
+    return {
+      kind: 'gateway',
+      address: this.#gateway,
+      name: this.#o.network,
+      ...(this.#bridge ? { bridge: this.#bridge } : {}),
+      ...(this.#subnet ? { subnet: this.#subnet } : {}),
+    };
+  }
+
+  async networkInUse(): Promise<boolean> {
+    try {
+      const net = await this.docker.getNetwork(this.#o.network).inspect();
+      return Object.keys(net.Containers ?? {}).length > 0;
+    } catch (e) {
+      if (statusCode(e) === 404) return false;
+      throw e;
+    }
   }
 
   async init(): Promise<void> {
@@ -127,6 +163,13 @@ export class DockerRuntime implements ContainerRuntime {
           'configured OCI runtime is not installed in the engine; using the default (runc)',
         );
     }
+    if (this.#o.disk)
+      this.#disks = await ProjectDisks.create({
+        ...this.#o.disk,
+        uid: this.#o.uid,
+        docker: this.docker,
+        log: this.#o.log,
+      });
     this.#gateway = await this.#ensureNetwork();
     this.#watchEvents().catch((e) => this.#o.log?.warn({ err: e }, 'docker events stream failed'));
   }
@@ -156,6 +199,12 @@ export class DockerRuntime implements ContainerRuntime {
     }
     if (net.Options?.['com.docker.network.bridge.enable_icc'] !== 'false')
       this.#o.log?.warn({ network: name }, 'preview network allows inter-container traffic');
+    // The host interface: named by the option when set, else Docker's `br-<first 12 of the id>`.
+    this.#bridge =
+      net.Driver === 'bridge'
+        ? (net.Options?.['com.docker.network.bridge.name'] ?? `br-${net.Id.slice(0, 12)}`)
+        : undefined;
+    this.#subnet = net.IPAM?.Config?.[0]?.Subnet;
     return net.IPAM?.Config?.[0]?.Gateway;
   }
 
@@ -238,13 +287,51 @@ export class DockerRuntime implements ContainerRuntime {
       PREVIEW_DAEMON_PORT: String(DAEMON_PORT),
       ...((o.npmCache?.mode ?? 'tmpfs') === 'tmpfs' ? { npm_config_cache: '/tmp/npm-cache' } : {}),
     };
-    const npm = o.npmCache;
     const tmpfsOpts = `rw,nosuid,nodev,size=${o.tmpfsMiB}m`;
     const tmpfs: Record<string, string> = {};
     for (const p of o.tmpfsPaths ?? ['/tmp', '/home/preview'])
       tmpfs[p] = p === '/tmp' ? `${tmpfsOpts},mode=1777` : `${tmpfsOpts},uid=${o.uid},gid=${o.uid},mode=0700`;
     const memory = o.memoryMiB * 1024 * 1024;
-    const container: Docker.Container = await this.docker.createContainer({
+    const disk = this.#disks
+      ? await this.#disks.prepare()
+      : {
+          mounts: [{ Type: 'volume' as const, Target: '/project', Source: '' }],
+          tmpfs: {},
+          started: async () => {},
+          abandon: async () => {},
+        };
+    Object.assign(tmpfs, disk.tmpfs);
+    let container: Docker.Container;
+    try {
+      container = await this.#createContainer(spec, env, tmpfs, disk.mounts, memory);
+    } catch (e) {
+      await disk.abandon().catch(() => {});
+      throw e;
+    }
+    try {
+      options.signal?.throwIfAborted();
+      await container.start();
+      await disk.started();
+      const info = await this.inspect(container.id);
+      if (!info) throw new Error('container vanished after start');
+      return info;
+    } catch (e) {
+      await container.remove({ force: true, v: true }).catch(() => {});
+      await disk.abandon().catch(() => {});
+      throw e;
+    }
+  }
+
+  #createContainer(
+    spec: SandboxSpec,
+    env: Record<string, string>,
+    tmpfs: Record<string, string>,
+    project: Docker.MountSettings[],
+    memory: number,
+  ): Promise<Docker.Container> {
+    const o = this.#o;
+    const npm = o.npmCache;
+    return this.docker.createContainer({
       name: this.#name(spec.previewId),
       Image: o.image,
       User: `${o.uid}:${o.uid}`,
@@ -264,10 +351,10 @@ export class DockerRuntime implements ContainerRuntime {
         SecurityOpt: ['no-new-privileges'],
         ReadonlyRootfs: true,
         Tmpfs: tmpfs,
-        // The only writable, persistent place: an anonymous volume seeded from the image's /project,
-        // removed with the container.
+        // The only writable, persistent place: an anonymous volume (sized by the disk backend, or a
+        // sized tmpfs), removed with the container.
         Mounts: [
-          { Type: 'volume', Target: '/project', Source: '' },
+          ...project,
           ...(npm?.mode === 'shared'
             ? [{ Type: 'volume' as const, Target: '/npm-cache', Source: npm.volume }]
             : []),
@@ -286,16 +373,6 @@ export class DockerRuntime implements ContainerRuntime {
         ...(this.#ociRuntime ? { Runtime: this.#ociRuntime } : {}),
       },
     });
-    try {
-      options.signal?.throwIfAborted();
-      await container.start();
-      const info = await this.inspect(container.id);
-      if (!info) throw new Error('container vanished after start');
-      return info;
-    } catch (e) {
-      await container.remove({ force: true, v: true }).catch(() => {});
-      throw e;
-    }
   }
 
   async assign(id: string, previewId: string): Promise<void> {

@@ -57,9 +57,18 @@ export interface ContainerRuntime {
    * How a sandbox reaches a service the agent runs for it (the database forwarder): `host` when
    * sandboxes share the host's network (host processes: a host address works as it is), else
    * `gateway` with the address of the preview network's gateway on the host (Docker), `undefined`
-   * when there is none.
+   * when there is none, and the network's name, subnet and host bridge interface (for the egress
+   * rules) when known.
    */
-  readonly network: { kind: 'host' } | { kind: 'gateway'; address: string | undefined };
+  readonly network:
+    | { kind: 'host' }
+    | { kind: 'gateway'; address: string | undefined; name?: string; bridge?: string; subnet?: string };
+  /**
+   * Whether any container (this agent's or another's) is still attached to the sandboxes' own
+   * network; absent for a runtime without one. The egress rules of an unused network are removed
+   * when the agent closes with its sandboxes.
+   */
+  networkInUse?(): Promise<boolean>;
   /** Creates and starts a sandbox; returns once its process runs (not once it is ready). */
   create(spec: SandboxSpec, options?: { signal?: AbortSignal }): Promise<SandboxInfo>;
   /** Records which preview a (warm) sandbox now serves, so a restarted agent can adopt it. */
