@@ -65,6 +65,9 @@ export async function startEmbeddedAgent(o: {
     PREVIEW_IMAGE: o.image,
     DOCKER_SOCKET: socketPath,
     LOG_LEVEL: o.logLevel,
+    // `npm start` on a developer's machine may not run as root: the egress rules are set whenever
+    // they can be, and a warning says so when they cannot (a node agent refuses to start instead).
+    PREVIEW_EGRESS_ENFORCE: 'false',
     ...(o.extraCaCerts ? { PREVIEW_NODE_EXTRA_CA_CERTS: o.extraCaCerts } : {}),
   };
   if (runtime === 'process') {
