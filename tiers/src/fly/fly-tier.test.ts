@@ -17,24 +17,29 @@ import {
 } from '../errors.ts';
 import type { Tier } from '../types.ts';
 import { DAEMON_PORT } from '../wire.ts';
+import { createFlyTier, type FlyTierOptions } from './fly-tier.ts';
 import {
-  DAEMON_ENTRY,
   daemonRunner,
   type FakeMachinesApi,
+  FLY_MACHINES_API_FIXTURE,
   type MachineRunner,
   startFakeMachinesApi,
-} from './fake-machines-api.ts';
-import { createFlyTier, type FlyTierOptions } from './fly-tier.ts';
+} from './testing.ts';
 
 /**
  * The fly tier end to end against the fake Machines API, whose machines run the project's real
  * preview-daemon as a host process: the built bundle when present (`npm run build -w
  * docker/preview-daemon`), else its TypeScript source through tsx.
  */
-const DAEMON_SOURCE = resolve(import.meta.dirname, '../../../docker/preview-daemon/src/main.ts');
-const runner: MachineRunner = existsSync(DAEMON_ENTRY)
-  ? daemonRunner()
-  : daemonRunner({ entry: DAEMON_SOURCE, nodeArgs: ['--import', 'tsx'] });
+const REPO = resolve(import.meta.dirname, '../../..');
+const DAEMON_BUILT = resolve(REPO, 'docker/preview-daemon/dist/daemon.mjs');
+const DAEMON_SOURCE = resolve(REPO, 'docker/preview-daemon/src/main.ts');
+const IMAGE_PATHS = { templatesDir: resolve(REPO, 'templates'), nodeModules: resolve(REPO, 'node_modules') };
+const runner: MachineRunner = existsSync(DAEMON_BUILT)
+  ? daemonRunner({ entry: DAEMON_BUILT, ...IMAGE_PATHS })
+  : daemonRunner({ entry: DAEMON_SOURCE, nodeArgs: ['--import', 'tsx'], ...IMAGE_PATHS });
+const startFake = (options: Omit<Parameters<typeof startFakeMachinesApi>[0], 'apiSchemaPath'>) =>
+  startFakeMachinesApi({ apiSchemaPath: FLY_MACHINES_API_FIXTURE, ...options });
 
 const SECRET = 'test-secret-0123456789abcdef';
 
@@ -96,7 +101,7 @@ runTierContract({
   name: 'fly (fake Machines API + host-process preview-daemon)',
   sync: 'channel',
   create: async () => {
-    const fake = await startFakeMachinesApi({ runner, regions: ['ams', 'fra'] });
+    const fake = await startFake({ runner, regions: ['ams', 'fra'] });
     const tier = await tierOn(fake);
     return {
       tier,
@@ -123,7 +128,7 @@ describe('fly tier specifics', () => {
   const spec = (over = {}) => contractSpec({ files: {}, ...over });
 
   beforeAll(async () => {
-    fake = await startFakeMachinesApi({ runner, regions: ['ams', 'fra'] });
+    fake = await startFake({ runner, regions: ['ams', 'fra'] });
     tier = await tierOn(fake, { maxMachines: 2 });
   });
   afterEach(() => {
@@ -309,7 +314,7 @@ describe('fly tier specifics', () => {
   });
 
   it('a create whose machine never becomes reachable destroys the machine it made', async () => {
-    const dead = await startFakeMachinesApi({ runner: null, regions: ['ams'] });
+    const dead = await startFake({ runner: null, regions: ['ams'] });
     const t = await tierOn(dead, { startTimeoutMs: 800 });
     try {
       const err = await t.create(spec()).catch((e) => e);

@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CapacityError, ConflictError, TimeoutError } from '../errors.ts';
-import { type FakeMachinesApi, startFakeMachinesApi } from './fake-machines-api.ts';
 import { FlyApiError, type FlyMachineConfig, FlyMachinesClient } from './machines-client.ts';
 import { backoffDelay, parseRetryAfter } from './retry.ts';
+import { type FakeMachinesApi, FLY_MACHINES_API_FIXTURE, startFakeMachinesApi } from './testing.ts';
 
 const config = (previewId: string): FlyMachineConfig => ({
   image: 'registry.fly.io/preview-test:1',
@@ -54,7 +54,12 @@ describe('FlyMachinesClient against the fake Machines API', () => {
     });
 
   beforeEach(async () => {
-    fake = await startFakeMachinesApi({ regions: ['ams', 'fra', 'cdg'], runner: null, transitionMs: 5 });
+    fake = await startFakeMachinesApi({
+      apiSchemaPath: FLY_MACHINES_API_FIXTURE,
+      regions: ['ams', 'fra', 'cdg'],
+      runner: null,
+      transitionMs: 5,
+    });
     delays = [];
     client = makeClient();
   });
