@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ServerFrame } from '@preview/tiers';
 import { createFlyTier } from '@preview/tiers/fly';
-import { daemonRunner, FLY_MACHINES_API_FIXTURE, startFakeMachinesApi } from '@preview/tiers/fly/testing';
+import { daemonRunner, FLY_MACHINES_API_FIXTURE, startFakeMachinesApi } from '@preview/tiers/testkit/fly';
 import { percentile, round1 } from './stats.ts';
 
 function arg(args: string[], name: string, def: number): number {

@@ -10,7 +10,7 @@ import {
   SyncClient,
   spawnDaemon,
   until,
-} from './test-helpers.ts';
+} from '../test/helpers.ts';
 
 // express-pg needs its installed dependencies: the templates as docker/preview-base/build.sh stages them.
 const INSTALLED_TEMPLATES = join(PKG_DIR, '../preview-base/.build/context/templates');

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildDaemon, health, PKG_DIR, SyncClient, spawnDaemon, until } from './test-helpers.ts';
+import { buildDaemon, health, PKG_DIR, SyncClient, spawnDaemon, until } from '../test/helpers.ts';
 
 // express-pg needs its installed dependencies: the templates as docker/preview-base/build.sh stages them.
 const INSTALLED_TEMPLATES = join(PKG_DIR, '../preview-base/.build/context/templates');

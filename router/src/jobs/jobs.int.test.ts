@@ -5,7 +5,7 @@ import {
   type FakeMachinesApi,
   FLY_MACHINES_API_FIXTURE,
   startFakeMachinesApi,
-} from '@preview/tiers/fly/testing';
+} from '@preview/tiers/testkit/fly';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, createHarness, type Harness, silent, VITE_FILES } from '../../test/harness.ts';
 import { createLocalServerTier } from '../../test/local-tier.ts';

@@ -7,7 +7,14 @@ import {
   runTierContract,
   TIER_CONTRACT_CASES,
   type TierContractCase,
-} from '../contract.case.test.ts';
+} from '../../testkit/contract.ts';
+import {
+  daemonRunner,
+  type FakeMachinesApi,
+  FLY_MACHINES_API_FIXTURE,
+  type MachineRunner,
+  startFakeMachinesApi,
+} from '../../testkit/fly/index.ts';
 import {
   CapacityError,
   InvalidInputError,
@@ -18,13 +25,6 @@ import {
 import type { Tier } from '../types.ts';
 import { DAEMON_PORT } from '../wire.ts';
 import { createFlyTier, type FlyTierOptions } from './fly-tier.ts';
-import {
-  daemonRunner,
-  type FakeMachinesApi,
-  FLY_MACHINES_API_FIXTURE,
-  type MachineRunner,
-  startFakeMachinesApi,
-} from './testing.ts';
 
 /**
  * The fly tier end to end against the fake Machines API, whose machines run the project's real

@@ -1,8 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  type FakeMachinesApi,
+  FLY_MACHINES_API_FIXTURE,
+  startFakeMachinesApi,
+} from '../../testkit/fly/index.ts';
 import { CapacityError, ConflictError, TimeoutError } from '../errors.ts';
 import { FlyApiError, type FlyMachineConfig, FlyMachinesClient } from './machines-client.ts';
 import { backoffDelay, parseRetryAfter } from './retry.ts';
-import { type FakeMachinesApi, FLY_MACHINES_API_FIXTURE, startFakeMachinesApi } from './testing.ts';
 
 const config = (previewId: string): FlyMachineConfig => ({
   image: 'registry.fly.io/preview-test:1',

@@ -6,7 +6,7 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import { connect, createServer as createNetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import type { FlyLease, FlyMachine, FlyMachineConfig } from './machines-client.ts';
+import type { FlyLease, FlyMachine, FlyMachineConfig } from '../../src/fly/machines-client.ts';
 import { OpenApiValidator } from './openapi-validator.ts';
 
 /**

@@ -1,6 +1,7 @@
 /**
- * The one contract every `Tier` adapter passes. Not run on its own (vitest excludes `*.case.test.ts`):
- * an adapter's test file calls `runTierContract` with a factory, and may skip a case only with a reason.
+ * The one contract every `Tier` adapter passes (`@preview/tiers/testkit/contract`). Not a test file
+ * itself: an adapter's test file calls `runTierContract` with a factory, and may skip a case only with
+ * a reason.
  *
  * @example
  * // tiers/src/fly/fly-tier.int.test.ts
@@ -13,9 +14,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InvalidInputError, NotFoundError, TierUnavailableError } from './errors.ts';
-import type { PreviewSpec, Tier } from './types.ts';
-import type { FileBatch, ServerFrame } from './wire.ts';
+import { InvalidInputError, NotFoundError, TierUnavailableError } from '../src/errors.ts';
+import type { PreviewSpec, Tier } from '../src/types.ts';
+import type { FileBatch, ServerFrame } from '../src/wire.ts';
 
 /** The names of the contract's cases: the keys `skip` accepts. */
 export const TIER_CONTRACT_CASES = [

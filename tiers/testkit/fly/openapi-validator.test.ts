@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FLY_MACHINES_API_FIXTURE, OpenApiValidator } from './testing.ts';
+import { FLY_MACHINES_API_FIXTURE, OpenApiValidator } from './index.ts';
 
 const MACHINES = '/apps/{app_name}/machines';
 
