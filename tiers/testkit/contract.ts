@@ -13,7 +13,8 @@
  * });
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requirePrerequisites } from '@preview/testkit';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidInputError, NotFoundError, TierUnavailableError } from '../src/errors.ts';
 import type { PreviewSpec, Tier } from '../src/types.ts';
 import type { FileBatch, ServerFrame } from '../src/wire.ts';
@@ -50,6 +51,11 @@ export interface TierContractOptions {
    * Default `channel`.
    */
   sync?: 'channel' | 'none';
+  /**
+   * What this adapter needs and this machine lacks (e.g. a daemon that serves sync), or `undefined`:
+   * every case then fails naming it. Not a skip: a test that needs something missing fails.
+   */
+  missing?: string | false | undefined;
   /** Case name → why it cannot run for this adapter. A skip without a reason is a defect. */
   skip?: Partial<Record<TierContractCase, string>>;
   /** Per-case timeout (default 120 s: creating a sandbox can be slow on a busy machine). */
@@ -127,8 +133,11 @@ export function runTierContract(options: TierContractOptions): void {
     };
 
     beforeAll(async () => {
+      if (options.missing) return;
       subject = await options.create();
     }, timeout);
+    // Each case fails naming what is missing (a failed beforeAll would count them as skipped).
+    beforeEach(() => requirePrerequisites(options.missing));
 
     afterAll(async () => {
       if (!subject) return;
