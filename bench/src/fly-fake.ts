@@ -6,10 +6,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { ServerFrame } from '@preview/tiers';
 import { createFlyTier } from '@preview/tiers/fly';
-import { DAEMON_ENTRY, daemonRunner, startFakeMachinesApi } from '@preview/tiers/fly/testing';
+import { daemonRunner, FLY_MACHINES_API_FIXTURE, startFakeMachinesApi } from '@preview/tiers/testkit/fly';
 import { percentile, round1 } from './stats.ts';
 
 function arg(args: string[], name: string, def: number): number {
@@ -20,13 +20,22 @@ function arg(args: string[], name: string, def: number): number {
 export default async function (args: string[]): Promise<object> {
   const previews = arg(args, 'previews', 3);
   const edits = arg(args, 'edits', 100);
-  const runner = existsSync(DAEMON_ENTRY)
-    ? daemonRunner()
+  const repo = resolve(import.meta.dirname, '../..');
+  const built = join(repo, 'docker/preview-daemon/dist/daemon.mjs');
+  const paths = { templatesDir: join(repo, 'templates'), nodeModules: join(repo, 'node_modules') };
+  const runner = existsSync(built)
+    ? daemonRunner({ entry: built, ...paths })
     : daemonRunner({
-        entry: resolve(import.meta.dirname, '../../docker/preview-daemon/src/main.ts'),
+        entry: join(repo, 'docker/preview-daemon/src/main.ts'),
         nodeArgs: ['--import', 'tsx'],
+        ...paths,
       });
-  const fake = await startFakeMachinesApi({ runner, regions: ['ams'], transitionMs: 5 });
+  const fake = await startFakeMachinesApi({
+    apiSchemaPath: FLY_MACHINES_API_FIXTURE,
+    runner,
+    regions: ['ams'],
+    transitionMs: 5,
+  });
   const tier = createFlyTier({
     client: { token: fake.token, app: fake.app, baseUrl: fake.url },
     appUrl: fake.edgeUrl,

@@ -19,7 +19,7 @@ import {
   migrate,
   openWebSocketChannel,
 } from '@preview/router';
-import { startDirectorySandbox } from '@preview/router/testing';
+import { startDirectorySandbox } from '@preview/router/testkit/sync';
 import { createTestDatabase, startFakeRealtimeServer } from '@preview/testkit';
 import type { ServerFrame } from '@preview/tiers';
 import { createClient } from '@supabase/supabase-js';

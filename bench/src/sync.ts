@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PreviewClient, type WebSocketConstructor } from '@preview/browser-runtime';
 import { createMemoryPubSub, createMemorySyncState, createSyncHub, migrate } from '@preview/router';
-import { serveSyncHub } from '@preview/router/testing';
+import { serveSyncHub } from '@preview/router/testkit/sync';
 import { createTestDatabase } from '@preview/testkit';
 import { createDockerTier } from '@preview/tiers/docker';
 import { createServer as createVite } from 'vite';
@@ -340,7 +340,7 @@ export default async function sync(args: string[]): Promise<object> {
     await mkdirP(pollSandboxDir, { recursive: true });
     cleanup.push(() => rmP(pollSandboxDir, { recursive: true, force: true }));
     const { openWebSocketChannel } = await import('@preview/router');
-    const { startDirectorySandbox } = await import('@preview/router/testing');
+    const { startDirectorySandbox } = await import('@preview/router/testkit/sync');
     const pollSandbox = await startDirectorySandbox({ dir: pollSandboxDir });
     cleanup.push(() => pollSandbox.close());
     const pollHub = createSyncHub({

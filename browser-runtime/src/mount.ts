@@ -1,4 +1,4 @@
-import { PreviewError, type ProjectFiles } from '@preview/tiers';
+import { ConfigError, PreviewError, type ProjectFiles } from '@preview/tiers';
 import { BundlerRuntime, type BundlerRuntimeOptions } from './runtimes/bundler/bundler-runtime.ts';
 import { isRuntimeUnavailable, type PreviewRuntime, type RuntimeUnavailableError } from './runtimes/types.ts';
 import { WebContainerRuntime, type WebContainerRuntimeOptions } from './runtimes/webcontainer-runtime.ts';
@@ -70,7 +70,7 @@ export async function mountPreview(
   options: MountOptions = {},
 ): Promise<MountedPreview> {
   if (!element || typeof (element as HTMLElement).appendChild !== 'function')
-    throw new PreviewError('invalid_option', 'mountPreview: element must be a DOM element');
+    throw new ConfigError('invalid_config', 'mountPreview: element must be a DOM element');
   const iframe = document.createElement('iframe');
   iframe.setAttribute('sandbox', options.sandbox ?? DEFAULT_SANDBOX);
   iframe.setAttribute('allow', 'clipboard-read; clipboard-write; fullscreen');
@@ -101,7 +101,7 @@ export async function mountPreview(
         | 'webcontainer'
         | 'bundler';
       if (!options.files)
-        throw new PreviewError('invalid_option', 'mountPreview: the browser tier needs options.files');
+        throw new ConfigError('invalid_config', 'mountPreview: the browser tier needs options.files');
       try {
         runtime = options.createRuntime
           ? options.createRuntime(kind, session)

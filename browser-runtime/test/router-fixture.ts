@@ -15,7 +15,7 @@ import {
   openWebSocketChannel,
   signUserJwt,
 } from '@preview/router';
-import { startDirectorySandbox } from '@preview/router/testing';
+import { startDirectorySandbox } from '@preview/router/testkit/sync';
 import { createTestDatabase } from '@preview/testkit';
 import { createBrowserTier } from '@preview/tiers';
 import pino from 'pino';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { ConflictError, InvalidInputError, TimeoutError } from '@preview/tiers';
+import { ConfigError, ConflictError, InvalidInputError, TimeoutError } from '@preview/tiers';
 import type pg from 'pg';
 import { z } from 'zod';
 import { exportSchema } from './export.ts';
@@ -243,8 +243,8 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
   const parsed = optionsSchema.safeParse(options ?? {});
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new InvalidInputError(
-      'invalid_option',
+    throw new ConfigError(
+      'invalid_config',
       `createDbIsolation: option ${issue?.path.join('.') || '(options)'}: ${issue?.message ?? 'invalid'}`,
     );
   }
@@ -545,9 +545,9 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
     now?: Date;
   }): Promise<JanitorResult> {
     if (typeof opts?.isLive !== 'function')
-      throw new InvalidInputError('invalid_option', 'runJanitor: isLive: must be a function');
+      throw new ConfigError('invalid_config', 'runJanitor: isLive: must be a function');
     if (!Number.isFinite(opts.graceMs) || opts.graceMs < 0)
-      throw new InvalidInputError('invalid_option', 'runJanitor: graceMs: must be a number >= 0');
+      throw new ConfigError('invalid_config', 'runJanitor: graceMs: must be a number >= 0');
     const cutoff = new Date((opts.now ?? new Date()).getTime() - opts.graceMs);
     const result: JanitorResult = { dropped: [], skipped: [], failed: [] };
     const candidates = await listStale({ cutoff });

@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import type { TestDatabase } from '@preview/testkit';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createIsolatedDb, createQuietTestDatabase, type IsolatedDb } from './test-db.ts';
+import { createIsolatedDb, createQuietTestDatabase, type IsolatedDb } from '../test/test-db.ts';
 
 const run = promisify(execFile);
 const PG_DUMP = '/usr/bin/pg_dump';

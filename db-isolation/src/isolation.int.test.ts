@@ -1,8 +1,13 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  applyMigrations,
+  createIsolatedDb,
+  createQuietTestDatabase,
+  type IsolatedDb,
+} from '../test/test-db.ts';
 import { createDbIsolation } from './db-isolation.ts';
-import { applyMigrations, createIsolatedDb, createQuietTestDatabase, type IsolatedDb } from './test-db.ts';
 
 let t: IsolatedDb;
 beforeEach(async () => {

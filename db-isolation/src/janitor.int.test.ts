@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createIsolatedDb, createQuietTestDatabase, type IsolatedDb } from './test-db.ts';
+import { createIsolatedDb, createQuietTestDatabase, type IsolatedDb } from '../test/test-db.ts';
 
 const HOUR = 3_600_000;
 let t: IsolatedDb;

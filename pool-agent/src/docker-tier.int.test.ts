@@ -5,8 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
-import { contractSpec, runTierContract } from '@preview/tiers/contract';
 import { type AgentEndpoint, createDockerTier } from '@preview/tiers/docker';
+import { contractSpec, runTierContract } from '@preview/tiers/testkit/contract';
 import { createAgent } from './agent.ts';
 import { loadConfig } from './config.ts';
 import { createDockerRuntime } from './runtime/docker.ts';

@@ -1,4 +1,4 @@
-import { httpStatusOf, InvalidInputError, PreviewError } from '@preview/tiers';
+import { httpStatusOf, type InvalidInputError, PreviewError, zodToInvalidInput } from '@preview/tiers';
 import type { z } from 'zod';
 
 /** HTTP status for any thrown value: the project's one mapping, as a pool agent answers the router. */
@@ -11,11 +11,6 @@ export function errorBody(e: unknown): { error: { code: string; message: string 
   return { error: { code: 'internal', message: 'internal error' } };
 }
 
-/** A zod failure as `InvalidInputError('invalid_body')` naming each field and its rule. */
-export function bodyError(error: z.ZodError): InvalidInputError {
-  const msg = error.issues
-    .slice(0, 5)
-    .map((i) => `${i.path.map(String).join('.') || '(body)'}: ${i.message}`)
-    .join('; ');
-  return new InvalidInputError('invalid_body', msg);
-}
+/** A zod failure of a request body as `InvalidInputError('invalid_body')` (the agent's wire code). */
+export const bodyError = (error: z.ZodError): InvalidInputError =>
+  zodToInvalidInput(error, { where: 'body', code: 'invalid_body' });

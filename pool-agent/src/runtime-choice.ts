@@ -1,4 +1,4 @@
-import { InvalidInputError } from '@preview/tiers';
+import { ConfigError } from '@preview/tiers';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
 import type { AgentConfig } from './config.ts';
@@ -21,7 +21,7 @@ export async function dockerUsable(socketPath: string, image: string): Promise<b
 /**
  * The runtime `config.AGENT_RUNTIME` names (`auto`: Docker when usable, else host processes).
  *
- * @throws InvalidInputError (`invalid_config`) for the process runtime without `DAEMON_BUNDLE`.
+ * @throws ConfigError (`invalid_config`) for the process runtime without `DAEMON_BUNDLE`.
  * @example
  * const runtime = await buildRuntime(loadConfig({ AGENT_RUNTIME: 'auto', DAEMON_BUNDLE: bundle }), log);
  */
@@ -33,7 +33,7 @@ export async function buildRuntime(config: AgentConfig, log: Logger): Promise<Co
   }
   if (kind === 'process') {
     if (!config.DAEMON_BUNDLE)
-      throw new InvalidInputError('invalid_config', 'DAEMON_BUNDLE: required with AGENT_RUNTIME=process');
+      throw new ConfigError('invalid_config', 'DAEMON_BUNDLE: required with AGENT_RUNTIME=process');
     return createProcessRuntime({
       daemonBundle: config.DAEMON_BUNDLE,
       templatesDir: config.PROCESS_TEMPLATES_DIR,

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createTestDatabase, type TestDatabase } from '@preview/testkit';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, requirePrerequisites, type TestDatabase } from '@preview/testkit';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { authed, exec, expressPgProject, startAgent, testConfig } from '../test/fixtures.ts';
 import { type Agent, createAgent } from './agent.ts';
 import { createProcessRuntime } from './runtime/process.ts';
@@ -194,36 +194,34 @@ const missing = !existsSync(bundle)
     ? 'installed templates missing: run scripts/test-env.sh'
     : undefined;
 
-describe.skipIf(missing)(
-  `warm claims with an environment on the host-process runtime${missing ? ` (skipped: ${missing})` : ''}`,
-  () => {
-    it('an express-pg preview with DATABASE_URL is claimed warm and queries its database', async () => {
-      const pdb = await previewDatabase();
-      const config = testConfig({ WARM_POOL: 'express-pg=1' });
-      const runtime = createProcessRuntime({ daemonBundle: bundle, templatesDir, sandbox: 'auto' });
-      const agent = await createAgent({ config, runtime });
-      try {
-        await agent.pools.populate();
-        await agent.pools.settled();
-        const r = await claimHttp(agent, config.AGENT_TOKEN!, {
-          previewId: pid(),
-          template: 'express-pg',
-          files: expressPgProject('host-env'),
-          env: { DATABASE_URL: pdb.url },
-        });
-        expect(r.status, JSON.stringify(r.body)).toBe(201);
-        expect(r.body['warm']).toBe(true);
-        expect(
-          await metric(agent, config.AGENT_TOKEN!, /^preview_agent_env_claims_total\{path="warm"\}/),
-        ).toBe(1);
-        const db = await fetch(`${String(r.body['upstream'])}/api/db`, {
-          headers: { 'x-agent-token': config.AGENT_TOKEN! },
-        });
-        expect(await db.json()).toEqual({ marker: 'host-env', db: pdb.db.name, role: pdb.role });
-      } finally {
-        await agent.close();
-        await pdb.drop();
-      }
-    });
-  },
-);
+describe('warm claims with an environment on the host-process runtime', () => {
+  beforeEach(() => requirePrerequisites(missing));
+  it('an express-pg preview with DATABASE_URL is claimed warm and queries its database', async () => {
+    const pdb = await previewDatabase();
+    const config = testConfig({ WARM_POOL: 'express-pg=1' });
+    const runtime = createProcessRuntime({ daemonBundle: bundle, templatesDir, sandbox: 'auto' });
+    const agent = await createAgent({ config, runtime });
+    try {
+      await agent.pools.populate();
+      await agent.pools.settled();
+      const r = await claimHttp(agent, config.AGENT_TOKEN!, {
+        previewId: pid(),
+        template: 'express-pg',
+        files: expressPgProject('host-env'),
+        env: { DATABASE_URL: pdb.url },
+      });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      expect(r.body['warm']).toBe(true);
+      expect(await metric(agent, config.AGENT_TOKEN!, /^preview_agent_env_claims_total\{path="warm"\}/)).toBe(
+        1,
+      );
+      const db = await fetch(`${String(r.body['upstream'])}/api/db`, {
+        headers: { 'x-agent-token': config.AGENT_TOKEN! },
+      });
+      expect(await db.json()).toEqual({ marker: 'host-env', db: pdb.db.name, role: pdb.role });
+    } finally {
+      await agent.close();
+      await pdb.drop();
+    }
+  });
+});

@@ -8,6 +8,7 @@ import {
   NodeRegistered,
   NodeRegistration,
   TierUnavailableError,
+  zodToInvalidInput,
 } from '@preview/tiers';
 import type { Context } from 'hono';
 import type pg from 'pg';
@@ -17,7 +18,7 @@ import type { Authenticator } from './auth/authenticate.ts';
 import { type AuthEnv, authenticate, requireNode, requireUser } from './auth/middleware.ts';
 import { DEMO_EDITOR_HTML } from './demo/editor.ts';
 import { assertUtf8Body } from './files-body.ts';
-import { onError, zodToInvalidInput } from './http-errors.ts';
+import { onError } from './http-errors.ts';
 import type { RateLimiter } from './infra/rate-limit.ts';
 import type { Metrics } from './metrics.ts';
 import type { NodeRegistry } from './nodes.ts';
@@ -86,10 +87,9 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
   const app = new OpenAPIHono<AuthEnv>({
     defaultHook: (result) => {
       if (!result.success)
-        throw zodToInvalidInput(
-          result.error as z.ZodError,
-          result.target === 'json' ? 'body' : result.target,
-        );
+        throw zodToInvalidInput(result.error as z.ZodError, {
+          where: result.target === 'json' ? 'body' : result.target,
+        });
     },
   });
   app.onError(onError(deps.log));
@@ -543,7 +543,7 @@ function decodeCursor(cursor: string): { createdAt: Date; id: string } {
       new z.ZodError([
         { code: 'custom', path: ['cursor'], message: 'not a cursor from this API', input: cursor },
       ]),
-      'query',
+      { where: 'query' },
     );
   return { createdAt, id };
 }

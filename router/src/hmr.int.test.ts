@@ -9,10 +9,16 @@ import {
   type DockerRuntime,
   loadConfig as loadAgentConfig,
 } from '@preview/pool-agent';
-import { launchChromium, TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
+import {
+  launchChromium,
+  requirePrerequisites,
+  TEST_LABEL,
+  TEST_PREVIEW_IMAGE,
+  testDocker,
+} from '@preview/testkit';
 import { createBrowserTier } from '@preview/tiers';
 import { createDockerTier } from '@preview/tiers/docker';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { bearer, createHarness, type Harness } from '../test/harness.ts';
 import { pickRuntime } from './embedded-agent.ts';
@@ -28,187 +34,187 @@ const FILES = {
   'src/style.css': 'h1 { color: rgb(255, 0, 0); }\n',
 };
 
-describe.skipIf(!hasImage)(
-  `through the proxy, a real Vite client in Chromium gets HMR (docker tier, agent, ${IMAGE})`,
-  () => {
-    let h: Harness;
-    let server: http.Server;
-    let port: number;
-    let agent: Agent | undefined;
-    let runtime: DockerRuntime | undefined;
+describe(`through the proxy, a real Vite client in Chromium gets HMR (docker tier, agent, ${IMAGE})`, () => {
+  let h: Harness;
+  let server: http.Server;
+  let port: number;
+  let agent: Agent | undefined;
+  let runtime: DockerRuntime | undefined;
 
-    beforeAll(async () => {
-      h = await createHarness({
-        tiers: ({ nodeDirectory }) => ({
-          browser: createBrowserTier(),
-          docker: createDockerTier(nodeDirectory),
+  const missing =
+    !hasImage &&
+    `the Docker engine with the preview image ${IMAGE}: run scripts/test-env.sh (it builds ${TEST_PREVIEW_IMAGE})`;
+  // Each test fails naming what is missing (a failed beforeAll would count them as skipped).
+  beforeEach(() => requirePrerequisites(missing));
+
+  beforeAll(async () => {
+    if (missing) return;
+    h = await createHarness({
+      tiers: ({ nodeDirectory }) => ({
+        browser: createBrowserTier(),
+        docker: createDockerTier(nodeDirectory),
+      }),
+    });
+    // The harness's placeholder node has no agent behind it: make it dead so placement picks the real one.
+    await h.router.nodes.liveness.forget(h.nodeId);
+    server = serve({ fetch: h.router.app.fetch, hostname: '127.0.0.1', port: 0 }) as unknown as http.Server;
+    await new Promise((r) => server.once('listening', r));
+    h.router.attach(server);
+    port = (server.address() as AddressInfo).port;
+    const config = loadAgentConfig({
+      AGENT_PORT: '0',
+      NODE_NAME: `rt-${randomBytes(4).toString('hex')}`,
+      ROUTER_URL: `http://127.0.0.1:${port}`,
+      ROUTER_JOIN_TOKEN: h.joinToken,
+      PREVIEW_IMAGE: IMAGE,
+      PREVIEW_NETWORK: 'preview-net-test',
+      NODE_SLOTS: '4',
+      WARM_POOL: 'vite-vanilla=1',
+      LOG_LEVEL: 'silent',
+    });
+    runtime = await createDockerRuntime({
+      docker: testDocker(),
+      node: config.NODE_NAME,
+      image: IMAGE,
+      network: config.PREVIEW_NETWORK,
+      uid: config.PREVIEW_UID,
+      memoryMiB: 512,
+      cpus: 1,
+      pidsLimit: 256,
+      tmpfsMiB: 64,
+      labels: { [TEST_LABEL]: '1' },
+    });
+    agent = await createAgent({ config, runtime });
+  }, 180_000);
+
+  afterAll(async () => {
+    await agent?.close({ removeSandboxes: true }).catch(() => {});
+    if (runtime) {
+      for (const box of await runtime.list().catch(() => [])) await runtime.remove(box.id).catch(() => {});
+      await runtime.close().catch(() => {});
+    }
+    server?.closeAllConnections();
+    if (server) await new Promise((r) => server.close(r));
+    await h?.close();
+  });
+
+  it('status page, then the app; a CSS edit arrives as an HMR update without a reload', async () => {
+    const res = await h.router.app.request('/v1/previews', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
+      body: JSON.stringify({ files: FILES, template: 'vite-vanilla', serverOnly: true }),
+    });
+    const p = (await res.json()) as {
+      id: string;
+      tier: string;
+      previewUrl: string;
+      reasons: unknown;
+      error: string | null;
+    };
+    expect(p.tier, JSON.stringify(p)).toBe('docker');
+    const chrome = await launchChromium();
+    try {
+      const page = await chrome.context.newPage();
+      await page.goto(p.previewUrl.replace('127.0.0.1', 'preview.localhost'));
+      // Either the status page (then it reloads itself once ready) or the app already.
+      await page
+        .waitForFunction(() => document.getElementById('t')?.dataset['booted'] === '1', undefined, {
+          timeout: 90_000,
+        })
+        .catch(async (e) => {
+          const s = await h.router.store.get(p.id);
+          throw new Error(
+            `app did not boot: session ${s?.state} ${JSON.stringify(s?.placement)}; page ${page.url()}: ${(await page.content()).slice(0, 1500)}`,
+            { cause: e },
+          );
+        });
+      const color = () => page.evaluate(() => getComputedStyle(document.getElementById('t')!).color);
+      expect(await color()).toBe('rgb(255, 0, 0)');
+      await page.evaluate(() => {
+        (window as unknown as { __noReload: boolean }).__noReload = true;
+      });
+      const put = await h.router.app.request(`/v1/previews/${p.id}/files`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
+        body: JSON.stringify({
+          type: 'batch',
+          seq: 1,
+          ops: [{ op: 'put', path: 'src/style.css', content: 'h1 { color: rgb(0, 0, 255); }\n' }],
         }),
       });
-      // The harness's placeholder node has no agent behind it: make it dead so placement picks the real one.
-      await h.router.nodes.liveness.forget(h.nodeId);
-      server = serve({ fetch: h.router.app.fetch, hostname: '127.0.0.1', port: 0 }) as unknown as http.Server;
-      await new Promise((r) => server.once('listening', r));
-      h.router.attach(server);
-      port = (server.address() as AddressInfo).port;
-      const config = loadAgentConfig({
-        AGENT_PORT: '0',
-        NODE_NAME: `rt-${randomBytes(4).toString('hex')}`,
-        ROUTER_URL: `http://127.0.0.1:${port}`,
-        ROUTER_JOIN_TOKEN: h.joinToken,
-        PREVIEW_IMAGE: IMAGE,
-        PREVIEW_NETWORK: 'preview-net-test',
-        NODE_SLOTS: '4',
-        WARM_POOL: 'vite-vanilla=1',
-        LOG_LEVEL: 'silent',
-      });
-      runtime = await createDockerRuntime({
-        docker: testDocker(),
-        node: config.NODE_NAME,
-        image: IMAGE,
-        network: config.PREVIEW_NETWORK,
-        uid: config.PREVIEW_UID,
-        memoryMiB: 512,
-        cpus: 1,
-        pidsLimit: 256,
-        tmpfsMiB: 64,
-        labels: { [TEST_LABEL]: '1' },
-      });
-      agent = await createAgent({ config, runtime });
-    }, 180_000);
+      expect(put.status).toBe(200);
+      await page.waitForFunction(
+        () => getComputedStyle(document.getElementById('t')!).color === 'rgb(0, 0, 255)',
+        undefined,
+        {
+          timeout: 30_000,
+        },
+      );
+      // Same document: the update was hot, not a reload.
+      expect(await page.evaluate(() => (window as unknown as { __noReload?: boolean }).__noReload)).toBe(
+        true,
+      );
+    } finally {
+      await chrome.close();
+    }
+  }, 180_000);
 
-    afterAll(async () => {
-      await agent?.close({ removeSandboxes: true }).catch(() => {});
-      if (runtime) {
-        for (const box of await runtime.list().catch(() => [])) await runtime.remove(box.id).catch(() => {});
-        await runtime.close().catch(() => {});
-      }
-      server?.closeAllConnections();
-      await new Promise((r) => server?.close(r));
-      await h?.close();
+  it('the demo editor creates a preview and shows it in a cross-site iframe (partitioned cookie)', async () => {
+    const chrome = await launchChromium();
+    try {
+      const page = await chrome.context.newPage();
+      await page.goto(`http://127.0.0.1:${port}/#token=${h.alice.jwt}`);
+      await page.click('#create');
+      const frame = page.frameLocator('#frame');
+      await frame.locator('h1').filter({ hasText: 'Hello, edited' }).waitFor({ timeout: 90_000 });
+      const list = await h.router.app.request('/v1/previews?limit=1', { headers: bearer(h.alice.jwt) });
+      const [newest] = ((await list.json()) as { previews: Array<{ tier: string; state: string }> }).previews;
+      expect(newest).toMatchObject({ tier: 'docker', state: 'ready' });
+    } finally {
+      await chrome.close();
+    }
+  }, 180_000);
+
+  it('an editor on the sync WebSocket gets applied, hmr and persisted frames from the docker sandbox', async () => {
+    const res = await h.router.app.request('/v1/previews', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
+      body: JSON.stringify({ files: FILES, template: 'vite-vanilla', serverOnly: true }),
     });
-
-    it('status page, then the app; a CSS edit arrives as an HMR update without a reload', async () => {
-      const res = await h.router.app.request('/v1/previews', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
-        body: JSON.stringify({ files: FILES, template: 'vite-vanilla', serverOnly: true }),
-      });
-      const p = (await res.json()) as {
-        id: string;
-        tier: string;
-        previewUrl: string;
-        reasons: unknown;
-        error: string | null;
-      };
-      expect(p.tier, JSON.stringify(p)).toBe('docker');
-      const chrome = await launchChromium();
-      try {
-        const page = await chrome.context.newPage();
-        await page.goto(p.previewUrl.replace('127.0.0.1', 'preview.localhost'));
-        // Either the status page (then it reloads itself once ready) or the app already.
-        await page
-          .waitForFunction(() => document.getElementById('t')?.dataset['booted'] === '1', undefined, {
-            timeout: 90_000,
-          })
-          .catch(async (e) => {
-            const s = await h.router.store.get(p.id);
-            throw new Error(
-              `app did not boot: session ${s?.state} ${JSON.stringify(s?.placement)}; page ${page.url()}: ${(await page.content()).slice(0, 1500)}`,
-              { cause: e },
-            );
-          });
-        const color = () => page.evaluate(() => getComputedStyle(document.getElementById('t')!).color);
-        expect(await color()).toBe('rgb(255, 0, 0)');
-        await page.evaluate(() => {
-          (window as unknown as { __noReload: boolean }).__noReload = true;
-        });
-        const put = await h.router.app.request(`/v1/previews/${p.id}/files`, {
-          method: 'PUT',
-          headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
-          body: JSON.stringify({
-            type: 'batch',
-            seq: 1,
-            ops: [{ op: 'put', path: 'src/style.css', content: 'h1 { color: rgb(0, 0, 255); }\n' }],
-          }),
-        });
-        expect(put.status).toBe(200);
-        await page.waitForFunction(
-          () => getComputedStyle(document.getElementById('t')!).color === 'rgb(0, 0, 255)',
-          undefined,
-          {
-            timeout: 30_000,
-          },
-        );
-        // Same document: the update was hot, not a reload.
-        expect(await page.evaluate(() => (window as unknown as { __noReload?: boolean }).__noReload)).toBe(
-          true,
-        );
-      } finally {
-        await chrome.close();
-      }
-    }, 180_000);
-
-    it('the demo editor creates a preview and shows it in a cross-site iframe (partitioned cookie)', async () => {
-      const chrome = await launchChromium();
-      try {
-        const page = await chrome.context.newPage();
-        await page.goto(`http://127.0.0.1:${port}/#token=${h.alice.jwt}`);
-        await page.click('#create');
-        const frame = page.frameLocator('#frame');
-        await frame.locator('h1').filter({ hasText: 'Hello, edited' }).waitFor({ timeout: 90_000 });
-        const list = await h.router.app.request('/v1/previews?limit=1', { headers: bearer(h.alice.jwt) });
-        const [newest] = ((await list.json()) as { previews: Array<{ tier: string; state: string }> })
-          .previews;
-        expect(newest).toMatchObject({ tier: 'docker', state: 'ready' });
-      } finally {
-        await chrome.close();
-      }
-    }, 180_000);
-
-    it('an editor on the sync WebSocket gets applied, hmr and persisted frames from the docker sandbox', async () => {
-      const res = await h.router.app.request('/v1/previews', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
-        body: JSON.stringify({ files: FILES, template: 'vite-vanilla', serverOnly: true }),
-      });
-      const p = (await res.json()) as { id: string; tier: string };
-      expect(p.tier).toBe('docker');
-      await h.router.previews.waitReady(p.id, 90_000);
-      const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/previews/${p.id}/sync`, {
-        headers: { authorization: `Bearer ${h.alice.jwt}` },
-      });
-      const frames: Array<{ type: string; seq?: number; stage?: string }> = [];
-      ws.on('message', (m) => frames.push(JSON.parse(m.toString())));
-      await new Promise((r, j) => {
-        ws.once('open', r);
-        ws.once('error', j);
-      });
-      try {
-        ws.send(JSON.stringify({ type: 'hello', lastAckedSeq: 0, clientId: 'e2e' }));
-        ws.send(
-          JSON.stringify({
-            type: 'batch',
-            seq: 1,
-            ops: [{ op: 'put', path: 'src/style.css', content: 'h1 { color: rgb(0, 128, 0); }\n' }],
-          }),
-        );
-        const has = (f: (x: (typeof frames)[number]) => boolean) => frames.some(f);
-        for (
-          let i = 0;
-          i < 600 &&
-          !(has((f) => f.type === 'ack' && f.stage === 'persisted') && has((f) => f.type === 'hmr'));
-          i++
-        )
-          await new Promise((r) => setTimeout(r, 50));
-        expect(frames).toContainEqual(expect.objectContaining({ type: 'ack', seq: 1, stage: 'applied' }));
-        expect(frames).toContainEqual(expect.objectContaining({ type: 'ack', seq: 1, stage: 'persisted' }));
-        expect(frames).toContainEqual(expect.objectContaining({ type: 'hmr', seq: 1 }));
-        expect((await h.router.store.loadFiles(p.id))['src/style.css']).toBe(
-          'h1 { color: rgb(0, 128, 0); }\n',
-        );
-      } finally {
-        ws.close();
-      }
-    }, 180_000);
-  },
-);
+    const p = (await res.json()) as { id: string; tier: string };
+    expect(p.tier).toBe('docker');
+    await h.router.previews.waitReady(p.id, 90_000);
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/previews/${p.id}/sync`, {
+      headers: { authorization: `Bearer ${h.alice.jwt}` },
+    });
+    const frames: Array<{ type: string; seq?: number; stage?: string }> = [];
+    ws.on('message', (m) => frames.push(JSON.parse(m.toString())));
+    await new Promise((r, j) => {
+      ws.once('open', r);
+      ws.once('error', j);
+    });
+    try {
+      ws.send(JSON.stringify({ type: 'hello', lastAckedSeq: 0, clientId: 'e2e' }));
+      ws.send(
+        JSON.stringify({
+          type: 'batch',
+          seq: 1,
+          ops: [{ op: 'put', path: 'src/style.css', content: 'h1 { color: rgb(0, 128, 0); }\n' }],
+        }),
+      );
+      const has = (f: (x: (typeof frames)[number]) => boolean) => frames.some(f);
+      for (
+        let i = 0;
+        i < 600 && !(has((f) => f.type === 'ack' && f.stage === 'persisted') && has((f) => f.type === 'hmr'));
+        i++
+      )
+        await new Promise((r) => setTimeout(r, 50));
+      expect(frames).toContainEqual(expect.objectContaining({ type: 'ack', seq: 1, stage: 'applied' }));
+      expect(frames).toContainEqual(expect.objectContaining({ type: 'ack', seq: 1, stage: 'persisted' }));
+      expect(frames).toContainEqual(expect.objectContaining({ type: 'hmr', seq: 1 }));
+      expect((await h.router.store.loadFiles(p.id))['src/style.css']).toBe('h1 { color: rgb(0, 128, 0); }\n');
+    } finally {
+      ws.close();
+    }
+  }, 180_000);
+});

@@ -1,17 +1,8 @@
-import {
-  batchIssueCode,
-  CapacityError,
-  httpStatusOf,
-  InvalidInputError,
-  issueRule,
-  PreviewError,
-  UnauthorizedError,
-} from '@preview/tiers';
+import { CapacityError, httpStatusOf, PreviewError, UnauthorizedError } from '@preview/tiers';
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from 'pino';
-import type { z } from 'zod';
 
 export interface ErrorBody {
   error: { code: string; message: string };
@@ -46,17 +37,4 @@ export function onError(log: Logger) {
     if (status >= 500) log.error({ err, path: c.req.path }, 'request failed');
     return c.json(body, status, headers);
   };
-}
-
-/**
- * A zod error as one InvalidInputError naming each field and its rule (once). A bad file path or
- * size in a batch has the code the sync socket uses for it (`invalid_path`, `too_large`).
- */
-export function zodToInvalidInput(error: z.ZodError, where = 'body'): InvalidInputError {
-  const parts = error.issues.slice(0, 5).map((i) => {
-    const field = [where, ...i.path.map(String)].join('.');
-    const rule = issueRule(i) ?? i.code;
-    return `${field}: ${i.message} (rule ${rule})`;
-  });
-  return new InvalidInputError(batchIssueCode(error.issues, 'invalid_request'), parts.join('; '));
 }

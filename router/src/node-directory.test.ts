@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { contractSpec } from '@preview/tiers/contract';
+import { contractSpec } from '@preview/tiers/testkit/contract';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createNodeDirectory } from './node-directory.ts';
 import type { NodeRegistry } from './nodes.ts';

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { InvalidInputError } from './errors.ts';
+import { ConfigError } from './errors.ts';
 
 /**
  * Builds a service's `loadConfig(env)`: one zod object schema over environment variables, parsed once
@@ -17,7 +17,7 @@ export function defineConfig<S extends z.ZodType>(schema: S) {
     const parsed = schema.safeParse(cleaned);
     if (!parsed.success) {
       const lines = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-      throw new InvalidInputError('invalid_config', `invalid configuration: ${lines.join('; ')}`);
+      throw new ConfigError('invalid_config', `invalid configuration: ${lines.join('; ')}`);
     }
     return parsed.data;
   };

@@ -23,6 +23,18 @@ export class InvalidInputError extends PreviewError {
 }
 
 /** The thing does not exist, or the caller may not know that it exists. */
+/**
+ * Bad configuration (an environment variable, a constructor option): the one class and the one code
+ * (`invalid_config`) every package uses for it. An `InvalidInputError`, so the edges answer 400.
+ * @example throw new ConfigError('invalid_config', 'FLY_APP: required');
+ */
+export class ConfigError extends InvalidInputError {
+  constructor(code: 'invalid_config', message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'ConfigError';
+  }
+}
+
 export class NotFoundError extends PreviewError {
   constructor(message: string, options?: { cause?: unknown; code?: string }) {
     super(options?.code ?? 'not_found', message, options);

@@ -10,3 +10,4 @@ export * from './paths.ts';
 export * from './session.ts';
 export * from './types.ts';
 export * from './wire.ts';
+export * from './zod-error.ts';

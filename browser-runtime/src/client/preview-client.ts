@@ -1,4 +1,4 @@
-import { errorFromHttp, InvalidInputError, type ProjectFiles, TimeoutError } from '@preview/tiers';
+import { ConfigError, errorFromHttp, type ProjectFiles, TimeoutError } from '@preview/tiers';
 import { SyncSession, type SyncSessionOptions } from './sync-session.ts';
 import { type TransportFactory, type WebSocketConstructor, webSocketTransport } from './transport.ts';
 
@@ -55,15 +55,15 @@ export class PreviewClient {
     try {
       base = new URL(options.baseUrl);
     } catch {
-      throw new InvalidInputError(
-        'invalid_option',
+      throw new ConfigError(
+        'invalid_config',
         `baseUrl: must be an absolute URL (got ${JSON.stringify(options.baseUrl)})`,
       );
     }
     if (base.protocol !== 'http:' && base.protocol !== 'https:')
-      throw new InvalidInputError('invalid_option', 'baseUrl: must be http(s)');
+      throw new ConfigError('invalid_config', 'baseUrl: must be http(s)');
     if (typeof options.token !== 'string' && typeof options.token !== 'function')
-      throw new InvalidInputError('invalid_option', 'token: must be a string or a function');
+      throw new ConfigError('invalid_config', 'token: must be a string or a function');
     this.#base = base;
     this.#o = options;
   }
@@ -176,8 +176,8 @@ export class PreviewClient {
     if (!transport) {
       const WS = this.#o.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
       if (!WS)
-        throw new InvalidInputError(
-          'invalid_option',
+        throw new ConfigError(
+          'invalid_config',
           'WebSocket: no global WebSocket here (Node 20): pass the `ws` package’s WebSocket',
         );
       // The URL is built per connection so that a token function can refresh the token.

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { migrate } from '@preview/router';
-import { startDirectorySandbox } from '@preview/router/testing';
+import { startDirectorySandbox } from '@preview/router/testkit/sync';
 import {
   createTestDatabase,
   createTestRedis,
@@ -22,7 +22,7 @@ import { PreviewClient } from './preview-client.ts';
 import type { WebSocketConstructor } from './transport.ts';
 
 const REPLICA_MAIN = fileURLToPath(
-  import.meta.resolve('@preview/router/testing').replace(/index\.ts$/, 'replica-main.ts'),
+  import.meta.resolve('@preview/router/testkit/sync').replace(/index\.ts$/, 'replica-main.ts'),
 );
 const OPS = 10_000;
 const REPLICAS = 3;

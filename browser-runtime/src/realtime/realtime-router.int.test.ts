@@ -12,7 +12,7 @@ import {
   type PreviewRouter,
   signUserJwt,
 } from '@preview/router';
-import { startDirectorySandbox } from '@preview/router/testing';
+import { startDirectorySandbox } from '@preview/router/testkit/sync';
 import {
   createTestDatabase,
   createTestRedis,

@@ -1,7 +1,8 @@
+import { fileURLToPath } from 'node:url';
 import { launchChromium, renderText } from '@preview/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeWebContainer } from '../../test/fake-webcontainer.ts';
 import { runRuntimeContract, VANILLA_PROJECT } from './contract.case.test.ts';
-import { FakeWebContainer } from './fake-webcontainer.ts';
 import { isRuntimeUnavailable, RuntimeUnavailableError } from './types.ts';
 import { toFileSystemTree, WebContainerRuntime } from './webcontainer-runtime.ts';
 
@@ -13,11 +14,16 @@ afterAll(async () => {
   await chrome?.close();
 });
 
+/** The fake's `npm install` links the repository's installed packages, as a WebContainer would install them. */
+const bootFake = FakeWebContainer.booter({
+  nodeModules: fileURLToPath(new URL('../../../node_modules', import.meta.url)),
+});
+
 const render = (url: string, waitFor: string) => renderText(chrome.context, url, waitFor);
 
 runRuntimeContract({
   name: 'webcontainer (fake of @webcontainer/api, checked against its typings)',
-  create: async () => ({ runtime: new WebContainerRuntime({ boot: FakeWebContainer.boot }), render }),
+  create: async () => ({ runtime: new WebContainerRuntime({ boot: bootFake }), render }),
   skip: {
     'a broken module reports an error':
       "in a WebContainer a module's syntax error surfaces in the preview page, which reports it as a preview-message; that needs StackBlitz's preview script in a real WebContainer iframe (unreachable here); the preview-message → error path is tested below with the fake",
@@ -70,7 +76,7 @@ describe('WebContainerRuntime', () => {
     let wc: FakeWebContainer | undefined;
     const rt = new WebContainerRuntime({
       boot: async () => {
-        wc = await FakeWebContainer.boot();
+        wc = await bootFake();
         return wc;
       },
     });
@@ -103,7 +109,7 @@ describe('WebContainerRuntime', () => {
   });
 
   it('a failing npm install rejects with its output', async () => {
-    const rt = new WebContainerRuntime({ boot: FakeWebContainer.boot });
+    const rt = new WebContainerRuntime({ boot: bootFake });
     try {
       await rt.mount({ 'index.html': '<p>no package.json</p>' });
       await expect(rt.install()).rejects.toThrow(/npm install exited with 254.*package.json/s);

@@ -1,4 +1,4 @@
-import { PreviewError, type ProjectFiles } from '@preview/tiers';
+import { ConfigError, PreviewError, type ProjectFiles } from '@preview/tiers';
 import type { BootOptions, FileSystemAPI, FileSystemTree, WebContainer } from '@webcontainer/api';
 import { checkPath, decodeFiles, Emitter } from './files.ts';
 import {
@@ -80,7 +80,7 @@ export class WebContainerRuntime implements PreviewRuntime {
 
   constructor(options: WebContainerRuntimeOptions = {}) {
     if (options.bootTimeoutMs !== undefined && !(options.bootTimeoutMs > 0))
-      throw new PreviewError('invalid_option', 'WebContainerRuntime: option "bootTimeoutMs" must be > 0');
+      throw new ConfigError('invalid_config', 'WebContainerRuntime: option "bootTimeoutMs" must be > 0');
     this.#o = options;
   }
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createTestDatabase, type TestDatabase } from '@preview/testkit';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, requirePrerequisites, type TestDatabase } from '@preview/testkit';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   buildDaemon,
   type HostDaemon,
@@ -10,7 +10,7 @@ import {
   SyncClient,
   spawnDaemon,
   until,
-} from './test-helpers.ts';
+} from '../test/helpers.ts';
 
 // express-pg needs its installed dependencies: the templates as docker/preview-base/build.sh stages them.
 const INSTALLED_TEMPLATES = join(PKG_DIR, '../preview-base/.build/context/templates');
@@ -137,75 +137,74 @@ describe('POST /__preview/env on a running vite-vanilla daemon', () => {
   });
 });
 
-describe.skipIf(noInstalledTemplates)(
-  `express-pg daemon and a real Postgres${noInstalledTemplates ? ` (skipped: ${noInstalledTemplates})` : ''}`,
-  () => {
-    let db: TestDatabase;
-    beforeAll(async () => {
-      db = await createTestDatabase({ max: 2 });
-    });
-    afterAll(async () => {
-      await db?.drop();
-    });
+describe('express-pg daemon and a real Postgres', () => {
+  let db: TestDatabase;
+  // Each test fails naming what is missing (a failed beforeAll would count them as skipped).
+  beforeEach(() => requirePrerequisites(noInstalledTemplates));
+  beforeAll(async () => {
+    db = await createTestDatabase({ max: 2 });
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
 
-    it('a warm server without a database takes DATABASE_URL at claim time and queries it', async () => {
-      const d = await spawnDaemon({
-        template: 'express-pg',
-        env: { PREVIEW_TEMPLATES_DIR: INSTALLED_TEMPLATES },
-      });
-      try {
-        await ready(d, 'warm express-pg');
-        const before = await (await fetch(`http://127.0.0.1:${d.port}/`)).text();
-        expect(before).toContain('DATABASE_URL is not set');
-        const res = await setEnv(d, { env: { DATABASE_URL: db.url } });
-        expect(res.status).toBe(200);
-        // From the answer on, the app is not served until node runs with the environment.
-        const right = await fetch(`http://127.0.0.1:${d.port}/`);
-        const text = await right.text();
-        if (right.status === 200) expect(text).not.toContain('DATABASE_URL is not set');
-        else expect(right.status).toBe(503);
-        await ready(d, 'ready with the env');
-        const page = await (await fetch(`http://127.0.0.1:${d.port}/`)).text();
-        expect(page).toMatch(/Database connected: \d+ visits/);
-        const { rows } = await db.pool.query('SELECT count(*)::int AS n FROM visits');
-        expect(rows[0].n).toBeGreaterThanOrEqual(1);
-      } finally {
-        await d.stop();
-      }
+  it('a warm server without a database takes DATABASE_URL at claim time and queries it', async () => {
+    const d = await spawnDaemon({
+      template: 'express-pg',
+      env: { PREVIEW_TEMPLATES_DIR: INSTALLED_TEMPLATES },
     });
+    try {
+      await ready(d, 'warm express-pg');
+      const before = await (await fetch(`http://127.0.0.1:${d.port}/`)).text();
+      expect(before).toContain('DATABASE_URL is not set');
+      const res = await setEnv(d, { env: { DATABASE_URL: db.url } });
+      expect(res.status).toBe(200);
+      // From the answer on, the app is not served until node runs with the environment.
+      const right = await fetch(`http://127.0.0.1:${d.port}/`);
+      const text = await right.text();
+      if (right.status === 200) expect(text).not.toContain('DATABASE_URL is not set');
+      else expect(right.status).toBe(503);
+      await ready(d, 'ready with the env');
+      const page = await (await fetch(`http://127.0.0.1:${d.port}/`)).text();
+      expect(page).toMatch(/Database connected: \d+ visits/);
+      const { rows } = await db.pool.query('SELECT count(*)::int AS n FROM visits');
+      expect(rows[0].n).toBeGreaterThanOrEqual(1);
+    } finally {
+      await d.stop();
+    }
+  });
 
-    it('takes the environment at start (PREVIEW_APP_ENV, a cold claim) and then only accepts the same', async () => {
-      const d = await spawnDaemon({
+  it('takes the environment at start (PREVIEW_APP_ENV, a cold claim) and then only accepts the same', async () => {
+    const d = await spawnDaemon({
+      template: 'express-pg',
+      env: {
+        PREVIEW_TEMPLATES_DIR: INSTALLED_TEMPLATES,
+        PREVIEW_APP_ENV: JSON.stringify({ DATABASE_URL: db.url }),
+      },
+    });
+    try {
+      await ready(d, 'cold express-pg');
+      expect(await (await fetch(`http://127.0.0.1:${d.port}/`)).text()).toMatch(/Database connected/);
+      const same = await setEnv(d, { env: { DATABASE_URL: db.url } });
+      expect(await same.json()).toEqual({ applied: false, names: ['DATABASE_URL'] });
+      expect((await setEnv(d, { env: { DATABASE_URL: 'postgres://elsewhere/x' } })).status).toBe(409);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it('refuses a bad PREVIEW_APP_ENV at start, naming the variable and rule', async () => {
+    await expect(
+      spawnDaemon({
         template: 'express-pg',
         env: {
           PREVIEW_TEMPLATES_DIR: INSTALLED_TEMPLATES,
-          PREVIEW_APP_ENV: JSON.stringify({ DATABASE_URL: db.url }),
+          PREVIEW_APP_ENV: JSON.stringify({ NODE_OPTIONS: 'x' }),
         },
-      });
-      try {
-        await ready(d, 'cold express-pg');
-        expect(await (await fetch(`http://127.0.0.1:${d.port}/`)).text()).toMatch(/Database connected/);
-        const same = await setEnv(d, { env: { DATABASE_URL: db.url } });
-        expect(await same.json()).toEqual({ applied: false, names: ['DATABASE_URL'] });
-        expect((await setEnv(d, { env: { DATABASE_URL: 'postgres://elsewhere/x' } })).status).toBe(409);
-      } finally {
-        await d.stop();
-      }
-    });
-
-    it('refuses a bad PREVIEW_APP_ENV at start, naming the variable and rule', async () => {
-      await expect(
-        spawnDaemon({
-          template: 'express-pg',
-          env: {
-            PREVIEW_TEMPLATES_DIR: INSTALLED_TEMPLATES,
-            PREVIEW_APP_ENV: JSON.stringify({ NODE_OPTIONS: 'x' }),
-          },
-        }),
-      ).rejects.toThrow(/PREVIEW_APP_ENV\.NODE_OPTIONS: .*rule reserved_name/);
-      await expect(
-        spawnDaemon({ template: 'express-pg', env: { PREVIEW_APP_ENV: '{nope' } }),
-      ).rejects.toThrow(/PREVIEW_APP_ENV: must be a JSON object/);
-    });
-  },
-);
+      }),
+    ).rejects.toThrow(/PREVIEW_APP_ENV\.NODE_OPTIONS: .*rule reserved_name/);
+    await expect(spawnDaemon({ template: 'express-pg', env: { PREVIEW_APP_ENV: '{nope' } })).rejects.toThrow(
+      /PREVIEW_APP_ENV: must be a JSON object/,
+    );
+  });
+});

@@ -9,7 +9,7 @@ import {
   spawnDaemon,
   tempProjectDir,
   until,
-} from './test-helpers.ts';
+} from '../test/helpers.ts';
 
 /** A Node server project with no dependencies (plain node:http), so nothing is installed. */
 function project(server: string): string {

@@ -11,7 +11,7 @@ import {
   TEMPLATES_DIR,
   tempProjectDir,
   until,
-} from './test-helpers.ts';
+} from '../test/helpers.ts';
 
 /** The user's own build configuration: a TypeScript Vite config (a `define`), tsconfig paths. */
 const USER_FILES: Record<string, string> = {

@@ -24,7 +24,7 @@ import {
   TEMPLATES_DIR,
   tempProjectDir,
   until,
-} from './test-helpers.ts';
+} from '../test/helpers.ts';
 
 const APP = readFileSync(join(TEMPLATES_DIR, 'vite-react/src/App.jsx'), 'utf8');
 

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { launchChromium } from '@preview/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
+import { health, SyncClient, TEMPLATES_DIR } from '../test/helpers.ts';
 import { removeSandboxes, sandbox, waitReady } from '../test/image-sandbox.ts';
-import { health, SyncClient, TEMPLATES_DIR } from './test-helpers.ts';
 
 afterAll(removeSandboxes);
 

@@ -6,8 +6,8 @@ import { DAEMON_PORT } from '@preview/tiers';
 import type Docker from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { health, SyncClient, TEMPLATES_DIR, until } from '../test/helpers.ts';
 import { docker, removeSandboxes, sandbox, waitReady } from '../test/image-sandbox.ts';
-import { health, SyncClient, TEMPLATES_DIR, until } from './test-helpers.ts';
 
 afterAll(removeSandboxes);
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
 import { DAEMON_PORT } from '@preview/tiers';
 import type Docker from 'dockerode';
-import { health, until } from '../src/test-helpers.ts';
+import { health, until } from './helpers.ts';
 
 /** A preview daemon container from the preview image, hardened as the pool agent runs it. */
 export interface Sandbox {

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { InvalidInputError } from '@preview/tiers';
+import { ConfigError, InvalidInputError } from '@preview/tiers';
 import type { Logger } from 'pino';
 
 /** A destination the proxy lets through: a host name (or address) and a TCP port. */
@@ -60,7 +60,7 @@ const HOP = new Set([
  * internet. Listens on the preview network's gateway; the egress rules let previews reach this port
  * and nothing else on the host.
  *
- * @throws InvalidInputError (`invalid_option`) with an empty `allow`.
+ * @throws ConfigError (`invalid_config`) with an empty `allow`.
  * @example
  * const proxy = await startRegistryProxy({ listenHost: '172.18.0.1', allow: registryHosts('https://registry.npmjs.org/') });
  * // in the sandbox: npm_config_proxy=npm_config_https_proxy=HTTPS_PROXY=proxy.url
@@ -75,7 +75,7 @@ export async function startRegistryProxy(options: {
   log?: Logger | undefined;
 }): Promise<RegistryProxy> {
   if (options.allow.length === 0)
-    throw new InvalidInputError('invalid_option', 'startRegistryProxy: allow must name at least one host');
+    throw new ConfigError('invalid_config', 'startRegistryProxy: allow must name at least one host');
   const allowed = new Set(options.allow.map((a) => `${a.host.toLowerCase()}:${a.port}`));
   const isAllowed = (host: string, port: number) =>
     allowed.has(`${host.replace(/^\[|\]$/g, '').toLowerCase()}:${port}`);

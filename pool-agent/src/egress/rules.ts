@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { InvalidInputError } from '@preview/tiers';
+import { ConfigError, type InvalidInputError } from '@preview/tiers';
 
 /**
  * What previews may reach beyond the fixed deny list: `open` the internet, `registry-only` nothing
@@ -72,7 +72,7 @@ export interface EgressRuleSet {
  * on the gateway. IPv6 from the bridge is rejected both ways. Rejections use
  * `icmp-admin-prohibited`, so the app fails at once (EHOSTUNREACH) instead of hanging.
  *
- * @throws InvalidInputError (`invalid_option`) naming the bad field (network, bridge, gateway, hostPorts).
+ * @throws ConfigError (`invalid_config`) naming the bad field (network, bridge, gateway, hostPorts).
  * @example
  * egressRules({ network: 'preview-net', bridge: 'br-0123456789ab', gateway: '172.18.0.1', mode: 'registry-only', hostPorts: [5433, 3128] });
  */
@@ -173,5 +173,5 @@ export function jumpArgs(set: EgressRuleSet, bridge: string, to: string): string
 }
 
 function bad(field: string, rule: string): InvalidInputError {
-  return new InvalidInputError('invalid_option', `egress ${field}: ${rule}`);
+  return new ConfigError('invalid_config', `egress ${field}: ${rule}`);
 }

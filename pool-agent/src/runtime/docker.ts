@@ -1,6 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { DAEMON_PORT, InvalidInputError, TemplateName, TierUnavailableError } from '@preview/tiers';
+import {
+  ConfigError,
+  DAEMON_PORT,
+  InvalidInputError,
+  TemplateName,
+  TierUnavailableError,
+} from '@preview/tiers';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { type DiskBackend, ProjectDisks } from './project-disk.ts';
@@ -62,10 +68,8 @@ export interface DockerRuntimeOptions {
  */
 export async function createDockerRuntime(options: DockerRuntimeOptions): Promise<DockerRuntime> {
   for (const key of ['node', 'image', 'network'] as const)
-    if (!options[key])
-      throw new InvalidInputError('invalid_option', `createDockerRuntime: ${key} is required`);
-  if (options.uid === 0)
-    throw new InvalidInputError('invalid_option', 'createDockerRuntime: uid must not be 0');
+    if (!options[key]) throw new ConfigError('invalid_config', `createDockerRuntime: ${key} is required`);
+  if (options.uid === 0) throw new ConfigError('invalid_config', 'createDockerRuntime: uid must not be 0');
   const docker = options.docker ?? new Docker({ socketPath: options.socketPath ?? '/var/run/docker.sock' });
   try {
     await docker.ping();

@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { InvalidInputError, NotFoundError, PreviewError } from '@preview/tiers';
+import { ConfigError, NotFoundError, PreviewError } from '@preview/tiers';
 import type { Logger } from 'pino';
 import type { ContainerRuntime, SandboxExit, SandboxInfo, SandboxSpec } from './types.ts';
 
@@ -59,12 +59,12 @@ function hasBwrap(): boolean {
  */
 export function createProcessRuntime(options: ProcessRuntimeOptions): ProcessRuntime {
   if (!options.daemonBundle)
-    throw new InvalidInputError('invalid_option', 'createProcessRuntime: daemonBundle is required');
+    throw new ConfigError('invalid_config', 'createProcessRuntime: daemonBundle is required');
   const mode = options.sandbox ?? 'auto';
   const bwrap = mode !== 'none' && hasBwrap();
   if (mode === 'bwrap' && !bwrap)
-    throw new InvalidInputError(
-      'invalid_option',
+    throw new ConfigError(
+      'invalid_config',
       'createProcessRuntime: sandbox "bwrap" requested but bwrap is not installed',
     );
   if (!bwrap)

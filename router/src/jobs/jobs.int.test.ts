@@ -1,7 +1,11 @@
 import { createTestRedis } from '@preview/testkit';
 import { createBrowserTier } from '@preview/tiers';
 import { createFlyTier } from '@preview/tiers/fly';
-import { type FakeMachinesApi, startFakeMachinesApi } from '@preview/tiers/fly/testing';
+import {
+  type FakeMachinesApi,
+  FLY_MACHINES_API_FIXTURE,
+  startFakeMachinesApi,
+} from '@preview/tiers/testkit/fly';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, createHarness, type Harness, silent, VITE_FILES } from '../../test/harness.ts';
 import { createLocalServerTier } from '../../test/local-tier.ts';
@@ -185,7 +189,11 @@ describe('reconcile: machines a tier lists without a live session (fly, fake Mac
 
   beforeAll(async () => {
     // Machines here run nothing: reconciliation only lists and destroys them.
-    fake = await startFakeMachinesApi({ runner: null, regions: ['ams'] });
+    fake = await startFakeMachinesApi({
+      apiSchemaPath: FLY_MACHINES_API_FIXTURE,
+      runner: null,
+      regions: ['ams'],
+    });
     fly = createFlyTier({
       client: { token: fake.token, app: fake.app, baseUrl: fake.url, retryBaseMs: 20, retryCapMs: 200 },
       appUrl: fake.edgeUrl,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { contractSpec, runTierContract } from '../contract.case.test.ts';
+import { contractSpec, runTierContract } from '../../testkit/contract.ts';
 import { NotFoundError, TierUnavailableError } from '../errors.ts';
 import { createBrowserTier } from './index.ts';
 

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { contractSpec } from '../contract.case.test.ts';
+import { contractSpec } from '../../testkit/contract.ts';
 import { CapacityError, InvalidInputError, NotFoundError, TierUnavailableError } from '../errors.ts';
 import { type AgentEndpoint, createDockerTier } from './index.ts';
 

@@ -1,8 +1,8 @@
+import { ConfigError } from '@preview/tiers';
 import { openDaemonSync } from '../daemon-sync/index.ts';
 import {
   CapacityError,
   errorFromHttp,
-  InvalidInputError,
   NotFoundError,
   TierUnavailableError,
   TimeoutError,
@@ -62,10 +62,7 @@ export interface DockerTierOptions {
  */
 export function createDockerTier(options: DockerTierOptions): Tier {
   if (typeof options.pickNode !== 'function' || typeof options.nodeOf !== 'function')
-    throw new InvalidInputError(
-      'invalid_option',
-      'createDockerTier: pickNode and nodeOf are required functions',
-    );
+    throw new ConfigError('invalid_config', 'createDockerTier: pickNode and nodeOf are required functions');
   const f = options.fetch ?? fetch;
   const requestTimeoutMs = options.requestTimeoutMs ?? 15_000;
   const createTimeoutMs = options.createTimeoutMs ?? 120_000;

@@ -3,6 +3,7 @@ import { Cleanup } from '../cleanup.ts';
 import { DaemonLink, openDaemonSync } from '../daemon-sync/index.ts';
 import {
   CapacityError,
+  ConfigError,
   InvalidInputError,
   NotFoundError,
   PreviewError,
@@ -93,16 +94,16 @@ const LIVE = new Set([
 export function createFlyTier(options: FlyTierOptions): Tier & { readonly client: FlyMachinesClient } {
   for (const k of ['image', 'daemonTokenSecret'] as const)
     if (typeof options[k] !== 'string' || options[k].length === 0)
-      throw new PreviewError('invalid_config', `createFlyTier: option "${k}" is required`);
+      throw new ConfigError('invalid_config', `createFlyTier: option "${k}" is required`);
   if (!Array.isArray(options.regions) || options.regions.length === 0)
-    throw new PreviewError('invalid_config', 'createFlyTier: option "regions" must list at least one region');
+    throw new ConfigError('invalid_config', 'createFlyTier: option "regions" must list at least one region');
   if (!Number.isInteger(options.maxMachines) || options.maxMachines < 0)
-    throw new PreviewError(
+    throw new ConfigError(
       'invalid_config',
       'createFlyTier: option "maxMachines" must be a non-negative integer',
     );
   if (options.daemonTokenSecret.length < 16)
-    throw new PreviewError(
+    throw new ConfigError(
       'invalid_config',
       'createFlyTier: option "daemonTokenSecret" must be at least 16 characters',
     );

@@ -1,6 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  type FakeMachinesApi,
+  FLY_MACHINES_API_FIXTURE,
+  startFakeMachinesApi,
+} from '../../testkit/fly/index.ts';
 import { CapacityError, ConflictError, TimeoutError } from '../errors.ts';
-import { type FakeMachinesApi, startFakeMachinesApi } from './fake-machines-api.ts';
 import { FlyApiError, type FlyMachineConfig, FlyMachinesClient } from './machines-client.ts';
 import { backoffDelay, parseRetryAfter } from './retry.ts';
 
@@ -54,7 +58,12 @@ describe('FlyMachinesClient against the fake Machines API', () => {
     });
 
   beforeEach(async () => {
-    fake = await startFakeMachinesApi({ regions: ['ams', 'fra', 'cdg'], runner: null, transitionMs: 5 });
+    fake = await startFakeMachinesApi({
+      apiSchemaPath: FLY_MACHINES_API_FIXTURE,
+      regions: ['ams', 'fra', 'cdg'],
+      runner: null,
+      transitionMs: 5,
+    });
     delays = [];
     client = makeClient();
   });

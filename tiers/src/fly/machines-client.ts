@@ -1,4 +1,11 @@
-import { CapacityError, ConflictError, NotFoundError, PreviewError, TimeoutError } from '../errors.ts';
+import {
+  CapacityError,
+  ConfigError,
+  ConflictError,
+  NotFoundError,
+  PreviewError,
+  TimeoutError,
+} from '../errors.ts';
 import { backoffDelay, parseRetryAfter, sleep } from './retry.ts';
 
 /**
@@ -154,12 +161,12 @@ export class FlyMachinesClient {
 
   constructor(options: FlyClientOptions) {
     if (!options || typeof options.token !== 'string' || options.token.length === 0)
-      throw new PreviewError(
+      throw new ConfigError(
         'invalid_config',
         'FlyMachinesClient: option "token" (FLY_API_TOKEN) is required',
       );
     if (typeof options.app !== 'string' || !/^[a-z0-9][a-z0-9-]{0,62}$/.test(options.app))
-      throw new PreviewError(
+      throw new ConfigError(
         'invalid_config',
         `FlyMachinesClient: option "app" (FLY_APP) must be a Fly app name (lowercase letters, digits, "-"), got ${JSON.stringify(options.app)}`,
       );
@@ -167,10 +174,7 @@ export class FlyMachinesClient {
     try {
       new URL(baseUrl);
     } catch {
-      throw new PreviewError(
-        'invalid_config',
-        `FlyMachinesClient: option "baseUrl" is not a URL: ${baseUrl}`,
-      );
+      throw new ConfigError('invalid_config', `FlyMachinesClient: option "baseUrl" is not a URL: ${baseUrl}`);
     }
     this.app = options.app;
     this.baseUrl = baseUrl.replace(/\/+$/, '');

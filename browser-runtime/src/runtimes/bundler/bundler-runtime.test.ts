@@ -32,7 +32,7 @@ beforeAll(async () => {
   const { files, importMap } = await buildBundlerAssets();
   vendor = importMap;
   const harness = await esbuild.build({
-    entryPoints: [join(here, 'test-harness.ts')],
+    entryPoints: [join(here, '../../../test/bundler-harness.ts')],
     bundle: true,
     write: false,
     format: 'esm',

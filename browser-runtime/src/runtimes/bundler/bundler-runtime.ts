@@ -1,4 +1,4 @@
-import { PreviewError, type ProjectFiles, TimeoutError } from '@preview/tiers';
+import { ConfigError, PreviewError, type ProjectFiles, TimeoutError } from '@preview/tiers';
 import { checkPath, decodeFiles, Emitter } from '../files.ts';
 import {
   type PreviewRuntime,
@@ -52,8 +52,8 @@ export class BundlerRuntime implements PreviewRuntime {
 
   constructor(options: BundlerRuntimeOptions) {
     if (!options || !/^[a-zA-Z0-9_-]{1,64}$/.test(options.previewId ?? ''))
-      throw new PreviewError(
-        'invalid_option',
+      throw new ConfigError(
+        'invalid_config',
         'BundlerRuntime: option "previewId" must be 1-64 of [a-zA-Z0-9_-]',
       );
     this.#o = {

@@ -1,8 +1,8 @@
 /**
  * Test page script: exposes BundlerRuntime instances to the Node side of the Chromium contract test
- * (`bundler-runtime.test.ts`), which drives them through `page.evaluate`.
+ * (`src/runtimes/bundler/bundler-runtime.test.ts`), which drives them through `page.evaluate`.
  */
-import { BundlerRuntime } from './bundler-runtime.ts';
+import { BundlerRuntime } from '../src/runtimes/bundler/bundler-runtime.ts';
 
 type Emit = (previewId: string, event: string, payload: unknown) => void;
 const w = window as unknown as { __emit?: Emit; __bundler: unknown };

@@ -1,6 +1,7 @@
 /**
- * The one contract every `Tier` adapter passes. Not run on its own (vitest excludes `*.case.test.ts`):
- * an adapter's test file calls `runTierContract` with a factory, and may skip a case only with a reason.
+ * The one contract every `Tier` adapter passes (`@preview/tiers/testkit/contract`). Not a test file
+ * itself: an adapter's test file calls `runTierContract` with a factory, and may skip a case only with
+ * a reason.
  *
  * @example
  * // tiers/src/fly/fly-tier.int.test.ts
@@ -12,10 +13,11 @@
  * });
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InvalidInputError, NotFoundError, TierUnavailableError } from './errors.ts';
-import type { PreviewSpec, Tier } from './types.ts';
-import type { FileBatch, ServerFrame } from './wire.ts';
+import { requirePrerequisites } from '@preview/testkit';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { InvalidInputError, NotFoundError, TierUnavailableError } from '../src/errors.ts';
+import type { PreviewSpec, Tier } from '../src/types.ts';
+import type { FileBatch, ServerFrame } from '../src/wire.ts';
 
 /** The names of the contract's cases: the keys `skip` accepts. */
 export const TIER_CONTRACT_CASES = [
@@ -49,6 +51,11 @@ export interface TierContractOptions {
    * Default `channel`.
    */
   sync?: 'channel' | 'none';
+  /**
+   * What this adapter needs and this machine lacks (e.g. a daemon that serves sync), or `undefined`:
+   * every case then fails naming it. Not a skip: a test that needs something missing fails.
+   */
+  missing?: string | false | undefined;
   /** Case name → why it cannot run for this adapter. A skip without a reason is a defect. */
   skip?: Partial<Record<TierContractCase, string>>;
   /** Per-case timeout (default 120 s: creating a sandbox can be slow on a busy machine). */
@@ -126,8 +133,11 @@ export function runTierContract(options: TierContractOptions): void {
     };
 
     beforeAll(async () => {
+      if (options.missing) return;
       subject = await options.create();
     }, timeout);
+    // Each case fails naming what is missing (a failed beforeAll would count them as skipped).
+    beforeEach(() => requirePrerequisites(options.missing));
 
     afterAll(async () => {
       if (!subject) return;

@@ -6,21 +6,21 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import { connect, createServer as createNetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { FlyLease, FlyMachine, FlyMachineConfig } from './machines-client.ts';
+import type { FlyLease, FlyMachine, FlyMachineConfig } from '../../src/fly/machines-client.ts';
 import { OpenApiValidator } from './openapi-validator.ts';
 
 /**
  * An in-repo fake of Fly's Machines API: a real HTTP server on a random port that serves the routes
  * the fly tier calls (create, get, list, wait, start, stop, suspend, destroy, leases), validates every
- * request and response body against Fly's published OpenAPI document, follows Fly's machine state
+ * request and response body against the schemas of Fly's published OpenAPI document (the fixture
+ * whose path the caller passes: `FLY_MACHINES_API_FIXTURE`), follows Fly's machine state
  * machine, and can inject 429/5xx and per-region `insufficient_capacity`. A second server plays the
  * app's public edge (`https://<app>.fly.dev`): it routes by `fly-force-instance-id`, wakes stopped or
  * suspended machines whose service has `autostart`, and proxies HTTP and WebSocket upgrades to what
- * the machine runs (a real preview-daemon host process by default).
+ * the machine runs (with `daemonRunner(...)`, a real preview-daemon host process).
  *
  * @example
- * const fake = await startFakeMachinesApi({ regions: ['ams', 'fra'] });
+ * const fake = await startFakeMachinesApi({ apiSchemaPath: FLY_MACHINES_API_FIXTURE, regions: ['ams', 'fra'] });
  * const client = new FlyMachinesClient({ token: fake.token, app: fake.app, baseUrl: fake.url });
  * fake.setRegionCapacity('ams', false); // creates in ams now answer insufficient_capacity
  * fake.injectFault({ status: 429, count: 2, retryAfterS: 0 });
@@ -72,9 +72,10 @@ export interface FakeMachinesApiOptions {
   regions?: string[];
   /** Delay of each state transition (created → starting → started …), default 25 ms. */
   transitionMs?: number;
-  /** What a started machine runs. Default: `daemonRunner()` if the daemon is built, else nothing. */
+  /** What a started machine runs (e.g. `daemonRunner({...})`); `null` or unset: nothing listens. */
   runner?: MachineRunner | null;
-  openapiPath?: string;
+  /** The Machines API schemas (JSON OpenAPI subset) every body is validated against: `FLY_MACHINES_API_FIXTURE`. */
+  apiSchemaPath: string;
   /** Reject unknown fields too (default true); see OpenApiValidator. */
   strict?: boolean;
 }
@@ -123,13 +124,6 @@ export interface FakeMachinesApi {
   close(): Promise<void>;
 }
 
-const here = dirname(fileURLToPath(import.meta.url));
-/** The built preview-daemon (branch `daemon`): `npm run build -w docker/preview-daemon`. */
-export const DAEMON_ENTRY = resolve(here, '../../../docker/preview-daemon/dist/daemon.mjs');
-/** The starter templates the daemon seeds an empty project from. */
-export const TEMPLATES_DIR = resolve(here, '../../../templates');
-const REPO_NODE_MODULES = resolve(here, '../../../node_modules');
-
 function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const s = createNetServer();
@@ -141,27 +135,35 @@ function freePort(): Promise<number> {
   });
 }
 
+/** Where {@link daemonRunner} finds what a machine's image holds; all paths absolute. */
+export interface DaemonRunnerOptions {
+  /** The daemon's entry: the built `docker/preview-daemon/dist/daemon.mjs`, or `src/main.ts` with `nodeArgs: ['--import', 'tsx']`. */
+  entry: string;
+  nodeArgs?: string[];
+  /** The starter templates the daemon seeds an empty project from (the repository's `templates/`). */
+  templatesDir: string;
+  /** A `node_modules` the project resolves its dependencies (vite, react) from, as the image's installed ones. */
+  nodeModules: string;
+  extraEnv?: Record<string, string>;
+}
+
 /**
  * Runs the preview-daemon as a host process with the machine's env (PREVIEW_TEMPLATE,
  * PREVIEW_DAEMON_TOKEN, …), a free loopback port and a fresh project directory: what the Fly image's
  * entrypoint does inside a real machine.
+ * @throws Error naming the option whose path does not exist.
  */
-export function daemonRunner(
-  options: {
-    entry?: string;
-    nodeArgs?: string[];
-    nodeModules?: string;
-    extraEnv?: Record<string, string>;
-  } = {},
-): MachineRunner {
-  const entry = options.entry ?? DAEMON_ENTRY;
+export function daemonRunner(options: DaemonRunnerOptions): MachineRunner {
+  for (const key of ['entry', 'templatesDir', 'nodeModules'] as const)
+    if (!existsSync(options[key])) throw new Error(`daemonRunner: ${key} ${options[key]} does not exist`);
+  const entry = options.entry;
   return async (machine) => {
     const port = await freePort();
     const dir = await mkdtemp(join(tmpdir(), `fly-fake-${machine.id}-`));
     const projectDir = join(dir, 'project');
     // In the image the template's dependencies are installed; on the host the project resolves
     // them (vite, react) upward from its directory, through this link to the repo's node_modules.
-    await symlink(options.nodeModules ?? REPO_NODE_MODULES, join(dir, 'node_modules'), 'dir');
+    await symlink(options.nodeModules, join(dir, 'node_modules'), 'dir');
     const guestProject = machine.config.env?.['PREVIEW_PROJECT_DIR'] ?? '/project';
     // Fly writes `config.files` into the machine before its process starts; here the guest's
     // project directory maps onto this machine's temporary one.
@@ -178,7 +180,7 @@ export function daemonRunner(
         PATH: process.env['PATH'] ?? '/usr/bin:/bin',
         HOME: dir,
         ...machine.config.env,
-        PREVIEW_TEMPLATES_DIR: TEMPLATES_DIR,
+        PREVIEW_TEMPLATES_DIR: options.templatesDir,
         PREVIEW_CACHE_DIR: join(dir, 'cache'),
         PREVIEW_DAEMON_HOST: '127.0.0.1',
         ...options.extraEnv,
@@ -226,16 +228,17 @@ class HttpError extends Error {
 
 const machineId = () => randomBytes(7).toString('hex');
 
-export async function startFakeMachinesApi(options: FakeMachinesApiOptions = {}): Promise<FakeMachinesApi> {
+/**
+ * Starts the fake API and its edge on loopback ports (see the module comment).
+ * @throws Error when `apiSchemaPath` cannot be read as the Machines API schemas.
+ */
+export async function startFakeMachinesApi(options: FakeMachinesApiOptions): Promise<FakeMachinesApi> {
   const app = options.app ?? `fake-${randomBytes(3).toString('hex')}`;
   const token = options.token ?? `fly-test-${randomBytes(12).toString('hex')}`;
   const regions = options.regions ?? ['ams', 'fra', 'cdg'];
   const transitionMs = options.transitionMs ?? 25;
-  const runner =
-    options.runner === null
-      ? undefined
-      : (options.runner ?? (existsSync(DAEMON_ENTRY) ? daemonRunner() : undefined));
-  const validator = OpenApiValidator.load(options.openapiPath, { strict: options.strict ?? true });
+  const runner = options.runner ?? undefined;
+  const validator = OpenApiValidator.load(options.apiSchemaPath, { strict: options.strict ?? true });
   const machines = new Map<string, FakeMachine>();
   const noCapacity = new Set<string>();
   const faults: Array<FaultSpec & { left: number }> = [];

@@ -1,5 +1,5 @@
 /**
- * Test helper (not exported by the package): a fresh random database with the router's migrations
+ * Test helper (in `test/`, not exported by the package): a fresh random database with the router's migrations
  * (`supabase/migrations/*.sql`, in name order) applied, and a `DbIsolation` on it.
  */
 import { randomUUID } from 'node:crypto';
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTestDatabase, type TestDatabase } from '@preview/testkit';
 import pg from 'pg';
-import { createDbIsolation, type DbIsolation, type DbIsolationOptions } from './db-isolation.ts';
+import { createDbIsolation, type DbIsolation, type DbIsolationOptions } from '../src/db-isolation.ts';
 
 const MIGRATIONS = fileURLToPath(new URL('../../supabase/migrations', import.meta.url));
 

@@ -1,19 +1,17 @@
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { parse } from 'yaml';
 
 /**
- * Validates Machines API bodies against Fly's published OpenAPI 3 document
- * (shared/fixtures/fly-machines-openapi.yaml). OpenAPI 3.0 schemas are not quite JSON Schema, so the
- * document is adapted for ajv: `$ref`s are resolved inside the document's own `components/schemas`,
+ * Validates Machines API bodies against the schemas of Fly's published OpenAPI 3 document, as kept
+ * in the repository's fixture `tiers/testkit/fly/fly-machines-api.json` (the routes the fly tier
+ * calls and the component schemas they reach; see `derive-fixture.ts`). OpenAPI 3.0 schemas are
+ * not quite JSON Schema, so the document is adapted for ajv: `$ref`s are resolved inside the document's own `components/schemas`,
  * `nullable: true` becomes a `null` type, `example` and `x-*` keys are dropped. In `strict` mode
  * (the default) objects that declare `properties` reject unknown ones, so a misspelt field in our
  * client fails instead of being ignored the way Fly's Go decoder would ignore it.
  *
  * @example
- * const v = OpenApiValidator.load();
+ * const v = OpenApiValidator.load(fixturePath); // e.g. FLY_MACHINES_API_FIXTURE
  * v.validateRequest('POST', '/apps/{app_name}/machines', body); // [] when valid, else messages
  */
 
@@ -28,12 +26,6 @@ interface OpenApiDoc {
 }
 
 const DOC_ID = 'fly-machines';
-
-/** Where the fixture lives: `<repo>/../shared/fixtures/` (the steering repo's shared folder). */
-export function defaultOpenApiPath(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  return resolve(here, '../../../../shared/fixtures/fly-machines-openapi.yaml');
-}
 
 function adapt(node: Json, strict: boolean): Json {
   if (Array.isArray(node)) return node.map((n) => adapt(n, strict));
@@ -99,8 +91,22 @@ export class OpenApiValidator {
 
   readonly strict: boolean;
 
-  static load(path = defaultOpenApiPath(), options: { strict?: boolean } = {}): OpenApiValidator {
-    return new OpenApiValidator(parse(readFileSync(path, 'utf8')) as OpenApiDoc, options);
+  /**
+   * Reads an OpenAPI document (JSON: `{ paths, components: { schemas } }`) from `path`.
+   * @throws Error naming `path` when it cannot be read or is not such a document.
+   */
+  static load(path: string, options: { strict?: boolean } = {}): OpenApiValidator {
+    let doc: OpenApiDoc;
+    try {
+      doc = JSON.parse(readFileSync(path, 'utf8')) as OpenApiDoc;
+    } catch (e) {
+      throw new Error(`cannot read the Machines API schemas at ${path}: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    if (!doc?.paths || !doc.components?.schemas)
+      throw new Error(`${path} is not an OpenAPI document: it needs "paths" and "components.schemas"`);
+    return new OpenApiValidator(doc, options);
   }
 
   /** The document's path template for a concrete path (`/apps/a/machines/1` → `/apps/{app_name}/machines/{machine_id}`). */

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { OpenApiValidator } from './openapi-validator.ts';
+import { FLY_MACHINES_API_FIXTURE, OpenApiValidator } from './index.ts';
 
 const MACHINES = '/apps/{app_name}/machines';
 
 describe('OpenApiValidator (Fly Machines OpenAPI document)', () => {
-  const v = OpenApiValidator.load();
+  const v = OpenApiValidator.load(FLY_MACHINES_API_FIXTURE);
 
   it('maps concrete paths to the document templates, literal segments first', () => {
     expect(v.matchPath('/apps/a/machines')).toBe(MACHINES);

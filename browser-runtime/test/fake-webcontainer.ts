@@ -3,8 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import type {
   CodeListener,
   ErrorListener,
@@ -17,7 +16,7 @@ import type {
   Unsubscribe,
   WebContainerProcess,
 } from '@webcontainer/api';
-import type { WebContainerLike } from './webcontainer-runtime.ts';
+import type { WebContainerLike } from '../src/runtimes/webcontainer-runtime.ts';
 
 /**
  * A fake of the `@webcontainer/api` surface WebContainerRuntime uses (Node only, for tests): StackBlitz's
@@ -27,7 +26,6 @@ import type { WebContainerLike } from './webcontainer-runtime.ts';
  * `npm install` links the repo's node_modules (offline), `npm run dev` runs Vite and fires
  * `port` and `server-ready` as WebContainer does. `calls` records every API call.
  */
-const REPO_NODE_MODULES = resolve(dirname(fileURLToPath(import.meta.url)), '../../../node_modules');
 
 type Listener =
   | PortListener
@@ -44,8 +42,12 @@ export class FakeWebContainer implements WebContainerLike {
   #dir: Promise<string> = mkdtemp(join(tmpdir(), 'fake-webcontainer-'));
   #tornDown = false;
 
-  static async boot(): Promise<FakeWebContainer> {
-    return new FakeWebContainer();
+  /** @param options.nodeModules what `npm install` links into the project (the image's installed packages). */
+  constructor(readonly options: { nodeModules: string }) {}
+
+  /** A `boot` for `WebContainerRuntime` whose containers link `nodeModules` on `npm install`. */
+  static booter(options: { nodeModules: string }): () => Promise<FakeWebContainer> {
+    return async () => new FakeWebContainer(options);
   }
 
   readonly fs: WebContainerLike['fs'] = {
@@ -126,7 +128,7 @@ export class FakeWebContainer implements WebContainerLike {
         return done(254);
       }
       if (!existsSync(join(dir, 'node_modules')))
-        await symlink(REPO_NODE_MODULES, join(dir, 'node_modules'), 'dir');
+        await symlink(this.options.nodeModules, join(dir, 'node_modules'), 'dir');
       push('added 0 packages (offline copy)\n');
       return done(0);
     }
