@@ -31,6 +31,7 @@ import {
   ListQuery,
   PreviewList,
   PreviewView,
+  RealtimeRequest,
   RealtimeSession,
 } from './schemas.ts';
 import { sseForPreview } from './sse.ts';
@@ -45,7 +46,14 @@ export interface AppDeps {
   rateLimiter: RateLimiter;
   metrics: Metrics;
   accessTokens: AccessTokens;
-  limits: { userPerMin: number; ipPerMin: number; trustProxy: boolean; previewTokenTtlMs: number };
+  limits: {
+    userPerMin: number;
+    ipPerMin: number;
+    trustProxy: boolean;
+    previewTokenTtlMs: number;
+    /** Life of a Realtime editor token, ms. */
+    editorTokenTtlMs: number;
+  };
   /** `http://<id>.preview.localhost:8787` (embedded) or `https://<id>.<PREVIEW_DOMAIN>`. */
   previewOrigin: (previewId: string) => string;
   /** Handles requests whose Host is a preview origin (the proxy); `undefined` → not a preview host. */
@@ -298,9 +306,13 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
       description:
         'Editors using the Supabase Realtime sync transport call this when they start a session and ' +
         'whenever they hear nothing: a bridge on one router replica (the lease holder, or this one if ' +
-        'none) relays the topic to the sync hub.',
+        'none) relays the topic to the sync hub. With `editorId` it also mints the editor token the ' +
+        'editor shows the bridge in its hello (the bridge admits no editor without one).',
       security: secured,
-      request: { params: IdParams },
+      request: {
+        params: IdParams,
+        body: { content: { 'application/json': { schema: RealtimeRequest } }, required: false },
+      },
       responses: {
         200: { description: 'The topic', content: { 'application/json': { schema: RealtimeSession } } },
         409: {
@@ -333,7 +345,20 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
           { code: 'no_sync_channel' },
         );
       await bridges.ensure(id);
-      return c.json({ topic: `preview:${id}` }, 200);
+      const editorId = c.req.valid('json')?.editorId;
+      if (!editorId) return c.json({ topic: `preview:${id}` }, 200);
+      const ttlMs = deps.limits.editorTokenTtlMs;
+      const editorToken = await deps.accessTokens.sign({
+        previewId: id,
+        userId: user.userId,
+        kind: 'editor',
+        editorId,
+        ttlMs,
+      });
+      return c.json(
+        { topic: `preview:${id}`, editorToken, expiresAt: new Date(Date.now() + ttlMs).toISOString() },
+        200,
+      );
     },
   );
 

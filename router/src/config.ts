@@ -100,8 +100,13 @@ export const RouterConfigSchema = z
       .string()
       .min(20, 'must be at least 20 characters (rule min_length)')
       .optional(),
-    /** Join private channels (Realtime Authorization); editors' transports must pass `private: true` too. */
-    SUPABASE_REALTIME_PRIVATE: bool(false),
+    /**
+     * Join private channels (Realtime Authorization: the `realtime.messages` policies of
+     * supabase/migrations admit only the preview's owner); editors' transports must match (their default too).
+     */
+    SUPABASE_REALTIME_PRIVATE: bool(true),
+    /** Life of the editor token `POST /v1/previews/:id/realtime` returns (checked once, at the editor's hello). */
+    REALTIME_EDITOR_TOKEN_TTL_MS: ms(60_000),
     /** Largest broadcast message of the Realtime project, in bytes (Free plan 256 KB). */
     SUPABASE_REALTIME_MAX_MESSAGE_BYTES: z.coerce
       .number()
