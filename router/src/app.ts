@@ -1,15 +1,18 @@
+import { createHash } from 'node:crypto';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import {
   CapacityError,
   ConflictError,
   FileBatch,
+  InvalidInputError,
   NodeHeartbeat,
   NodeRegistered,
   NodeRegistration,
   TierUnavailableError,
 } from '@preview/tiers';
 import type { Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { AccessTokens } from './auth/access-token.ts';
@@ -53,6 +56,8 @@ export interface AppDeps {
     previewTokenTtlMs: number;
     /** Life of a Realtime editor token, ms. */
     editorTokenTtlMs: number;
+    /** Largest request body under `/v1/*`, bytes (413 `body_too_large`). */
+    maxBodyBytes: number;
   };
   /** `http://<id>.preview.localhost:8787` (embedded) or `https://<id>.<PREVIEW_DOMAIN>`. */
   previewOrigin: (previewId: string) => string;
@@ -134,6 +139,20 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
     await limit(deps, `ip:${ip}`, deps.limits.ipPerMin, 'ip');
     await next();
   });
+  // Bodies are counted as they stream in: a Content-Length over the cap is refused before a byte is
+  // read, a chunked body as soon as it passes the cap, so nothing larger is ever buffered.
+  app.use(
+    '/v1/*',
+    bodyLimit({
+      maxSize: deps.limits.maxBodyBytes,
+      onError: () => {
+        throw new InvalidInputError(
+          'body_too_large',
+          `body: larger than ${deps.limits.maxBodyBytes} bytes (rule max_body_bytes)`,
+        );
+      },
+    }),
+  );
   app.use('/v1/*', authenticate(deps.auth));
   app.use('/v1/*', async (c, next) => {
     const p = c.get('principal');
@@ -185,6 +204,10 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
           description: 'Same Idempotency-Key: the existing preview',
           content: { 'application/json': { schema: PreviewView } },
         },
+        422: {
+          description: 'The Idempotency-Key was used with a different body (`idempotency_mismatch`)',
+          content: { 'application/json': { schema: ErrorBody } },
+        },
         ...errors,
       },
     }),
@@ -195,7 +218,8 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
       const { session, created } = await previews.create(
         user.userId,
         { files: body.files, template: body.template, client: body.client, serverOnly: body.serverOnly },
-        key,
+        // The validated body (defaults applied, keys in schema order) is what the key is bound to.
+        key ? { key, bodyHash: createHash('sha256').update(JSON.stringify(body)).digest('hex') } : undefined,
       );
       return c.json(await view(session), created ? 201 : 200);
     },

@@ -1,5 +1,5 @@
 import { isSupabaseDatabaseUrl, SUPABASE_ROLES } from '@preview/db-isolation';
-import { defineConfig } from '@preview/tiers';
+import { defineConfig, LIMITS } from '@preview/tiers';
 import { z } from 'zod';
 
 const ms = (def: number) => z.coerce.number().int().positive().default(def);
@@ -78,6 +78,12 @@ export const RouterConfigSchema = z
     NODE_TTL_MS: ms(15_000),
     /** Trust `X-Forwarded-For` for the client IP (behind a load balancer). */
     TRUST_PROXY: bool(false),
+    /**
+     * Largest request body under `/v1/*`, in bytes (413 `body_too_large`), enforced while the body
+     * streams in. Default 29 MiB: the largest sync frame (`LIMITS.frameBytes`, a full batch in
+     * base64) plus 1 MiB of JSON around it.
+     */
+    MAX_REQUEST_BODY_BYTES: count(LIMITS.frameBytes + 1024 * 1024),
     RATE_LIMIT_USER_PER_MIN: count(600),
     RATE_LIMIT_IP_PER_MIN: count(1200),
     MAX_LIVE_PREVIEWS_PER_USER: count(10),

@@ -119,11 +119,13 @@ export class PreviewService {
   /**
    * Creates (or, for a repeated idempotency key, returns) a preview. Only the request that
    * inserted the session places it, so a repeated key never starts a second container.
+   * `idempotency.bodyHash` (SHA-256 hex of the request body) is kept with the key: the key reused
+   * with another body throws InvalidInputError `idempotency_mismatch`.
    */
   async create(
     userId: string,
     input: CreateInput,
-    idempotencyKey?: string,
+    idempotency?: { key: string; bodyHash?: string | undefined },
   ): Promise<{ session: Session; created: boolean }> {
     const detected = classify(input.files);
     const classification: Classification = input.template
@@ -133,7 +135,8 @@ export class PreviewService {
       userId,
       template: classification.template,
       classification,
-      idempotencyKey,
+      idempotencyKey: idempotency?.key,
+      idempotencyBodyHash: idempotency?.bodyHash,
       maxLive: this.#maxLive,
       files: input.files,
     });

@@ -182,6 +182,7 @@ export async function createRouter(o: RouterOptions) {
       trustProxy: config.TRUST_PROXY,
       previewTokenTtlMs: config.PREVIEW_TOKEN_TTL_MS,
       editorTokenTtlMs: config.REALTIME_EDITOR_TOKEN_TTL_MS,
+      maxBodyBytes: config.MAX_REQUEST_BODY_BYTES,
     },
     previewOrigin,
     previewHost: proxy,
