@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import {
@@ -10,6 +10,7 @@ import {
   NodeRegistered,
   NodeRegistration,
   TierUnavailableError,
+  UnauthorizedError,
 } from '@preview/tiers';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
@@ -32,6 +33,7 @@ import {
   FilesResult,
   IdParams,
   ListQuery,
+  NodeFailedReport,
   PreviewList,
   PreviewView,
   RealtimeRequest,
@@ -63,6 +65,8 @@ export interface AppDeps {
   previewOrigin: (previewId: string) => string;
   /** Handles requests whose Host is a preview origin (the proxy); `undefined` → not a preview host. */
   previewHost?: PreviewHostHandler;
+  /** `METRICS_TOKEN`: `/metrics` answers only `Authorization: Bearer <it>`; unset → open. */
+  metricsToken?: string | undefined;
   /** The Supabase Realtime bridges, when configured (read per request: built after the app). */
   realtime?: () => { ensure(previewId: string): Promise<unknown> } | undefined;
 }
@@ -535,6 +539,31 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
     },
   );
 
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/nodes/previews/{id}/failed',
+      summary: 'A pool agent reports that a preview’s sandbox stopped for good (e.g. OOM-killed)',
+      description:
+        'The session becomes `failed` with the reason at once (GET and the SSE `state` event), instead ' +
+        'of at the next reconcile. Only the node the preview is on may report it; repeat-safe.',
+      security: secured,
+      request: {
+        params: IdParams,
+        body: { content: { 'application/json': { schema: NodeFailedReport } }, required: true },
+      },
+      responses: {
+        200: { description: 'The preview', content: { 'application/json': { schema: PreviewView } } },
+        ...errors,
+      },
+    }),
+    async (c) => {
+      const node = requireNode(c);
+      const s = await previews.failedOnNode(node.nodeId, c.req.valid('param').id, c.req.valid('json').reason);
+      return c.json(await view(s), 200);
+    },
+  );
+
   // ---- system ---------------------------------------------------------------------------------
   app.get('/healthz', (c) => c.json({ ok: true }));
   app.get('/readyz', async (c) => {
@@ -545,9 +574,13 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
       return c.json({ ok: false, postgres: (e as Error).message }, 503);
     }
   });
-  app.get('/metrics', async (c) =>
-    c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }),
-  );
+  app.get('/metrics', async (c) => {
+    if (deps.metricsToken !== undefined && !bearerMatches(c.req.header('authorization'), deps.metricsToken))
+      throw new UnauthorizedError('/metrics: Authorization: Bearer <METRICS_TOKEN> required', {
+        code: 'metrics_token_required',
+      });
+    return c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
+  });
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
     info: {
@@ -559,6 +592,15 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
   app.get('/docs', (c) => c.html(DOCS_HTML));
   app.get('/', (c) => c.html(DEMO_EDITOR_HTML));
   return app;
+}
+
+/** `Bearer <token>` compared in constant time (the header is attacker-controlled). */
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const got = createHash('sha256')
+    .update(header ?? '')
+    .digest();
+  const want = createHash('sha256').update(`Bearer ${token}`).digest();
+  return timingSafeEqual(got, want);
 }
 
 async function limit(deps: AppDeps, key: string, perMin: number, scope: string): Promise<void> {

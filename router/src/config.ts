@@ -84,6 +84,11 @@ export const RouterConfigSchema = z
      * base64) plus 1 MiB of JSON around it.
      */
     MAX_REQUEST_BODY_BYTES: count(LIMITS.frameBytes + 1024 * 1024),
+    /**
+     * Bearer token `/metrics` requires (Prometheus `authorization: {credentials: ...}`); unset → open,
+     * for a router whose port only the scraper reaches. At least 16 characters.
+     */
+    METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters (rule min_length)').optional(),
     RATE_LIMIT_USER_PER_MIN: count(600),
     RATE_LIMIT_IP_PER_MIN: count(1200),
     MAX_LIVE_PREVIEWS_PER_USER: count(10),

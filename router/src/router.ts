@@ -185,6 +185,7 @@ export async function createRouter(o: RouterOptions) {
       maxBodyBytes: config.MAX_REQUEST_BODY_BYTES,
     },
     previewOrigin,
+    metricsToken: config.METRICS_TOKEN,
     previewHost: proxy,
     realtime: () => bridges,
   });

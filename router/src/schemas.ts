@@ -115,6 +115,14 @@ export const RealtimeSession = z
   })
   .openapi('RealtimeSession');
 
+/** Body of `POST /v1/nodes/previews/:id/failed`: why the sandbox stopped (the agent's exit reason). */
+export const NodeFailedReport = z
+  .object({
+    reason: z.string().min(1).max(2000, 'at most 2000 characters (rule max_length)'),
+    oomKilled: z.boolean().optional(),
+  })
+  .openapi('NodeFailedReport');
+
 /** Body of `POST /v1/previews/:id/realtime`. */
 export const RealtimeRequest = z
   .object({
