@@ -154,6 +154,18 @@ describe('one write path: what is stored is what ran', () => {
       'invalid_path',
     );
     expect(message.match(/rule backslash/g)).toHaveLength(1);
+    const ed = await connectRawEditor(
+      `ws://127.0.0.1:${port}/v1/previews/${id}/sync?access_token=${h.alice.jwt}`,
+      { clientId: 'c-backslash' },
+    );
+    ed.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'a\\b', content: '' }] });
+    await ed.waitFor((fs) => fs.some((f) => f.type === 'error'));
+    const frame = ed.frames.find((f) => f.type === 'error') as { code: string; message: string };
+    ed.close();
+    expect(frame.code).toBe('invalid_path');
+    expect(frame.message.match(/rule backslash/g)).toHaveLength(1);
+    // The same words as over HTTP, but for the field's place in the frame.
+    expect(`body.${frame.message}`).toBe(message);
   });
 
   it('a stale or duplicate seq over HTTP is answered as such, never acked as applied (example 2)', async () => {
