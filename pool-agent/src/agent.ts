@@ -114,7 +114,16 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     env: sandboxEnv,
     log,
   });
-  const life = new PreviewLifecycle({ runtime, pools, table, log });
+  const life = new PreviewLifecycle({
+    runtime,
+    pools,
+    table,
+    log,
+    // The router learns at once (GET and SSE read `failed` with the reason), not at its next reconcile.
+    onFailed: (p, exit) => {
+      if (registration) void registration.reportFailed(p.id, exit.reason, exit.oomKilled);
+    },
+  });
   runtime.onExit((exit) => {
     if (!closing) life.onExit(exit);
   });

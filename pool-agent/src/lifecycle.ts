@@ -20,8 +20,8 @@ export interface LifecycleContext {
   pools: Pick<WarmPools, 'forget' | 'populate'>;
   table: PreviewTable;
   log: Logger;
-  /** Called when a preview moves to `failed` (its sandbox died). */
-  onFailed?(p: PreviewRecord): void;
+  /** Called when a preview moves to `failed` (its sandbox died), with how it exited. */
+  onFailed?(p: PreviewRecord, exit: SandboxExit): void;
 }
 
 /** Lines of a failed sandbox's output kept and reported. */
@@ -126,7 +126,7 @@ export class PreviewLifecycle {
     // Nothing answers on the link any more; stop reopening it.
     p.link.close();
     for (const r of p.relays) r.close(CloseCodes.ended, 'preview failed');
-    c.onFailed?.(p);
+    c.onFailed?.(p, exit);
   }
 
   #notFailed(id: string): PreviewRecord {

@@ -4,12 +4,14 @@ import type { AddressInfo } from 'node:net';
 import { NodeHeartbeat, NodeRegistration } from '@preview/tiers';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAgent, testConfig, until } from '../test/fixtures.ts';
+import { register } from './registration.ts';
 
 interface FakeRouterState {
   registrations: NodeRegistration[];
   heartbeats: Array<{ auth: string | undefined; body: NodeHeartbeat }>;
   sessionsAsked: number;
   credential: string;
+  failures: Array<{ previewId: string; auth: string | undefined; body: unknown }>;
 }
 
 /** A small real HTTP server speaking the router's node routes (the router itself is another package). */
@@ -22,6 +24,7 @@ async function routerServer(
     heartbeats: [],
     sessionsAsked: 0,
     credential: `cred_${randomUUID()}`,
+    failures: [],
   };
   const read = (req: IncomingMessage) =>
     new Promise<unknown>((resolve) => {
@@ -46,6 +49,11 @@ async function routerServer(
       state.heartbeats.push({ auth, body });
       return send(auth === `Bearer ${state.credential}` ? 200 : 401, {});
     }
+    const failed = /^\/v1\/nodes\/previews\/([^/]+)\/failed$/.exec(req.url ?? '');
+    if (req.method === 'POST' && failed) {
+      state.failures.push({ previewId: decodeURIComponent(failed[1]!), auth, body: await read(req) });
+      return send(auth === `Bearer ${state.credential}` ? 200 : 401, {});
+    }
     if (req.method === 'GET' && req.url === '/v1/nodes/sessions') {
       state.sessionsAsked++;
       return send(200, { sessions: [] });
@@ -64,6 +72,31 @@ describe('registration with the router', () => {
   const cleanups: Array<() => Promise<void>> = [];
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  it('reports a failed preview (e.g. OOM-killed) to the router with its node credential at once', async () => {
+    const joinToken = `join_${randomUUID()}`;
+    const router = await routerServer(joinToken);
+    cleanups.push(router.close);
+    const reg = await register({
+      routerUrl: router.url,
+      joinToken,
+      name: 'node-report',
+      url: 'http://127.0.0.1:9',
+      runtime: 'process',
+      capacity: () => ({ slots: 1, used: 1, warm: {} }),
+      sessions: () => [],
+    });
+    cleanups.push(async () => reg.stop());
+    const id = randomUUID();
+    expect(await reg.reportFailed(id, 'OOMKilled: out of memory (limit 512 MiB)', true)).toBe(true);
+    expect(router.state.failures).toEqual([
+      {
+        previewId: id,
+        auth: `Bearer ${router.state.credential}`,
+        body: { reason: 'OOMKilled: out of memory (limit 512 MiB)', oomKilled: true },
+      },
+    ]);
   });
 
   it('registers with the join token, heartbeats capacity, and accepts the credential as its API token', async () => {

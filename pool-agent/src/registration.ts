@@ -34,6 +34,12 @@ export interface Registration {
   beat(): Promise<void>;
   /** The sessions the router considers live on this node, or `undefined` if it cannot say. */
   liveSessions(): Promise<string[] | undefined>;
+  /**
+   * Tells the router at once that a preview's sandbox stopped for good (`POST
+   * /v1/nodes/previews/:id/failed`), so GET and SSE show `failed` with the reason without waiting
+   * for a reconcile. Retried a few times; resolves false when the router could not be told.
+   */
+  reportFailed(previewId: string, reason: string, oomKilled: boolean): Promise<boolean>;
   stop(): void;
 }
 
@@ -132,6 +138,29 @@ export async function register(options: RegistrationOptions): Promise<Registrati
       return current.credential;
     },
     beat,
+    async reportFailed(previewId, reason, oomKilled) {
+      try {
+        await pRetry(
+          async () => {
+            const res = await f(`${base}/v1/nodes/previews/${encodeURIComponent(previewId)}/failed`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json', authorization: `Bearer ${current.credential}` },
+              body: JSON.stringify({ reason: reason.slice(0, 2000) || 'sandbox stopped', oomKilled }),
+              signal: AbortSignal.timeout(5000),
+            });
+            await res.body?.cancel();
+            // 404: the router no longer places it here (deleted, moved); nothing to tell.
+            if (!res.ok && res.status !== 404)
+              throw new PreviewError('report_failed', `router answered ${res.status} to a failure report`);
+          },
+          { retries: 3, minTimeout: 100, maxTimeout: 1000 },
+        );
+        return true;
+      } catch (e) {
+        options.log?.warn({ err: e, previewId }, 'could not report a failed preview to the router');
+        return false;
+      }
+    },
     async liveSessions() {
       try {
         const res = await f(`${base}/v1/nodes/sessions`, {

@@ -1,16 +1,20 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import {
   CapacityError,
   ConflictError,
   FileBatch,
+  InvalidInputError,
   NodeHeartbeat,
   NodeRegistered,
   NodeRegistration,
   TierUnavailableError,
+  UnauthorizedError,
   zodToInvalidInput,
 } from '@preview/tiers';
 import type { Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { AccessTokens } from './auth/access-token.ts';
@@ -30,8 +34,10 @@ import {
   FilesResult,
   IdParams,
   ListQuery,
+  NodeFailedReport,
   PreviewList,
   PreviewView,
+  RealtimeRequest,
   RealtimeSession,
 } from './schemas.ts';
 import { sseForPreview } from './sse.ts';
@@ -46,11 +52,22 @@ export interface AppDeps {
   rateLimiter: RateLimiter;
   metrics: Metrics;
   accessTokens: AccessTokens;
-  limits: { userPerMin: number; ipPerMin: number; trustProxy: boolean; previewTokenTtlMs: number };
+  limits: {
+    userPerMin: number;
+    ipPerMin: number;
+    trustProxy: boolean;
+    previewTokenTtlMs: number;
+    /** Life of a Realtime editor token, ms. */
+    editorTokenTtlMs: number;
+    /** Largest request body under `/v1/*`, bytes (413 `body_too_large`). */
+    maxBodyBytes: number;
+  };
   /** `http://<id>.preview.localhost:8787` (embedded) or `https://<id>.<PREVIEW_DOMAIN>`. */
   previewOrigin: (previewId: string) => string;
   /** Handles requests whose Host is a preview origin (the proxy); `undefined` → not a preview host. */
   previewHost?: PreviewHostHandler;
+  /** `METRICS_TOKEN`: `/metrics` answers only `Authorization: Bearer <it>`; unset → open. */
+  metricsToken?: string | undefined;
   /** The Supabase Realtime bridges, when configured (read per request: built after the app). */
   realtime?: () => { ensure(previewId: string): Promise<unknown> } | undefined;
 }
@@ -126,6 +143,20 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
     await limit(deps, `ip:${ip}`, deps.limits.ipPerMin, 'ip');
     await next();
   });
+  // Bodies are counted as they stream in: a Content-Length over the cap is refused before a byte is
+  // read, a chunked body as soon as it passes the cap, so nothing larger is ever buffered.
+  app.use(
+    '/v1/*',
+    bodyLimit({
+      maxSize: deps.limits.maxBodyBytes,
+      onError: () => {
+        throw new InvalidInputError(
+          'body_too_large',
+          `body: larger than ${deps.limits.maxBodyBytes} bytes (rule max_body_bytes)`,
+        );
+      },
+    }),
+  );
   app.use('/v1/*', authenticate(deps.auth));
   app.use('/v1/*', async (c, next) => {
     const p = c.get('principal');
@@ -177,6 +208,10 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
           description: 'Same Idempotency-Key: the existing preview',
           content: { 'application/json': { schema: PreviewView } },
         },
+        422: {
+          description: 'The Idempotency-Key was used with a different body (`idempotency_mismatch`)',
+          content: { 'application/json': { schema: ErrorBody } },
+        },
         ...errors,
       },
     }),
@@ -187,7 +222,8 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
       const { session, created } = await previews.create(
         user.userId,
         { files: body.files, template: body.template, client: body.client, serverOnly: body.serverOnly },
-        key,
+        // The validated body (defaults applied, keys in schema order) is what the key is bound to.
+        key ? { key, bodyHash: createHash('sha256').update(JSON.stringify(body)).digest('hex') } : undefined,
       );
       return c.json(await view(session), created ? 201 : 200);
     },
@@ -298,9 +334,13 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
       description:
         'Editors using the Supabase Realtime sync transport call this when they start a session and ' +
         'whenever they hear nothing: a bridge on one router replica (the lease holder, or this one if ' +
-        'none) relays the topic to the sync hub.',
+        'none) relays the topic to the sync hub. With `editorId` it also mints the editor token the ' +
+        'editor shows the bridge in its hello (the bridge admits no editor without one).',
       security: secured,
-      request: { params: IdParams },
+      request: {
+        params: IdParams,
+        body: { content: { 'application/json': { schema: RealtimeRequest } }, required: false },
+      },
       responses: {
         200: { description: 'The topic', content: { 'application/json': { schema: RealtimeSession } } },
         409: {
@@ -333,7 +373,20 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
           { code: 'no_sync_channel' },
         );
       await bridges.ensure(id);
-      return c.json({ topic: `preview:${id}` }, 200);
+      const editorId = c.req.valid('json')?.editorId;
+      if (!editorId) return c.json({ topic: `preview:${id}` }, 200);
+      const ttlMs = deps.limits.editorTokenTtlMs;
+      const editorToken = await deps.accessTokens.sign({
+        previewId: id,
+        userId: user.userId,
+        kind: 'editor',
+        editorId,
+        ttlMs,
+      });
+      return c.json(
+        { topic: `preview:${id}`, editorToken, expiresAt: new Date(Date.now() + ttlMs).toISOString() },
+        200,
+      );
     },
   );
 
@@ -486,6 +539,31 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
     },
   );
 
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/nodes/previews/{id}/failed',
+      summary: 'A pool agent reports that a preview’s sandbox stopped for good (e.g. OOM-killed)',
+      description:
+        'The session becomes `failed` with the reason at once (GET and the SSE `state` event), instead ' +
+        'of at the next reconcile. Only the node the preview is on may report it; repeat-safe.',
+      security: secured,
+      request: {
+        params: IdParams,
+        body: { content: { 'application/json': { schema: NodeFailedReport } }, required: true },
+      },
+      responses: {
+        200: { description: 'The preview', content: { 'application/json': { schema: PreviewView } } },
+        ...errors,
+      },
+    }),
+    async (c) => {
+      const node = requireNode(c);
+      const s = await previews.failedOnNode(node.nodeId, c.req.valid('param').id, c.req.valid('json').reason);
+      return c.json(await view(s), 200);
+    },
+  );
+
   // ---- system ---------------------------------------------------------------------------------
   app.get('/healthz', (c) => c.json({ ok: true }));
   app.get('/readyz', async (c) => {
@@ -496,9 +574,13 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
       return c.json({ ok: false, postgres: (e as Error).message }, 503);
     }
   });
-  app.get('/metrics', async (c) =>
-    c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }),
-  );
+  app.get('/metrics', async (c) => {
+    if (deps.metricsToken !== undefined && !bearerMatches(c.req.header('authorization'), deps.metricsToken))
+      throw new UnauthorizedError('/metrics: Authorization: Bearer <METRICS_TOKEN> required', {
+        code: 'metrics_token_required',
+      });
+    return c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
+  });
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
     info: {
@@ -510,6 +592,15 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
   app.get('/docs', (c) => c.html(DOCS_HTML));
   app.get('/', (c) => c.html(DEMO_EDITOR_HTML));
   return app;
+}
+
+/** `Bearer <token>` compared in constant time (the header is attacker-controlled). */
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const got = createHash('sha256')
+    .update(header ?? '')
+    .digest();
+  const want = createHash('sha256').update(`Bearer ${token}`).digest();
+  return timingSafeEqual(got, want);
 }
 
 async function limit(deps: AppDeps, key: string, perMin: number, scope: string): Promise<void> {

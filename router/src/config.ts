@@ -1,5 +1,5 @@
 import { isSupabaseDatabaseUrl, SUPABASE_ROLES } from '@preview/db-isolation';
-import { defineConfig } from '@preview/tiers';
+import { defineConfig, LIMITS } from '@preview/tiers';
 import { z } from 'zod';
 
 const ms = (def: number) => z.coerce.number().int().positive().default(def);
@@ -78,6 +78,17 @@ export const RouterConfigSchema = z
     NODE_TTL_MS: ms(15_000),
     /** Trust `X-Forwarded-For` for the client IP (behind a load balancer). */
     TRUST_PROXY: bool(false),
+    /**
+     * Largest request body under `/v1/*`, in bytes (413 `body_too_large`), enforced while the body
+     * streams in. Default 29 MiB: the largest sync frame (`LIMITS.frameBytes`, a full batch in
+     * base64) plus 1 MiB of JSON around it.
+     */
+    MAX_REQUEST_BODY_BYTES: count(LIMITS.frameBytes + 1024 * 1024),
+    /**
+     * Bearer token `/metrics` requires (Prometheus `authorization: {credentials: ...}`); unset → open,
+     * for a router whose port only the scraper reaches. At least 16 characters.
+     */
+    METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters (rule min_length)').optional(),
     RATE_LIMIT_USER_PER_MIN: count(600),
     RATE_LIMIT_IP_PER_MIN: count(1200),
     MAX_LIVE_PREVIEWS_PER_USER: count(10),
@@ -100,8 +111,13 @@ export const RouterConfigSchema = z
       .string()
       .min(20, 'must be at least 20 characters (rule min_length)')
       .optional(),
-    /** Join private channels (Realtime Authorization); editors' transports must pass `private: true` too. */
-    SUPABASE_REALTIME_PRIVATE: bool(false),
+    /**
+     * Join private channels (Realtime Authorization: the `realtime.messages` policies of
+     * supabase/migrations admit only the preview's owner); editors' transports must match (their default too).
+     */
+    SUPABASE_REALTIME_PRIVATE: bool(true),
+    /** Life of the editor token `POST /v1/previews/:id/realtime` returns (checked once, at the editor's hello). */
+    REALTIME_EDITOR_TOKEN_TTL_MS: ms(60_000),
     /** Largest broadcast message of the Realtime project, in bytes (Free plan 256 KB). */
     SUPABASE_REALTIME_MAX_MESSAGE_BYTES: z.coerce
       .number()

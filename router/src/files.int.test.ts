@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDaemonTier } from '../test/daemon-tier.ts';
 import { bearer, createHarness, type Harness } from '../test/harness.ts';
 import { connectRawEditor } from '../test/sync/index.ts';
+import { loadConfig } from './config.ts';
 
 /**
  * The one write path (issue 11, "the stored project can drift from what ran"): every batch, over
@@ -153,6 +154,18 @@ describe('one write path: what is stored is what ran', () => {
       'invalid_path',
     );
     expect(message.match(/rule backslash/g)).toHaveLength(1);
+    const ed = await connectRawEditor(
+      `ws://127.0.0.1:${port}/v1/previews/${id}/sync?access_token=${h.alice.jwt}`,
+      { clientId: 'c-backslash' },
+    );
+    ed.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'a\\b', content: '' }] });
+    await ed.waitFor((fs) => fs.some((f) => f.type === 'error'));
+    const frame = ed.frames.find((f) => f.type === 'error') as { code: string; message: string };
+    ed.close();
+    expect(frame.code).toBe('invalid_path');
+    expect(frame.message.match(/rule backslash/g)).toHaveLength(1);
+    // The same words as over HTTP, but for the field's place in the frame.
+    expect(`body.${frame.message}`).toBe(message);
   });
 
   it('a stale or duplicate seq over HTTP is answered as such, never acked as applied (example 2)', async () => {
@@ -231,6 +244,77 @@ describe('one write path: what is stored is what ran', () => {
     // Two owner reopen periods (50 ms doubling): a hub that retried would have called again.
     await new Promise((r) => setTimeout(r, 1500));
     expect(tier.openSyncCalls).toBe(calls);
+  });
+});
+
+describe('strict input (issue 11)', () => {
+  // The user's live previews are capped; these tests give theirs back.
+  const remove = async (id: string) =>
+    expect(
+      (await h.router.app.request(`/v1/previews/${id}`, { method: 'DELETE', headers: bearer(h.alice.jwt) }))
+        .status,
+    ).toBe(204);
+  const createWith = (key: string, files: Record<string, string>) =>
+    h.router.app.request('/v1/previews', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': key, ...bearer(h.alice.jwt) },
+      body: JSON.stringify({ files, serverOnly: true }),
+    });
+
+  it('an Idempotency-Key reused with a different body is a 422 idempotency_mismatch; the first preview is untouched (example 4)', async () => {
+    const key = `k-${Math.random().toString(36).slice(2)}`;
+    const first = await createWith(key, FILES);
+    const { id } = (await first.json()) as { id: string };
+    expect(first.status).toBe(201);
+    const again = await createWith(key, FILES);
+    expect(again.status).toBe(200);
+    expect(((await again.json()) as { id: string }).id).toBe(id);
+    const message = await refused(
+      await createWith(key, { 'index.html': '<h1>other</h1>' }),
+      422,
+      'idempotency_mismatch',
+    );
+    expect(message).toContain(JSON.stringify(key));
+    expect(await stored(id)).toEqual(FILES);
+    await remove(id);
+  });
+
+  it('a body over MAX_REQUEST_BODY_BYTES is a 413 naming the limit, before it is read (example 7)', async () => {
+    const limit = loadConfig({}).MAX_REQUEST_BODY_BYTES; // the harness keeps the default
+    const id = await create();
+    // Declared length over the cap: refused without reading.
+    const declared = await h.router.app.request(`/v1/previews/${id}/files`, {
+      method: 'PUT',
+      headers: {
+        'content-type': 'application/json',
+        'content-length': String(limit + 1),
+        ...bearer(h.alice.jwt),
+      },
+      body: new Uint8Array(limit + 1),
+    });
+    expect(await refused(declared, 413, 'body_too_large')).toBe(
+      `body: larger than ${limit} bytes (rule max_body_bytes)`,
+    );
+    // Streamed without a length (chunked): refused once the cap is passed; the rest is never pulled.
+    const chunk = new Uint8Array(1024 * 1024).fill(0x20);
+    const chunks = 200;
+    let pulled = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(ctrl) {
+        if (pulled++ >= chunks) ctrl.close();
+        else ctrl.enqueue(chunk);
+      },
+    });
+    const streamed = await h.router.app.request('/v1/previews', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
+      body,
+      duplex: 'half',
+    } as RequestInit);
+    await refused(streamed, 413, 'body_too_large');
+    expect(pulled).toBeLessThan(Math.ceil(limit / chunk.length) + 4);
+    expect(await stored(id)).toEqual(FILES);
+    await remove(id);
   });
 });
 

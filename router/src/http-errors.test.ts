@@ -19,6 +19,16 @@ describe('onError maps every PreviewError subclass (table)', () => {
     [new InvalidInputError('invalid_path', 'ops.0.path: must be relative'), 400, 'invalid_path'],
     [new UnauthorizedError('no token'), 401, 'unauthorized', { 'www-authenticate': 'Bearer' }],
     [new ForbiddenError('nope'), 403, 'forbidden'],
+    [
+      new InvalidInputError('body_too_large', 'body: larger than 10 bytes (rule max_body_bytes)'),
+      413,
+      'body_too_large',
+    ],
+    [
+      new InvalidInputError('idempotency_mismatch', 'Idempotency-Key "k": different body'),
+      422,
+      'idempotency_mismatch',
+    ],
     [new NotFoundError('gone'), 404, 'not_found'],
     [new ConflictError('ended'), 409, 'conflict'],
     [

@@ -8,6 +8,16 @@ export interface ErrorBody {
   error: { code: string; message: string };
 }
 
+/**
+ * Codes whose HTTP status is more precise than their class's: 413 Content Too Large
+ * (RFC 9110 §15.5.14) for a body over `MAX_REQUEST_BODY_BYTES`, 422 Unprocessable Content
+ * (RFC 9110 §15.5.21; the IETF Idempotency-Key draft's answer) for a key reused with another body.
+ */
+const STATUS_BY_CODE: Readonly<Record<string, ContentfulStatusCode>> = {
+  body_too_large: 413,
+  idempotency_mismatch: 422,
+};
+
 /** Status, body and headers for any thrown value. Unknown errors become an opaque 500. */
 export function errorResponse(err: unknown): {
   status: ContentfulStatusCode;
@@ -16,7 +26,7 @@ export function errorResponse(err: unknown): {
 } {
   const headers: Record<string, string> = {};
   if (err instanceof PreviewError) {
-    const status = httpStatusOf(err, { capacity: 429, other: 500 });
+    const status = STATUS_BY_CODE[err.code] ?? httpStatusOf(err, { capacity: 429, other: 500 });
     if (err instanceof CapacityError && err.retryAfterMs !== undefined)
       headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
     if (err instanceof UnauthorizedError) headers['www-authenticate'] = 'Bearer';

@@ -119,11 +119,13 @@ export class PreviewService {
   /**
    * Creates (or, for a repeated idempotency key, returns) a preview. Only the request that
    * inserted the session places it, so a repeated key never starts a second container.
+   * `idempotency.bodyHash` (SHA-256 hex of the request body) is kept with the key: the key reused
+   * with another body throws InvalidInputError `idempotency_mismatch`.
    */
   async create(
     userId: string,
     input: CreateInput,
-    idempotencyKey?: string,
+    idempotency?: { key: string; bodyHash?: string | undefined },
   ): Promise<{ session: Session; created: boolean }> {
     const detected = classify(input.files);
     const classification: Classification = input.template
@@ -133,7 +135,8 @@ export class PreviewService {
       userId,
       template: classification.template,
       classification,
-      idempotencyKey,
+      idempotencyKey: idempotency?.key,
+      idempotencyBodyHash: idempotency?.bodyHash,
       maxLive: this.#maxLive,
       files: input.files,
     });
@@ -234,6 +237,31 @@ export class PreviewService {
     }
     this.#metrics.creates.inc({ tier: 'none', outcome: 'unplaced' });
     return await this.#fail(session.id, reasons, 'no tier could run this preview');
+  }
+
+  /**
+   * A node reports that a preview's sandbox stopped for good (e.g. the container was OOM-killed):
+   * the session becomes `failed` with the node's reason, and GET / SSE show it at once (a `state`
+   * event). Only the node the preview is placed on may report it; a preview already ended, failed
+   * or on its way out is left alone (repeat-safe: returns the session unchanged).
+   *
+   * @throws NotFoundError when the preview is not on `nodeId`
+   */
+  async failedOnNode(nodeId: string, id: string, reason: string): Promise<Session> {
+    const s = await this.store.get(id);
+    if (!s || s.nodeId !== nodeId) throw new NotFoundError(`preview ${id} is not on this node`);
+    if (['failed', 'ended', 'stopping'].includes(s.state)) return s;
+    const error = `sandbox stopped: ${reason}`;
+    let failed: Session;
+    try {
+      failed = await this.store.transition(id, 'failed', { error });
+    } catch (e) {
+      if (e instanceof ConflictError) return (await this.store.get(id)) ?? s;
+      throw e;
+    }
+    this.#log.warn({ previewId: id, nodeId, reason }, 'preview failed on its node');
+    await this.events.publish(id, { type: 'state', state: 'failed', error, at: Date.now() });
+    return failed;
   }
 
   async #fail(id: string, reasons: PlacementReason[], error: string): Promise<Session> {

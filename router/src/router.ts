@@ -63,7 +63,7 @@ export interface RouterOptions {
   realtime?:
     | {
         client: BridgeRealtimeClient;
-        /** Private channels (Realtime Authorization); must match the editors' transport. */
+        /** Private channels (Realtime Authorization); must match the editors' transport. Default true. */
         private?: boolean;
         /** Largest broadcast message of the Realtime project (default 256 KiB). */
         maxMessageBytes?: number;
@@ -181,8 +181,11 @@ export async function createRouter(o: RouterOptions) {
       ipPerMin: config.RATE_LIMIT_IP_PER_MIN,
       trustProxy: config.TRUST_PROXY,
       previewTokenTtlMs: config.PREVIEW_TOKEN_TTL_MS,
+      editorTokenTtlMs: config.REALTIME_EDITOR_TOKEN_TTL_MS,
+      maxBodyBytes: config.MAX_REQUEST_BODY_BYTES,
     },
     previewOrigin,
+    metricsToken: config.METRICS_TOKEN,
     previewHost: proxy,
     realtime: () => bridges,
   });
@@ -245,6 +248,15 @@ export async function createRouter(o: RouterOptions) {
         events.subscribe(previewId, (e) => {
           if (e.type === 'state' && NO_SYNC_STATES.has(e.state)) onEnd();
         }),
+      verifyEditor: async (token, editor) => {
+        if (!token) return false;
+        const { userId } = await accessTokens.verify(token, {
+          previewId: editor.previewId,
+          kind: 'editor',
+          editorId: editor.editorId,
+        });
+        return userId === editor.userId;
+      },
       log,
     });
   }

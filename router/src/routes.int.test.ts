@@ -197,6 +197,7 @@ describe('routes (app.request, real Postgres)', () => {
           'POST /v1/nodes/register',
           'POST /v1/nodes/heartbeat',
           'GET /v1/nodes/sessions',
+          'POST /v1/nodes/previews/{id}/failed',
         ].sort(),
       );
     });

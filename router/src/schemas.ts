@@ -101,8 +101,38 @@ export const ListQuery = z.object({
 });
 
 export const RealtimeSession = z
-  .object({ topic: z.string().openapi({ example: 'preview:0b7c9a52-4f0e-4d7e-9d8e-6f1f1c2b3a4d' }) })
+  .object({
+    topic: z.string().openapi({ example: 'preview:0b7c9a52-4f0e-4d7e-9d8e-6f1f1c2b3a4d' }),
+    editorToken: z
+      .string()
+      .optional()
+      .openapi({
+        description:
+          'With `editorId`: a short-lived token (REALTIME_EDITOR_TOKEN_TTL_MS) bound to the preview, ' +
+          'its owner and the editor id; the editor sends it in its hello and the bridge admits it only then',
+      }),
+    expiresAt: z.iso.datetime().optional(),
+  })
   .openapi('RealtimeSession');
+
+/** Body of `POST /v1/nodes/previews/:id/failed`: why the sandbox stopped (the agent's exit reason). */
+export const NodeFailedReport = z
+  .object({
+    reason: z.string().min(1).max(2000, 'at most 2000 characters (rule max_length)'),
+    oomKilled: z.boolean().optional(),
+  })
+  .openapi('NodeFailedReport');
+
+/** Body of `POST /v1/previews/:id/realtime`. */
+export const RealtimeRequest = z
+  .object({
+    /** The editor's id on the channel (the envelopes' `from`), to bind an editor token to. */
+    editorId: z
+      .string()
+      .regex(/^[\x21-\x7e]{1,128}$/, '1-128 visible ASCII characters (rule editor_id)')
+      .optional(),
+  })
+  .openapi('RealtimeRequest');
 
 export const ErrorBody = z
   .object({ error: z.object({ code: z.string(), message: z.string() }) })

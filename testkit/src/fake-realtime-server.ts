@@ -1,4 +1,6 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { type JWTPayload, jwtVerify, SignJWT } from 'jose';
+import type pg from 'pg';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
 
 /**
@@ -30,6 +32,17 @@ import { type RawData, WebSocket, WebSocketServer } from 'ws';
  * - Broadcast payload size: the hosted service caps it per plan (256 KB on Free,
  *   https://supabase.com/docs/guides/realtime/limits); realtime-js checks nothing. `maxMessageBytes`
  *   plays that cap: a larger push is answered with an error reply and not delivered.
+ * - Realtime Authorization (https://supabase.com/docs/guides/realtime/authorization): a join with
+ *   `config.private: true` is authorized by the RLS policies on `realtime.messages`, evaluated in
+ *   Postgres as the joining user: the JWT (`access_token` of the join, else the connection's
+ *   `apikey`) is verified with the project's secret, then in one transaction that is rolled back a
+ *   probe row is inserted for the topic, the role of the JWT's `role` claim is taken with
+ *   `request.jwt.claims`, `request.jwt.claim.sub`/`.role` and `realtime.topic` set, and the probe is
+ *   selected (may receive) and a row inserted (may broadcast). A join that may not receive is
+ *   answered with an error reply; a broadcast without the right is answered with an error and not
+ *   delivered. Private and public channels of one name are separate (a public subscriber never
+ *   hears a private broadcast). Without `authorization` a private join is refused (no database to
+ *   ask), as the service would refuse it without policies.
  *
  * @example
  * const rt = await startFakeRealtimeServer({ apiKeys: ['anon-key', 'service-key'] });
@@ -57,13 +70,30 @@ interface Joined {
   joinRef: string;
   self: boolean;
   ack: boolean;
+  private: boolean;
+  /** May broadcast (always on a public channel; the INSERT policy on a private one). */
+  canWrite: boolean;
 }
 
 interface Conn {
   ws: WebSocket;
   vsn: '1.0.0' | '2.0.0';
   topics: Map<string, Joined>;
+  apikey: string;
   accessToken?: string;
+  /** Messages are handled one at a time, in order (a private join waits for Postgres). */
+  chain: Promise<void>;
+}
+
+/** What a private join asks of the project's database. */
+export interface FakeRealtimeAuthorization {
+  /**
+   * The project's database, with the `realtime.messages` policies applied (the router's
+   * migrations); its user must be able to take the JWTs' roles (a superuser, as Realtime's admin).
+   */
+  pool: pg.Pool;
+  /** HS256 secret of the project's JWTs: API keys (`role` anon / service_role) and user access tokens. */
+  jwtSecret: string;
 }
 
 type Msg = { join_ref: string | null; ref: string | null; topic: string; event: string; payload: unknown };
@@ -168,7 +198,7 @@ function encodeUserBroadcast(topic: string, event: string, payload: unknown, bin
   return Buffer.concat([head, t, e, body]);
 }
 
-function checkJoinPayload(p: Record<string, unknown>): Joined & { private: boolean } {
+function checkJoinPayload(p: Record<string, unknown>): Joined {
   const config = p.config;
   if (!isObj(config)) throw new Violation('phx_join payload.config must be an object');
   const b = config.broadcast ?? {};
@@ -183,7 +213,107 @@ function checkJoinPayload(p: Record<string, unknown>): Joined & { private: boole
     throw new Violation('config.private must be boolean');
   if (p.access_token !== undefined && typeof p.access_token !== 'string')
     throw new Violation('access_token must be a string');
-  return { joinRef: '', self: b.self === true, ack: b.ack === true, private: config.private === true };
+  return {
+    joinRef: '',
+    self: b.self === true,
+    ack: b.ack === true,
+    private: config.private === true,
+    canWrite: config.private !== true,
+  };
+}
+
+class Refused extends Error {}
+
+/**
+ * A Supabase API key as the service issues them: an HS256 JWT with `role` `anon` or `service_role`,
+ * signed with the project's JWT secret (`iss` supabase, one year).
+ *
+ * @example
+ * const anon = await signSupabaseApiKey({ secret, role: 'anon' });
+ */
+export async function signSupabaseApiKey(o: {
+  secret: string;
+  role: 'anon' | 'service_role';
+}): Promise<string> {
+  return await new SignJWT({ role: o.role, iss: 'supabase' })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setIssuedAt()
+    .setExpirationTime('365d')
+    .sign(new TextEncoder().encode(o.secret));
+}
+
+/**
+ * Evaluates the `realtime.messages` policies for `topic` as the holder of `token`, the way Supabase
+ * Realtime does at join: rights are read inside a transaction that is always rolled back.
+ */
+async function authorizeTopic(
+  auth: FakeRealtimeAuthorization,
+  token: string,
+  topic: string,
+): Promise<{ canRead: boolean; canWrite: boolean }> {
+  let claims: JWTPayload;
+  try {
+    claims = (await jwtVerify(token, new TextEncoder().encode(auth.jwtSecret))).payload;
+  } catch (e) {
+    throw new Refused(`Invalid JWT: ${(e as Error).message}`);
+  }
+  const role = claims['role'];
+  if (typeof role !== 'string' || role.length === 0) throw new Refused('Invalid JWT: no role claim');
+  const client = await auth.pool.connect();
+  try {
+    await client.query('BEGIN');
+    const probe = await client.query<{ id: string }>(
+      `INSERT INTO realtime.messages (topic, extension, private) VALUES ($1, 'broadcast', true) RETURNING id`,
+      [topic],
+    );
+    try {
+      await client.query(
+        `SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
+                set_config('request.jwt.claim.sub', $3, true), set_config('request.jwt.claim.role', $1, true),
+                set_config('realtime.topic', $4, true)`,
+        [role, JSON.stringify(claims), typeof claims.sub === 'string' ? claims.sub : '', topic],
+      );
+    } catch (e) {
+      throw new Refused(`role ${JSON.stringify(role)} cannot be taken: ${(e as Error).message}`);
+    }
+    const read = await client.query('SELECT 1 FROM realtime.messages WHERE id = $1', [probe.rows[0]!.id]);
+    let canWrite = true;
+    await client.query('SAVEPOINT write_check');
+    try {
+      await client.query(
+        `INSERT INTO realtime.messages (topic, extension, private) VALUES ($1, 'broadcast', true)`,
+        [topic],
+      );
+    } catch (e) {
+      if ((e as { code?: string }).code !== '42501') throw e; // insufficient_privilege / RLS refusal
+      canWrite = false;
+      await client.query('ROLLBACK TO SAVEPOINT write_check');
+    }
+    return { canRead: read.rowCount === 1, canWrite };
+  } finally {
+    await client.query('ROLLBACK').catch(() => {});
+    client.release();
+  }
+}
+
+/** Supabase's own roles that bypass RLS or own nothing: the service role takes every channel. */
+async function ensureServiceRole(pool: pg.Pool): Promise<void> {
+  const { rows } = await pool.query<{ t: string | null }>(
+    `SELECT to_regclass('realtime.messages')::text AS t`,
+  );
+  if (!rows[0]?.t)
+    throw new Error(
+      'options.authorization.pool: realtime.messages does not exist (apply the router migrations first)',
+    );
+  await pool.query(`DO $$
+    BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
+        CREATE ROLE service_role NOLOGIN BYPASSRLS;
+      END IF;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    END $$`);
+  await pool.query('GRANT USAGE ON SCHEMA realtime TO service_role');
+  await pool.query('GRANT SELECT, INSERT ON realtime.messages TO service_role');
 }
 
 export async function startFakeRealtimeServer(options: {
@@ -191,8 +321,12 @@ export async function startFakeRealtimeServer(options: {
   apiKeys: string[];
   /** Largest message accepted, in bytes. Default 256 KiB (the Free plan's broadcast payload size). */
   maxMessageBytes?: number;
+  /** Authorizes private channels against the project's database; unset → private joins are refused. */
+  authorization?: FakeRealtimeAuthorization;
 }): Promise<FakeRealtimeServer> {
   const maxBytes = options.maxMessageBytes ?? 256 * 1024;
+  const auth = options.authorization;
+  if (auth) await ensureServiceRole(auth.pool);
   const conns = new Set<Conn>();
   const violations: string[] = [];
   const received: FakeRealtimeServer['received'] = [];
@@ -224,17 +358,21 @@ export async function startFakeRealtimeServer(options: {
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
-      const conn: Conn = { ws, vsn, topics: new Map() };
+      const conn: Conn = { ws, vsn, topics: new Map(), apikey, chain: Promise.resolve() };
       conns.add(conn);
       ws.on('close', () => conns.delete(conn));
       ws.on('message', (data: RawData, isBinary: boolean) => {
-        try {
-          onMessage(conn, data as Buffer, isBinary);
-        } catch (e) {
-          if (!(e instanceof Violation)) throw e;
-          violations.push(e.message);
-          ws.close(1007, e.message.slice(0, 120));
-        }
+        conn.chain = conn.chain
+          .then(() => onMessage(conn, data as Buffer, isBinary))
+          .catch((e: unknown) => {
+            if (!(e instanceof Violation)) {
+              violations.push(`server error: ${(e as Error).message}`);
+              ws.close(1011, 'server error');
+              return;
+            }
+            violations.push(e.message);
+            ws.close(1007, e.message.slice(0, 120));
+          });
       });
     });
   });
@@ -264,7 +402,7 @@ export async function startFakeRealtimeServer(options: {
     });
   }
 
-  function onMessage(conn: Conn, data: Buffer, isBinary: boolean) {
+  async function onMessage(conn: Conn, data: Buffer, isBinary: boolean): Promise<void> {
     if (data.length > maxBytes) {
       // Decode enough to answer the push; the service refuses it without delivering.
       const m = isBinary ? decodeBinary(data) : decodeText(conn.vsn, data.toString('utf8'));
@@ -297,6 +435,28 @@ export async function startFakeRealtimeServer(options: {
         const j = checkJoinPayload(payload);
         j.joinRef = m.join_ref as string;
         if (typeof payload.access_token === 'string') conn.accessToken = payload.access_token;
+        if (j.private) {
+          const subTopic = m.topic.slice('realtime:'.length);
+          if (!auth) {
+            reply(conn, m, 'error', {
+              reason: 'private channels need Realtime Authorization: this server has no database',
+            });
+            return;
+          }
+          try {
+            const rights = await authorizeTopic(auth, conn.accessToken ?? conn.apikey, subTopic);
+            if (!rights.canRead)
+              throw new Refused(
+                `Unauthorized: You do not have permissions to read from this Channel topic: ${subTopic}`,
+              );
+            j.canWrite = rights.canWrite;
+          } catch (e) {
+            if (!(e instanceof Refused)) throw e;
+            conn.topics.delete(m.topic);
+            reply(conn, m, 'error', { reason: e.message });
+            return;
+          }
+        }
         conn.topics.set(m.topic, j);
         reply(conn, m, 'ok', { postgres_changes: [] });
         return;
@@ -324,10 +484,17 @@ export async function startFakeRealtimeServer(options: {
         if (m.join_ref !== j.joinRef) throw new Violation('broadcast: join_ref does not match the join');
         if (payload.type !== 'broadcast' || typeof payload.event !== 'string')
           throw new Violation('broadcast payload must be {type:"broadcast", event, payload}');
+        if (!j.canWrite) {
+          if (m.ref)
+            reply(conn, m, 'error', { reason: 'Unauthorized: You do not have permissions to write' });
+          return;
+        }
         delivered++;
         for (const other of conns) {
           if (other === conn && !j.self) continue;
-          if (!other.topics.has(m.topic) || other.ws.readyState !== WebSocket.OPEN) continue;
+          // A private channel and a public one of the same name are different channels.
+          if (other.topics.get(m.topic)?.private !== j.private || other.ws.readyState !== WebSocket.OPEN)
+            continue;
           if (other.vsn === '2.0.0')
             other.ws.send(
               encodeUserBroadcast(m.topic, payload.event, payload.payload, m.binaryPayload === true),

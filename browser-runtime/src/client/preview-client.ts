@@ -145,12 +145,17 @@ export class PreviewClient {
   /**
    * `POST /v1/previews/:id/realtime`: makes sure a router replica bridges the preview's Supabase
    * Realtime topic to its sync hub. `realtimeTransport({ router: client })` calls it on every connect.
+   * With `editorId`, the answer carries the short-lived `editorToken` (bound to the preview, the user
+   * and that editor id) that the editor's hello must show the bridge.
    */
-  realtime(id: string, options: { signal?: AbortSignal } = {}): Promise<{ topic: string }> {
-    return this.#request<{ topic: string }>(
+  realtime(
+    id: string,
+    options: { signal?: AbortSignal; editorId?: string } = {},
+  ): Promise<{ topic: string; editorToken?: string; expiresAt?: string }> {
+    return this.#request<{ topic: string; editorToken?: string; expiresAt?: string }>(
       'POST',
       `/v1/previews/${encodeURIComponent(id)}/realtime`,
-      undefined,
+      options.editorId !== undefined ? { editorId: options.editorId } : undefined,
       {},
       options.signal,
     );

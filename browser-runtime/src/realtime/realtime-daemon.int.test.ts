@@ -147,7 +147,8 @@ describe('Realtime transport to a real preview-daemon', () => {
       log: { debug() {}, info() {}, warn() {}, error() {} },
       openChannel: () => openWebSocketChannel({ url: `ws://127.0.0.1:${port}/__preview/sync`, token }),
     });
-    bridge = createRealtimeBridge({ previewId, userId, realtime: supabase(SERVICE), hub });
+    // Public channel: this Realtime server has no database for the private-channel policies.
+    bridge = createRealtimeBridge({ previewId, userId, realtime: supabase(SERVICE), hub, private: false });
     await bridge.ready;
 
     // Be the preview page's HMR client and load the module once, so Vite has an update to send.
@@ -156,7 +157,7 @@ describe('Realtime transport to a real preview-daemon', () => {
     expect((await fetch(`http://127.0.0.1:${port}/src/main.js`)).status).toBe(200);
 
     sync = new SyncSession({
-      transport: realtimeTransport({ client: supabase(ANON), previewId }),
+      transport: realtimeTransport({ client: supabase(ANON), previewId, private: false }),
     });
     const hmr: Array<{ seq: number; kind: string }> = [];
     sync.on('hmr', (e) => hmr.push(e));

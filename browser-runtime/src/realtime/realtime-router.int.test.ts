@@ -17,6 +17,7 @@ import {
   createTestDatabase,
   createTestRedis,
   type FakeRealtimeServer,
+  signSupabaseApiKey,
   startFakeRealtimeServer,
   TEST_REDIS_URL,
   type TestDatabase,
@@ -36,19 +37,21 @@ import { realtimeTransport } from './realtime-transport.ts';
 /**
  * Two real routers (REST, auth, sync hub, Realtime bridges) on one Postgres and one Redis, the
  * in-repo Realtime server as the Supabase endpoint, and the editor's real `PreviewClient` +
- * `realtimeTransport`. The server tier here places previews on the directory test sandbox (a real
+ * `realtimeTransport`. The server tier here places previews on directory test sandboxes, one per preview (a real
  * directory writer with the daemon's rules) and records every batch the hub sends it.
  */
 
-const ANON = 'anon-key-router-test';
-const SERVICE = 'service-key-router-test';
+// The project's API keys are JWTs with a `role` claim, signed with the project's secret, as Supabase's are.
+let ANON: string;
+let SERVICE: string;
 const MAX = 32 * 1024;
 const silent = pino({ level: 'silent' });
 
 let db: TestDatabase;
 let redis: ReturnType<typeof createTestRedis>;
 let rt: FakeRealtimeServer;
-let sandbox: Awaited<ReturnType<typeof startDirectorySandbox>>;
+/** One directory sandbox per preview (a sandbox keeps its own seq order, as the daemon does). */
+const sandboxes = new Map<string, Awaited<ReturnType<typeof startDirectorySandbox>>>();
 let dir: string;
 let secret: string;
 const sent: FileBatch[] = [];
@@ -62,20 +65,24 @@ const replicas: Array<{
   baseUrl: string;
 }> = [];
 
-function supabase(key: string): SupabaseClient {
+/** A supabase-js client with an API key; with `userJwt`, signed in as that user (its Realtime joins carry it). */
+function supabase(key: string, userJwt?: string): SupabaseClient {
   const c = createClient(rt.url, key, {
     auth: { persistSession: false, autoRefreshToken: false },
     realtime: { transport: WebSocket as never },
+    ...(userJwt ? { accessToken: async () => userJwt } : {}),
   });
   clients.push(c);
   return c;
 }
 
-/** A server tier whose sandbox is the directory test sandbox; every batch sent to it is recorded. */
+/** A server tier whose sandboxes are directory test sandboxes; every batch sent to one is recorded. */
 function directoryTier(): Tier {
   return {
     name: 'fly',
     async create(spec): Promise<Placement> {
+      const own = await mkdtemp(join(dir, 'p-'));
+      sandboxes.set(spec.previewId, await startDirectorySandbox({ dir: own }));
       return {
         tier: 'fly',
         previewId: spec.previewId,
@@ -88,8 +95,10 @@ function directoryTier(): Tier {
     async apply() {
       throw new Error('this test syncs through the hub only');
     },
-    async openSync(): Promise<SyncChannel> {
-      const ch = await openWebSocketChannel({ url: sandbox.url });
+    async openSync(previewId): Promise<SyncChannel> {
+      const sb = sandboxes.get(previewId);
+      if (!sb) throw new Error(`no sandbox for ${previewId}`);
+      const ch = await openWebSocketChannel({ url: sb.url });
       return {
         onFrame: (l) => ch.onFrame(l),
         onClose: (l) => ch.onClose(l),
@@ -168,9 +177,15 @@ function client(baseUrl: string, token: string) {
   return new PreviewClient({ baseUrl, token, WebSocket: WebSocket as unknown as WebSocketConstructor });
 }
 
-function editor(c: PreviewClient, previewId: string): SyncSession {
+/** An editor of `previewId` signed in as the holder of `jwt` (private channel, the default). */
+function editor(c: PreviewClient, jwt: string, previewId: string): SyncSession {
   const s = c.sync(previewId, {
-    transport: realtimeTransport({ client: supabase(ANON), previewId, maxMessageBytes: MAX, router: c }),
+    transport: realtimeTransport({
+      client: supabase(ANON, jwt),
+      previewId,
+      maxMessageBytes: MAX,
+      router: c,
+    }),
     backoff: { initialMs: 20, maxMs: 300 },
     pingMs: 500,
   });
@@ -186,8 +201,8 @@ async function dbFiles(previewId: string): Promise<Record<string, string>> {
   return Object.fromEntries(r.rows.map((x) => [x.path, x.content.toString('utf8')]));
 }
 
-async function sandboxText(path: string): Promise<string | undefined> {
-  return (await sandbox.files()).get(path)?.toString('utf8');
+async function sandboxText(previewId: string, path: string): Promise<string | undefined> {
+  return (await sandboxes.get(previewId)?.files())?.get(path)?.toString('utf8');
 }
 
 const running = () => replicas.flatMap((r) => r.router.realtime?.running() ?? []);
@@ -197,10 +212,15 @@ beforeAll(async () => {
   db.pool.on('error', () => {});
   await migrate(db.pool);
   redis = createTestRedis();
-  rt = await startFakeRealtimeServer({ apiKeys: [ANON, SERVICE], maxMessageBytes: MAX });
-  dir = await mkdtemp(join(tmpdir(), 'rt-router-'));
-  sandbox = await startDirectorySandbox({ dir });
   secret = randomBytes(32).toString('hex');
+  ANON = await signSupabaseApiKey({ secret, role: 'anon' });
+  SERVICE = await signSupabaseApiKey({ secret, role: 'service_role' });
+  rt = await startFakeRealtimeServer({
+    apiKeys: [ANON, SERVICE],
+    maxMessageBytes: MAX,
+    authorization: { pool: db.pool, jwtSecret: secret },
+  });
+  dir = await mkdtemp(join(tmpdir(), 'rt-router-'));
 });
 
 afterAll(async () => {
@@ -211,7 +231,7 @@ afterAll(async () => {
     c.realtime.disconnect();
   }
   await rt?.close();
-  await sandbox?.close();
+  for (const sb of sandboxes.values()) await sb.close();
   await rm(dir, { recursive: true, force: true });
   await redis?.cleanup();
   await db?.drop();
@@ -232,7 +252,7 @@ describe('Supabase Realtime through two routers (hub + one bridge per preview)',
     expect(await viaB.realtime(p.id)).toEqual({ topic: `preview:${p.id}` });
     expect(running()).toEqual([p.id]);
 
-    const s = editor(viaB, p.id);
+    const s = editor(viaB, jwt, p.id);
     const applied: number[] = [];
     const persisted: number[] = [];
     s.on('applied', (e) => applied.push(e.seq));
@@ -243,7 +263,7 @@ describe('Supabase Realtime through two routers (hub + one bridge per preview)',
     await s.whenPersisted();
     expect(applied.at(-1)).toBe(2);
     expect(persisted.at(-1)).toBe(2);
-    expect(await sandboxText('src/a.txt')).toBe('a1');
+    expect(await sandboxText(p.id, 'src/a.txt')).toBe('a1');
     expect(await dbFiles(p.id)).toEqual({
       'index.html': '<h1>hi</h1>',
       'src/a.txt': 'a1',
@@ -268,7 +288,7 @@ describe('Supabase Realtime through two routers (hub + one bridge per preview)',
     const files = await dbFiles(p.id);
     for (let i = 0; i < 20; i++) {
       expect(files[`src/f${i}.txt`]).toBe(`v${i}`);
-      expect(await sandboxText(`src/f${i}.txt`)).toBe(`v${i}`);
+      expect(await sandboxText(p.id, `src/f${i}.txt`)).toBe(`v${i}`);
     }
     expect(files['src/after.txt']).toBe('after');
     expect(s.unacked).toBe(0);
@@ -286,6 +306,75 @@ describe('Supabase Realtime through two routers (hub + one bridge per preview)',
     await viaB.stop(p.id);
     await expect.poll(() => running()).toEqual([]);
     await expect.poll(() => redis.redis.get(`${redis.prefix}rt-bridge:${p.id}`)).toBeNull();
+  });
+
+  it('private channels: the owner joins and edits; another user and an anon client get nothing in and nothing out', async () => {
+    const [a] = replicas.length ? replicas : [await replica()];
+    if (!a) throw new Error('no replica');
+    const ownerJwt = await signUserJwt({ secret, userId: randomUUID() });
+    const bobJwt = await signUserJwt({ secret, userId: randomUUID() });
+    const owner = client(a.baseUrl, ownerJwt);
+    const p = await owner.create({ files: { 'index.html': 'x' }, serverOnly: true });
+    await expect.poll(() => a.router.realtime?.running()).toEqual([p.id]);
+    const topic = `preview:${p.id}`;
+
+    // Listeners on the preview's topic: Bob (signed in) and an anon client, on the private channel
+    // and on a public one of the same name.
+    const heard: Array<{ who: string; payload: unknown }> = [];
+    const listen = async (who: string, c: SupabaseClient, isPrivate: boolean) => {
+      const ch = c.channel(topic, { config: { broadcast: { ack: true, self: false }, private: isPrivate } });
+      ch.on('broadcast', { event: '*' }, (m) => heard.push({ who, payload: m.payload }));
+      const status = await new Promise<string>((r) =>
+        ch.subscribe((st) => {
+          if (st !== 'CLOSED') r(st);
+        }),
+      );
+      return { ch, status };
+    };
+    const bobPrivate = await listen('bob-private', supabase(ANON, bobJwt), true);
+    const anonPrivate = await listen('anon-private', supabase(ANON), true);
+    const bobPublic = await listen('bob-public', supabase(ANON, bobJwt), false);
+    const anonPublic = await listen('anon-public', supabase(ANON), false);
+    // The shipped realtime.messages policies refuse both joins of the private channel.
+    expect(bobPrivate.status).toBe('CHANNEL_ERROR');
+    expect(anonPrivate.status).toBe('CHANNEL_ERROR');
+    expect(bobPublic.status).toBe('SUBSCRIBED');
+    expect(anonPublic.status).toBe('SUBSCRIBED');
+
+    // The owner joins the private channel and edits.
+    const s = editor(owner, ownerJwt, p.id);
+    s.write('src/owner.txt', 'mine');
+    await s.whenPersisted();
+    expect(await sandboxText(p.id, 'src/owner.txt')).toBe('mine');
+
+    // Nothing out: what the outsiders broadcast as an editor (hello + batch) reaches no bridge.
+    const attack = [
+      { v: 1, from: 'intruder', id: 'i-1', frame: { type: 'hello', lastAckedSeq: 0, clientId: 'intruder' } },
+      {
+        v: 1,
+        from: 'intruder',
+        id: 'i-2',
+        frame: { type: 'batch', seq: 1, ops: [{ op: 'put', path: 'stolen.txt', content: 'x' }] },
+      },
+    ];
+    for (const { ch } of [bobPublic, anonPublic, bobPrivate, anonPrivate])
+      for (const payload of attack) await ch.send({ type: 'broadcast', event: 'c2s', payload });
+
+    s.write('src/owner2.txt', 'mine too');
+    await s.whenPersisted();
+    await a.router.hub?.drained();
+    expect(await sandboxText(p.id, 'src/owner2.txt')).toBe('mine too');
+    expect(await sandboxText(p.id, 'stolen.txt')).toBeUndefined();
+    expect((await dbFiles(p.id))['stolen.txt']).toBeUndefined();
+    expect(sent.some((b) => b.ops.some((o) => 'path' in o && o.path === 'stolen.txt'))).toBe(false);
+    // Nothing in: none of the owner's frames nor the bridge's replies reached a listener.
+    expect(heard.filter((h) => h.who.endsWith('private'))).toEqual([]);
+    expect(
+      heard.filter((h) => JSON.stringify(h.payload).includes('owner') || (h.payload as { to?: string })?.to),
+    ).toEqual([]);
+    expect(rt.violations).toEqual([]);
+    s.close();
+    await owner.stop(p.id);
   });
 
   it('POST /v1/previews/:id/realtime is for the owner only', async () => {
@@ -307,7 +396,7 @@ describe('Supabase Realtime through two routers (hub + one bridge per preview)',
     expect(await anonymous.json()).toMatchObject({ error: { code: expect.any(String) } });
 
     // The transport gives up on a preview that is not the caller's instead of retrying.
-    const s = editor(client(a.baseUrl, other), p.id);
+    const s = editor(client(a.baseUrl, other), other, p.id);
     s.write('stolen.txt', 'x');
     await expect(s.whenPersisted()).rejects.toMatchObject({ code: 'not_found' });
     expect(s.state).toBe('closed');

@@ -80,6 +80,9 @@ function startBridge(): RealtimeBridge {
     maxMessageBytes: MAX,
     realtime: service,
     hub: rig.hub,
+    // Public channels: this Realtime server has no database to evaluate the private-channel policies
+    // (those are tested with the router in realtime-authorization.int.test.ts).
+    private: false,
   });
   rig.bridge = bridge;
   return bridge;
@@ -92,6 +95,7 @@ function session(vsn: '1.0.0' | '2.0.0' = '2.0.0', pingMs = 15_000): SyncSession
       client: supabase(ANON, vsn),
       previewId: rig.previewId,
       maxMessageBytes: MAX,
+      private: false,
     }),
     backoff: { initialMs: 20, maxMs: 200 },
   });
@@ -222,7 +226,12 @@ describe('Supabase Realtime transport (real supabase-js, fake Realtime server)',
     const frames: ServerFrame[] = [];
     let t!: SyncTransport;
     await new Promise<void>((opened, failed) => {
-      t = realtimeTransport({ client: supabase(ANON), previewId: rig.previewId, maxMessageBytes: MAX })({
+      t = realtimeTransport({
+        client: supabase(ANON),
+        previewId: rig.previewId,
+        maxMessageBytes: MAX,
+        private: false,
+      })({
         onOpen: opened,
         onFrame: (f) => frames.push(f),
         onClose: (code, reason) => failed(new Error(`closed ${code} ${reason}`)),

@@ -46,7 +46,9 @@ export interface RealtimeTransportOptions {
   editorId?: string;
   /**
    * Joins a private channel (Realtime Authorization: RLS on `realtime.messages` decides who may join
-   * `preview:<id>`). Recommended in production; the bridge's `joinChannel` must match. Default false.
+   * `preview:<id>`; the router's migrations admit only the preview's owner). Must match the router's
+   * `SUPABASE_REALTIME_PRIVATE`. Default true. The Supabase client must carry the user's access token
+   * (`createClient(url, anonKey, { accessToken })` or `realtime.setAuth`).
    */
   private?: boolean;
   /** Bounds of the buffer that reassembles chunked frames from the bridge. */
@@ -54,16 +56,20 @@ export interface RealtimeTransportOptions {
   /**
    * The router (a `PreviewClient`): on every connect — the session's start, and every reconnect,
    * which follows a heartbeat nobody answered — the transport asks it to make sure a bridge serves
-   * the preview (`POST /v1/previews/:id/realtime`) before joining. A 401/403/404 or `preview_ended` answer
-   * ends the session (`SyncClosedError`); other failures are ignored (a bridge may still run).
-   * Without it, something else must start the bridge (the router does on create and resume).
+   * the preview (`POST /v1/previews/:id/realtime`) and to mint this editor's token before joining;
+   * the token rides in the hello, and the bridge admits no editor without one (an `unauthorized`
+   * error frame ends the session). A 401/403/404 or `preview_ended` answer ends the session
+   * (`SyncClosedError`); other failures are retried at the next connect (a bridge may still run).
    */
   router?: RealtimeRouterLike;
 }
 
 /** What the transport needs of the router client (`PreviewClient` has it). */
 export interface RealtimeRouterLike {
-  realtime(previewId: string, options?: { signal?: AbortSignal }): Promise<{ topic: string }>;
+  realtime(
+    previewId: string,
+    options?: { signal?: AbortSignal; editorId?: string },
+  ): Promise<{ topic: string; editorToken?: string }>;
 }
 
 /** Router answers that end the session instead of being retried; `undefined` → retry. */
@@ -157,6 +163,10 @@ export function realtimeTransport(options: RealtimeTransportOptions): TransportF
             finish(CloseCodes.slowConsumer, f.value.message);
             return;
           }
+          if (f.value.type === 'error' && f.value.code === 'unauthorized') {
+            finish(CloseCodes.unauthorized, f.value.message);
+            return;
+          }
           h.onFrame(f.value);
         });
         // A throwing listener must not stop later frames.
@@ -176,9 +186,13 @@ export function realtimeTransport(options: RealtimeTransportOptions): TransportF
         finish(1006, err?.message ?? `realtime channel ${status.toLowerCase()}`);
       });
     };
+    let editorToken: string | undefined;
     const ensured = options.router
-      ? options.router.realtime(previewId).then(
-          () => true,
+      ? options.router.realtime(previewId, { editorId }).then(
+          (r) => {
+            editorToken = r.editorToken;
+            return true;
+          },
           (e: unknown) => {
             const code = fatalClose(e);
             if (code === undefined) return true;
@@ -190,7 +204,7 @@ export function realtimeTransport(options: RealtimeTransportOptions): TransportF
     void Promise.all([removing, ensured]).then(([, ok]) => {
       if (closed || !ok) return;
       channel = client.channel(previewTopic(previewId), {
-        config: { broadcast: { ack: true, self: false }, private: options.private === true },
+        config: { broadcast: { ack: true, self: false }, private: options.private !== false },
       });
       join(channel);
     });
@@ -199,9 +213,12 @@ export function realtimeTransport(options: RealtimeTransportOptions): TransportF
       get bufferedAmount() {
         return buffered;
       },
-      send(frame) {
+      send(sent) {
         const ch = channel;
         if (closed || !opened || !ch) return;
+        // The hello carries this connection's editor token; the bridge takes it out before the hub.
+        const frame =
+          (sent as { type?: unknown }).type === 'hello' && editorToken ? { ...sent, editorToken } : sent;
         const id = `${editorId.slice(0, 24)}-${++msgN}`;
         const size = JSON.stringify(frame).length;
         buffered += size;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import {
   CapacityError,
   ConflictError,
+  InvalidInputError,
   LIVE_STATES,
   NotFoundError,
   type Placement,
@@ -83,6 +84,20 @@ const toSession = (r: Row): Session => ({
 const COLS = `id, user_id, template, state, tier, placement, node_id, classification, reasons, needs_database,
   last_seq, error, last_edit_at, last_view_at, created_at, updated_at, ended_at`;
 
+/**
+ * A repeated Idempotency-Key must come with the body it was first used with (compared by SHA-256);
+ * a session stored without a hash (created before the hash was kept) is not checked.
+ *
+ * @throws InvalidInputError `idempotency_mismatch` (HTTP 422)
+ */
+function assertSameBody(key: string | undefined, stored: string | null | undefined, now: string | undefined) {
+  if (stored && now && stored !== now)
+    throw new InvalidInputError(
+      'idempotency_mismatch',
+      `Idempotency-Key ${JSON.stringify(key)}: already used with a different body; use a new key for a new preview`,
+    );
+}
+
 /** Extra columns a transition may set together with the state. */
 export interface TransitionPatch {
   tier?: TierName | null;
@@ -118,6 +133,8 @@ export class SessionStore {
     template: TemplateName;
     classification: Classification;
     idempotencyKey?: string | undefined;
+    /** SHA-256 (hex) of the request body the key came with; a reuse with another body is refused. */
+    idempotencyBodyHash?: string | undefined;
     maxLive: number;
     /** Stored in the same transaction (one commit for the whole create). */
     files?: ProjectFiles;
@@ -127,11 +144,16 @@ export class SessionStore {
       await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 7211))', [input.userId]);
       if (input.idempotencyKey) {
-        const prior = await client.query<Row>(
-          `SELECT ${COLS} FROM preview_sessions WHERE user_id = $1 AND idempotency_key = $2`,
+        const prior = await client.query<Row & { idempotency_body_hash: string | null }>(
+          `SELECT ${COLS}, idempotency_body_hash FROM preview_sessions WHERE user_id = $1 AND idempotency_key = $2`,
           [input.userId, input.idempotencyKey],
         );
         if (prior.rows[0]) {
+          assertSameBody(
+            input.idempotencyKey,
+            prior.rows[0].idempotency_body_hash,
+            input.idempotencyBodyHash,
+          );
           await client.query('COMMIT');
           return { session: toSession(prior.rows[0]), created: false };
         }
@@ -146,8 +168,9 @@ export class SessionStore {
         });
       const { rows } = await client.query<Row>(
         // Placement starts right away, so the session is born `provisioning` (`queued` is for deferred placement).
-        `INSERT INTO preview_sessions (user_id, template, classification, needs_database, idempotency_key, state)
-         VALUES ($1, $2, $3, $4, $5, 'provisioning')
+        `INSERT INTO preview_sessions (user_id, template, classification, needs_database, idempotency_key,
+                                       idempotency_body_hash, state)
+         VALUES ($1, $2, $3, $4, $5, $6, 'provisioning')
          ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING ${COLS}`,
         [
@@ -156,18 +179,21 @@ export class SessionStore {
           JSON.stringify(input.classification),
           input.classification.needsDatabase,
           input.idempotencyKey ?? null,
+          input.idempotencyKey ? (input.idempotencyBodyHash ?? null) : null,
         ],
       );
       let created = true;
       let row = rows[0];
       if (!row) {
         created = false;
-        row = (
-          await client.query<Row>(
-            `SELECT ${COLS} FROM preview_sessions WHERE user_id = $1 AND idempotency_key = $2`,
+        const prior = (
+          await client.query<Row & { idempotency_body_hash: string | null }>(
+            `SELECT ${COLS}, idempotency_body_hash FROM preview_sessions WHERE user_id = $1 AND idempotency_key = $2`,
             [input.userId, input.idempotencyKey],
           )
         ).rows[0];
+        assertSameBody(input.idempotencyKey, prior?.idempotency_body_hash, input.idempotencyBodyHash);
+        row = prior;
       }
       if (created && input.files) await this.putFiles(row!.id, input.files, 0, client);
       await client.query('COMMIT');

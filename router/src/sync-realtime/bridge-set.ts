@@ -11,6 +11,15 @@ export interface RealtimeBridgeSetOptions
   /** Leases shared by the replicas (Redis, or in-process for one router); key `rt-bridge:<previewId>`. */
   leases: Leases;
   /**
+   * Checks the editor token of each hello (see `RealtimeBridgeOptions.verifyEditor`) for the preview
+   * and its owner; the router verifies an `editor` access token bound to the preview, owner and
+   * editor id.
+   */
+  verifyEditor(
+    token: string | undefined,
+    editor: { previewId: string; userId: string; editorId: string },
+  ): Promise<boolean>;
+  /**
    * The preview's owner while it should have a bridge (live on a server tier, not suspended);
    * `undefined` when it should not (then the watch ends).
    */
@@ -70,6 +79,8 @@ const LEASE_SAFETY = 0.7;
 export function createRealtimeBridgeSet(o: RealtimeBridgeSetOptions): RealtimeBridgeSet {
   if (!o.leases) throw new TypeError('options.leases: required (createRedisLeases or createMemoryLeases)');
   if (typeof o.lookup !== 'function') throw new TypeError('options.lookup: must be a function');
+  if (typeof o.verifyEditor !== 'function')
+    throw new TypeError('options.verifyEditor: must be a function (editor tokens are checked per hello)');
   const leaseMs = o.leaseMs ?? 5000;
   if (!Number.isInteger(leaseMs) || leaseMs < 30) throw new RangeError('options.leaseMs: integer ≥ 30');
   const replicaId = o.replicaId ?? randomUUID();
@@ -145,6 +156,8 @@ export function createRealtimeBridgeSet(o: RealtimeBridgeSetOptions): RealtimeBr
         realtime: o.realtime,
         ...(o.private !== undefined ? { private: o.private } : {}),
         hub: o.hub,
+        verifyEditor: (token, editorId) =>
+          o.verifyEditor(token, { previewId: this.previewId, userId: owner.userId, editorId }),
         fence: () => this.valid(),
         ...(o.maxMessageBytes !== undefined ? { maxMessageBytes: o.maxMessageBytes } : {}),
         ...(o.reassembly !== undefined ? { reassembly: o.reassembly } : {}),

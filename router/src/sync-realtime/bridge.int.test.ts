@@ -14,6 +14,7 @@ import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { startDirectorySandbox } from '../../test/sync/dir-sandbox.ts';
+import { createAccessTokens } from '../auth/access-token.ts';
 import { migrate } from '../db/migrate.ts';
 import { createMemoryLeases, createRedisLeases, type Leases } from '../infra/lease.ts';
 import { createMemoryPubSub } from '../infra/pubsub.ts';
@@ -34,6 +35,13 @@ const ANON = 'anon-key-for-tests';
 const SERVICE = 'service-key-for-tests';
 const MAX = 16 * 1024;
 const log = { debug() {}, info() {}, warn() {}, error() {} };
+// The router's editor tokens (what POST /v1/previews/:id/realtime mints), checked by the bridges here.
+const tokens = createAccessTokens({ secret: randomUUID() });
+const verifyEditor =
+  (previewId: string, userId: string) =>
+  async (token: string | undefined, editorId: string): Promise<boolean> =>
+    token !== undefined &&
+    (await tokens.verify(token, { previewId, kind: 'editor', editorId })).userId === userId;
 
 let db: TestDatabase;
 let rt: FakeRealtimeServer;
@@ -107,10 +115,24 @@ async function dbFiles(previewId: string): Promise<Record<string, string>> {
   return Object.fromEntries(r.rows.map((x) => [x.path, x.content.toString('utf8')]));
 }
 
-/** An editor on the preview's channel, speaking envelopes by hand. */
-async function rawEditor(previewId: string, from: string) {
+/**
+ * An editor on the preview's channel, speaking envelopes by hand; its hellos carry an editor token
+ * minted for the preview's owner and this editor id (`token: null` → none, or a token of its own).
+ * The channels here are public: this Realtime server has no database, so the private-channel
+ * policies are tested with the router in browser-runtime's realtime-authorization test.
+ */
+async function rawEditor(previewId: string, from: string, o: { token?: string | null } = {}) {
+  const owner = (
+    await db.pool.query<{ user_id: string }>('SELECT user_id FROM preview_sessions WHERE id = $1', [
+      previewId,
+    ])
+  ).rows[0]?.user_id;
+  const token =
+    o.token !== undefined
+      ? o.token
+      : await tokens.sign({ previewId, userId: owner ?? '', kind: 'editor', editorId: from, ttlMs: 60_000 });
   const ch = supabase(ANON).channel(`preview:${previewId}`, {
-    config: { broadcast: { ack: true, self: false } },
+    config: { broadcast: { ack: true, self: false }, private: false },
   });
   const frames: ServerFrame[] = [];
   ch.on('broadcast', { event: BroadcastEvents.toEditor }, (m) => {
@@ -122,7 +144,9 @@ async function rawEditor(previewId: string, from: string) {
   let n = 0;
   return {
     frames,
-    async send(frame: object) {
+    async send(sent: object) {
+      const frame =
+        (sent as { type?: unknown }).type === 'hello' && token ? { ...sent, editorToken: token } : sent;
       for (const payload of await encodeEnvelopes(frame, {
         from,
         id: `${from}-${++n}`,
@@ -149,7 +173,13 @@ async function rawEditor(previewId: string, from: string) {
 }
 
 function bridge(o: { previewId: string; userId: string; hub: SyncHub; maxEditors?: number }): RealtimeBridge {
-  const b = createRealtimeBridge({ ...o, realtime: supabase(SERVICE), maxMessageBytes: MAX });
+  const b = createRealtimeBridge({
+    ...o,
+    realtime: supabase(SERVICE),
+    maxMessageBytes: MAX,
+    private: false,
+    verifyEditor: verifyEditor(o.previewId, o.userId),
+  });
   cleanups.push(() => b.close());
   return b;
 }
@@ -256,6 +286,59 @@ describe('realtime bridge → sync hub', () => {
     expect((await sb.files()).has('x.txt')).toBe(false);
   });
 
+  it('admits an editor only with an editor token for this preview, its owner and that editor id', async () => {
+    const p = await newPreview();
+    const other = await newPreview();
+    const sb = await sandbox();
+    const h = hub(sb.url);
+    await bridge({ previewId: p.id, userId: p.userId, hub: h }).ready;
+    const mint = (o: { previewId?: string; userId?: string; editorId: string }) =>
+      tokens.sign({
+        previewId: o.previewId ?? p.id,
+        userId: o.userId ?? p.userId,
+        kind: 'editor',
+        editorId: o.editorId,
+        ttlMs: 60_000,
+      });
+    const refusedEditors = [
+      await rawEditor(p.id, 'no-token', { token: null }),
+      await rawEditor(p.id, 'forged', { token: 'not.a.token' }),
+      // Someone else's token, for another preview, for another editor id, of another kind.
+      await rawEditor(p.id, 'stranger', {
+        token: await mint({ userId: other.userId, editorId: 'stranger' }),
+      }),
+      await rawEditor(p.id, 'wrong-preview', {
+        token: await mint({ previewId: other.id, userId: other.userId, editorId: 'wrong-preview' }),
+      }),
+      await rawEditor(p.id, 'wrong-id', { token: await mint({ editorId: 'someone-else' }) }),
+      await rawEditor(p.id, 'link-token', {
+        token: await tokens.sign({ previewId: p.id, userId: p.userId, kind: 'link', ttlMs: 60_000 }),
+      }),
+      await rawEditor(p.id, 'expired', {
+        token: await tokens.sign({
+          previewId: p.id,
+          userId: p.userId,
+          kind: 'editor',
+          editorId: 'expired',
+          ttlMs: -5_000,
+        }),
+      }),
+    ];
+    for (const [i, ed] of refusedEditors.entries()) {
+      await ed.send({ type: 'hello', lastAckedSeq: 0, clientId: `bad-${i}` });
+      await ed.error({ code: 'unauthorized' });
+      await ed.send(put(1, `stolen-${i}.txt`, 'x'));
+      await ed.error({ code: 'resync', message: 'unknown editor: send hello' });
+    }
+    const owner = await rawEditor(p.id, 'owner');
+    await owner.send({ type: 'hello', lastAckedSeq: 0, clientId: 'owner' });
+    await owner.send(put(1, 'mine.txt', 'mine'));
+    await owner.ack('persisted', 1);
+    await h.drained();
+    expect([...(await sb.files()).keys()]).toEqual(['mine.txt']);
+    expect(await dbFiles(p.id)).toEqual({ 'mine.txt': 'mine' });
+  });
+
   it('checks its options and names the bad one', () => {
     const h = { handleSocket() {} };
     const realtime = supabase(SERVICE);
@@ -285,6 +368,8 @@ describe('realtime bridge set: one bridge per preview across replicas', () => {
       leases,
       leaseMs: 300,
       maxMessageBytes: MAX,
+      private: false,
+      verifyEditor: (token, e) => verifyEditor(e.previewId, e.userId)(token, e.editorId),
       lookup: async (id) => {
         const r = await db.pool.query<{ user_id: string; state: string; tier: string | null }>(
           'SELECT user_id, state, tier FROM preview_sessions WHERE id = $1',
@@ -338,6 +423,8 @@ describe('realtime bridge set: one bridge per preview across replicas', () => {
       hub: hub(sb.url),
       leases,
       leaseMs: 300,
+      private: false,
+      verifyEditor: async () => false,
       lookup: async (id) => (id === browser.id ? undefined : { userId: 'u' }),
       watchEnd: async (_id, onEnd) => {
         ended = onEnd;

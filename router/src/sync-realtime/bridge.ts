@@ -48,8 +48,19 @@ export interface RealtimeBridgeOptions {
   userId: string;
   /** Joins `preview:<previewId>` with the service key. */
   realtime: BridgeRealtimeClient;
-  /** Join a private channel (Realtime Authorization); must match the editors' transport. Default false. */
+  /**
+   * Join a private channel (Realtime Authorization: the `realtime.messages` policies of
+   * supabase/migrations let only the preview's owner join or broadcast); must match the editors'
+   * transport. Default true.
+   */
   private?: boolean;
+  /**
+   * Checks the editor token a hello carries (`editorToken`, minted by `POST /v1/previews/:id/realtime`
+   * for this preview, its owner and the editor id `from`) before the editor becomes an editor of the
+   * preview; resolves false (or throws) to refuse it with an `error {code: 'unauthorized'}` frame.
+   * Unset: every channel member that says hello is admitted (only for a channel nobody else can join).
+   */
+  verifyEditor?: (token: string | undefined, editorId: string) => Promise<boolean>;
   /** The router's sync hub: sequencing, delivery to the sandbox, persistence and acks happen there. */
   hub: BridgeHub;
   /**
@@ -84,17 +95,25 @@ interface VirtualEditor {
 }
 
 const silent: RealtimeBridgeLogger = { info() {}, warn() {} };
-/** A hello is tiny (a seq and a client id); anything larger is not one and is not parsed here. */
-const HELLO_MAX_CHARS = 1024;
+/** A hello is small (a seq, a client id, an editor token); anything larger is not one and is not parsed here. */
+const HELLO_MAX_CHARS = 4096;
 const encoder = new TextEncoder();
 
-function isHello(text: string): boolean {
-  if (text.length > HELLO_MAX_CHARS) return false;
+/** A hello frame, with the editor token it carries taken out (the hub never sees it); else undefined. */
+function parseHello(text: string): { text: string; editorToken: string | undefined } | undefined {
+  if (text.length > HELLO_MAX_CHARS) return undefined;
+  let frame: { type?: unknown; editorToken?: unknown } | null;
   try {
-    return (JSON.parse(text) as { type?: unknown } | null)?.type === 'hello';
+    frame = JSON.parse(text) as typeof frame;
   } catch {
-    return false;
+    return undefined;
   }
+  if (frame?.type !== 'hello') return undefined;
+  const { editorToken, ...hello } = frame;
+  return {
+    text: JSON.stringify(hello),
+    editorToken: typeof editorToken === 'string' ? editorToken : undefined,
+  };
 }
 
 /**
@@ -104,7 +123,8 @@ function isHello(text: string): boolean {
  * ordering, delivery to the sandbox, persistence and acks are the hub's, exactly as for a WebSocket
  * editor. The bridge itself only reassembles chunked envelopes, refuses envelopes that are not ones
  * (`invalid_frame`) or too large (`too_large`), chunks replies and addresses them to their editor
- * (`to`). A hello starts a new virtual socket (a reconnect); a frame from an editor without one (it
+ * (`to`). A hello starts a new virtual socket (a reconnect) once `verifyEditor` accepted the editor
+ * token it carries (else `error {code: 'unauthorized'}`); a frame from an editor without one (it
  * spoke before this bridge ran) or one the hub closed gets an `error` frame with code `resync`, on
  * which the transport reconnects and replays from its last persisted seq.
  *
@@ -142,7 +162,7 @@ export function createRealtimeBridge(o: RealtimeBridgeOptions): RealtimeBridge {
   let inChain: Promise<void> = Promise.resolve();
 
   const channel = o.realtime.channel(`preview:${o.previewId}`, {
-    config: { broadcast: { ack: true, self: false }, private: o.private === true },
+    config: { broadcast: { ack: true, self: false }, private: o.private !== false },
   });
 
   /** Broadcasts a frame to one editor (or all), chunked, in order. */
@@ -226,8 +246,21 @@ export function createRealtimeBridge(o: RealtimeBridgeOptions): RealtimeBridge {
     return ed;
   }
 
-  function onFrame(from: string, text: string) {
-    if (isHello(text)) {
+  async function onFrame(from: string, raw: string) {
+    const hello = parseHello(raw);
+    if (hello) {
+      if (o.verifyEditor && !(await o.verifyEditor(hello.editorToken, from).catch(() => false))) {
+        // A channel member without a token for this preview and editor id never reaches the hub.
+        log.warn({ previewId: o.previewId, from }, 'realtime editor refused: no valid editor token');
+        reply(from, {
+          type: 'error',
+          code: 'unauthorized',
+          message: 'hello: editorToken is missing, expired, or not for this preview and editor',
+        });
+        return;
+      }
+      if (closed) return;
+      const text = hello.text;
       // A (re)connect: the old virtual socket ends, a new one starts with this hello.
       const prev = editors.get(from);
       if (prev) drop(prev);
@@ -242,6 +275,7 @@ export function createRealtimeBridge(o: RealtimeBridgeOptions): RealtimeBridge {
       ed.onMessage?.(text, encoder.encode(text).length);
       return;
     }
+    const text = raw;
     const ed = editors.get(from);
     if (!ed) {
       // It spoke before this bridge ran (or to a bridge that stopped): its batches may be lost.
@@ -278,7 +312,7 @@ export function createRealtimeBridge(o: RealtimeBridgeOptions): RealtimeBridge {
           reply(a.from, { type: 'error', code: a.code, message: a.message });
           return;
         }
-        onFrame(a.from, a.text);
+        await onFrame(a.from, a.text);
       })
       .catch((e: unknown) => log.warn({ previewId: o.previewId, err: e }, 'realtime frame handling failed'));
   });
