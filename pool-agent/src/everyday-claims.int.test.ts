@@ -48,7 +48,7 @@ describe('everyday claims on the real engine', () => {
     const tgz = readdirSync(createVite).find((f) => f.endsWith('.tgz'))!;
     execFileSync('tar', ['-xzf', tgz], { cwd: createVite });
     const config = testConfig({
-      WARM_POOL: 'vite-vue-ts=1',
+      WARM_POOL: 'vite-vue-ts=1,express-pg=1',
       PREVIEW_MEMORY_MIB: '1024',
       PREVIEW_NODE_EXTRA_CA_CERTS: CA,
       READY_TIMEOUT_MS: '120000',
@@ -109,6 +109,27 @@ describe('everyday claims on the real engine', () => {
     await until(async () => ((await status(id)).phase === 'ready' ? true : undefined), 240_000, 'ready');
     const main = await fetch(`${r.body['upstream']}/src/main.ts`, { headers: { 'x-agent-token': token } });
     expect(await main.text()).toMatch(/deps\/ms\.js/);
+  }, 300_000);
+
+  it('an Express app on port 3000 of its own (a dual-stack wildcard socket) is found and served', async () => {
+    const id = pid();
+    const files = {
+      'package.json': JSON.stringify({ name: 'api', type: 'module', dependencies: { express: '^5.1.0' } }),
+      'server.js':
+        "import express from 'express';\nconst app = express();\napp.get('/', (_q, r) => r.send('own port ok'));\napp.listen(3000, () => console.log('listening on 3000'));\n",
+    };
+    const r = await claim(id, 'express-pg', files);
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const page = await until(
+      async () => {
+        const res = await fetch(`${r.body['upstream']}/`, { headers: { 'x-agent-token': token } });
+        return res.status === 200 ? await res.text() : undefined;
+      },
+      240_000,
+      `the app's page (status: ${JSON.stringify(await status(id))})`,
+    );
+    expect(page).toBe('own port ok');
+    expect((await status(id)).log?.join('\n')).toMatch(/listens on port 3000/);
   }, 300_000);
 
   it('a dev server that fails is reported at once with the daemon message, kept after the sandbox is gone', async () => {

@@ -144,10 +144,18 @@ describe('everyday apps through the router, docker tier, in Chromium', () => {
     const p = (await res.json()) as { id: string; tier: string; previewUrl: string; template: string };
     expect(p.tier, JSON.stringify(p)).toBe('docker');
     const page = await chrome.context.newPage();
+    const lines: string[] = [];
+    consoleOf.set(page, lines);
+    page.on('console', (m) => lines.push(`${m.type()}: ${m.text().slice(0, 300)}`));
+    page.on('pageerror', (e) => lines.push(`pageerror: ${e.message.slice(0, 300)}`));
+    page.on('framenavigated', (f) => {
+      if (f === page.mainFrame()) lines.push(`navigated: ${f.url()}`);
+    });
     await page.goto(p.previewUrl.replace('127.0.0.1', 'preview.localhost'));
     return { id: p.id, page, template: p.template };
   }
 
+  const consoleOf = new WeakMap<Page, string[]>();
   let seq = 0;
   async function edit(id: string, ops: Array<Record<string, unknown>>): Promise<void> {
     const put = await h.router.app.request(`/v1/previews/${id}/files`, {
@@ -167,7 +175,7 @@ describe('everyday apps through the router, docker tier, in Chromium', () => {
       )
       .catch(async (e) => {
         throw new Error(
-          `${testId} never showed "${expected}"; page: ${(await page.content()).slice(0, 2000)}`,
+          `${testId} never showed "${expected}"; page text: ${(await page.evaluate(() => document.body?.innerText ?? '')).slice(0, 1000)}\nconsole:\n${(consoleOf.get(page) ?? []).slice(-40).join('\n')}`,
           {
             cause: e,
           },

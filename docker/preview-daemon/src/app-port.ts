@@ -94,9 +94,12 @@ export function decodeAddress(hex: string): string {
   return groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::');
 }
 
-/** The address the daemon connects to for a socket listening on `address` (any address → loopback). */
-function connectAddress(address: string): string {
-  if (address === '0.0.0.0') return '127.0.0.1';
-  if (address === '::' || address === '0:0:0:0:0:0:0:0') return '::1';
+/**
+ * The address the daemon connects to for a socket listening on `address`. Any address → IPv4
+ * loopback: an IPv6 wildcard socket (what Node's `listen(port)` opens) is dual-stack and takes
+ * IPv4 too, while `::1` does not exist in a container whose engine disables IPv6 (Docker's default).
+ */
+export function connectAddress(address: string): string {
+  if (address === '0.0.0.0' || address === '::' || address === '0:0:0:0:0:0:0:0') return '127.0.0.1';
   return address;
 }
