@@ -161,6 +161,7 @@ export async function createRouter(o: RouterOptions) {
     accessTokens,
     domain: config.PREVIEW_DOMAIN,
     scheme: config.PREVIEW_SCHEME,
+    trustProxy: config.TRUST_PROXY,
     cookieTtlMs: config.PREVIEW_COOKIE_TTL_MS,
     wakeWaitMs: config.WAKE_WAIT_MS,
     metrics,
@@ -301,6 +302,7 @@ export async function createRouter(o: RouterOptions) {
       });
     },
     async close() {
+      proxy.close();
       syncUpgrade?.close();
       await bridges?.close().catch((err: unknown) => log.warn({ err }, 'closing realtime bridges'));
       await hub?.close();
