@@ -164,6 +164,7 @@ export async function createRouter(o: RouterOptions) {
     trustProxy: config.TRUST_PROXY,
     cookieTtlMs: config.PREVIEW_COOKIE_TTL_MS,
     wakeWaitMs: config.WAKE_WAIT_MS,
+    activityThrottleMs: config.ACTIVITY_THROTTLE_MS,
     metrics,
     log,
     agentToken: async (nodeId) => (await nodes.endpoint(nodeId))?.token,

@@ -6,39 +6,32 @@ export const ACTIVITY_PATH = '/__router/activity';
 /** The injected client itself (same origin, so an app's `script-src 'self'` allows it). */
 export const ACTIVITY_SCRIPT_PATH = '/__router/activity.js';
 
-/** How often the client may report while a person keeps using the page (ms). */
-export const PING_EVERY_MS = 20_000;
+/** How often the client reports while a page stays visible and focused without input (ms). */
+export const HEARTBEAT_MS = 20_000;
 
 /**
  * The injected client: reports activity only while the page is visible, on input (pointer, keys,
- * wheel, touch), when the page becomes visible, and every `PING_EVERY_MS` while it is visible and
- * focused. A hidden tab that keeps polling the app sends nothing.
+ * wheel, touch; at most once per `everyMs`), when the page becomes visible, and every
+ * `HEARTBEAT_MS` while it is visible and focused. A hidden tab that keeps polling the app sends nothing.
  */
-const CLIENT = `(() => {
+const client = (everyMs: number) => `(() => {
   if (window.__previewActivity) return;
   window.__previewActivity = true;
   let last = 0;
   const ping = (force) => {
     if (document.visibilityState !== 'visible') return;
     const now = Date.now();
-    if (!force && now - last < ${PING_EVERY_MS}) return;
+    if (!force && now - last < ${everyMs}) return;
     last = now;
     fetch('${ACTIVITY_PATH}', { method: 'POST', credentials: 'same-origin', keepalive: true }).catch(() => {});
   };
   for (const t of ['pointerdown', 'keydown', 'wheel', 'touchstart', 'pointermove'])
     addEventListener(t, () => ping(false), { capture: true, passive: true });
   document.addEventListener('visibilitychange', () => ping(true));
-  setInterval(() => { if (document.hasFocus()) ping(false); }, ${PING_EVERY_MS});
+  setInterval(() => { if (document.hasFocus()) ping(true); }, ${HEARTBEAT_MS});
   ping(true);
 })();
 `;
-
-/** The injected client as a response (cached by the browser for an hour). */
-export function activityScript(): Response {
-  return new Response(CLIENT, {
-    headers: { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'public, max-age=3600' },
-  });
-}
 
 /**
  * Whether a request is a person opening a page: a navigation of a top-level document or an
@@ -79,6 +72,15 @@ export function createActivity(o: {
   return {
     /** What goes right after `<head>` of a page: the activity client. */
     snippet: `<script src="${ACTIVITY_SCRIPT_PATH}" async></script>`,
+    /** The activity client (reports input at most once per `throttleMs`), cached by the browser for an hour. */
+    script(): Response {
+      return new Response(client(throttleMs), {
+        headers: {
+          'content-type': 'text/javascript; charset=utf-8',
+          'cache-control': 'public, max-age=3600',
+        },
+      });
+    },
     /**
      * Counts `req` if it is a page view. `inject`: a browser's navigation (its HTML gets the
      * client); `wakes`: it may wake a suspended preview (a page view, or a client that is not a

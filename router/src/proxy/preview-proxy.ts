@@ -10,7 +10,7 @@ import type { Metrics } from '../metrics.ts';
 import type { PreviewService } from '../previews.ts';
 import { sseForPreview } from '../sse.ts';
 import type { Session } from '../store/sessions.ts';
-import { ACTIVITY_PATH, ACTIVITY_SCRIPT_PATH, activityScript, createActivity } from './activity.ts';
+import { ACTIVITY_PATH, ACTIVITY_SCRIPT_PATH, createActivity } from './activity.ts';
 import { accessCookie, previewIdFromHost } from './preview-host.ts';
 import { appRequestHeaders, appSetCookie } from './request-rules.ts';
 import { createRoutingCache, type LocalAgent, type Route } from './routing-cache.ts';
@@ -37,6 +37,8 @@ export interface PreviewProxyOptions {
   trustProxy?: boolean;
   cookieTtlMs: number;
   wakeWaitMs: number;
+  /** Page views and pings move `last_view_at` at most once per this long per preview. @default 15000 */
+  activityThrottleMs?: number;
   metrics: Metrics;
   log: Logger;
   /** The token a docker node's agent accepts (sent as `x-agent-token`, so the app's own Authorization passes through). */
@@ -70,7 +72,10 @@ export function createPreviewProxy(o: PreviewProxyOptions): PreviewHostHandler {
     accessTokens,
     ...(o.agentToken ? { agentToken: o.agentToken } : {}),
   });
-  const activity = createActivity({ store: previews.store });
+  const activity = createActivity({
+    store: previews.store,
+    ...(o.activityThrottleMs !== undefined ? { throttleMs: o.activityThrottleMs } : {}),
+  });
   const reverse: ReverseProxy = createReverseProxy();
   const edge = { scheme: o.scheme, trustProxy: o.trustProxy ?? false, isOurCredential };
   const setCookie = appSetCookie(secureContext);
@@ -201,7 +206,7 @@ export function createPreviewProxy(o: PreviewProxyOptions): PreviewHostHandler {
       if (!r) return await page(undefined, id, 'not_found', 404);
       if (url.pathname === '/__router/events')
         return (await sseForPreview(c, previews, r.session)) as Response;
-      if (url.pathname === ACTIVITY_SCRIPT_PATH) return activityScript();
+      if (url.pathname === ACTIVITY_SCRIPT_PATH) return activity.script();
       if (url.pathname === ACTIVITY_PATH) {
         // A person came back to the page: wake the preview without holding the ping.
         if (r.session.state === 'suspended' && c.req.method === 'POST')
