@@ -190,7 +190,25 @@ export default async function proxy(args: string[]): Promise<object> {
         const t = performance.now();
         await page.goto(url);
         await page.waitForSelector('[data-testid="title"]', { timeout: 30_000 });
-        return performance.now() - t;
+        const ms = performance.now() - t;
+        // Where the time went (stderr): the document's first byte, then the slowest resources.
+        const timing = await page.evaluate(() => {
+          const nav = performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming;
+          const res = performance.getEntriesByType('resource') as PerformanceResourceTiming[];
+          return {
+            ttfb: Math.round(nav.responseStart),
+            resources: res.length,
+            lastResponseEnd: Math.round(Math.max(0, ...res.map((r) => r.responseEnd))),
+            slowest: res
+              .sort((a, b) => b.duration - a.duration)
+              .slice(0, 3)
+              .map((r) => `${new URL(r.name).pathname} ${Math.round(r.duration)}ms`),
+          };
+        });
+        process.stderr.write(
+          `${withCookie ? 'proxied' : 'direct '} load ${Math.round(ms)} ms ${JSON.stringify(timing)}\n`,
+        );
+        return ms;
       } finally {
         await context.close();
       }

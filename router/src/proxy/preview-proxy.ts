@@ -99,8 +99,8 @@ export function createPreviewProxy(o: PreviewProxyOptions): PreviewHostHandler {
       },
     });
   };
-  const upstreamDown = (id: string) => (res: ServerResponse) => {
-    metrics.proxyRequests.inc({ kind: 'http', outcome: 'upstream_error' });
+  const upstreamDown = (res: ServerResponse) => {
+    const id = previewIdFromHost(res.req.headers.host, o.domain) ?? '';
     const html = statusPage({
       kind: 'error',
       previewId: id,
@@ -245,12 +245,19 @@ export function createPreviewProxy(o: PreviewProxyOptions): PreviewHostHandler {
           500,
           "the preview proxy runs on Node's HTTP server (@hono/node-server)",
         );
-      metrics.proxyRequests.inc({ kind: 'http', outcome: 'proxied' });
-      reverse.web(req, env.outgoing, {
+      const res = env.outgoing;
+      res.once('finish', () => {
+        const down = res.getHeader('x-preview-status') === 'error';
+        metrics.proxyRequests.inc({
+          kind: 'http',
+          outcome: down ? 'upstream_error' : String(res.statusCode),
+        });
+      });
+      reverse.web(req, res, {
         ...targetOf(r, req),
         ...(setCookie ? { setCookie } : {}),
         ...(seen.inject ? { injectHtml: activity.snippet } : {}),
-        errorResponse: upstreamDown(id),
+        errorResponse: upstreamDown,
         onError: (err) => o.log.warn({ err, previewId: id }, 'upstream request failed'),
       });
       return RESPONSE_ALREADY_SENT;
