@@ -54,6 +54,12 @@ export interface Agent {
   status(previewId: string): Promise<AgentStatus | undefined>;
   capacity(): NodeCapacity;
   sessions(): string[];
+  /**
+   * `http://127.0.0.1:<port>` of a preview's sandbox while it may take traffic, else `undefined`:
+   * a router in the same process sends the preview's requests there itself (no hop through the
+   * agent's server).
+   */
+  upstream(previewId: string): string | undefined;
   close(options?: { removeSandboxes?: boolean }): Promise<void>;
 }
 
@@ -220,6 +226,13 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     status: (id) => life.status(id),
     capacity,
     sessions,
+    upstream(id) {
+      try {
+        return table.routable(id).box.upstream;
+      } catch {
+        return undefined;
+      }
+    },
     async close(o = {}) {
       if (closing) return;
       closing = true;

@@ -1,27 +1,10 @@
-import {
-  Agent as HttpAgent,
-  request as httpRequest,
-  type IncomingHttpHeaders,
-  type IncomingMessage,
-  type ServerResponse,
-} from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CloseCodes, LIMITS, PreviewError } from '@preview/tiers';
+import { createReverseProxy, type ProxyTarget } from '@preview/tiers/proxy';
 import WebSocket, { WebSocketServer } from 'ws';
 import { openDaemonSocket } from './daemon-client.ts';
 import { errorBody, statusOf } from './http-errors.ts';
-
-/** Hop-by-hop headers and the agent's own credential: never forwarded to a sandbox. */
-export const HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'x-agent-token',
-]);
 
 /** Where a preview's traffic goes: the sandbox's daemon port and its sync credentials. */
 export interface UpstreamTarget {
@@ -32,14 +15,15 @@ export interface UpstreamTarget {
   relays: Set<WebSocket>;
 }
 
-/** The headers the sandbox sees: hop-by-hop headers removed, and the router's credential. */
-export function upstreamHeaders(h: IncomingHttpHeaders): IncomingHttpHeaders {
-  const out: IncomingHttpHeaders = {};
-  // When the router authenticated with x-agent-token, the app's own Authorization passes through.
-  const stripAuth = h['x-agent-token'] === undefined;
-  for (const [k, v] of Object.entries(h))
-    if (!HOP.has(k) && !(stripAuth && k === 'authorization')) out[k] = v;
-  return out;
+/**
+ * How a request to the agent's upstream reaches the sandbox: at `path`, with the shared proxy's
+ * header rules (hop-by-hop headers and the router's `x-agent-token` removed). When the router
+ * authenticated with `x-agent-token` the app's own `Authorization` passes through; when it
+ * authenticated with `Authorization` (an agent token), that credential stays here.
+ */
+function sandboxTarget(req: IncomingMessage, upstream: string, path: string): ProxyTarget {
+  const routerAuth = req.headers['x-agent-token'] === undefined;
+  return { origin: upstream, path, ...(routerAuth ? { headers: { authorization: undefined } } : {}) };
 }
 
 /** Answers `e` as `{error:{code,message}}` (or drops the connection when the answer already started). */
@@ -69,8 +53,8 @@ export function rejectUpgrade(socket: Duplex, e: unknown): void {
  * proxy.http(req, res, 'http://127.0.0.1:32768', '/src/main.js');
  */
 export class UpstreamProxy {
-  // Kept-alive connections to the sandboxes' published ports: no handshake per proxied request.
-  readonly #agent = new HttpAgent({ keepAlive: true, maxSockets: 64, maxFreeSockets: 8 });
+  // The project's one reverse proxy, with kept-alive connections to the sandboxes' published ports.
+  readonly #proxy = createReverseProxy({ maxSocketsPerHost: 64 });
   readonly #wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,
@@ -79,62 +63,16 @@ export class UpstreamProxy {
 
   /** Forwards one HTTP request to `upstream` at `path` and streams the answer back. */
   http(req: IncomingMessage, res: ServerResponse, upstream: string, path: string): void {
-    const up = new URL(upstream);
-    const preq = httpRequest(
-      {
-        host: up.hostname,
-        port: up.port,
-        method: req.method,
-        path,
-        headers: upstreamHeaders(req.headers),
-        agent: this.#agent,
-      },
-      (pres) => {
-        const headers = { ...pres.headers };
-        delete headers['connection'];
-        delete headers['keep-alive'];
-        res.writeHead(pres.statusCode ?? 502, headers);
-        pres.pipe(res);
-      },
-    );
-    preq.on('error', (e) =>
-      failResponse(res, new PreviewError('upstream_error', `preview upstream: ${e.message}`)),
-    );
-    req.pipe(preq);
+    this.#proxy.web(req, res, {
+      ...sandboxTarget(req, upstream, path),
+      errorResponse: (r, e) =>
+        failResponse(r, new PreviewError('upstream_error', `preview upstream: ${e.message}`)),
+    });
   }
 
   /** Forwards a WebSocket upgrade (the app's own sockets, Vite's HMR) and pipes both ways. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, upstream: string, path: string): void {
-    const up = new URL(upstream);
-    const headers = upstreamHeaders(req.headers);
-    headers['connection'] = 'Upgrade';
-    headers['upgrade'] = req.headers['upgrade'] ?? 'websocket';
-    const preq = httpRequest({ host: up.hostname, port: up.port, method: req.method, path, headers });
-    preq.on('upgrade', (pres, psocket, phead) => {
-      let out = `HTTP/1.1 ${pres.statusCode} ${pres.statusMessage}\r\n`;
-      for (let i = 0; i < pres.rawHeaders.length; i += 2)
-        out += `${pres.rawHeaders[i]}: ${pres.rawHeaders[i + 1]}\r\n`;
-      socket.write(`${out}\r\n`);
-      if (phead.length) socket.write(phead);
-      if (head.length) psocket.write(head);
-      psocket.pipe(socket).pipe(psocket);
-      psocket.on('error', () => socket.destroy());
-      socket.on('error', () => psocket.destroy());
-      psocket.on('close', () => socket.destroy());
-      socket.on('close', () => psocket.destroy());
-    });
-    preq.on('response', (pres) => {
-      // The upstream refused the upgrade: pass its answer on.
-      let out = `HTTP/1.1 ${pres.statusCode} ${pres.statusMessage}\r\n`;
-      for (let i = 0; i < pres.rawHeaders.length; i += 2)
-        out += `${pres.rawHeaders[i]}: ${pres.rawHeaders[i + 1]}\r\n`;
-      socket.write(`${out}\r\n`);
-      pres.pipe(socket);
-    });
-    preq.on('error', (e) =>
-      rejectUpgrade(socket, new PreviewError('upstream_error', `preview upstream: ${e.message}`)),
-    );
-    preq.end();
+    this.#proxy.ws(req, socket, head, sandboxTarget(req, upstream, path));
   }
 
   /** Relays sync frames both ways without parsing them: the daemon validates. */
@@ -177,6 +115,6 @@ export class UpstreamProxy {
   /** Drops every relay and kept-alive connection. */
   close(): void {
     for (const c of this.#wss.clients) c.terminate();
-    this.#agent.destroy();
+    this.#proxy.close();
   }
 }

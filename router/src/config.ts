@@ -97,6 +97,8 @@ export const RouterConfigSchema = z
     IDLE_SUSPEND_MS: ms(60 * 60 * 1000),
     IDLE_DESTROY_MS: ms(24 * 60 * 60 * 1000),
     IDLE_CHECK_MS: ms(60_000),
+    /** Page views and activity pings move `last_view_at` at most once per this long per preview and replica. */
+    ACTIVITY_THROTTLE_MS: ms(15_000),
     RECONCILE_MS: ms(15_000),
     JANITOR_MS: ms(10 * 60 * 1000),
     /** Run the pool agent in this process (embedded mode). */

@@ -115,7 +115,9 @@ const server = serve({ fetch: router.app.fetch, hostname: config.HOST, port: con
       log.error({ err }, 'embedded pool agent failed to start: only the browser tier is available');
       return undefined;
     });
-    await agentStarting;
+    const agent = await agentStarting;
+    // The agent runs in this process: the preview proxy goes straight to its sandboxes.
+    if (agent) router.proxy.setLocalAgent({ nodeId: agent.nodeId, upstream: (id) => agent.upstream(id) });
   }
   let tokenLine = '';
   if (embeddedAuth) {

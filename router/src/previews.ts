@@ -383,7 +383,11 @@ export class PreviewService {
     return await this.resumeSession(s);
   }
 
-  /** `suspended → starting`, tier resume, then readiness tracking. A second concurrent resume is a no-op. */
+  /**
+   * `suspended → starting`, tier resume, then readiness tracking. A second concurrent resume is a
+   * no-op. A wake is activity (`last_view_at`): only a person wakes a preview (a page view, the
+   * preview client's ping, the API), and the next idle check must not suspend it again at once.
+   */
   async resumeSession(s: Session): Promise<Session> {
     if (s.state !== 'suspended') return s;
     let next: Session;
@@ -393,6 +397,7 @@ export class PreviewService {
       if (e instanceof ConflictError) return (await this.store.get(s.id)) ?? s;
       throw e;
     }
+    await this.store.touch(s.id, 'view');
     await this.events.publish(s.id, { type: 'state', state: 'starting', tier: s.tier, at: Date.now() });
     await this.tier(s.tier)?.resume(s.id);
     this.watchReadiness(s.id);

@@ -161,8 +161,10 @@ export async function createRouter(o: RouterOptions) {
     accessTokens,
     domain: config.PREVIEW_DOMAIN,
     scheme: config.PREVIEW_SCHEME,
+    trustProxy: config.TRUST_PROXY,
     cookieTtlMs: config.PREVIEW_COOKIE_TTL_MS,
     wakeWaitMs: config.WAKE_WAIT_MS,
+    activityThrottleMs: config.ACTIVITY_THROTTLE_MS,
     metrics,
     log,
     agentToken: async (nodeId) => (await nodes.endpoint(nodeId))?.token,
@@ -301,6 +303,7 @@ export async function createRouter(o: RouterOptions) {
       });
     },
     async close() {
+      proxy.close();
       syncUpgrade?.close();
       await bridges?.close().catch((err: unknown) => log.warn({ err }, 'closing realtime bridges'));
       await hub?.close();

@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { connect, createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
+import { createReverseProxy } from '@preview/tiers/proxy';
 import WebSocket from 'ws';
 import { listeningSockets, type Upstream } from './app-port.ts';
 import type { DevServer, DevServerOptions } from './dev-server.ts';
@@ -41,6 +41,8 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
   const drainWaiters = new Map<number, () => void>();
   /** Replaced processes still answering the requests they took. */
   const retiring = new Set<ChildProcess>();
+  /** The project's one reverse proxy, kept-alive to the app's port. */
+  const proxy = createReverseProxy({ maxSocketsPerHost: 64 });
 
   /** Resolves when no request to `appPort` is in flight, or after `maxMs`. */
   const drained = (appPort: number, maxMs: number): Promise<void> => {
@@ -266,38 +268,15 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
           drainWaiters.get(appPort)?.();
         }
       });
-      const upstream = request(
-        { host: target.host, port: target.port, method: req.method, path: req.url, headers: req.headers },
-        (up) => {
-          res.writeHead(up.statusCode ?? 502, up.rawHeaders as unknown as Record<string, string>);
-          up.pipe(res);
+      proxy.web(req, res, {
+        origin: `http://${hostPort(target)}`,
+        errorResponse: (r, e) => {
+          r.writeHead(502, { 'content-type': 'text/plain' }).end(`dev server unreachable: ${e.message}`);
         },
-      );
-      upstream.on('error', (e) => {
-        if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
-        res.end(`dev server unreachable: ${e.message}`);
       });
-      req.pipe(upstream);
     },
     upgrade(req, socket, head) {
-      const up = connect(appAddr.port, appAddr.host);
-      up.on('connect', () => {
-        let raw = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
-        for (let i = 0; i < req.rawHeaders.length; i += 2)
-          raw += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
-        up.write(`${raw}\r\n`);
-        if (head.length) up.write(head);
-        up.pipe(socket);
-        socket.pipe(up);
-      });
-      const end = () => {
-        up.destroy();
-        socket.destroy();
-      };
-      up.on('error', end);
-      socket.on('error', end);
-      up.on('close', end);
-      socket.on('close', end);
+      proxy.ws(req, socket, head, { origin: `http://${hostPort(appAddr)}` });
       return true;
     },
     probe: () => probeHttp(appAddr.port, 'localhost', 120_000, appAddr.host),
@@ -308,6 +287,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       child = undefined;
       await reloading?.catch(() => {});
       await Promise.all([terminate(c), ...[...retiring].map(terminate)]);
+      proxy.close();
     },
   };
 }

@@ -214,6 +214,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     extraReadDirs.push(realpathSync(join(templateDir, 'node_modules')));
 
   const server = createServer((req, res) => {
+    browserHost(req);
     const url = req.url ?? '/';
     if (url.startsWith('/__preview/')) return control(req, res, url);
     // While an install runs or after it failed, the app that ran before keeps answering.
@@ -237,6 +238,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
   });
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    browserHost(req);
     const url = req.url ?? '/';
     if (url === SYNC_PATH || url.startsWith(`${SYNC_PATH}?`)) {
       if (!authorized(req, tokenDigest)) {
@@ -743,4 +745,15 @@ function describeBadFrame(text: string, fallback: ErrorFrame): ErrorFrame {
       message: `batch too large: ${total} bytes > ${LIMITS.batchBytes}`,
     });
   return fallback;
+}
+
+/**
+ * The app sees the Host the browser sent: the router's proxy names it in `X-Forwarded-Host`, and a
+ * hop that had to change `Host` (Fly's edge routes by it) leaves it there. Only the router and the
+ * agent reach the daemon's port, so the header is theirs.
+ */
+function browserHost(req: IncomingMessage): void {
+  const fwd = req.headers['x-forwarded-host'];
+  const host = Array.isArray(fwd) ? fwd[0] : fwd;
+  if (host && !host.includes(',')) req.headers.host = host;
 }

@@ -1,3 +1,6 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
 import { createTestRedis } from '@preview/testkit';
 import { createBrowserTier } from '@preview/tiers';
 import { createFlyTier } from '@preview/tiers/fly';
@@ -6,7 +9,7 @@ import {
   FLY_MACHINES_API_FIXTURE,
   startFakeMachinesApi,
 } from '@preview/tiers/testkit/fly';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { bearer, createHarness, type Harness, silent, VITE_FILES } from '../../test/harness.ts';
 import { createLocalServerTier } from '../../test/local-tier.ts';
 import { idleJob, reconcileJob } from './jobs.ts';
@@ -21,6 +24,22 @@ const jobDeps = (h: Harness) => ({
   idleSuspendMs: 60 * 60_000,
   idleDestroyMs: 24 * 60 * 60_000,
 });
+
+/** A GET with an explicit Host through a real server (the preview proxy streams on Node's HTTP server). */
+function hostGet(port: number, path: string, headers: Record<string, string>) {
+  return new Promise<{ status: number; headers: http.IncomingHttpHeaders; text: () => string }>(
+    (resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path, headers }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: () => body }));
+      });
+      req.on('error', reject);
+      req.end();
+    },
+  );
+}
 
 describe('scheduled jobs (real Postgres)', () => {
   let h: Harness;
@@ -73,9 +92,21 @@ describe('scheduled jobs (real Postgres)', () => {
     const token = new URL(((await link.json()) as { previewUrl: string }).previewUrl).searchParams.get(
       'token',
     )!;
+    const server = serve({
+      fetch: h.router.app.fetch,
+      hostname: '127.0.0.1',
+      port: 0,
+    }) as unknown as http.Server;
+    await new Promise((r) => server.once('listening', r));
+    h.router.attach(server);
+    onTestFinished(async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    });
+    const port = (server.address() as AddressInfo).port;
     const host = `${id}.preview.localhost`;
-    const redirect = await h.router.app.request(`http://${host}/?token=${token}`, { headers: { host } });
-    const cookie = redirect.headers.get('set-cookie')!.split(';')[0]!;
+    const redirect = await hostGet(port, `/?token=${token}`, { host });
+    const cookie = String(redirect.headers['set-cookie']?.[0]).split(';')[0]!;
     const seen = async () =>
       (
         await h.db.pool.query<{ t: Date }>('SELECT last_view_at AS t FROM preview_sessions WHERE id = $1', [
@@ -89,17 +120,15 @@ describe('scheduled jobs (real Postgres)', () => {
       ['/', 'empty'],
       ['/__preview/health', 'document'],
     ] as const) {
-      const r = await h.router.app.request(`http://${host}${path}`, {
-        headers: { host, cookie, 'sec-fetch-dest': dest },
-      });
+      const r = await hostGet(port, path, { host, cookie, 'sec-fetch-dest': dest });
       expect(r.status).not.toBe(401);
-      await r.body?.cancel();
     }
     expect(await seen()).toBe(before);
-    const view = await h.router.app.request(`http://${host}/`, {
-      headers: { host, cookie, 'sec-fetch-dest': 'document' },
-    });
-    expect(await view.text()).toBe(VITE_FILES['index.html']);
+    const view = await hostGet(port, '/', { host, cookie, 'sec-fetch-dest': 'document' });
+    // A browser's page gets the activity client (README "Idle and activity"), and is otherwise the app's.
+    const client = '<script src="/__router/activity.js" async></script>';
+    expect(view.text()).toContain(client);
+    expect(view.text().replace(client, '')).toBe(VITE_FILES['index.html']);
     for (let i = 0; i < 50 && (await seen()) === before; i++) await new Promise((r) => setTimeout(r, 20));
     expect(await seen()).toBeGreaterThan(before);
   });

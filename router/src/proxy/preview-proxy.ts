@@ -1,7 +1,8 @@
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { LIVE_STATES, type Placement, TimeoutError, UnauthorizedError } from '@preview/tiers';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { LIVE_STATES, TimeoutError } from '@preview/tiers';
+import { ACCESS_COOKIE, createReverseProxy, type ReverseProxy, readCookie } from '@preview/tiers/proxy';
 import type { Context } from 'hono';
 import type { Logger } from 'pino';
 import type { AccessTokens } from '../auth/access-token.ts';
@@ -9,76 +10,75 @@ import type { Metrics } from '../metrics.ts';
 import type { PreviewService } from '../previews.ts';
 import { sseForPreview } from '../sse.ts';
 import type { Session } from '../store/sessions.ts';
-import { ACCESS_COOKIE, accessCookie, previewIdFromHost, readCookie } from './preview-host.ts';
+import { ACTIVITY_PATH, ACTIVITY_SCRIPT_PATH, createActivity } from './activity.ts';
+import { accessCookie, previewIdFromHost } from './preview-host.ts';
+import { appRequestHeaders, appSetCookie } from './request-rules.ts';
+import { createRoutingCache, type LocalAgent, type Route } from './routing-cache.ts';
 import { type StatusKind, statusPage } from './status-page.ts';
+
+export { upstreamOf } from './routing-cache.ts';
 
 export interface PreviewHostHandler {
   /** A response for a preview-origin request, or `undefined` when `c` is not for a preview origin. */
   handle(c: Context, clientIp: string): Promise<Response | undefined>;
   /** Takes a WebSocket upgrade for a preview origin; returns false if the Host is not one. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
+  /** Sends docker previews of an agent in this process straight to their sandboxes (embedded mode). */
+  setLocalAgent(agent: LocalAgent | undefined): void;
+  close(): void;
 }
 
-/** Where a placement's HTTP traffic goes, and the headers that route it there. */
-export function upstreamOf(
-  p: Placement | null,
-): { url: string; headers: Record<string, string> } | undefined {
-  if (!p) return undefined;
-  switch (p.tier) {
-    case 'docker':
-      return { url: p.upstream, headers: {} };
-    case 'fly':
-      return { url: p.upstream, headers: { 'fly-force-instance-id': p.instanceId } };
-    case 'browser':
-      return undefined;
-  }
-}
-
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'content-length',
-]);
-
-/**
- * The preview proxy: `<id>.<domain>` → the placement's upstream, HTTP (streamed) and WebSocket
- * upgrades through the same Host parsing and cookie check. Serves the status page while the preview
- * is not ready, wakes suspended previews, and turns `?token=` into the origin's HttpOnly cookie.
- */
-export function createPreviewProxy(o: {
+export interface PreviewProxyOptions {
   previews: PreviewService;
   accessTokens: AccessTokens;
   domain: string;
   scheme: 'http' | 'https';
+  /** `TRUST_PROXY`: `X-Forwarded-*` headers that arrive come from our load balancer. @default false */
+  trustProxy?: boolean;
   cookieTtlMs: number;
   wakeWaitMs: number;
+  /** Page views and pings move `last_view_at` at most once per this long per preview. @default 15000 */
+  activityThrottleMs?: number;
   metrics: Metrics;
   log: Logger;
   /** The token a docker node's agent accepts (sent as `x-agent-token`, so the app's own Authorization passes through). */
   agentToken?: (nodeId: string) => Promise<string | undefined>;
-}): PreviewHostHandler {
-  const { previews, accessTokens, metrics } = o;
-  const store = previews.store;
-  const secureContext = o.scheme === 'https' || o.domain === 'localhost' || o.domain.endsWith('.localhost');
-  const lastView = new Map<string, number>();
+}
 
-  const authorize = async (
-    id: string,
-    cookieHeader: string | undefined | null,
-  ): Promise<Session | undefined> => {
-    const token = readCookie(cookieHeader, ACCESS_COOKIE);
-    if (!token) throw new UnauthorizedError('no preview access cookie');
-    const { userId } = await accessTokens.verify(token, { previewId: id, kind: 'cookie' });
-    const s = await store.get(id);
-    return s && s.userId === userId ? s : undefined;
-  };
+/** Our credentials as a bearer token: API keys, node credentials, preview access tokens. */
+function isOurCredential(token: string): boolean {
+  if (token.startsWith('pk_') || token.startsWith('pn_')) return true;
+  try {
+    const aud = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')).aud;
+    return aud === 'preview-link' || aud === 'preview-cookie';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The preview proxy: `<id>.<domain>` → the placement's upstream, HTTP (streamed) and WebSocket
+ * upgrades through the same Host parsing, cookie check and header rules (`request-rules.ts`).
+ * Routing comes from memory (`routing-cache.ts`); an agent in this process is skipped for its
+ * sandbox. Serves the status page while the preview is not ready, wakes suspended previews, turns
+ * `?token=` into the origin's HttpOnly cookie, and records activity (`activity.ts`).
+ */
+export function createPreviewProxy(o: PreviewProxyOptions): PreviewHostHandler {
+  const { previews, accessTokens, metrics } = o;
+  const secureContext = o.scheme === 'https' || o.domain === 'localhost' || o.domain.endsWith('.localhost');
+  const routes = createRoutingCache({
+    store: previews.store,
+    events: previews.events,
+    accessTokens,
+    ...(o.agentToken ? { agentToken: o.agentToken } : {}),
+  });
+  const activity = createActivity({
+    store: previews.store,
+    ...(o.activityThrottleMs !== undefined ? { throttleMs: o.activityThrottleMs } : {}),
+  });
+  const reverse: ReverseProxy = createReverseProxy();
+  const edge = { scheme: o.scheme, trustProxy: o.trustProxy ?? false, isOurCredential };
+  const setCookie = appSetCookie(secureContext);
 
   const page = async (
     s: Session | undefined,
@@ -99,16 +99,22 @@ export function createPreviewProxy(o: {
       },
     });
   };
-
-  const resolveUpstream = async (s: Session) => {
-    const up = upstreamOf(s.placement);
-    if (up && s.placement?.tier === 'docker' && o.agentToken) {
-      const token = await o.agentToken(s.placement.nodeId);
-      if (token) up.headers['x-agent-token'] = token;
-    }
-    return up;
+  const upstreamDown = (res: ServerResponse) => {
+    const id = previewIdFromHost(res.req.headers.host, o.domain) ?? '';
+    const html = statusPage({
+      kind: 'error',
+      previewId: id,
+      message: 'the preview did not answer',
+      log: [],
+      live: true,
+    });
+    res.writeHead(502, {
+      'content-type': 'text/html; charset=utf-8',
+      'cache-control': 'no-store',
+      'x-preview-status': 'error',
+    });
+    res.end(html);
   };
-  const join = (base: string, pathAndQuery: string) => new URL(`${base.replace(/\/$/, '')}${pathAndQuery}`);
 
   const kindOf = async (s: Session): Promise<StatusKind> => {
     if (s.state === 'failed') return 'error';
@@ -123,123 +129,138 @@ export function createPreviewProxy(o: {
     return 'compiling';
   };
 
-  const noteView = (c: Context, id: string) => {
-    // Only human page views count as activity: not HMR sockets, assets or health probes.
-    const dest = c.req.header('sec-fetch-dest');
-    const isDoc = dest
-      ? dest === 'document' || dest === 'iframe'
-      : (c.req.header('accept') ?? '').includes('text/html');
-    if (!isDoc || c.req.path.startsWith('/__preview/')) return;
-    const now = Date.now();
-    if ((lastView.get(id) ?? 0) > now - 30_000) return;
-    lastView.set(id, now);
-    void store.touch(id, 'view').catch(() => {});
+  /** The route of preview `id` for the holder of `cookieHeader`; throws when the cookie does not admit them. */
+  const authorize = async (id: string, cookieHeader: string | undefined): Promise<Route | undefined> => {
+    const token = readCookie(cookieHeader, ACCESS_COOKIE);
+    if (!token) throw new Error('no preview access cookie');
+    const userId = await routes.cookieUser(id, token);
+    const r = await routes.route(id);
+    return r && r.session.userId === userId ? r : undefined;
+  };
+
+  /** A suspended preview is resumed and waited for; a starting one is watched by this replica too. */
+  const wake = async (r: Route, id: string): Promise<Route | undefined> => {
+    if (r.session.state === 'suspended') {
+      await previews.resumeSession(r.session);
+      await previews.waitReady(id, o.wakeWaitMs);
+      routes.invalidate(id);
+      return await routes.route(id);
+    }
+    if (r.session.state === 'starting') previews.watchReadiness(id);
+    return r;
+  };
+
+  /** `?token=<link token>` → the origin's cookie and a redirect to the clean URL; `undefined` when it is not ours. */
+  const exchange = async (id: string, url: URL): Promise<Response | undefined> => {
+    const link = url.searchParams.get('token');
+    if (!link) return undefined;
+    let userId: string;
+    try {
+      ({ userId } = await accessTokens.verify(link, { previewId: id, kind: 'link' }));
+    } catch {
+      return undefined;
+    }
+    const cookie = await accessTokens.sign({ previewId: id, userId, kind: 'cookie', ttlMs: o.cookieTtlMs });
+    url.searchParams.delete('token');
+    metrics.proxyRequests.inc({ kind: 'http', outcome: 'token_exchanged' });
+    return new Response(null, {
+      status: 302,
+      headers: {
+        location: `${url.pathname}${url.search}`,
+        'set-cookie': accessCookie(cookie, { maxAgeS: Math.floor(o.cookieTtlMs / 1000), secureContext }),
+        'cache-control': 'no-store',
+      },
+    });
+  };
+
+  const targetOf = (r: Route, req: IncomingMessage) => {
+    const up = r.upstream!;
+    const headers: Record<string, string | undefined> = { ...appRequestHeaders(req, edge), ...up.headers };
+    // Fly's edge routes by Host; the daemon restores the browser's from X-Forwarded-Host.
+    if (r.session.placement?.tier === 'fly') headers['host'] = new URL(up.origin).host;
+    return { origin: up.origin, headers };
   };
 
   return {
     async handle(c) {
-      const id = previewIdFromHost(c.req.header('host'), o.domain);
+      const env = c.env as { incoming?: IncomingMessage; outgoing?: ServerResponse } | undefined;
+      const req = env?.incoming;
+      const id = previewIdFromHost(req?.headers.host ?? c.req.header('host'), o.domain);
       if (!id) return undefined;
-      const url = new URL(c.req.url);
-      const link = url.searchParams.get('token');
-      if (link) {
-        try {
-          const { userId } = await accessTokens.verify(link, { previewId: id, kind: 'link' });
-          const cookie = await accessTokens.sign({
-            previewId: id,
-            userId,
-            kind: 'cookie',
-            ttlMs: o.cookieTtlMs,
-          });
-          url.searchParams.delete('token');
-          metrics.proxyRequests.inc({ kind: 'http', outcome: 'token_exchanged' });
-          return new Response(null, {
-            status: 302,
-            headers: {
-              location: `${url.pathname}${url.search}`,
-              'set-cookie': accessCookie(cookie, {
-                maxAgeS: Math.floor(o.cookieTtlMs / 1000),
-                secureContext,
-              }),
-              'cache-control': 'no-store',
-            },
-          });
-        } catch {
-          return await page(
-            undefined,
-            id,
-            'unauthorized',
-            401,
-            'The preview link expired: reopen it from the editor.',
-          );
-        }
-      }
-      let s: Session | undefined;
+      const url = new URL(req?.url ?? c.req.url, 'http://x');
+      let r: Route | undefined;
       try {
-        s = await authorize(id, c.req.header('cookie'));
+        r = await authorize(id, req?.headers.cookie ?? c.req.header('cookie'));
       } catch {
+        const exchanged = await exchange(id, url);
+        if (exchanged) return exchanged;
         metrics.proxyRequests.inc({ kind: 'http', outcome: 'unauthorized' });
-        return await page(undefined, id, 'unauthorized', 401);
+        const expired = url.searchParams.has('token')
+          ? 'The preview link expired: reopen it from the editor.'
+          : undefined;
+        return await page(undefined, id, 'unauthorized', 401, expired);
       }
-      if (!s) return await page(undefined, id, 'not_found', 404);
-      if (url.pathname === '/__router/events') return (await sseForPreview(c, previews, s)) as Response;
-
-      if (s.state === 'suspended') {
-        await previews.resumeSession(s);
-        try {
-          s = await previews.waitReady(id, o.wakeWaitMs);
-        } catch (e) {
-          if (!(e instanceof TimeoutError)) throw e;
-          return await page(s, id, 'waking', 503);
-        }
+      // A valid link token is exchanged even with a cookie (a new link); any other ?token= is the app's.
+      const exchanged = url.searchParams.has('token') ? await exchange(id, url) : undefined;
+      if (exchanged) return exchanged;
+      if (!r) return await page(undefined, id, 'not_found', 404);
+      if (url.pathname === '/__router/events')
+        return (await sseForPreview(c, previews, r.session)) as Response;
+      if (url.pathname === ACTIVITY_SCRIPT_PATH) return activity.script();
+      if (url.pathname === ACTIVITY_PATH) {
+        // A person came back to the page: wake the preview without holding the ping.
+        if (r.session.state === 'suspended' && c.req.method === 'POST')
+          void previews
+            .resumeSession(r.session)
+            .catch((err) => o.log.warn({ err, previewId: id }, 'wake failed'));
+        return activity.ping(id, c.req.method);
       }
-      // Any replica serving a starting preview tracks its readiness (the creating one may be gone).
-      if (s.state === 'starting') previews.watchReadiness(s.id);
+      // Only a person wakes a preview: a page view (or a ping, above), not a background poll.
+      const asked = req ?? {
+        headers: Object.fromEntries(c.req.raw.headers),
+        method: c.req.method,
+        url: url.pathname,
+      };
+      const seen = activity.noteRequest(id, asked);
+      if (r.session.state === 'suspended' && !seen.wakes) return await page(r.session, id, 'suspended', 503);
+      const asleep = r.session;
+      try {
+        r = await wake(r, id);
+      } catch (e) {
+        if (!(e instanceof TimeoutError)) throw e;
+        return await page(asleep, id, 'waking', 503);
+      }
+      if (!r) return await page(undefined, id, 'not_found', 404);
+      const s = r.session;
       if (s.state !== 'ready' || s.tier === 'browser') {
         const kind = await kindOf(s);
         return await page(s, id, kind, kind === 'browser' ? 200 : 503, s.error ?? undefined);
       }
-      const up = await resolveUpstream(s);
-      if (!up) return await page(s, id, 'error', 502, 'no upstream for this placement');
-      noteView(c, id);
-      const target = join(up.url, `${url.pathname}${url.search}`);
-      const headers = new Headers();
-      c.req.raw.headers.forEach((v, k) => {
-        if (!HOP_BY_HOP.has(k) && k !== 'cookie' && k !== 'accept-encoding') headers.set(k, v);
-      });
-      // Forward cookies except our own access cookie (the app never sees router credentials).
-      const cookies = (c.req.header('cookie') ?? '')
-        .split(';')
-        .filter((p) => p.trim() && !p.trim().startsWith(`${ACCESS_COOKIE}=`))
-        .join(';');
-      if (cookies) headers.set('cookie', cookies);
-      headers.set('x-forwarded-host', c.req.header('host') ?? '');
-      headers.set('x-forwarded-proto', o.scheme);
-      // Decoded bodies only: fetch would decompress but keep content-encoding otherwise.
-      headers.set('accept-encoding', 'identity');
-      for (const [k, v] of Object.entries(up.headers)) headers.set(k, v);
-      try {
-        const method = c.req.method;
-        const res = await fetch(target, {
-          method,
-          headers,
-          body: method === 'GET' || method === 'HEAD' ? undefined : c.req.raw.body,
-          redirect: 'manual',
-          // @ts-expect-error undici needs duplex for streamed request bodies
-          duplex: 'half',
+      if (!r.upstream) return await page(s, id, 'error', 502, 'no upstream for this placement');
+      if (!req || !env.outgoing)
+        return await page(
+          s,
+          id,
+          'error',
+          500,
+          "the preview proxy runs on Node's HTTP server (@hono/node-server)",
+        );
+      const res = env.outgoing;
+      res.once('finish', () => {
+        const down = res.getHeader('x-preview-status') === 'error';
+        metrics.proxyRequests.inc({
+          kind: 'http',
+          outcome: down ? 'upstream_error' : String(res.statusCode),
         });
-        metrics.proxyRequests.inc({ kind: 'http', outcome: String(res.status) });
-        const out = new Headers(res.headers);
-        out.delete('content-encoding');
-        out.delete('content-length');
-        out.delete('transfer-encoding');
-        out.delete('connection');
-        return new Response(res.body, { status: res.status, statusText: res.statusText, headers: out });
-      } catch (err) {
-        o.log.warn({ err, previewId: id }, 'upstream request failed');
-        metrics.proxyRequests.inc({ kind: 'http', outcome: 'upstream_error' });
-        return await page(s, id, 'error', 502, 'the preview did not answer');
-      }
+      });
+      reverse.web(req, res, {
+        ...targetOf(r, req),
+        ...(setCookie ? { setCookie } : {}),
+        ...(seen.inject ? { injectHtml: activity.snippet } : {}),
+        errorResponse: upstreamDown,
+        onError: (err) => o.log.warn({ err, previewId: id }, 'upstream request failed'),
+      });
+      return RESPONSE_ALREADY_SENT;
     },
 
     upgrade(req, socket, head) {
@@ -251,67 +272,33 @@ export function createPreviewProxy(o: {
       };
       socket.on('error', () => {});
       void (async () => {
-        let s: Session | undefined;
+        let r: Route | undefined;
         try {
-          s = await authorize(id, req.headers.cookie);
+          r = await authorize(id, req.headers.cookie);
         } catch {
           return reject(401, 'Unauthorized');
         }
-        if (!s) return reject(404, 'Not Found');
-        if (s.state === 'suspended') {
-          await previews.resumeSession(s);
-          s = await previews.waitReady(id, o.wakeWaitMs).catch(() => undefined);
-        }
-        if (s?.state !== 'ready') return reject(503, 'Service Unavailable');
-        const up = await resolveUpstream(s);
-        if (!up) return reject(502, 'Bad Gateway');
-        const target = join(up.url, req.url ?? '/');
-        const headers: Record<string, string | string[]> = {};
-        for (const [k, v] of Object.entries(req.headers)) {
-          if (v === undefined || k === 'host' || k === 'cookie') continue;
-          headers[k] = v;
-        }
-        headers['host'] = target.host;
-        headers['x-forwarded-host'] = req.headers.host ?? '';
-        Object.assign(headers, up.headers);
-        const mod = target.protocol === 'https:' ? https : http;
-        const upReq = mod.request({
-          hostname: target.hostname,
-          port: target.port,
-          path: `${target.pathname}${target.search}`,
-          method: req.method,
-          headers,
+        if (!r) return reject(404, 'Not Found');
+        // A socket (HMR, the app's own) does not wake a suspended preview: a page view or a ping does.
+        if (r.session.state === 'suspended') return reject(503, 'Service Unavailable');
+        r = await wake(r, id).catch(() => undefined);
+        if (r?.session.state !== 'ready' || !r.upstream) return reject(503, 'Service Unavailable');
+        metrics.proxyRequests.inc({ kind: 'ws', outcome: 'proxied' });
+        reverse.ws(req, socket, head, {
+          ...targetOf(r, req),
+          onError: (err) => o.log.warn({ err, previewId: id }, 'upstream upgrade failed'),
         });
-        upReq.on('upgrade', (upRes, upSocket, upHead) => {
-          metrics.proxyRequests.inc({ kind: 'ws', outcome: '101' });
-          let head101 = `HTTP/1.1 101 ${upRes.statusMessage ?? 'Switching Protocols'}\r\n`;
-          for (let i = 0; i < upRes.rawHeaders.length; i += 2)
-            head101 += `${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}\r\n`;
-          socket.write(`${head101}\r\n`);
-          if (upHead.length) socket.write(upHead);
-          if (head.length) upSocket.write(head);
-          upSocket.on('error', () => socket.destroy());
-          socket.on('error', () => upSocket.destroy());
-          upSocket.pipe(socket);
-          socket.pipe(upSocket);
-          socket.on('close', () => upSocket.destroy());
-          upSocket.on('close', () => socket.destroy());
-        });
-        upReq.on('response', (upRes) => {
-          // The upstream refused the upgrade: relay its answer.
-          let line = `HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage ?? ''}\r\n`;
-          for (let i = 0; i < upRes.rawHeaders.length; i += 2)
-            line += `${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}\r\n`;
-          socket.write(`${line}\r\n`);
-          upRes.pipe(socket);
-        });
-        upReq.on('error', () => reject(502, 'Bad Gateway'));
-        upReq.end();
       })().catch((err) => {
         o.log.warn({ err, previewId: id }, 'upgrade failed');
         reject(500, 'Internal Server Error');
       });
       return true;
+    },
+
+    setLocalAgent: (agent) => routes.setLocalAgent(agent),
+    close() {
+      routes.close();
+      reverse.close();
     },
   };
 }

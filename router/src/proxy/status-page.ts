@@ -5,6 +5,7 @@ export type StatusKind =
   | 'installing'
   | 'compiling'
   | 'waking'
+  | 'suspended'
   | 'error'
   | 'browser'
   | 'ended'
@@ -16,6 +17,7 @@ const TITLES: Record<StatusKind, string> = {
   installing: 'Installing dependencies…',
   compiling: 'Starting the dev server…',
   waking: 'Waking the preview up…',
+  suspended: 'This preview is asleep: open or focus it to wake it up',
   error: 'The preview failed',
   browser: 'This preview runs in the editor',
   ended: 'This preview has ended',
