@@ -217,9 +217,9 @@ export async function createRouter(o: RouterOptions) {
           openChannel: async (previewId) => {
             const s = await store.get(previewId);
             if (s && ENDED_STATES.has(s.state))
-              throw new ConflictError(`preview ${previewId} is ${s.state}`, { code: 'preview_ended' });
+              throw new ConflictError('preview_ended', `preview ${previewId} is ${s.state}`);
             const tier = s?.tier ? tiers[s.tier] : undefined;
-            if (!tier) throw new NotFoundError(`preview ${previewId} has no placement`);
+            if (!tier) throw new NotFoundError('not_found', `preview ${previewId} has no placement`);
             return await tier.openSync(previewId);
           },
           log,

@@ -74,7 +74,7 @@ export function createPreviewProxy(o: {
     cookieHeader: string | undefined | null,
   ): Promise<Session | undefined> => {
     const token = readCookie(cookieHeader, ACCESS_COOKIE);
-    if (!token) throw new UnauthorizedError('no preview access cookie');
+    if (!token) throw new UnauthorizedError('unauthorized', 'no preview access cookie');
     const { userId } = await accessTokens.verify(token, { previewId: id, kind: 'cookie' });
     const s = await store.get(id);
     return s && s.userId === userId ? s : undefined;

@@ -75,7 +75,7 @@ export function createDockerTier(options: DockerTierOptions): Tier {
     path: string,
     o: { body?: unknown; signal?: AbortSignal | undefined; timeoutMs?: number } = {},
   ): Promise<{ status: number; body: unknown }> {
-    if (closed) throw new TierUnavailableError('docker', 'docker tier is closed', { code: 'closed' });
+    if (closed) throw new TierUnavailableError('closed', 'docker tier is closed', { tier: 'docker' });
     const signals = [AbortSignal.timeout(o.timeoutMs ?? requestTimeoutMs)];
     if (o.signal) signals.push(o.signal);
     let res: Response;
@@ -92,16 +92,15 @@ export function createDockerTier(options: DockerTierOptions): Tier {
     } catch (e) {
       if (o.signal?.aborted) throw o.signal.reason;
       if ((e as Error).name === 'TimeoutError')
-        throw new TimeoutError(`pool agent ${node.nodeId} did not answer ${method} ${path} in time`, {
-          cause: e,
-        });
+        throw new TimeoutError(
+          'timeout',
+          `pool agent ${node.nodeId} did not answer ${method} ${path} in time`,
+          { cause: e },
+        );
       throw new TierUnavailableError(
-        'docker',
+        'agent_unreachable',
         `pool agent ${node.nodeId} unreachable: ${(e as Error).message}`,
-        {
-          cause: e,
-          code: 'agent_unreachable',
-        },
+        { tier: 'docker', cause: e },
       );
     }
     const text = await res.text();
@@ -116,7 +115,7 @@ export function createDockerTier(options: DockerTierOptions): Tier {
 
   async function nodeFor(previewId: string, o?: CallOptions): Promise<AgentEndpoint> {
     const node = await options.nodeOf(previewId, o);
-    if (!node) throw new NotFoundError(`no docker preview ${previewId}`, { code: 'preview_not_found' });
+    if (!node) throw new NotFoundError('preview_not_found', `no docker preview ${previewId}`);
     return node;
   }
 
@@ -166,7 +165,7 @@ export function createDockerTier(options: DockerTierOptions): Tier {
       const nodes = options.candidates
         ? await options.candidates(spec, o)
         : [await options.pickNode(spec, o)].filter((n) => n !== undefined);
-      if (nodes.length === 0) throw new CapacityError('no docker node is live', { code: 'capacity' });
+      if (nodes.length === 0) throw new CapacityError('capacity', 'no docker node is live');
       const skipped: string[] = [];
       let unavailable: unknown;
       for (const node of nodes) {
@@ -186,7 +185,7 @@ export function createDockerTier(options: DockerTierOptions): Tier {
       }
       // No node anywhere said it was full: the tier is down rather than full.
       if (unavailable && !skipped.some((s) => s.endsWith('answered capacity'))) throw unavailable;
-      throw new CapacityError(`no docker node took the preview: ${skipped.join('; ')}`, { code: 'capacity' });
+      throw new CapacityError('capacity', `no docker node took the preview: ${skipped.join('; ')}`);
     },
 
     async apply(previewId, batch: FileBatch, o = {}) {
@@ -264,8 +263,8 @@ export function createDockerTier(options: DockerTierOptions): Tier {
       // "Full" only when every live agent said so: an agent that did not answer (busy, restarting)
       // may have room, and its answer to a claim is the truth. Unknown capacity lets create ask.
       if (out.available === 0 && caps.some((c) => c === undefined))
-        throw new TierUnavailableError('docker', 'a pool agent did not answer its capacity', {
-          code: 'capacity_unknown',
+        throw new TierUnavailableError('capacity_unknown', 'a pool agent did not answer its capacity', {
+          tier: 'docker',
         });
       return out;
     },
