@@ -1,12 +1,6 @@
 import { ConfigError } from '@preview/tiers';
 import { openDaemonSync } from '../daemon-sync/index.ts';
-import {
-  CapacityError,
-  errorFromHttp,
-  NotFoundError,
-  TierUnavailableError,
-  TimeoutError,
-} from '../errors.ts';
+import { CapacityError, errorFromHttp, NotFoundError, TierUnavailableError } from '../errors.ts';
 import type {
   CallOptions,
   DestroyOptions,
@@ -18,13 +12,9 @@ import type {
   TierStatus,
 } from '../types.ts';
 import { Ack, type FileBatch, NodeCapacity } from '../wire.ts';
+import { type AgentEndpoint, callAgent, sumCapacity } from './agent-client.ts';
 
-/** One pool agent: its id in the router's node table, its API URL and the bearer token it accepts. */
-export interface AgentEndpoint {
-  nodeId: string;
-  url: string;
-  token: string;
-}
+export type { AgentEndpoint } from './agent-client.ts';
 
 export interface DockerTierOptions {
   /** The agent to place a new preview on, or `undefined` when no node has room. */
@@ -76,41 +66,7 @@ export function createDockerTier(options: DockerTierOptions): Tier {
     o: { body?: unknown; signal?: AbortSignal | undefined; timeoutMs?: number } = {},
   ): Promise<{ status: number; body: unknown }> {
     if (closed) throw new TierUnavailableError('closed', 'docker tier is closed', { tier: 'docker' });
-    const signals = [AbortSignal.timeout(o.timeoutMs ?? requestTimeoutMs)];
-    if (o.signal) signals.push(o.signal);
-    let res: Response;
-    try {
-      res = await f(`${node.url.replace(/\/$/, '')}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${node.token}`,
-          ...(o.body !== undefined ? { 'content-type': 'application/json' } : {}),
-        },
-        ...(o.body !== undefined ? { body: JSON.stringify(o.body) } : {}),
-        signal: AbortSignal.any(signals),
-      });
-    } catch (e) {
-      if (o.signal?.aborted) throw o.signal.reason;
-      if ((e as Error).name === 'TimeoutError')
-        throw new TimeoutError(
-          'timeout',
-          `pool agent ${node.nodeId} did not answer ${method} ${path} in time`,
-          { cause: e },
-        );
-      throw new TierUnavailableError(
-        'agent_unreachable',
-        `pool agent ${node.nodeId} unreachable: ${(e as Error).message}`,
-        { tier: 'docker', cause: e },
-      );
-    }
-    const text = await res.text();
-    let body: unknown;
-    try {
-      body = text ? JSON.parse(text) : undefined;
-    } catch {
-      body = undefined;
-    }
-    return { status: res.status, body };
+    return callAgent(f, node, method, path, { ...o, timeoutMs: o.timeoutMs ?? requestTimeoutMs });
   }
 
   async function nodeFor(previewId: string, o?: CallOptions): Promise<AgentEndpoint> {
@@ -253,20 +209,7 @@ export function createDockerTier(options: DockerTierOptions): Tier {
           }
         }),
       );
-      const out: TierCapacity = { available: 0, total: 0, warm: {} };
-      for (const c of caps) {
-        if (!c) continue;
-        out.total += c.slots;
-        out.available += Math.max(0, c.slots - c.used);
-        for (const [t, n] of Object.entries(c.warm)) out.warm![t] = (out.warm![t] ?? 0) + n;
-      }
-      // "Full" only when every live agent said so: an agent that did not answer (busy, restarting)
-      // may have room, and its answer to a claim is the truth. Unknown capacity lets create ask.
-      if (out.available === 0 && caps.some((c) => c === undefined))
-        throw new TierUnavailableError('capacity_unknown', 'a pool agent did not answer its capacity', {
-          tier: 'docker',
-        });
-      return out;
+      return sumCapacity(caps);
     },
 
     async close() {
