@@ -630,12 +630,16 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
 function mapPgError(e: unknown, n: PreviewNames, op: string): Error {
   const code = (e as { code?: string }).code;
   if (code === '55P03')
-    return new TimeoutError(`${op} ${n.previewId}: the preview's schema is locked by another operation`, {
-      cause: e,
-    });
+    return new TimeoutError(
+      'timeout',
+      `${op} ${n.previewId}: the preview's schema is locked by another operation`,
+      { cause: e },
+    );
   if (code === '2BP01')
-    return new ConflictError(`${op} ${n.previewId}: role ${n.role} still owns objects elsewhere`, {
-      cause: e,
-    });
+    return new ConflictError(
+      'conflict',
+      `${op} ${n.previewId}: role ${n.role} still owns objects elsewhere`,
+      { cause: e },
+    );
   return e as Error;
 }

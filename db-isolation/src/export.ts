@@ -74,7 +74,7 @@ export async function exportSchema(o: ExportSchemaOptions): Promise<Readable> {
     const ns = await client.query<{ oid: Oid }>('SELECT oid FROM pg_namespace WHERE nspname = $1', [
       o.schema,
     ]);
-    if (!ns.rows[0]) throw new NotFoundError(`previewId: no database schema for this preview`);
+    if (!ns.rows[0]) throw new NotFoundError('not_found', `previewId: no database schema for this preview`);
     // pg_get_*def() print names visible on search_path unqualified: exactly the source schema's objects.
     await client.query(`SET LOCAL search_path = ${quoteIdent(o.schema)}`);
   } catch (e) {

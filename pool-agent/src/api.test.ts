@@ -142,10 +142,10 @@ describe('the agent API', () => {
       throw e;
     };
     const cases: Array<[Error, number, string]> = [
-      [new ConflictError('preview p1 failed: oom', { code: 'preview_failed' }), 409, 'preview_failed'],
-      [new CapacityError('node full'), 503, 'capacity'],
-      [new TimeoutError('not ready'), 504, 'timeout'],
-      [new NotFoundError('no p1', { code: 'preview_not_found' }), 404, 'preview_not_found'],
+      [new ConflictError('preview_failed', 'preview p1 failed: oom'), 409, 'preview_failed'],
+      [new CapacityError('capacity', 'node full'), 503, 'capacity'],
+      [new TimeoutError('timeout', 'not ready'), 504, 'timeout'],
+      [new NotFoundError('preview_not_found', 'no p1'), 404, 'preview_not_found'],
       [new Error('secret detail'), 500, 'internal'],
     ];
     for (const [error, status, code] of cases) {

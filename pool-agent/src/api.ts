@@ -56,7 +56,8 @@ export function createAgentApi(c: AgentApiContext): Hono {
       authorization: ctx.req.header('authorization'),
       'x-agent-token': ctx.req.header('x-agent-token'),
     };
-    if (!c.tokens.accepts(headers)) throw new UnauthorizedError('missing or invalid bearer token');
+    if (!c.tokens.accepts(headers))
+      throw new UnauthorizedError('unauthorized', 'missing or invalid bearer token');
     await next();
   });
 
@@ -85,7 +86,7 @@ export function createAgentApi(c: AgentApiContext): Hono {
   app.get('/v1/previews/:id/status', async (ctx) => {
     const id = previewId(ctx.req.param('id'));
     const s = await c.status(id);
-    if (!s) throw new NotFoundError(`no preview ${id} on this node`, { code: 'preview_not_found' });
+    if (!s) throw new NotFoundError('preview_not_found', `no preview ${id} on this node`);
     return ctx.json(s);
   });
   app.get('/v1/previews/:id/logs', async (ctx) => {

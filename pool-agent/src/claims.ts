@@ -65,11 +65,16 @@ export class Claims {
     const existing = c.table.find(body.previewId);
     if (existing) {
       if (existing.box.template !== body.template)
-        throw new ConflictError(`preview ${body.previewId} already runs template ${existing.box.template}`);
+        throw new ConflictError(
+          'conflict',
+          `preview ${body.previewId} already runs template ${existing.box.template}`,
+        );
       return this.#result(existing, false, t0, existing.state.kind === 'ready' ? 'ready' : 'installing');
     }
     if (c.table.size >= c.slots)
-      throw new CapacityError(`node ${c.node} is full (${c.slots} slots)`, { retryAfterMs: 5000 });
+      throw new CapacityError('capacity', `node ${c.node} is full (${c.slots} slots)`, {
+        retryAfterMs: 5000,
+      });
     const env = await c.appEnv(body.env);
     const appEnv = env && Object.keys(env).length > 0 ? env : undefined;
     const w = c.pools.acquire(body.template);
@@ -153,7 +158,7 @@ export class Claims {
   ): Promise<SandboxInfo> {
     const c = this.#c;
     if (c.pools.free() <= 0 && !this.#evictOne())
-      throw new CapacityError(`node ${c.node} has no free slot`, { retryAfterMs: 5000 });
+      throw new CapacityError('capacity', `node ${c.node} has no free slot`, { retryAfterMs: 5000 });
     return await c.runtime.create(
       {
         template: body.template,

@@ -60,7 +60,10 @@ export async function waitReady(
     if (health?.phase === 'error')
       throw new PreviewError('app_error', `the app failed to start: ${health.message ?? 'no message'}`);
     if (Date.now() > deadline)
-      throw new TimeoutError(`preview not ready after ${options.timeoutMs} ms (last health answer: ${last})`);
+      throw new TimeoutError(
+        'timeout',
+        `preview not ready after ${options.timeoutMs} ms (last health answer: ${last})`,
+      );
     await new Promise((r) => setTimeout(r, interval));
     interval = Math.min(interval * 1.5, 40);
   }
@@ -123,7 +126,7 @@ export async function setAppEnv(
   const code = body.error?.code ?? 'daemon_error';
   const message = body.error?.message ?? `daemon env answered ${res.status}: ${text.slice(0, 300)}`;
   if (res.status === 400 || res.status === 413) throw new InvalidInputError(code, message);
-  if (res.status === 409) throw new ConflictError(message, { code });
+  if (res.status === 409) throw new ConflictError(code, message);
   throw new PreviewError('daemon_error', `daemon env answered ${res.status}: ${message}`);
 }
 

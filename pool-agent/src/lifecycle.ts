@@ -108,7 +108,7 @@ export class PreviewLifecycle {
     const p = this.#c.table.find(id);
     if (p) return await this.#c.runtime.logs(p.box.id, { tail });
     const gone = this.#c.table.remains(id);
-    if (!gone) throw new NotFoundError(`no preview ${id} on this node`, { code: 'preview_not_found' });
+    if (!gone) throw new NotFoundError('preview_not_found', `no preview ${id} on this node`);
     return gone.log.slice(-tail);
   }
 
@@ -132,7 +132,7 @@ export class PreviewLifecycle {
   #notFailed(id: string): PreviewRecord {
     const p = this.#c.table.get(id);
     if (p.state.kind === 'failed')
-      throw new ConflictError(`preview ${id} failed: ${p.state.reason}`, { code: 'preview_failed' });
+      throw new ConflictError('preview_failed', `preview ${id} failed: ${p.state.reason}`);
     return p;
   }
 }

@@ -16,7 +16,7 @@ describe('AgentMetrics', () => {
     await expect(
       m.timeClaim(
         async () => {
-          throw new CapacityError('full');
+          throw new CapacityError('capacity', 'full');
         },
         () => ({ warm: true, ms: 0, withEnv: false }),
       ),

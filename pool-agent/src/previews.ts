@@ -66,7 +66,7 @@ export class PreviewTable {
   /** @throws NotFoundError (`preview_not_found`) */
   get(id: string): PreviewRecord {
     const p = this.#byId.get(id);
-    if (!p) throw new NotFoundError(`no preview ${id} on this node`, { code: 'preview_not_found' });
+    if (!p) throw new NotFoundError('preview_not_found', `no preview ${id} on this node`);
     return p;
   }
 
@@ -78,9 +78,9 @@ export class PreviewTable {
   routable(id: string): PreviewRecord {
     const p = this.get(id);
     if (p.state.kind === 'failed')
-      throw new ConflictError(`preview ${id} failed: ${p.state.reason}`, { code: 'preview_failed' });
+      throw new ConflictError('preview_failed', `preview ${id} failed: ${p.state.reason}`);
     if (p.state.kind === 'suspended')
-      throw new ConflictError(`preview ${id} is suspended`, { code: 'preview_suspended' });
+      throw new ConflictError('preview_suspended', `preview ${id} is suspended`);
     return p;
   }
 

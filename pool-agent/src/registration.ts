@@ -72,7 +72,7 @@ export async function register(options: RegistrationOptions): Promise<Registrati
     });
     const json = await res.json().catch(() => undefined);
     if (res.status === 401 || res.status === 403)
-      throw new UnauthorizedError(`router refused the join token (${res.status})`);
+      throw new UnauthorizedError('unauthorized', `router refused the join token (${res.status})`);
     if (!res.ok)
       throw new PreviewError('registration_failed', `router answered ${res.status}: ${JSON.stringify(json)}`);
     const reg = NodeRegistered.parse(json);

@@ -47,7 +47,7 @@ export async function startAgentServer(o: AgentServerOptions): Promise<AgentServ
     const m = UPSTREAM_RE.exec(req.url ?? '/');
     if (!m) return void api(req, res);
     if (!o.tokens.accepts(req.headers))
-      return failResponse(res, new UnauthorizedError('missing or invalid bearer token'));
+      return failResponse(res, new UnauthorizedError('unauthorized', 'missing or invalid bearer token'));
     let p: PreviewRecord;
     try {
       p = o.routable(m[1]!);
@@ -67,10 +67,10 @@ export async function startAgentServer(o: AgentServerOptions): Promise<AgentServ
     const upm = sync ? undefined : UPSTREAM_RE.exec(url);
     const query = new URL(url, 'http://x').searchParams.get('token');
     if (!o.tokens.accepts(req.headers, sync ? query : null))
-      return rejectUpgrade(socket, new UnauthorizedError('missing or invalid bearer token'));
+      return rejectUpgrade(socket, new UnauthorizedError('unauthorized', 'missing or invalid bearer token'));
     let p: PreviewRecord;
     try {
-      if (!sync && !upm) throw new NotFoundError(`no WebSocket route ${url.split('?')[0]}`);
+      if (!sync && !upm) throw new NotFoundError('not_found', `no WebSocket route ${url.split('?')[0]}`);
       p = o.routable((sync ?? upm)![1]!);
     } catch (e) {
       return rejectUpgrade(socket, e);

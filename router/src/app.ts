@@ -361,16 +361,16 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
       const bridges = deps.realtime?.();
       if (!bridges)
         throw new TierUnavailableError(
-          'realtime',
+          'realtime_unavailable',
           'Supabase Realtime is not configured on this router (SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY)',
-          { code: 'realtime_unavailable' },
+          { tier: 'realtime' },
         );
       if (['ended', 'failed', 'stopping'].includes(s.state))
-        throw new ConflictError(`preview ${id} is ${s.state}`, { code: 'preview_ended' });
+        throw new ConflictError('preview_ended', `preview ${id} is ${s.state}`);
       if (!s.tier || s.tier === 'browser' || s.state === 'suspended')
         throw new ConflictError(
+          'no_sync_channel',
           `preview ${id} has no server-side sandbox to sync to (tier ${s.tier ?? 'none'}, ${s.state})`,
-          { code: 'no_sync_channel' },
         );
       await bridges.ensure(id);
       const editorId = c.req.valid('json')?.editorId;
@@ -576,9 +576,10 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
   });
   app.get('/metrics', async (c) => {
     if (deps.metricsToken !== undefined && !bearerMatches(c.req.header('authorization'), deps.metricsToken))
-      throw new UnauthorizedError('/metrics: Authorization: Bearer <METRICS_TOKEN> required', {
-        code: 'metrics_token_required',
-      });
+      throw new UnauthorizedError(
+        'metrics_token_required',
+        '/metrics: Authorization: Bearer <METRICS_TOKEN> required',
+      );
     return c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
   });
   app.doc31('/openapi.json', {
@@ -607,8 +608,7 @@ async function limit(deps: AppDeps, key: string, perMin: number, scope: string):
   const d = await deps.rateLimiter.take(key, { limit: perMin, windowMs: 60_000 });
   if (!d.allowed) {
     deps.metrics.rateLimited.inc({ scope });
-    throw new CapacityError(`rate limit exceeded (${perMin}/min per ${scope})`, {
-      code: 'rate_limited',
+    throw new CapacityError('rate_limited', `rate limit exceeded (${perMin}/min per ${scope})`, {
       retryAfterMs: d.retryAfterMs,
     });
   }

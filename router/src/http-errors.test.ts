@@ -17,8 +17,13 @@ import { onError } from './http-errors.ts';
 describe('onError maps every PreviewError subclass (table)', () => {
   const cases: Array<[Error, number, string, Record<string, string>?]> = [
     [new InvalidInputError('invalid_path', 'ops.0.path: must be relative'), 400, 'invalid_path'],
-    [new UnauthorizedError('no token'), 401, 'unauthorized', { 'www-authenticate': 'Bearer' }],
-    [new ForbiddenError('nope'), 403, 'forbidden'],
+    [
+      new UnauthorizedError('unauthorized', 'no token'),
+      401,
+      'unauthorized',
+      { 'www-authenticate': 'Bearer' },
+    ],
+    [new ForbiddenError('forbidden', 'nope'), 403, 'forbidden'],
     [
       new InvalidInputError('body_too_large', 'body: larger than 10 bytes (rule max_body_bytes)'),
       413,
@@ -29,16 +34,16 @@ describe('onError maps every PreviewError subclass (table)', () => {
       422,
       'idempotency_mismatch',
     ],
-    [new NotFoundError('gone'), 404, 'not_found'],
-    [new ConflictError('ended'), 409, 'conflict'],
+    [new NotFoundError('not_found', 'gone'), 404, 'not_found'],
+    [new ConflictError('conflict', 'ended'), 409, 'conflict'],
     [
-      new CapacityError('slow down', { retryAfterMs: 1500, code: 'rate_limited' }),
+      new CapacityError('rate_limited', 'slow down', { retryAfterMs: 1500 }),
       429,
       'rate_limited',
       { 'retry-after': '2' },
     ],
-    [new TierUnavailableError('fly', 'down'), 503, 'tier_unavailable'],
-    [new TimeoutError('slow'), 504, 'timeout'],
+    [new TierUnavailableError('tier_unavailable', 'down', { tier: 'fly' }), 503, 'tier_unavailable'],
+    [new TimeoutError('timeout', 'slow'), 504, 'timeout'],
     [new PreviewError('weird', 'base class'), 500, 'weird'],
     [new Error('secret internals'), 500, 'internal'],
   ];

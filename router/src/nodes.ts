@@ -49,7 +49,7 @@ export class NodeRegistry {
   /** Registers (or re-registers, rotating the credential) a node by name. */
   async register(reg: NodeRegistration): Promise<NodeRegistered> {
     if (!this.#joinToken || !safeEqual(reg.joinToken, this.#joinToken))
-      throw new ForbiddenError('joinToken is not valid for this router', { code: 'invalid_join_token' });
+      throw new ForbiddenError('invalid_join_token', 'joinToken is not valid for this router');
     const nonce = randomBytes(12).toString('base64url');
     const credential = this.#credential(reg.name, nonce);
     const { rows } = await this.#pool.query<{ id: string }>(

@@ -183,7 +183,9 @@ export class PreviewService {
       try {
         if (name !== 'browser' && classification.needsDatabase && !env) {
           if (!this.#databases)
-            throw new TierUnavailableError(name, 'this deployment has no preview database');
+            throw new TierUnavailableError('tier_unavailable', 'this deployment has no preview database', {
+              tier: name,
+            });
           env = { DATABASE_URL: (await this.#databases.create(session.id)).databaseUrl };
         }
         const spec: PreviewSpec = {
@@ -249,7 +251,7 @@ export class PreviewService {
    */
   async failedOnNode(nodeId: string, id: string, reason: string): Promise<Session> {
     const s = await this.store.get(id);
-    if (!s || s.nodeId !== nodeId) throw new NotFoundError(`preview ${id} is not on this node`);
+    if (!s || s.nodeId !== nodeId) throw new NotFoundError('not_found', `preview ${id} is not on this node`);
     if (['failed', 'ended', 'stopping'].includes(s.state)) return s;
     const error = `sandbox stopped: ${reason}`;
     let failed: Session;
@@ -327,10 +329,11 @@ export class PreviewService {
     let delay = 50;
     for (;;) {
       const s = await this.store.get(id);
-      if (!s) throw new NotFoundError(`preview ${id} not found`);
+      if (!s) throw new NotFoundError('not_found', `preview ${id} not found`);
       if (s.state === 'ready') return s;
-      if (!LIVE_STATES.includes(s.state)) throw new ConflictError(`preview ${id} is ${s.state}`);
-      if (Date.now() >= deadline) throw new TimeoutError(`preview ${id} is not ready yet (${s.state})`);
+      if (!LIVE_STATES.includes(s.state)) throw new ConflictError('conflict', `preview ${id} is ${s.state}`);
+      if (Date.now() >= deadline)
+        throw new TimeoutError('timeout', `preview ${id} is not ready yet (${s.state})`);
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 1.5, 500);
     }
@@ -369,9 +372,10 @@ export class PreviewService {
   async suspendSession(s: Session): Promise<Session> {
     if (s.state === 'suspended') return s;
     if (s.state !== 'ready')
-      throw new ConflictError(`preview ${s.id} is ${s.state}; only a ready preview can be suspended`, {
-        code: 'invalid_transition',
-      });
+      throw new ConflictError(
+        'invalid_transition',
+        `preview ${s.id} is ${s.state}; only a ready preview can be suspended`,
+      );
     await this.tier(s.tier)?.suspend(s.id);
     const next = await this.store.transition(s.id, 'suspended');
     await this.events.publish(s.id, { type: 'state', state: 'suspended', tier: s.tier, at: Date.now() });
@@ -415,7 +419,7 @@ export class PreviewService {
   async applyFiles(userId: string, id: string, batch: FileBatch): Promise<{ applied: Ack; persisted: Ack }> {
     const s = await this.store.getOwned(id, userId);
     if (!LIVE_STATES.includes(s.state))
-      throw new ConflictError(`preview ${id} is ${s.state}`, { code: 'preview_ended' });
+      throw new ConflictError('preview_ended', `preview ${id} is ${s.state}`);
     // No `touch` here: the write itself sets last_edit_at, and a refused batch changes nothing.
     if (s.tier === 'browser' && this.#files) {
       await this.#files.commitAccepted(id, {
@@ -431,11 +435,9 @@ export class PreviewService {
     const writer = this.#writer();
     if (!writer)
       throw new TierUnavailableError(
-        s.tier ?? 'none',
+        'no_sync_channel',
         `preview ${id}: this router runs no sync hub to apply files`,
-        {
-          code: 'no_sync_channel',
-        },
+        { tier: s.tier ?? 'none' },
       );
     return await writer.submit(id, batch, { signal: AbortSignal.timeout(30_000) });
   }
@@ -443,7 +445,7 @@ export class PreviewService {
   async exportDatabase(userId: string, id: string): Promise<AsyncIterable<string | Uint8Array> | string> {
     const s = await this.store.getOwned(id, userId);
     if (!s.needsDatabase || !this.#databases)
-      throw new NotFoundError(`preview ${id} has no database`, { code: 'no_database' });
+      throw new NotFoundError('no_database', `preview ${id} has no database`);
     return await this.#databases.export(id);
   }
 

@@ -219,9 +219,9 @@ export async function createRouter(o: RouterOptions) {
           openChannel: async (previewId) => {
             const s = await store.get(previewId);
             if (s && ENDED_STATES.has(s.state))
-              throw new ConflictError(`preview ${previewId} is ${s.state}`, { code: 'preview_ended' });
+              throw new ConflictError('preview_ended', `preview ${previewId} is ${s.state}`);
             const tier = s?.tier ? tiers[s.tier] : undefined;
-            if (!tier) throw new NotFoundError(`preview ${previewId} has no placement`);
+            if (!tier) throw new NotFoundError('not_found', `preview ${previewId} has no placement`);
             return await tier.openSync(previewId);
           },
           log,
@@ -233,34 +233,7 @@ export async function createRouter(o: RouterOptions) {
   // editor a virtual socket on the hub.
   if (o.realtime) {
     if (!hub) throw new TypeError('createRouter: options.realtime needs the sync hub (options.sync)');
-    bridges = createRealtimeBridgeSet({
-      realtime: o.realtime.client,
-      ...(o.realtime.private !== undefined ? { private: o.realtime.private } : {}),
-      ...(o.realtime.maxMessageBytes !== undefined ? { maxMessageBytes: o.realtime.maxMessageBytes } : {}),
-      ...(o.realtime.leaseMs !== undefined ? { leaseMs: o.realtime.leaseMs } : {}),
-      hub,
-      leases: redis ? createRedisLeases({ redis, prefix }) : createMemoryLeases(),
-      replicaId: hub.replicaId,
-      lookup: async (previewId) => {
-        const s = await store.get(previewId);
-        if (!s?.tier || s.tier === 'browser' || NO_SYNC_STATES.has(s.state)) return undefined;
-        return { userId: s.userId };
-      },
-      watchEnd: (previewId, onEnd) =>
-        events.subscribe(previewId, (e) => {
-          if (e.type === 'state' && NO_SYNC_STATES.has(e.state)) onEnd();
-        }),
-      verifyEditor: async (token, editor) => {
-        if (!token) return false;
-        const { userId } = await accessTokens.verify(token, {
-          previewId: editor.previewId,
-          kind: 'editor',
-          editorId: editor.editorId,
-        });
-        return userId === editor.userId;
-      },
-      log,
-    });
+    bridges = realtimeBridges(o.realtime, { hub, redis, prefix, store, events, accessTokens, log });
   }
 
   // Order: preview origins first (any path), then handlers added by the embedder, then the hub.
@@ -315,3 +288,51 @@ export async function createRouter(o: RouterOptions) {
   };
 }
 export type PreviewRouter = Awaited<ReturnType<typeof createRouter>>;
+
+/**
+ * The Supabase Realtime bridges: one per preview across replicas (lease `rt-bridge:<id>`), each
+ * editor a virtual socket on the hub. A preview is bridged while it has a server sandbox to sync to;
+ * an editor joins only with an editor token for that preview, user and editor id.
+ */
+function realtimeBridges(
+  realtime: NonNullable<RouterOptions['realtime']>,
+  d: {
+    hub: SyncHub;
+    redis: Redis | undefined;
+    prefix: string;
+    store: SessionStore;
+    events: EventHub;
+    accessTokens: ReturnType<typeof createAccessTokens>;
+    log: Logger;
+  },
+): RealtimeBridgeSet {
+  const { hub, redis, prefix, store, events, accessTokens, log } = d;
+  return createRealtimeBridgeSet({
+    realtime: realtime.client,
+    ...(realtime.private !== undefined ? { private: realtime.private } : {}),
+    ...(realtime.maxMessageBytes !== undefined ? { maxMessageBytes: realtime.maxMessageBytes } : {}),
+    ...(realtime.leaseMs !== undefined ? { leaseMs: realtime.leaseMs } : {}),
+    hub,
+    leases: redis ? createRedisLeases({ redis, prefix }) : createMemoryLeases(),
+    replicaId: hub.replicaId,
+    lookup: async (previewId) => {
+      const s = await store.get(previewId);
+      if (!s?.tier || s.tier === 'browser' || NO_SYNC_STATES.has(s.state)) return undefined;
+      return { userId: s.userId };
+    },
+    watchEnd: (previewId, onEnd) =>
+      events.subscribe(previewId, (e) => {
+        if (e.type === 'state' && NO_SYNC_STATES.has(e.state)) onEnd();
+      }),
+    verifyEditor: async (token, editor) => {
+      if (!token) return false;
+      const { userId } = await accessTokens.verify(token, {
+        previewId: editor.previewId,
+        kind: 'editor',
+        editorId: editor.editorId,
+      });
+      return userId === editor.userId;
+    },
+    log,
+  });
+}

@@ -27,7 +27,7 @@ export function createDaemonTier() {
   let openSyncCalls = 0;
   const get = (id: string) => {
     const s = sandboxes.get(id);
-    if (!s) throw new NotFoundError(`preview ${id} has no daemon sandbox`);
+    if (!s) throw new NotFoundError('not_found', `preview ${id} has no daemon sandbox`);
     return s;
   };
   const tier: Tier & { dir(id: string): string; readonly openSyncCalls: number; nodeId: string } = {

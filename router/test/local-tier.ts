@@ -36,7 +36,7 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
   >();
   const get = (id: string) => {
     const p = previews.get(id);
-    if (!p) throw new NotFoundError(`preview ${id} not found on ${name}`);
+    if (!p) throw new NotFoundError('not_found', `preview ${id} not found on ${name}`);
     return p;
   };
   let creates = 0;
@@ -138,7 +138,8 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
       let open = true;
       return {
         send(batch) {
-          if (!open) throw new TierUnavailableError(name, 'sync channel is closed');
+          if (!open)
+            throw new TierUnavailableError('tier_unavailable', 'sync channel is closed', { tier: name });
           queueMicrotask(() => {
             tier.apply(id, batch).then(
               (ack) => {
@@ -210,7 +211,7 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
 /** A tier that is down: every create fails with TierUnavailableError (placement fall-through tests). */
 export function createDownTier(name: TierName): Tier {
   const down = () => {
-    throw new TierUnavailableError(name, `${name} is down (test)`);
+    throw new TierUnavailableError('tier_unavailable', `${name} is down (test)`, { tier: name });
   };
   return {
     name,

@@ -4,6 +4,7 @@ import { Cleanup } from './cleanup.ts';
 import { defineConfig } from './config.ts';
 import {
   CapacityError,
+  ConfigError,
   ConflictError,
   errorFromHttp,
   ForbiddenError,
@@ -20,7 +21,7 @@ import {
 describe('errors', () => {
   it('carry code, name and cause', () => {
     const cause = new Error('boom');
-    const e = new TierUnavailableError('docker', 'no node', { cause });
+    const e = new TierUnavailableError('tier_unavailable', 'no node', { tier: 'docker', cause });
     expect(e).toBeInstanceOf(PreviewError);
     expect([e.name, e.code, e.tier, e.cause]).toEqual([
       'TierUnavailableError',
@@ -28,10 +29,46 @@ describe('errors', () => {
       'docker',
       cause,
     ]);
-    expect(new CapacityError('full', { retryAfterMs: 5 }).retryAfterMs).toBe(5);
-    expect(new NotFoundError('x').code).toBe('not_found');
+    expect(new CapacityError('capacity', 'full', { retryAfterMs: 5 }).retryAfterMs).toBe(5);
+    expect(new NotFoundError('not_found', 'x').code).toBe('not_found');
     expect(isPreviewError(new InvalidInputError('a', 'b'))).toBe(true);
     expect(isPreviewError(new Error('x'))).toBe(false);
+  });
+});
+
+describe('one error shape', () => {
+  it('every class takes (code, message, options) and keeps each as given', () => {
+    const cause = new Error('under');
+    const cases: Array<[PreviewError, string]> = [
+      [new PreviewError('odd', 'm', { cause }), 'PreviewError'],
+      [new InvalidInputError('invalid_path', 'm', { cause }), 'InvalidInputError'],
+      [new ConfigError('invalid_config', 'm', { cause }), 'ConfigError'],
+      [new NotFoundError('ended', 'm', { cause }), 'NotFoundError'],
+      [new ForbiddenError('not_owner', 'm', { cause }), 'ForbiddenError'],
+      [new UnauthorizedError('bad_token', 'm', { cause }), 'UnauthorizedError'],
+      [new ConflictError('stale_seq', 'm', { cause }), 'ConflictError'],
+      [new CapacityError('rate_limited', 'm', { cause, retryAfterMs: 2000 }), 'CapacityError'],
+      [new TierUnavailableError('fly_down', 'm', { cause, tier: 'fly' }), 'TierUnavailableError'],
+      [new TimeoutError('ack_timeout', 'm', { cause }), 'TimeoutError'],
+    ];
+    for (const [e, name] of cases) {
+      expect([e.name, e.code.length > 0, e.message, e.cause]).toEqual([name, true, 'm', cause]);
+    }
+    expect(cases.map(([e]) => e.code)).toEqual([
+      'odd',
+      'invalid_path',
+      'invalid_config',
+      'ended',
+      'not_owner',
+      'bad_token',
+      'stale_seq',
+      'rate_limited',
+      'fly_down',
+      'ack_timeout',
+    ]);
+    const [capacity, tier] = [cases[7]?.[0], cases[8]?.[0]];
+    expect(capacity instanceof CapacityError && capacity.retryAfterMs).toBe(2000);
+    expect(tier instanceof TierUnavailableError && tier.tier).toBe('fly');
   });
 });
 
@@ -79,13 +116,13 @@ describe('httpStatusOf', () => {
   it('gives each class its status, and errorFromHttp reads it back as the same class', () => {
     const errors = [
       new InvalidInputError('invalid_body', 'x'),
-      new UnauthorizedError('x'),
-      new ForbiddenError('x'),
-      new NotFoundError('x'),
-      new ConflictError('x'),
-      new CapacityError('x'),
-      new TierUnavailableError('docker', 'x'),
-      new TimeoutError('x'),
+      new UnauthorizedError('unauthorized', 'x'),
+      new ForbiddenError('forbidden', 'x'),
+      new NotFoundError('not_found', 'x'),
+      new ConflictError('conflict', 'x'),
+      new CapacityError('capacity', 'x'),
+      new TierUnavailableError('tier_unavailable', 'x', { tier: 'docker' }),
+      new TimeoutError('timeout', 'x'),
     ];
     for (const e of errors) {
       const back = errorFromHttp(
@@ -95,7 +132,7 @@ describe('httpStatusOf', () => {
       );
       expect([e.name, back.constructor]).toEqual([e.name, e.constructor]);
     }
-    expect(httpStatusOf(new CapacityError('x'), { capacity: 429, other: 500 })).toBe(429);
+    expect(httpStatusOf(new CapacityError('capacity', 'x'), { capacity: 429, other: 500 })).toBe(429);
     expect(httpStatusOf(new PreviewError('odd', 'x'), { capacity: 429, other: 500 })).toBe(500);
     expect(httpStatusOf(new PreviewError('odd', 'x'), { capacity: 503, other: 502 })).toBe(502);
   });

@@ -22,7 +22,6 @@ export class InvalidInputError extends PreviewError {
   }
 }
 
-/** The thing does not exist, or the caller may not know that it exists. */
 /**
  * Bad configuration (an environment variable, a constructor option): the one class and the one code
  * (`invalid_config`) every package uses for it. An `InvalidInputError`, so the edges answer 400.
@@ -35,61 +34,89 @@ export class ConfigError extends InvalidInputError {
   }
 }
 
+/**
+ * The thing does not exist, or the caller may not know that it exists (HTTP 404).
+ * @example throw new NotFoundError('not_found', `preview ${id}: not found`);
+ */
 export class NotFoundError extends PreviewError {
-  constructor(message: string, options?: { cause?: unknown; code?: string }) {
-    super(options?.code ?? 'not_found', message, options);
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
     this.name = 'NotFoundError';
   }
 }
 
-/** Who is asking is not allowed to do this. */
+/**
+ * Who is asking is not allowed to do this (HTTP 403).
+ * @example throw new ForbiddenError('forbidden', 'preview belongs to another user');
+ */
 export class ForbiddenError extends PreviewError {
-  constructor(message: string, options?: { cause?: unknown; code?: string }) {
-    super(options?.code ?? 'forbidden', message, options);
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
     this.name = 'ForbiddenError';
   }
 }
 
-/** No credentials, or credentials that do not verify. */
+/**
+ * No credentials, or credentials that do not verify (HTTP 401).
+ * @example throw new UnauthorizedError('unauthorized', 'Authorization: Bearer token required');
+ */
 export class UnauthorizedError extends PreviewError {
-  constructor(message: string, options?: { cause?: unknown; code?: string }) {
-    super(options?.code ?? 'unauthorized', message, options);
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
     this.name = 'UnauthorizedError';
   }
 }
 
-/** A request conflicts with the current state (an illegal transition, a duplicate). */
+/**
+ * A request conflicts with the current state: an illegal transition, a duplicate (HTTP 409).
+ * @example throw new ConflictError('conflict', 'preview is stopping');
+ */
 export class ConflictError extends PreviewError {
-  constructor(message: string, options?: { cause?: unknown; code?: string }) {
-    super(options?.code ?? 'conflict', message, options);
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
     this.name = 'ConflictError';
   }
 }
 
-/** A quota, rate limit or pool is exhausted. `retryAfterMs` says when to try again, if known. */
+/**
+ * A quota, rate limit or pool is exhausted. `options.retryAfterMs` (milliseconds) says when to try
+ * again, if known.
+ * @example throw new CapacityError('capacity', 'pool full', { retryAfterMs: 5000 });
+ */
 export class CapacityError extends PreviewError {
   readonly retryAfterMs: number | undefined;
-  constructor(message: string, options?: { cause?: unknown; code?: string; retryAfterMs?: number }) {
-    super(options?.code ?? 'capacity', message, options);
+  constructor(
+    code: string,
+    message: string,
+    options?: { cause?: unknown; retryAfterMs?: number | undefined },
+  ) {
+    super(code, message, options);
     this.name = 'CapacityError';
     this.retryAfterMs = options?.retryAfterMs;
   }
 }
 
-/** A tier cannot serve this preview now; placement falls through to the next tier. */
+/**
+ * A tier cannot serve this preview now; placement falls through to the next tier. `options.tier`
+ * names the tier (or the peer) that could not.
+ * @example throw new TierUnavailableError('tier_unavailable', 'no pool node', { tier: 'docker' });
+ */
 export class TierUnavailableError extends PreviewError {
   readonly tier: string;
-  constructor(tier: string, message: string, options?: { cause?: unknown; code?: string }) {
-    super(options?.code ?? 'tier_unavailable', message, options);
+  constructor(code: string, message: string, options: { tier: string; cause?: unknown }) {
+    super(code, message, options);
     this.name = 'TierUnavailableError';
-    this.tier = tier;
+    this.tier = options.tier;
   }
 }
 
-/** Something slow did not finish in time. */
+/**
+ * Something slow did not finish in time (HTTP 504).
+ * @example throw new TimeoutError('timeout', 'daemon did not answer in 5000 ms');
+ */
 export class TimeoutError extends PreviewError {
-  constructor(message: string, options?: { cause?: unknown; code?: string }) {
-    super(options?.code ?? 'timeout', message, options);
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
     this.name = 'TimeoutError';
   }
 }
@@ -119,27 +146,29 @@ export function errorFromHttp(
     case 422:
       return new InvalidInputError(code, message);
     case 401:
-      return new UnauthorizedError(message, { code });
+      return new UnauthorizedError(code, message);
     case 403:
-      return new ForbiddenError(message, { code });
+      return new ForbiddenError(code, message);
     case 404:
     case 410:
-      return new NotFoundError(message, { code });
+      return new NotFoundError(code, message);
     case 409:
-      return new ConflictError(message, { code });
+      return new ConflictError(code, message);
     case 429: {
       const s = Number(retryAfter ?? Number.NaN);
-      return new CapacityError(message, { code, ...(Number.isFinite(s) ? { retryAfterMs: s * 1000 } : {}) });
+      return new CapacityError(code, message, Number.isFinite(s) ? { retryAfterMs: s * 1000 } : undefined);
     }
     case 503:
       return code === 'capacity'
-        ? new CapacityError(message, { code })
-        : new TierUnavailableError(peer, message, { code });
+        ? new CapacityError(code, message)
+        : new TierUnavailableError(code, message, { tier: peer });
     case 408:
     case 504:
-      return new TimeoutError(message, { code });
+      return new TimeoutError(code, message);
   }
-  return status >= 500 ? new TierUnavailableError(peer, message, { code }) : new PreviewError(code, message);
+  return status >= 500
+    ? new TierUnavailableError(code, message, { tier: peer })
+    : new PreviewError(code, message);
 }
 
 /**

@@ -92,7 +92,7 @@ export class PreviewClient {
       signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
     }).catch((e: unknown) => {
       if ((e as Error)?.name === 'TimeoutError')
-        throw new TimeoutError(`${method} ${path}: no answer in time`, { cause: e });
+        throw new TimeoutError('timeout', `${method} ${path}: no answer in time`, { cause: e });
       throw e;
     });
     const text = await res.text();

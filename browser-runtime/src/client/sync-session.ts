@@ -291,7 +291,7 @@ export class SyncSession {
         if (this.#stopped) return;
         const fatal = FATAL[code];
         if (fatal) {
-          const error = new SyncClosedError(fatal, reason || `sync closed with ${code}`, code);
+          const error = new SyncClosedError(fatal, reason || `sync closed with ${code}`, { closeCode: code });
           this.#emit('error', { error });
           this.#stopped = true;
           this.#setState('closed');
@@ -373,7 +373,7 @@ export class SyncSession {
     // A replayed batch is refused again; report it once.
     if (s?.rejected) return;
     if (s) s.rejected = true;
-    this.#emit('rejected', { seq: f.seq, error: new BatchRejectedError(f.code, f.message, f.seq) });
+    this.#emit('rejected', { seq: f.seq, error: new BatchRejectedError(f.code, f.message, { seq: f.seq }) });
   }
 
   #settle() {

@@ -154,7 +154,7 @@ export class ProcessRuntime implements PreviewRuntime {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
-    throw new TimeoutError(`vite did not answer within the start timeout: ${output.slice(-500)}`);
+    throw new TimeoutError('timeout', `vite did not answer within the start timeout: ${output.slice(-500)}`);
   }
 
   async writeFile(path: string, content: string | Uint8Array): Promise<void> {

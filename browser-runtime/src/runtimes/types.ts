@@ -48,10 +48,15 @@ export interface RuntimeCallOptions {
  */
 export class RuntimeUnavailableError extends TierUnavailableError {
   readonly runtime: RuntimeKind;
-  constructor(runtime: RuntimeKind, message: string, options?: { cause?: unknown }) {
-    super('browser', message, { ...options, code: 'runtime_unavailable' });
+  /** @example new RuntimeUnavailableError('runtime_unavailable', 'no cross-origin isolation', { runtime: 'webcontainer' }) */
+  constructor(
+    code: 'runtime_unavailable',
+    message: string,
+    options: { runtime: RuntimeKind; cause?: unknown },
+  ) {
+    super(code, message, { tier: 'browser', cause: options.cause });
     this.name = 'RuntimeUnavailableError';
-    this.runtime = runtime;
+    this.runtime = options.runtime;
   }
 }
 

@@ -115,8 +115,9 @@ export class WebContainerRuntime implements PreviewRuntime {
               () =>
                 reject(
                   new RuntimeUnavailableError(
-                    'webcontainer',
+                    'runtime_unavailable',
                     `WebContainer did not boot within ${timeoutMs} ms`,
+                    { runtime: 'webcontainer' },
                   ),
                 ),
               timeoutMs,
@@ -157,11 +158,9 @@ export class WebContainerRuntime implements PreviewRuntime {
         if (signal?.aborted) throw e;
         if (e instanceof RuntimeUnavailableError) throw e;
         throw new RuntimeUnavailableError(
-          'webcontainer',
+          'runtime_unavailable',
           `WebContainer cannot boot here: ${(e as Error).message}`,
-          {
-            cause: e,
-          },
+          { runtime: 'webcontainer', cause: e },
         );
       } finally {
         clearTimeout(timer);

@@ -3,13 +3,17 @@ import { PreviewError } from '@preview/tiers';
 
 /** An `npm ci` / `npm install` that failed: `message` names the package and npm's own words. */
 export class InstallError extends PreviewError {
+  /** The package spec npm could not install, when its output names one. */
+  readonly pkg: string | undefined;
+  /** @example new InstallError('install_failed', 'npm ci failed for left-pad@9: E404', { pkg: 'left-pad@9' }) */
   constructor(
+    code: 'install_failed',
     message: string,
-    /** The package spec npm could not install, when its output names one. */
-    readonly pkg: string | undefined,
+    options?: { pkg?: string | undefined; cause?: unknown },
   ) {
-    super('install_failed', message);
+    super(code, message, options);
     this.name = 'InstallError';
+    this.pkg = options?.pkg;
   }
 }
 
@@ -68,7 +72,9 @@ export function runNpm(opts: NpmRunOptions): Promise<void> {
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
     child.on('error', (e) =>
-      reject(new InstallError(`npm ${opts.command} could not run: ${e.message}`, undefined)),
+      reject(
+        new InstallError('install_failed', `npm ${opts.command} could not run: ${e.message}`, { cause: e }),
+      ),
     );
     child.on('close', (code, signal) => {
       if (code === 0) resolve();
@@ -107,5 +113,7 @@ export function describeNpmFailure(command: string, output: string, exit: string
     ) ??
     lines.find((l) => !/^code\s/.test(l)) ??
     `npm exited with ${exit}`;
-  return new InstallError(`npm ${command} failed${pkg ? ` for ${pkg}` : ''}: ${detail}`, pkg);
+  return new InstallError('install_failed', `npm ${command} failed${pkg ? ` for ${pkg}` : ''}: ${detail}`, {
+    pkg,
+  });
 }

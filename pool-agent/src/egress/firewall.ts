@@ -188,11 +188,9 @@ export class EgressFirewall {
       const err = e as NodeJS.ErrnoException & { stderr?: string };
       if (err.code === 'ENOENT')
         throw new TierUnavailableError(
-          'docker',
+          'tier_unavailable',
           `${command} not found: egress rules need it (install iptables)`,
-          {
-            cause: e,
-          },
+          { tier: 'docker', cause: e },
         );
       throw new Error(`${command} ${args.join(' ')}: ${(err.stderr ?? err.message).trim()}`, { cause: e });
     }
@@ -210,11 +208,9 @@ export class EgressFirewall {
         reject(
           e.code === 'ENOENT'
             ? new TierUnavailableError(
-                'docker',
+                'tier_unavailable',
                 `${bin} not found: egress rules need it (install iptables)`,
-                {
-                  cause: e,
-                },
+                { tier: 'docker', cause: e },
               )
             : e,
         ),
@@ -224,8 +220,9 @@ export class EgressFirewall {
           ? resolve()
           : reject(
               new TierUnavailableError(
-                'docker',
+                'tier_unavailable',
                 `${bin} failed (${code}): ${stderr.trim()} (egress rules need root or CAP_NET_ADMIN on the host)`,
+                { tier: 'docker' },
               ),
             ),
       );

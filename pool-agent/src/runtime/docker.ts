@@ -74,9 +74,11 @@ export async function createDockerRuntime(options: DockerRuntimeOptions): Promis
   try {
     await docker.ping();
   } catch (e) {
-    throw new TierUnavailableError('docker', `Docker engine not reachable: ${(e as Error).message}`, {
-      cause: e,
-    });
+    throw new TierUnavailableError(
+      'tier_unavailable',
+      `Docker engine not reachable: ${(e as Error).message}`,
+      { tier: 'docker', cause: e },
+    );
   }
   const runtime = new DockerRuntime(docker, options);
   await runtime.init();

@@ -245,7 +245,7 @@ export class ProcessRuntime implements ContainerRuntime {
 
   #get(id: string): Box {
     const b = this.#boxes.get(id);
-    if (!b) throw new NotFoundError(`no sandbox ${id}`);
+    if (!b) throw new NotFoundError('not_found', `no sandbox ${id}`);
     return b;
   }
 

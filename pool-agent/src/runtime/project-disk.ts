@@ -80,11 +80,17 @@ export class ProjectDisks {
     if (want === 'xfs' || want === 'auto') {
       const why = await xfsUnsupported(o.docker);
       if (!why) return new ProjectDisks(o, 'xfs');
-      if (want === 'xfs') throw new TierUnavailableError('docker', `PREVIEW_DISK_BACKEND=xfs: ${why}`);
+      if (want === 'xfs')
+        throw new TierUnavailableError('tier_unavailable', `PREVIEW_DISK_BACKEND=xfs: ${why}`, {
+          tier: 'docker',
+        });
     }
     const why = await loopUnsupported(o.dir);
     if (!why) return new ProjectDisks(o, 'loop');
-    if (want === 'loop') throw new TierUnavailableError('docker', `PREVIEW_DISK_BACKEND=loop: ${why}`);
+    if (want === 'loop')
+      throw new TierUnavailableError('tier_unavailable', `PREVIEW_DISK_BACKEND=loop: ${why}`, {
+        tier: 'docker',
+      });
     o.log?.warn({ reason: why }, 'project disks on tmpfs (counted in each preview’s memory)');
     return new ProjectDisks(o, 'tmpfs');
   }

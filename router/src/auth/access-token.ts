@@ -53,9 +53,10 @@ export function createAccessTokens(options: { secret?: string | undefined }) {
           throw new Error('token is for another editor');
         return { userId: payload.sub! };
       } catch (e) {
-        throw new UnauthorizedError(`invalid preview access token: ${(e as Error).message}`, {
-          code: 'invalid_preview_token',
-        });
+        throw new UnauthorizedError(
+          'invalid_preview_token',
+          `invalid preview access token: ${(e as Error).message}`,
+        );
       }
     },
   };

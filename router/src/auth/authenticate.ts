@@ -25,7 +25,7 @@ export function createAuthenticator(options: {
         [sha256(token)],
       );
       const row = rows[0];
-      if (!row) throw new UnauthorizedError('unknown or revoked API key', { code: 'invalid_api_key' });
+      if (!row) throw new UnauthorizedError('invalid_api_key', 'unknown or revoked API key');
       return { kind: 'user', userId: row.user_id, via: 'api_key', keyId: row.id };
     }
     if (token.startsWith('pn_')) {
@@ -34,7 +34,7 @@ export function createAuthenticator(options: {
         [sha256(token)],
       );
       const row = rows[0];
-      if (!row) throw new UnauthorizedError('unknown node credential', { code: 'invalid_node_credential' });
+      if (!row) throw new UnauthorizedError('invalid_node_credential', 'unknown node credential');
       return { kind: 'node', nodeId: row.id };
     }
     return { kind: 'user', userId: await verifyJwt(token), via: 'jwt' };
@@ -44,10 +44,7 @@ export function createAuthenticator(options: {
     async fromHeader(header) {
       if (!header) return undefined;
       const m = /^Bearer\s+(\S+)$/i.exec(header.trim());
-      if (!m)
-        throw new UnauthorizedError('Authorization must be "Bearer <token>"', {
-          code: 'invalid_authorization',
-        });
+      if (!m) throw new UnauthorizedError('invalid_authorization', 'Authorization must be "Bearer <token>"');
       return await fromToken(m[1]!);
     },
   };

@@ -36,11 +36,10 @@ export function createJwtVerifier(options: JwtVerifierOptions): (token: string) 
         requiredClaims: ['exp', 'sub'],
       }));
     } catch (e) {
-      throw new UnauthorizedError(`invalid token: ${(e as Error).message}`, { code: 'invalid_token' });
+      throw new UnauthorizedError('invalid_token', `invalid token: ${(e as Error).message}`);
     }
     const sub = Sub.safeParse(payload.sub);
-    if (!sub.success)
-      throw new UnauthorizedError('invalid token: sub must be a uuid', { code: 'invalid_token' });
+    if (!sub.success) throw new UnauthorizedError('invalid_token', 'invalid token: sub must be a uuid');
     return sub.data;
   };
 }

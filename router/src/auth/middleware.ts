@@ -17,19 +17,16 @@ export function authenticate(auth: Authenticator): MiddlewareHandler<AuthEnv> {
 
 export function requireUser(c: Context<AuthEnv>): UserPrincipal {
   const p = c.get('principal');
-  if (!p) throw new UnauthorizedError('missing Authorization: Bearer <token>', { code: 'unauthenticated' });
+  if (!p) throw new UnauthorizedError('unauthenticated', 'missing Authorization: Bearer <token>');
   if (p.kind !== 'user')
-    throw new ForbiddenError('node credentials cannot use this route', { code: 'wrong_principal' });
+    throw new ForbiddenError('wrong_principal', 'node credentials cannot use this route');
   return p;
 }
 
 export function requireNode(c: Context<AuthEnv>): { nodeId: string } {
   const p = c.get('principal');
-  if (!p)
-    throw new UnauthorizedError('missing Authorization: Bearer <node credential>', {
-      code: 'unauthenticated',
-    });
+  if (!p) throw new UnauthorizedError('unauthenticated', 'missing Authorization: Bearer <node credential>');
   if (p.kind !== 'node')
-    throw new ForbiddenError('only node credentials can use this route', { code: 'wrong_principal' });
+    throw new ForbiddenError('wrong_principal', 'only node credentials can use this route');
   return p;
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { ConflictError } from '@preview/tiers';
+import { ConflictError, PreviewError } from '@preview/tiers';
 import type pg from 'pg';
 
 /** One file's next state in a write: its bytes, or gone. `seq` is the global seq of the write. */
@@ -14,10 +14,13 @@ export type FileStep =
   | { kind: 'files'; files: Map<string, FileChange> }
   | { kind: 'rename'; from: string; to: string; seq: number };
 
-/** The writer's lease may have lapsed; the transaction was rolled back. */
-export class FencedError extends Error {
-  constructor() {
-    super('sync owner lease may have lapsed; not committing');
+/**
+ * The writer's lease may have lapsed; the transaction was rolled back.
+ * @example throw new FencedError('fenced', 'sync owner lease may have lapsed; not committing');
+ */
+export class FencedError extends PreviewError {
+  constructor(code: 'fenced', message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
     this.name = 'FencedError';
   }
 }
@@ -92,7 +95,8 @@ export function createPgSyncStore(pool: pg.Pool): SyncStore {
           else await writeFiles(client, previewId, step.files);
         await raiseMarks(client, previewId, marks);
         // A writer that may have lost its lease (it stalled) must not commit over a newer owner's writes.
-        if (marks.fence && !marks.fence()) throw new FencedError();
+        if (marks.fence && !marks.fence())
+          throw new FencedError('fenced', 'sync owner lease may have lapsed; not committing');
         await client.query('COMMIT');
       } catch (e) {
         await client.query('ROLLBACK').catch(() => {});
@@ -116,10 +120,10 @@ export function createPgSyncStore(pool: pg.Pool): SyncStore {
         const mark = Number(m.rows[0]?.persisted_seq ?? 0);
         if (batch.clientSeq <= mark)
           throw new ConflictError(
+            batch.clientSeq === mark ? 'duplicate_seq' : 'stale_seq',
             batch.clientSeq === mark
               ? `seq ${mark} was already taken by this preview; nothing was written now`
               : `seq ${batch.clientSeq} is below ${mark}, the last seq this preview took from this client; nothing was written`,
-            { code: batch.clientSeq === mark ? 'duplicate_seq' : 'stale_seq' },
           );
         const seq = Number(s.rows[0]?.last_seq ?? 0) + 1;
         for (const step of batch.steps(seq))

@@ -163,9 +163,10 @@ export class SessionStore {
         [input.userId, LIVE_STATES],
       );
       if ((cnt[0]?.n ?? 0) >= input.maxLive)
-        throw new CapacityError(`at most ${input.maxLive} live previews per user; delete one first`, {
-          code: 'too_many_previews',
-        });
+        throw new CapacityError(
+          'too_many_previews',
+          `at most ${input.maxLive} live previews per user; delete one first`,
+        );
       const { rows } = await client.query<Row>(
         // Placement starts right away, so the session is born `provisioning` (`queued` is for deferred placement).
         `INSERT INTO preview_sessions (user_id, template, classification, needs_database, idempotency_key,
@@ -217,7 +218,7 @@ export class SessionStore {
       `SELECT ${COLS} FROM preview_sessions WHERE id = $1 AND user_id = $2`,
       [id, userId],
     );
-    if (!rows[0]) throw new NotFoundError(`preview ${id} not found`);
+    if (!rows[0]) throw new NotFoundError('not_found', `preview ${id} not found`);
     return toSession(rows[0]);
   }
 
@@ -272,10 +273,11 @@ export class SessionStore {
     const { rows } = await this.pool.query<Row>(sql, params);
     if (rows[0]) return toSession(rows[0]);
     const current = await this.get(id);
-    if (!current) throw new NotFoundError(`preview ${id} not found`);
-    throw new ConflictError(`preview ${id} is ${current.state}; it cannot become ${to}`, {
-      code: 'invalid_transition',
-    });
+    if (!current) throw new NotFoundError('not_found', `preview ${id} not found`);
+    throw new ConflictError(
+      'invalid_transition',
+      `preview ${id} is ${current.state}; it cannot become ${to}`,
+    );
   }
 
   /** Records user activity (`edit`: files pushed; `view`: a human page view). */

@@ -196,7 +196,7 @@ export function createRealtimeBridgeSet(o: RealtimeBridgeSetOptions): RealtimeBr
 
   return {
     async ensure(previewId) {
-      if (closing) throw new NotFoundError('realtime bridges are shutting down', { code: 'shutting_down' });
+      if (closing) throw new NotFoundError('shutting_down', 'realtime bridges are shutting down');
       let w = watches.get(previewId);
       if (!w) {
         const watch = new Watch(previewId);
@@ -212,14 +212,13 @@ export function createRealtimeBridgeSet(o: RealtimeBridgeSetOptions): RealtimeBr
         await w.bridge.ready;
         return 'here';
       }
-      if (w.ended) throw new NotFoundError(`preview ${previewId} has no live server-side sandbox`);
+      if (w.ended)
+        throw new NotFoundError('not_found', `preview ${previewId} has no live server-side sandbox`);
       if (!(await o.leases.holder(w.key)))
         throw new TierUnavailableError(
-          'realtime',
+          'realtime_unavailable',
           `no realtime bridge could start for preview ${previewId}`,
-          {
-            code: 'realtime_unavailable',
-          },
+          { tier: 'realtime' },
         );
       return 'elsewhere';
     },

@@ -26,10 +26,9 @@ const INPUT_CODES = new Set([
 
 /** The error a refusal frame stands for, keeping its code. */
 export function refusalError(f: { code: string; message: string }): PreviewError {
-  if (f.code === 'stale_seq' || f.code === 'duplicate_seq')
-    return new ConflictError(f.message, { code: f.code });
+  if (f.code === 'stale_seq' || f.code === 'duplicate_seq') return new ConflictError(f.code, f.message);
   if (INPUT_CODES.has(f.code)) return new InvalidInputError(f.code, f.message);
-  return new TierUnavailableError('sandbox', f.message, { code: f.code });
+  return new TierUnavailableError(f.code, f.message, { tier: 'sandbox' });
 }
 
 /**

@@ -170,7 +170,7 @@ export function createSyncHub(deps: SyncHubDeps) {
       batch: FileBatch,
       o: { signal?: AbortSignal } = {},
     ): Promise<SubmitResult> {
-      if (closing) throw new TierUnavailableError('sync', 'router shutting down', { code: 'shutting_down' });
+      if (closing) throw new TierUnavailableError('shutting_down', 'router shutting down', { tier: 'sync' });
       return await hubFor(previewId).submit(
         { seq: batch.seq, ops: batch.ops },
         o.signal ?? AbortSignal.timeout(30_000),

@@ -77,7 +77,9 @@ export class PreviewHub {
     const w = new BatchWaiter(HTTP_CLIENT, batch);
     this.#waiters.add(w);
     const onAbort = () =>
-      w.fail(new TimeoutError(`batch seq ${batch.seq} of preview ${this.previewId}: no answer in time`));
+      w.fail(
+        new TimeoutError('timeout', `batch seq ${batch.seq} of preview ${this.previewId}: no answer in time`),
+      );
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
     this.forward(w.client, w.batch);
@@ -225,7 +227,7 @@ export class PreviewHub {
 
   #endHere(reason: string): void {
     for (const e of this.editors) e.close(CloseCodes.ended, reason);
-    for (const w of this.#waiters) w.fail(new ConflictError(reason, { code: 'preview_ended' }));
+    for (const w of this.#waiters) w.fail(new ConflictError('preview_ended', reason));
     void this.release().catch((err: unknown) =>
       this.#c.log.warn({ err, previewId: this.previewId }, 'sync release after end failed'),
     );
@@ -273,7 +275,7 @@ export class PreviewHub {
   async shutdown(): Promise<void> {
     for (const e of this.editors) e.close(CloseCodes.goingAway, 'router shutting down');
     for (const w of this.#waiters)
-      w.fail(new TimeoutError('router shutting down before the batch was persisted'));
+      w.fail(new TimeoutError('timeout', 'router shutting down before the batch was persisted'));
     clearInterval(this.#timer);
     await this.release().catch(() => {});
     await this.#unsubscribe?.().catch(() => {});

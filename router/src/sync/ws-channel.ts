@@ -33,8 +33,8 @@ export function openWebSocketChannel(options: {
     const timer = setTimeout(() => {
       ws.terminate();
       reject(
-        new TierUnavailableError('docker', `sync channel to ${options.url}: no answer in time`, {
-          code: 'timeout',
+        new TierUnavailableError('timeout', `sync channel to ${options.url}: no answer in time`, {
+          tier: 'docker',
         }),
       );
     }, options.timeoutMs ?? 5000);
@@ -44,7 +44,10 @@ export function openWebSocketChannel(options: {
       if (!open) {
         clearTimeout(timer);
         reject(
-          new TierUnavailableError('docker', `sync channel to ${options.url}: ${e.message}`, { cause: e }),
+          new TierUnavailableError('tier_unavailable', `sync channel to ${options.url}: ${e.message}`, {
+            tier: 'docker',
+            cause: e,
+          }),
         );
       }
     });
@@ -67,7 +70,7 @@ export function openWebSocketChannel(options: {
       resolve({
         send(batch: FileBatch) {
           if (!open)
-            throw new TierUnavailableError('docker', 'sync channel is closed', { code: 'channel_closed' });
+            throw new TierUnavailableError('channel_closed', 'sync channel is closed', { tier: 'docker' });
           ws.send(JSON.stringify(batch));
         },
         onFrame(l) {

@@ -31,11 +31,12 @@ export function createBrowserTier(): Tier {
   let closed = false;
   const known = (id: string) => {
     const p = previews.get(id);
-    if (!p) throw new NotFoundError(`browser preview ${id} not found`);
+    if (!p) throw new NotFoundError('not_found', `browser preview ${id} not found`);
     return p;
   };
   const checkOpen = () => {
-    if (closed) throw new TierUnavailableError('browser', 'browser tier is closed');
+    if (closed)
+      throw new TierUnavailableError('tier_unavailable', 'browser tier is closed', { tier: 'browser' });
   };
   return {
     name: 'browser',
@@ -69,9 +70,9 @@ export function createBrowserTier(): Tier {
     },
     async openSync(previewId: string): Promise<SyncChannel> {
       throw new TierUnavailableError(
-        'browser',
+        'no_sync_channel',
         `preview ${previewId} runs in the browser: edits go straight to the in-browser runtime`,
-        { code: 'no_sync_channel' },
+        { tier: 'browser' },
       );
     },
     // The tab's runtime keeps running; suspension is bookkeeping the editor reads back from status.
@@ -132,10 +133,10 @@ function pickRuntime(template: TemplateName, client: PreviewSpec['client']): 'we
   // The bundler runs client-side bundles only: no Node server, no SSR.
   if (client?.bundler && (template === 'vite-vanilla' || template === 'vite-react')) return 'bundler';
   throw new TierUnavailableError(
-    'browser',
+    'browser_unsupported',
     client?.bundler
       ? `the bundler runtime cannot run template ${template} and WebContainers are unavailable`
       : 'the client reports neither WebContainers nor the bundler runtime',
-    { code: 'browser_unsupported' },
+    { tier: 'browser' },
   );
 }

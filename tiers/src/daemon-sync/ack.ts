@@ -58,9 +58,7 @@ export function sendAndAwaitAck(
     const timer = setTimeout(
       () =>
         finish(() =>
-          reject(
-            new TimeoutError(`no ack for batch ${batch.seq} in ${timeoutMs} ms`, { code: 'ack_timeout' }),
-          ),
+          reject(new TimeoutError('ack_timeout', `no ack for batch ${batch.seq} in ${timeoutMs} ms`)),
         ),
       timeoutMs,
     );

@@ -53,9 +53,11 @@ export async function openDaemonSync(o: DaemonSyncOptions): Promise<SyncChannel>
     const timer = setTimeout(
       () =>
         fail(
-          new TierUnavailableError(tier, `daemon sync ${o.url}: no answer in ${o.timeoutMs ?? 10_000} ms`, {
-            code: 'timeout',
-          }),
+          new TierUnavailableError(
+            'timeout',
+            `daemon sync ${o.url}: no answer in ${o.timeoutMs ?? 10_000} ms`,
+            { tier },
+          ),
         ),
       o.timeoutMs ?? 10_000,
     );
@@ -71,15 +73,13 @@ export async function openDaemonSync(o: DaemonSyncOptions): Promise<SyncChannel>
     ws.once('unexpected-response', (_req, res) => {
       const status = res.statusCode ?? 0;
       if (status === 401 || status === 403)
-        fail(new UnauthorizedError(`daemon sync refused the credentials (${status})`));
-      else if (status === 404) fail(new NotFoundError(`daemon sync socket not found (${o.url})`));
-      else
-        fail(new TierUnavailableError(tier, `daemon sync answered ${status}`, { code: 'sync_unavailable' }));
+        fail(new UnauthorizedError('unauthorized', `daemon sync refused the credentials (${status})`));
+      else if (status === 404)
+        fail(new NotFoundError('not_found', `daemon sync socket not found (${o.url})`));
+      else fail(new TierUnavailableError('sync_unavailable', `daemon sync answered ${status}`, { tier }));
     });
     ws.once('error', (e) =>
-      fail(
-        new TierUnavailableError(tier, `daemon sync: ${e.message}`, { cause: e, code: 'sync_unavailable' }),
-      ),
+      fail(new TierUnavailableError('sync_unavailable', `daemon sync: ${e.message}`, { tier, cause: e })),
     );
   });
   return new WebSocketChannel(ws, o.lastAckedSeq ?? 0);

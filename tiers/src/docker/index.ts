@@ -1,12 +1,6 @@
 import { ConfigError } from '@preview/tiers';
 import { openDaemonSync } from '../daemon-sync/index.ts';
-import {
-  CapacityError,
-  errorFromHttp,
-  NotFoundError,
-  TierUnavailableError,
-  TimeoutError,
-} from '../errors.ts';
+import { CapacityError, errorFromHttp, NotFoundError, TierUnavailableError } from '../errors.ts';
 import type {
   CallOptions,
   DestroyOptions,
@@ -18,13 +12,9 @@ import type {
   TierStatus,
 } from '../types.ts';
 import { Ack, type FileBatch, NodeCapacity } from '../wire.ts';
+import { type AgentEndpoint, callAgent, sumCapacity } from './agent-client.ts';
 
-/** One pool agent: its id in the router's node table, its API URL and the bearer token it accepts. */
-export interface AgentEndpoint {
-  nodeId: string;
-  url: string;
-  token: string;
-}
+export type { AgentEndpoint } from './agent-client.ts';
 
 export interface DockerTierOptions {
   /** The agent to place a new preview on, or `undefined` when no node has room. */
@@ -75,48 +65,13 @@ export function createDockerTier(options: DockerTierOptions): Tier {
     path: string,
     o: { body?: unknown; signal?: AbortSignal | undefined; timeoutMs?: number } = {},
   ): Promise<{ status: number; body: unknown }> {
-    if (closed) throw new TierUnavailableError('docker', 'docker tier is closed', { code: 'closed' });
-    const signals = [AbortSignal.timeout(o.timeoutMs ?? requestTimeoutMs)];
-    if (o.signal) signals.push(o.signal);
-    let res: Response;
-    try {
-      res = await f(`${node.url.replace(/\/$/, '')}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${node.token}`,
-          ...(o.body !== undefined ? { 'content-type': 'application/json' } : {}),
-        },
-        ...(o.body !== undefined ? { body: JSON.stringify(o.body) } : {}),
-        signal: AbortSignal.any(signals),
-      });
-    } catch (e) {
-      if (o.signal?.aborted) throw o.signal.reason;
-      if ((e as Error).name === 'TimeoutError')
-        throw new TimeoutError(`pool agent ${node.nodeId} did not answer ${method} ${path} in time`, {
-          cause: e,
-        });
-      throw new TierUnavailableError(
-        'docker',
-        `pool agent ${node.nodeId} unreachable: ${(e as Error).message}`,
-        {
-          cause: e,
-          code: 'agent_unreachable',
-        },
-      );
-    }
-    const text = await res.text();
-    let body: unknown;
-    try {
-      body = text ? JSON.parse(text) : undefined;
-    } catch {
-      body = undefined;
-    }
-    return { status: res.status, body };
+    if (closed) throw new TierUnavailableError('closed', 'docker tier is closed', { tier: 'docker' });
+    return callAgent(f, node, method, path, { ...o, timeoutMs: o.timeoutMs ?? requestTimeoutMs });
   }
 
   async function nodeFor(previewId: string, o?: CallOptions): Promise<AgentEndpoint> {
     const node = await options.nodeOf(previewId, o);
-    if (!node) throw new NotFoundError(`no docker preview ${previewId}`, { code: 'preview_not_found' });
+    if (!node) throw new NotFoundError('preview_not_found', `no docker preview ${previewId}`);
     return node;
   }
 
@@ -166,7 +121,7 @@ export function createDockerTier(options: DockerTierOptions): Tier {
       const nodes = options.candidates
         ? await options.candidates(spec, o)
         : [await options.pickNode(spec, o)].filter((n) => n !== undefined);
-      if (nodes.length === 0) throw new CapacityError('no docker node is live', { code: 'capacity' });
+      if (nodes.length === 0) throw new CapacityError('capacity', 'no docker node is live');
       const skipped: string[] = [];
       let unavailable: unknown;
       for (const node of nodes) {
@@ -186,7 +141,7 @@ export function createDockerTier(options: DockerTierOptions): Tier {
       }
       // No node anywhere said it was full: the tier is down rather than full.
       if (unavailable && !skipped.some((s) => s.endsWith('answered capacity'))) throw unavailable;
-      throw new CapacityError(`no docker node took the preview: ${skipped.join('; ')}`, { code: 'capacity' });
+      throw new CapacityError('capacity', `no docker node took the preview: ${skipped.join('; ')}`);
     },
 
     async apply(previewId, batch: FileBatch, o = {}) {
@@ -254,20 +209,7 @@ export function createDockerTier(options: DockerTierOptions): Tier {
           }
         }),
       );
-      const out: TierCapacity = { available: 0, total: 0, warm: {} };
-      for (const c of caps) {
-        if (!c) continue;
-        out.total += c.slots;
-        out.available += Math.max(0, c.slots - c.used);
-        for (const [t, n] of Object.entries(c.warm)) out.warm![t] = (out.warm![t] ?? 0) + n;
-      }
-      // "Full" only when every live agent said so: an agent that did not answer (busy, restarting)
-      // may have room, and its answer to a claim is the truth. Unknown capacity lets create ask.
-      if (out.available === 0 && caps.some((c) => c === undefined))
-        throw new TierUnavailableError('docker', 'a pool agent did not answer its capacity', {
-          code: 'capacity_unknown',
-        });
-      return out;
+      return sumCapacity(caps);
     },
 
     async close() {

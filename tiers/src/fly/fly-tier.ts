@@ -194,6 +194,7 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
       await sleep(pollMs, signal);
     }
     throw new TimeoutError(
+      'timeout',
       `machine ${machineId}: daemon not ${ready ? 'ready' : 'listening'} after ${timeoutMs} ms (last: ${JSON.stringify(last)})`,
     );
   }
@@ -235,9 +236,9 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
     }
     if (bytes > maxInlineFilesBytes)
       throw new TierUnavailableError(
-        'fly',
+        'fly_project_too_large',
         `project is ${bytes} bytes; the fly tier writes at most ${maxInlineFilesBytes} bytes into a new machine`,
-        { code: 'fly_project_too_large' },
+        { tier: 'fly' },
       );
     return out;
   }
@@ -333,9 +334,7 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
       }
       const cap = await tier.capacity({ signal });
       if (cap.available <= 0)
-        throw new CapacityError(`fly tier is at its limit of ${cap.total} machines`, {
-          code: 'fly_at_limit',
-        });
+        throw new CapacityError('fly_at_limit', `fly tier is at its limit of ${cap.total} machines`);
 
       const undo = new Cleanup();
       try {
@@ -378,7 +377,7 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
             .join('; '),
         );
       const k = known.get(previewId) ?? (await lookup(previewId, o.signal));
-      if (!k) throw new NotFoundError(`no fly machine for preview ${previewId}`);
+      if (!k) throw new NotFoundError('not_found', `no fly machine for preview ${previewId}`);
       return await linkFor(previewId, k).send(parsed.data, {
         timeoutMs: 60_000,
         ...(o.signal ? { signal: o.signal } : {}),
@@ -389,7 +388,7 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
       checkOpen();
       checkId(previewId);
       const k = await lookup(previewId, o.signal);
-      if (!k) throw new NotFoundError(`no fly machine for preview ${previewId}`);
+      if (!k) throw new NotFoundError('not_found', `no fly machine for preview ${previewId}`);
       const ch = await openDaemonSync({
         url: wsUrl,
         token: tokenFor(previewId),
@@ -405,7 +404,7 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
       checkOpen();
       checkId(previewId);
       const k = await lookup(previewId, o.signal);
-      if (!k) throw new NotFoundError(`no fly machine for preview ${previewId}`);
+      if (!k) throw new NotFoundError('not_found', `no fly machine for preview ${previewId}`);
       if (k.machine.state === 'suspended' || k.machine.state === 'suspending') {
         await client.waitForState(k.machineId, 'suspended', { signal: o.signal, timeoutMs: startTimeoutMs });
         return;
@@ -425,7 +424,7 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
       checkOpen();
       checkId(previewId);
       const k = await lookup(previewId, o.signal);
-      if (!k) throw new NotFoundError(`no fly machine for preview ${previewId}`);
+      if (!k) throw new NotFoundError('not_found', `no fly machine for preview ${previewId}`);
       await ensureRunning(previewId, k, o.signal);
     },
 

@@ -114,18 +114,23 @@ export interface Signalled {
   signal?: AbortSignal;
 }
 
-/** A non-2xx answer from the Machines API. */
+/**
+ * A non-2xx answer from the Machines API: `options.status` is its HTTP status, `options.flyStatus`
+ * the `status` field of Fly's error body (e.g. `insufficient_capacity`), when it has one.
+ * @example new FlyApiError('fly_http_422', 'Fly Machines API 422: POST /apps/a/machines: bad image', { status: 422 })
+ */
 export class FlyApiError extends PreviewError {
   readonly status: number;
   readonly flyStatus: string | undefined;
-  constructor(status: number, message: string, flyStatus?: string) {
-    super(
-      flyStatus === 'insufficient_capacity' ? 'fly_insufficient_capacity' : `fly_http_${status}`,
-      `Fly Machines API ${status}: ${message}`,
-    );
+  constructor(
+    code: string,
+    message: string,
+    options: { status: number; flyStatus?: string | undefined; cause?: unknown },
+  ) {
+    super(code, message, options);
     this.name = 'FlyApiError';
-    this.status = status;
-    this.flyStatus = flyStatus;
+    this.status = options.status;
+    this.flyStatus = options.flyStatus;
   }
 }
 
@@ -193,7 +198,7 @@ export class FlyMachinesClient {
 
   #machinePath(id: string, suffix = ''): string {
     if (!/^[a-zA-Z0-9_-]{1,64}$/.test(id))
-      throw new NotFoundError(`machine id is malformed: ${JSON.stringify(id)}`);
+      throw new NotFoundError('not_found', `machine id is malformed: ${JSON.stringify(id)}`);
     return `/apps/${this.app}/machines/${id}${suffix}`;
   }
 
@@ -264,7 +269,11 @@ export class FlyMachinesClient {
       }
       const err = body as { error?: string; status?: string } | undefined;
       const message = typeof err === 'object' && err?.error ? err.error : String(text || res.statusText);
-      throw new FlyApiError(res.status, `${method} ${path}: ${message}`, err?.status);
+      throw new FlyApiError(
+        err?.status === 'insufficient_capacity' ? 'fly_insufficient_capacity' : `fly_http_${res.status}`,
+        `Fly Machines API ${res.status}: ${method} ${path}: ${message}`,
+        { status: res.status, flyStatus: err?.status },
+      );
     }
   }
 
@@ -331,9 +340,10 @@ export class FlyMachinesClient {
         throw e;
       }
     }
-    throw new CapacityError(`no Fly region had capacity (${failures.join('; ')})`, {
-      code: 'fly_insufficient_capacity',
-    });
+    throw new CapacityError(
+      'fly_insufficient_capacity',
+      `no Fly region had capacity (${failures.join('; ')})`,
+    );
   }
 
   async getMachine(id: string, o: Signalled = {}): Promise<FlyMachine | undefined> {
@@ -379,7 +389,8 @@ export class FlyMachinesClient {
     const deadline = Date.now() + (o.timeoutMs ?? 120_000);
     for (;;) {
       const left = Math.ceil((deadline - Date.now()) / 1000);
-      if (left <= 0) throw new TimeoutError(`Fly machine ${id} did not reach state "${state}" in time`);
+      if (left <= 0)
+        throw new TimeoutError('timeout', `Fly machine ${id} did not reach state "${state}" in time`);
       const r = await this.#request<unknown>('GET', this.#machinePath(id, '/wait'), {
         query: { state, timeout: Math.min(60, left), instance_id: o.instanceId },
         signal: o.signal,
@@ -446,7 +457,7 @@ export class FlyMachinesClient {
       accept: [409],
     });
     if (r.status === 409)
-      throw new ConflictError(`machine ${id} is leased by someone else`, { code: 'fly_lease_conflict' });
+      throw new ConflictError('fly_lease_conflict', `machine ${id} is leased by someone else`);
     // Fly's live API wraps the lease as {status, data}; the published document shows it bare.
     const lease = (r.body as { data?: FlyLease }).data ?? (r.body as FlyLease);
     if (!lease?.nonce) throw new PreviewError('fly_bad_response', `lease for ${id} has no nonce`);

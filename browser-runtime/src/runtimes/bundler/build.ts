@@ -16,14 +16,26 @@ export interface BuiltPreview {
   assets: Map<string, string | Uint8Array>;
 }
 
+/**
+ * The bundle could not be built: `options.errors` lists each of esbuild's messages (file:line:col: text).
+ * It has `PreviewError`'s shape but not its class: this file runs in the bundler worker, whose bundle
+ * stays free of `@preview/tiers`; the worker posts `errors` back and the runtime raises its own error.
+ * @example throw new BuildError('build_failed', 'build failed: no entry', { errors: ['no entry'] })
+ */
 export class BuildError extends Error {
+  readonly code: 'build_failed';
   readonly errors: string[];
-  constructor(errors: string[]) {
-    super(`build failed: ${errors.slice(0, 3).join('; ')}`);
+  constructor(code: 'build_failed', message: string, options: { errors: string[]; cause?: unknown }) {
+    super(message, options);
     this.name = 'BuildError';
-    this.errors = errors;
+    this.code = code;
+    this.errors = options.errors;
   }
 }
+
+/** A `BuildError` whose message names the first three of `errors`. */
+const buildFailed = (errors: string[], cause?: unknown): BuildError =>
+  new BuildError('build_failed', `build failed: ${errors.slice(0, 3).join('; ')}`, { errors, cause });
 
 const CODE = /\.(m?[jt]sx?|css|json)$/;
 const EXTENSIONS = ['', '.tsx', '.ts', '.jsx', '.js', '.mjs', '.css', '.json'];
@@ -75,11 +87,11 @@ export function findEntry(files: SourceFiles): { entry: string; html: string } {
   if (m?.[1]) {
     const entry = normalize(m[1].replace(/^\.\//, ''));
     if (files.has(entry)) return { entry, html: html.replace(m[0], '') };
-    throw new BuildError([`index.html loads "${m[1]}", which is not in the project`]);
+    throw buildFailed([`index.html loads "${m[1]}", which is not in the project`]);
   }
   const entry = ENTRY_FALLBACKS.find((f) => files.has(f));
   if (!entry)
-    throw new BuildError(['no entry: index.html has no <script type="module" src> and no src/main.* exists']);
+    throw buildFailed(['no entry: index.html has no <script type="module" src> and no src/main.* exists']);
   return { entry, html };
 }
 
@@ -145,13 +157,14 @@ export async function buildProject(
     });
   } catch (e) {
     const errors = (e as { errors?: Message[] }).errors;
-    throw new BuildError(
+    throw buildFailed(
       errors?.length
         ? errors.map(
             (m) =>
               `${m.location ? `${m.location.file}:${m.location.line}:${m.location.column}: ` : ''}${m.text}`,
           )
         : [String(e)],
+      e,
     );
   }
   const js = result.outputFiles.find((f) => f.path.endsWith('.js'))?.text ?? '';

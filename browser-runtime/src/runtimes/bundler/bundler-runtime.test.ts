@@ -111,7 +111,8 @@ class PageRuntime implements PreviewRuntime {
     if (res.ok) return res.value as T;
     const e = res.error!;
     if (e.name === 'InvalidInputError') throw new InvalidInputError(e.code, e.message);
-    if (e.name === 'RuntimeUnavailableError') throw new RuntimeUnavailableError('bundler', e.message);
+    if (e.name === 'RuntimeUnavailableError')
+      throw new RuntimeUnavailableError('runtime_unavailable', e.message, { runtime: 'bundler' });
     throw new PreviewError(e.code ?? 'error', e.message);
   }
   mount(files: ProjectFiles) {

@@ -94,8 +94,9 @@ export class BundlerRuntime implements PreviewRuntime {
       typeof caches === 'undefined'
     )
       throw new RuntimeUnavailableError(
-        'bundler',
+        'runtime_unavailable',
         'this browser context has no Worker, service worker or Cache Storage (needs a secure context)',
+        { runtime: 'bundler' },
       );
     const deadline = AbortSignal.timeout(this.#o.bootTimeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
@@ -121,9 +122,11 @@ export class BundlerRuntime implements PreviewRuntime {
       this.#worker?.terminate();
       this.#worker = undefined;
       if (options.signal?.aborted) throw options.signal.reason;
-      throw new RuntimeUnavailableError('bundler', `bundler did not start: ${(e as Error).message}`, {
-        cause: e,
-      });
+      throw new RuntimeUnavailableError(
+        'runtime_unavailable',
+        `bundler did not start: ${(e as Error).message}`,
+        { runtime: 'bundler', cause: e },
+      );
     }
   }
 
@@ -242,9 +245,9 @@ function contentType(path: string): string {
 }
 
 function withSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason ?? new TimeoutError('aborted'));
+  if (signal.aborted) return Promise.reject(signal.reason ?? new TimeoutError('timeout', 'aborted'));
   return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason ?? new TimeoutError('aborted'));
+    const onAbort = () => reject(signal.reason ?? new TimeoutError('timeout', 'aborted'));
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(
       (v) => {
