@@ -92,6 +92,19 @@ describe("the app's own port", () => {
     );
     expect(String(error['message'])).toContain('doing nothing useful');
     expect((await health(daemon.port)).status).toBe(503);
+    // A page the browser navigates to meanwhile says why and asks again by itself.
+    const nav = await fetch(`http://127.0.0.1:${daemon.port}/`, {
+      headers: { 'sec-fetch-dest': 'document' },
+    });
+    expect(nav.status).toBe(503);
+    expect(nav.headers.get('content-type')).toMatch(/text\/html/);
+    const html = await nav.text();
+    expect(html).toContain('<meta http-equiv="refresh" content="1">');
+    expect(html).toMatch(/opened no port within 3 s/);
+    // Anything else gets the plain answer.
+    const plain = await fetch(`http://127.0.0.1:${daemon.port}/api`);
+    expect(plain.headers.get('content-type')).toMatch(/text\/plain/);
+    await plain.body?.cancel();
   });
 });
 

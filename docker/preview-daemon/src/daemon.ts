@@ -241,8 +241,30 @@ function serveApp(
     dev.alive
   )
     return dev.handle(req, res);
+  const text = `preview ${phase}${message ? `: ${message}` : ''}`;
+  // A page the browser navigated to (a reload by Vite's client after a restart, a user's click)
+  // asks again every second by itself, so it shows the app once the dev server is back.
+  if (isNavigation(req)) {
+    res.writeHead(503, { 'content-type': 'text/html; charset=utf-8', 'retry-after': '1' });
+    res.end(notReadyPage(phase, text));
+    return;
+  }
   res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '1' });
-  res.end(`preview ${phase}${message ? `: ${message}` : ''}\n`);
+  res.end(`${text}\n`);
+}
+
+/** A document request (Fetch Metadata `Sec-Fetch-Dest: document`, else an Accept naming HTML). */
+function isNavigation(req: IncomingMessage): boolean {
+  const dest = req.headers['sec-fetch-dest'];
+  if (dest) return dest === 'document' || dest === 'iframe';
+  return req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
+}
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** The not-ready page: the phase and message, reloading itself every second (`<meta refresh>`). */
+export function notReadyPage(phase: string, text: string): string {
+  return `<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="1"><meta name="preview-status" content="${escapeHtml(phase)}"><title>${escapeHtml(text.slice(0, 80))}</title></head><body><pre>${escapeHtml(text)}</pre></body></html>\n`;
 }
 
 function seedProject(root: string, templateDir: string, log: Logger) {
