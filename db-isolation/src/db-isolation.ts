@@ -64,8 +64,26 @@ export interface PreviewDatabase {
   previewId: string;
   schema: string;
   role: string;
-  /** `postgres://p_<hex>:<password>@host:port/db`: hand it to the preview as `DATABASE_URL`. */
+  /**
+   * `postgres://p_<hex>:<password>@host:port/db`: hand it to the preview as `DATABASE_URL`. The role's
+   * `search_path` is its schema, so `pg`, Knex and Drizzle (and their migrations) use it unchanged.
+   */
   databaseUrl: string;
+  /**
+   * The same URL in Prisma's form, `...?schema=preview_<hex>` (Prisma ignores `search_path` and
+   * defaults to `public` without it; see Prisma's PostgreSQL connector docs, "schema" argument):
+   * hand it to the preview as `PRISMA_DATABASE_URL`. Other clients must not get it (`pg` would send
+   * `schema` to the server as a startup parameter).
+   */
+  prismaDatabaseUrl: string;
+}
+
+/** Where previews' database connections go: host and port of `previewDatabaseUrl`. */
+export interface DatabaseEndpoint {
+  /** A host name or an IP address (IPv6 without brackets). */
+  host: string;
+  /** TCP port; 5432 when the URL names none. */
+  port: number;
 }
 
 /** A row of `preview_schemas`. */
@@ -109,6 +127,11 @@ export interface PrepareResult {
 
 /** See {@link createDbIsolation}. */
 export interface DbIsolation {
+  /**
+   * Host and port of `previewDatabaseUrl`: what an agent forwards previews' database traffic to
+   * (the router announces it to pool agents when they register).
+   */
+  readonly endpoint: DatabaseEndpoint;
   /**
    * One-time, idempotent hardening of the admin pool's database (safe to call at every start; replicas
    * serialise on an advisory lock). In one transaction it:
@@ -410,8 +433,16 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
     const url = new URL(o.previewDatabaseUrl);
     url.username = n.role;
     url.password = password;
+    const prisma = new URL(url);
+    prisma.searchParams.set('schema', n.schema);
     log.info({ previewId: n.previewId, schema: n.schema }, 'preview schema ready');
-    return { previewId: n.previewId, schema: n.schema, role: n.role, databaseUrl: url.toString() };
+    return {
+      previewId: n.previewId,
+      schema: n.schema,
+      role: n.role,
+      databaseUrl: url.toString(),
+      prismaDatabaseUrl: prisma.toString(),
+    };
   }
 
   /**
@@ -616,7 +647,14 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
     };
   }
 
+  const base = new URL(o.previewDatabaseUrl);
+  const endpoint: DatabaseEndpoint = {
+    host: base.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: Number(base.port || 5432),
+  };
+
   return {
+    endpoint,
     prepare,
     create,
     drop,

@@ -1,5 +1,6 @@
 export {
   createDbIsolation,
+  type DatabaseEndpoint,
   type DbIsolation,
   type DbIsolationLogger,
   type DbIsolationOptions,

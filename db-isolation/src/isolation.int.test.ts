@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { InvalidInputError } from '@preview/tiers';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -35,6 +36,15 @@ describe('a preview role', () => {
     expect(p).toMatchObject({ previewId: id, schema: `preview_${hex}`, role: `p_${hex}` });
     expect(new URL(p.databaseUrl).username).toBe(p.role);
     expect(new URL(p.databaseUrl).pathname).toBe(`/${t.db.name}`);
+    // Prisma's form: the same credentials and database, with the schema named.
+    const prisma = new URL(p.prismaDatabaseUrl);
+    expect(prisma.searchParams.get('schema')).toBe(p.schema);
+    prisma.searchParams.delete('schema');
+    expect(prisma.toString()).toBe(new URL(p.databaseUrl).toString());
+    expect(t.iso.endpoint).toEqual({
+      host: new URL(t.db.url).hostname,
+      port: Number(new URL(t.db.url).port || 5432),
+    });
     const role = await t.db.pool.query(
       `SELECT a.rolcanlogin, a.rolsuper, a.rolcreaterole, a.rolcreatedb, a.rolconnlimit, r.rolconfig, a.rolpassword
          FROM pg_authid a JOIN pg_roles r ON r.oid = a.oid WHERE a.rolname = $1`,
@@ -301,12 +311,15 @@ describe('input checks', () => {
       [{ admin, previewDatabaseUrl: url, groupRole: `p_${'a'.repeat(32)}` }, 'groupRole'],
     ];
     for (const [options, name] of cases) {
+      // Bad configuration is one class everywhere: ConfigError (an InvalidInputError), code invalid_config.
       expect(() => createDbIsolation(options as never)).toThrow(
         expect.objectContaining({
-          name: 'InvalidInputError',
+          name: 'ConfigError',
+          code: 'invalid_config',
           message: expect.stringContaining(`option ${name}`),
         }),
       );
+      expect(() => createDbIsolation(options as never)).toThrow(InvalidInputError);
     }
   });
 });

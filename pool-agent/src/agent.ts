@@ -86,7 +86,12 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     );
 
   const runtime = options.runtime ?? (await buildRuntime(config, log));
-  const database = await DatabaseAccess.start({ runtime, target: config.PREVIEW_DATABASE_TARGET, log });
+  const database = await DatabaseAccess.start({
+    runtime,
+    target: config.PREVIEW_DATABASE_TARGET,
+    targetFromRouter: wantRegister,
+    log,
+  });
   const egress = await EgressGuard.start({
     runtime,
     mode: config.PREVIEW_EGRESS,
@@ -195,6 +200,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       capacity,
       sessions,
       onCredential: (cred) => tokens.add(cred),
+      onRegistered: (reg) => database.useRouterTarget(reg.database),
       log,
     });
   }

@@ -21,6 +21,11 @@ export interface RegistrationOptions {
   sessions: () => string[];
   /** Called with each new credential (first registration and re-registrations). */
   onCredential?: (credential: string) => void;
+  /**
+   * Called with the router's answer to each registration (first and re-registrations), e.g. to
+   * follow the preview database it announces (`database`).
+   */
+  onRegistered?: (registered: NodeRegistered) => void;
   log?: Logger;
   fetch?: typeof fetch;
   /** How long to keep retrying a registration the router did not answer (default 60 s). */
@@ -77,6 +82,7 @@ export async function register(options: RegistrationOptions): Promise<Registrati
       throw new PreviewError('registration_failed', `router answered ${res.status}: ${JSON.stringify(json)}`);
     const reg = NodeRegistered.parse(json);
     options.onCredential?.(reg.credential);
+    options.onRegistered?.(reg);
     options.log?.info({ nodeId: reg.nodeId, heartbeatMs: reg.heartbeatMs }, 'registered with the router');
     return reg;
   };

@@ -19,6 +19,18 @@ describe('full-stack previews get an isolated database (real db-isolation)', () 
     await h?.close();
   });
 
+  it("tells every registering agent where previews' DATABASE_URLs point", async () => {
+    const reg = await h.router.nodes.register({
+      joinToken: h.joinToken,
+      name: `db-node-${Date.now()}`,
+      url: 'http://127.0.0.1:1',
+      capacity: { slots: 0, used: 0, warm: {} },
+      runtime: 'docker',
+    });
+    const db = new URL(h.db.url);
+    expect(reg.database).toEqual({ host: db.hostname, port: Number(db.port || 5432) });
+  });
+
   it('creates the schema before the tier, passes DATABASE_URL, exports for the owner only, drops on delete', async () => {
     const res = await h.router.app.request('/v1/previews', {
       method: 'POST',
@@ -42,6 +54,11 @@ describe('full-stack previews get an isolated database (real db-isolation)', () 
 
     const url = (h.router.previews.tiers.docker as LocalTier).files(p.id)?.get('__env/DATABASE_URL');
     expect(url).toMatch(/^postgres(ql)?:\/\//);
+    // Prisma's form names the schema (Prisma ignores the role's search_path).
+    const prisma = (h.router.previews.tiers.docker as LocalTier)
+      .files(p.id)
+      ?.get('__env/PRISMA_DATABASE_URL');
+    expect(new URL(prisma!).searchParams.get('schema')).toBe(`preview_${p.id.replaceAll('-', '')}`);
     const app = new pg.Client({ connectionString: url });
     await app.connect();
     try {

@@ -38,9 +38,19 @@ export async function ensureDaemonBundle(log: Logger): Promise<string> {
   return DAEMON_BUNDLE;
 }
 
+/** Agent settings (pool-agent configuration names) the embedded agent takes over its defaults. */
+export type EmbeddedAgentSettings = Partial<
+  Record<'WARM_POOL' | 'NODE_SLOTS' | 'PREVIEW_NETWORK' | 'READY_TIMEOUT_MS', string>
+>;
+
 /**
  * The embedded pool agent: runs in the router's process and registers with it over HTTP like any
  * other node (join token → node credential, heartbeats), so the docker tier treats it like a remote one.
+ * Like every agent it learns the preview database from the router's registration answer: with the
+ * Docker runtime, previews reach it through the forwarder on the preview network's gateway (their
+ * `DATABASE_URL` is rewritten to it); with host processes they reach it as the router does.
+ *
+ * @throws ConfigError (`invalid_config`) for a bad entry of `settings`, naming it.
  */
 export async function startEmbeddedAgent(o: {
   /** Node name and container label (`preview.node`); stable per DATA_DIR so a restart adopts its sandboxes. */
@@ -52,6 +62,8 @@ export async function startEmbeddedAgent(o: {
   logLevel: string;
   /** NODE_EXTRA_CA_CERTS inside every sandbox, for dependency installs behind a TLS-intercepting proxy. */
   extraCaCerts?: string;
+  /** Over the agent's defaults, e.g. `{ WARM_POOL: 'express-pg=1' }` (pool-agent README, configuration). */
+  settings?: EmbeddedAgentSettings;
   log: Logger;
 }): Promise<Agent> {
   const socketPath = o.socketPath ?? '/var/run/docker.sock';
@@ -69,6 +81,7 @@ export async function startEmbeddedAgent(o: {
     // they can be, and a warning says so when they cannot (a node agent refuses to start instead).
     PREVIEW_EGRESS_ENFORCE: 'false',
     ...(o.extraCaCerts ? { PREVIEW_NODE_EXTRA_CA_CERTS: o.extraCaCerts } : {}),
+    ...o.settings,
   };
   if (runtime === 'process') {
     env['DAEMON_BUNDLE'] = await ensureDaemonBundle(o.log);

@@ -28,6 +28,7 @@ export class NodeRegistry {
   readonly #secret: string;
   readonly heartbeatMs: number;
   readonly ttlMs: number;
+  readonly #database: { host: string; port: number } | undefined;
 
   constructor(o: {
     pool: pg.Pool;
@@ -37,7 +38,10 @@ export class NodeRegistry {
     credentialSecret: string;
     heartbeatMs: number;
     ttlMs: number;
+    /** Where previews' DATABASE_URLs point (told to each agent at registration); none without databases. */
+    database?: { host: string; port: number } | undefined;
   }) {
+    this.#database = o.database;
     this.#secret = o.credentialSecret;
     this.#pool = o.pool;
     this.#liveness = o.liveness;
@@ -46,7 +50,10 @@ export class NodeRegistry {
     this.ttlMs = o.ttlMs;
   }
 
-  /** Registers (or re-registers, rotating the credential) a node by name. */
+  /**
+   * Registers (or re-registers, rotating the credential) a node by name. The answer names the
+   * preview database's host and port when the router hands previews a database.
+   */
   async register(reg: NodeRegistration): Promise<NodeRegistered> {
     if (!this.#joinToken || !safeEqual(reg.joinToken, this.#joinToken))
       throw new ForbiddenError('invalid_join_token', 'joinToken is not valid for this router');
@@ -63,7 +70,12 @@ export class NodeRegistry {
     );
     const nodeId = rows[0]!.id;
     await this.#liveness.beat({ nodeId, capacity: reg.capacity, sessions: [], at: Date.now() }, this.ttlMs);
-    return { nodeId, credential, heartbeatMs: this.heartbeatMs };
+    return {
+      nodeId,
+      credential,
+      heartbeatMs: this.heartbeatMs,
+      ...(this.#database ? { database: { ...this.#database } } : {}),
+    };
   }
 
   #credential(name: string, nonce: string): string {

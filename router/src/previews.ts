@@ -41,7 +41,12 @@ export interface BatchWriter {
 
 /** What the router needs of db-isolation (`createDbIsolation(...)`), structurally. */
 export interface PreviewDatabases {
-  create(previewId: string): Promise<{ databaseUrl: string }>;
+  /**
+   * Host and port the `DATABASE_URL`s point at; announced to agents at registration so each
+   * forwards previews' database traffic there (db-isolation's `endpoint`).
+   */
+  readonly endpoint?: { host: string; port: number } | undefined;
+  create(previewId: string): Promise<{ databaseUrl: string; prismaDatabaseUrl?: string }>;
   drop(previewId: string): Promise<boolean>;
   export(previewId: string): Promise<AsyncIterable<string | Uint8Array> | string>;
   runJanitor(options: {
@@ -186,7 +191,12 @@ export class PreviewService {
             throw new TierUnavailableError('tier_unavailable', 'this deployment has no preview database', {
               tier: name,
             });
-          env = { DATABASE_URL: (await this.#databases.create(session.id)).databaseUrl };
+          const db = await this.#databases.create(session.id);
+          // Prisma ignores search_path: it gets the schema in its own variable (db-isolation README).
+          env = {
+            DATABASE_URL: db.databaseUrl,
+            ...(db.prismaDatabaseUrl ? { PRISMA_DATABASE_URL: db.prismaDatabaseUrl } : {}),
+          };
         }
         const spec: PreviewSpec = {
           previewId: session.id,

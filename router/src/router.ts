@@ -112,6 +112,8 @@ export async function createRouter(o: RouterOptions) {
       config.NODE_CREDENTIAL_SECRET ?? config.PREVIEW_TOKEN_SECRET ?? randomBytes(32).toString('hex'),
     heartbeatMs: config.HEARTBEAT_MS,
     ttlMs: config.NODE_TTL_MS,
+    // Every agent (embedded or not) learns where previews' DATABASE_URLs point, and forwards there.
+    database: o.databases?.endpoint,
   });
   const nodeDirectory = createNodeDirectory(nodes, store);
   const tiers = typeof o.tiers === 'function' ? o.tiers({ nodeDirectory }) : o.tiers;

@@ -68,7 +68,7 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
             ? v
             : Buffer.from(v.content, v.encoding === 'base64' ? 'base64' : 'utf8').toString(),
         );
-      if (spec.env?.['DATABASE_URL']) files.set('__env/DATABASE_URL', spec.env['DATABASE_URL']);
+      for (const [name, value] of Object.entries(spec.env ?? {})) files.set(`__env/${name}`, value);
       const server = createServer((req, res) => {
         const path = (req.url ?? '/').split('?')[0]!.replace(/^\//, '') || 'index.html';
         const body = files.get(path);

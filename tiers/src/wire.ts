@@ -207,6 +207,12 @@ export const NodeRegistered = z.object({
   nodeId: z.uuid(),
   credential: z.string(),
   heartbeatMs: z.number().int().positive(),
+  /**
+   * Where previews' database traffic goes (the host and port of the `DATABASE_URL`s the router hands
+   * out), when the router gives previews a database: the agent forwards to it from the preview
+   * network's gateway. Absent: the router has no preview database.
+   */
+  database: z.object({ host: z.string().min(1), port: z.number().int().min(1).max(65535) }).optional(),
 });
 export type NodeRegistered = z.output<typeof NodeRegistered>;
 

@@ -278,6 +278,8 @@ function layer(projectDir: string, template: string, installed: string): string 
     if (name.startsWith('.') && name !== '.bin') continue;
     const from = join(installed, name);
     if (name === '.bin' || name.startsWith('@')) {
+      // The template may have no command (no `.bin`) or no package of this scope yet.
+      mkdirSync(join(dir, name), { recursive: true });
       for (const inner of readdirSync(from)) {
         rmSync(join(dir, name, inner), { recursive: true, force: true });
         renameSync(join(from, inner), join(dir, name, inner));

@@ -1,4 +1,13 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type FileOp, LIMITS } from '@preview/tiers';
@@ -105,5 +114,114 @@ describe('ProjectWriter', () => {
       { op: 'put', path: 'bin', content: Buffer.from([0, 1, 2]).toString('base64'), encoding: 'base64' },
     ]);
     expect([...readFileSync(join(root, 'bin'))]).toEqual([0, 1, 2]);
+  });
+});
+
+/** The project's files and their contents, as the disk has them (links and the daemon's dir left out). */
+function tree(dir: string, rel = ''): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of readdirSync(join(dir, rel), { withFileTypes: true })) {
+    const p = rel ? `${rel}/${e.name}` : e.name;
+    if (e.name === '.preview-tmp' || e.isSymbolicLink()) continue;
+    if (e.isDirectory()) Object.assign(out, tree(dir, p));
+    else out[p] = readFileSync(join(dir, p), 'utf8');
+  }
+  return out;
+}
+
+describe('multi-op batches are validated against the disk as the batch changes it', () => {
+  beforeEach(() => {
+    mkdirSync(join(root, 'a'));
+    writeFileSync(join(root, 'a/x.js'), 'old x');
+    writeFileSync(join(root, 'a/y.js'), 'old y');
+    mkdirSync(join(root, 'd'));
+    symlinkSync(outside, join(root, 'd/link'));
+  });
+  const del = (path: string): FileOp => ({ op: 'delete', path });
+  const mv = (from: string, to: string): FileOp => ({ op: 'rename', from, to });
+  const big = { maxFiles: 100, maxBytes: 100_000 };
+
+  it.each<[string, FileOp[], Record<string, string | undefined>]>([
+    [
+      'delete folder a, put a/x.js',
+      [del('a'), put('a/x.js', 'new x')],
+      { 'a/x.js': 'new x', 'a/y.js': undefined },
+    ],
+    ['delete file, put a folder there', [del('file'), put('file/x.js', 'fx')], { 'file/x.js': 'fx' }],
+    ['delete folder a, put file a', [del('a'), put('a', 'a file')], { a: 'a file', 'a/x.js': undefined }],
+    ['put in a folder, delete it, put a file there', [put('a/z.js'), del('a'), put('a', 'A')], { a: 'A' }],
+    ['rename folder a to b, put file a', [mv('a', 'b'), put('a', 'A')], { a: 'A', 'b/x.js': 'old x' }],
+    [
+      'delete folder src, rename folder a onto src',
+      [del('src'), mv('a', 'src')],
+      { 'src/y.js': 'old y', 'src/a.js': undefined },
+    ],
+    ['rename file onto a deleted folder', [del('a'), mv('file', 'a')], { a: 'f' }],
+    [
+      'rename a folder twice and write into it',
+      [mv('a', 'b'), mv('b', 'c/d'), put('c/d/z.js', 'z')],
+      { 'c/d/x.js': 'old x', 'c/d/z.js': 'z' },
+    ],
+    [
+      'put into a new folder, then rename it',
+      [put('n/m.js', 'm'), mv('n', 'o'), put('n', 'N')],
+      { 'o/m.js': 'm', n: 'N' },
+    ],
+  ])('accepts and applies: %s', async (_name, ops, expected) => {
+    expect(validateOps(root, ops, scanProject(root), big)).toBeUndefined();
+    // The writer gives the disk the validator's model predicted, synchronously and not.
+    const copy = mkdtempSync(join(tmpdir(), 'daemon-validate-copy-'));
+    try {
+      cpSync(root, copy, { recursive: true, verbatimSymlinks: true });
+      const index = scanProject(root);
+      new ProjectWriter(root, index).applySync(ops);
+      await new ProjectWriter(copy, scanProject(copy)).apply(ops);
+      const after = tree(root);
+      expect(tree(copy)).toEqual(after);
+      for (const [p, content] of Object.entries(expected)) expect(after[p], p).toBe(content);
+      expect(index.files.size).toBe(scanProject(root).files.size);
+      expect(index.bytes).toBe(scanProject(root).bytes);
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
+  });
+
+  it.each<[string, FileOp[], string, string]>([
+    ['a folder with other files is still a folder', [del('a/x.js'), put('a')], 'a', 'is_directory'],
+    [
+      'a file put in the batch is not a folder',
+      [del('a'), put('a'), put('a/x.js')],
+      'a/x.js',
+      'not_a_directory',
+    ],
+    ['a renamed folder keeps its links', [mv('d', 'e'), put('e/link/x.js')], 'e/link/x.js', 'symlink'],
+    [
+      'a file renamed onto a path is a file there',
+      [mv('file', 'g'), put('g/x.js')],
+      'g/x.js',
+      'not_a_directory',
+    ],
+    ['a folder renamed onto a path is a folder there', [mv('a', 'b'), put('b')], 'b', 'is_directory'],
+    [
+      'a folder cannot move onto a file',
+      [del('src'), put('src', 'f'), mv('a', 'src')],
+      'src',
+      'not_a_directory',
+    ],
+  ])('still refuses: %s', (_name, ops, path, rule) => {
+    expect(validateOps(root, ops, scanProject(root), big)).toMatchObject({ path, rule });
+  });
+
+  it('counts a deleted or renamed folder with everything in it', () => {
+    const index = scanProject(root); // src/a.js, file, a/x.js, a/y.js
+    const limit = { maxFiles: 4, maxBytes: 100_000 };
+    expect(validateOps(root, [put('n1'), put('n2')], index, limit)?.rule).toBe('too_many_files');
+    expect(validateOps(root, [del('a'), put('n1'), put('n2')], index, limit)).toBeUndefined();
+    expect(validateOps(root, [mv('a', 'b'), del('b'), put('n1'), put('n2')], index, limit)).toBeUndefined();
+    expect(validateOps(root, [mv('a', 'b'), put('n1')], index, limit)?.rule).toBe('too_many_files');
+    // 12 bytes before: the folder's 10 go with it.
+    const bytes = { maxFiles: 9, maxBytes: 12 };
+    expect(validateOps(root, [put('fat', 'x'.repeat(10))], index, bytes)?.rule).toBe('project_size');
+    expect(validateOps(root, [del('a'), put('fat', 'x'.repeat(10))], index, bytes)).toBeUndefined();
   });
 });

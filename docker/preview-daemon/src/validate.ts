@@ -1,5 +1,5 @@
-import { lstatSync } from 'node:fs';
 import { contentBytes, type FileOp, LIMITS, pathProblem } from '@preview/tiers';
+import { BatchDisk } from './batch-disk.ts';
 
 /** A rejected operation: which path broke which rule. */
 export interface PathViolation {
@@ -23,10 +23,13 @@ export interface ValidateLimits {
 }
 
 /**
- * Checks a whole batch against the disk before anything is written: every path by `pathProblem`,
- * no symbolic link on any existing segment (the final one included), no file where a directory
- * must be, nothing inside the daemon's own directories, and the project's file-count and byte
- * limits after the batch. Returns the first violation, or `undefined` when the batch may be applied.
+ * Checks a whole batch before anything is written, each op in order against the disk as the ops
+ * before it in the batch leave it (a {@link BatchDisk}; the writer applies them in the same order):
+ * every path by `pathProblem`, no symbolic link on any existing segment (the final one included),
+ * no file where a directory must be, no folder where a file is written, nothing inside the daemon's
+ * own directories, and the project's file-count and byte limits after the batch (a deleted or
+ * renamed folder counts with everything in it). So `[delete a, put a/x.js]` and `[delete folder a,
+ * put a]` are accepted. Returns the first violation, or `undefined` when the batch may be applied.
  */
 export function validateOps(
   root: string,
@@ -34,22 +37,17 @@ export function validateOps(
   index: ProjectIndex,
   limits: ValidateLimits,
 ): PathViolation | undefined {
-  // Per-batch memo of what lstat said about a project-relative prefix ('' = root itself).
-  const kinds = new Map<string, Kind>();
-  const batchFiles = new Set<string>();
-  let files = index.files.size;
-  let bytes = index.bytes;
-  const sizeOf = (p: string) => (batchSizes.has(p) ? batchSizes.get(p)! : index.files.get(p));
-  const batchSizes = new Map<string, number | undefined>();
+  const disk = new BatchDisk(root);
+  const sizes = new BatchSizes(index);
 
   for (const op of ops) {
     const paths = op.op === 'rename' ? [op.from, op.to] : [op.path];
     for (const p of paths) {
-      const v = checkPath(root, p, kinds, batchFiles, op.op === 'put' || (op.op === 'rename' && p === op.to));
+      const v = checkPath(p, disk, op.op === 'put' || (op.op === 'rename' && p === op.to));
       if (v) return v;
     }
     if (op.op === 'rename') {
-      const v = checkRename(root, op.from, op.to, kinds);
+      const v = checkRename(op.from, op.to, disk);
       if (v) return v;
     }
     if (op.op === 'put') {
@@ -60,98 +58,102 @@ export function validateOps(
           rule: 'file_size',
           message: `file too large: ${n} bytes > ${LIMITS.fileBytes}`,
         };
-      const prev = sizeOf(op.path);
-      if (prev === undefined) files++;
-      bytes += n - (prev ?? 0);
-      batchSizes.set(op.path, n);
-      batchFiles.add(op.path);
+      sizes.put(op.path, n);
+      disk.put(op.path);
     } else if (op.op === 'delete') {
-      const prev = sizeOf(op.path);
-      if (prev !== undefined) {
-        files--;
-        bytes -= prev;
-      }
-      batchSizes.set(op.path, undefined);
-      batchFiles.delete(op.path);
+      sizes.delete(op.path);
+      disk.delete(op.path);
     } else {
-      const prev = sizeOf(op.from);
-      const over = sizeOf(op.to);
-      if (over !== undefined) {
-        files--;
-        bytes -= over;
-      }
-      batchSizes.set(op.to, prev);
-      batchSizes.set(op.from, undefined);
-      batchFiles.delete(op.from);
-      batchFiles.add(op.to);
+      sizes.rename(op.from, op.to);
+      disk.rename(op.from, op.to);
     }
-    if (files > limits.maxFiles)
+    if (sizes.files > limits.maxFiles)
       return {
         path: op.op === 'rename' ? op.to : op.path,
         rule: 'too_many_files',
-        message: `the project would hold ${files} files > ${limits.maxFiles}`,
+        message: `the project would hold ${sizes.files} files > ${limits.maxFiles}`,
       };
   }
-  if (bytes > limits.maxBytes) {
+  if (sizes.bytes > limits.maxBytes) {
     const last = ops[ops.length - 1]!;
     return {
       path: last.op === 'rename' ? last.to : last.path,
       rule: 'project_size',
-      message: `the project would hold ${bytes} bytes > ${limits.maxBytes}`,
+      message: `the project would hold ${sizes.bytes} bytes > ${limits.maxBytes}`,
     };
   }
   return undefined;
 }
 
-type Kind = 'missing' | 'dir' | 'file' | 'symlink' | 'other';
+/** The project's file count and bytes as a batch changes them (the index is not touched). */
+class BatchSizes {
+  readonly #index: ProjectIndex;
+  /** Path → size after the batch's ops so far; undefined: gone. */
+  readonly #changed = new Map<string, number | undefined>();
+  files: number;
+  bytes: number;
+
+  constructor(index: ProjectIndex) {
+    this.#index = index;
+    this.files = index.files.size;
+    this.bytes = index.bytes;
+  }
+
+  #size(p: string): number | undefined {
+    return this.#changed.has(p) ? this.#changed.get(p) : this.#index.files.get(p);
+  }
+
+  /** The file at `p`, or every file under the folder `p`, with sizes. */
+  #atOrUnder(p: string): Array<[string, number]> {
+    const own = this.#size(p);
+    if (own !== undefined) return [[p, own]];
+    const prefix = `${p}/`;
+    const out: Array<[string, number]> = [];
+    for (const [q, n] of this.#index.files)
+      if (q.startsWith(prefix) && !this.#changed.has(q)) out.push([q, n]);
+    for (const [q, n] of this.#changed) if (n !== undefined && q.startsWith(prefix)) out.push([q, n]);
+    return out;
+  }
+
+  put(p: string, n: number): void {
+    const prev = this.#size(p);
+    if (prev === undefined) this.files++;
+    this.bytes += n - (prev ?? 0);
+    this.#changed.set(p, n);
+  }
+
+  delete(p: string): void {
+    for (const [q, n] of this.#atOrUnder(p)) {
+      this.files--;
+      this.bytes -= n;
+      this.#changed.set(q, undefined);
+    }
+  }
+
+  rename(from: string, to: string): void {
+    if (from === to) return;
+    const moving = this.#atOrUnder(from);
+    if (moving.length === 0) return;
+    this.delete(to);
+    for (const [q] of moving) this.#changed.set(q, undefined);
+    for (const [q, n] of moving) this.#changed.set(to + q.slice(from.length), n);
+  }
+}
 
 /**
  * What a rename must not do, beyond its two paths' own rules: move a folder into itself (the OS
  * refuses it half-way through a batch), or put a folder where a file is (the OS refuses that too).
  */
-function checkRename(
-  root: string,
-  from: string,
-  to: string,
-  kinds: Map<string, Kind>,
-): PathViolation | undefined {
+function checkRename(from: string, to: string, disk: BatchDisk): PathViolation | undefined {
   if (from === to) return undefined;
   if (to.startsWith(`${from}/`))
     return { path: to, rule: 'into_itself', message: `"${to}" is inside "${from}", the folder being moved` };
-  const kind = (p: string) => {
-    let k = kinds.get(p);
-    if (k === undefined) {
-      k = kindAt(`${root}/${p}`);
-      kinds.set(p, k);
-    }
-    return k;
-  };
-  if (kind(from) === 'dir' && kind(to) === 'file')
+  if (disk.kind(from) === 'dir' && disk.kind(to) === 'file')
     return { path: to, rule: 'not_a_directory', message: `"${from}" is a folder and "${to}" a file` };
   return undefined;
 }
 
-function kindAt(abs: string): Kind {
-  try {
-    const st = lstatSync(abs);
-    if (st.isSymbolicLink()) return 'symlink';
-    if (st.isDirectory()) return 'dir';
-    if (st.isFile()) return 'file';
-    return 'other';
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR')
-      return 'missing';
-    throw e;
-  }
-}
-
-function checkPath(
-  root: string,
-  p: string,
-  kinds: Map<string, Kind>,
-  batchFiles: Set<string>,
-  isWriteTarget: boolean,
-): PathViolation | undefined {
+function checkPath(p: string, disk: BatchDisk, isWriteTarget: boolean): PathViolation | undefined {
   // The shared rules, reserved directories (TMP_DIR_NAME among them) included.
   const problem = pathProblem(p);
   if (problem) return { path: p, ...problem };
@@ -160,13 +162,7 @@ function checkPath(
   for (let i = 0; i < segments.length; i++) {
     prefix = i === 0 ? segments[0]! : `${prefix}/${segments[i]}`;
     const last = i === segments.length - 1;
-    if (!last && batchFiles.has(prefix))
-      return { path: p, rule: 'not_a_directory', message: `"${prefix}" is a file in this batch` };
-    let kind = kinds.get(prefix);
-    if (kind === undefined) {
-      kind = kindAt(`${root}/${prefix}`);
-      kinds.set(prefix, kind);
-    }
+    const kind = disk.kind(prefix);
     if (kind === 'missing') return undefined; // nothing deeper can exist
     if (kind === 'symlink')
       return {
