@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, readdirSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
@@ -11,6 +12,14 @@ import { TMP_DIR_NAME } from './validate.ts';
 const ANNOUNCE_WINDOW_MS = 1000;
 
 const CONFIG_FILES = ['vite.config.js', 'vite.config.mjs', 'vite.config.ts', 'vite.config.mts'];
+
+/**
+ * Vite's HMR WebSocket token (checked on every HMR upgrade that has an Origin, against cross-site
+ * WebSocket hijacking). Vite draws a new one per server; the daemon restarts its server (after an
+ * install, a config edit), and a page served by the old one would then be refused (400) and never
+ * hear of updates again. One token per daemon process keeps the check and survives restarts.
+ */
+const WS_TOKEN = randomBytes(9).toString('base64url');
 
 /** Names this module put into the daemon's process environment for the app. */
 const appliedNames = new Set<string>();
@@ -47,6 +56,9 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
   const plugin: Plugin = {
     name: 'preview-daemon',
     enforce: 'pre',
+    configResolved(config) {
+      (config as { webSocketToken: string }).webSocketToken = WS_TOKEN;
+    },
     // Runs for the first server and again after every restart (config edits), so the hook follows.
     configureServer(s) {
       // The edit path skips the file watcher (chokidar: an inotify event, a stat, the atomic-
@@ -176,6 +188,9 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
       closed = true;
       const s = server;
       server = undefined;
+      // The pages this server served reload now (into the daemon's self-reloading not-ready page,
+      // then the next server's app) instead of polling for a restart through the proxy.
+      s?.environments.client.hot.send({ type: 'full-reload', path: '*' });
       await s?.close();
     },
   };
