@@ -163,7 +163,13 @@ describe('everyday apps through the router, docker tier, in Chromium', () => {
       headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
       body: JSON.stringify({ type: 'batch', seq: ++seq, ops }),
     });
-    expect(put.status, await put.clone().text()).toBe(200);
+    if (put.status !== 200) {
+      const s = await h.router.app.request(`/v1/previews/${id}`, { headers: bearer(h.alice.jwt) });
+      const onNode = await agent?.status(id);
+      throw new Error(
+        `edit answered ${put.status} ${await put.text()}; preview: ${await s.text()}; on the node: ${JSON.stringify(onNode)}`,
+      );
+    }
   }
 
   async function shows(page: Page, testId: string, expected: string, timeout = 240_000): Promise<void> {

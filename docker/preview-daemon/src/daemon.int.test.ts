@@ -372,3 +372,53 @@ describe('editor batches sent again under a new seq (origin ledger)', () => {
     }
   });
 });
+
+describe('a Vite restart with pages open (vite-vanilla)', () => {
+  it('pages are told to reload, and the next server takes their HMR socket with the same token', {
+    timeout: 240_000,
+  }, async () => {
+    const d = await spawnDaemon({ template: 'vite-vanilla' });
+    try {
+      await until(async () => (await health(d.port)).status === 200, 120_000, 'ready');
+      const client = await (await fetch(`http://127.0.0.1:${d.port}/@vite/client`)).text();
+      const token = /const wsToken = "([^"]+)"/.exec(client)?.[1];
+      expect(token).toBeTruthy();
+      const hmr = (): Promise<WebSocket> =>
+        new Promise((resolve, reject) => {
+          const ws = new WebSocket(`ws://127.0.0.1:${d.port}/?token=${token}`, 'vite-hmr', {
+            origin: `http://127.0.0.1:${d.port}`,
+          });
+          ws.once('open', () => resolve(ws));
+          ws.once('unexpected-response', (_q, r) =>
+            reject(new Error(`HMR upgrade answered ${r.statusCode}`)),
+          );
+          ws.once('error', reject);
+        });
+      const page = await hmr();
+      const messages: string[] = [];
+      page.on('message', (m) => messages.push(String(m)));
+      const sync = await SyncClient.connect(`ws://127.0.0.1:${d.port}/__preview/sync`, {
+        authorization: `Bearer ${d.token}`,
+      });
+      // A change of the dependency fields reinstalls and restarts the dev server (no dependencies
+      // here, so npm has nothing to fetch; vite still resolves from the checkout).
+      const pkg = { name: 'changed', private: true, type: 'module', dependencies: {} };
+      expect(
+        (await sync.batch(1, [{ op: 'put', path: 'package.json', content: JSON.stringify(pkg) }])).type,
+      ).toBe('ack');
+      await until(async () => messages.some((m) => m.includes('"full-reload"')), 60_000, 'full-reload').catch(
+        (e) => {
+          throw new Error(`${e.message}; got ${messages.join(' | ')}`);
+        },
+      );
+      await until(async () => (await health(d.port)).status === 200, 120_000, 'ready again');
+      const again = await hmr();
+      again.close();
+      page.close();
+      sync.close();
+      expect((await health(d.port)).status).toBe(200);
+    } finally {
+      await d.stop();
+    }
+  });
+});

@@ -49,6 +49,7 @@ function exposeToProcess(env: Readonly<Record<string, string>>): void {
 export function viteDevServer(opts: DevServerOptions): DevServer {
   let server: ViteDevServer | undefined;
   let closed = false;
+  let upgradeListeners: Array<(...args: unknown[]) => void> = [];
   // Files the daemon announced itself; the watcher's own 'change' for them is then a duplicate.
   const announced = new Map<string, number>();
   let emitChange: ((file: string) => void) | undefined;
@@ -143,7 +144,13 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
           fs: { allow: [opts.projectDir, cacheDir, ...opts.extraReadDirs] },
         },
       };
+      const before = new Set(opts.httpServer.listeners('upgrade'));
       server = await vite.createServer(config);
+      // Vite's HMR upgrade listener on the daemon's server outlives its close(): removed by ours, or
+      // after a restart two servers take the same socket (ws throws, and the daemon dies).
+      upgradeListeners = opts.httpServer.listeners('upgrade').filter((l) => !before.has(l)) as Array<
+        (...args: unknown[]) => void
+      >;
       closed = false;
     },
     handle(req, res) {
@@ -191,6 +198,7 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
       // The pages this server served reload now (into the daemon's self-reloading not-ready page,
       // then the next server's app) instead of polling for a restart through the proxy.
       s?.environments.client.hot.send({ type: 'full-reload', path: '*' });
+      for (const l of upgradeListeners.splice(0)) opts.httpServer.off('upgrade', l);
       await s?.close();
     },
   };
