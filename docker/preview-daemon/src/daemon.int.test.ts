@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import {
+  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -377,7 +378,14 @@ describe('a Vite restart with pages open (vite-vanilla)', () => {
   it('pages are told to reload, and the next server takes their HMR socket with the same token', {
     timeout: 240_000,
   }, async () => {
-    const d = await spawnDaemon({ template: 'vite-vanilla' });
+    // The template's files and a vite.config.js of the project's own (Vite restarts itself when it changes).
+    const projectDir = tempProjectDir();
+    cpSync(join(TEMPLATES_DIR, 'vite-vanilla'), projectDir, {
+      recursive: true,
+      filter: (src) => !src.includes('node_modules'),
+    });
+    writeFileSync(join(projectDir, 'vite.config.js'), 'export default {};\n');
+    const d = await spawnDaemon({ template: 'vite-vanilla', projectDir });
     try {
       await until(async () => (await health(d.port)).status === 200, 120_000, 'ready');
       const client = await (await fetch(`http://127.0.0.1:${d.port}/@vite/client`)).text();
@@ -414,6 +422,25 @@ describe('a Vite restart with pages open (vite-vanilla)', () => {
       await until(async () => (await health(d.port)).status === 200, 120_000, 'ready again');
       const again = await hmr();
       again.close();
+      // A config edit after ready: Vite restarts itself (its watcher), and the daemon's server then
+      // has one HMR listener, not two taking the same socket.
+      let restarted = false;
+      again.on('close', () => {});
+      const watcher = await hmr();
+      watcher.on('close', () => {
+        restarted = true;
+      });
+      expect(
+        (
+          await sync.batch(2, [
+            { op: 'put', path: 'vite.config.js', content: 'export default { base: "/" };\n' },
+          ])
+        ).type,
+      ).toBe('ack');
+      await until(async () => restarted, 60_000, "Vite's own restart");
+      await until(async () => (await health(d.port)).status === 200, 120_000, 'ready after the config edit');
+      for (let i = 0; i < 3; i++) (await hmr()).close();
+      expect((await health(d.port)).status).toBe(200);
       page.close();
       sync.close();
       expect((await health(d.port)).status).toBe(200);

@@ -49,7 +49,18 @@ function exposeToProcess(env: Readonly<Record<string, string>>): void {
 export function viteDevServer(opts: DevServerOptions): DevServer {
   let server: ViteDevServer | undefined;
   let closed = false;
-  let upgradeListeners: Array<(...args: unknown[]) => void> = [];
+  // The daemon's own upgrade listeners; every other one on its server is a Vite server's HMR socket.
+  let ownUpgrade: Set<unknown> | undefined;
+  /**
+   * Vite's HMR upgrade listener on the daemon's server outlives its server: neither close() nor
+   * Vite's own restart (a config or .env edit) removes it, and two listeners then take the same
+   * socket (ws throws, and the daemon dies). Keeps the newest Vite listener, or none (`keep` 0).
+   */
+  const pruneUpgrade = (keep: 0 | 1) => {
+    const vites = opts.httpServer.listeners('upgrade').filter((l) => !ownUpgrade?.has(l));
+    for (const l of vites.slice(0, vites.length - keep))
+      opts.httpServer.off('upgrade', l as (...args: unknown[]) => void);
+  };
   // Files the daemon announced itself; the watcher's own 'change' for them is then a duplicate.
   const announced = new Map<string, number>();
   let emitChange: ((file: string) => void) | undefined;
@@ -62,6 +73,8 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
     },
     // Runs for the first server and again after every restart (config edits), so the hook follows.
     configureServer(s) {
+      // Also after Vite restarted itself: its new HMR listener is registered by now.
+      pruneUpgrade(1);
       // The edit path skips the file watcher (chokidar: an inotify event, a stat, the atomic-
       // write settling) by emitting the 'change' Vite listens for right after the rename, and
       // drops the watcher's own event for that file when it follows.
@@ -144,13 +157,9 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
           fs: { allow: [opts.projectDir, cacheDir, ...opts.extraReadDirs] },
         },
       };
-      const before = new Set(opts.httpServer.listeners('upgrade'));
+      ownUpgrade ??= new Set(opts.httpServer.listeners('upgrade'));
       server = await vite.createServer(config);
-      // Vite's HMR upgrade listener on the daemon's server outlives its close(): removed by ours, or
-      // after a restart two servers take the same socket (ws throws, and the daemon dies).
-      upgradeListeners = opts.httpServer.listeners('upgrade').filter((l) => !before.has(l)) as Array<
-        (...args: unknown[]) => void
-      >;
+      pruneUpgrade(1);
       closed = false;
     },
     handle(req, res) {
@@ -198,7 +207,7 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
       // The pages this server served reload now (into the daemon's self-reloading not-ready page,
       // then the next server's app) instead of polling for a restart through the proxy.
       s?.environments.client.hot.send({ type: 'full-reload', path: '*' });
-      for (const l of upgradeListeners.splice(0)) opts.httpServer.off('upgrade', l);
+      pruneUpgrade(0);
       await s?.close();
     },
   };
