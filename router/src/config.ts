@@ -106,6 +106,11 @@ export const RouterConfigSchema = z
     PREVIEW_IMAGE: z.string().default('preview-base:dev'),
     /** NODE_EXTRA_CA_CERTS (a path inside the image) for the embedded agent's sandboxes, where TLS is intercepted. */
     PREVIEW_NODE_EXTRA_CA_CERTS: z.string().optional(),
+    /**
+     * This host's NODE_EXTRA_CA_CERTS: the embedded agent's host-process runtime gives it to the npm
+     * that installs the templates (and, unless PREVIEW_NODE_EXTRA_CA_CERTS is set, to its sandboxes).
+     */
+    NODE_EXTRA_CA_CERTS: z.string().optional(),
     /** Supabase project URL; with SUPABASE_SERVICE_ROLE_KEY, editors may sync over Supabase Realtime. */
     SUPABASE_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL (rule url)' }).optional(),
     /** Service-role key the router's Realtime bridges join preview channels with. */

@@ -110,6 +110,8 @@ const server = serve({ fetch: router.app.fetch, hostname: config.HOST, port: con
       image: config.PREVIEW_IMAGE,
       logLevel: config.LOG_LEVEL,
       ...(config.PREVIEW_NODE_EXTRA_CA_CERTS ? { extraCaCerts: config.PREVIEW_NODE_EXTRA_CA_CERTS } : {}),
+      ...(config.NODE_EXTRA_CA_CERTS ? { npmCaCerts: config.NODE_EXTRA_CA_CERTS } : {}),
+      dataDir: config.DATA_DIR,
       log,
     }).catch((err: unknown) => {
       log.error({ err }, 'embedded pool agent failed to start: only the browser tier is available');
