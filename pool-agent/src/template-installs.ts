@@ -58,8 +58,9 @@ export function npmSummary(output: string): string {
 }
 
 /**
- * npm's error message in a few lines: its `npm error` lines without the pointers to its debug log
- * (which is in the installing user's cache), at most 6, else the last 6 lines of its output.
+ * npm's error message in a few lines: its first 4 `npm error` lines that say something (not the
+ * pointers to its debug log, which is in the installing user's cache, nor a lone code), else the
+ * last 6 lines of its output.
  */
 export function npmErrorMessage(output: string): string {
   const lines = output
@@ -67,9 +68,12 @@ export function npmErrorMessage(output: string): string {
     .map((l) => l.trim())
     .filter(Boolean);
   const errors = lines.filter(
-    (l) => /^npm (error|ERR!)/.test(l) && !/complete log of this run|A complete log|\/_logs\//.test(l),
+    (l) =>
+      /^npm (error|ERR!)/.test(l) &&
+      !/^npm (error|ERR!)\s*\S*$/.test(l) &&
+      !/complete log of this run|\/_logs\//.test(l),
   );
-  return (errors.length ? errors : lines).slice(-6).join(' | ') || '(npm printed nothing)';
+  return (errors.length ? errors.slice(0, 4) : lines.slice(-6)).join(' | ') || '(npm printed nothing)';
 }
 
 /**
