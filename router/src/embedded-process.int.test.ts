@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { serve } from '@hono/node-server';
 import type { Agent } from '@preview/pool-agent';
+import { launchChromium } from '@preview/testkit';
 import { createBrowserTier } from '@preview/tiers';
 import { createDockerTier } from '@preview/tiers/docker';
 import pino from 'pino';
@@ -134,6 +135,44 @@ describe('npm start without Docker: the embedded agent installs the templates it
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
+  /** The demo editor (`/`) in Chromium: clicks Create and returns the status box once `until` matches it. */
+  async function demoCreate(until: RegExp, frameText?: string) {
+    const chrome = await launchChromium();
+    try {
+      const page = await chrome.context.newPage();
+      await page.goto(`http://127.0.0.1:${port}/#token=${h.alice.jwt}`);
+      await page.click('#create');
+      await page
+        .waitForFunction(
+          (re) => new RegExp(re).test(document.getElementById('status')!.textContent ?? ''),
+          until.source,
+          {
+            timeout: 120_000,
+          },
+        )
+        .catch(() => {});
+      if (frameText)
+        await page
+          .frameLocator('#frame')
+          .locator('h1')
+          .filter({ hasText: frameText })
+          .waitFor({ timeout: 120_000 });
+      return (await page.textContent('#status')) ?? '';
+    } finally {
+      await chrome.close();
+    }
+  }
+
+  it("the demo editor's Create shows a failed create's state, error and placement reasons (no agent yet)", {
+    timeout: 180_000,
+  }, async () => {
+    const status = await demoCreate(/state: failed[\s\S]*placement:/);
+    expect(status).toContain('state: failed');
+    expect(status).toContain('error: no tier could run this preview');
+    expect(status).toContain('browser: skipped — server tier requested');
+    expect(status).toContain('docker: skipped — docker tier has no live node');
+  });
+
   it('first start installs the template (logged); a create meanwhile says so; then a preview serves its page', {
     timeout: 600_000,
   }, async () => {
@@ -202,5 +241,13 @@ describe('npm start without Docker: the embedded agent installs the templates it
     expect(statSync(join(installed, 'node_modules/vite/package.json')).mtimeMs).toBe(viteMtime);
     await agent.pools.settled();
     expect(agent.pools.counts()[TEMPLATE]).toBe(1);
+  });
+
+  it("the demo editor's Create shows the state as it comes over SSE and the preview in its frame", {
+    timeout: 300_000,
+  }, async () => {
+    const status = await demoCreate(/state: ready on docker/, 'Hello, edited');
+    expect(status).toContain('state: ready on docker');
+    expect(status).toContain('docker: chosen');
   });
 });
