@@ -308,6 +308,6 @@ function templateInstalls(config: AgentConfig, log: Logger): TemplateInstalls | 
     templates: ordered,
     caCerts: config.PROCESS_NPM_CA_CERTS,
     node: config.NODE_NAME,
-    log: log.child({ component: 'templates' }),
+    log,
   });
 }

@@ -104,6 +104,10 @@ export const RouterConfigSchema = z
     /** Run the pool agent in this process (embedded mode). */
     EMBEDDED_AGENT: bool(true),
     PREVIEW_IMAGE: z.string().default('preview-base:dev'),
+    /** The embedded agent's runtime: `auto` (Docker when the engine has PREVIEW_IMAGE, else host processes), `docker`, `process`. */
+    EMBEDDED_AGENT_RUNTIME: z
+      .enum(['auto', 'docker', 'process'], { error: 'must be auto, docker or process (rule enum)' })
+      .default('auto'),
     /** NODE_EXTRA_CA_CERTS (a path inside the image) for the embedded agent's sandboxes, where TLS is intercepted. */
     PREVIEW_NODE_EXTRA_CA_CERTS: z.string().optional(),
     /**

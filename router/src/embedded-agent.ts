@@ -122,7 +122,11 @@ export async function startEmbeddedAgent(o: {
     env['PROCESS_TEMPLATES_DIR'] = join(resolve(o.dataDir), 'templates');
     env['PROCESS_TEMPLATES_SOURCE'] = TEMPLATE_SOURCES;
     if (o.npmCaCerts) env['PROCESS_NPM_CA_CERTS'] = o.npmCaCerts;
-    o.log.warn('no Docker engine with the preview image: previews run as host processes (not isolated)');
+    o.log.warn(
+      o.runtime
+        ? 'host-process runtime requested: previews run as host processes'
+        : 'no Docker engine with the preview image: previews run as host processes',
+    );
   }
   const agent = await createAgent({ config: loadAgentConfig(env), log: o.log.child({ component: 'agent' }) });
   o.log.info({ url: agent.url, runtime }, 'embedded pool agent registered');
