@@ -1,4 +1,5 @@
-import { type Ack, ConfigError, type FileBatch, type NodeCapacity } from '@preview/tiers';
+import { readdirSync } from 'node:fs';
+import { type Ack, ConfigError, type FileBatch, type NodeCapacity, TemplateName } from '@preview/tiers';
 import type { Hono } from 'hono';
 import pino, { type Logger } from 'pino';
 import { createAgentApi } from './api.ts';
@@ -17,6 +18,7 @@ import type { ContainerRuntime } from './runtime/types.ts';
 import { buildRuntime } from './runtime-choice.ts';
 import type { ClaimBody, ClaimResult } from './schemas.ts';
 import { type AgentServer, startAgentServer } from './server.ts';
+import { TemplateInstalls } from './template-installs.ts';
 
 export { buildRuntime, dockerUsable } from './runtime-choice.ts';
 export { ClaimBody, type ClaimResult, PreviewIdSchema } from './schemas.ts';
@@ -43,6 +45,11 @@ export interface Agent {
   readonly nodeId: string;
   readonly runtime: ContainerRuntime;
   readonly pools: WarmPools;
+  /**
+   * The templates' installs, on the host-process runtime with PROCESS_TEMPLATES_SOURCE set
+   * (`templates.done()` resolves once every template is installed or failed); else `undefined`.
+   */
+  readonly templates: TemplateInstalls | undefined;
   readonly app: Hono;
   readonly registration: Registration | undefined;
   /** Create a preview (warm claim, or cold when no warm sandbox fits). */
@@ -86,6 +93,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     );
 
   const runtime = options.runtime ?? (await buildRuntime(config, log));
+  const templates = runtime.kind === 'process' ? templateInstalls(config, log) : undefined;
   const database = await DatabaseAccess.start({
     runtime,
     target: config.PREVIEW_DATABASE_TARGET,
@@ -123,6 +131,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     claimed: () => table.size,
     readyTimeoutMs: config.READY_TIMEOUT_MS,
     env: sandboxEnv,
+    ...(templates ? { runnable: (t: TemplateName) => templates.isInstalled(t) } : {}),
     log,
   });
   const life = new PreviewLifecycle({
@@ -149,6 +158,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     sandboxEnv,
     appEnv: (env) => database.appEnv(env),
     destroy: (id) => life.destroy(id),
+    ...(templates ? { checkTemplate: (t: TemplateName) => templates.check(t) } : {}),
     nodeId,
     url: () => server?.url ?? '',
     log,
@@ -213,7 +223,11 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     egress,
     log,
   });
-  void pools.populate();
+  if (templates) {
+    // Each template's pool fills as soon as its dependencies are there; claims meanwhile say why not.
+    templates.onInstalled(() => void pools.populate());
+    void templates.start();
+  } else void pools.populate();
 
   return {
     url,
@@ -222,6 +236,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     },
     runtime,
     pools,
+    templates,
     app,
     registration,
     claim: (body, o) => claims.claim(body, o),
@@ -243,6 +258,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       if (closing) return;
       closing = true;
       registration?.stop();
+      await templates?.stop();
       await server?.close();
       for (const p of table.values()) p.link.close();
       // Host processes cannot be adopted by a later agent: they always go with this one.
@@ -262,4 +278,36 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       if (!options.runtime) await runtime.close();
     },
   };
+}
+
+/**
+ * The template installer of a host-process agent, when `PROCESS_TEMPLATES_SOURCE` is set: the
+ * templates of `PROCESS_TEMPLATES` (default: every template of the sources), those with a warm pool
+ * first, into `PROCESS_TEMPLATES_DIR`.
+ *
+ * @throws ConfigError (`invalid_config`) without PROCESS_TEMPLATES_DIR, or for a template without sources.
+ */
+function templateInstalls(config: AgentConfig, log: Logger): TemplateInstalls | undefined {
+  const source = config.PROCESS_TEMPLATES_SOURCE;
+  if (!source) return undefined;
+  if (!config.PROCESS_TEMPLATES_DIR)
+    throw new ConfigError(
+      'invalid_config',
+      'PROCESS_TEMPLATES_DIR: required with PROCESS_TEMPLATES_SOURCE (where the templates are installed)',
+    );
+  const all =
+    config.PROCESS_TEMPLATES ??
+    readdirSync(source)
+      .filter((n) => TemplateName.safeParse(n).success)
+      .map((n) => n as TemplateName);
+  const warm = (t: TemplateName) => ((config.WARM_POOL[t] ?? 0) > 0 ? 0 : 1);
+  const ordered = [...all].sort((a, b) => warm(a) - warm(b));
+  return new TemplateInstalls({
+    sourceDir: source,
+    targetDir: config.PROCESS_TEMPLATES_DIR,
+    templates: ordered,
+    caCerts: config.PROCESS_NPM_CA_CERTS,
+    node: config.NODE_NAME,
+    log,
+  });
 }

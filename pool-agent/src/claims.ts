@@ -34,6 +34,11 @@ export interface ClaimContext {
   /** This node's id (the router's, once registered) and the base URL of its API. */
   nodeId(): string;
   url(): string;
+  /**
+   * Throws when `template` cannot run on this node yet (its dependencies still installing, or their
+   * install failed); a claim asks before it takes a sandbox. Default: every template can run.
+   */
+  checkTemplate?(template: TemplateName): void;
   /** Called once a claimed preview is ready. */
   onReady?(p: PreviewRecord): void;
   log: Logger;
@@ -56,7 +61,8 @@ export class Claims {
   }
 
   /**
-   * @throws ConflictError (the id runs another template), CapacityError (no slot), InvalidInputError
+   * @throws ConflictError (the id runs another template), TierUnavailableError (the template is not
+   *   installed on this node yet, see `checkTemplate`), CapacityError (no slot), InvalidInputError
    *   (files the daemon refuses), TimeoutError / PreviewError (the sandbox never got ready).
    */
   async claim(body: ClaimBody, options: { signal?: AbortSignal } = {}): Promise<ClaimResult> {
@@ -71,6 +77,7 @@ export class Claims {
         );
       return this.#result(existing, false, t0, existing.state.kind === 'ready' ? 'ready' : 'installing');
     }
+    c.checkTemplate?.(body.template);
     if (c.table.size >= c.slots)
       throw new CapacityError('capacity', `node ${c.node} is full (${c.slots} slots)`, {
         retryAfterMs: 5000,

@@ -25,6 +25,10 @@ describe('loadConfig', () => {
     expect(d.WARM_POOL).toEqual({ next: 3, 'express-pg': 0 });
     expect(d.PREVIEW_DATABASE_TARGET).toEqual({ host: '127.0.0.1', port: 5432 });
     expect(d.NODE_SLOTS).toBe(40);
+    expect(loadConfig({ PROCESS_TEMPLATES: 'vite-vue, next,vite-vue' }).PROCESS_TEMPLATES).toEqual([
+      'vite-vue',
+      'next',
+    ]);
   });
 
   it('names the bad variable and the rule', () => {
@@ -34,6 +38,8 @@ describe('loadConfig', () => {
       [{ AGENT_TOKEN: 'short' }, /AGENT_TOKEN: must be at least 16/],
       [{ PREVIEW_DATABASE_TARGET: 'nope' }, /PREVIEW_DATABASE_TARGET: must be host:port/],
       [{ AGENT_RUNTIME: 'vm' }, /AGENT_RUNTIME/],
+      [{ PROCESS_TEMPLATES: 'vite-react,cobol' }, /PROCESS_TEMPLATES: unknown template "cobol"/],
+      [{ PROCESS_TEMPLATES: ' , ' }, /PROCESS_TEMPLATES: name at least one template/],
     ];
     for (const [env, msg] of bad) {
       expect(() => loadConfig(env)).toThrow(InvalidInputError);

@@ -28,6 +28,27 @@ const poolSizes = z.string().transform((s, ctx) => {
   return out;
 });
 
+/** `vite-react,vite-vanilla`: template names, each once. */
+const templateList = z.string().transform((s, ctx) => {
+  const out: TemplateName[] = [];
+  for (const part of s
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const t = TemplateName.safeParse(part);
+    if (!t.success) {
+      ctx.addIssue({ code: 'custom', message: `unknown template "${part}"` });
+      return z.NEVER;
+    }
+    if (!out.includes(t.data)) out.push(t.data);
+  }
+  if (out.length === 0) {
+    ctx.addIssue({ code: 'custom', message: 'name at least one template, e.g. vite-react' });
+    return z.NEVER;
+  }
+  return out;
+});
+
 /**
  * The agent's configuration, parsed once in `main.ts` from the environment.
  *
@@ -127,7 +148,21 @@ export const AgentConfigSchema = z.object({
   DAEMON_BUNDLE: z.string().optional(),
   PROCESS_SANDBOX: z.enum(['auto', 'bwrap', 'none']).default('auto'),
   PROCESS_WORK_DIR: z.string().optional(),
+  /** Host-process runtime: the installed templates (`<dir>/<template>/node_modules`) the daemon seeds projects from. */
   PROCESS_TEMPLATES_DIR: z.string().optional(),
+  /**
+   * Host-process runtime: the templates' sources (the repo's `templates/`). When set, the agent
+   * installs them into PROCESS_TEMPLATES_DIR at start (`npm ci` from each lockfile, once per change;
+   * see `template-installs.ts`), and a template's warm pool and claims wait for its install.
+   */
+  PROCESS_TEMPLATES_SOURCE: z.string().optional(),
+  /**
+   * With PROCESS_TEMPLATES_SOURCE: the templates to install, e.g. `vite-react,vite-vanilla` (the warm
+   * pools' first). Default: every template of the sources.
+   */
+  PROCESS_TEMPLATES: templateList.optional(),
+  /** With PROCESS_TEMPLATES_SOURCE: NODE_EXTRA_CA_CERTS (a host path) for npm, where TLS is intercepted. */
+  PROCESS_NPM_CA_CERTS: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 export type AgentConfig = z.output<typeof AgentConfigSchema>;

@@ -11,3 +11,4 @@ export * from './registration.ts';
 export * from './runtime/docker.ts';
 export * from './runtime/process.ts';
 export type * from './runtime/types.ts';
+export * from './template-installs.ts';

@@ -16,6 +16,11 @@ export interface WarmPoolOptions {
   readyTimeoutMs: number;
   /** Environment every warm sandbox gets (nothing preview-specific). */
   env?: Record<string, string>;
+  /**
+   * Whether a template can run yet (its dependencies installed); `populate` skips the others.
+   * @default every template can
+   */
+  runnable?: (template: TemplateName) => boolean;
   log?: Logger;
 }
 
@@ -78,6 +83,7 @@ export class WarmPools {
     if (this.#draining) return Promise.resolve();
     const starts: Promise<void>[] = [];
     for (const [template, target] of Object.entries(this.#o.targets) as [TemplateName, number][]) {
+      if (this.#o.runnable && !this.#o.runnable(template)) continue;
       const have = (this.#ready.get(template)?.length ?? 0) + (this.#starting.get(template) ?? 0);
       for (let i = have; i < target; i++) {
         if (this.free() <= 0) break;

@@ -104,8 +104,17 @@ export const RouterConfigSchema = z
     /** Run the pool agent in this process (embedded mode). */
     EMBEDDED_AGENT: bool(true),
     PREVIEW_IMAGE: z.string().default('preview-base:dev'),
+    /** The embedded agent's runtime: `auto` (Docker when the engine has PREVIEW_IMAGE, else host processes), `docker`, `process`. */
+    EMBEDDED_AGENT_RUNTIME: z
+      .enum(['auto', 'docker', 'process'], { error: 'must be auto, docker or process (rule enum)' })
+      .default('auto'),
     /** NODE_EXTRA_CA_CERTS (a path inside the image) for the embedded agent's sandboxes, where TLS is intercepted. */
     PREVIEW_NODE_EXTRA_CA_CERTS: z.string().optional(),
+    /**
+     * This host's NODE_EXTRA_CA_CERTS: the embedded agent's host-process runtime gives it to the npm
+     * that installs the templates (and, unless PREVIEW_NODE_EXTRA_CA_CERTS is set, to its sandboxes).
+     */
+    NODE_EXTRA_CA_CERTS: z.string().optional(),
     /** Supabase project URL; with SUPABASE_SERVICE_ROLE_KEY, editors may sync over Supabase Realtime. */
     SUPABASE_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL (rule url)' }).optional(),
     /** Service-role key the router's Realtime bridges join preview channels with. */

@@ -110,6 +110,9 @@ const server = serve({ fetch: router.app.fetch, hostname: config.HOST, port: con
       image: config.PREVIEW_IMAGE,
       logLevel: config.LOG_LEVEL,
       ...(config.PREVIEW_NODE_EXTRA_CA_CERTS ? { extraCaCerts: config.PREVIEW_NODE_EXTRA_CA_CERTS } : {}),
+      ...(config.NODE_EXTRA_CA_CERTS ? { npmCaCerts: config.NODE_EXTRA_CA_CERTS } : {}),
+      dataDir: config.DATA_DIR,
+      ...(config.EMBEDDED_AGENT_RUNTIME !== 'auto' ? { runtime: config.EMBEDDED_AGENT_RUNTIME } : {}),
       log,
     }).catch((err: unknown) => {
       log.error({ err }, 'embedded pool agent failed to start: only the browser tier is available');
@@ -120,13 +123,17 @@ const server = serve({ fetch: router.app.fetch, hostname: config.HOST, port: con
     if (agent) router.proxy.setLocalAgent({ nodeId: agent.nodeId, upstream: (id) => agent.upstream(id) });
   }
   let tokenLine = '';
+  const installs = (await agentStarting)?.templates;
+  const pending = installs?.templates.filter((t) => !installs.isInstalled(t)) ?? [];
+  if (pending.length)
+    tokenLine += `  templates: installing ${pending.join(', ')} (progress in the log; their previews start once installed)\n`;
   if (embeddedAuth) {
     const token = await signUserJwt({
       secret: secrets.jwtSecret,
       userId: secrets.localUserId,
       ttlSeconds: 30 * 24 * 3600,
     });
-    tokenLine = `  local access token (user ${secrets.localUserId}):\n  ${token}\n  demo editor: ${url}/#token=${token}\n`;
+    tokenLine += `  local access token (user ${secrets.localUserId}):\n  ${token}\n  demo editor: ${url}/#token=${token}\n`;
   }
   process.stdout.write(
     `\nPreview router ready at ${url}\n  health: ${url}/readyz\n  API reference: ${url}/docs\n${tokenLine}\n`,

@@ -28,17 +28,70 @@ $('file').onchange = () => { files[current] = $('code').value; current = $('file
 let preview, seq = 0;
 const api = (path, init = {}) => fetch(path, { ...init, headers: { 'content-type': 'application/json', authorization: 'Bearer ' + $('token').value, ...(init.headers || {}) } })
   .then(async (r) => { const b = r.status === 204 ? null : await r.json(); if (!r.ok) throw new Error(b?.error?.message || r.status); return b; });
-const log = (m) => { $('status').textContent = m; };
+// What the status box shows: the create's state and tier, its placement reasons (kept when later
+// events come), the sandbox's status, the error, and the last log lines, all as they come over SSE.
+const view = { state: '', tier: null, reasons: [], status: '', error: '', lines: [], note: '' };
+const render = () => {
+  const out = [];
+  if (view.state) out.push('state: ' + view.state + (view.tier ? ' on ' + view.tier : ''));
+  if (view.status) out.push('status: ' + view.status);
+  if (view.error) out.push('error: ' + view.error);
+  if (view.reasons.length)
+    out.push('placement:\\n' + view.reasons.map((r) => '  ' + r.tier + ': ' + r.outcome + ' — ' + r.reason).join('\\n'));
+  if (view.lines.length) out.push('log:\\n' + view.lines.slice(-12).join('\\n'));
+  if (view.note) out.push(view.note);
+  $('status').textContent = out.join('\\n');
+};
+const log = (m) => { view.note = m; render(); };
+let es, ticking;
+const follow = (id) => {
+  es?.close();
+  es = new EventSource('/v1/previews/' + id + '/events?access_token=' + encodeURIComponent($('token').value));
+  es.addEventListener('state', (e) => {
+    const d = JSON.parse(e.data);
+    view.state = d.state;
+    if (d.tier !== undefined) view.tier = d.tier;
+    view.error = d.error || '';
+    view.note = '';
+    render();
+    if (['failed', 'ended'].includes(d.state)) { es.close(); $('create').disabled = false; }
+    if (d.state === 'ready') $('create').disabled = false;
+  });
+  es.addEventListener('status', (e) => {
+    const d = JSON.parse(e.data);
+    view.status = d.phase + (d.message ? ': ' + d.message : '');
+    render();
+  });
+  es.addEventListener('log', (e) => {
+    view.lines.push(...JSON.parse(e.data).lines);
+    view.lines = view.lines.slice(-50);
+    render();
+  });
+  es.onerror = () => { if (es.readyState !== EventSource.CLOSED) log('event stream interrupted, reconnecting…'); };
+};
 $('create').onclick = async () => {
   files[current] = $('code').value; localStorage.setItem('previewToken', $('token').value);
+  es?.close(); clearInterval(ticking);
+  Object.assign(view, { state: 'creating', tier: null, reasons: [], status: '', error: '', lines: [], note: '' });
+  $('create').disabled = true;
+  const t0 = Date.now();
+  const tick = () => log('placing on a tier… ' + Math.round((Date.now() - t0) / 1000) + ' s');
+  tick(); ticking = setInterval(tick, 1000);
   try {
     preview = await api('/v1/previews', { method: 'POST', body: JSON.stringify({ files, template: 'vite-vanilla', serverOnly: true }), headers: { 'idempotency-key': crypto.randomUUID() } });
-    log(preview.state + ' on ' + preview.tier + '\\n' + preview.reasons.map((r) => r.tier + ': ' + r.outcome + ' — ' + r.reason).join('\\n'));
+    clearInterval(ticking);
+    Object.assign(view, { state: preview.state, tier: preview.tier, reasons: preview.reasons || [], error: preview.error || '', note: '' });
+    render();
     if (preview.previewUrl) $('frame').src = preview.previewUrl;
-    $('save').disabled = false;
-    const es = new EventSource('/v1/previews/' + preview.id + '/events?access_token=' + encodeURIComponent($('token').value));
-    es.addEventListener('state', (e) => { const d = JSON.parse(e.data); log(d.state + (d.error ? ': ' + d.error : '')); });
-  } catch (e) { log('create failed: ' + e.message); }
+    $('save').disabled = preview.state === 'failed';
+    if (preview.state === 'failed') $('create').disabled = false;
+    follow(preview.id);
+  } catch (e) {
+    clearInterval(ticking);
+    Object.assign(view, { state: 'create failed', error: e.message, note: '' });
+    render();
+    $('create').disabled = false;
+  }
 };
 $('save').onclick = async () => {
   files[current] = $('code').value;

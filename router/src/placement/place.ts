@@ -55,7 +55,12 @@ export function place(
     } else {
       const cap = capacity[tier];
       if (cap && cap.available <= 0) {
-        skip(tier, `${tier} tier is full (${cap.total - cap.available}/${cap.total} in use)`);
+        skip(
+          tier,
+          cap.total === 0
+            ? `${tier} tier has no live node (none registered, or still starting)`
+            : `${tier} tier is full (${cap.total - cap.available}/${cap.total} in use)`,
+        );
         continue;
       }
     }

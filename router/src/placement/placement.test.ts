@@ -103,6 +103,18 @@ describe('place (fixture projects, with reasons)', () => {
       outcome: 'skipped',
       reason: 'docker tier is full (10/10 in use)',
     });
+    // No node at all is not "full (0/0)": the reason says there is none.
+    const none = place(
+      classify(loadFixture('express-pg')),
+      capable,
+      { docker: { available: 0, total: 0 } },
+      { enabled: all },
+    );
+    expect(none.reasons).toContainEqual({
+      tier: 'docker',
+      outcome: 'skipped',
+      reason: 'docker tier has no live node (none registered, or still starting)',
+    });
     const noFly = place(
       classify(loadFixture('vite-vanilla')),
       capable,
