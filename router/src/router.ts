@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { ConflictError, NotFoundError } from '@preview/tiers';
+import { type BrowserPlacements, ConflictError, NotFoundError } from '@preview/tiers';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -22,6 +22,7 @@ import { createNodeDirectory, type NodeDirectory } from './node-directory.ts';
 import { NodeRegistry } from './nodes.ts';
 import { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts';
 import { createPreviewProxy } from './proxy/preview-proxy.ts';
+import { sessionBrowserPlacements } from './store/browser-placements.ts';
 import { createPgSyncStore } from './store/project-files.ts';
 import { SessionStore } from './store/sessions.ts';
 import {
@@ -44,8 +45,11 @@ export interface RouterOptions {
   pool: pg.Pool;
   /** Shared Redis connection (rate limits, liveness, pub/sub); unset → in-process implementations. */
   redis?: Redis | undefined;
-  /** The tiers, or a function building them from the node directory (the docker tier needs it). */
-  tiers: Tiers | ((ctx: { nodeDirectory: NodeDirectory }) => Tiers);
+  /**
+   * The tiers, or a function building them from the node directory (the docker tier needs it) and
+   * the browser placements kept in `preview_sessions` (the browser tier's `placements`).
+   */
+  tiers: Tiers | ((ctx: { nodeDirectory: NodeDirectory; browserPlacements: BrowserPlacements }) => Tiers);
   databases?: PreviewDatabases | undefined;
   log: Logger;
   /** The preview origin for an id; default `${PREVIEW_SCHEME}://<id>.${PREVIEW_DOMAIN}` (+ `:port` once listening, for *.localhost). */
@@ -116,7 +120,10 @@ export async function createRouter(o: RouterOptions) {
     database: o.databases?.endpoint,
   });
   const nodeDirectory = createNodeDirectory(nodes, store);
-  const tiers = typeof o.tiers === 'function' ? o.tiers({ nodeDirectory }) : o.tiers;
+  const tiers =
+    typeof o.tiers === 'function'
+      ? o.tiers({ nodeDirectory, browserPlacements: sessionBrowserPlacements(pool) })
+      : o.tiers;
   // Built after the hub; the preview service reaches them through these bindings.
   let bridges: RealtimeBridgeSet | undefined;
   let hub: SyncHub | undefined;
@@ -222,6 +229,8 @@ export async function createRouter(o: RouterOptions) {
             const s = await store.get(previewId);
             if (s && ENDED_STATES.has(s.state))
               throw new ConflictError('preview_ended', `preview ${previewId} is ${s.state}`);
+            // No server sandbox: the editor's runtime applies, the hub persists (ack `persisted` only).
+            if (s?.tier === 'browser') return null;
             const tier = s?.tier ? tiers[s.tier] : undefined;
             if (!tier) throw new NotFoundError('not_found', `preview ${previewId} has no placement`);
             return await tier.openSync(previewId);

@@ -21,8 +21,12 @@ export interface SyncHubDeps {
   store?: SyncStore;
   pubsub: PubSub;
   state: SyncState;
-  /** Opens the tier's live channel to the preview's sandbox (`tier.openSync(previewId)`). */
-  openChannel(previewId: string): Promise<SyncChannel>;
+  /**
+   * Opens the tier's live channel to the preview's sandbox (`tier.openSync(previewId)`), or `null`
+   * for a preview with no server sandbox (browser tier): its edits are persisted as accepted and
+   * acked `persisted` only; `applied` comes from the editor's own runtime.
+   */
+  openChannel(previewId: string): Promise<SyncChannel | null>;
   log: SyncLogger;
   /** @default Date */
   clock?: Clock;
