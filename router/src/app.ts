@@ -28,6 +28,7 @@ import type { Metrics } from './metrics.ts';
 import type { NodeRegistry } from './nodes.ts';
 import type { PreviewService } from './previews.ts';
 import type { PreviewHostHandler } from './proxy/preview-proxy.ts';
+import { registerPlacementRoute } from './routes/placement.ts';
 import {
   CreatePreviewBody,
   ErrorBody,
@@ -325,6 +326,8 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
       },
     );
   }
+
+  registerPlacementRoute(app, { previews, view });
 
   app.openapi(
     createRoute({

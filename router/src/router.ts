@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { type BrowserPlacements, ConflictError, NotFoundError } from '@preview/tiers';
+import { type BrowserPlacements, ConflictError, NotFoundError, TierUnavailableError } from '@preview/tiers';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -229,6 +229,11 @@ export async function createRouter(o: RouterOptions) {
             const s = await store.get(previewId);
             if (s && ENDED_STATES.has(s.state))
               throw new ConflictError('preview_ended', `preview ${previewId} is ${s.state}`);
+            // Between tiers (the same-id fallback): the owner retries once the new placement is recorded.
+            if (s?.state === 'migrating')
+              throw new TierUnavailableError('migrating', `preview ${previewId} is moving to another tier`, {
+                tier: s.tier ?? 'none',
+              });
             // No server sandbox: the editor's runtime applies, the hub persists (ack `persisted` only).
             if (s?.tier === 'browser') return null;
             const tier = s?.tier ? tiers[s.tier] : undefined;

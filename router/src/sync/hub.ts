@@ -189,6 +189,20 @@ export function createSyncHub(deps: SyncHubDeps) {
       if (h) h.end(reason);
       else new SyncBus({ pubsub: deps.pubsub, previewId, log }).publish({ kind: 'end', reason });
     },
+    /**
+     * The preview moved to another tier under the same id (browser → docker): its owner flushes and
+     * lets go, its editors on every replica reconnect and replay toward the new tier's channel.
+     * Resolves once this replica's owner (if it is one) has flushed.
+     */
+    async moved(previewId: string, reason = `preview ${previewId} moved`): Promise<void> {
+      const h = previews.get(previewId);
+      if (h) await h.moved(reason.slice(0, 123));
+      else
+        new SyncBus({ pubsub: deps.pubsub, previewId, log }).publish({
+          kind: 'moved',
+          reason: reason.slice(0, 123),
+        });
+    },
     /** Test and diagnostics view: previews this replica owns. */
     owned(): string[] {
       return [...previews.values()].filter((p) => p.owner).map((p) => p.previewId);
