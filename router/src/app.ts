@@ -26,8 +26,10 @@ import { onError } from './http-errors.ts';
 import type { RateLimiter } from './infra/rate-limit.ts';
 import type { Metrics } from './metrics.ts';
 import type { NodeRegistry } from './nodes.ts';
+import type { PackageCache } from './package-cache/cache.ts';
 import type { PreviewService } from './previews.ts';
 import type { PreviewHostHandler } from './proxy/preview-proxy.ts';
+import { registerPackageRoutes } from './routes/packages.ts';
 import { registerPlacementRoute } from './routes/placement.ts';
 import {
   CreatePreviewBody,
@@ -46,6 +48,8 @@ import type { Session } from './store/sessions.ts';
 
 export interface AppDeps {
   pool: pg.Pool;
+  /** The bundler runtime's package cache (`/__pkg/*`, `/v1/previews/:id/importmap`). */
+  packages?: PackageCache | undefined;
   log: Logger;
   previews: PreviewService;
   nodes: NodeRegistry;
@@ -328,6 +332,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
   }
 
   registerPlacementRoute(app, { previews, view });
+  if (deps.packages) registerPackageRoutes(app, { cache: deps.packages, previews, view });
 
   app.openapi(
     createRoute({

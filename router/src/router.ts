@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { type BrowserPlacements, ConflictError, NotFoundError, TierUnavailableError } from '@preview/tiers';
 import type { Redis } from 'ioredis';
@@ -20,6 +21,8 @@ import { createBullScheduler, createMemoryScheduler, type Scheduler } from './jo
 import { createMetrics } from './metrics.ts';
 import { createNodeDirectory, type NodeDirectory } from './node-directory.ts';
 import { NodeRegistry } from './nodes.ts';
+import { createPackageCache } from './package-cache/cache.ts';
+import { createRegistryClient } from './package-cache/registry.ts';
 import { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts';
 import { createPreviewProxy } from './proxy/preview-proxy.ts';
 import { sessionBrowserPlacements } from './store/browser-placements.ts';
@@ -199,6 +202,10 @@ export async function createRouter(o: RouterOptions) {
     metricsToken: config.METRICS_TOKEN,
     previewHost: proxy,
     realtime: () => bridges,
+    packages: createPackageCache({
+      registry: createRegistryClient({ url: config.NPM_REGISTRY_URL, caFile: config.NPM_CA_FILE }),
+      dir: config.PACKAGE_CACHE_DIR ?? join(config.DATA_DIR, 'package-cache'),
+    }),
   });
   const scheduler: Scheduler = redis
     ? createBullScheduler({ redis, prefix, log })
