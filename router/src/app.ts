@@ -31,6 +31,7 @@ import type { PreviewService } from './previews.ts';
 import type { PreviewHostHandler } from './proxy/preview-proxy.ts';
 import { registerPackageRoutes } from './routes/packages.ts';
 import { registerPlacementRoute } from './routes/placement.ts';
+import { type RuntimeHostOptions, registerRuntimeHost } from './routes/runtime-host.ts';
 import {
   CreatePreviewBody,
   ErrorBody,
@@ -50,6 +51,8 @@ export interface AppDeps {
   pool: pg.Pool;
   /** The bundler runtime's package cache (`/__pkg/*`, `/v1/previews/:id/importmap`). */
   packages?: PackageCache | undefined;
+  /** The bundler runtime's own origin (`bundler.<PREVIEW_DOMAIN>`), when assets are configured. */
+  runtimeHost?: RuntimeHostOptions | undefined;
   log: Logger;
   previews: PreviewService;
   nodes: NodeRegistry;
@@ -133,6 +136,8 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
       await next();
     });
   }
+
+  if (deps.runtimeHost) registerRuntimeHost(app, deps.runtimeHost);
 
   app.use('*', async (c, next) => {
     const start = performance.now();

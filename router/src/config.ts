@@ -59,6 +59,8 @@ export const RouterConfigSchema = z
     NPM_CA_FILE: z.string().optional(),
     /** Where the package cache unpacks tarballs and stores bundles; unset → `<DATA_DIR>/package-cache`. */
     PACKAGE_CACHE_DIR: z.string().optional(),
+    /** Folder of the bundler runtime's files (written from buildBundlerAssets), served on `bundler.<PREVIEW_DOMAIN>`. */
+    BUNDLER_ASSETS_DIR: z.string().optional(),
     /** Folder of the `<version>_<name>.sql` migrations applied at start; unset → the repo's `supabase/migrations`. */
     MIGRATIONS_DIR: z.string().optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

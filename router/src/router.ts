@@ -25,6 +25,7 @@ import { createPackageCache } from './package-cache/cache.ts';
 import { createRegistryClient } from './package-cache/registry.ts';
 import { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts';
 import { createPreviewProxy } from './proxy/preview-proxy.ts';
+import { loadRuntimeAssetsDir, type RuntimeAssets, type RuntimeHostOptions } from './routes/runtime-host.ts';
 import { sessionBrowserPlacements } from './store/browser-placements.ts';
 import { createPgSyncStore } from './store/project-files.ts';
 import { SessionStore } from './store/sessions.ts';
@@ -57,6 +58,11 @@ export interface RouterOptions {
   log: Logger;
   /** The preview origin for an id; default `${PREVIEW_SCHEME}://<id>.${PREVIEW_DOMAIN}` (+ `:port` once listening, for *.localhost). */
   previewOrigin?: (id: string) => string;
+  /**
+   * The bundler runtime's files (`buildBundlerAssets().files`), served on `bundler.<PREVIEW_DOMAIN>`;
+   * default: the folder `BUNDLER_ASSETS_DIR`, if set.
+   */
+  runtimeAssets?: () => Promise<RuntimeAssets>;
   /** Run scheduled jobs (default true). */
   jobs?: boolean;
   /** Run the built-in sync hub on `/v1/previews/:id/sync` (default true). */
@@ -202,6 +208,7 @@ export async function createRouter(o: RouterOptions) {
     metricsToken: config.METRICS_TOKEN,
     previewHost: proxy,
     realtime: () => bridges,
+    runtimeHost: runtimeHost(o, config),
     packages: createPackageCache({
       registry: createRegistryClient({ url: config.NPM_REGISTRY_URL, caFile: config.NPM_CA_FILE }),
       dir: config.PACKAGE_CACHE_DIR ?? join(config.DATA_DIR, 'package-cache'),
@@ -311,6 +318,13 @@ export async function createRouter(o: RouterOptions) {
   };
 }
 export type PreviewRouter = Awaited<ReturnType<typeof createRouter>>;
+
+/** The bundler runtime's host: assets from `options.runtimeAssets`, else from `BUNDLER_ASSETS_DIR`. */
+function runtimeHost(o: RouterOptions, config: RouterOptions['config']): RuntimeHostOptions | undefined {
+  const dir = config.BUNDLER_ASSETS_DIR;
+  const assets = o.runtimeAssets ?? (dir ? () => loadRuntimeAssetsDir(dir) : undefined);
+  return assets ? { host: `bundler.${config.PREVIEW_DOMAIN}`, assets } : undefined;
+}
 
 /**
  * The Supabase Realtime bridges: one per preview across replicas (lease `rt-bridge:<id>`), each
