@@ -209,10 +209,7 @@ export async function createRouter(o: RouterOptions) {
     previewHost: proxy,
     realtime: () => bridges,
     runtimeHost: runtimeHost(o, config),
-    packages: createPackageCache({
-      registry: createRegistryClient({ url: config.NPM_REGISTRY_URL, caFile: config.NPM_CA_FILE }),
-      dir: config.PACKAGE_CACHE_DIR ?? join(config.DATA_DIR, 'package-cache'),
-    }),
+    packages: packageCache(config),
   });
   const scheduler: Scheduler = redis
     ? createBullScheduler({ redis, prefix, log })
@@ -239,21 +236,7 @@ export async function createRouter(o: RouterOptions) {
           pool,
           pubsub,
           state: redis ? createRedisSyncState({ redis, prefix }) : createMemorySyncState(),
-          openChannel: async (previewId) => {
-            const s = await store.get(previewId);
-            if (s && ENDED_STATES.has(s.state))
-              throw new ConflictError('preview_ended', `preview ${previewId} is ${s.state}`);
-            // Between tiers (the same-id fallback): the owner retries once the new placement is recorded.
-            if (s?.state === 'migrating')
-              throw new TierUnavailableError('migrating', `preview ${previewId} is moving to another tier`, {
-                tier: s.tier ?? 'none',
-              });
-            // No server sandbox: the editor's runtime applies, the hub persists (ack `persisted` only).
-            if (s?.tier === 'browser') return null;
-            const tier = s?.tier ? tiers[s.tier] : undefined;
-            if (!tier) throw new NotFoundError('not_found', `preview ${previewId} has no placement`);
-            return await tier.openSync(previewId);
-          },
+          openChannel: (previewId) => openSyncChannel(store, tiers, previewId),
           log,
         })
       : undefined;
@@ -318,6 +301,35 @@ export async function createRouter(o: RouterOptions) {
   };
 }
 export type PreviewRouter = Awaited<ReturnType<typeof createRouter>>;
+
+/**
+ * The sync hub's channel to a preview's sandbox: the tier's `openSync`; `null` for a browser-tier
+ * preview (no sandbox: the editor's runtime applies, the hub persists and acks `persisted` only).
+ * @throws ConflictError `preview_ended`, TierUnavailableError `migrating` (the owner retries),
+ *   NotFoundError (no placement)
+ */
+async function openSyncChannel(store: SessionStore, tiers: Tiers, previewId: string) {
+  const s = await store.get(previewId);
+  if (s && ENDED_STATES.has(s.state))
+    throw new ConflictError('preview_ended', `preview ${previewId} is ${s.state}`);
+  // Between tiers (the same-id fallback): the owner retries once the new placement is recorded.
+  if (s?.state === 'migrating')
+    throw new TierUnavailableError('migrating', `preview ${previewId} is moving to another tier`, {
+      tier: s.tier ?? 'none',
+    });
+  if (s?.tier === 'browser') return null;
+  const tier = s?.tier ? tiers[s.tier] : undefined;
+  if (!tier) throw new NotFoundError('not_found', `preview ${previewId} has no placement`);
+  return await tier.openSync(previewId);
+}
+
+/** The bundler runtime's package cache on the configured npm registry (`NPM_REGISTRY_URL`, `NPM_CA_FILE`). */
+function packageCache(config: RouterOptions['config']) {
+  return createPackageCache({
+    registry: createRegistryClient({ url: config.NPM_REGISTRY_URL, caFile: config.NPM_CA_FILE }),
+    dir: config.PACKAGE_CACHE_DIR ?? join(config.DATA_DIR, 'package-cache'),
+  });
+}
 
 /** The bundler runtime's host: assets from `options.runtimeAssets`, else from `BUNDLER_ASSETS_DIR`. */
 function runtimeHost(o: RouterOptions, config: RouterOptions['config']): RuntimeHostOptions | undefined {

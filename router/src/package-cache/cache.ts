@@ -47,6 +47,7 @@ export interface PackageCacheOptions {
 
 const NAME_RE = /^(?:@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/;
 const SUBPATH_RE = /^(?:[A-Za-z0-9._@~+-]+\/)*[A-Za-z0-9._@~+-]*$/;
+const lexer = initCjsLexer();
 const BUILTINS = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
 const IDENT_RE = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 const RESERVED = new Set(
@@ -99,7 +100,6 @@ export function createPackageCache(o: PackageCacheOptions) {
   const packuments = new Map<string, { at: number; p: Promise<Packument> }>();
   const inflight = new Map<string, Promise<unknown>>();
   const stats = { tarballs: 0, builds: 0 };
-  const lexer = initCjsLexer();
 
   function once<T>(key: string, make: () => Promise<T>): Promise<T> {
     const running = inflight.get(key) as Promise<T> | undefined;
@@ -178,175 +178,18 @@ export function createPackageCache(o: PackageCacheOptions) {
     return await once(`build:${out}`, async () => {
       if (existsSync(out)) return { name, version, subpath, code: await readFile(out, 'utf8') };
       const root = await unpack(name, version);
-      const code = await bundle(name, version, subpath, root);
+      const code = await bundlePackage(
+        { dir: o.dir, prefix, nodeEnv, resolve, built: () => stats.builds++ },
+        name,
+        version,
+        subpath,
+        root,
+      );
       await mkdir(dirname(out), { recursive: true });
       await writeFile(`${out}.tmp`, code);
       await rename(`${out}.tmp`, out);
       return { name, version, subpath, code };
     });
-  }
-
-  async function bundle(name: string, version: string, subpath: string, root: string): Promise<string> {
-    const pkgId = `${name}@${version}`;
-    const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as {
-      gypfile?: boolean;
-      dependencies?: Record<string, string>;
-      peerDependencies?: Record<string, string>;
-      optionalDependencies?: Record<string, string>;
-      browser?: string | Record<string, string | false>;
-    };
-    const native = pkg.gypfile ? 'gypfile' : await findNative(root);
-    if (native)
-      throw new BrowserIncompatibleError(
-        'browser_incompatible',
-        `${pkgId} is a native addon (${native}): it cannot run in a browser`,
-        {
-          pkg: pkgId,
-        },
-      );
-    const browserMap = typeof pkg.browser === 'object' && pkg.browser ? pkg.browser : {};
-    const deps = { ...pkg.optionalDependencies, ...pkg.dependencies };
-    const peers = pkg.peerDependencies ?? {};
-    // The package is reached as node_modules/<name> from a scratch folder, so `exports` apply.
-    const work = join(o.dir, 'work', `${enc(name)}@${version}`);
-    const link = join(work, 'node_modules', name);
-    if (!existsSync(link)) {
-      await mkdir(dirname(link), { recursive: true });
-      await rm(link, { recursive: true, force: true });
-      await import('node:fs/promises').then((fs) => fs.symlink(root, link, 'dir'));
-    }
-    const spec = subpath ? `${name}/${subpath}` : name;
-    const entryFile = await resolveEntry(work, spec, pkgId);
-    const cjsNames = (await isCjs(entryFile)) ? await cjsExports(entryFile) : undefined;
-    const contents = cjsNames
-      ? `import m from ${JSON.stringify(spec)};\nexport default m;\n${cjsNames.length ? `export const { ${cjsNames.join(', ')} } = m;\n` : ''}`
-      : `export * from ${JSON.stringify(spec)};\nimport * as ns from ${JSON.stringify(spec)};\nexport default (ns.default !== undefined ? ns.default : ns);\n`;
-    stats.builds++;
-    let result: esbuild.BuildResult;
-    try {
-      result = await esbuild.build({
-        stdin: { contents, resolveDir: work, loader: 'js', sourcefile: `${spec}.entry.js` },
-        bundle: true,
-        write: false,
-        format: 'esm',
-        platform: 'browser',
-        target: 'es2020',
-        absWorkingDir: work,
-        preserveSymlinks: false,
-        conditions: ['browser', 'import', 'module', 'default', nodeEnv],
-        mainFields: ['browser', 'module', 'main'],
-        define: { 'process.env.NODE_ENV': JSON.stringify(nodeEnv), global: 'globalThis' },
-        logLevel: 'silent',
-        plugins: [
-          {
-            name: 'preview-externals',
-            setup(b) {
-              b.onResolve({ filter: /^[^./]/ }, async (args) => {
-                if (args.kind === 'entry-point') return undefined;
-                const s = args.path;
-                // Inside the entry file (stdin) the package itself is bundled.
-                if (s === spec || s === name || s.startsWith(`${name}/`)) return undefined;
-                if (s in browserMap && browserMap[s] === false) return { path: s, namespace: 'empty' };
-                if (BUILTINS.has(s))
-                  throw new BrowserIncompatibleError(
-                    'browser_incompatible',
-                    `${pkgId} imports the Node built-in ${JSON.stringify(s)}: it cannot run in a browser`,
-                    { pkg: pkgId },
-                  );
-                const dep = splitSpecifier(s);
-                if (dep.name in peers || !(dep.name in deps)) return { path: s, external: true };
-                const v = await resolve(dep.name, deps[dep.name] ?? '*');
-                return {
-                  path: `${prefix}${dep.name}@${v}${dep.subpath ? `/${dep.subpath}` : ''}`,
-                  external: true,
-                };
-              });
-              b.onLoad({ filter: /.*/, namespace: 'empty' }, () => ({
-                contents: 'export default {};',
-                loader: 'js',
-              }));
-            },
-          },
-        ],
-      });
-    } catch (e) {
-      const incompatible = findIncompatible(e);
-      if (incompatible) throw incompatible;
-      const errors = (e as { errors?: esbuild.Message[] }).errors ?? [];
-      throw new TierUnavailableError(
-        'bundle_failed',
-        `${pkgId}${subpath ? `/${subpath}` : ''}: ${errors.map((m) => m.text).join('; ') || (e as Error).message}`,
-        { tier: 'browser', cause: e },
-      );
-    }
-    const file = result.outputFiles?.[0];
-    if (!file)
-      throw new TierUnavailableError('bundle_failed', `${pkgId}: esbuild wrote nothing`, { tier: 'browser' });
-    return file.text;
-  }
-
-  async function resolveEntry(work: string, spec: string, pkgId: string): Promise<string> {
-    try {
-      const r = await esbuild.build({
-        stdin: { contents: `import ${JSON.stringify(spec)};`, resolveDir: work, loader: 'js' },
-        bundle: true,
-        write: false,
-        metafile: true,
-        platform: 'browser',
-        format: 'esm',
-        absWorkingDir: work,
-        conditions: ['browser', 'import', 'module', 'default', nodeEnv],
-        mainFields: ['browser', 'module', 'main'],
-        logLevel: 'silent',
-        plugins: [
-          {
-            name: 'only-entry',
-            setup(b) {
-              b.onResolve({ filter: /.*/ }, (args) =>
-                args.importer && args.importer !== '<stdin>'
-                  ? { path: args.path, external: true }
-                  : undefined,
-              );
-            },
-          },
-        ],
-      });
-      const imp = r.metafile?.inputs['<stdin>']?.imports[0]?.path;
-      if (!imp) throw new Error('no entry');
-      return join(work, imp);
-    } catch (e) {
-      throw new NotFoundError(
-        'module_not_found',
-        `${spec}: not found in ${pkgId} (${(e as Error).message.split('\n')[0]})`,
-      );
-    }
-  }
-
-  async function isCjs(file: string): Promise<boolean> {
-    if (file.endsWith('.mjs')) return false;
-    if (file.endsWith('.cjs')) return true;
-    const src = await readFile(file, 'utf8');
-    return !/^\s*(import|export)\s/m.test(src) && /\b(module\.exports|exports\.|require\()/.test(src);
-  }
-
-  /** Named exports of a CommonJS file, following `module.exports = require('./x')` re-exports. */
-  async function cjsExports(file: string, seen = new Set<string>()): Promise<string[]> {
-    await lexer;
-    if (seen.has(file) || seen.size > 32) return [];
-    seen.add(file);
-    const { exports, reexports } = parseCjs(await readFile(file, 'utf8'));
-    const names = new Set(exports);
-    const req = createRequire(file);
-    for (const r of reexports) {
-      let next: string;
-      try {
-        next = req.resolve(r);
-      } catch {
-        continue;
-      }
-      for (const n of await cjsExports(next, seen)) names.add(n);
-    }
-    return [...names].filter((n) => IDENT_RE.test(n) && !RESERVED.has(n) && n !== '__esModule').sort();
   }
 
   return {
@@ -418,4 +261,189 @@ function findIncompatible(e: unknown): BrowserIncompatibleError | undefined {
   for (const m of (e as { errors?: Array<{ detail?: unknown }> }).errors ?? [])
     if (m.detail instanceof BrowserIncompatibleError) return m.detail;
   return undefined;
+}
+
+/** What bundling needs from the cache: version resolution, the URL prefix, NODE_ENV, the cache folder. */
+export interface BundleContext {
+  dir: string;
+  prefix: string;
+  nodeEnv: string;
+  resolve(name: string, range: string): Promise<string>;
+  /** Counts a build (stats). */
+  built(): void;
+}
+
+/**
+ * Bundles module \`subpath\` of \`name@version\` (unpacked at \`root\`) as browser ESM: only the package's
+ * own files; a dependency imported by its exact URL, a peer (or undeclared package) left bare;
+ * CommonJS named exports from \`cjs-module-lexer\`.
+ * @throws BrowserIncompatibleError (native addon, Node built-in), NotFoundError (no such subpath),
+ *   TierUnavailableError \`bundle_failed\` (esbuild's messages)
+ */
+export async function bundlePackage(
+  ctx: BundleContext,
+  name: string,
+  version: string,
+  subpath: string,
+  root: string,
+): Promise<string> {
+  const { prefix, nodeEnv, resolve } = ctx;
+  const pkgId = `${name}@${version}`;
+  const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as {
+    gypfile?: boolean;
+    dependencies?: Record<string, string>;
+    peerDependencies?: Record<string, string>;
+    optionalDependencies?: Record<string, string>;
+    browser?: string | Record<string, string | false>;
+  };
+  const native = pkg.gypfile ? 'gypfile' : await findNative(root);
+  if (native)
+    throw new BrowserIncompatibleError(
+      'browser_incompatible',
+      `${pkgId} is a native addon (${native}): it cannot run in a browser`,
+      {
+        pkg: pkgId,
+      },
+    );
+  const browserMap = typeof pkg.browser === 'object' && pkg.browser ? pkg.browser : {};
+  const deps = { ...pkg.optionalDependencies, ...pkg.dependencies };
+  const peers = pkg.peerDependencies ?? {};
+  // The package is reached as node_modules/<name> from a scratch folder, so `exports` apply.
+  const work = join(ctx.dir, 'work', `${enc(name)}@${version}`);
+  const link = join(work, 'node_modules', name);
+  if (!existsSync(link)) {
+    await mkdir(dirname(link), { recursive: true });
+    await rm(link, { recursive: true, force: true });
+    await import('node:fs/promises').then((fs) => fs.symlink(root, link, 'dir'));
+  }
+  const spec = subpath ? `${name}/${subpath}` : name;
+  const entryFile = await resolveEntry(work, spec, pkgId, nodeEnv);
+  const cjsNames = (await isCjs(entryFile)) ? await cjsExports(entryFile) : undefined;
+  const contents = cjsNames
+    ? `import m from ${JSON.stringify(spec)};\nexport default m;\n${cjsNames.length ? `export const { ${cjsNames.join(', ')} } = m;\n` : ''}`
+    : `export * from ${JSON.stringify(spec)};\nimport * as ns from ${JSON.stringify(spec)};\nexport default (ns.default !== undefined ? ns.default : ns);\n`;
+  ctx.built();
+  let result: esbuild.BuildResult;
+  try {
+    result = await esbuild.build({
+      stdin: { contents, resolveDir: work, loader: 'js', sourcefile: `${spec}.entry.js` },
+      bundle: true,
+      write: false,
+      format: 'esm',
+      platform: 'browser',
+      target: 'es2020',
+      absWorkingDir: work,
+      preserveSymlinks: false,
+      conditions: ['browser', 'import', 'module', 'default', nodeEnv],
+      mainFields: ['browser', 'module', 'main'],
+      define: { 'process.env.NODE_ENV': JSON.stringify(nodeEnv), global: 'globalThis' },
+      logLevel: 'silent',
+      plugins: [
+        {
+          name: 'preview-externals',
+          setup(b) {
+            b.onResolve({ filter: /^[^./]/ }, async (args) => {
+              if (args.kind === 'entry-point') return undefined;
+              const s = args.path;
+              // Inside the entry file (stdin) the package itself is bundled.
+              if (s === spec || s === name || s.startsWith(`${name}/`)) return undefined;
+              if (s in browserMap && browserMap[s] === false) return { path: s, namespace: 'empty' };
+              if (BUILTINS.has(s))
+                throw new BrowserIncompatibleError(
+                  'browser_incompatible',
+                  `${pkgId} imports the Node built-in ${JSON.stringify(s)}: it cannot run in a browser`,
+                  { pkg: pkgId },
+                );
+              const dep = splitSpecifier(s);
+              if (dep.name in peers || !(dep.name in deps)) return { path: s, external: true };
+              const v = await resolve(dep.name, deps[dep.name] ?? '*');
+              return {
+                path: `${prefix}${dep.name}@${v}${dep.subpath ? `/${dep.subpath}` : ''}`,
+                external: true,
+              };
+            });
+            b.onLoad({ filter: /.*/, namespace: 'empty' }, () => ({
+              contents: 'export default {};',
+              loader: 'js',
+            }));
+          },
+        },
+      ],
+    });
+  } catch (e) {
+    const incompatible = findIncompatible(e);
+    if (incompatible) throw incompatible;
+    const errors = (e as { errors?: esbuild.Message[] }).errors ?? [];
+    throw new TierUnavailableError(
+      'bundle_failed',
+      `${pkgId}${subpath ? `/${subpath}` : ''}: ${errors.map((m) => m.text).join('; ') || (e as Error).message}`,
+      { tier: 'browser', cause: e },
+    );
+  }
+  const file = result.outputFiles?.[0];
+  if (!file)
+    throw new TierUnavailableError('bundle_failed', `${pkgId}: esbuild wrote nothing`, { tier: 'browser' });
+  return file.text;
+}
+
+async function resolveEntry(work: string, spec: string, pkgId: string, nodeEnv: string): Promise<string> {
+  try {
+    const r = await esbuild.build({
+      stdin: { contents: `import ${JSON.stringify(spec)};`, resolveDir: work, loader: 'js' },
+      bundle: true,
+      write: false,
+      metafile: true,
+      platform: 'browser',
+      format: 'esm',
+      absWorkingDir: work,
+      conditions: ['browser', 'import', 'module', 'default', nodeEnv],
+      mainFields: ['browser', 'module', 'main'],
+      logLevel: 'silent',
+      plugins: [
+        {
+          name: 'only-entry',
+          setup(b) {
+            b.onResolve({ filter: /.*/ }, (args) =>
+              args.importer && args.importer !== '<stdin>' ? { path: args.path, external: true } : undefined,
+            );
+          },
+        },
+      ],
+    });
+    const imp = r.metafile?.inputs['<stdin>']?.imports[0]?.path;
+    if (!imp) throw new Error('no entry');
+    return join(work, imp);
+  } catch (e) {
+    throw new NotFoundError(
+      'module_not_found',
+      `${spec}: not found in ${pkgId} (${(e as Error).message.split('\n')[0]})`,
+    );
+  }
+}
+
+async function isCjs(file: string): Promise<boolean> {
+  if (file.endsWith('.mjs')) return false;
+  if (file.endsWith('.cjs')) return true;
+  const src = await readFile(file, 'utf8');
+  return !/^\s*(import|export)\s/m.test(src) && /\b(module\.exports|exports\.|require\()/.test(src);
+}
+
+/** Named exports of a CommonJS file, following `module.exports = require('./x')` re-exports. */
+async function cjsExports(file: string, seen = new Set<string>()): Promise<string[]> {
+  await lexer;
+  if (seen.has(file) || seen.size > 32) return [];
+  seen.add(file);
+  const { exports, reexports } = parseCjs(await readFile(file, 'utf8'));
+  const names = new Set(exports);
+  const req = createRequire(file);
+  for (const r of reexports) {
+    let next: string;
+    try {
+      next = req.resolve(r);
+    } catch {
+      continue;
+    }
+    for (const n of await cjsExports(next, seen)) names.add(n);
+  }
+  return [...names].filter((n) => IDENT_RE.test(n) && !RESERVED.has(n) && n !== '__esModule').sort();
 }
