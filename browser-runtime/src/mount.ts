@@ -17,9 +17,17 @@ export interface MountOptions {
   files?: ProjectFiles;
   /**
    * Called when the local runtime cannot run here (RuntimeUnavailable): ask the router for a server
-   * tier for the same preview, and return the new session. Without it the error is thrown.
+   * tier for the same preview, and return the moved session. Default, with `router`:
+   * `router.movePlacement(session.id, { tier: serverTier, reason })` (same id, files and database).
+   * Without either, the error is thrown.
    */
   requestServerTier?: (reason: RuntimeUnavailableError) => Promise<MountSession>;
+  /** The router client (`PreviewClient`): the default `requestServerTier` moves the preview with it. */
+  router?: {
+    movePlacement(id: string, body: { tier: 'docker' | 'fly'; reason: string }): Promise<MountSession>;
+  };
+  /** The server tier the fallback asks for. @default 'docker' */
+  serverTier?: 'docker' | 'fly';
   /** Builds the local runtime (default: WebContainerRuntime or BundlerRuntime with the options below). */
   createRuntime?: (kind: 'webcontainer' | 'bundler', session: MountSession) => PreviewRuntime;
   bundler?: Omit<BundlerRuntimeOptions, 'previewId'>;
@@ -58,10 +66,8 @@ export const DEFAULT_SANDBOX =
  *
  * @example
  * const preview = await client.create({ files, client: { webcontainer: true, bundler: true } });
- * const mounted = await mountPreview(document.querySelector('#preview')!, preview, {
- *   files,
- *   requestServerTier: () => client.create({ files, serverOnly: true }),
- * });
+ * // On fallback the preview moves to docker under the same id (POST /v1/previews/:id/placement).
+ * const mounted = await mountPreview(document.querySelector('#preview')!, preview, { files, router: client });
  * await mounted.unmount();
  */
 export async function mountPreview(
@@ -118,11 +124,21 @@ export async function mountPreview(
         iframe.dataset['runtime'] = kind;
         iframe.src = ready.url;
       } catch (e) {
-        if (!isRuntimeUnavailable(e) || !options.requestServerTier) throw e;
+        const router = options.router;
+        const requestServerTier =
+          options.requestServerTier ??
+          (router
+            ? (why: RuntimeUnavailableError) =>
+                router.movePlacement(session.id, {
+                  tier: options.serverTier ?? 'docker',
+                  reason: `${why.runtime} runtime unavailable: ${why.message}`,
+                })
+            : undefined);
+        if (!isRuntimeUnavailable(e) || !requestServerTier) throw e;
         await runtime?.teardown().catch(() => {});
         runtime = undefined;
         options.onStatus?.('fallback', e.message);
-        const server = await options.requestServerTier(e);
+        const server = await requestServerTier(e);
         if (server.tier === 'browser' || server.tier === null)
           throw new PreviewError('fallback_failed', `asked for a server tier, got ${server.tier}`, {
             cause: e,

@@ -25,7 +25,13 @@ import pino from 'pino';
  * side is the directory test sandbox. `extra` serves additional paths (a test page) from the same
  * origin.
  */
-export async function startRouterWithSync(o: { extra?: (req: Request) => Response | undefined } = {}) {
+export async function startRouterWithSync(
+  o: {
+    extra?: (req: Request) => Response | undefined;
+    /** The bundler runtime's files, served by the router on `bundler.preview.localhost`. */
+    runtimeAssets?: () => Promise<Map<string, string | Uint8Array>>;
+  } = {},
+) {
   const db = await createTestDatabase({ max: 10 });
   db.pool.on('error', () => {});
   await migrate(db.pool);
@@ -42,6 +48,7 @@ export async function startRouterWithSync(o: { extra?: (req: Request) => Respons
     tiers: { browser: createBrowserTier() },
     log,
     jobs: false,
+    ...(o.runtimeAssets ? { runtimeAssets: o.runtimeAssets } : {}),
   });
   const dir = await mkdtemp(join(tmpdir(), 'client-sandbox-'));
   const sandbox = await startDirectorySandbox({ dir });

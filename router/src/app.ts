@@ -26,8 +26,12 @@ import { onError } from './http-errors.ts';
 import type { RateLimiter } from './infra/rate-limit.ts';
 import type { Metrics } from './metrics.ts';
 import type { NodeRegistry } from './nodes.ts';
+import type { PackageCache } from './package-cache/cache.ts';
 import type { PreviewService } from './previews.ts';
 import type { PreviewHostHandler } from './proxy/preview-proxy.ts';
+import { registerPackageRoutes } from './routes/packages.ts';
+import { registerPlacementRoute } from './routes/placement.ts';
+import { type RuntimeHostOptions, registerRuntimeHost } from './routes/runtime-host.ts';
 import {
   CreatePreviewBody,
   ErrorBody,
@@ -45,6 +49,10 @@ import type { Session } from './store/sessions.ts';
 
 export interface AppDeps {
   pool: pg.Pool;
+  /** The bundler runtime's package cache (`/__pkg/*`, `/v1/previews/:id/importmap`). */
+  packages?: PackageCache | undefined;
+  /** The bundler runtime's own origin (`bundler.<PREVIEW_DOMAIN>`), when assets are configured. */
+  runtimeHost?: RuntimeHostOptions | undefined;
   log: Logger;
   previews: PreviewService;
   nodes: NodeRegistry;
@@ -128,6 +136,8 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
       await next();
     });
   }
+
+  if (deps.runtimeHost) registerRuntimeHost(app, deps.runtimeHost);
 
   app.use('*', async (c, next) => {
     const start = performance.now();
@@ -325,6 +335,9 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
       },
     );
   }
+
+  registerPlacementRoute(app, { previews, view });
+  if (deps.packages) registerPackageRoutes(app, { cache: deps.packages, previews, view });
 
   app.openapi(
     createRoute({

@@ -53,6 +53,14 @@ export const RouterConfigSchema = z
     /** Prefix of every Redis key (and BullMQ queue) this deployment uses. */
     REDIS_PREFIX: z.string().default('preview:'),
     DATA_DIR: z.string().default('.data'),
+    /** npm registry the package cache fetches from (bare imports of the bundler runtime). */
+    NPM_REGISTRY_URL: z.url().default('https://registry.npmjs.org/'),
+    /** Extra CA certificates (PEM file) for the npm registry, added to Node's roots (npm's `cafile`). */
+    NPM_CA_FILE: z.string().optional(),
+    /** Where the package cache unpacks tarballs and stores bundles; unset → `<DATA_DIR>/package-cache`. */
+    PACKAGE_CACHE_DIR: z.string().optional(),
+    /** Folder of the bundler runtime's files (written from buildBundlerAssets), served on `bundler.<PREVIEW_DOMAIN>`. */
+    BUNDLER_ASSETS_DIR: z.string().optional(),
     /** Folder of the `<version>_<name>.sql` migrations applied at start; unset → the repo's `supabase/migrations`. */
     MIGRATIONS_DIR: z.string().optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -79,8 +79,11 @@ const router = await createRouter({
   pool,
   redis,
   // The docker tier reaches every registered pool agent (the embedded one included) via the node table.
-  tiers: ({ nodeDirectory }) => {
-    tiers = { browser: createBrowserTier(), docker: createDockerTier(nodeDirectory) };
+  tiers: ({ nodeDirectory, browserPlacements }) => {
+    tiers = {
+      browser: createBrowserTier({ placements: browserPlacements }),
+      docker: createDockerTier(nodeDirectory),
+    };
     // The fly tier is on when FLY_API_TOKEN is set (its variables: tiers/src/fly/config.ts).
     if (flyConfig) tiers.fly = createFlyTier(flyTierOptions(flyConfig));
     return tiers;

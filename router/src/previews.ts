@@ -3,6 +3,7 @@ import {
   CapacityError,
   ConflictError,
   type FileBatch,
+  InvalidInputError,
   LIVE_STATES,
   NotFoundError,
   type Placement,
@@ -37,6 +38,12 @@ export interface BatchWriter {
   ): Promise<{ applied: Ack; persisted: Ack }>;
   /** The preview ended: stop syncing it everywhere. */
   end(previewId: string, reason?: string): void;
+  /**
+   * The preview moves to another tier: its owner persists what it holds and lets go, and its editors
+   * reconnect and replay (the next owner opens the new tier's channel). Resolves once this replica's
+   * owner has flushed.
+   */
+  moved?(previewId: string, reason: string): Promise<void>;
 }
 
 /** What the router needs of db-isolation (`createDbIsolation(...)`), structurally. */
@@ -176,12 +183,14 @@ export class PreviewService {
     client: ClientCapabilities,
     serverOnly: boolean,
     files: ProjectFiles,
+    only?: { tier: TierName; prior: PlacementReason[] },
   ): Promise<Session> {
+    const enabled = Object.keys(this.tiers) as TierName[];
     const decision = place(classification, client, await this.#capacities(), {
-      enabled: Object.keys(this.tiers) as TierName[],
+      enabled: only ? enabled.filter((t) => t === only.tier) : enabled,
       serverOnly,
     });
-    const reasons: PlacementReason[] = [...decision.reasons];
+    const reasons: PlacementReason[] = [...(only?.prior ?? []), ...decision.reasons];
     let env: Record<string, string> | undefined;
     for (const name of decision.candidates) {
       const tier = this.tiers[name]!;
@@ -466,6 +475,59 @@ export class PreviewService {
     const files = await this.store.loadFiles(s.id);
     const classification = { ...classify(files), template: s.template };
     return await this.#place(m, classification, { webcontainer: false, bundler: false }, true, files);
+  }
+
+  /**
+   * Moves a browser-tier preview to server tier `to` under the same id (the same-id fallback): its
+   * files (as stored in `project_files`, edits included), its database and its id stay; the reason
+   * is recorded in `reasons` (`{tier: 'browser', outcome: 'failed', reason: 'moved to docker: …'}`).
+   * The sync hub hands its editors over to the new tier (they reconnect and replay). A preview
+   * already on `to` is returned as it is (repeat-safe).
+   *
+   * @param reason why (a runtime that did not boot, a package the bundler cannot bundle, the user's
+   *   wish): 1–500 characters
+   * @throws InvalidInputError `invalid_tier` (not docker/fly, or not configured here), `invalid_reason`
+   * @throws ConflictError `not_browser` (on another server tier), `invalid_transition` (not live)
+   * @throws NotFoundError (unknown, or another user's preview)
+   */
+  async moveToServer(userId: string, id: string, to: TierName, reason: string): Promise<Session> {
+    if ((to !== 'docker' && to !== 'fly') || !this.tiers[to])
+      throw new InvalidInputError(
+        'invalid_tier',
+        `tier: must be a server tier this router runs (${Object.keys(this.tiers)
+          .filter((t) => t !== 'browser')
+          .join(', ')}), got ${JSON.stringify(to)} (rule enum)`,
+      );
+    if (typeof reason !== 'string' || reason.trim().length === 0 || reason.length > 500)
+      throw new InvalidInputError('invalid_reason', 'reason: 1-500 characters (rule length)');
+    const s = await this.store.getOwned(id, userId);
+    if (s.tier === to && s.state !== 'failed') return s;
+    if (s.tier !== 'browser')
+      throw new ConflictError(
+        'not_browser',
+        `preview ${id} runs on the ${s.tier ?? 'no'} tier, not in the browser`,
+      );
+    if (!['ready', 'starting', 'suspended'].includes(s.state))
+      throw new ConflictError('invalid_transition', `preview ${id} is ${s.state}; it cannot move`);
+    const m = await this.store.transition(s.id, 'migrating', {});
+    await this.events.publish(s.id, { type: 'state', state: 'migrating', at: Date.now() });
+    this.#log.info({ previewId: id, to, reason }, 'browser preview moves to a server tier');
+    await this.#writer()
+      ?.moved?.(id, `preview moves to the ${to} tier`)
+      .catch((err: unknown) => this.#log.warn({ err, previewId: id }, 'sync hand-over failed'));
+    await this.tier('browser')
+      ?.destroy(id)
+      .catch(() => false);
+    const files = await this.store.loadFiles(id);
+    const classification: Classification = {
+      ...classify(files),
+      ...(s.classification as Partial<Classification>),
+      template: s.template,
+    };
+    return await this.#place(m, classification, { webcontainer: false, bundler: false }, true, files, {
+      tier: to,
+      prior: [...s.reasons, { tier: 'browser', outcome: 'failed', reason: `moved to ${to}: ${reason}` }],
+    });
   }
 
   close(): void {

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { ConflictError, NotFoundError } from '@preview/tiers';
+import { type BrowserPlacements, ConflictError, NotFoundError, TierUnavailableError } from '@preview/tiers';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -20,8 +21,12 @@ import { createBullScheduler, createMemoryScheduler, type Scheduler } from './jo
 import { createMetrics } from './metrics.ts';
 import { createNodeDirectory, type NodeDirectory } from './node-directory.ts';
 import { NodeRegistry } from './nodes.ts';
+import { createPackageCache } from './package-cache/cache.ts';
+import { createRegistryClient } from './package-cache/registry.ts';
 import { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts';
 import { createPreviewProxy } from './proxy/preview-proxy.ts';
+import { loadRuntimeAssetsDir, type RuntimeAssets, type RuntimeHostOptions } from './routes/runtime-host.ts';
+import { sessionBrowserPlacements } from './store/browser-placements.ts';
 import { createPgSyncStore } from './store/project-files.ts';
 import { SessionStore } from './store/sessions.ts';
 import {
@@ -44,12 +49,20 @@ export interface RouterOptions {
   pool: pg.Pool;
   /** Shared Redis connection (rate limits, liveness, pub/sub); unset → in-process implementations. */
   redis?: Redis | undefined;
-  /** The tiers, or a function building them from the node directory (the docker tier needs it). */
-  tiers: Tiers | ((ctx: { nodeDirectory: NodeDirectory }) => Tiers);
+  /**
+   * The tiers, or a function building them from the node directory (the docker tier needs it) and
+   * the browser placements kept in `preview_sessions` (the browser tier's `placements`).
+   */
+  tiers: Tiers | ((ctx: { nodeDirectory: NodeDirectory; browserPlacements: BrowserPlacements }) => Tiers);
   databases?: PreviewDatabases | undefined;
   log: Logger;
   /** The preview origin for an id; default `${PREVIEW_SCHEME}://<id>.${PREVIEW_DOMAIN}` (+ `:port` once listening, for *.localhost). */
   previewOrigin?: (id: string) => string;
+  /**
+   * The bundler runtime's files (`buildBundlerAssets().files`), served on `bundler.<PREVIEW_DOMAIN>`;
+   * default: the folder `BUNDLER_ASSETS_DIR`, if set.
+   */
+  runtimeAssets?: () => Promise<RuntimeAssets>;
   /** Run scheduled jobs (default true). */
   jobs?: boolean;
   /** Run the built-in sync hub on `/v1/previews/:id/sync` (default true). */
@@ -116,7 +129,10 @@ export async function createRouter(o: RouterOptions) {
     database: o.databases?.endpoint,
   });
   const nodeDirectory = createNodeDirectory(nodes, store);
-  const tiers = typeof o.tiers === 'function' ? o.tiers({ nodeDirectory }) : o.tiers;
+  const tiers =
+    typeof o.tiers === 'function'
+      ? o.tiers({ nodeDirectory, browserPlacements: sessionBrowserPlacements(pool) })
+      : o.tiers;
   // Built after the hub; the preview service reaches them through these bindings.
   let bridges: RealtimeBridgeSet | undefined;
   let hub: SyncHub | undefined;
@@ -192,6 +208,8 @@ export async function createRouter(o: RouterOptions) {
     metricsToken: config.METRICS_TOKEN,
     previewHost: proxy,
     realtime: () => bridges,
+    runtimeHost: runtimeHost(o, config),
+    packages: packageCache(config),
   });
   const scheduler: Scheduler = redis
     ? createBullScheduler({ redis, prefix, log })
@@ -218,14 +236,7 @@ export async function createRouter(o: RouterOptions) {
           pool,
           pubsub,
           state: redis ? createRedisSyncState({ redis, prefix }) : createMemorySyncState(),
-          openChannel: async (previewId) => {
-            const s = await store.get(previewId);
-            if (s && ENDED_STATES.has(s.state))
-              throw new ConflictError('preview_ended', `preview ${previewId} is ${s.state}`);
-            const tier = s?.tier ? tiers[s.tier] : undefined;
-            if (!tier) throw new NotFoundError('not_found', `preview ${previewId} has no placement`);
-            return await tier.openSync(previewId);
-          },
+          openChannel: (previewId) => openSyncChannel(store, tiers, previewId),
           log,
         })
       : undefined;
@@ -290,6 +301,42 @@ export async function createRouter(o: RouterOptions) {
   };
 }
 export type PreviewRouter = Awaited<ReturnType<typeof createRouter>>;
+
+/**
+ * The sync hub's channel to a preview's sandbox: the tier's `openSync`; `null` for a browser-tier
+ * preview (no sandbox: the editor's runtime applies, the hub persists and acks `persisted` only).
+ * @throws ConflictError `preview_ended`, TierUnavailableError `migrating` (the owner retries),
+ *   NotFoundError (no placement)
+ */
+async function openSyncChannel(store: SessionStore, tiers: Tiers, previewId: string) {
+  const s = await store.get(previewId);
+  if (s && ENDED_STATES.has(s.state))
+    throw new ConflictError('preview_ended', `preview ${previewId} is ${s.state}`);
+  // Between tiers (the same-id fallback): the owner retries once the new placement is recorded.
+  if (s?.state === 'migrating')
+    throw new TierUnavailableError('migrating', `preview ${previewId} is moving to another tier`, {
+      tier: s.tier ?? 'none',
+    });
+  if (s?.tier === 'browser') return null;
+  const tier = s?.tier ? tiers[s.tier] : undefined;
+  if (!tier) throw new NotFoundError('not_found', `preview ${previewId} has no placement`);
+  return await tier.openSync(previewId);
+}
+
+/** The bundler runtime's package cache on the configured npm registry (`NPM_REGISTRY_URL`, `NPM_CA_FILE`). */
+function packageCache(config: RouterOptions['config']) {
+  return createPackageCache({
+    registry: createRegistryClient({ url: config.NPM_REGISTRY_URL, caFile: config.NPM_CA_FILE }),
+    dir: config.PACKAGE_CACHE_DIR ?? join(config.DATA_DIR, 'package-cache'),
+  });
+}
+
+/** The bundler runtime's host: assets from `options.runtimeAssets`, else from `BUNDLER_ASSETS_DIR`. */
+function runtimeHost(o: RouterOptions, config: RouterOptions['config']): RuntimeHostOptions | undefined {
+  const dir = config.BUNDLER_ASSETS_DIR;
+  const assets = o.runtimeAssets ?? (dir ? () => loadRuntimeAssetsDir(dir) : undefined);
+  return assets ? { host: `bundler.${config.PREVIEW_DOMAIN}`, assets } : undefined;
+}
 
 /**
  * The Supabase Realtime bridges: one per preview across replicas (lease `rt-bridge:<id>`), each

@@ -192,6 +192,8 @@ describe('routes (app.request, real Postgres)', () => {
           'POST /v1/previews/{id}/resume',
           'POST /v1/previews/{id}/realtime',
           'PUT /v1/previews/{id}/files',
+          'POST /v1/previews/{id}/placement',
+          'GET /v1/previews/{id}/importmap',
           'GET /v1/previews/{id}/events',
           'POST /v1/previews/{id}/database/export',
           'POST /v1/nodes/register',

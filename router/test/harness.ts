@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createDbIsolation } from '@preview/db-isolation';
 import { createTestDatabase, createTestRedis, TEST_REDIS_URL, type TestDatabase } from '@preview/testkit';
+import type { BrowserPlacements } from '@preview/tiers';
 import pino from 'pino';
 import { signUserJwt } from '../src/auth/jwt.ts';
 import { newCredential, sha256 } from '../src/auth/secrets.ts';
@@ -34,7 +35,7 @@ export interface Harness {
 export async function createHarness(
   o: {
     redis?: boolean;
-    tiers?: (ctx: { nodeDirectory: NodeDirectory }) => Tiers;
+    tiers?: (ctx: { nodeDirectory: NodeDirectory; browserPlacements: BrowserPlacements }) => Tiers;
     env?: Record<string, string>;
     db?: TestDatabase;
     databases?: boolean;

@@ -1,6 +1,13 @@
 export * from './app-env.ts';
 export * from './broadcast-chunks.ts';
-export { createBrowserTier } from './browser/index.ts';
+export {
+  type BrowserPlacement,
+  type BrowserPlacementRecord,
+  type BrowserPlacements,
+  type BrowserTierOptions,
+  createBrowserTier,
+  memoryBrowserPlacements,
+} from './browser/index.ts';
 export * from './cleanup.ts';
 export * from './config.ts';
 export * from './errors.ts';

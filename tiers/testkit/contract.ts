@@ -47,7 +47,7 @@ export interface TierContractOptions {
   create: () => Promise<TierContractSubject>;
   /**
    * `channel`: `openSync` returns a live channel whose batches are acked.
-   * `none`: the tier declares it has no sync channel; `openSync` must throw `TierUnavailableError`.
+   * `none`: the tier has no server sandbox (browser): `openSync` and `apply` must throw `TierUnavailableError`.
    * Default `channel`.
    */
   sync?: 'channel' | 'none';
@@ -184,6 +184,13 @@ export function runTierContract(options: TierContractOptions): void {
 
     test('apply acks with the same seq', async () => {
       const { spec } = await createOne();
+      if (sync === 'none') {
+        // No server sandbox: nothing may ack `applied` on the runtime's behalf.
+        await expect(s().tier.apply(spec.previewId, batch(7, 'x'))).rejects.toBeInstanceOf(
+          TierUnavailableError,
+        );
+        return;
+      }
       const ack = await s().tier.apply(spec.previewId, batch(7, 'console.log("seven");\n'));
       expect(ack).toMatchObject({ type: 'ack', seq: 7 });
       expect(['applied', 'persisted']).toContain(ack.stage);
@@ -224,6 +231,7 @@ export function runTierContract(options: TierContractOptions): void {
       const st = await s().tier.status(spec.previewId);
       expect(st).toBeDefined();
       expect(st?.phase).not.toBe('suspended');
+      if (sync === 'none') return;
       const ack = await s().tier.apply(spec.previewId, batch(21, 'console.log("after resume");\n'));
       expect(ack.seq).toBe(21);
     });

@@ -131,6 +131,27 @@ export class PreviewClient {
     );
   }
 
+  /**
+   * `POST /v1/previews/:id/placement`: moves a browser-tier preview to a server tier under the same
+   * id (files, edits and database kept; `reason` recorded in its `reasons`). What `mountPreview`'s
+   * fallback calls (`options.router`). Repeat-safe: a preview already on `tier` is returned as is.
+   * @throws InvalidInputError (tier not docker/fly or not run by this router; reason not 1–500 chars),
+   *   ConflictError (not a live browser preview), NotFoundError
+   */
+  movePlacement(
+    id: string,
+    body: { tier: 'docker' | 'fly'; reason: string },
+    options: { signal?: AbortSignal } = {},
+  ): Promise<PreviewView> {
+    return this.#request<PreviewView>(
+      'POST',
+      `/v1/previews/${encodeURIComponent(id)}/placement`,
+      { tier: body.tier, reason: body.reason.slice(0, 500) },
+      {},
+      options.signal,
+    );
+  }
+
   /** `DELETE /v1/previews/:id` (repeat-safe on the router). */
   async stop(id: string, options: { signal?: AbortSignal } = {}): Promise<void> {
     await this.#request<unknown>(

@@ -39,6 +39,12 @@ export interface SyncSessionOptions {
   pingMs?: number;
   /** Most bytes of unpersisted edits kept for replay before writes throw. Default 64 MiB. */
   maxUnackedBytes?: number;
+  /**
+   * The preview runs in this tab (browser tier): applies each batch to the local runtime, in order.
+   * The router has no sandbox for such a preview and acks only `persisted`; the session emits
+   * `applied` when this resolves (and `error` with code `apply_failed` when it rejects).
+   */
+  applyLocally?: (ops: FileOp[]) => Promise<void>;
 }
 
 interface Sent {
@@ -88,7 +94,13 @@ function toBase64(bytes: Uint8Array): string {
  */
 export class SyncSession {
   readonly clientId: string;
-  #o: Required<Omit<SyncSessionOptions, 'clientId' | 'backoff'>> & { initialMs: number; maxMs: number };
+  #o: Required<Omit<SyncSessionOptions, 'clientId' | 'backoff' | 'applyLocally'>> & {
+    initialMs: number;
+    maxMs: number;
+  };
+  readonly #applyLocally: SyncSessionOptions['applyLocally'];
+  /** The local runtime applies batches one after another. */
+  #localChain: Promise<void> = Promise.resolve();
   #transport: SyncTransport | undefined;
   #state: SyncState = 'connecting';
   #attempt = 0;
@@ -108,7 +120,10 @@ export class SyncSession {
 
   constructor(options: SyncSessionOptions) {
     if (typeof options.transport !== 'function') throw new TypeError('options.transport: must be a function');
+    if (options.applyLocally !== undefined && typeof options.applyLocally !== 'function')
+      throw new TypeError('options.applyLocally: must be a function');
     this.clientId = options.clientId ?? randomId();
+    this.#applyLocally = options.applyLocally;
     this.#o = {
       transport: options.transport,
       coalesceMs: options.coalesceMs ?? 0,
@@ -228,9 +243,34 @@ export class SyncSession {
       };
       this.#unacked.push(sent);
       this.#unackedBytes += bytes;
+      this.#applyHere(sent);
       if (this.#state === 'open') this.#transport?.send({ type: 'batch', seq: sent.seq, ops: sent.ops });
       start = end;
     }
+  }
+
+  /** The local runtime applies `sent` after the batches before it; `applied` comes from it. */
+  #applyHere(sent: Sent) {
+    const apply = this.#applyLocally;
+    if (!apply) return;
+    this.#localChain = this.#localChain.then(async () => {
+      try {
+        await apply(sent.ops);
+      } catch (e) {
+        const message = e instanceof Error ? e.message : String(e);
+        this.#emit('error', {
+          error: new PreviewError('apply_failed', `batch ${sent.seq}: the local runtime failed: ${message}`),
+        });
+        return;
+      }
+      this.#markApplied(sent, now());
+    });
+  }
+
+  #markApplied(s: Sent, t: number) {
+    if (s.applied) return;
+    s.applied = true;
+    this.#emit('applied', { seq: s.seq, ms: t - s.sentAt });
   }
 
   /** Resolves when every write so far is acked `persisted`; rejects if the session closes for good. */
@@ -329,10 +369,7 @@ export class SyncSession {
         if (f.stage === 'applied') {
           for (const s of this.#unacked) {
             if (s.seq > f.seq) break;
-            if (!s.applied) {
-              s.applied = true;
-              this.#emit('applied', { seq: s.seq, ms: t - s.sentAt });
-            }
+            this.#markApplied(s, t);
           }
           return;
         }

@@ -30,6 +30,8 @@ export const BusMessage = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('owner'), owner: z.string().min(1) }),
   /** The preview ended: every replica closes its editors and lets go of it. */
   z.object({ kind: z.literal('end'), reason: z.string().max(123) }),
+  /** The preview moved to another tier: editors reconnect and replay toward its new channel. */
+  z.object({ kind: z.literal('moved'), reason: z.string().max(123) }),
   /** Close client `client`'s sockets with `code` (they reconnect and replay). */
   z.object({
     kind: z.literal('close'),

@@ -21,8 +21,12 @@ export interface SyncHubDeps {
   store?: SyncStore;
   pubsub: PubSub;
   state: SyncState;
-  /** Opens the tier's live channel to the preview's sandbox (`tier.openSync(previewId)`). */
-  openChannel(previewId: string): Promise<SyncChannel>;
+  /**
+   * Opens the tier's live channel to the preview's sandbox (`tier.openSync(previewId)`), or `null`
+   * for a preview with no server sandbox (browser tier): its edits are persisted as accepted and
+   * acked `persisted` only; `applied` comes from the editor's own runtime.
+   */
+  openChannel(previewId: string): Promise<SyncChannel | null>;
   log: SyncLogger;
   /** @default Date */
   clock?: Clock;
@@ -184,6 +188,20 @@ export function createSyncHub(deps: SyncHubDeps) {
       const h = previews.get(previewId);
       if (h) h.end(reason);
       else new SyncBus({ pubsub: deps.pubsub, previewId, log }).publish({ kind: 'end', reason });
+    },
+    /**
+     * The preview moved to another tier under the same id (browser → docker): its owner flushes and
+     * lets go, its editors on every replica reconnect and replay toward the new tier's channel.
+     * Resolves once this replica's owner (if it is one) has flushed.
+     */
+    async moved(previewId: string, reason = `preview ${previewId} moved`): Promise<void> {
+      const h = previews.get(previewId);
+      if (h) await h.moved(reason.slice(0, 123));
+      else
+        new SyncBus({ pubsub: deps.pubsub, previewId, log }).publish({
+          kind: 'moved',
+          reason: reason.slice(0, 123),
+        });
     },
     /** Test and diagnostics view: previews this replica owns. */
     owned(): string[] {

@@ -19,8 +19,11 @@ export interface OwnerContext {
   clock: Clock;
   state: SyncState;
   store: SyncStore;
-  /** Opens the tier's live channel to the preview's sandbox. */
-  openChannel(previewId: string): Promise<SyncChannel>;
+  /**
+   * Opens the tier's live channel to the preview's sandbox; `null` when the preview has no server
+   * sandbox (browser tier): the editor's runtime applies its edits, the owner only persists them.
+   */
+  openChannel(previewId: string): Promise<SyncChannel | null>;
   log: SyncLogger;
   /** Sends a frame to client `client`'s editors (or all), on every replica. */
   deliver(client: string | undefined, f: ServerFrame): void;
@@ -48,6 +51,8 @@ export class SyncOwner {
   readonly #unsubs: Array<() => void> = [];
   readonly #c: OwnerContext;
   #channel: SyncChannel | undefined;
+  /** No sandbox (browser tier): batches are persisted as accepted; only `persisted` is acked. */
+  #editorApplies = false;
   #opening = false;
   #closed = false;
   #pumping = false;
@@ -225,10 +230,26 @@ export class SyncOwner {
       return;
     }
     const seq = this.#seqs.take();
+    if (this.#editorApplies) {
+      this.#persistAccepted(order, { seq, client: b.client, clientSeq: b.seq, ops: b.ops });
+      return;
+    }
     this.inflight.add({ seq, client: b.client, clientSeq: b.seq, ops: b.ops });
     // The edit goes to the sandbox first; persistence follows its `applied` ack. `origin` lets the
     // sandbox recognise this editor batch if a later owner sends it again.
     this.#channel?.send({ type: 'batch', seq, ops: b.ops, origin: { client: b.client, seq: b.seq } });
+  }
+
+  /**
+   * No sandbox: what validation accepted is queued for persistence at once. The owner's `applied`
+   * mark moves (for de-duplication) but no `applied` ack goes out: the editor's runtime reports it.
+   */
+  #persistAccepted(
+    order: ClientOrder | undefined,
+    b: { seq: number; client: string; clientSeq: number; ops: readonly FileOp[] },
+  ): void {
+    order?.raiseApplied(b.clientSeq);
+    if (order?.enqueue(b.clientSeq)) this.#persist(b.client, b.clientSeq, b.seq, b.ops);
   }
 
   #persist(client: string, clientSeq: number, seq: number, ops: readonly FileOp[]): void {
@@ -242,7 +263,14 @@ export class SyncOwner {
     try {
       const ch = await this.#c.openChannel(previewId);
       if (this.#closed) {
-        ch.close();
+        ch?.close();
+        return;
+      }
+      if (ch === null) {
+        this.#editorApplies = true;
+        // Batches numbered while the channel was being looked up: persisted in their order.
+        for (const inf of this.inflight.ackUpTo(Number.POSITIVE_INFINITY))
+          this.#persistAccepted(this.#clients.get(inf.client), inf);
         return;
       }
       this.#channel = ch;

@@ -206,6 +206,11 @@ export class PreviewHub {
       case 'end':
         this.#endHere(m.reason);
         return;
+      case 'moved':
+        void this.#movedHere(m.reason).catch((err: unknown) =>
+          this.#c.log.warn({ err, previewId: this.previewId }, 'sync hand-over failed'),
+        );
+        return;
     }
   }
 
@@ -223,6 +228,22 @@ export class PreviewHub {
   end(reason: string): void {
     this.#c.bus.publish({ kind: 'end', reason });
     this.#endHere(reason);
+  }
+
+  /**
+   * The preview moved to another tier (same id): the owner persists what it holds and lets go, and
+   * editors here and on other replicas are closed with `goingAway`, so they reconnect and replay
+   * what is not yet persisted toward the next owner, which opens the new tier's channel. Resolves
+   * when this replica's owner has flushed.
+   */
+  async moved(reason: string): Promise<void> {
+    this.#c.bus.publish({ kind: 'moved', reason });
+    await this.#movedHere(reason);
+  }
+
+  async #movedHere(reason: string): Promise<void> {
+    for (const e of this.editors) e.close(CloseCodes.goingAway, reason);
+    await this.release();
   }
 
   #endHere(reason: string): void {

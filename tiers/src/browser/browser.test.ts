@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { contractSpec, runTierContract } from '../../testkit/contract.ts';
 import { NotFoundError, TierUnavailableError } from '../errors.ts';
-import { createBrowserTier } from './index.ts';
+import { createBrowserTier, memoryBrowserPlacements } from './index.ts';
 
 const spec = (over: object = {}) => ({
   previewId: '00000000-0000-4000-8000-000000000001',
@@ -32,23 +32,34 @@ describe('browser tier', () => {
     );
   });
 
-  it('has no sync channel, acks applies, reports ready, destroys repeat-safely', async () => {
+  it('has no sync channel and no sandbox: apply never acks, it names why', async () => {
     const tier = createBrowserTier();
     const s = spec({ client: { webcontainer: true } });
     await tier.create(s);
     await expect(tier.openSync(s.previewId)).rejects.toBeInstanceOf(TierUnavailableError);
-    expect(
-      await tier.apply(s.previewId, { type: 'batch', seq: 3, ops: [{ op: 'delete', path: 'a.js' }] }),
-    ).toEqual({
-      type: 'ack',
-      seq: 3,
-      stage: 'applied',
-    });
+    await expect(
+      tier.apply(s.previewId, { type: 'batch', seq: 3, ops: [{ op: 'delete', path: 'a.js' }] }),
+    ).rejects.toMatchObject({ code: 'no_sandbox', tier: 'browser' });
     expect(await tier.status(s.previewId)).toMatchObject({ phase: 'ready' });
     expect(await tier.destroy(s.previewId)).toBe(true);
     expect(await tier.destroy(s.previewId)).toBe(false);
     expect(await tier.status(s.previewId)).toBeUndefined();
     await expect(tier.suspend(s.previewId)).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('keeps placements in the store it is given: a second tier on the same store sees them', async () => {
+    const placements = memoryBrowserPlacements();
+    const first = createBrowserTier({ placements });
+    const s = spec({ client: { bundler: true } });
+    await first.create(s);
+    await first.suspend(s.previewId);
+    await first.close();
+    const second = createBrowserTier({ placements });
+    expect(await second.status(s.previewId)).toEqual({ phase: 'suspended' });
+    await second.resume(s.previewId);
+    expect(await second.status(s.previewId)).toMatchObject({ phase: 'ready' });
+    expect(await second.destroy(s.previewId)).toBe(true);
+    expect(await second.destroy(s.previewId)).toBe(false);
   });
 });
 

@@ -11,26 +11,79 @@ import type {
 } from '../types.ts';
 import { type Ack, FileBatch, TemplateName } from '../wire.ts';
 
-type BrowserPlacement = Extract<Placement, { tier: 'browser' }>;
+export type BrowserPlacement = Extract<Placement, { tier: 'browser' }>;
+
+/** A browser placement as its record holds it. */
+export interface BrowserPlacementRecord {
+  placement: BrowserPlacement;
+  /** The editor's runtime is parked: `status` answers `suspended`. */
+  suspended: boolean;
+}
+
+/**
+ * Where the browser tier keeps its placements. The router's is the `preview_sessions` row (Postgres),
+ * so a restarted router or another replica sees every browser preview; `memoryBrowserPlacements()`
+ * is for a tier used without a router (unit tests, tools).
+ */
+export interface BrowserPlacements {
+  /** The live (not ended) placement of `previewId`, or undefined. */
+  get(previewId: string): Promise<BrowserPlacementRecord | undefined>;
+  /** Records a new placement (the router's store records it with the session right after `create`). */
+  save(placement: BrowserPlacement): Promise<void>;
+  /** Marks the placement suspended or not (the router's store reads it from the session state). */
+  setSuspended(previewId: string, suspended: boolean): Promise<void>;
+  /** Forgets the placement; false when there was none (repeat-safe). */
+  remove(previewId: string): Promise<boolean>;
+}
+
+/** Placements in this process only (lost on restart): for a tier used without a router. */
+export function memoryBrowserPlacements(): BrowserPlacements {
+  const records = new Map<string, BrowserPlacementRecord>();
+  return {
+    async get(id) {
+      const r = records.get(id);
+      return r ? { ...r } : undefined;
+    },
+    async save(placement) {
+      records.set(placement.previewId, { placement, suspended: false });
+    },
+    async setSuspended(id, suspended) {
+      const r = records.get(id);
+      if (r) r.suspended = suspended;
+    },
+    async remove(id) {
+      return records.delete(id);
+    },
+  };
+}
+
+/** Options of `createBrowserTier`. */
+export interface BrowserTierOptions {
+  /** Where placements are kept. @default memoryBrowserPlacements() (per process) */
+  placements?: BrowserPlacements;
+}
 
 /**
  * The browser tier: the preview runs in the editor's own tab (WebContainers, or the esbuild-wasm
- * bundler where WebContainers cannot boot). It holds no server resources; `create` only decides the
- * runtime from the client's capabilities (`spec.client`) and remembers the placement so status and
- * destroy answer consistently. Edits go straight to the in-browser runtime, so there is no sync
- * channel.
+ * bundler where WebContainers cannot boot). It holds no server resources; `create` decides the
+ * runtime from the client's capabilities (`spec.client`) and records the placement in
+ * `options.placements` so status, suspend and destroy answer consistently across restarts.
+ *
+ * There is no sandbox on the server side: edits go through the router's sync hub, which persists
+ * them to `project_files` (ack `persisted`), while the editor's runtime applies them (its
+ * `PreviewClient` reports `applied`). So `apply` never acks: it throws `TierUnavailableError`
+ * `no_sandbox`, and `openSync` throws `no_sync_channel`.
  *
  * @example
- * const tier = createBrowserTier();
+ * const tier = createBrowserTier({ placements: sessionBrowserPlacements(pool) });
  * const p = await tier.create({ previewId, userId, template: 'vite-react', files, client: { webcontainer: true } });
  * // { tier: 'browser', previewId, runtime: 'webcontainer', template: 'vite-react' }
  */
-export function createBrowserTier(): Tier {
-  const previews = new Map<string, BrowserPlacement>();
-  const suspended = new Set<string>();
+export function createBrowserTier(options: BrowserTierOptions = {}): Tier {
+  const placements = options.placements ?? memoryBrowserPlacements();
   let closed = false;
-  const known = (id: string) => {
-    const p = previews.get(id);
+  const known = async (id: string) => {
+    const p = await placements.get(id);
     if (!p) throw new NotFoundError('not_found', `browser preview ${id} not found`);
     return p;
   };
@@ -44,8 +97,8 @@ export function createBrowserTier(): Tier {
       checkOpen();
       options?.signal?.throwIfAborted();
       checkSpec(spec);
-      const existing = previews.get(spec.previewId);
-      if (existing) return existing;
+      const existing = await placements.get(spec.previewId);
+      if (existing) return existing.placement;
       const runtime = pickRuntime(spec.template, spec.client);
       const placement: BrowserPlacement = {
         tier: 'browser',
@@ -53,20 +106,23 @@ export function createBrowserTier(): Tier {
         runtime,
         template: spec.template,
       };
-      previews.set(spec.previewId, placement);
+      await placements.save(placement);
       return placement;
     },
     async apply(previewId: string, batch: FileBatch): Promise<Ack> {
       checkOpen();
-      known(previewId);
+      await known(previewId);
       const parsed = FileBatch.safeParse(batch);
       if (!parsed.success)
         throw new InvalidInputError(
           'invalid_batch',
           parsed.error.issues.map((i) => `${i.path.join('.') || 'batch'}: ${i.message}`).join('; '),
         );
-      // Nothing to write server-side: the editor applies the batch to its in-browser runtime.
-      return { type: 'ack', seq: batch.seq, stage: 'applied' };
+      throw new TierUnavailableError(
+        'no_sandbox',
+        `preview ${previewId} runs in the editor's browser: its runtime applies edits (the router's sync hub only persists them)`,
+        { tier: 'browser' },
+      );
     },
     async openSync(previewId: string): Promise<SyncChannel> {
       throw new TierUnavailableError(
@@ -78,21 +134,21 @@ export function createBrowserTier(): Tier {
     // The tab's runtime keeps running; suspension is bookkeeping the editor reads back from status.
     async suspend(previewId: string): Promise<void> {
       checkOpen();
-      known(previewId);
-      suspended.add(previewId);
+      await known(previewId);
+      await placements.setSuspended(previewId, true);
     },
     async resume(previewId: string): Promise<void> {
       checkOpen();
-      known(previewId);
-      suspended.delete(previewId);
+      await known(previewId);
+      await placements.setSuspended(previewId, false);
     },
     async destroy(previewId: string): Promise<boolean> {
-      suspended.delete(previewId);
-      return previews.delete(previewId);
+      return await placements.remove(previewId);
     },
     async status(previewId: string): Promise<TierStatus | undefined> {
-      if (!previews.has(previewId)) return undefined;
-      if (suspended.has(previewId)) return { phase: 'suspended' };
+      const r = await placements.get(previewId);
+      if (!r) return undefined;
+      if (r.suspended) return { phase: 'suspended' };
       return { phase: 'ready', message: 'runs in the editor’s browser' };
     },
     async capacity(): Promise<TierCapacity> {
@@ -102,7 +158,6 @@ export function createBrowserTier(): Tier {
     },
     async close(): Promise<void> {
       closed = true;
-      previews.clear();
     },
   };
 }
@@ -128,10 +183,18 @@ function checkSpec(spec: PreviewSpec): void {
   }
 }
 
+/** Templates the esbuild-wasm bundler runs (JS/TS, JSX/TSX; no single-file components, no server). */
+const BUNDLER_TEMPLATES: ReadonlySet<TemplateName> = new Set([
+  'vite-vanilla',
+  'vite-vanilla-ts',
+  'vite-react',
+  'vite-react-ts',
+]);
+
 function pickRuntime(template: TemplateName, client: PreviewSpec['client']): 'webcontainer' | 'bundler' {
   if (client?.webcontainer) return 'webcontainer';
   // The bundler runs client-side bundles only: no Node server, no SSR.
-  if (client?.bundler && (template === 'vite-vanilla' || template === 'vite-react')) return 'bundler';
+  if (client?.bundler && BUNDLER_TEMPLATES.has(template)) return 'bundler';
   throw new TierUnavailableError(
     'browser_unsupported',
     client?.bundler

@@ -1,0 +1,449 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { builtinModules, createRequire } from 'node:module';
+import { dirname, join, relative } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { InvalidInputError, NotFoundError, TierUnavailableError } from '@preview/tiers';
+import { init as initCjsLexer, parse as parseCjs } from 'cjs-module-lexer';
+import * as esbuild from 'esbuild';
+import semver from 'semver';
+import * as tar from 'tar';
+import type { Packument, RegistryClient } from './registry.ts';
+
+/** One bundled module of a package, as stored and served. */
+export interface PackageModule {
+  name: string;
+  version: string;
+  /** Path inside the package (`''` for its main entry, `jsx-runtime`, `dist/locale`). */
+  subpath: string;
+  /** Browser ESM. */
+  code: string;
+}
+
+/** A package that cannot run in a browser (a native addon, a Node built-in like `fs`). */
+export class BrowserIncompatibleError extends TierUnavailableError {
+  readonly pkg: string;
+  /** @example new BrowserIncompatibleError('browser_incompatible', 'sharp@0.33.0: native addon', { pkg: 'sharp@0.33.0' }) */
+  constructor(code: 'browser_incompatible', message: string, options: { pkg: string; cause?: unknown }) {
+    super(code, message, { tier: 'browser', cause: options.cause });
+    this.name = 'BrowserIncompatibleError';
+    this.pkg = options.pkg;
+  }
+}
+
+export interface PackageCacheOptions {
+  registry: RegistryClient;
+  /** Where tarballs are unpacked and bundles stored (`<dir>/pkg/<name>@<version>/…`, `<dir>/out/…`). */
+  dir: string;
+  /** URL prefix the bundles import each other by. @default '/__pkg/' */
+  urlPrefix?: string;
+  /** `process.env.NODE_ENV` inside bundles. @default 'development' */
+  nodeEnv?: string;
+  /** How long a packument is reused before it is asked again, ms. @default 300000 */
+  packumentTtlMs?: number;
+}
+
+const NAME_RE = /^(?:@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/;
+const SUBPATH_RE = /^(?:[A-Za-z0-9._@~+-]+\/)*[A-Za-z0-9._@~+-]*$/;
+const lexer = initCjsLexer();
+const BUILTINS = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
+const IDENT_RE = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+const RESERVED = new Set(
+  'default break case catch class const continue debugger delete do else enum export extends false finally for function if import in instanceof new null return super switch this throw true try typeof var void while with yield let static implements interface package private protected public await'.split(
+    ' ',
+  ),
+);
+
+/** `react`, `react/jsx-runtime`, `@scope/pkg/sub` → name and subpath. @throws InvalidInputError */
+export function splitSpecifier(spec: string): { name: string; subpath: string } {
+  const parts = spec.split('/');
+  const n = spec.startsWith('@') ? 2 : 1;
+  const name = parts.slice(0, n).join('/');
+  const subpath = parts.slice(n).join('/');
+  if (!NAME_RE.test(name))
+    throw new InvalidInputError(
+      'invalid_package',
+      `package: ${JSON.stringify(name)} is not an npm package name`,
+    );
+  if (!SUBPATH_RE.test(subpath) || subpath.split('/').some((s) => s === '..' || s === '.'))
+    throw new InvalidInputError('invalid_package', `package subpath: ${JSON.stringify(subpath)} (rule path)`);
+  return { name, subpath };
+}
+
+const enc = (name: string) => name.replace('/', '+');
+
+/**
+ * The router's package cache for the bundler runtime: a bare import (`vue`, `react-dom/client`,
+ * `@scope/pkg/sub`) becomes browser ESM bundled by esbuild from the package's tarball.
+ *
+ * - **Versions**: `resolve(name, range)` takes the highest published version satisfying the range
+ *   (`semver.maxSatisfying`; a dist-tag such as `latest` works too).
+ * - **One shared copy per dependency**: a bundle holds only its own package's files. Its imports of
+ *   other packages stay imports: a peer dependency stays bare (`react`, resolved by the page's import
+ *   map to the project's copy), a regular dependency becomes `<urlPrefix><dep>@<exact version>/<sub>`
+ *   (the highest version its range allows, so packages that agree share one URL).
+ * - **CommonJS** entries get their named exports (found by `cjs-module-lexer`, following re-exports),
+ *   so `import { useState } from 'react'` works.
+ * - **Storage**: unpacked at `<dir>/pkg/<name>@<version>/`, bundles at
+ *   `<dir>/out/<name>@<version>/<subpath>.mjs`; the same request twice (or at once) fetches and
+ *   bundles once.
+ * - **Browser-only**: a native addon (`binding.gyp`, `gypfile`, `*.node`) or an import of a Node
+ *   built-in (`fs`, `node:path`, … unless the package's `browser` field maps it away) throws
+ *   `BrowserIncompatibleError` (`browser_incompatible`) naming the package.
+ */
+export function createPackageCache(o: PackageCacheOptions) {
+  const prefix = o.urlPrefix ?? '/__pkg/';
+  const ttl = o.packumentTtlMs ?? 300_000;
+  const nodeEnv = o.nodeEnv ?? 'development';
+  const packuments = new Map<string, { at: number; p: Promise<Packument> }>();
+  const inflight = new Map<string, Promise<unknown>>();
+  const stats = { tarballs: 0, builds: 0 };
+
+  function once<T>(key: string, make: () => Promise<T>): Promise<T> {
+    const running = inflight.get(key) as Promise<T> | undefined;
+    if (running) return running;
+    const p = make().finally(() => inflight.delete(key));
+    inflight.set(key, p);
+    return p;
+  }
+
+  function packument(name: string): Promise<Packument> {
+    const hit = packuments.get(name);
+    if (hit && Date.now() - hit.at < ttl) return hit.p;
+    const p = o.registry.packument(name);
+    packuments.set(name, { at: Date.now(), p });
+    p.catch(() => packuments.delete(name));
+    return p;
+  }
+
+  /** The highest published version of `name` that `range` allows. @throws NotFoundError */
+  async function resolve(name: string, range: string): Promise<string> {
+    splitSpecifier(name);
+    const p = await packument(name);
+    const tagged = p['dist-tags']?.[range];
+    if (tagged && p.versions[tagged]) return tagged;
+    const v = semver.maxSatisfying(Object.keys(p.versions), range || '*');
+    if (!v)
+      throw new NotFoundError(
+        'version_not_found',
+        `${name}: no published version satisfies ${JSON.stringify(range)}`,
+      );
+    return v;
+  }
+
+  async function unpack(name: string, version: string): Promise<string> {
+    const root = join(o.dir, 'pkg', `${enc(name)}@${version}`);
+    if (existsSync(join(root, '.complete'))) return root;
+    return await once(`unpack:${name}@${version}`, async () => {
+      if (existsSync(join(root, '.complete'))) return root;
+      const meta = (await packument(name)).versions[version];
+      if (!meta) throw new NotFoundError('version_not_found', `${name}@${version} is not published`);
+      const bytes = await o.registry.tarball(meta.dist.tarball);
+      stats.tarballs++;
+      checkIntegrity(name, version, bytes, meta.dist.integrity);
+      const tmp = `${root}.tmp-${process.pid}-${Date.now()}`;
+      await mkdir(tmp, { recursive: true });
+      // Files and folders only: no links out of the package, no absolute or `..` paths (tar's defaults).
+      await pipeline(
+        Readable.from(bytes),
+        tar.x({
+          cwd: tmp,
+          strip: 1,
+          filter: (_p, e) => 'type' in e && (e.type === 'File' || e.type === 'Directory'),
+        }),
+      );
+      await rm(root, { recursive: true, force: true });
+      await rename(tmp, root);
+      await writeFile(join(root, '.complete'), '');
+      return root;
+    });
+  }
+
+  /**
+   * The bundled module `subpath` of `name@version` (exact version). Built on first use, then read
+   * from disk.
+   * @throws BrowserIncompatibleError, NotFoundError (unknown package/version/subpath), InvalidInputError
+   */
+  async function module(name: string, version: string, subpath: string): Promise<PackageModule> {
+    splitSpecifier(subpath ? `${name}/${subpath}` : name);
+    if (!semver.valid(version))
+      throw new InvalidInputError(
+        'invalid_version',
+        `version: ${JSON.stringify(version)} is not an exact version`,
+      );
+    const out = join(o.dir, 'out', `${enc(name)}@${version}`, `${subpath || 'index'}.mjs`);
+    if (existsSync(out)) return { name, version, subpath, code: await readFile(out, 'utf8') };
+    return await once(`build:${out}`, async () => {
+      if (existsSync(out)) return { name, version, subpath, code: await readFile(out, 'utf8') };
+      const root = await unpack(name, version);
+      const code = await bundlePackage(
+        { dir: o.dir, prefix, nodeEnv, resolve, built: () => stats.builds++ },
+        name,
+        version,
+        subpath,
+        root,
+      );
+      await mkdir(dirname(out), { recursive: true });
+      await writeFile(`${out}.tmp`, code);
+      await rename(`${out}.tmp`, out);
+      return { name, version, subpath, code };
+    });
+  }
+
+  return {
+    resolve,
+    module,
+    /** The URL a bundle of `name@version/subpath` is served at (`<urlPrefix>name@version/subpath`). */
+    url(name: string, version: string, subpath = ''): string {
+      return `${prefix}${name}@${version}${subpath ? `/${subpath}` : ''}`;
+    },
+    /**
+     * An import map for a project's `dependencies` (name → range): each package and its subpaths
+     * (`name/`) at the exact version its range resolves to.
+     * @throws NotFoundError naming the package whose range nothing satisfies
+     */
+    async importMap(dependencies: Record<string, string>): Promise<{ imports: Record<string, string> }> {
+      const imports: Record<string, string> = {};
+      await Promise.all(
+        Object.entries(dependencies).map(async ([name, range]) => {
+          const v = await resolve(name, range);
+          imports[name] = `${prefix}${name}@${v}`;
+          imports[`${name}/`] = `${prefix}${name}@${v}/`;
+        }),
+      );
+      return { imports };
+    },
+    /** Counts for tests and metrics: tarballs fetched and bundles built by this process. */
+    stats(): Readonly<typeof stats> {
+      return { ...stats };
+    },
+  };
+}
+export type PackageCache = ReturnType<typeof createPackageCache>;
+
+function checkIntegrity(name: string, version: string, bytes: Buffer, integrity: string | undefined): void {
+  const m = integrity?.match(/^(sha512|sha384|sha256|sha1)-(.+)$/);
+  if (!m) return;
+  const got = createHash(m[1] as string)
+    .update(bytes)
+    .digest('base64');
+  if (got !== m[2])
+    throw new TierUnavailableError(
+      'integrity_mismatch',
+      `${name}@${version}: tarball does not match its ${m[1]} integrity`,
+      {
+        tier: 'registry',
+      },
+    );
+}
+
+/** A `binding.gyp` or compiled `*.node` file anywhere in the package (not under node_modules). */
+async function findNative(root: string): Promise<string | undefined> {
+  const walk = async (dir: string, depth: number): Promise<string | undefined> => {
+    if (depth > 8) return undefined;
+    for (const d of await readdir(dir, { withFileTypes: true })) {
+      if (d.name === 'node_modules') continue;
+      const p = join(dir, d.name);
+      if (d.isDirectory()) {
+        const hit = await walk(p, depth + 1);
+        if (hit) return hit;
+      } else if (d.name === 'binding.gyp' || d.name.endsWith('.node')) return relative(root, p);
+    }
+    return undefined;
+  };
+  return await walk(root, 0);
+}
+
+function findIncompatible(e: unknown): BrowserIncompatibleError | undefined {
+  if (e instanceof BrowserIncompatibleError) return e;
+  for (const m of (e as { errors?: Array<{ detail?: unknown }> }).errors ?? [])
+    if (m.detail instanceof BrowserIncompatibleError) return m.detail;
+  return undefined;
+}
+
+/** What bundling needs from the cache: version resolution, the URL prefix, NODE_ENV, the cache folder. */
+export interface BundleContext {
+  dir: string;
+  prefix: string;
+  nodeEnv: string;
+  resolve(name: string, range: string): Promise<string>;
+  /** Counts a build (stats). */
+  built(): void;
+}
+
+/**
+ * Bundles module \`subpath\` of \`name@version\` (unpacked at \`root\`) as browser ESM: only the package's
+ * own files; a dependency imported by its exact URL, a peer (or undeclared package) left bare;
+ * CommonJS named exports from \`cjs-module-lexer\`.
+ * @throws BrowserIncompatibleError (native addon, Node built-in), NotFoundError (no such subpath),
+ *   TierUnavailableError \`bundle_failed\` (esbuild's messages)
+ */
+export async function bundlePackage(
+  ctx: BundleContext,
+  name: string,
+  version: string,
+  subpath: string,
+  root: string,
+): Promise<string> {
+  const { prefix, nodeEnv, resolve } = ctx;
+  const pkgId = `${name}@${version}`;
+  const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as {
+    gypfile?: boolean;
+    dependencies?: Record<string, string>;
+    peerDependencies?: Record<string, string>;
+    optionalDependencies?: Record<string, string>;
+    browser?: string | Record<string, string | false>;
+  };
+  const native = pkg.gypfile ? 'gypfile' : await findNative(root);
+  if (native)
+    throw new BrowserIncompatibleError(
+      'browser_incompatible',
+      `${pkgId} is a native addon (${native}): it cannot run in a browser`,
+      {
+        pkg: pkgId,
+      },
+    );
+  const browserMap = typeof pkg.browser === 'object' && pkg.browser ? pkg.browser : {};
+  const deps = { ...pkg.optionalDependencies, ...pkg.dependencies };
+  const peers = pkg.peerDependencies ?? {};
+  // The package is reached as node_modules/<name> from a scratch folder, so `exports` apply.
+  const work = join(ctx.dir, 'work', `${enc(name)}@${version}`);
+  const link = join(work, 'node_modules', name);
+  if (!existsSync(link)) {
+    await mkdir(dirname(link), { recursive: true });
+    await rm(link, { recursive: true, force: true });
+    await import('node:fs/promises').then((fs) => fs.symlink(root, link, 'dir'));
+  }
+  const spec = subpath ? `${name}/${subpath}` : name;
+  const entryFile = await resolveEntry(work, spec, pkgId, nodeEnv);
+  const cjsNames = (await isCjs(entryFile)) ? await cjsExports(entryFile) : undefined;
+  const contents = cjsNames
+    ? `import m from ${JSON.stringify(spec)};\nexport default m;\n${cjsNames.length ? `export const { ${cjsNames.join(', ')} } = m;\n` : ''}`
+    : `export * from ${JSON.stringify(spec)};\nimport * as ns from ${JSON.stringify(spec)};\nexport default (ns.default !== undefined ? ns.default : ns);\n`;
+  ctx.built();
+  let result: esbuild.BuildResult;
+  try {
+    result = await esbuild.build({
+      stdin: { contents, resolveDir: work, loader: 'js', sourcefile: `${spec}.entry.js` },
+      bundle: true,
+      write: false,
+      format: 'esm',
+      platform: 'browser',
+      target: 'es2020',
+      absWorkingDir: work,
+      preserveSymlinks: false,
+      conditions: ['browser', 'import', 'module', 'default', nodeEnv],
+      mainFields: ['browser', 'module', 'main'],
+      define: { 'process.env.NODE_ENV': JSON.stringify(nodeEnv), global: 'globalThis' },
+      logLevel: 'silent',
+      plugins: [
+        {
+          name: 'preview-externals',
+          setup(b) {
+            b.onResolve({ filter: /^[^./]/ }, async (args) => {
+              if (args.kind === 'entry-point') return undefined;
+              const s = args.path;
+              // Inside the entry file (stdin) the package itself is bundled.
+              if (s === spec || s === name || s.startsWith(`${name}/`)) return undefined;
+              if (s in browserMap && browserMap[s] === false) return { path: s, namespace: 'empty' };
+              if (BUILTINS.has(s))
+                throw new BrowserIncompatibleError(
+                  'browser_incompatible',
+                  `${pkgId} imports the Node built-in ${JSON.stringify(s)}: it cannot run in a browser`,
+                  { pkg: pkgId },
+                );
+              const dep = splitSpecifier(s);
+              if (dep.name in peers || !(dep.name in deps)) return { path: s, external: true };
+              const v = await resolve(dep.name, deps[dep.name] ?? '*');
+              return {
+                path: `${prefix}${dep.name}@${v}${dep.subpath ? `/${dep.subpath}` : ''}`,
+                external: true,
+              };
+            });
+            b.onLoad({ filter: /.*/, namespace: 'empty' }, () => ({
+              contents: 'export default {};',
+              loader: 'js',
+            }));
+          },
+        },
+      ],
+    });
+  } catch (e) {
+    const incompatible = findIncompatible(e);
+    if (incompatible) throw incompatible;
+    const errors = (e as { errors?: esbuild.Message[] }).errors ?? [];
+    throw new TierUnavailableError(
+      'bundle_failed',
+      `${pkgId}${subpath ? `/${subpath}` : ''}: ${errors.map((m) => m.text).join('; ') || (e as Error).message}`,
+      { tier: 'browser', cause: e },
+    );
+  }
+  const file = result.outputFiles?.[0];
+  if (!file)
+    throw new TierUnavailableError('bundle_failed', `${pkgId}: esbuild wrote nothing`, { tier: 'browser' });
+  return file.text;
+}
+
+async function resolveEntry(work: string, spec: string, pkgId: string, nodeEnv: string): Promise<string> {
+  try {
+    const r = await esbuild.build({
+      stdin: { contents: `import ${JSON.stringify(spec)};`, resolveDir: work, loader: 'js' },
+      bundle: true,
+      write: false,
+      metafile: true,
+      platform: 'browser',
+      format: 'esm',
+      absWorkingDir: work,
+      conditions: ['browser', 'import', 'module', 'default', nodeEnv],
+      mainFields: ['browser', 'module', 'main'],
+      logLevel: 'silent',
+      plugins: [
+        {
+          name: 'only-entry',
+          setup(b) {
+            b.onResolve({ filter: /.*/ }, (args) =>
+              args.importer && args.importer !== '<stdin>' ? { path: args.path, external: true } : undefined,
+            );
+          },
+        },
+      ],
+    });
+    const imp = r.metafile?.inputs['<stdin>']?.imports[0]?.path;
+    if (!imp) throw new Error('no entry');
+    return join(work, imp);
+  } catch (e) {
+    throw new NotFoundError(
+      'module_not_found',
+      `${spec}: not found in ${pkgId} (${(e as Error).message.split('\n')[0]})`,
+    );
+  }
+}
+
+async function isCjs(file: string): Promise<boolean> {
+  if (file.endsWith('.mjs')) return false;
+  if (file.endsWith('.cjs')) return true;
+  const src = await readFile(file, 'utf8');
+  return !/^\s*(import|export)\s/m.test(src) && /\b(module\.exports|exports\.|require\()/.test(src);
+}
+
+/** Named exports of a CommonJS file, following `module.exports = require('./x')` re-exports. */
+async function cjsExports(file: string, seen = new Set<string>()): Promise<string[]> {
+  await lexer;
+  if (seen.has(file) || seen.size > 32) return [];
+  seen.add(file);
+  const { exports, reexports } = parseCjs(await readFile(file, 'utf8'));
+  const names = new Set(exports);
+  const req = createRequire(file);
+  for (const r of reexports) {
+    let next: string;
+    try {
+      next = req.resolve(r);
+    } catch {
+      continue;
+    }
+    for (const n of await cjsExports(next, seen)) names.add(n);
+  }
+  return [...names].filter((n) => IDENT_RE.test(n) && !RESERVED.has(n) && n !== '__esModule').sort();
+}
