@@ -315,4 +315,35 @@ app.listen(3000, () => console.log('listening on 3000'));
       )
       .toBe('a c');
   });
+
+  it('an app that runs out of memory reads failed with the reason in GET and SSE, reported by its node', {
+    timeout: 300_000,
+  }, async () => {
+    const server = `import express from 'express';
+const app = express();
+app.get('/', (_req, res) => res.send('<h1>fine</h1>'));
+app.get('/bomb', (_req, res) => { res.send('allocating'); const a = []; setInterval(() => { for (let i = 0; i < 16; i++) a.push(Buffer.alloc(8 << 20, 1)); }, 10); });
+app.listen(process.env.PORT);
+`;
+    const pkg = JSON.stringify({ name: 'oom', type: 'module', dependencies: { express: '^5.1.0' } });
+    const { id, page } = await open({ 'package.json': pkg, 'server.js': server });
+    await expect.poll(() => page.locator('h1').textContent(), { timeout: 120_000 }).toBe('fine');
+    const events = await h.router.app.request(`/v1/previews/${id}/events`, { headers: bearer(h.alice.jwt) });
+    const reader = events.body!.getReader();
+    const decoder = new TextDecoder();
+    let sse = '';
+    await page.goto(new URL('/bomb', page.url()).href);
+    // The SSE stream says failed with the reason (the node reports the exit; no poll needed).
+    while (!/"state":"failed"[^\n]*(out of memory|OOM)/i.test(sse)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`SSE ended before the failed state: ${sse}`);
+      sse += decoder.decode(value, { stream: true });
+    }
+    await reader.cancel();
+    const got = (await (
+      await h.router.app.request(`/v1/previews/${id}`, { headers: bearer(h.alice.jwt) })
+    ).json()) as { state: string; error: string | null };
+    expect(got.state).toBe('failed');
+    expect(got.error).toMatch(/out of memory|OOM/i);
+  });
 });
