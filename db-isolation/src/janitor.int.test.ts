@@ -200,7 +200,7 @@ describe('schema janitor', () => {
 
   it('rejects bad janitor and listStale arguments', async () => {
     await expect(t.iso.runJanitor({ graceMs: -1, isLive: async () => new Set() })).rejects.toMatchObject({
-      name: 'InvalidInputError',
+      name: 'ConfigError',
       message: expect.stringContaining('graceMs'),
     });
     await expect(t.iso.listStale({ cutoff: new Date('nope') })).rejects.toMatchObject({

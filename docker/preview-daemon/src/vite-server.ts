@@ -51,6 +51,8 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
   let closed = false;
   // The daemon's own upgrade listeners; every other one on its server is a Vite server's HMR socket.
   let ownUpgrade: Set<unknown> | undefined;
+  // Vite's own HMR send, beside the one the plugin wraps to report updates to the tracker.
+  let untrackedSend: ((p: HotPayload) => void) | undefined;
   /**
    * Vite's HMR upgrade listener on the daemon's server outlives its server: neither close() nor
    * Vite's own restart (a config or .env edit) removes it, and two listeners then take the same
@@ -93,6 +95,7 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
       emitChange = (file) => emit('change', file);
       const hot = s.environments.client.hot;
       const send = hot.send.bind(hot) as (p: HotPayload) => void;
+      untrackedSend = send;
       hot.send = ((payload: HotPayload) => {
         send(payload);
         if (payload.type === 'update') opts.tracker.sent('update');
@@ -206,7 +209,9 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
       server = undefined;
       // The pages this server served reload now (into the daemon's self-reloading not-ready page,
       // then the next server's app) instead of polling for a restart through the proxy.
-      s?.environments.client.hot.send({ type: 'full-reload', path: '*' });
+      // Not through the tracker: this reload answers no edit (the restart's own report does).
+      if (s) untrackedSend?.({ type: 'full-reload', path: '*' });
+      untrackedSend = undefined;
       pruneUpgrade(0);
       await s?.close();
     },
