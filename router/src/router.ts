@@ -218,14 +218,7 @@ export async function createRouter(o: RouterOptions) {
           pool,
           pubsub,
           state: redis ? createRedisSyncState({ redis, prefix }) : createMemorySyncState(),
-          openChannel: async (previewId) => {
-            const s = await store.get(previewId);
-            if (s && ENDED_STATES.has(s.state))
-              throw new ConflictError('preview_ended', `preview ${previewId} is ${s.state}`);
-            const tier = s?.tier ? tiers[s.tier] : undefined;
-            if (!tier) throw new NotFoundError('not_found', `preview ${previewId} has no placement`);
-            return await tier.openSync(previewId);
-          },
+          openChannel: tierSyncOpener(store, tiers),
           log,
         })
       : undefined;
@@ -290,6 +283,22 @@ export async function createRouter(o: RouterOptions) {
   };
 }
 export type PreviewRouter = Awaited<ReturnType<typeof createRouter>>;
+
+/**
+ * How the sync hub opens a preview's live channel: through the tier the preview is placed on.
+ * @throws ConflictError `preview_ended` for an ended preview; NotFoundError `not_found` for one
+ * that is unknown or not placed.
+ */
+function tierSyncOpener(store: Pick<SessionStore, 'get'>, tiers: Tiers) {
+  return async (previewId: string) => {
+    const s = await store.get(previewId);
+    if (s && ENDED_STATES.has(s.state))
+      throw new ConflictError('preview_ended', `preview ${previewId} is ${s.state}`);
+    const tier = s?.tier ? tiers[s.tier] : undefined;
+    if (!tier) throw new NotFoundError('not_found', `preview ${previewId} has no placement`);
+    return await tier.openSync(previewId);
+  };
+}
 
 /**
  * The Supabase Realtime bridges: one per preview across replicas (lease `rt-bridge:<id>`), each
