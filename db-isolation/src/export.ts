@@ -104,7 +104,7 @@ async function* body(client: pg.PoolClient, o: ExportSchemaOptions): AsyncGenera
   const nsOid = (
     await client.query<{ oid: Oid }>('SELECT oid FROM pg_namespace WHERE nspname = $1', [o.schema])
   ).rows[0]!.oid;
-  const q = async <T extends pg.QueryResultRow>(sql: string): Promise<T[]> =>
+  const q: Query = async <T extends pg.QueryResultRow>(sql: string): Promise<T[]> =>
     (await client.query<T>(sql, [nsOid])).rows;
   const target = quoteIdent(o.targetSchema);
 
@@ -121,6 +121,33 @@ SET search_path = ${target};
 
 `;
 
+  yield* exportTypes(q, o);
+  yield* exportFunctions(q, o);
+  const { tables, columns, constraints } = yield* exportTables(client, q, o);
+  const views = yield* exportIndexesAndViews(q, constraints);
+  yield* exportTriggersAndPolicies(q);
+  yield* exportComments(tables, views, columns);
+  yield '\n-- end of export\n';
+}
+
+/** Runs a catalog query with the source schema's oid as `$1`. */
+type Query = <T extends pg.QueryResultRow>(sql: string) => Promise<T[]>;
+type TableRow = { oid: Oid; name: string; unlogged: boolean; partitioned: boolean; comment: string | null };
+type ConstraintRow = { rel: Oid; table: string; name: string; type: string; def: string };
+type CommentedColumn = ColumnRow & { comment: string | null };
+type ViewRow = {
+  oid: Oid;
+  name: string;
+  kind: 'v' | 'm';
+  def: string;
+  options: string[] | null;
+  populated: boolean;
+  comment: string | null;
+  deps: Oid[];
+};
+
+/** Enums, domains and composite types, in dependency order. */
+async function* exportTypes(q: Query, o: ExportSchemaOptions): AsyncGenerator<string> {
   // Types: enums, domains, composites, in dependency order. Range types are rare in app schemas.
   const types = await q<TypeRow>(`
     SELECT t.oid::int AS oid, t.typname AS name, coalesce(r.relkind, t.typtype) AS kind,
@@ -166,7 +193,10 @@ SET search_path = ${target};
       yield `-- not exported: range type ${name}\n`;
     }
   }
+}
 
+/** Functions and procedures. */
+async function* exportFunctions(q: Query, o: ExportSchemaOptions): AsyncGenerator<string> {
   // Functions and procedures (bodies are not checked at load time, so they may name later objects).
   const functions = await q<{ def: string }>(`
     SELECT pg_get_functiondef(p.oid) AS def FROM pg_proc p
@@ -181,7 +211,20 @@ SET search_path = ${target};
     const head = f.def.slice(0, nl).replace(` ${srcPrefix}`, ' ').replace(` ${bare}`, ' ');
     yield `${head}${f.def.slice(nl).trimEnd()};\n`;
   }
+}
 
+/**
+ * Sequences, tables (with identity and generated columns and CHECK constraints), their rows via COPY,
+ * sequence values, and primary key, unique and exclusion constraints. Returns what later parts need.
+ */
+async function* exportTables(
+  client: pg.PoolClient,
+  q: Query,
+  o: ExportSchemaOptions,
+): AsyncGenerator<
+  string | Buffer,
+  { tables: TableRow[]; columns: CommentedColumn[]; constraints: ConstraintRow[] }
+> {
   const sequences = await q<SequenceRow>(`
     SELECT c.oid::int AS oid, c.relname AS name, format_type(s.seqtypid, NULL) AS type,
       s.seqstart::text AS start, s.seqincrement::text AS increment, s.seqmin::text AS min, s.seqmax::text AS max,
@@ -302,6 +345,14 @@ SET search_path = ${target};
       yield `ALTER TABLE ONLY ${con.table} ADD CONSTRAINT ${con.name} ${con.def};\n`;
   }
 
+  return { tables, columns, constraints };
+}
+
+/** Indexes, clustering, foreign keys, then views and materialized views (each after what it reads). */
+async function* exportIndexesAndViews(
+  q: Query,
+  constraints: ConstraintRow[],
+): AsyncGenerator<string, ViewRow[]> {
   const indexes = await q<{
     def: string;
     qualified: string;
@@ -369,6 +420,11 @@ SET search_path = ${target};
   }
   for (const ix of indexes) if (ix.matview) yield indexDef(ix);
 
+  return views;
+}
+
+/** Triggers, row-level security and policies. */
+async function* exportTriggersAndPolicies(q: Query): AsyncGenerator<string> {
   const triggers = await q<{ def: string; qualified: string; table: string }>(`
     SELECT pg_get_triggerdef(t.oid) AS def, format('%I.%I', n.nspname, c.relname) AS qualified,
       quote_ident(c.relname) AS table
@@ -405,7 +461,14 @@ SET search_path = ${target};
     if (p.check !== null) s += ` WITH CHECK (${p.check})`;
     yield `${s};\n`;
   }
+}
 
+/** Comments on tables, views and columns (last: they need every object to exist). */
+async function* exportComments(
+  tables: TableRow[],
+  views: ViewRow[],
+  columns: CommentedColumn[],
+): AsyncGenerator<string> {
   // Comments last: they need every object to exist.
   for (const t of tables) {
     if (t.comment !== null) yield `COMMENT ON TABLE ${quoteIdent(t.name)} IS ${quoteLiteral(t.comment)};\n`;
@@ -420,7 +483,6 @@ SET search_path = ${target};
     if (c.comment !== null && rel !== undefined)
       yield `COMMENT ON COLUMN ${quoteIdent(rel)}.${quoteIdent(c.name)} IS ${quoteLiteral(c.comment)};\n`;
   }
-  yield '\n-- end of export\n';
 }
 
 /** Orders items so each comes after the items (of the same list) it depends on; cycles keep input order. */

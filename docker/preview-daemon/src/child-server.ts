@@ -1,15 +1,21 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { connect, createServer as createNetServer } from 'node:net';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { createReverseProxy } from '@preview/tiers/proxy';
-import WebSocket from 'ws';
-import { listeningSockets, type Upstream } from './app-port.ts';
+import type { Upstream } from './app-port.ts';
+import {
+  type ChildKind,
+  exitText,
+  freePort,
+  hostPort,
+  spawnApp,
+  terminate,
+  waitListening,
+} from './app-process.ts';
 import type { DevServer, DevServerOptions } from './dev-server.ts';
-import { packageDir } from './load-package.ts';
+import { InflightRequests } from './inflight.ts';
+import { NextHmrWatcher } from './next-hmr.ts';
 import { probeHttp } from './vite-server.ts';
 
-export type ChildKind = 'next' | 'node';
+export type { ChildKind } from './app-process.ts';
 
 /** Files whose change a running Node server only sees after a restart (its code and config). */
 export const NODE_CODE = /\.(?:[cm]?[jt]sx?|json|node)$/;
@@ -32,112 +38,34 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
   let appAddr: Upstream = { host: '127.0.0.1', port: 0 };
   /** The app listens on a port of its own choosing, so two processes cannot run side by side. */
   let fixedPort = false;
-  let hmrSocket: WebSocket | undefined;
   let stopping = false;
   let reloading: Promise<void> | undefined;
   let reloadAgain = false;
   /** Requests being proxied, by the app port they went to: an old process is stopped once it has none. */
-  const inflight = new Map<number, number>();
-  const drainWaiters = new Map<number, () => void>();
+  const inflight = new InflightRequests();
   /** Replaced processes still answering the requests they took. */
   const retiring = new Set<ChildProcess>();
   /** The project's one reverse proxy, kept-alive to the app's port. */
   const proxy = createReverseProxy({ maxSocketsPerHost: 64 });
+  const nextHmr = new NextHmrWatcher({
+    projectDir: opts.projectDir,
+    tracker: opts.tracker,
+    appHost: () => hostPort(appAddr),
+    active: () => !stopping && child !== undefined,
+  });
+  const exited = (code: number | null, signal: NodeJS.Signals | null, what: string) =>
+    exitText(opts.log, code, signal, what);
+  const listening = (c: ChildProcess, appPort: number) => waitListening(c, appPort, opts);
 
-  /** Resolves when no request to `appPort` is in flight, or after `maxMs`. */
-  const drained = (appPort: number, maxMs: number): Promise<void> => {
-    if (!inflight.get(appPort)) return Promise.resolve();
-    return new Promise((resolve) => {
-      const t = setTimeout(done, maxMs);
-      function done() {
-        clearTimeout(t);
-        drainWaiters.delete(appPort);
-        resolve();
-      }
-      drainWaiters.set(appPort, done);
-    });
-  };
-
-  const onOutput = (chunk: Buffer) => {
-    opts.log.push(chunk.toString('utf8'));
-  };
-
-  const spawnApp = (appPort: number): ChildProcess => {
-    const args =
-      kind === 'next'
-        ? [
-            join(packageDir(opts.projectDir, 'next'), 'dist/bin/next'),
-            'dev',
-            '--webpack',
-            '-p',
-            String(appPort),
-            '-H',
-            '127.0.0.1',
-          ]
-        : [mainOf(opts.projectDir)];
-    // The app is told where to listen (PORT, HOST: what hosting platforms set); one that listens
-    // elsewhere is found by its sockets (see `listening`).
-    const c = spawn(process.execPath, args, {
-      cwd: opts.projectDir,
-      env: {
-        ...opts.env,
-        PORT: String(appPort),
-        HOST: kind === 'next' ? '127.0.0.1' : '0.0.0.0',
-        HOSTNAME: '127.0.0.1',
-        NEXT_TELEMETRY_DISABLED: '1',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    c.stdout!.on('data', onOutput);
-    c.stderr!.on('data', onOutput);
+  const start = (appPort: number): ChildProcess => {
+    const c = spawnApp(kind, opts, appPort, (chunk) => opts.log.push(chunk.toString('utf8')));
     c.on('exit', (code, signal) => {
       if (child !== c) return;
       child = undefined;
-      hmrSocket?.close();
-      if (!stopping) opts.onExit(exitText(code, signal, 'exited'));
+      nextHmr.close();
+      if (!stopping) opts.onExit(exited(code, signal, 'exited'));
     });
     return c;
-  };
-
-  /** `the app exited with code 1` and its last lines. */
-  const exitText = (code: number | null, signal: NodeJS.Signals | null, what: string) => {
-    const lines = opts.log.tail(5);
-    return `the app ${what} with ${signal ? `signal ${signal}` : `code ${code}`}${lines.length ? `; last lines:\n${lines.join('\n')}` : ''}`;
-  };
-
-  /**
-   * Where `c` takes connections: on `appPort` (its PORT), or on a port it opened itself (found from
-   * its sockets in /proc, checked every 50 ms). `undefined` when it exited first.
-   * @throws Error naming the port expected, after `opts.readyTimeoutMs` without a listening port.
-   */
-  const listening = async (c: ChildProcess, appPort: number): Promise<Upstream | undefined> => {
-    const deadline = Date.now() + opts.readyTimeoutMs;
-    for (let i = 1; ; i++) {
-      if (c.exitCode !== null || c.signalCode !== null) return undefined;
-      if (await canConnect(appPort)) return { host: '127.0.0.1', port: appPort };
-      if (i % 5 === 0 && c.pid !== undefined) {
-        const own = listeningSockets(c.pid)[0];
-        if (own && c.exitCode === null) {
-          opts.log.push(`the app listens on port ${own.port} (it was given PORT=${appPort}); proxying to it`);
-          return own;
-        }
-      }
-      if (Date.now() > deadline) {
-        const lines = opts.log.tail(5);
-        throw new Error(
-          `the app opened no port within ${Math.round(opts.readyTimeoutMs / 1000)} s (it was given PORT=${appPort} and listens on none)${lines.length ? `; last lines:\n${lines.join('\n')}` : ''}`,
-        );
-      }
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  };
-
-  const terminate = (c: ChildProcess | undefined): Promise<void> => {
-    if (!c || c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
-    const exited = new Promise<void>((r) => c.once('exit', () => r()));
-    c.kill('SIGTERM');
-    const t = setTimeout(() => c.kill('SIGKILL'), 5_000);
-    return exited.finally(() => clearTimeout(t));
   };
 
   /** One fresh process with the project as it is on disk now; the old one serves until it listens. */
@@ -150,7 +78,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       child = undefined;
       await terminate(old);
     }
-    const next = spawnApp(nextPort);
+    const next = start(nextPort);
     let up: Upstream | undefined;
     try {
       up = await listening(next, nextPort);
@@ -177,34 +105,13 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
     // Requests the old process already took are answered by it before it stops.
     if (old) {
       retiring.add(old);
-      void drained(oldPort, 10_000)
+      void inflight
+        .drained(oldPort, 10_000)
         .then(() => terminate(old))
         .finally(() => retiring.delete(old));
     }
     if (up) opts.tracker.sent('restart', true);
-    else opts.onExit(exitText(next.exitCode, next.signalCode, 'exited before it opened a port'));
-  };
-
-  // Next's browser HMR socket: the daemon listens as one more client to learn when a build went out.
-  const watchNextHmr = () => {
-    if (stopping || !child) return;
-    const ws = new WebSocket(`ws://${hostPort(appAddr)}${nextHmrPath(opts.projectDir)}`);
-    hmrSocket = ws;
-    ws.on('message', (data) => {
-      let msg: { action?: string; type?: string };
-      try {
-        msg = JSON.parse(String(data));
-      } catch {
-        return;
-      }
-      const action = msg.action ?? msg.type;
-      if (action && NEXT_UPDATES.has(action)) opts.tracker.sent('update', true);
-      else if (action === 'reloadPage') opts.tracker.sent('full-reload', true);
-    });
-    ws.on('error', () => {});
-    ws.on('close', () => {
-      if (hmrSocket === ws && !stopping && child) setTimeout(watchNextHmr, 1000).unref();
-    });
+    else opts.onExit(exited(next.exitCode, next.signalCode, 'exited before it opened a port'));
   };
 
   const reload = (): Promise<void> => {
@@ -231,7 +138,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
     async start() {
       stopping = false;
       port = await freePort();
-      const c = spawnApp(port);
+      const c = start(port);
       child = c;
       // Wait until it takes connections; readiness (an answer) is the daemon's probe.
       let up: Upstream | undefined;
@@ -243,10 +150,10 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
         throw e;
       }
       if (!up || child !== c)
-        throw new Error(exitText(c.exitCode, c.signalCode, 'exited before it opened a port'));
+        throw new Error(exited(c.exitCode, c.signalCode, 'exited before it opened a port'));
       appAddr = up;
       fixedPort = up.port !== port;
-      if (kind === 'next') watchNextHmr();
+      if (kind === 'next') nextHmr.watch();
     },
     ...(kind === 'node'
       ? {
@@ -257,17 +164,8 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
         }
       : {}),
     handle(req, res) {
-      const appPort = port;
       const target = appAddr;
-      inflight.set(appPort, (inflight.get(appPort) ?? 0) + 1);
-      res.once('close', () => {
-        const n = (inflight.get(appPort) ?? 1) - 1;
-        if (n > 0) inflight.set(appPort, n);
-        else {
-          inflight.delete(appPort);
-          drainWaiters.get(appPort)?.();
-        }
-      });
+      res.once('close', inflight.begin(port));
       proxy.web(req, res, {
         origin: `http://${hostPort(target)}`,
         errorResponse: (r, e) => {
@@ -282,7 +180,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
     probe: () => probeHttp(appAddr.port, 'localhost', 120_000, appAddr.host),
     async close() {
       stopping = true;
-      hmrSocket?.close();
+      nextHmr.close();
       const c = child;
       child = undefined;
       await reloading?.catch(() => {});
@@ -290,59 +188,4 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       proxy.close();
     },
   };
-}
-
-/** Next's HMR messages that mean "an update went out to the browsers". */
-const NEXT_UPDATES = new Set([
-  'built',
-  'sync',
-  'serverComponentChanges',
-  'clientChanges',
-  'serverOnlyChanges',
-]);
-
-/** Next 16 serves its HMR socket at /_next/hmr; earlier releases at /_next/webpack-hmr. */
-function nextHmrPath(projectDir: string): string {
-  try {
-    const { version } = JSON.parse(
-      readFileSync(join(packageDir(projectDir, 'next'), 'package.json'), 'utf8'),
-    );
-    return Number(String(version).split('.')[0]) >= 16 ? '/_next/hmr' : '/_next/webpack-hmr';
-  } catch {
-    return '/_next/hmr';
-  }
-}
-
-function mainOf(projectDir: string): string {
-  try {
-    const pkg = JSON.parse(readFileSync(join(projectDir, 'package.json'), 'utf8'));
-    if (typeof pkg.main === 'string' && pkg.main) return pkg.main;
-  } catch {}
-  return 'server.js';
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-function hostPort(u: Upstream): string {
-  return u.host.includes(':') ? `[${u.host}]:${u.port}` : `${u.host}:${u.port}`;
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.on('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
 }

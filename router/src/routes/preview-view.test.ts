@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { createAccessTokens } from '../auth/access-token.ts';
+import type { Session } from '../store/sessions.ts';
+import { createPreviewView } from './preview-view.ts';
+
+const at = new Date('2026-01-02T03:04:05.000Z');
+const session = (over: Partial<Session>): Session => ({
+  id: '0b6c3a0e-8f0e-4c1a-9a43-5c1f1d0b2e7a',
+  userId: 'u1',
+  template: 'vite-react',
+  state: 'ready',
+  tier: 'docker',
+  placement: null,
+  nodeId: null,
+  classification: {},
+  reasons: [],
+  needsDatabase: false,
+  lastSeq: 3,
+  error: null,
+  lastEditAt: at,
+  lastViewAt: at,
+  createdAt: at,
+  updatedAt: at,
+  endedAt: null,
+  ...over,
+});
+
+describe('preview view', () => {
+  const tokens = createAccessTokens({ secret: 'test-secret' });
+  const view = createPreviewView({
+    accessTokens: tokens,
+    previewOrigin: (id) => `http://${id}.preview.localhost:8787`,
+    previewTokenTtlMs: 60_000,
+  });
+
+  it('links a running server-side preview with a link token for that preview and user', async () => {
+    const s = session({});
+    const v = await view(s);
+    const url = new URL(v.previewUrl!);
+    expect(url.origin).toBe(`http://${s.id}.preview.localhost:8787`);
+    const token = url.searchParams.get('token')!;
+    await expect(tokens.verify(token, { previewId: s.id, kind: 'link' })).resolves.toEqual({ userId: 'u1' });
+    expect(v).toMatchObject({
+      id: s.id,
+      state: 'ready',
+      tier: 'docker',
+      lastSeq: 3,
+      createdAt: '2026-01-02T03:04:05.000Z',
+      updatedAt: '2026-01-02T03:04:05.000Z',
+    });
+  });
+
+  it.each([
+    ['the browser tier', { tier: 'browser' as const }],
+    ['no tier yet', { tier: null }],
+    ['ended', { state: 'ended' as const }],
+    ['failed', { state: 'failed' as const }],
+    ['stopping', { state: 'stopping' as const }],
+  ])('has no previewUrl for %s', async (_, over) => {
+    expect((await view(session(over))).previewUrl).toBeNull();
+  });
+});
