@@ -19,7 +19,7 @@ export const RESTART_ON_LOAD: ReadonlySet<TemplateName> = new Set(['express-pg']
  * a browser opened it.
  */
 export const START_CONFIG =
-  /^(?:(?:vite|next|postcss|tailwind|babel)\.config\.[cm]?[jt]s|tsconfig(?:\.[\w-]+)?\.json|jsconfig\.json|index\.html|\.env(?:\.[\w-]+)?|\.babelrc)$/;
+  /^(?:(?:vite|next|postcss|tailwind|babel|metro)\.config\.[cm]?[jt]s|tsconfig(?:\.[\w-]+)?\.json|jsconfig\.json|index\.html|\.env(?:\.[\w-]+)?|\.babelrc)$/;
 
 /** What a batch touches, read from its ops before they are written. */
 export interface BatchTouches {

@@ -1,22 +1,31 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer as createNetServer } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createReverseProxy } from '@preview/tiers/proxy';
 import WebSocket from 'ws';
 import { listeningSockets, type Upstream } from './app-port.ts';
 import type { DevServer, DevServerOptions } from './dev-server.ts';
+import {
+  expoArgs,
+  expoEnv,
+  MetroWatcher,
+  metroConfigPath,
+  metroConfigWrapper,
+  metroTmpDir,
+} from './expo-metro.ts';
 import { packageDir } from './load-package.ts';
 import { probeHttp } from './vite-server.ts';
 
-export type ChildKind = 'next' | 'node';
+export type ChildKind = 'next' | 'node' | 'expo';
 
 /** Files whose change a running Node server only sees after a restart (its code and config). */
 export const NODE_CODE = /\.(?:[cm]?[jt]sx?|json|node)$/;
 
 /**
  * A dev server in its own process on an internal loopback port, which the daemon proxies (HTTP and
- * WebSocket upgrades): `next dev` for Next.js, and `node <main>` for plain Node servers.
+ * WebSocket upgrades): `next dev` for Next.js, `expo start` (Metro serving the web target, its
+ * Fast Refresh socket at `/hot`) for Expo, and `node <main>` for plain Node servers.
  *
  * A Node server is restarted by the daemon, not by `node --watch`: the daemon knows every file it
  * wrote. `reload()` starts a fresh process on a new port next to the running one and switches to it
@@ -33,6 +42,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
   /** The app listens on a port of its own choosing, so two processes cannot run side by side. */
   let fixedPort = false;
   let hmrSocket: WebSocket | undefined;
+  let metro: MetroWatcher | undefined;
   let stopping = false;
   let reloading: Promise<void> | undefined;
   let reloadAgain = false;
@@ -63,29 +73,18 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
   };
 
   const spawnApp = (appPort: number): ChildProcess => {
-    const args =
-      kind === 'next'
-        ? [
-            join(packageDir(opts.projectDir, 'next'), 'dist/bin/next'),
-            'dev',
-            '--webpack',
-            '-p',
-            String(appPort),
-            '-H',
-            '127.0.0.1',
-          ]
-        : [mainOf(opts.projectDir)];
     // The app is told where to listen (PORT, HOST: what hosting platforms set); one that listens
     // elsewhere is found by its sockets (see `listening`).
-    const c = spawn(process.execPath, args, {
+    const env = {
+      ...opts.env,
+      PORT: String(appPort),
+      HOST: kind === 'next' ? '127.0.0.1' : '0.0.0.0',
+      HOSTNAME: '127.0.0.1',
+      NEXT_TELEMETRY_DISABLED: '1',
+    };
+    const c = spawn(process.execPath, argsFor(kind, opts.projectDir, appPort), {
       cwd: opts.projectDir,
-      env: {
-        ...opts.env,
-        PORT: String(appPort),
-        HOST: kind === 'next' ? '127.0.0.1' : '0.0.0.0',
-        HOSTNAME: '127.0.0.1',
-        NEXT_TELEMETRY_DISABLED: '1',
-      },
+      env: kind === 'expo' ? expoEnv(env, opts.cacheDir) : env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     c.stdout!.on('data', onOutput);
@@ -94,6 +93,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       if (child !== c) return;
       child = undefined;
       hmrSocket?.close();
+      metro?.close();
       if (!stopping) opts.onExit(exitText(code, signal, 'exited'));
     });
     return c;
@@ -230,6 +230,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
     },
     async start() {
       stopping = false;
+      if (kind === 'expo') prepareExpo(opts);
       port = await freePort();
       const c = spawnApp(port);
       child = c;
@@ -247,7 +248,20 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       appAddr = up;
       fixedPort = up.port !== port;
       if (kind === 'next') watchNextHmr();
+      if (kind === 'expo') {
+        metro = new MetroWatcher({
+          upstream: () => appAddr,
+          alive: () => child === c && c.exitCode === null,
+          tracker: opts.tracker,
+          log: opts.log,
+          timeoutMs: Math.max(opts.readyTimeoutMs, 180_000),
+        });
+        // The first bundle is built now, not when a claimer's browser first asks for it.
+        void metro.warm();
+      }
     },
+    // Ready (and the image build's cache complete) once Metro built the page's bundle.
+    ...(kind === 'expo' ? { settle: async () => metro?.warm() } : {}),
     ...(kind === 'node'
       ? {
           notifyChanged(files: readonly string[]) {
@@ -279,10 +293,17 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       proxy.ws(req, socket, head, { origin: `http://${hostPort(appAddr)}` });
       return true;
     },
-    probe: () => probeHttp(appAddr.port, 'localhost', 120_000, appAddr.host),
+    async probe() {
+      const code = await probeHttp(appAddr.port, 'localhost', 120_000, appAddr.host);
+      // Expo: `/` answers at once, the bundle it names takes Metro seconds to build (minutes on a
+      // cold cache); ready means a page opened now renders without waiting for that.
+      if (code === 200 && metro) await metro.warm();
+      return code;
+    },
     async close() {
       stopping = true;
       hmrSocket?.close();
+      metro?.close();
       const c = child;
       child = undefined;
       await reloading?.catch(() => {});
@@ -311,6 +332,35 @@ function nextHmrPath(projectDir: string): string {
   } catch {
     return '/_next/hmr';
   }
+}
+
+function argsFor(kind: ChildKind, projectDir: string, appPort: number): string[] {
+  if (kind === 'expo') return expoArgs(projectDir, appPort);
+  if (kind === 'next')
+    return [
+      join(packageDir(projectDir, 'next'), 'dist/bin/next'),
+      'dev',
+      '--webpack',
+      '-p',
+      String(appPort),
+      '-H',
+      '127.0.0.1',
+    ];
+  return [mainOf(projectDir)];
+}
+
+/**
+ * Before `expo start`: Metro's caches from the image build (the template's transform cache) when
+ * the project still has the template's dependencies, and the daemon's wrapper of the Metro config.
+ */
+function prepareExpo(opts: DevServerOptions): void {
+  const tmp = metroTmpDir(opts.cacheDir);
+  if (opts.prebuiltCacheDir && existsSync(opts.prebuiltCacheDir) && !existsSync(tmp))
+    cpSync(opts.prebuiltCacheDir, tmp, { recursive: true });
+  mkdirSync(tmp, { recursive: true });
+  const config = metroConfigPath(opts.cacheDir);
+  mkdirSync(dirname(config), { recursive: true });
+  writeFileSync(config, metroConfigWrapper(opts.projectDir));
 }
 
 function mainOf(projectDir: string): string {
