@@ -4,6 +4,10 @@
 # Changes: bundles the preview-daemon; installs each template's dependencies from its lockfile on
 # this host (npm ci, into .build/context/templates, with the npm cache in .build/context/npm-cache;
 # skipped while the lockfiles are unchanged); stages tini; builds the image from that context.
+# Heavy templates (HEAVY_TEMPLATES: expo, ~350 MiB of dependencies) are staged apart, in
+# .build/context/heavy/<name>, with a cache of their own that stays out of the image: the Dockerfile
+# copies them in a layer of their own, before the others, and the shared /npm-cache (overlaid into
+# every preview's private cache) does not grow by their ~500 packages.
 # Skips the image build when an image with the same inputs hash already exists, so the test setup
 # stays fast. Host and image must share OS and CPU architecture (native modules: rolldown, swc);
 # the offline base image is made from this host's Node, and node:20-slim is linux/glibc too.
@@ -13,7 +17,8 @@ repo=$(cd "$here/../.." && pwd)
 tag=${1:-preview-base:dev}
 base=${BASE_IMAGE:-node:20-slim}
 ctx="$here/.build/context"
-mkdir -p "$ctx/daemon" "$ctx/templates" "$ctx/npm-cache"
+mkdir -p "$ctx/daemon" "$ctx/templates" "$ctx/npm-cache" "$ctx/heavy"
+heavy_templates=" ${HEAVY_TEMPLATES:-expo} "
 
 (cd "$repo" && npm run build --silent -w @preview/preview-daemon >/dev/null 2>&1) || {
   echo "preview-daemon build failed" >&2; (cd "$repo" && npm run build -w @preview/preview-daemon >&2); exit 1; }
@@ -27,20 +32,28 @@ cmp -s "$tini" "$ctx/tini" 2>/dev/null || cp -L "$tini" "$ctx/tini"
 for dir in "$repo"/templates/*/; do
   name=$(basename "$dir")
   dest="$ctx/templates/$name"
+  cache="$ctx/npm-cache"
+  if [[ "$heavy_templates" == *" $name "* ]]; then
+    dest="$ctx/heavy/$name"
+    cache="$here/.build/heavy-npm-cache"
+    rm -rf "$ctx/templates/$name"
+  else
+    rm -rf "$ctx/heavy/$name"
+  fi
   mkdir -p "$dest"
   stamp=$( { node -p 'process.version + process.arch + process.platform'; cat "$dir/package.json" "$dir/package-lock.json"; } | sha256sum | cut -c1-16)
   if [ "$(cat "$dest/node_modules/.preview-stamp" 2>/dev/null || true)" != "$stamp" ]; then
     echo "installing $name dependencies" >&2
     rm -rf "$dest/node_modules"
     cp "$dir/package.json" "$dir/package-lock.json" "$dest/"
-    (cd "$dest" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error --cache "$ctx/npm-cache" >&2)
+    (cd "$dest" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error --cache "$cache" >&2)
     # Also cache every installed package's metadata (packument), not only its tarball: a later
     # `npm install` in a preview (package.json edited) resolves from the cache without the network.
     specs=$(cd "$dest" && node -e '
       const fs = require("fs"); const lock = require("./package-lock.json");
       for (const [p, v] of Object.entries(lock.packages))
         if (p && !v.link && v.version && fs.existsSync(p)) console.log(`${p.split("node_modules/").pop()}@${v.version}`);')
-    (cd "$dest" && echo "$specs" | xargs npm cache add --prefer-offline --loglevel=error --cache "$ctx/npm-cache" >&2)
+    (cd "$dest" && echo "$specs" | xargs npm cache add --prefer-offline --loglevel=error --cache "$cache" >&2)
     echo "$stamp" >"$dest/node_modules/.preview-stamp"
   fi
   # Sources: everything but node_modules, mirrored (deleted files go too).
@@ -51,8 +64,8 @@ rm -rf "$ctx/npm-cache/_logs" "$ctx/npm-cache/_update-notifier-last-checked"
 
 inputs=$( { echo "$base"; docker image inspect --format '{{.Id}}' "$base" 2>/dev/null || true;
   cat "$here/Dockerfile" "$ctx/tini" "$ctx/daemon/daemon.mjs";
-  cat "$ctx"/templates/*/node_modules/.preview-stamp;
-  (cd "$ctx/templates" && find . -path '*/node_modules' -prune -o -type f -print | sort | xargs cat); } | sha256sum | cut -c1-16)
+  cat "$ctx"/templates/*/node_modules/.preview-stamp "$ctx"/heavy/*/node_modules/.preview-stamp 2>/dev/null;
+  (cd "$ctx" && find templates heavy -path '*/node_modules' -prune -o -type f -print | sort | xargs cat); } | sha256sum | cut -c1-16)
 if [ "$(docker image inspect --format '{{index .Config.Labels "preview.inputs"}}' "$tag" 2>/dev/null || true)" = "$inputs" ]; then
   echo "$tag (up to date)"
   exit 0
