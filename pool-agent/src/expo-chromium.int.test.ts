@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { launchChromium, requirePrerequisites } from '@preview/testkit';
 import type { ProjectFiles } from '@preview/tiers';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { IMAGE, startAgent, testConfig } from '../test/fixtures.ts';
+import { IMAGE, startAgent, testConfig, until } from '../test/fixtures.ts';
 import { previewOrigin } from '../test/preview-origin.ts';
 import type { Agent } from './agent.ts';
 
@@ -37,11 +37,14 @@ function templateFiles(): ProjectFiles {
   return out;
 }
 
-/** A user's App.tsx: React Native components only (react-native-web renders `testID` as data-testid). */
-function app(title: string): string {
+/**
+ * A user's App.tsx: React Native components only (react-native-web renders `testID` as data-testid);
+ * `withMs`: it also uses the `ms` package, which the template does not declare.
+ */
+function app(title: string, withMs = false): string {
   return `import { useState } from 'react';
 import { Pressable, Text, View } from 'react-native';
-
+${withMs ? "import ms from 'ms';\n" : ''}
 export default function App() {
   const [count, setCount] = useState(0);
   return (
@@ -49,7 +52,7 @@ export default function App() {
       <Text testID="title">${title}</Text>
       <Pressable testID="counter" onPress={() => setCount((c) => c + 1)}>
         <Text>count is {count}</Text>
-      </Pressable>
+      </Pressable>${withMs ? '\n      <Text testID="ms">{ms(60000)}</Text>' : ''}
     </View>
   );
 }
@@ -88,8 +91,8 @@ describe('Expo web preview with Fast Refresh through the agent (Chromium)', () =
     if (missing) return;
     const config = testConfig({
       WARM_POOL: 'expo=1',
-      // Metro holds its module graph and transform results in memory (~300 MiB after the first bundle).
-      PREVIEW_MEMORY_MIB: '1024',
+      // The agent's default: a warm Expo sandbox holds ~110 MiB, ~170 MiB while Metro restarts after an install.
+      PREVIEW_MEMORY_MIB: '512',
       READY_TIMEOUT_MS: '180000',
     });
     token = config.AGENT_TOKEN!;
@@ -102,7 +105,7 @@ describe('Expo web preview with Fast Refresh through the agent (Chromium)', () =
     await stop?.();
   });
 
-  it('a warm expo claim renders the App text, and an App.tsx edit keeps component state', async () => {
+  it('a warm expo claim renders the App text, an App.tsx edit keeps component state, and an added dependency installs', async () => {
     const previewId = `p${randomBytes(6).toString('hex')}`;
     const files = templateFiles();
     files['App.tsx'] = app('User app');
@@ -138,10 +141,35 @@ describe('Expo web preview with Fast Refresh through the agent (Chromium)', () =
       expect(await page.evaluate(() => (window as unknown as { previewMarker?: string }).previewMarker)).toBe(
         'kept',
       );
+
+      // A dependency added by an edit: the daemon installs what the template lacks and restarts
+      // Metro on it; the preview is ready again and a reloaded page renders with the package.
+      const pkg = JSON.parse(files['package.json'] as string) as { dependencies: Record<string, string> };
+      pkg.dependencies = { ...pkg.dependencies, ms: '2.1.3' };
+      await agent.apply(previewId, {
+        type: 'batch',
+        seq: 2,
+        ops: [
+          { op: 'put', path: 'package.json', content: JSON.stringify(pkg, null, 2), encoding: 'utf8' },
+          { op: 'put', path: 'App.tsx', content: app('With ms', true), encoding: 'utf8' },
+        ],
+      });
+      const settled = await until(
+        async () => {
+          const s = await agent.status(previewId);
+          return s && (s.phase === 'ready' || s.phase === 'error') ? s : undefined;
+        },
+        180_000,
+        'the install and restart',
+      );
+      expect(settled.phase, JSON.stringify(settled)).toBe('ready');
+      await page.reload();
+      await expect.poll(() => page.getByTestId('ms').textContent(), { timeout: 60_000 }).toBe('1m');
+      expect(await page.getByTestId('title').textContent()).toBe('With ms');
     } finally {
       await chrome.close();
       await origin.close();
       await agent.destroy(previewId);
     }
-  }, 240_000);
+  }, 420_000);
 });
