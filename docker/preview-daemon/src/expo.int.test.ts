@@ -28,7 +28,7 @@ import {
 } from '../test/helpers.ts';
 
 // build.sh stages heavy templates (expo) apart from the others.
-const HEAVY_TEMPLATES = join(PKG_DIR, '../preview-base/.build/context/heavy');
+const HEAVY_TEMPLATES = join(PKG_DIR, '../preview-base/.build/heavy');
 const missing = existsSync(join(HEAVY_TEMPLATES, 'expo/node_modules/expo/package.json'))
   ? undefined
   : `installed expo template missing (${HEAVY_TEMPLATES}/expo): run scripts/test-env.sh (docker/preview-base/build.sh stages it)`;
