@@ -261,7 +261,13 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       }
     },
     // Ready (and the image build's cache complete) once Metro built the page's bundle.
-    ...(kind === 'expo' ? { settle: async () => metro?.warm() } : {}),
+    ...(kind === 'expo'
+      ? {
+          async settle() {
+            if (metro && !(await metro.warm())) throw new Error('Metro built no bundle for the page');
+          },
+        }
+      : {}),
     ...(kind === 'node'
       ? {
           notifyChanged(files: readonly string[]) {

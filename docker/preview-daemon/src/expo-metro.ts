@@ -117,7 +117,7 @@ export class MetroWatcher {
   #socket: WebSocket | undefined;
   #closed = false;
   #bundleUrl: string | undefined;
-  #warming: Promise<void> | undefined;
+  #warming: Promise<boolean> | undefined;
 
   constructor(
     private readonly o: {
@@ -132,25 +132,38 @@ export class MetroWatcher {
 
   /**
    * Resolves once Metro has built the page's bundle (with any status: a build error is the app's,
-   * shown in the browser and logged) and the HMR socket is open; never rejects.
+   * shown in the browser and logged) and the HMR socket is open: `true`; `false` when `/` named no
+   * bundle that could be fetched within `timeoutMs` (tried again every 500 ms: a Metro that just
+   * opened its port may not serve the page yet). Never rejects; the first call does the work.
    */
-  warm(): Promise<void> {
-    this.#warming ??= this.#warm().catch((e: Error) => {
-      this.o.log.push(`metro warm-up: ${e.message}`);
-    });
+  warm(): Promise<boolean> {
+    this.#warming ??= this.#warm();
     return this.#warming;
   }
 
-  async #warm(): Promise<void> {
-    const html = await get(this.o.upstream(), '/', 'text/html', this.o.timeoutMs);
-    const src = /<script[^>]*\ssrc="([^"]+\.bundle\?[^"]*)"/.exec(html.body)?.[1];
-    if (!src) throw new Error(`the page at / (status ${html.status}) names no Metro bundle`);
-    const path = src.replace(/&amp;/g, '&');
-    const up = this.o.upstream();
-    this.#bundleUrl = new URL(path, `http://${hostPort(up)}`).href;
-    const bundle = await get(up, path, '*/*', this.o.timeoutMs);
-    if (bundle.status !== 200) this.o.log.push(`metro: the bundle answered ${bundle.status}`);
-    await this.#connect();
+  async #warm(): Promise<boolean> {
+    const deadline = Date.now() + this.o.timeoutMs;
+    let last = '';
+    while (this.o.alive() && !this.#closed) {
+      try {
+        const up = this.o.upstream();
+        const html = await get(up, '/', 'text/html', this.o.timeoutMs);
+        const src = /<script[^>]*\ssrc="([^"]+\.bundle\?[^"]*)"/.exec(html.body)?.[1];
+        if (!src) throw new Error(`the page at / (status ${html.status}) names no Metro bundle`);
+        const path = src.replace(/&amp;/g, '&');
+        this.#bundleUrl = new URL(path, `http://${hostPort(up)}`).href;
+        const bundle = await get(up, path, '*/*', this.o.timeoutMs);
+        if (bundle.status !== 200) this.o.log.push(`metro: the bundle answered ${bundle.status}`);
+        await this.#connect();
+        return true;
+      } catch (e) {
+        last = (e as Error).message;
+      }
+      if (Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    this.o.log.push(`metro warm-up: no bundle built${last ? `: ${last}` : ''}`);
+    return false;
   }
 
   #connect(): Promise<void> {
