@@ -62,7 +62,7 @@ for dir in "$repo"/templates/*/; do
   fi
   # Sources: everything but node_modules, mirrored (deleted files go too).
   (cd "$dest" && find . -mindepth 1 -maxdepth 1 ! -name node_modules -exec rm -rf {} +)
-  (cd "$dir" && tar -c --exclude=./node_modules --exclude=./.next --exclude=./dist .) | tar -x -C "$dest"
+  (cd "$dir" && tar -c --exclude=./node_modules --exclude=./.next --exclude=./dist --exclude=./.expo .) | tar -x -C "$dest"
 done
 rm -rf "$ctx/npm-cache/_logs" "$ctx/npm-cache/_update-notifier-last-checked"
 for dir in "$heavy"/*/; do [ -d "$dir" ] && [ ! -d "$repo/templates/$(basename "$dir")" ] && rm -rf "$dir"; done
