@@ -3,8 +3,10 @@
  * agent registered with the router, as `npm start` runs it), in Chromium: a React-TS and a Vue-TS
  * app scaffolded from create-vite at test time (its npm package, never committed) with their own
  * vite.config.ts and one extra dependency, and an Express API with its own dependencies listening on
- * port 3000. Each renders, updates on an edit (React keeping component state), and survives a
- * dependency added by an edit.
+ * port 3000, and an Expo app (React Native through Metro's web target; the expo template's files,
+ * which are expo-template-blank-typescript plus the web packages `npx expo install` adds). Each
+ * renders, updates on an edit (React keeping component state), and survives a dependency added by
+ * an edit.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -46,6 +48,24 @@ function scaffold(dir: string, name: string): Files {
           ? text
           : { content: bytes.toString('base64'), encoding: 'base64' };
       }
+    }
+  };
+  walk('');
+  return files;
+}
+
+/** The expo template (templates/expo) as a user's project files. */
+function expoProject(): Files {
+  const root = join(import.meta.dirname, '../../templates/expo');
+  const files: Files = {};
+  const walk = (rel: string) => {
+    for (const entry of readdirSync(join(root, rel))) {
+      if (entry === 'node_modules' || entry === '.expo') continue;
+      const path = rel ? `${rel}/${entry}` : entry;
+      if (statSync(join(root, path)).isDirectory()) walk(path);
+      else if (path.endsWith('.png'))
+        files[path] = { content: readFileSync(join(root, path)).toString('base64'), encoding: 'base64' };
+      else files[path] = readFileSync(join(root, path), 'utf8');
     }
   };
   walk('');
@@ -98,8 +118,8 @@ describe('everyday apps through the router, docker tier, in Chromium', () => {
       ROUTER_JOIN_TOKEN: h.joinToken,
       PREVIEW_IMAGE: TEST_PREVIEW_IMAGE,
       PREVIEW_NETWORK: 'preview-net-test',
-      NODE_SLOTS: '5',
-      WARM_POOL: 'vite-react-ts=1,vite-vue-ts=1,express-pg=1',
+      NODE_SLOTS: '6',
+      WARM_POOL: 'vite-react-ts=1,vite-vue-ts=1,express-pg=1,expo=1',
       PREVIEW_NODE_EXTRA_CA_CERTS: CA,
       READY_TIMEOUT_MS: '240000',
       LOG_LEVEL: 'silent',
@@ -345,5 +365,55 @@ app.listen(process.env.PORT);
     ).json()) as { state: string; error: string | null };
     expect(got.state).toBe('failed');
     expect(got.error).toMatch(/out of memory|OOM/i);
+  });
+
+  it('an Expo app (React Native through the web target)', { timeout: 900_000 }, async () => {
+    seq = 0;
+    const files = expoProject();
+    const app = (title: string, dep = false) => `import { useState } from 'react';
+import { Pressable, Text, View } from 'react-native';
+${dep ? "import ms from 'ms';\n" : ''}
+export default function App() {
+  const [count, setCount] = useState(0);
+  return (
+    <View style={{ flex: 1, alignItems: 'center', justifyContent: 'center' }}>
+      <Text testID="title">${title}</Text>
+      <Pressable testID="counter" onPress={() => setCount((c) => c + 1)}>
+        <Text>count is {count}</Text>
+      </Pressable>${dep ? '\n      <Text testID="dep">{ms(90000)}</Text>' : ''}
+    </View>
+  );
+}
+`;
+    files['App.tsx'] = app('My Expo app');
+    const { id, page, template } = await open(files);
+    expect(template).toBe('expo');
+    await shows(page, 'title', 'My Expo app');
+    await page.getByTestId('counter').click();
+    await expect.poll(() => page.getByTestId('counter').textContent()).toBe('count is 1');
+
+    // An edit: Fast Refresh over Metro's socket, through the preview proxy, keeps the count.
+    await edit(id, [{ op: 'put', path: 'App.tsx', content: app('My edited Expo app') }]);
+    await shows(page, 'title', 'My edited Expo app', 60_000);
+    expect(await page.getByTestId('counter').textContent()).toBe('count is 1');
+
+    // A dependency added by an edit: installed, Metro restarted on it. Expo's web client does not
+    // reconnect to a restarted Metro by itself, so the page is reloaded until it renders with it.
+    await edit(id, [
+      { op: 'put', path: 'package.json', content: withDeps(text(files, 'package.json'), { ms: '2.1.3' }) },
+      { op: 'put', path: 'App.tsx', content: app('My edited Expo app', true) },
+    ]);
+    await expect
+      .poll(
+        async () => {
+          await page.reload().catch(() => {});
+          return page
+            .getByTestId('dep')
+            .textContent({ timeout: 2000 })
+            .catch(() => null);
+        },
+        { timeout: 240_000, interval: 2000 },
+      )
+      .toBe('2m');
   });
 });

@@ -177,6 +177,8 @@ export const TemplateName = z.enum([
   'vite-vue-ts',
   'express-pg',
   'next',
+  /** Expo (React Native) previewed through its web target: Metro serving react-native-web. */
+  'expo',
 ]);
 export type TemplateName = z.output<typeof TemplateName>;
 

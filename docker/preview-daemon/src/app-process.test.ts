@@ -57,8 +57,11 @@ describe('a real app process', () => {
     });
     const log = new LogRing();
     const port = await freePort();
-    const c = spawnApp('node', { projectDir: dir, env: { PATH: process.env.PATH ?? '' } }, port, (b) =>
-      log.push(b.toString('utf8')),
+    const c = spawnApp(
+      'node',
+      { projectDir: dir, cacheDir: dir, env: { PATH: process.env.PATH ?? '' } },
+      port,
+      (b) => log.push(b.toString('utf8')),
     );
     try {
       expect(await waitListening(c, port, { readyTimeoutMs: 20_000, log })).toEqual({
@@ -75,7 +78,7 @@ describe('a real app process', () => {
 
   it('reports an app that exits before it listens as undefined', async () => {
     const dir = await project({ 'server.js': 'process.exit(3)' });
-    const c = spawnApp('node', { projectDir: dir, env: {} }, await freePort(), () => {});
+    const c = spawnApp('node', { projectDir: dir, cacheDir: dir, env: {} }, await freePort(), () => {});
     expect(await waitListening(c, 1, { readyTimeoutMs: 20_000, log: new LogRing() })).toBeUndefined();
     await terminate(c);
   });

@@ -3,16 +3,19 @@ import { readFileSync } from 'node:fs';
 import { connect, createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { listeningSockets, type Upstream } from './app-port.ts';
+import { expoArgs, expoEnv } from './expo-metro.ts';
 import { packageDir } from './load-package.ts';
 import type { LogRing } from './log.ts';
 
-export type ChildKind = 'next' | 'node';
+export type ChildKind = 'next' | 'node' | 'expo';
 
 /**
  * The command line of the app's process, run with this Node: `next dev --webpack` on `appPort`
- * bound to 127.0.0.1 for Next.js, else the package's `main` (default `server.js`).
+ * bound to 127.0.0.1 for Next.js, `expo start` (Metro, web target) for Expo, else the package's
+ * `main` (default `server.js`).
  */
 export function appArgs(kind: ChildKind, projectDir: string, appPort: number): string[] {
+  if (kind === 'expo') return expoArgs(projectDir, appPort);
   return kind === 'next'
     ? [
         join(packageDir(projectDir, 'next'), 'dist/bin/next'),
@@ -33,19 +36,20 @@ export function appArgs(kind: ChildKind, projectDir: string, appPort: number): s
  */
 export function spawnApp(
   kind: ChildKind,
-  o: { projectDir: string; env: Record<string, string> },
+  o: { projectDir: string; env: Record<string, string>; cacheDir: string },
   appPort: number,
   onOutput: (chunk: Buffer) => void,
 ): ChildProcess {
+  const env = {
+    ...o.env,
+    PORT: String(appPort),
+    HOST: kind === 'next' ? '127.0.0.1' : '0.0.0.0',
+    HOSTNAME: '127.0.0.1',
+    NEXT_TELEMETRY_DISABLED: '1',
+  };
   const c = spawn(process.execPath, appArgs(kind, o.projectDir, appPort), {
     cwd: o.projectDir,
-    env: {
-      ...o.env,
-      PORT: String(appPort),
-      HOST: kind === 'next' ? '127.0.0.1' : '0.0.0.0',
-      HOSTNAME: '127.0.0.1',
-      NEXT_TELEMETRY_DISABLED: '1',
-    },
+    env: kind === 'expo' ? expoEnv(env, o.cacheDir) : env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   c.stdout!.on('data', onOutput);

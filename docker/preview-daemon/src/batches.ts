@@ -19,7 +19,14 @@ export const RESTART_ON_LOAD: ReadonlySet<TemplateName> = new Set(['express-pg']
  * a browser opened it.
  */
 export const START_CONFIG =
-  /^(?:(?:vite|next|postcss|tailwind|babel)\.config\.[cm]?[jt]s|tsconfig(?:\.[\w-]+)?\.json|jsconfig\.json|index\.html|\.env(?:\.[\w-]+)?|\.babelrc)$/;
+  /^(?:(?:vite|next|postcss|tailwind|babel|metro)\.config\.[cm]?[jt]s|tsconfig(?:\.[\w-]+)?\.json|jsconfig\.json|index\.html|\.env(?:\.[\w-]+)?|\.babelrc)$/;
+
+/**
+ * Templates whose dev server reads its configuration once and never again: Metro loads
+ * metro.config.* and the Babel config at start. An edit of a {@link START_CONFIG} file restarts it
+ * whenever it lands, not only before `ready` (Vite and Next restart themselves on config edits).
+ */
+export const CONFIG_READ_ONCE: ReadonlySet<TemplateName> = new Set(['expo']);
 
 /** What a batch touches, read from its ops before they are written. */
 export interface BatchTouches {
@@ -169,7 +176,10 @@ export class BatchApplier {
     const restartOnLoad = RESTART_ON_LOAD.has(this.#d.template);
     // The claim's files (seq 0) or files that arrive before the dev server is up: a dev server
     // that hot-swaps code restarts with their configuration before it is reported ready.
-    const reconfigure = startConfig && (seq === 0 || status.phase !== 'ready') && !restartOnLoad;
+    const reconfigure =
+      startConfig &&
+      (seq === 0 || status.phase !== 'ready' || CONFIG_READ_ONCE.has(this.#d.template)) &&
+      !restartOnLoad;
     // Registered before the write: the watcher may fire before the ack goes out.
     this.#d.tracker.applied(seq, t0, files);
     const done = () => {

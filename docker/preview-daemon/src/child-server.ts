@@ -11,6 +11,7 @@ import {
   waitListening,
 } from './app-process.ts';
 import type { DevServer, DevServerOptions } from './dev-server.ts';
+import { MetroWatcher, prepareExpo } from './expo-metro.ts';
 import { InflightRequests } from './inflight.ts';
 import { NextHmrWatcher } from './next-hmr.ts';
 import { probeHttp } from './vite-server.ts';
@@ -22,7 +23,8 @@ export const NODE_CODE = /\.(?:[cm]?[jt]sx?|json|node)$/;
 
 /**
  * A dev server in its own process on an internal loopback port, which the daemon proxies (HTTP and
- * WebSocket upgrades): `next dev` for Next.js, and `node <main>` for plain Node servers.
+ * WebSocket upgrades): `next dev` for Next.js, `expo start` (Metro serving the web target, its
+ * Fast Refresh socket at `/hot`) for Expo, and `node <main>` for plain Node servers.
  *
  * A Node server is restarted by the daemon, not by `node --watch`: the daemon knows every file it
  * wrote. `reload()` starts a fresh process on a new port next to the running one and switches to it
@@ -38,6 +40,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
   let appAddr: Upstream = { host: '127.0.0.1', port: 0 };
   /** The app listens on a port of its own choosing, so two processes cannot run side by side. */
   let fixedPort = false;
+  let metro: MetroWatcher | undefined;
   let stopping = false;
   let reloading: Promise<void> | undefined;
   let reloadAgain = false;
@@ -63,6 +66,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       if (child !== c) return;
       child = undefined;
       nextHmr.close();
+      metro?.close();
       if (!stopping) opts.onExit(exited(code, signal, 'exited'));
     });
     return c;
@@ -137,6 +141,7 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
     },
     async start() {
       stopping = false;
+      if (kind === 'expo') prepareExpo(opts);
       port = await freePort();
       const c = start(port);
       child = c;
@@ -154,7 +159,26 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       appAddr = up;
       fixedPort = up.port !== port;
       if (kind === 'next') nextHmr.watch();
+      if (kind === 'expo') {
+        metro = new MetroWatcher({
+          upstream: () => appAddr,
+          alive: () => child === c && c.exitCode === null,
+          tracker: opts.tracker,
+          log: opts.log,
+          timeoutMs: Math.max(opts.readyTimeoutMs, 180_000),
+        });
+        // The first bundle is built now, not when a claimer's browser first asks for it.
+        void metro.warm();
+      }
     },
+    // Ready (and the image build's cache complete) once Metro built the page's bundle.
+    ...(kind === 'expo'
+      ? {
+          async settle() {
+            if (metro && !(await metro.warm())) throw new Error('Metro built no bundle for the page');
+          },
+        }
+      : {}),
     ...(kind === 'node'
       ? {
           notifyChanged(files: readonly string[]) {
@@ -177,10 +201,17 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       proxy.ws(req, socket, head, { origin: `http://${hostPort(appAddr)}` });
       return true;
     },
-    probe: () => probeHttp(appAddr.port, 'localhost', 120_000, appAddr.host),
+    async probe() {
+      const code = await probeHttp(appAddr.port, 'localhost', 120_000, appAddr.host);
+      // Expo: `/` answers at once, the bundle it names takes Metro seconds to build (minutes on a
+      // cold cache); ready means a page opened now renders without waiting for that.
+      if (code === 200 && metro) await metro.warm();
+      return code;
+    },
     async close() {
       stopping = true;
       nextHmr.close();
+      metro?.close();
       const c = child;
       child = undefined;
       await reloading?.catch(() => {});

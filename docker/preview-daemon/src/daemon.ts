@@ -48,6 +48,7 @@ export const DEV_SERVERS: Record<TemplateName, DevServerFactory> = {
   'vite-vue-ts': viteDevServer,
   next: (o) => childDevServer('next', o),
   'express-pg': (o) => childDevServer('node', o),
+  expo: (o) => childDevServer('expo', o),
 };
 
 export interface Daemon {

@@ -3,8 +3,8 @@ import { type Dirent, readdirSync, statSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { TMP_DIR_NAME } from './validate.ts';
 
-/** Directories that belong to tools, not to the user's project. */
-const SKIP = new Set(['node_modules', '.git', '.next', TMP_DIR_NAME]);
+/** Directories that belong to tools, not to the user's project (`.expo`: Expo CLI's logs and state). */
+const SKIP = new Set(['node_modules', '.git', '.next', '.expo', TMP_DIR_NAME]);
 
 /** Files (project-relative) and sizes under `root`, not following links, skipping tool directories. */
 export function scanProject(root: string): { files: Map<string, number>; bytes: number } {

@@ -27,6 +27,8 @@ export function tempProjectDir(): string {
 
 export interface HostDaemon {
   port: number;
+  /** The daemon process's id (its dev servers are its children). */
+  pid: number;
   token: string;
   projectDir: string;
   output(): string;
@@ -80,6 +82,7 @@ export async function spawnDaemon(opts: {
   });
   return {
     port,
+    pid: child.pid!,
     token,
     projectDir,
     output: () => out,

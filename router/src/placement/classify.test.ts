@@ -15,6 +15,23 @@ describe('closest warm template', () => {
     ],
     [{ 'package.json': pkg({}, { vite: '^8' }), 'src/main.js': '' }, 'vite-vanilla'],
     [{ 'package.json': pkg({ express: '^5', ms: '2' }), 'server.js': '' }, 'express-pg'],
+    // create-expo-app's blank-typescript: React and TypeScript too, but only Metro builds it.
+    [
+      {
+        'package.json': pkg(
+          { expo: '~57.0.26', react: '19.2.3', 'react-native': '0.86.3' },
+          { typescript: '~6.0.3' },
+        ),
+        'App.tsx': '',
+        'index.ts': '',
+      },
+      'expo',
+    ],
+    // Expo Router API routes pull in a server package; the app is still Expo's.
+    [
+      { 'package.json': pkg({ expo: '~57.0.26', 'expo-router': '~57', express: '^5' }), 'app/index.tsx': '' },
+      'expo',
+    ],
   ] as const)('%j → %s', (files, template) => {
     expect(classify(files as Record<string, string>).template).toBe(template);
   });

@@ -129,10 +129,13 @@ export function classify(files: ProjectFiles): Classification {
 
 /**
  * The warm template closest to a project, so that a claim installs as little as possible: the
- * framework from its dependencies and files (Next, a Node server, Vue, React, plain Vite), and the
- * TypeScript variant when the project is written in TypeScript (create-vite's default for each).
+ * framework from its dependencies and files (Expo, Next, a Node server, Vue, React, plain Vite), and
+ * the TypeScript variant when the project is written in TypeScript (create-vite's default for each).
+ * A project that depends on `expo` is a React Native app whatever else it holds (Expo Router's API
+ * routes included): only Metro builds it.
  */
 export function closestTemplate(p: { deps: Set<string>; paths: string[]; fullStack: boolean }): TemplateName {
+  if (p.deps.has('expo')) return 'expo';
   if (p.deps.has('next')) return 'next';
   if (p.fullStack) return 'express-pg';
   const ts =

@@ -81,5 +81,7 @@ function browserProblem(
   if (!client.webcontainer && !client.bundler)
     return 'the browser reports neither WebContainers nor the bundler runtime';
   if (!client.webcontainer && c.template === 'next') return 'the bundler runtime cannot run Next.js';
+  // react-native resolves through Metro (platform extensions, Flow sources, react-native-web aliases).
+  if (!client.webcontainer && c.template === 'expo') return 'the bundler runtime cannot run Expo (Metro)';
   return undefined;
 }

@@ -90,6 +90,20 @@ describe('place (fixture projects, with reasons)', () => {
     });
   });
 
+  it('an Expo app takes the browser tier only with WebContainers (the bundler runtime has no Metro)', () => {
+    const expo = classify({
+      'package.json': JSON.stringify({ dependencies: { expo: '~57.0.26', 'react-native': '0.86.3' } }),
+      'App.tsx': '',
+    });
+    expect(expo.template).toBe('expo');
+    expect(place(expo, capable, capacity, { enabled: all }).candidates).toEqual(['browser', 'docker', 'fly']);
+    const d = place(expo, { webcontainer: false, bundler: true }, capacity, { enabled: all });
+    expect(d.candidates).toEqual(['docker', 'fly']);
+    expect(d.reasons).toEqual([
+      { tier: 'browser', outcome: 'skipped', reason: 'the bundler runtime cannot run Expo (Metro)' },
+    ]);
+  });
+
   it('a full docker pool overflows to fly; unconfigured tiers are named', () => {
     const d = place(
       classify(loadFixture('express-pg')),
