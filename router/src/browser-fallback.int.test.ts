@@ -4,25 +4,13 @@
  * browser are in the server sandbox. A real pool agent registered with the router runs the sandbox
  * (image preview-base:dev, as `npm start` does).
  */
-import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { serve } from '@hono/node-server';
-import {
-  type Agent,
-  createAgent,
-  createDockerRuntime,
-  type DockerRuntime,
-  loadConfig as loadAgentConfig,
-} from '@preview/pool-agent';
-import { TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
 import { createBrowserTier } from '@preview/tiers';
 import { createDockerTier } from '@preview/tiers/docker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DockerNode, startDockerNode } from '../test/docker-node.ts';
 import { bearer, createHarness, type Harness } from '../test/harness.ts';
 import { connectRawEditor } from '../test/sync/index.ts';
-
-const CA = '/etc/ssl/certs/ca-certificates.crt';
 
 function hostGet(port: number, host: string, path: string, headers: Record<string, string> = {}) {
   return new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>(
@@ -43,10 +31,8 @@ function hostGet(port: number, host: string, path: string, headers: Record<strin
 
 describe('same-id fallback: browser → docker keeps id, files and edits', () => {
   let h: Harness;
-  let server: http.Server;
+  let node: DockerNode | undefined;
   let port: number;
-  let agent: Agent | undefined;
-  let runtime: DockerRuntime | undefined;
 
   beforeAll(async () => {
     h = await createHarness({
@@ -55,48 +41,12 @@ describe('same-id fallback: browser → docker keeps id, files and edits', () =>
         docker: createDockerTier(nodeDirectory),
       }),
     });
-    await h.router.nodes.liveness.forget(h.nodeId);
-    server = serve({ fetch: h.router.app.fetch, hostname: '127.0.0.1', port: 0 }) as unknown as http.Server;
-    await new Promise((r) => server.once('listening', r));
-    h.router.attach(server);
-    port = (server.address() as AddressInfo).port;
-    const config = loadAgentConfig({
-      AGENT_PORT: '0',
-      NODE_NAME: `fallback-${randomBytes(4).toString('hex')}`,
-      ROUTER_URL: `http://127.0.0.1:${port}`,
-      ROUTER_JOIN_TOKEN: h.joinToken,
-      PREVIEW_IMAGE: TEST_PREVIEW_IMAGE,
-      PREVIEW_NETWORK: 'preview-net-test',
-      NODE_SLOTS: '2',
-      WARM_POOL: 'vite-vanilla=1',
-      PREVIEW_NODE_EXTRA_CA_CERTS: CA,
-      READY_TIMEOUT_MS: '240000',
-      LOG_LEVEL: 'silent',
-    });
-    runtime = await createDockerRuntime({
-      docker: testDocker(),
-      node: config.NODE_NAME,
-      image: TEST_PREVIEW_IMAGE,
-      network: config.PREVIEW_NETWORK,
-      uid: config.PREVIEW_UID,
-      memoryMiB: 1024,
-      cpus: 1,
-      pidsLimit: 256,
-      tmpfsMiB: 64,
-      labels: { [TEST_LABEL]: '1' },
-    });
-    agent = await createAgent({ config, runtime });
-    await agent.pools.settled();
+    node = await startDockerNode(h, { name: 'fallback', slots: 2, warmPool: 'vite-vanilla=1' });
+    port = node.port;
   }, 600_000);
 
   afterAll(async () => {
-    await agent?.close({ removeSandboxes: true }).catch(() => {});
-    if (runtime) {
-      for (const box of await runtime.list().catch(() => [])) await runtime.remove(box.id).catch(() => {});
-      await runtime.close().catch(() => {});
-    }
-    server?.closeAllConnections();
-    await new Promise((r) => server?.close(r));
+    await node?.close();
     await h?.close();
   });
 

@@ -9,28 +9,17 @@
  * an edit.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import type http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { serve } from '@hono/node-server';
-import {
-  type Agent,
-  createAgent,
-  createDockerRuntime,
-  type DockerRuntime,
-  loadConfig as loadAgentConfig,
-} from '@preview/pool-agent';
-import { launchChromium, TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
+import { launchChromium } from '@preview/testkit';
 import { createBrowserTier } from '@preview/tiers';
 import { createDockerTier } from '@preview/tiers/docker';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HOST_CA as CA, type DockerNode, startDockerNode } from '../test/docker-node.ts';
 import { bearer, createHarness, type Harness } from '../test/harness.ts';
 
-const CA = '/etc/ssl/certs/ca-certificates.crt';
 type Files = Record<string, string | { content: string; encoding: 'base64' }>;
 
 /** create-vite's `template-<name>` as a project's files (`_gitignore` is its `.gitignore`). */
@@ -86,9 +75,7 @@ function withDeps(pkgText: string, deps: Record<string, string>): string {
 
 describe('everyday apps through the router, docker tier, in Chromium', () => {
   let h: Harness;
-  let server: http.Server;
-  let agent: Agent | undefined;
-  let runtime: DockerRuntime | undefined;
+  let node: DockerNode | undefined;
   let createVite: string;
   let chrome: Awaited<ReturnType<typeof launchChromium>>;
 
@@ -106,50 +93,17 @@ describe('everyday apps through the router, docker tier, in Chromium', () => {
         docker: createDockerTier(nodeDirectory),
       }),
     });
-    await h.router.nodes.liveness.forget(h.nodeId);
-    server = serve({ fetch: h.router.app.fetch, hostname: '127.0.0.1', port: 0 }) as unknown as http.Server;
-    await new Promise((r) => server.once('listening', r));
-    h.router.attach(server);
-    const port = (server.address() as AddressInfo).port;
-    const config = loadAgentConfig({
-      AGENT_PORT: '0',
-      NODE_NAME: `apps-${randomBytes(4).toString('hex')}`,
-      ROUTER_URL: `http://127.0.0.1:${port}`,
-      ROUTER_JOIN_TOKEN: h.joinToken,
-      PREVIEW_IMAGE: TEST_PREVIEW_IMAGE,
-      PREVIEW_NETWORK: 'preview-net-test',
-      NODE_SLOTS: '6',
-      WARM_POOL: 'vite-react-ts=1,vite-vue-ts=1,express-pg=1,expo=1',
-      PREVIEW_NODE_EXTRA_CA_CERTS: CA,
-      READY_TIMEOUT_MS: '240000',
-      LOG_LEVEL: 'silent',
+    node = await startDockerNode(h, {
+      name: 'apps',
+      slots: 6,
+      warmPool: 'vite-react-ts=1,vite-vue-ts=1,express-pg=1,expo=1',
     });
-    runtime = await createDockerRuntime({
-      docker: testDocker(),
-      node: config.NODE_NAME,
-      image: TEST_PREVIEW_IMAGE,
-      network: config.PREVIEW_NETWORK,
-      uid: config.PREVIEW_UID,
-      memoryMiB: 1024,
-      cpus: 1,
-      pidsLimit: 256,
-      tmpfsMiB: 64,
-      labels: { [TEST_LABEL]: '1' },
-    });
-    agent = await createAgent({ config, runtime });
-    await agent.pools.settled();
     chrome = await launchChromium();
   }, 600_000);
 
   afterAll(async () => {
     await chrome?.close();
-    await agent?.close({ removeSandboxes: true }).catch(() => {});
-    if (runtime) {
-      for (const box of await runtime.list().catch(() => [])) await runtime.remove(box.id).catch(() => {});
-      await runtime.close().catch(() => {});
-    }
-    server?.closeAllConnections();
-    await new Promise((r) => server?.close(r));
+    await node?.close();
     await h?.close();
     rmSync(createVite, { recursive: true, force: true });
   });
@@ -185,7 +139,7 @@ describe('everyday apps through the router, docker tier, in Chromium', () => {
     });
     if (put.status !== 200) {
       const s = await h.router.app.request(`/v1/previews/${id}`, { headers: bearer(h.alice.jwt) });
-      const onNode = await agent?.status(id);
+      const onNode = await node?.agent.status(id);
       throw new Error(
         `edit answered ${put.status} ${await put.text()}; preview: ${await s.text()}; on the node: ${JSON.stringify(onNode)}`,
       );
