@@ -46,6 +46,7 @@ export class EgressGuard {
   readonly #proxy: RegistryProxy | undefined;
   readonly #timer: NodeJS.Timeout | undefined;
   #checking: Promise<void> | undefined;
+  #warned = false;
 
   private constructor(
     o: EgressGuardOptions,
@@ -148,6 +149,21 @@ export class EgressGuard {
   ensure(): Promise<void> {
     const t = this.#target;
     if (!t) return Promise.resolve();
+    const run = this.#run(t);
+    if (this.#o.enforce ?? true) return run;
+    // Not enforced (npm start, the local compose cluster): a failed check is a warning, once, and
+    // never stops reconcile or the agent.
+    return run.catch((e) => {
+      if (this.#warned) return;
+      this.#warned = true;
+      this.#o.log?.warn(
+        { err: e },
+        'egress rules could not be set; previews are NOT filtered (PREVIEW_EGRESS_ENFORCE=false)',
+      );
+    });
+  }
+
+  #run(t: EgressTarget): Promise<void> {
     this.#checking ??= (async () => {
       try {
         const others = await this.#fw.hostPorts(egressRules(t));
