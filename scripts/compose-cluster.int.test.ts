@@ -6,6 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
@@ -97,13 +98,14 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
 }
 
+// The template's own package.json: this test is about the cluster, not installs (the daemon's and
+// the agent's tests cover those), so the project keeps the template's dependencies.
+const TEMPLATE_PACKAGE = readFileSync(
+  join(import.meta.dirname, '../templates/vite-vanilla/package.json'),
+  'utf8',
+);
 const appFiles = (marker: string) => ({
-  'package.json': JSON.stringify({
-    name: 'app',
-    private: true,
-    scripts: { dev: 'vite' },
-    devDependencies: { vite: '^8' },
-  }),
+  'package.json': TEMPLATE_PACKAGE,
   'index.html': `<!doctype html><html><body><h1 id="m">${marker}</h1><script type="module" src="/main.js"></script></body></html>`,
   'main.js': 'document.body.dataset.booted = "1";\n',
 });
@@ -216,7 +218,8 @@ describe('docker/compose.yml: a cluster of real images on this engine', () => {
       const page = () => viaLb(lbPort, { path: '/', host, headers: { cookie } });
       await until(`${p.id} serving its app`, async () => {
         const r = await page();
-        return r.status === 200 && r.body.includes(`<h1 id="m">${marker}</h1>`) ? r : undefined;
+        if (r.status === 200 && r.body.includes(`<h1 id="m">${marker}</h1>`)) return r;
+        throw new Error(`last answer ${r.status}: ${r.body.slice(0, 400)}`);
       });
       const edit = await api(`/v1/previews/${p.id}/files`, 'PUT', {
         type: 'batch',
