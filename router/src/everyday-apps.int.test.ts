@@ -163,6 +163,22 @@ describe('everyday apps through the router, docker tier, in Chromium', () => {
       });
   }
 
+  /** Reloads `page` until `testId` shows `expected` (a server app, or a dev server restarted by an install). */
+  async function showsAfterReload(page: Page, testId: string, expected: string): Promise<void> {
+    await expect
+      .poll(
+        async () => {
+          await page.reload().catch(() => {});
+          return page
+            .getByTestId(testId)
+            .textContent({ timeout: 2000 })
+            .catch(() => null);
+        },
+        { timeout: 240_000, interval: 2000 },
+      )
+      .toBe(expected);
+  }
+
   it('a React-TS app from create-vite with its own vite.config.ts and one extra dependency', {
     timeout: 900_000,
   }, async () => {
@@ -276,18 +292,7 @@ app.listen(3000, () => console.log('listening on 3000'));
           .replace("'</p>'", "'</p><p data-testid=\"dep\">' + clsx('a', false, 'c') + '</p>'")}`,
       },
     ]);
-    await expect
-      .poll(
-        async () => {
-          await page.reload().catch(() => {});
-          return page
-            .getByTestId('dep')
-            .textContent({ timeout: 1000 })
-            .catch(() => null);
-        },
-        { timeout: 240_000, interval: 2000 },
-      )
-      .toBe('a c');
+    await showsAfterReload(page, 'dep', 'a c');
   });
 
   it('an app that runs out of memory reads failed with the reason in GET and SSE, reported by its node', {
@@ -357,17 +362,6 @@ export default function App() {
       { op: 'put', path: 'package.json', content: withDeps(text(files, 'package.json'), { ms: '2.1.3' }) },
       { op: 'put', path: 'App.tsx', content: app('My edited Expo app', true) },
     ]);
-    await expect
-      .poll(
-        async () => {
-          await page.reload().catch(() => {});
-          return page
-            .getByTestId('dep')
-            .textContent({ timeout: 2000 })
-            .catch(() => null);
-        },
-        { timeout: 240_000, interval: 2000 },
-      )
-      .toBe('2m');
+    await showsAfterReload(page, 'dep', '2m');
   });
 });
