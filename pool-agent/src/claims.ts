@@ -23,7 +23,7 @@ export interface ClaimContext {
   /** How long a claim waits for the dev server's 200, ms. */
   readyTimeoutMs: number;
   runtime: Pick<ContainerRuntime, 'create' | 'assign' | 'remove'>;
-  pools: Pick<WarmPools, 'acquire' | 'free' | 'counts'>;
+  pools: Pick<WarmPools, 'acquire' | 'acquireStarting' | 'free' | 'counts'>;
   table: PreviewTable;
   /** Environment every sandbox gets, warm or cold (nothing preview-specific). */
   sandboxEnv: Record<string, string>;
@@ -84,7 +84,10 @@ export class Claims {
       });
     const env = await c.appEnv(body.env);
     const appEnv = env && Object.keys(env).length > 0 ? env : undefined;
-    const w = c.pools.acquire(body.template);
+    // No free slot for a cold start but a refill of this template is starting: that one is ours.
+    const w =
+      c.pools.acquire(body.template) ??
+      (c.pools.free() <= 0 ? await c.pools.acquireStarting(body.template, options.signal) : undefined);
     const { box, assigned } = w
       ? await this.#takeWarm(w, body.previewId, appEnv, options.signal)
       : { box: await this.#createCold(body, appEnv, options.signal), assigned: Promise.resolve() };

@@ -152,6 +152,29 @@ export class WarmPools {
     return box;
   }
 
+  /**
+   * Like `acquire`, but when no warm sandbox of `template` is ready and one is starting (a refill),
+   * waits for the starts in flight to settle and takes the one that became ready. A node whose last
+   * free slot holds that starting sandbox has room by its capacity (`used < slots`); without this its
+   * claim would find no free slot for a cold start and answer `capacity`.
+   * Resolves `undefined` when none of `template` is starting, or every start failed or was taken.
+   * @throws the signal's reason when `signal` aborts while waiting.
+   */
+  async acquireStarting(template: TemplateName, signal?: AbortSignal): Promise<WarmSandbox | undefined> {
+    for (;;) {
+      if (this.#ready.get(template)?.length) return this.acquire(template);
+      if (!(this.#starting.get(template) ?? 0) || this.#filling.size === 0) return undefined;
+      signal?.throwIfAborted();
+      const aborted = signal
+        ? new Promise<never>((_, reject) =>
+            signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
+          )
+        : undefined;
+      aborted?.catch(() => {});
+      await Promise.race([Promise.race([...this.#filling]), ...(aborted ? [aborted] : [])]);
+    }
+  }
+
   /** Gives back a sandbox that was acquired but never received user files. */
   release(w: WarmSandbox): void {
     if (this.#draining) {

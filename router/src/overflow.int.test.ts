@@ -121,7 +121,10 @@ describe('overflow: real docker agents full → fly (fake Machines API) → back
     const docker: View[] = [];
     for (let i = 0; i < 4; i++) {
       const v = await create();
-      expect(v.tier, JSON.stringify(v)).toBe('docker');
+      expect(
+        v.tier,
+        `create ${i}: ${JSON.stringify(v.reasons)}; agents: ${JSON.stringify(nodes.map((n) => [n.agent.capacity(), n.agent.sessions()]))}`,
+      ).toBe('docker');
       const chosen = v.reasons.find((r) => r.outcome === 'chosen');
       expect(chosen?.tier).toBe('docker');
       // The chosen node had room by its own fresh answer.

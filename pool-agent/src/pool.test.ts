@@ -1,0 +1,107 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WarmPools } from './pool.ts';
+import type { ContainerRuntime, SandboxInfo } from './runtime/types.ts';
+
+/**
+ * WarmPools.acquireStarting: a claim on a node whose last free slot holds a warm sandbox that is
+ * still starting takes that sandbox once it is ready (rather than answering `capacity`).
+ */
+describe('WarmPools.acquireStarting', () => {
+  let server: Server;
+  let upstream: string;
+
+  beforeAll(async () => {
+    // What a sandbox's daemon answers: health 200 (manifest and sync are optional for the pool).
+    server = createServer((req, res) => {
+      res.writeHead(req.url === '/__preview/health' ? 200 : 404).end('{}');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    upstream = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  /** A runtime whose creates wait until `release()` is called. */
+  function gatedRuntime() {
+    const gates: Array<() => void> = [];
+    let n = 0;
+    const runtime = {
+      async create(o: { template: SandboxInfo['template'] }): Promise<SandboxInfo> {
+        await new Promise<void>((r) => gates.push(r));
+        return {
+          id: `box-${++n}`,
+          template: o.template,
+          previewId: undefined,
+          pool: o.template,
+          state: 'running',
+          upstream,
+          daemonToken: 'token-0123456789abcdef',
+        } as SandboxInfo;
+      },
+      async remove() {
+        return true;
+      },
+    } as unknown as ContainerRuntime;
+    return {
+      runtime,
+      starts: () => gates.length,
+      release: () => gates.shift()?.(),
+    };
+  }
+
+  const until = async (check: () => boolean) => {
+    while (!check()) await new Promise((r) => setTimeout(r, 5));
+  };
+
+  it('waits for the starting sandbox of the template and takes it', async () => {
+    const rt = gatedRuntime();
+    const claimed = { n: 1 };
+    const pools = new WarmPools({
+      runtime: rt.runtime,
+      targets: { 'vite-vanilla': 1 },
+      slots: 2,
+      claimed: () => claimed.n,
+      readyTimeoutMs: 5_000,
+    });
+    void pools.populate();
+    await until(() => rt.starts() === 1);
+    // The one free slot is the refill in flight: no room for a cold start, nothing ready yet.
+    expect(pools.free()).toBe(0);
+    expect(pools.acquire('vite-vanilla')).toBeUndefined();
+    const taken = pools.acquireStarting('vite-vanilla');
+    rt.release();
+    const w = await taken;
+    expect(w?.box.id).toBe('box-1');
+    w?.link.close();
+    // The refill the take started: let it through so the drain settles.
+    claimed.n = 2;
+    while (rt.starts()) rt.release();
+    await pools.drain();
+  });
+
+  it('resolves undefined when nothing of the template is starting, and honours the signal', async () => {
+    const rt = gatedRuntime();
+    const pools = new WarmPools({
+      runtime: rt.runtime,
+      targets: { 'vite-react': 1 },
+      slots: 1,
+      claimed: () => 0,
+      readyTimeoutMs: 5_000,
+    });
+    expect(await pools.acquireStarting('vite-vanilla')).toBeUndefined();
+    void pools.populate();
+    await until(() => rt.starts() === 1);
+    expect(await pools.acquireStarting('vite-vanilla')).toBeUndefined();
+    const ac = new AbortController();
+    const waiting = pools.acquireStarting('vite-react', ac.signal);
+    ac.abort(new Error('claim aborted'));
+    await expect(waiting).rejects.toThrow('claim aborted');
+    rt.release();
+    await pools.settled();
+    const w = pools.acquire('vite-react');
+    expect(w?.box.id).toBe('box-1');
+    w?.link.close();
+    await pools.drain();
+  });
+});
