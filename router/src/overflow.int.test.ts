@@ -163,6 +163,7 @@ describe('overflow: real docker agents full → fly (fake Machines API) → back
     expect(await nodeOf(back.id)).toBe(nodeIds[0]);
     expect(back.reasons.find((r) => r.outcome === 'chosen')?.reason).toMatch(/2 of 2 slots free \(fresh\)/);
     expect(back.reasons.some((r) => r.tier === 'fly')).toBe(false);
+    expect(JSON.stringify(back.reasons)).not.toContain('answered capacity');
     const again = await create();
     expect(again.tier, JSON.stringify(again)).toBe('docker');
     expect(await nodeOf(again.id)).toBe(nodeIds[0]);
