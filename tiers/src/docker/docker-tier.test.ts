@@ -78,7 +78,7 @@ describe('docker tier: errors that send placement to the next tier', () => {
     const placement = await tier.create(contractSpec());
     expect(placement).toMatchObject({ tier: 'docker', nodeId: 'n-free', containerId: 'c1' });
     expect(placement.tier === 'docker' && placement.reason).toMatch(
-      /^n-free: 1 of 4 slots free \(fresh\); after n-full answered capacity; after n-gone unavailable/,
+      /^n-free: 1 of 4 slots free \(fresh\); after n-full answered capacity \(node is full\); after n-gone unavailable/,
     );
     expect(full.seen).toHaveLength(1);
     expect(free.seen).toHaveLength(1);
@@ -99,7 +99,9 @@ describe('docker tier: errors that send placement to the next tier', () => {
     });
     const err = await tier.create(contractSpec()).catch((e) => e);
     expect(err).toBeInstanceOf(CapacityError);
-    expect(err.message).toBe('no docker node took the preview: a answered capacity; b answered capacity');
+    expect(err.message).toBe(
+      'no docker node took the preview: a answered capacity (full); b answered capacity (full)',
+    );
   });
 
   it('maps 400 to InvalidInputError and 404 to NotFoundError; destroy/status of an unknown preview', async () => {

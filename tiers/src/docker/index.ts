@@ -124,23 +124,25 @@ export function createDockerTier(options: DockerTierOptions): Tier {
       if (nodes.length === 0) throw new CapacityError('capacity', 'no docker node is live');
       const skipped: string[] = [];
       let unavailable: unknown;
+      let anyFull = false;
       for (const node of nodes) {
         try {
           return await claimOn(node, spec, o, skipped);
         } catch (e) {
           // The agent's answer is the truth: a full node, or one that cannot run it now (unreachable,
-          // engine down), passes the preview on to the next.
+          // engine down), passes the preview on to the next. Its own words go into the reason.
           const full = e instanceof CapacityError;
           if (!full && !(e instanceof TierUnavailableError)) throw e;
-          if (!full) unavailable = e;
+          if (full) anyFull = true;
+          else unavailable = e;
           skipped.push(
-            `${node.nodeId} ${full ? 'answered capacity' : `unavailable (${(e as Error).message})`}`,
+            `${node.nodeId} ${full ? 'answered capacity' : 'unavailable'} (${(e as Error).message})`,
           );
           if (o.signal?.aborted) throw o.signal.reason;
         }
       }
       // No node anywhere said it was full: the tier is down rather than full.
-      if (unavailable && !skipped.some((s) => s.endsWith('answered capacity'))) throw unavailable;
+      if (unavailable && !anyFull) throw unavailable;
       throw new CapacityError('capacity', `no docker node took the preview: ${skipped.join('; ')}`);
     },
 
