@@ -1,25 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import type http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { serve } from '@hono/node-server';
-import {
-  type Agent,
-  createAgent,
-  createDockerRuntime,
-  type DockerRuntime,
-  loadConfig as loadAgentConfig,
-} from '@preview/pool-agent';
-import {
-  launchChromium,
-  requirePrerequisites,
-  TEST_LABEL,
-  TEST_PREVIEW_IMAGE,
-  testDocker,
-} from '@preview/testkit';
+import { launchChromium, requirePrerequisites, TEST_PREVIEW_IMAGE } from '@preview/testkit';
 import { createBrowserTier } from '@preview/tiers';
 import { createDockerTier } from '@preview/tiers/docker';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { type DockerNode, startDockerNode } from '../test/docker-node.ts';
 import { bearer, createHarness, type Harness } from '../test/harness.ts';
 import { pickRuntime } from './embedded-agent.ts';
 
@@ -36,10 +20,8 @@ const FILES = {
 
 describe(`through the proxy, a real Vite client in Chromium gets HMR (docker tier, agent, ${IMAGE})`, () => {
   let h: Harness;
-  let server: http.Server;
   let port: number;
-  let agent: Agent | undefined;
-  let runtime: DockerRuntime | undefined;
+  let node: DockerNode | undefined;
 
   const missing =
     !hasImage &&
@@ -56,45 +38,18 @@ describe(`through the proxy, a real Vite client in Chromium gets HMR (docker tie
       }),
     });
     // The harness's placeholder node has no agent behind it: make it dead so placement picks the real one.
-    await h.router.nodes.liveness.forget(h.nodeId);
-    server = serve({ fetch: h.router.app.fetch, hostname: '127.0.0.1', port: 0 }) as unknown as http.Server;
-    await new Promise((r) => server.once('listening', r));
-    h.router.attach(server);
-    port = (server.address() as AddressInfo).port;
-    const config = loadAgentConfig({
-      AGENT_PORT: '0',
-      NODE_NAME: `rt-${randomBytes(4).toString('hex')}`,
-      ROUTER_URL: `http://127.0.0.1:${port}`,
-      ROUTER_JOIN_TOKEN: h.joinToken,
-      PREVIEW_IMAGE: IMAGE,
-      PREVIEW_NETWORK: 'preview-net-test',
-      NODE_SLOTS: '4',
-      WARM_POOL: 'vite-vanilla=1',
-      LOG_LEVEL: 'silent',
-    });
-    runtime = await createDockerRuntime({
-      docker: testDocker(),
-      node: config.NODE_NAME,
-      image: IMAGE,
-      network: config.PREVIEW_NETWORK,
-      uid: config.PREVIEW_UID,
+    node = await startDockerNode(h, {
+      name: 'rt',
+      slots: 4,
+      warmPool: 'vite-vanilla=1',
       memoryMiB: 512,
-      cpus: 1,
-      pidsLimit: 256,
-      tmpfsMiB: 64,
-      labels: { [TEST_LABEL]: '1' },
+      image: IMAGE,
     });
-    agent = await createAgent({ config, runtime });
+    port = node.port;
   }, 180_000);
 
   afterAll(async () => {
-    await agent?.close({ removeSandboxes: true }).catch(() => {});
-    if (runtime) {
-      for (const box of await runtime.list().catch(() => [])) await runtime.remove(box.id).catch(() => {});
-      await runtime.close().catch(() => {});
-    }
-    server?.closeAllConnections();
-    if (server) await new Promise((r) => server.close(r));
+    await node?.close();
     await h?.close();
   });
 

@@ -28,13 +28,22 @@ export interface DockerNode {
 
 /**
  * Serves `h.router` on 127.0.0.1 and starts a pool agent registered with it over HTTP (join token →
- * node credential, heartbeats), running TEST_PREVIEW_IMAGE sandboxes of 1 GiB with `warmPool`
+ * node credential, heartbeats), running `image` sandboxes (1 GiB unless `memoryMiB`) with `warmPool`
  * (`WARM_POOL` syntax, e.g. `vite-react-ts=1,express-pg=1`), and waits until its warm pools are full.
  * The harness's own in-process node is forgotten first, so placement only sees this agent.
  */
 export async function startDockerNode(
   h: Harness,
-  o: { name: string; warmPool: string; slots?: number },
+  o: {
+    name: string;
+    warmPool: string;
+    /** @default 5 */
+    slots?: number;
+    /** Memory limit of each sandbox, MiB. @default 1024 */
+    memoryMiB?: number;
+    /** @default TEST_PREVIEW_IMAGE */
+    image?: string;
+  },
 ): Promise<DockerNode> {
   await h.router.nodes.liveness.forget(h.nodeId);
   const server = serve({
@@ -50,7 +59,7 @@ export async function startDockerNode(
     NODE_NAME: `${o.name}-${randomBytes(4).toString('hex')}`,
     ROUTER_URL: `http://127.0.0.1:${port}`,
     ROUTER_JOIN_TOKEN: h.joinToken,
-    PREVIEW_IMAGE: TEST_PREVIEW_IMAGE,
+    PREVIEW_IMAGE: o.image ?? TEST_PREVIEW_IMAGE,
     PREVIEW_NETWORK: 'preview-net-test',
     NODE_SLOTS: String(o.slots ?? 5),
     WARM_POOL: o.warmPool,
@@ -61,10 +70,10 @@ export async function startDockerNode(
   const runtime = await createDockerRuntime({
     docker: testDocker(),
     node: config.NODE_NAME,
-    image: TEST_PREVIEW_IMAGE,
+    image: config.PREVIEW_IMAGE,
     network: config.PREVIEW_NETWORK,
     uid: config.PREVIEW_UID,
-    memoryMiB: 1024,
+    memoryMiB: o.memoryMiB ?? 1024,
     cpus: 1,
     pidsLimit: 256,
     tmpfsMiB: 64,

@@ -1,25 +1,11 @@
-/**
- * The proxy's contract with the app (router README, "What the app sees"), rule by rule, in Chromium:
- * a small Node app of our own in a docker-tier sandbox (router → agent → daemon → app, the real
- * chain) reports what each request looked like on its side, over HTTP and over a WebSocket, at the
- * top level and inside a cross-site "editor" page's iframe.
- */
-import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { serve } from '@hono/node-server';
-import {
-  type Agent,
-  createAgent,
-  createDockerRuntime,
-  type DockerRuntime,
-  loadConfig as loadAgentConfig,
-} from '@preview/pool-agent';
-import { launchChromium, TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
+import { launchChromium, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
 import { createBrowserTier } from '@preview/tiers';
 import { createDockerTier } from '@preview/tiers/docker';
 import type { Frame, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DockerNode, startDockerNode } from '../../test/docker-node.ts';
 import { bearer, createHarness, type Harness } from '../../test/harness.ts';
 
 /** The app: `/echo` answers what it saw, `/ws` sends it as the first message, `/login` sets a cookie. */
@@ -118,11 +104,9 @@ async function probe(
 
 describe(`what the app sees through the preview proxy (docker tier, ${TEST_PREVIEW_IMAGE}, Chromium)`, () => {
   let h: Harness;
-  let server: http.Server;
   let editor: http.Server;
   let port: number;
-  let agent: Agent | undefined;
-  let runtime: DockerRuntime | undefined;
+  let node: DockerNode | undefined;
   let chrome: Awaited<ReturnType<typeof launchChromium>>;
   let preview: { id: string; host: string; link: string };
 
@@ -140,36 +124,8 @@ describe(`what the app sees through the preview proxy (docker tier, ${TEST_PREVI
         docker: createDockerTier(nodeDirectory),
       }),
     });
-    await h.router.nodes.liveness.forget(h.nodeId);
-    server = serve({ fetch: h.router.app.fetch, hostname: '127.0.0.1', port: 0 }) as unknown as http.Server;
-    await new Promise((r) => server.once('listening', r));
-    h.router.attach(server);
-    port = (server.address() as AddressInfo).port;
-    const config = loadAgentConfig({
-      AGENT_PORT: '0',
-      NODE_NAME: `sees-${randomBytes(4).toString('hex')}`,
-      ROUTER_URL: `http://127.0.0.1:${port}`,
-      ROUTER_JOIN_TOKEN: h.joinToken,
-      PREVIEW_IMAGE: TEST_PREVIEW_IMAGE,
-      PREVIEW_NETWORK: 'preview-net-test',
-      NODE_SLOTS: '2',
-      WARM_POOL: 'express-pg=1',
-      LOG_LEVEL: 'silent',
-    });
-    runtime = await createDockerRuntime({
-      docker: testDocker(),
-      node: config.NODE_NAME,
-      image: TEST_PREVIEW_IMAGE,
-      network: config.PREVIEW_NETWORK,
-      uid: config.PREVIEW_UID,
-      memoryMiB: 512,
-      cpus: 1,
-      pidsLimit: 256,
-      tmpfsMiB: 64,
-      labels: { [TEST_LABEL]: '1' },
-    });
-    agent = await createAgent({ config, runtime });
-    await agent.pools.settled();
+    node = await startDockerNode(h, { name: 'sees', slots: 2, warmPool: 'express-pg=1', memoryMiB: 512 });
+    port = node.port;
     const res = await h.router.app.request('/v1/previews', {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
@@ -192,13 +148,7 @@ describe(`what the app sees through the preview proxy (docker tier, ${TEST_PREVI
   afterAll(async () => {
     await chrome?.close();
     editor?.close();
-    await agent?.close({ removeSandboxes: true }).catch(() => {});
-    if (runtime) {
-      for (const box of await runtime.list().catch(() => [])) await runtime.remove(box.id).catch(() => {});
-      await runtime.close().catch(() => {});
-    }
-    server?.closeAllConnections();
-    await new Promise((r) => server?.close(r));
+    await node?.close();
     await h?.close();
   });
 
