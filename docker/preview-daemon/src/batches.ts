@@ -131,7 +131,9 @@ export class BatchApplier {
 
   /** Takes a batch that arrived at `t0` (performance.now()) on socket `ws`. */
   enqueue(ws: StatusSocket, batch: FileBatch, t0: number): void {
-    if (this.#queued === 0 && this.#d.writer.isSmall(batch.ops)) {
+    // The claim's files wait for a dev server that must catch up before they are acked (Metro).
+    const catchUp = batch.seq === 0 && this.#d.lifecycle.dev?.caughtUp !== undefined;
+    if (this.#queued === 0 && !catchUp && this.#d.writer.isSmall(batch.ops)) {
       this.#apply(ws, batch, t0, true);
       return;
     }
@@ -209,6 +211,14 @@ export class BatchApplier {
       }
       return done();
     }
+    // The claim's files, before a dev server that learns of them only through its own watcher:
+    // acked once it has them, so the claimer's first page is not built from the template's.
+    const dev = this.#d.lifecycle.dev;
+    if (seq === 0 && dev?.caughtUp && status.phase === 'ready' && !pkg && !reconfigure)
+      return this.#d.writer.apply(ops).then(async () => {
+        await dev.caughtUp?.(files);
+        done();
+      }, failed);
     return this.#d.writer.apply(ops).then(done, failed);
   }
 

@@ -11,15 +11,25 @@ import {
   waitListening,
 } from './app-process.ts';
 import type { DevServer, DevServerOptions } from './dev-server.ts';
-import { MetroWatcher, prepareExpo } from './expo-metro.ts';
+import { METRO_WATCHED, MetroWatcher, prepareExpo } from './expo-metro.ts';
 import { InflightRequests } from './inflight.ts';
 import { NextHmrWatcher } from './next-hmr.ts';
+import { TMP_DIR_NAME } from './validate.ts';
 import { probeHttp } from './vite-server.ts';
 
 export type { ChildKind } from './app-process.ts';
 
 /** Files whose change a running Node server only sees after a restart (its code and config). */
 export const NODE_CODE = /\.(?:[cm]?[jt]sx?|json|node)$/;
+
+/** Paths Metro does not watch: installed packages and the daemon's temp directory. */
+const IGNORED_BY_METRO = new RegExp(`/(?:node_modules|${TMP_DIR_NAME.replace('.', '\\.')})/`);
+
+/**
+ * Longest wait for Metro to take in the claim's files before they are acked (ms). Metro answers in
+ * tens of milliseconds on an idle node; the bound only matters if its watcher missed the change.
+ */
+const METRO_CATCH_UP_MS = 5000;
 
 /**
  * A dev server in its own process on an internal loopback port, which the daemon proxies (HTTP and
@@ -176,6 +186,10 @@ export function childDevServer(kind: ChildKind, opts: DevServerOptions): DevServ
       ? {
           async settle() {
             if (metro && !(await metro.warm())) throw new Error('Metro built no bundle for the page');
+          },
+          async caughtUp(files: readonly string[]) {
+            if (metro && files.some((f) => METRO_WATCHED.test(f) && !IGNORED_BY_METRO.test(f)))
+              await metro.caughtUp(METRO_CATCH_UP_MS);
           },
         }
       : {}),

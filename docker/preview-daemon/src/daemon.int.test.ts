@@ -375,7 +375,7 @@ describe('editor batches sent again under a new seq (origin ledger)', () => {
 });
 
 describe('a Vite restart with pages open (vite-vanilla)', () => {
-  it('pages are told to reload, and the next server takes their HMR socket with the same token', {
+  it('pages are told to reload, a page from an older server is told to reload when it connects, and the next server takes its own', {
     timeout: 240_000,
   }, async () => {
     // The template's files and a vite.config.js of the project's own (Vite restarts itself when it changes).
@@ -386,25 +386,48 @@ describe('a Vite restart with pages open (vite-vanilla)', () => {
     });
     writeFileSync(join(projectDir, 'vite.config.js'), 'export default {};\n');
     const d = await spawnDaemon({ template: 'vite-vanilla', projectDir });
-    try {
-      await until(async () => (await health(d.port)).status === 200, 120_000, 'ready');
+    /** The HMR token of the `/@vite/client` the daemon serves now (what a page loaded now runs). */
+    const clientToken = async (): Promise<string> => {
       const client = await (await fetch(`http://127.0.0.1:${d.port}/@vite/client`)).text();
       const token = /const wsToken = "([^"]+)"/.exec(client)?.[1];
       expect(token).toBeTruthy();
-      const hmr = (): Promise<WebSocket> =>
-        new Promise((resolve, reject) => {
-          const ws = new WebSocket(`ws://127.0.0.1:${d.port}/?token=${token}`, 'vite-hmr', {
-            origin: `http://127.0.0.1:${d.port}`,
-          });
-          ws.once('open', () => resolve(ws));
-          ws.once('unexpected-response', (_q, r) =>
-            reject(new Error(`HMR upgrade answered ${r.statusCode}`)),
-          );
-          ws.once('error', reject);
+      return token as string;
+    };
+    /** An HMR socket as a page opens it, with its messages (and `closed` once the daemon closes it). */
+    const hmr = (token: string): Promise<{ ws: WebSocket; messages: string[]; closed: Promise<number> }> =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${d.port}/?token=${token}`, 'vite-hmr', {
+          origin: `http://127.0.0.1:${d.port}`,
         });
-      const page = await hmr();
-      const messages: string[] = [];
-      page.on('message', (m) => messages.push(String(m)));
+        const messages: string[] = [];
+        ws.on('message', (m) => messages.push(String(m)));
+        const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
+        ws.once('open', () => resolve({ ws, messages, closed }));
+        ws.once('unexpected-response', (_q, r) => reject(new Error(`HMR upgrade answered ${r.statusCode}`)));
+        ws.once('error', reject);
+      });
+    /** A page of the current server: its socket stays open and Vite says `connected`. */
+    const current = async () => {
+      const s = await hmr(await clientToken());
+      await until(async () => s.messages.some((m) => m.includes('"connected"')), 30_000, 'connected');
+      expect(s.messages.join()).not.toContain('full-reload');
+      return s;
+    };
+    /** A page whose client an older server served: told to reload at once, then closed cleanly. */
+    const stale = async (token: string) => {
+      const s = await hmr(token);
+      let code: number | undefined;
+      void s.closed.then((c) => {
+        code = c;
+      });
+      await until(async () => code !== undefined, 15_000, "the stale page's socket to be closed");
+      expect(code).toBe(1000);
+      expect(s.messages.map((m) => JSON.parse(m))).toEqual([{ type: 'full-reload', path: '*' }]);
+    };
+    try {
+      await until(async () => (await health(d.port)).status === 200, 120_000, 'ready');
+      const first = await clientToken();
+      const page = await current();
       const sync = await SyncClient.connect(`ws://127.0.0.1:${d.port}/__preview/sync`, {
         authorization: `Bearer ${d.token}`,
       });
@@ -414,22 +437,23 @@ describe('a Vite restart with pages open (vite-vanilla)', () => {
       expect(
         (await sync.batch(1, [{ op: 'put', path: 'package.json', content: JSON.stringify(pkg) }])).type,
       ).toBe('ack');
-      await until(async () => messages.some((m) => m.includes('"full-reload"')), 60_000, 'full-reload').catch(
-        (e) => {
-          throw new Error(`${e.message}; got ${messages.join(' | ')}`);
-        },
-      );
+      await until(
+        async () => page.messages.some((m) => m.includes('"full-reload"')),
+        60_000,
+        'full-reload',
+      ).catch((e) => {
+        throw new Error(`${e.message}; got ${page.messages.join(' | ')}`);
+      });
       await until(async () => (await health(d.port)).status === 200, 120_000, 'ready again');
-      const again = await hmr();
-      again.close();
+      // A page that loaded from the first server but connects only now (its modules are not in
+      // the new server's graph, so it would never get an update): reloaded.
+      await stale(first);
+      const second = await clientToken();
+      expect(second).not.toBe(first);
+      (await current()).ws.close();
       // A config edit after ready: Vite restarts itself (its watcher), and the daemon's server then
       // has one HMR listener, not two taking the same socket.
-      let restarted = false;
-      again.on('close', () => {});
-      const watcher = await hmr();
-      watcher.on('close', () => {
-        restarted = true;
-      });
+      const watcher = await current();
       expect(
         (
           await sync.batch(2, [
@@ -437,11 +461,12 @@ describe('a Vite restart with pages open (vite-vanilla)', () => {
           ])
         ).type,
       ).toBe('ack');
-      await until(async () => restarted, 60_000, "Vite's own restart");
+      await until(async () => watcher.ws.readyState === WebSocket.CLOSED, 60_000, "Vite's own restart");
       await until(async () => (await health(d.port)).status === 200, 120_000, 'ready after the config edit');
-      for (let i = 0; i < 3; i++) (await hmr()).close();
+      await stale(second);
+      for (let i = 0; i < 3; i++) (await current()).ws.close();
       expect((await health(d.port)).status).toBe(200);
-      page.close();
+      page.ws.close();
       sync.close();
       expect((await health(d.port)).status).toBe(200);
     } finally {

@@ -29,7 +29,7 @@ import { Manifest, scanProject } from './project-scan.ts';
 import { DaemonStatus } from './status.ts';
 import { serveSyncSocket } from './sync-socket.ts';
 import { TMP_DIR_NAME } from './validate.ts';
-import { viteDevServer } from './vite-server.ts';
+import { answerWithReload, viteDevServer } from './vite-server.ts';
 import { ProjectWriter } from './writer.ts';
 
 /**
@@ -188,11 +188,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       wss.handleUpgrade(req, socket, head, (ws) => serveSyncSocket(ws, status, batches));
       return;
     }
-    // Vite attaches its own listener for its HMR protocol; a child's sockets are proxied.
+    // A child's sockets are proxied; Vite's HMR sockets are taken by Vite's own listener (after
+    // this one) unless the page is stale (see vite-server.ts).
+    if (lifecycle.dev?.upgrade(req, socket, head)) return;
     const protocol = req.headers['sec-websocket-protocol'];
-    if (protocol === 'vite-hmr' || protocol === 'vite-ping') return;
-    if (!lifecycle.dev?.upgrade(req, socket, head))
-      socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+    // Between two dev servers (a restart): a page's HMR socket is told to reload (into the
+    // not-ready page, then the next server's app); a restart poll's ping is refused, so it asks again.
+    if (protocol === 'vite-hmr') answerWithReload(req, socket, head);
+    else if (protocol === 'vite-ping')
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
+    else socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
   });
 
   await new Promise<void>((resolve, reject) => {

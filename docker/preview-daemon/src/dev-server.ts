@@ -19,6 +19,12 @@ export interface DevServer {
    */
   notifyChanged?(files: readonly string[]): void;
   /**
+   * Resolves once the dev server has taken in these just-written files (absolute paths), so a page
+   * opened now is built from them. For a dev server that learns of changes only through its own
+   * watcher (Metro); the claim's files are acked after it. Bounded; never rejects.
+   */
+  caughtUp?(files: readonly string[]): Promise<void>;
+  /**
    * Runs the project as it is on disk now in a fresh process, switching over once that one takes
    * connections (the old one answers until then). Optional: servers that hot-swap code need none.
    */

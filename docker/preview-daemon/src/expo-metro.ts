@@ -96,6 +96,12 @@ module.exports = (async () => {
 `;
 }
 
+/**
+ * Files Metro's file map tracks (Expo's default `sourceExts` and Metro's default `assetExts`, the
+ * common ones): a change of one of them moves the page's graph to a new revision.
+ */
+export const METRO_WATCHED = /\.(?:[cm]?[jt]sx?|json|css|png|jpe?g|gif|webp|bmp|svg|ttf|otf|mp[34]|wav)$/i;
+
 /** Metro's HMR messages (metro/src/lib/bundleToString and HmrServer): what the daemon reads. */
 interface MetroHmrMessage {
   type?: string;
@@ -119,6 +125,8 @@ export class MetroWatcher {
   #closed = false;
   #bundleUrl: string | undefined;
   #warming: Promise<boolean> | undefined;
+  // Waiting for Metro's next answer to a file change (see caughtUp).
+  readonly #seen = new Set<(seen: boolean) => void>();
 
   constructor(
     private readonly o: {
@@ -197,12 +205,46 @@ export class MetroWatcher {
     if (msg.type === 'update' && b && !b.isInitialUpdate) {
       const changed = (b.added?.length ?? 0) + (b.modified?.length ?? 0) + (b.deleted?.length ?? 0);
       if (changed > 0) this.o.tracker.sent('update', true);
-    } else if (msg.type === 'error' && b?.message) this.o.log.push(`metro: ${b.message}`);
+      this.#settle(true);
+    } else if (msg.type === 'error') {
+      if (b?.message) this.o.log.push(`metro: ${b.message}`);
+      this.#settle(true);
+    }
+  }
+
+  #settle(seen: boolean): void {
+    for (const resolve of this.#seen) resolve(seen);
+    this.#seen.clear();
+  }
+
+  /**
+   * Resolves once Metro has taken in a file change made just before the call: its HMR server
+   * answered this watcher (registered for the page's bundle, so every change of a watched file
+   * moves that graph to a new revision) with an update or a build error. A page that asks for the
+   * bundle after that gets the changed files. Metro learns of changes only through its file
+   * watcher (inotify, then a stat, then a 30 ms batch and a 50 ms debounce); a page opened before
+   * that got the old bundle and, registering after the change went out, never gets the update.
+   * Resolves `false` after `timeoutMs` (a change Metro does not watch: a file type outside its
+   * source and asset extensions), on close, or when the socket is not open; never rejects.
+   */
+  caughtUp(timeoutMs: number): Promise<boolean> {
+    if (this.#closed || this.#socket?.readyState !== WebSocket.OPEN) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (seen: boolean) => {
+        clearTimeout(timer);
+        this.#seen.delete(onSeen);
+        resolve(seen);
+      };
+      const onSeen = (seen: boolean) => done(seen);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.#seen.add(onSeen);
+    });
   }
 
   close(): void {
     this.#closed = true;
     this.#socket?.close();
+    this.#settle(false);
   }
 }
 

@@ -101,7 +101,15 @@ describe('expo in a host daemon', () => {
       authorization: `Bearer ${d.token}`,
     });
     const app = readFileSync(join(projectDir, 'App.tsx'), 'utf8');
-    const edited = app.replace('Open up App.tsx', 'Edited App.tsx');
+    // The claim's files (seq 0) are acked once Metro has them: a page opened right after the claim
+    // gets the claimer's App.tsx, not the warm sandbox's (Metro hears of files only through its
+    // watcher, and a page that got the old bundle would never be sent the change).
+    const claimed = app.replace('Open up App.tsx', 'Claimed App.tsx');
+    expect((await sync.batch(0, [{ op: 'put', path: 'App.tsx', content: claimed }])).type).toBe('ack');
+    const afterClaim = await (await fetch(`${base}${await bundlePath(d.port)}`)).text();
+    expect(afterClaim).toContain('Claimed App.tsx');
+    expect(afterClaim).not.toContain('Open up App.tsx');
+    const edited = claimed.replace('Claimed App.tsx', 'Edited App.tsx');
     expect((await sync.batch(1, [{ op: 'put', path: 'App.tsx', content: edited }])).type).toBe('ack');
     expect(await sync.next((f) => f.type === 'hmr' && f['seq'] === 1, 60_000, 'metro hmr')).toMatchObject({
       kind: 'update',

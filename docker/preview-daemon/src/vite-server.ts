@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, readdirSync } from 'node:fs';
-import { request } from 'node:http';
+import { type IncomingMessage, request } from 'node:http';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
 import type { HotPayload, InlineConfig, Plugin, ViteDevServer } from 'vite';
+import { WebSocketServer } from 'ws';
 import type { DevServer, DevServerOptions } from './dev-server.ts';
 import { importFromProject } from './load-package.ts';
 import { TMP_DIR_NAME } from './validate.ts';
@@ -14,12 +16,50 @@ const ANNOUNCE_WINDOW_MS = 1000;
 const CONFIG_FILES = ['vite.config.js', 'vite.config.mjs', 'vite.config.ts', 'vite.config.mts'];
 
 /**
- * Vite's HMR WebSocket token (checked on every HMR upgrade that has an Origin, against cross-site
- * WebSocket hijacking). Vite draws a new one per server; the daemon restarts its server (after an
- * install, a config edit), and a page served by the old one would then be refused (400) and never
- * hear of updates again. One token per daemon process keeps the check and survives restarts.
+ * Vite's HMR WebSocket tokens (checked on every HMR upgrade that has an Origin, against cross-site
+ * WebSocket hijacking): one per Vite server, drawn by the daemon, so a token names the server whose
+ * `/@vite/client` a page runs. A server restarted by the daemon (an install, a new environment) or
+ * by Vite itself (a config edit) has a new module graph: a page whose modules the old one served
+ * gets no HMR update from it (the edited file is not in its graph). Such a page connecting with an
+ * older token is told to reload (see {@link answerWithReload}) instead of being refused (400, then
+ * no updates ever) or accepted (connected, then no updates ever).
  */
-const WS_TOKEN = randomBytes(9).toString('base64url');
+const issuedTokens = new Set<string>();
+/** Tokens kept to recognise a stale page; older ones are refused by Vite like any unknown token. */
+const MAX_ISSUED_TOKENS = 64;
+
+function mintToken(): string {
+  const token = randomBytes(12).toString('base64url');
+  issuedTokens.add(token);
+  if (issuedTokens.size > MAX_ISSUED_TOKENS)
+    issuedTokens.delete(issuedTokens.values().next().value as string);
+  return token;
+}
+
+/** Path a stale HMR upgrade is moved to, so Vite's own listener (which matches its base) passes it by. */
+const STALE_HMR_PATH = '/__preview/stale-hmr';
+const reloadSockets = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 4096 });
+
+/**
+ * Takes a Vite HMR upgrade (`Sec-WebSocket-Protocol: vite-hmr`) from a page whose Vite server is
+ * gone (restarted or restarting), and tells it to reload: Vite's client handles `full-reload` with
+ * `location.reload()` (a navigation the daemon answers with its not-ready page until a server is
+ * back). The socket then closes cleanly (code 1000), which Vite's client does not poll on.
+ * Must run before Vite's own `upgrade` listener sees `req` (the daemon's listener is registered first).
+ */
+export function answerWithReload(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  req.url = STALE_HMR_PATH;
+  reloadSockets.handleUpgrade(req, socket, head, (ws) => {
+    ws.send(JSON.stringify({ type: 'full-reload', path: '*' }), () => ws.close(1000));
+  });
+}
+
+/** The `token` query parameter of an HMR upgrade (Vite's client sends `?token=`), if any. */
+function tokenOf(req: IncomingMessage): string | null {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return q < 0 ? null : new URLSearchParams(url.slice(q + 1)).get('token');
+}
 
 /** Names this module put into the daemon's process environment for the app. */
 const appliedNames = new Set<string>();
@@ -49,6 +89,8 @@ function exposeToProcess(env: Readonly<Record<string, string>>): void {
 export function viteDevServer(opts: DevServerOptions): DevServer {
   let server: ViteDevServer | undefined;
   let closed = false;
+  // The token the running server injects into `/@vite/client` (its own resolved config's).
+  let currentToken: string | undefined;
   // The daemon's own upgrade listeners; every other one on its server is a Vite server's HMR socket.
   let ownUpgrade: Set<unknown> | undefined;
   // Vite's own HMR send, beside the one the plugin wraps to report updates to the tracker.
@@ -71,10 +113,11 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
     name: 'preview-daemon',
     enforce: 'pre',
     configResolved(config) {
-      (config as { webSocketToken: string }).webSocketToken = WS_TOKEN;
+      (config as { webSocketToken: string }).webSocketToken = mintToken();
     },
     // Runs for the first server and again after every restart (config edits), so the hook follows.
     configureServer(s) {
+      currentToken = (s.config as { webSocketToken?: string }).webSocketToken;
       // Also after Vite restarted itself: its new HMR listener is registered by now.
       pruneUpgrade(1);
       // The edit path skips the file watcher (chokidar: an inotify event, a stat, the atomic-
@@ -200,8 +243,19 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
       }
       throw new Error('the dependency optimizer did not finish');
     },
-    // Vite registered its own upgrade listener on the daemon's server (server.ws.server).
-    upgrade: () => false,
+    // Vite registered its own upgrade listener on the daemon's server (server.ws.server); this
+    // runs first and says whether that listener will serve the page correctly.
+    upgrade(req, socket, head) {
+      const protocol = req.headers['sec-websocket-protocol'];
+      if (protocol !== 'vite-hmr' && protocol !== 'vite-ping') return false;
+      const live = server !== undefined && !closed;
+      if (protocol === 'vite-ping') return live;
+      const token = tokenOf(req);
+      if (!live || (token !== null && token !== currentToken && issuedTokens.has(token))) {
+        answerWithReload(req, socket, head);
+      }
+      return true;
+    },
     probe: () => probeHttp(opts.daemonPort(), 'localhost'),
     async close() {
       closed = true;
