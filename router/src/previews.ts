@@ -22,7 +22,7 @@ import type { Metrics } from './metrics.ts';
 import { type Classification, classify } from './placement/classify.ts';
 import { type ClientCapabilities, place } from './placement/place.ts';
 import type { SyncStore } from './store/project-files.ts';
-import type { PlacementReason, Session, SessionStore } from './store/sessions.ts';
+import { databaseIdOf, type PlacementReason, type Session, type SessionStore } from './store/sessions.ts';
 import { HTTP_CLIENT } from './sync/client-order.ts';
 import { coalesce } from './sync/persister.ts';
 
@@ -69,6 +69,11 @@ export interface CreateInput {
   template?: TemplateName | undefined;
   client: ClientCapabilities;
   serverOnly?: boolean | undefined;
+  /**
+   * The editor's app id (validated by the route: `ProjectId` in schemas.ts). One live preview per
+   * (user, project); see {@link PreviewService.create}.
+   */
+  projectId?: string | undefined;
 }
 
 /** Failures that send placement on to the next tier (a tier that is down, full, or too slow). */
@@ -133,13 +138,23 @@ export class PreviewService {
    * inserted the session places it, so a repeated key never starts a second container.
    * `idempotency.bodyHash` (SHA-256 hex of the request body) is kept with the key: the key reused
    * with another body throws InvalidInputError `idempotency_mismatch`.
+   *
+   * With `input.projectId` (the editor's app id) there is one live preview per (user, project),
+   * made exact by `SessionStore.create` (per-user lock and a unique index): the live one is returned
+   * (`created: false`), woken first when it is suspended. When the project's previews all ended, the
+   * new one starts from the project's stored files (the last persisted files of its newest preview;
+   * `input.files` only seed a project with none) and uses the project's database (`databaseId`),
+   * so it finds the data its predecessors left.
+   *
+   * @throws CapacityError `too_many_previews`, InvalidInputError `idempotency_mismatch`
    */
   async create(
     userId: string,
     input: CreateInput,
     idempotency?: { key: string; bodyHash?: string | undefined },
   ): Promise<{ session: Session; created: boolean }> {
-    const detected = classify(input.files);
+    const files = await this.#projectFiles(userId, input);
+    const detected = classify(files);
     const classification: Classification = input.template
       ? { ...detected, template: input.template }
       : detected;
@@ -149,18 +164,39 @@ export class PreviewService {
       classification,
       idempotencyKey: idempotency?.key,
       idempotencyBodyHash: idempotency?.bodyHash,
+      projectId: input.projectId,
       maxLive: this.#maxLive,
-      files: input.files,
+      files,
     });
-    if (!created) return { session, created };
-    const placed = await this.#place(
-      session,
-      classification,
-      input.client,
-      input.serverOnly ?? false,
-      input.files,
-    );
+    if (!created) {
+      if (input.projectId && session.state === 'suspended')
+        return { session: await this.resumeSession(session), created };
+      return { session, created };
+    }
+    const placed = await this.#place(session, classification, input.client, input.serverOnly ?? false, files);
     return { session: placed, created: true };
+  }
+
+  /**
+   * The files a create starts from: with a project whose newest preview is no longer live, that
+   * preview's stored files (when it has any); otherwise `input.files`.
+   */
+  async #projectFiles(userId: string, input: CreateInput): Promise<ProjectFiles> {
+    if (!input.projectId) return input.files;
+    const last = await this.store.latestInProject(userId, input.projectId);
+    if (!last || LIVE_STATES.includes(last.state)) return input.files;
+    const stored = await this.store.loadFiles(last.id);
+    return Object.keys(stored).length > 0 ? stored : input.files;
+  }
+
+  /**
+   * The user's live preview of project `projectId` (`GET /v1/projects/:projectId/preview`).
+   * @throws NotFoundError when there is none (also for another user's project)
+   */
+  async liveInProject(userId: string, projectId: string): Promise<Session> {
+    const s = await this.store.liveInProject(userId, projectId);
+    if (!s) throw new NotFoundError('not_found', `project ${projectId} has no live preview`);
+    return s;
   }
 
   async #capacities(): Promise<Partial<Record<TierName, TierCapacity>>> {
@@ -200,7 +236,8 @@ export class PreviewService {
             throw new TierUnavailableError('tier_unavailable', 'this deployment has no preview database', {
               tier: name,
             });
-          const db = await this.#databases.create(session.id);
+          // A preview of a project uses the project's database (kept across its previews).
+          const db = await this.#databases.create(databaseIdOf(session));
           // Prisma ignores search_path: it gets the schema in its own variable (db-isolation README).
           env = {
             DATABASE_URL: db.databaseUrl,
@@ -244,7 +281,7 @@ export class PreviewService {
         return placed;
       } catch (e) {
         if (!FALL_THROUGH(e)) {
-          const failed = await this.#fail(session.id, reasons, `${name}: ${(e as Error).message}`);
+          const failed = await this.#fail(session, reasons, `${name}: ${(e as Error).message}`);
           this.#log.error({ err: e, previewId: session.id, tier: name }, 'placement failed');
           return failed;
         }
@@ -257,7 +294,7 @@ export class PreviewService {
       }
     }
     this.#metrics.creates.inc({ tier: 'none', outcome: 'unplaced' });
-    return await this.#fail(session.id, reasons, 'no tier could run this preview');
+    return await this.#fail(session, reasons, 'no tier could run this preview');
   }
 
   /**
@@ -285,10 +322,12 @@ export class PreviewService {
     return failed;
   }
 
-  async #fail(id: string, reasons: PlacementReason[], error: string): Promise<Session> {
+  async #fail(session: Session, reasons: PlacementReason[], error: string): Promise<Session> {
+    const id = session.id;
     const s = await this.store.transition(id, 'failed', { reasons, error });
     await this.events.publish(id, { type: 'state', state: 'failed', error, at: Date.now() });
-    await this.#databases?.drop(id).catch(() => false);
+    // A project's database is the project's: retention drops it, not one failed preview.
+    if (!session.databaseId) await this.#databases?.drop(id).catch(() => false);
     return s;
   }
 
@@ -377,7 +416,8 @@ export class PreviewService {
     await this.tier(s.tier)
       ?.destroy(s.id)
       .catch((err) => this.#log.warn({ err, previewId: s.id }, 'tier destroy failed'));
-    if (s.needsDatabase) await this.#databases?.drop(s.id).catch(() => false);
+    // A project's database outlives its previews (the next one finds the data); retention drops it.
+    if (s.needsDatabase && !s.databaseId) await this.#databases?.drop(s.id).catch(() => false);
     await this.store.transition(s.id, 'ended');
     await this.events.publish(s.id, { type: 'state', state: 'ended', at: Date.now() });
     return true;
@@ -429,16 +469,30 @@ export class PreviewService {
   }
 
   /**
+   * Wakes preview `id` when it is suspended (an edit or a sync connect reached it: the sync hub's
+   * `wake`); any other state is left alone. Returns the session as it is afterwards, or undefined
+   * when there is none. Callers have checked ownership.
+   */
+  async wake(id: string): Promise<Session | undefined> {
+    const s = await this.store.get(id);
+    if (s?.state !== 'suspended') return s;
+    this.#log.info({ previewId: id }, 'edit or sync connect wakes a suspended preview');
+    return await this.resumeSession(s);
+  }
+
+  /**
    * A batch from `PUT /files`, on the one write path. A server-tier preview's batch goes through the
    * sync hub (client `HTTP_CLIENT`): the sandbox applies it, then it is stored; a refusal stores
    * nothing. A browser-tier preview has no sandbox here: what validation accepted is committed.
-   * Either way the seq must be above the last one the preview took from HTTP.
+   * Either way the seq must be above the last one the preview took from HTTP. A suspended preview
+   * is woken first; the batch is applied once the sandbox is back and acked as usual.
    * @throws InvalidInputError (refused), ConflictError (`stale_seq`, `duplicate_seq`, `preview_ended`)
    */
   async applyFiles(userId: string, id: string, batch: FileBatch): Promise<{ applied: Ack; persisted: Ack }> {
-    const s = await this.store.getOwned(id, userId);
+    let s = await this.store.getOwned(id, userId);
     if (!LIVE_STATES.includes(s.state))
       throw new ConflictError('preview_ended', `preview ${id} is ${s.state}`);
+    if (s.state === 'suspended') s = await this.resumeSession(s);
     // No `touch` here: the write itself sets last_edit_at, and a refused batch changes nothing.
     if (s.tier === 'browser' && this.#files) {
       await this.#files.commitAccepted(id, {
@@ -465,7 +519,7 @@ export class PreviewService {
     const s = await this.store.getOwned(id, userId);
     if (!s.needsDatabase || !this.#databases)
       throw new NotFoundError('no_database', `preview ${id} has no database`);
-    return await this.#databases.export(id);
+    return await this.#databases.export(databaseIdOf(s));
   }
 
   /** Re-places a session whose node died, from its stored files (reconcile). */

@@ -187,6 +187,7 @@ describe('routes (app.request, real Postgres)', () => {
           'POST /v1/previews',
           'GET /v1/previews',
           'GET /v1/previews/{id}',
+          'GET /v1/projects/{projectId}/preview',
           'DELETE /v1/previews/{id}',
           'POST /v1/previews/{id}/suspend',
           'POST /v1/previews/{id}/resume',

@@ -47,9 +47,37 @@ export const ProjectFilesBody = z
   })
   .openapi({ description: 'Project files: path → utf8 text, or {content, encoding: "base64"}' });
 
+/**
+ * A project id: the editor's app id, 1–128 characters of letters, digits, `.`, `_` and `-`, starting
+ * with a letter or digit (safe in URLs, logs and SQL text; the same rule is a CHECK on
+ * `preview_projects.project_id`).
+ */
+export const PROJECT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** {@link PROJECT_ID_PATTERN} as a zod string; a bad one names rule `project_id`. */
+export const ProjectId = z
+  .string()
+  .superRefine((s, ctx) => {
+    if (!PROJECT_ID_PATTERN.test(s))
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          "must be 1-128 characters of letters, digits, '.', '_' and '-', starting with a letter or digit",
+        params: { rule: 'project_id' },
+      });
+  })
+  .openapi({ description: 'The editor’s app id', example: 'app_3f9c2b' });
+
 export const CreatePreviewBody = z
   .object({
-    files: ProjectFilesBody,
+    files: ProjectFilesBody.openapi({
+      description:
+        'Project files. With a `projectId` whose previews ended, the project’s stored files (the last persisted files of its previous preview) are used instead; these seed a new project',
+    }),
+    projectId: ProjectId.optional().openapi({
+      description:
+        'The editor’s app id: one live preview per (user, project). Creating again returns the live one (200; a suspended one is woken); after it ended, a new one starts from the project’s stored files and keeps the project’s database',
+    }),
     template: TemplateName.optional().openapi({ description: 'Override the detected template' }),
     client: z
       .object({ webcontainer: z.boolean().default(false), bundler: z.boolean().default(false) })
@@ -62,6 +90,9 @@ export const CreatePreviewBody = z
   .openapi('CreatePreview');
 
 export const PreviewId = z.uuid();
+export const ProjectIdParams = z.object({
+  projectId: ProjectId.openapi({ param: { name: 'projectId', in: 'path' } }),
+});
 export const IdParams = z.object({ id: PreviewId.openapi({ param: { name: 'id', in: 'path' } }) });
 
 export const Reason = z.object({
@@ -85,6 +116,7 @@ export const PreviewView = z
       .openapi({ description: 'Server tiers: URL with a short-lived access token' }),
     error: z.string().nullable(),
     lastSeq: z.number(),
+    projectId: z.string().nullable().openapi({ description: 'The editor’s app id, or null' }),
     createdAt: z.string(),
     updatedAt: z.string(),
   })

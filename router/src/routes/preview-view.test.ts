@@ -15,6 +15,8 @@ const session = (over: Partial<Session>): Session => ({
   classification: {},
   reasons: [],
   needsDatabase: false,
+  projectId: null,
+  databaseId: null,
   lastSeq: 3,
   error: null,
   lastEditAt: at,

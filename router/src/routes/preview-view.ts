@@ -22,6 +22,8 @@ export interface PreviewViewBody {
   previewUrl: string | null;
   error: Session['error'];
   lastSeq: Session['lastSeq'];
+  /** The editor's app id the preview belongs to (`POST /v1/previews` `projectId`), or null. */
+  projectId: Session['projectId'];
   createdAt: string;
   updatedAt: string;
 }
@@ -57,6 +59,7 @@ export function createPreviewView(deps: PreviewViewDeps): (s: Session) => Promis
       previewUrl,
       error: s.error,
       lastSeq: s.lastSeq,
+      projectId: s.projectId,
       createdAt: s.createdAt.toISOString(),
       updatedAt: s.updatedAt.toISOString(),
     };

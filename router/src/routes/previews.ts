@@ -12,6 +12,7 @@ import {
   ListQuery,
   PreviewList,
   PreviewView,
+  ProjectIdParams,
 } from '../schemas.ts';
 import { sseForPreview } from '../sse.ts';
 import type { Session } from '../store/sessions.ts';
@@ -27,8 +28,9 @@ export interface PreviewRoutesDeps {
 }
 
 /**
- * A user's preview lifecycle under `/v1/previews`: create, list, get, delete, suspend and resume.
- * Each acts only on the caller's own previews (another user's is a 404).
+ * A user's preview lifecycle under `/v1/previews`: create, list, get, delete, suspend and resume,
+ * and `GET /v1/projects/:projectId/preview` (the live preview of one of the caller's projects).
+ * Each acts only on the caller's own previews and projects (another user's is a 404).
  */
 export function previewLifecycleRoutes({ previews, view }: PreviewRoutesDeps): OpenAPIHono<AuthEnv> {
   const app = createRouteGroup();
@@ -45,7 +47,8 @@ export function previewLifecycleRoutes({ previews, view }: PreviewRoutesDeps): O
       responses: {
         201: { description: 'Created', content: { 'application/json': { schema: PreviewView } } },
         200: {
-          description: 'Same Idempotency-Key: the existing preview',
+          description:
+            'The existing preview: same Idempotency-Key, or the live preview of `projectId` (woken if it was suspended)',
           content: { 'application/json': { schema: PreviewView } },
         },
         422: {
@@ -61,7 +64,13 @@ export function previewLifecycleRoutes({ previews, view }: PreviewRoutesDeps): O
       const key = c.req.valid('header')['idempotency-key'];
       const { session, created } = await previews.create(
         user.userId,
-        { files: body.files, template: body.template, client: body.client, serverOnly: body.serverOnly },
+        {
+          files: body.files,
+          template: body.template,
+          client: body.client,
+          serverOnly: body.serverOnly,
+          projectId: body.projectId,
+        },
         // The validated body (defaults applied, keys in schema order) is what the key is bound to.
         key ? { key, bodyHash: createHash('sha256').update(JSON.stringify(body)).digest('hex') } : undefined,
       );
@@ -113,6 +122,27 @@ export function previewLifecycleRoutes({ previews, view }: PreviewRoutesDeps): O
     async (c) => {
       const user = requireUser(c);
       return c.json(await view(await previews.get(user.userId, c.req.valid('param').id)), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/projects/{projectId}/preview',
+      summary: 'Get my live preview of a project (404 when none)',
+      security: secured,
+      request: { params: ProjectIdParams },
+      responses: {
+        200: { description: 'The live preview', content: { 'application/json': { schema: PreviewView } } },
+        ...errors,
+      },
+    }),
+    async (c) => {
+      const user = requireUser(c);
+      return c.json(
+        await view(await previews.liveInProject(user.userId, c.req.valid('param').projectId)),
+        200,
+      );
     },
   );
 

@@ -32,6 +32,14 @@ export interface Session {
   classification: Classification | Record<string, never>;
   reasons: PlacementReason[];
   needsDatabase: boolean;
+  /** The editor's app id this preview belongs to (`POST /v1/previews` `projectId`); null outside any project. */
+  projectId: string | null;
+  /**
+   * The id db-isolation names this preview's schema after: the project's `database_id` for a preview
+   * of a project (the schema belongs to the project and outlives the preview), null for a preview
+   * with a schema of its own (named after its id). See {@link databaseIdOf}.
+   */
+  databaseId: string | null;
   lastSeq: number;
   error: string | null;
   lastEditAt: Date;
@@ -52,6 +60,8 @@ interface Row {
   classification: Classification;
   reasons: PlacementReason[];
   needs_database: boolean;
+  project_id: string | null;
+  database_id: string | null;
   last_seq: string;
   error: string | null;
   last_edit_at: Date;
@@ -72,6 +82,8 @@ const toSession = (r: Row): Session => ({
   classification: r.classification,
   reasons: r.reasons,
   needsDatabase: r.needs_database,
+  projectId: r.project_id,
+  databaseId: r.database_id,
   lastSeq: Number(r.last_seq),
   error: r.error,
   lastEditAt: r.last_edit_at,
@@ -82,7 +94,7 @@ const toSession = (r: Row): Session => ({
 });
 
 const COLS = `id, user_id, template, state, tier, placement, node_id, classification, reasons, needs_database,
-  last_seq, error, last_edit_at, last_view_at, created_at, updated_at, ended_at`;
+  project_id, database_id, last_seq, error, last_edit_at, last_view_at, created_at, updated_at, ended_at`;
 
 /**
  * A repeated Idempotency-Key must come with the body it was first used with (compared by SHA-256);
@@ -96,6 +108,42 @@ function assertSameBody(key: string | undefined, stored: string | null | undefin
       'idempotency_mismatch',
       `Idempotency-Key ${JSON.stringify(key)}: already used with a different body; use a new key for a new preview`,
     );
+}
+
+/**
+ * Takes the per-user transaction lock that serialises a user's creates (live cap, idempotency, one
+ * live preview per project) and retention purges of their projects, on every replica.
+ */
+export async function lockUser(client: pg.PoolClient, userId: string): Promise<void> {
+  await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 7211))', [userId]);
+}
+
+/**
+ * Makes the project row of (userId, projectId), or moves its `last_used_at` to now (an open is a
+ * use), and returns its `database_id`.
+ */
+async function openProject(client: pg.PoolClient, userId: string, projectId: string): Promise<string> {
+  const { rows } = await client.query<{ database_id: string }>(
+    `INSERT INTO preview_projects (user_id, project_id) VALUES ($1, $2)
+     ON CONFLICT (user_id, project_id) DO UPDATE SET last_used_at = now()
+     RETURNING database_id`,
+    [userId, projectId],
+  );
+  return rows[0]!.database_id;
+}
+
+/** Whether `e` is PostgreSQL's unique violation (23505) on `constraint`. */
+function isUniqueViolation(e: unknown, constraint: string): boolean {
+  const err = e as { code?: string; constraint?: string };
+  return err?.code === '23505' && err.constraint === constraint;
+}
+
+/**
+ * The id db-isolation names a session's schema and role after (`preview_<hex>` / `p_<hex>`): its
+ * project's database for a preview of a project, else its own id.
+ */
+export function databaseIdOf(s: Pick<Session, 'id' | 'databaseId'>): string {
+  return s.databaseId ?? s.id;
 }
 
 /** Extra columns a transition may set together with the state. */
@@ -123,10 +171,14 @@ export class SessionStore {
   }
 
   /**
-   * Inserts a queued session unless the user already has one with the same idempotency key
-   * (then returns that one, `created: false`) or has `maxLive` live sessions (CapacityError).
-   * A per-user advisory lock makes the cap exact under concurrency; the unique index makes the
-   * idempotency key exact even across replicas.
+   * Inserts a `provisioning` session unless the user already has one with the same idempotency key,
+   * or (with `projectId`) a live session of that project: then returns that one, `created: false`.
+   * With `projectId` the project row is made (or its `last_used_at` moved) in the same transaction,
+   * and a new session gets the project's `database_id`. Throws CapacityError `too_many_previews`
+   * when the user has `maxLive` live sessions. A per-user advisory lock (the same key as
+   * {@link lockUser}) makes the cap and the one-live-preview-per-project rule exact under
+   * concurrency, across replicas; the unique indexes (`preview_sessions_idempotency`,
+   * `preview_sessions_project_live`) back them up.
    */
   async create(input: {
     userId: string;
@@ -135,6 +187,8 @@ export class SessionStore {
     idempotencyKey?: string | undefined;
     /** SHA-256 (hex) of the request body the key came with; a reuse with another body is refused. */
     idempotencyBodyHash?: string | undefined;
+    /** The editor's app id (validated by the route: `PROJECT_ID_PATTERN`). */
+    projectId?: string | undefined;
     maxLive: number;
     /** Stored in the same transaction (one commit for the whole create). */
     files?: ProjectFiles;
@@ -142,21 +196,12 @@ export class SessionStore {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 7211))', [input.userId]);
-      if (input.idempotencyKey) {
-        const prior = await client.query<Row & { idempotency_body_hash: string | null }>(
-          `SELECT ${COLS}, idempotency_body_hash FROM preview_sessions WHERE user_id = $1 AND idempotency_key = $2`,
-          [input.userId, input.idempotencyKey],
-        );
-        if (prior.rows[0]) {
-          assertSameBody(
-            input.idempotencyKey,
-            prior.rows[0].idempotency_body_hash,
-            input.idempotencyBodyHash,
-          );
-          await client.query('COMMIT');
-          return { session: toSession(prior.rows[0]), created: false };
-        }
+      await lockUser(client, input.userId);
+      const databaseId = input.projectId ? await openProject(client, input.userId, input.projectId) : null;
+      const prior = await this.#prior(client, input);
+      if (prior) {
+        await client.query('COMMIT');
+        return { session: prior, created: false };
       }
       const { rows: cnt } = await client.query<{ n: number }>(
         `SELECT count(*)::int AS n FROM preview_sessions WHERE user_id = $1 AND state = ANY($2)`,
@@ -170,8 +215,8 @@ export class SessionStore {
       const { rows } = await client.query<Row>(
         // Placement starts right away, so the session is born `provisioning` (`queued` is for deferred placement).
         `INSERT INTO preview_sessions (user_id, template, classification, needs_database, idempotency_key,
-                                       idempotency_body_hash, state)
-         VALUES ($1, $2, $3, $4, $5, $6, 'provisioning')
+                                       idempotency_body_hash, project_id, database_id, state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'provisioning')
          ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING ${COLS}`,
         [
@@ -181,30 +226,81 @@ export class SessionStore {
           input.classification.needsDatabase,
           input.idempotencyKey ?? null,
           input.idempotencyKey ? (input.idempotencyBodyHash ?? null) : null,
+          input.projectId ?? null,
+          databaseId,
         ],
       );
       let created = true;
-      let row = rows[0];
+      let row = rows[0] ? toSession(rows[0]) : undefined;
       if (!row) {
         created = false;
-        const prior = (
-          await client.query<Row & { idempotency_body_hash: string | null }>(
-            `SELECT ${COLS}, idempotency_body_hash FROM preview_sessions WHERE user_id = $1 AND idempotency_key = $2`,
-            [input.userId, input.idempotencyKey],
-          )
-        ).rows[0];
-        assertSameBody(input.idempotencyKey, prior?.idempotency_body_hash, input.idempotencyBodyHash);
-        row = prior;
+        row = await this.#prior(client, input);
       }
       if (created && input.files) await this.putFiles(row!.id, input.files, 0, client);
       await client.query('COMMIT');
-      return { session: toSession(row!), created };
+      return { session: row!, created };
     } catch (e) {
       await client.query('ROLLBACK').catch(() => {});
+      // Only a writer that skipped the user lock can get here; the live session it made is the answer.
+      if (isUniqueViolation(e, 'preview_sessions_project_live') && input.projectId) {
+        const live = await this.liveInProject(input.userId, input.projectId);
+        if (live) return { session: live, created: false };
+      }
       throw e;
     } finally {
       client.release();
     }
+  }
+
+  /**
+   * The session a create answers with instead of inserting: the one with the same idempotency key
+   * (its body hash checked), else the project's live session.
+   * @throws InvalidInputError `idempotency_mismatch`
+   */
+  async #prior(
+    client: pg.PoolClient,
+    input: {
+      userId: string;
+      idempotencyKey?: string | undefined;
+      idempotencyBodyHash?: string | undefined;
+      projectId?: string | undefined;
+    },
+  ): Promise<Session | undefined> {
+    if (input.idempotencyKey) {
+      const { rows } = await client.query<Row & { idempotency_body_hash: string | null }>(
+        `SELECT ${COLS}, idempotency_body_hash FROM preview_sessions WHERE user_id = $1 AND idempotency_key = $2`,
+        [input.userId, input.idempotencyKey],
+      );
+      if (rows[0]) {
+        assertSameBody(input.idempotencyKey, rows[0].idempotency_body_hash, input.idempotencyBodyHash);
+        return toSession(rows[0]);
+      }
+    }
+    if (input.projectId) return await this.liveInProject(input.userId, input.projectId, client);
+    return undefined;
+  }
+
+  /** The user's live session of project `projectId`, if any (at most one: `preview_sessions_project_live`). */
+  async liveInProject(
+    userId: string,
+    projectId: string,
+    db: pg.Pool | pg.PoolClient = this.pool,
+  ): Promise<Session | undefined> {
+    const { rows } = await db.query<Row>(
+      `SELECT ${COLS} FROM preview_sessions WHERE user_id = $1 AND project_id = $2 AND state = ANY($3)`,
+      [userId, projectId, LIVE_STATES],
+    );
+    return rows[0] ? toSession(rows[0]) : undefined;
+  }
+
+  /** The user's newest session of project `projectId` in any state (where its stored files are). */
+  async latestInProject(userId: string, projectId: string): Promise<Session | undefined> {
+    const { rows } = await this.pool.query<Row>(
+      `SELECT ${COLS} FROM preview_sessions WHERE user_id = $1 AND project_id = $2
+        ORDER BY created_at DESC, id DESC LIMIT 1`,
+      [userId, projectId],
+    );
+    return rows[0] ? toSession(rows[0]) : undefined;
   }
 
   async get(id: string): Promise<Session | undefined> {
