@@ -34,6 +34,7 @@ import {
   createRedisSyncState,
   createSyncHub,
   createSyncUpgradeHandler,
+  createWaker,
   type SyncHub,
 } from './sync/index.ts';
 import {
@@ -229,7 +230,9 @@ export async function createRouter(o: RouterOptions) {
   );
   if (o.jobs ?? true) await scheduler.start();
 
-  // The sync hub: editor sockets → the tier's live channel, write-behind to project_files.
+  // The sync hub: editor sockets → the tier's live channel, write-behind to project_files. An editor
+  // that connects to, or edits, a suspended preview wakes it (checked at most once a second per preview).
+  const waker = createWaker({ wake: (id) => previews.wake(id), log });
   hub =
     (o.sync ?? true)
       ? createSyncHub({
@@ -238,6 +241,7 @@ export async function createRouter(o: RouterOptions) {
           state: redis ? createRedisSyncState({ redis, prefix }) : createMemorySyncState(),
           openChannel: (previewId) => openSyncChannel(store, tiers, previewId),
           log,
+          wake: waker,
         })
       : undefined;
   const syncUpgrade = hub ? createSyncUpgradeHandler({ hub, auth, store }) : undefined;
@@ -293,6 +297,7 @@ export async function createRouter(o: RouterOptions) {
       syncUpgrade?.close();
       await bridges?.close().catch((err: unknown) => log.warn({ err }, 'closing realtime bridges'));
       await hub?.close();
+      waker.close();
       previews.close();
       await scheduler.close();
       await rateLimiter.close();

@@ -42,6 +42,12 @@ export interface SyncHubDeps {
   persistDelayMs?: number;
   /** An owner with no traffic for this long (ms) releases its lease and channel. @default 60000 */
   ownerIdleMs?: number;
+  /**
+   * Called when an editor connects to a preview and on each frame an editor sends to its owner (a
+   * batch): the router wakes a suspended preview there (`createWaker`), so the edit is applied once
+   * the sandbox is back. Must not throw; it is not awaited.
+   */
+  wake?: (previewId: string) => void;
 }
 
 export interface ConnectionContext {
@@ -136,11 +142,15 @@ export function createSyncHub(deps: SyncHubDeps) {
     const h = hubFor(ctx.previewId);
     const e = new EditorConnection(socket, limits);
     h.editors.add(e);
+    deps.wake?.(ctx.previewId);
     let first = true;
     socket.onMessage((text, bytes) => {
       if (!first) {
         const fw = e.receive(text, bytes);
-        if (fw) h.forward(e.clientId, fw);
+        if (fw) {
+          deps.wake?.(ctx.previewId);
+          h.forward(e.clientId, fw);
+        }
         return;
       }
       first = false;

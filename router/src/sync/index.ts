@@ -7,4 +7,5 @@ export type { Clock } from './owner-fence.ts';
 export { coalesce, createPersister, type PersistEntry } from './persister.ts';
 export { createMemorySyncState, createRedisSyncState, type SyncState, type Watermarks } from './state.ts';
 export { createSyncUpgradeHandler } from './upgrade.ts';
+export { createWaker, type Waker } from './waker.ts';
 export { openWebSocketChannel } from './ws-channel.ts';
