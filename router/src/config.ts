@@ -109,6 +109,15 @@ export const RouterConfigSchema = z
     ACTIVITY_THROTTLE_MS: ms(15_000),
     RECONCILE_MS: ms(15_000),
     JANITOR_MS: ms(10 * 60 * 1000),
+    /**
+     * Days without use after which a project's previews, stored files, events and database schema are
+     * purged (the retention job). A project's last use: an open, an edit, a page view.
+     */
+    RETENTION_DAYS: z.coerce.number().positive().default(30),
+    /** The same limit in ms (tests); when set it wins over RETENTION_DAYS. */
+    RETENTION_MS: z.coerce.number().int().positive().optional(),
+    /** Retention job interval. */
+    RETENTION_CHECK_MS: ms(60 * 60 * 1000),
     /** Run the pool agent in this process (embedded mode). */
     EMBEDDED_AGENT: bool(true),
     PREVIEW_IMAGE: z.string().default('preview-base:dev'),
@@ -159,4 +168,12 @@ export const RouterConfigSchema = z
       (c.DATABASE_URL && isSupabaseDatabaseUrl(c.DATABASE_URL) ? [...SUPABASE_ROLES] : []),
   }));
 export type RouterConfig = z.output<typeof RouterConfigSchema>;
+
+/**
+ * How long a project may go without use before retention purges it, in ms: `RETENTION_MS` when set,
+ * else `RETENTION_DAYS` (default 30) days.
+ */
+export function retentionMs(c: Pick<RouterConfig, 'RETENTION_DAYS' | 'RETENTION_MS'>): number {
+  return c.RETENTION_MS ?? Math.round(c.RETENTION_DAYS * 24 * 60 * 60 * 1000);
+}
 export const loadConfig = defineConfig(RouterConfigSchema);

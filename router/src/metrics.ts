@@ -50,6 +50,12 @@ export function createMetrics(options: { liveSessions?: () => Promise<number>; d
       labelNames: ['job', 'outcome'] as const,
       registers: [registry],
     }),
+    retentionPurges: new Counter({
+      name: 'preview_retention_purges_total',
+      help: 'Retention job verdicts on idle projects: purged, or kept (used, live, absent) or error',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
     live: new Gauge({
       name: 'preview_live_sessions',
       help: 'Live preview sessions (all replicas)',

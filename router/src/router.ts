@@ -10,7 +10,7 @@ import { createApp } from './app.ts';
 import { createAccessTokens } from './auth/access-token.ts';
 import { createAuthenticator } from './auth/authenticate.ts';
 import { createJwtVerifier } from './auth/jwt.ts';
-import type { RouterConfig } from './config.ts';
+import { type RouterConfig, retentionMs } from './config.ts';
 import { EventHub } from './events.ts';
 import { createMemoryLeases, createRedisLeases } from './infra/lease.ts';
 import { createMemoryLiveness, createRedisLiveness } from './infra/liveness.ts';
@@ -28,6 +28,7 @@ import { createPreviewProxy } from './proxy/preview-proxy.ts';
 import { loadRuntimeAssetsDir, type RuntimeAssets, type RuntimeHostOptions } from './routes/runtime-host.ts';
 import { sessionBrowserPlacements } from './store/browser-placements.ts';
 import { createPgSyncStore } from './store/project-files.ts';
+import { ProjectStore } from './store/projects.ts';
 import { SessionStore } from './store/sessions.ts';
 import {
   createMemorySyncState,
@@ -106,6 +107,7 @@ export async function createRouter(o: RouterOptions) {
   const { config, pool, redis, log } = o;
   const prefix = config.REDIS_PREFIX;
   const store = new SessionStore(pool);
+  const projects = new ProjectStore(pool);
   const pubsub = redis ? createRedisPubSub({ redis, prefix }) : createMemoryPubSub();
   const events = new EventHub(store, pubsub);
   const metrics = createMetrics({
@@ -225,8 +227,15 @@ export async function createRouter(o: RouterOptions) {
       metrics,
       idleSuspendMs: config.IDLE_SUSPEND_MS,
       idleDestroyMs: config.IDLE_DESTROY_MS,
+      projects,
+      retentionMs: retentionMs(config),
     },
-    { idleMs: config.IDLE_CHECK_MS, reconcileMs: config.RECONCILE_MS, janitorMs: config.JANITOR_MS },
+    {
+      idleMs: config.IDLE_CHECK_MS,
+      reconcileMs: config.RECONCILE_MS,
+      janitorMs: config.JANITOR_MS,
+      retentionMs: config.RETENTION_CHECK_MS,
+    },
   );
   if (o.jobs ?? true) await scheduler.start();
 
@@ -263,6 +272,7 @@ export async function createRouter(o: RouterOptions) {
   return {
     app,
     store,
+    projects,
     previews,
     tiers,
     nodes,

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.ts';
 import type { NodeRegistry } from '../nodes.ts';
 import type { PreviewDatabases, PreviewService } from '../previews.ts';
+import type { ProjectStore } from '../store/projects.ts';
 import type { Scheduler } from './scheduler.ts';
 
 export interface JobDeps {
@@ -12,6 +13,10 @@ export interface JobDeps {
   metrics: Metrics;
   idleSuspendMs: number;
   idleDestroyMs: number;
+  /** Projects: with `retentionMs`, the retention job runs; the schema janitor keeps their databases. */
+  projects?: ProjectStore | undefined;
+  /** A project without use for this long is purged (`retentionMs(config)`). */
+  retentionMs?: number | undefined;
   /**
    * A sandbox younger than this is never taken for an orphan (its session row may be a moment behind
    * it). Default 2 minutes.
@@ -135,11 +140,71 @@ export async function reconcileJob(
   return { migrated, orphansDestroyed, stuckFailed, watched: starting.length };
 }
 
-/** Registers idle, reconcile and (with db-isolation) the schema janitor. */
+/**
+ * Retention: projects without use for `retentionMs` (no open, edit or page view; see
+ * `ProjectStore.idle`) lose their preview rows, stored files, events and database schema. Each
+ * candidate is re-checked in the purge's own transaction, so a project used since the listing is
+ * kept; a purge is logged and counted (`preview_retention_purges_total{outcome}`), and a second run
+ * (another replica) finds it `absent`. A schema drop that fails is logged; the schema janitor
+ * finishes it (the schema then belongs to no session and no project).
+ */
+export async function retentionJob(
+  d: JobDeps & { projects: ProjectStore; retentionMs: number },
+  now = Date.now(),
+): Promise<{ purged: number; kept: number; failed: number }> {
+  const before = new Date(now - d.retentionMs);
+  let purged = 0;
+  let kept = 0;
+  let failed = 0;
+  for (const p of await d.projects.idle(before)) {
+    try {
+      const r = await d.projects.purge(p, before);
+      d.metrics.retentionPurges.inc({ outcome: r.outcome });
+      if (r.outcome !== 'purged') {
+        kept++;
+        d.log.info(
+          { userId: p.userId, projectId: p.projectId, outcome: r.outcome },
+          'retention kept a project',
+        );
+        continue;
+      }
+      purged++;
+      let schemaDropped = false;
+      try {
+        schemaDropped = (await d.databases?.drop(r.databaseId)) ?? false;
+      } catch (err) {
+        d.log.warn(
+          { err, databaseId: r.databaseId },
+          'retention: schema drop failed; the janitor finishes it',
+        );
+      }
+      d.log.info(
+        {
+          userId: p.userId,
+          projectId: p.projectId,
+          lastUsedAt: p.lastUsedAt.toISOString(),
+          databaseId: r.databaseId,
+          previews: r.previews,
+          files: r.files,
+          events: r.events,
+          schemaDropped,
+        },
+        'retention purged an idle project',
+      );
+    } catch (err) {
+      failed++;
+      d.metrics.retentionPurges.inc({ outcome: 'error' });
+      d.log.warn({ err, userId: p.userId, projectId: p.projectId }, 'retention purge failed');
+    }
+  }
+  return { purged, kept, failed };
+}
+
+/** Registers idle, reconcile, retention and (with db-isolation) the schema janitor. */
 export function registerJobs(
   s: Scheduler,
   d: JobDeps,
-  every: { idleMs: number; reconcileMs: number; janitorMs: number },
+  every: { idleMs: number; reconcileMs: number; janitorMs: number; retentionMs?: number },
 ): void {
   const wrap = (job: string, fn: () => Promise<unknown>) => async () => {
     try {
@@ -162,6 +227,13 @@ export function registerJobs(
     every.reconcileMs,
     wrap('reconcile', () => reconcileJob(d)),
   );
+  const { projects, retentionMs } = d;
+  if (projects && retentionMs !== undefined && every.retentionMs)
+    s.every(
+      'retention',
+      every.retentionMs,
+      wrap('retention', () => retentionJob({ ...d, projects, retentionMs })),
+    );
   const db = d.databases;
   if (db)
     s.every(
@@ -169,7 +241,15 @@ export function registerJobs(
       every.janitorMs,
       // A schema younger than the grace period may belong to a create still in flight.
       wrap('schema-janitor', () =>
-        db.runJanitor({ isLive: (ids) => d.previews.store.liveAmong(ids), graceMs: 10 * 60_000 }),
+        db.runJanitor({
+          // A project's database is kept while the project exists (retention drops it).
+          isLive: async (ids) => {
+            const live = await d.previews.store.liveAmong(ids);
+            for (const id of (await d.projects?.databasesAmong(ids)) ?? []) live.add(id);
+            return live;
+          },
+          graceMs: 10 * 60_000,
+        }),
       ),
     );
 }
