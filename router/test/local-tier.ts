@@ -32,6 +32,8 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
       phase: TierStatus['phase'];
       log: string[];
       suspended: boolean;
+      /** Batches sent on a sync channel while suspended: a paused sandbox takes them after resume. */
+      held: Array<() => void>;
     }
   >();
   const get = (id: string) => {
@@ -44,6 +46,8 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
     setPhase(id: string, phase: TierStatus['phase'], log?: string[]): void;
     readonly creates: number;
     files(id: string): Map<string, string> | undefined;
+    /** Whether the preview's sandbox is suspended (paused: it applies nothing until resumed). */
+    suspended(id: string): boolean | undefined;
     /** The registered node this tier's docker placements name (set by the harness). */
     nodeId: string;
   } = {
@@ -53,6 +57,7 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
       return creates;
     },
     files: (id) => previews.get(id)?.files,
+    suspended: (id) => previews.get(id)?.suspended,
     setPhase(id, phase, log) {
       const p = get(id);
       p.phase = phase;
@@ -93,6 +98,7 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
         phase: o.autoReady ? 'ready' : 'installing',
         log: ['npm install'],
         suspended: false,
+        held: [],
       });
       const upstream = `http://127.0.0.1:${port}`;
       return name === 'docker'
@@ -131,7 +137,9 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
       return { type: 'ack', seq: batch.seq, stage: 'applied' };
     },
     async openSync(id: string): Promise<SyncChannel> {
-      get(id);
+      // Like a pool agent: a suspended (paused) sandbox takes no new channel.
+      if (get(id).suspended)
+        throw new TierUnavailableError('preview_suspended', `preview ${id} is suspended`, { tier: name });
       // In process: each batch is applied like `apply` and acked (or refused) on the next tick.
       const frames = new Set<(f: ServerFrame) => void>();
       const closes = new Set<(code: number, reason: string) => void>();
@@ -140,7 +148,7 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
         send(batch) {
           if (!open)
             throw new TierUnavailableError('tier_unavailable', 'sync channel is closed', { tier: name });
-          queueMicrotask(() => {
+          const run = () =>
             tier.apply(id, batch).then(
               (ack) => {
                 for (const l of frames) l(ack);
@@ -155,7 +163,9 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
                 for (const l of frames) l(f);
               },
             );
-          });
+          const p = previews.get(id);
+          if (p?.suspended) p.held.push(run);
+          else queueMicrotask(run);
         },
         onFrame(l) {
           frames.add(l);
@@ -183,6 +193,7 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
       const p = get(id);
       p.suspended = false;
       p.phase = 'ready';
+      for (const run of p.held.splice(0)) queueMicrotask(run);
     },
     async destroy(id) {
       const p = previews.get(id);
