@@ -31,6 +31,30 @@ describe('PreviewClient REST (real router)', () => {
     await client.stop(p.id);
   });
 
+  it('resume() wakes a suspended preview; suspend() and resume() are the owner’s only', async () => {
+    const p = await client.create({ files, client: { webcontainer: true } });
+    expect((await client.suspend(p.id)).state).toBe('suspended');
+    const woken = await client.resume(p.id);
+    expect(woken.id).toBe(p.id);
+    expect(woken.state).not.toBe('suspended');
+    expect((await client.get(p.id)).state).not.toBe('suspended');
+    const stranger = new PreviewClient({ baseUrl: r.baseUrl, token: r.otherJwt });
+    await expect(stranger.resume(p.id)).rejects.toBeInstanceOf(NotFoundError);
+    await client.stop(p.id);
+    await expect(client.resume(p.id)).resolves.toMatchObject({ state: 'ended' });
+  });
+
+  it('projectId: one live preview per project, found by projectPreview()', async () => {
+    const a = await client.create({ files, client: { webcontainer: true }, projectId: 'client-app' });
+    const b = await client.create({ files, client: { webcontainer: true }, projectId: 'client-app' });
+    expect(b.id).toBe(a.id);
+    expect(a.projectId).toBe('client-app');
+    expect((await client.projectPreview('client-app')).id).toBe(a.id);
+    await client.stop(a.id);
+    await expect(client.projectPreview('client-app')).rejects.toBeInstanceOf(NotFoundError);
+    await expect(client.projectPreview('bad id')).rejects.toBeInstanceOf(InvalidInputError);
+  });
+
   it('maps router errors to typed errors', async () => {
     await expect(client.get('00000000-0000-4000-8000-000000000000')).rejects.toBeInstanceOf(NotFoundError);
     await expect(client.create({ files: { '../x': 'y' } })).rejects.toBeInstanceOf(InvalidInputError);

@@ -12,6 +12,8 @@ export interface PreviewView {
   previewUrl: string | null;
   error: string | null;
   lastSeq: number;
+  /** The editor's app id the preview belongs to, or null. */
+  projectId?: string | null;
   [key: string]: unknown;
 }
 
@@ -20,6 +22,12 @@ export interface CreatePreviewInput {
   template?: string;
   client?: { webcontainer?: boolean; bundler?: boolean };
   serverOnly?: boolean;
+  /**
+   * The editor's app id (1–128 letters, digits, `.`, `_`, `-`, starting with a letter or digit): one
+   * live preview per user and project. Creating again returns the live one (woken if suspended);
+   * after it ended, a new one starts from the project's stored files and keeps its database.
+   */
+  projectId?: string;
 }
 
 export interface PreviewClientOptions {
@@ -106,7 +114,10 @@ export class PreviewClient {
     return json as T;
   }
 
-  /** `POST /v1/previews`. With `idempotencyKey`, a retry returns the same preview. */
+  /**
+   * `POST /v1/previews`. With `idempotencyKey`, a retry returns the same preview. With
+   * `input.projectId`, the project's live preview if it has one (woken when suspended).
+   */
   create(
     input: CreatePreviewInput,
     options: { idempotencyKey?: string; signal?: AbortSignal } = {},
@@ -125,6 +136,51 @@ export class PreviewClient {
     return this.#request<PreviewView>(
       'GET',
       `/v1/previews/${encodeURIComponent(id)}`,
+      undefined,
+      {},
+      options.signal,
+    );
+  }
+
+  /**
+   * `GET /v1/projects/:projectId/preview`: the caller's live preview of a project.
+   * @throws NotFoundError when the project has no live preview (or is another user's)
+   */
+  projectPreview(projectId: string, options: { signal?: AbortSignal } = {}): Promise<PreviewView> {
+    return this.#request<PreviewView>(
+      'GET',
+      `/v1/projects/${encodeURIComponent(projectId)}/preview`,
+      undefined,
+      {},
+      options.signal,
+    );
+  }
+
+  /**
+   * `POST /v1/previews/:id/resume`: wakes a suspended preview (`suspended → starting`; follow it to
+   * `ready` over the preview's events). A preview in any other live state is returned as it is; an
+   * edit or a sync connect wakes a suspended preview too.
+   * @throws NotFoundError (unknown, or another user's), ConflictError (the router refused the transition)
+   */
+  resume(id: string, options: { signal?: AbortSignal } = {}): Promise<PreviewView> {
+    return this.#request<PreviewView>(
+      'POST',
+      `/v1/previews/${encodeURIComponent(id)}/resume`,
+      undefined,
+      {},
+      options.signal,
+    );
+  }
+
+  /**
+   * `POST /v1/previews/:id/suspend`: suspends a ready preview (the router's idle job does it after
+   * `IDLE_SUSPEND_MS`).
+   * @throws NotFoundError, ConflictError `invalid_transition` (not ready)
+   */
+  suspend(id: string, options: { signal?: AbortSignal } = {}): Promise<PreviewView> {
+    return this.#request<PreviewView>(
+      'POST',
+      `/v1/previews/${encodeURIComponent(id)}/suspend`,
       undefined,
       {},
       options.signal,
