@@ -18,7 +18,7 @@ import { createMemoryPubSub, createRedisPubSub } from './infra/pubsub.ts';
 import { createMemoryRateLimiter, createRedisRateLimiter } from './infra/rate-limit.ts';
 import { registerJobs } from './jobs/jobs.ts';
 import { createBullScheduler, createMemoryScheduler, type Scheduler } from './jobs/scheduler.ts';
-import { createMetrics } from './metrics.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
 import { createNodeDirectory, type NodeDirectory } from './node-directory.ts';
 import { NodeRegistry } from './nodes.ts';
 import { createPackageCache } from './package-cache/cache.ts';
@@ -214,29 +214,7 @@ export async function createRouter(o: RouterOptions) {
     runtimeHost: runtimeHost(o, config),
     packages: packageCache(config),
   });
-  const scheduler: Scheduler = redis
-    ? createBullScheduler({ redis, prefix, log })
-    : createMemoryScheduler({ log });
-  registerJobs(
-    scheduler,
-    {
-      previews,
-      nodes,
-      databases: o.databases,
-      log,
-      metrics,
-      idleSuspendMs: config.IDLE_SUSPEND_MS,
-      idleDestroyMs: config.IDLE_DESTROY_MS,
-      projects,
-      retentionMs: retentionMs(config),
-    },
-    {
-      idleMs: config.IDLE_CHECK_MS,
-      reconcileMs: config.RECONCILE_MS,
-      janitorMs: config.JANITOR_MS,
-      retentionMs: config.RETENTION_CHECK_MS,
-    },
-  );
+  const scheduler = scheduledJobs(o, { previews, nodes, metrics, projects });
   if (o.jobs ?? true) await scheduler.start();
 
   // The sync hub: editor sockets → the tier's live channel, write-behind to project_files. An editor
@@ -316,6 +294,39 @@ export async function createRouter(o: RouterOptions) {
   };
 }
 export type PreviewRouter = Awaited<ReturnType<typeof createRouter>>;
+
+/**
+ * The scheduler (BullMQ with Redis, else in-process timers) with the router's jobs registered:
+ * idle, reconcile, retention and, with databases, the schema janitor (intervals from the config).
+ * Not started.
+ */
+function scheduledJobs(
+  o: RouterOptions,
+  d: { previews: PreviewService; nodes: NodeRegistry; metrics: Metrics; projects: ProjectStore },
+): Scheduler {
+  const { config, redis, log } = o;
+  const scheduler: Scheduler = redis
+    ? createBullScheduler({ redis, prefix: config.REDIS_PREFIX, log })
+    : createMemoryScheduler({ log });
+  registerJobs(
+    scheduler,
+    {
+      ...d,
+      databases: o.databases,
+      log,
+      idleSuspendMs: config.IDLE_SUSPEND_MS,
+      idleDestroyMs: config.IDLE_DESTROY_MS,
+      retentionMs: retentionMs(config),
+    },
+    {
+      idleMs: config.IDLE_CHECK_MS,
+      reconcileMs: config.RECONCILE_MS,
+      janitorMs: config.JANITOR_MS,
+      retentionMs: config.RETENTION_CHECK_MS,
+    },
+  );
+  return scheduler;
+}
 
 /**
  * The sync hub's channel to a preview's sandbox: the tier's `openSync`; `null` for a browser-tier
