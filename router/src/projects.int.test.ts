@@ -205,7 +205,8 @@ describe('project identity (projectId), wake on edit', () => {
     expect(await a.state(p.id)).toBe('suspended');
     const idle = await connectRawEditor(url, { clientId: 'editor-2' });
     try {
-      await until('woken by the connect', async () => (await a.state(p.id)) !== 'suspended');
+      // Woken: starting, then ready once the tier reports the sandbox back.
+      await until('woken by the connect', async () => (await a.state(p.id)) === 'ready');
       expect(tier.suspended(p.id)).toBe(false);
     } finally {
       idle.close();
