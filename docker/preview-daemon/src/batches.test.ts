@@ -1,5 +1,8 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { batchTouches, codeFor, errorText, START_CONFIG, violationText } from './batches.ts';
+import { batchTouches, codeFor, errorText, htmlScripts, START_CONFIG, violationText } from './batches.ts';
 
 describe('batchTouches', () => {
   const existing = new Set(['src/App.tsx', 'package.json']);
@@ -39,6 +42,35 @@ describe('batchTouches', () => {
       pkg: false,
       startConfig: true,
     });
+  });
+
+  it('an index.html that keeps its scripts is no start config (a new title needs no restart); new scripts are', () => {
+    const root = mkdtempSync(join(tmpdir(), 'batches-'));
+    try {
+      const page = (title: string, script: string) =>
+        `<!doctype html><html><head><title>${title}</title></head><body><div id="app"></div>${script}</body></html>`;
+      const main = '<script type="module" src="/src/main.js"></script>';
+      writeFileSync(join(root, 'index.html'), page('Template', main));
+      const has = new Set(['index.html']);
+      const put = (content: string, encoding: 'utf8' | 'base64' = 'utf8') =>
+        batchTouches(root, [{ op: 'put', path: 'index.html', content, encoding }], has).startConfig;
+      expect(put(page('My app', main))).toBe(false);
+      expect(put(Buffer.from(page('My app', main)).toString('base64'), 'base64')).toBe(false);
+      expect(put(page('My app', '<script type="module" src="/src/main.ts"></script>'))).toBe(true);
+      expect(put(page('My app', `${main}<script type="module">import 'lib';</script>`))).toBe(true);
+      expect(put(page('Template', ''))).toBe(true);
+      // Not on disk yet (a new file), or under another name: a start config as before.
+      expect(
+        batchTouches(
+          root,
+          [{ op: 'put', path: 'index.html', content: page('x', main), encoding: 'utf8' }],
+          new Set(),
+        ).startConfig,
+      ).toBe(true);
+      expect(htmlScripts(page('t', main))).toEqual([main]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('START_CONFIG holds root config files only', () => {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { BatchOrigin, ErrorFrame, FileBatch, FileOp, TemplateName } from '@preview/tiers';
 import { NODE_CODE } from './child-server.ts';
 import { diskFullMessage } from './control.ts';
@@ -57,10 +58,41 @@ export function batchTouches(
       t.files.push(abs);
       if (op.op === 'put' && existing.has(op.path)) t.changed.push(abs);
       if (DEPS_FILES.has(op.path)) t.pkg = true;
-      if (START_CONFIG.test(op.path)) t.startConfig = true;
+      if (START_CONFIG.test(op.path) && !(op.op === 'put' && sameHtmlEntries(abs, op, existing.has(op.path))))
+        t.startConfig = true;
     }
   }
   return t;
+}
+
+/**
+ * The script elements of an HTML page (tags and inline code, in order): what Vite's dependency
+ * scan starts from when it runs at start. The rest of the page Vite reads on every request.
+ */
+export function htmlScripts(html: string): string[] {
+  return [...html.matchAll(/<script\b[^>]*>[\s\S]*?<\/script\s*>/gi)].map((m) => m[0]);
+}
+
+/**
+ * True when `op` rewrites the root `index.html` (at `abs`, already on disk) keeping its scripts: a
+ * new title or body needs no dev-server restart (a restart costs the claim tens of milliseconds).
+ */
+function sameHtmlEntries(
+  abs: string,
+  op: { path: string; content: string; encoding?: string },
+  exists: boolean,
+) {
+  if (op.path !== 'index.html' || !exists) return false;
+  let before: string;
+  try {
+    before = readFileSync(abs, 'utf8');
+  } catch {
+    return false;
+  }
+  const after = op.encoding === 'base64' ? Buffer.from(op.content, 'base64').toString('utf8') : op.content;
+  const a = htmlScripts(before);
+  const b = htmlScripts(after);
+  return a.length === b.length && a.every((tag, i) => tag === b[i]);
 }
 
 /** The `ack` frame (stage `applied`) of batch `seq`, as JSON text. */
