@@ -33,8 +33,6 @@ export interface DoctorContext {
   docker(): Promise<DockerProbe>;
   /** Postgres's answer (DATABASE_URL set), asked once and shared by the Postgres and clock checks. */
   postgres(): Promise<PostgresProbe | undefined>;
-  /** Milliseconds since the epoch on this machine. */
-  now(): number;
 }
 
 /** One check of `preview doctor`. */
@@ -48,7 +46,16 @@ export interface Check {
 
 /** The Docker engine as the doctor saw it. */
 export type DockerProbe =
-  | { ok: true; where: string; client: Docker; version: string; apiVersion: string; systemTime: number }
+  | {
+      ok: true;
+      where: string;
+      client: Docker;
+      version: string;
+      apiVersion: string;
+      /** The engine's clock, and this machine's at the middle of the request, ms since the epoch. */
+      systemTime: number;
+      localMid: number;
+    }
   | { ok: false; where: string; code: string; message: string };
 
 /** Postgres as the doctor saw it. */
@@ -93,9 +100,11 @@ async function probeDocker(env: Record<string, string | undefined>): Promise<Doc
   const client = new Docker({ ...options, timeout: PROBE_TIMEOUT_MS });
   try {
     const v = await client.version();
+    const t0 = Date.now();
     const info = (await client.info()) as { SystemTime?: string };
+    const localMid = (t0 + Date.now()) / 2;
     const systemTime = info.SystemTime ? Date.parse(info.SystemTime) : Number.NaN;
-    return { ok: true, where, client, version: v.Version, apiVersion: v.ApiVersion, systemTime };
+    return { ok: true, where, client, version: v.Version, apiVersion: v.ApiVersion, systemTime, localMid };
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     return { ok: false, where, code: err.code ?? 'error', message: err.message };
@@ -135,7 +144,7 @@ async function probePostgres(url: string): Promise<PostgresProbe> {
  * The context of one doctor run over `env`: the router's configuration parsed as `npm start`
  * would, and the Docker and Postgres probes (each asked at most once).
  */
-export function doctorContext(env: Record<string, string | undefined>, now: () => number = Date.now) {
+export function doctorContext(env: Record<string, string | undefined>): DoctorContext {
   let config: RouterConfig | undefined;
   let configError: string | undefined;
   try {
@@ -152,7 +161,6 @@ export function doctorContext(env: Record<string, string | undefined>, now: () =
     docker: () => (docker ??= probeDocker(env)),
     postgres: () =>
       (postgres ??= config?.DATABASE_URL ? probePostgres(config.DATABASE_URL) : Promise.resolve(undefined)),
-    now,
   };
   return ctx;
 }
@@ -391,7 +399,7 @@ export const clockCheck: Check = {
     if (p?.ok) refs.push({ name: 'Postgres', skew: p.serverTime - p.localMid });
     const d = await ctx.docker();
     if (d.ok && Number.isFinite(d.systemTime))
-      refs.push({ name: 'the Docker engine', skew: d.systemTime - ctx.now() });
+      refs.push({ name: 'the Docker engine', skew: d.systemTime - d.localMid });
     if (!refs.length)
       return { status: 'skip', detail: 'no reference clock (Postgres or the Docker engine) answered' };
     const worst = refs.reduce((a, b) => (Math.abs(b.skew) > Math.abs(a.skew) ? b : a));
