@@ -16,9 +16,12 @@ export interface Output {
   tty: boolean;
 }
 
-/** `text` in `style` on a terminal; unchanged in plain output. */
+/**
+ * `text` in `style` on a terminal; unchanged in plain output. The caller decided (`o.tty`), so
+ * node's own check of process.stdout is off.
+ */
 export function paint(o: Output, style: Style, text: string): string {
-  return o.tty ? styleText(style, text) : text;
+  return o.tty ? styleText(style, text, { validateStream: false }) : text;
 }
 
 /** Writes `line` and a newline to stdout. */
