@@ -144,6 +144,15 @@ describe('preview ls, logs, rm, export against a running router', () => {
     expect(err.error.status).toBe(400);
     expect(err.error.message).toMatch(/id/);
 
+    // The events route's `follow` (what `logs` sends) is checked like any input.
+    const badFollow = await fetch(`${url}/v1/previews/${p.id}/events?follow=maybe`, {
+      headers: bearer(h.alice.jwt),
+    });
+    expect(badFollow.status).toBe(400);
+    expect(((await badFollow.json()) as { error: { message: string } }).error.message).toMatch(
+      /follow.*must be true or false \(rule enum\)/,
+    );
+
     const badToken = await runCli(['ls'], { ...env, PREVIEW_TOKEN: 'nope' });
     expect(badToken.code).toBe(1);
     expect(badToken.stderr).toMatch(/^error invalid_token: invalid token/);
