@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import { createHarness, type Harness } from '@preview/router/testkit/harness';
-import { createTestDatabase, TEST_PREVIEW_IMAGE, type TestDatabase } from '@preview/testkit';
+import { createTestDatabase, TEST_PREVIEW_IMAGE, type TestDatabase, testDocker } from '@preview/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type CliRun, startCli, until } from './run-cli.ts';
 
@@ -18,7 +18,20 @@ afterAll(async () => {
 describe('preview agent', () => {
   let h: Harness | undefined;
   let server: http.Server | undefined;
+  let nodeName: string | undefined;
   afterAll(async () => {
+    // Only after a failed test: whatever its node left.
+    if (nodeName) {
+      const docker = testDocker();
+      for (const c of await docker.listContainers({
+        all: true,
+        filters: { label: [`preview.node=${nodeName}`] },
+      }))
+        await docker
+          .getContainer(c.Id)
+          .remove({ force: true })
+          .catch(() => {});
+    }
     server?.closeAllConnections();
     await new Promise((r) => server?.close(r));
     await h?.close();
@@ -31,11 +44,12 @@ describe('preview agent', () => {
     h.router.attach(server);
     const routerUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const name = `cli-node-${randomBytes(4).toString('hex')}`;
+    nodeName = name;
     const run = startCli(
       ['agent', '--router', routerUrl, '--join-token', h.joinToken, '--name', name, '--port', '0', '--json'],
-      // No warm sandboxes: this is about the node, not its pools.
+      // No warm sandboxes: this is about the node, not its pools (an empty value means unset).
       {
-        WARM_POOL: '',
+        WARM_POOL: 'vite-vanilla=0',
         PREVIEW_IMAGE: TEST_PREVIEW_IMAGE,
         PREVIEW_NETWORK: 'preview-net-test',
         LOG_LEVEL: 'warn',
@@ -61,6 +75,10 @@ describe('preview agent', () => {
     run.child.kill('SIGTERM');
     const end = await run.done;
     expect(end.code, end.stderr).toBe(0);
+    // It made no sandbox (a stopped agent leaves its sandboxes for the next start to adopt).
+    expect(
+      await testDocker().listContainers({ all: true, filters: { label: [`preview.node=${name}`] } }),
+    ).toEqual([]);
   }, 120_000);
 
   it('a bad flag is named with its rule, and exits 1', async () => {
