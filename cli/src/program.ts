@@ -118,7 +118,7 @@ export async function runCli(argv: string[], ctx: CliContext): Promise<number> {
     .action(
       guard(
         async (flags: JsonFlag & ApiTarget & { all?: boolean }) =>
-          listCommand(clientFor(flags, ctx.env), output(flags), flags),
+          listCommand(await clientFor(flags, ctx.env), output(flags), flags),
         (f) => f,
       ),
     );
@@ -129,7 +129,7 @@ export async function runCli(argv: string[], ctx: CliContext): Promise<number> {
     .action(
       guard(
         async (id: string, flags: JsonFlag & ApiTarget & { follow?: boolean }) =>
-          logsCommand(clientFor(flags, ctx.env), output(flags), id, { ...flags, signal: ctx.signal }),
+          logsCommand(await clientFor(flags, ctx.env), output(flags), id, { ...flags, signal: ctx.signal }),
         (_id, f) => f,
       ),
     );
@@ -139,7 +139,7 @@ export async function runCli(argv: string[], ctx: CliContext): Promise<number> {
     .action(
       guard(
         async (id: string, flags: JsonFlag & ApiTarget) =>
-          removeCommand(clientFor(flags, ctx.env), output(flags), id),
+          removeCommand(await clientFor(flags, ctx.env), output(flags), id),
         (_id, f) => f,
       ),
     );
@@ -149,7 +149,7 @@ export async function runCli(argv: string[], ctx: CliContext): Promise<number> {
     .action(
       guard(
         async (id: string, flags: JsonFlag & ApiTarget) =>
-          exportCommand(clientFor(flags, ctx.env), output(flags), id),
+          exportCommand(await clientFor(flags, ctx.env), output(flags), id),
         (_id, f) => f,
       ),
     );

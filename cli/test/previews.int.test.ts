@@ -1,5 +1,8 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import { loadFixture } from '@preview/router/testkit/fixtures';
 import { bearer, createHarness, type Harness } from '@preview/router/testkit/harness';
@@ -18,6 +21,7 @@ describe('preview ls, logs, rm, export against a running router', () => {
   let server: http.Server;
   let url: string;
   let env: Record<string, string>;
+  let dataDir: string;
 
   const create = async (files: ProjectFiles) => {
     const res = await h.router.app.request('/v1/previews', {
@@ -38,12 +42,15 @@ describe('preview ls, logs, rm, export against a running router', () => {
     await new Promise((r) => server.once('listening', r));
     h.router.attach(server);
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    env = { PREVIEW_URL: url, PREVIEW_TOKEN: h.alice.jwt };
+    // An empty DATA_DIR: no embedded router's local secrets are found unless a test puts them there.
+    dataDir = await mkdtemp(join(tmpdir(), 'preview-cli-'));
+    env = { PREVIEW_URL: url, PREVIEW_TOKEN: h.alice.jwt, DATA_DIR: dataDir };
   });
   afterAll(async () => {
     server?.closeAllConnections();
     await new Promise((r) => server?.close(r));
     await h?.close();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
   it('ls lists my previews as plain text (no colours off a terminal) and as one JSON document', async () => {
@@ -157,13 +164,38 @@ describe('preview ls, logs, rm, export against a running router', () => {
     expect(badToken.code).toBe(1);
     expect(badToken.stderr).toMatch(/^error invalid_token: invalid token/);
 
-    const noToken = await runCli(['ls'], { PREVIEW_URL: url });
+    // No token and no embedded router's secrets under DATA_DIR.
+    const noToken = await runCli(['ls'], { PREVIEW_URL: url, DATA_DIR: dataDir });
     expect(noToken.code).toBe(1);
     expect(noToken.stderr).toContain('error invalid_config: --token / PREVIEW_TOKEN: required');
 
     const down = await runCli(['ls', '--json'], { ...env, PREVIEW_URL: 'http://127.0.0.1:1' });
     expect(down.code).toBe(1);
     expect(JSON.parse(down.stdout)).toMatchObject({ error: { code: 'unreachable', status: 0 } });
+  });
+
+  it("without a token, a router on this machine is asked with the embedded router's local token", async () => {
+    const p = await create(loadFixture('vite-vanilla'));
+    const secretsDir = join(dataDir, 'embedded');
+    await mkdir(secretsDir, { recursive: true });
+    // What `npm start` keeps under DATA_DIR (router/src/local-secrets.ts); here for the harness's secret and alice.
+    await writeFile(
+      join(secretsDir, 'local-secrets.json'),
+      JSON.stringify({
+        jwtSecret: h.secret,
+        localUserId: h.alice.id,
+        previewTokenSecret: 'x',
+        joinToken: 'y',
+      }),
+    );
+    const r = await runCli(['ls', '--json'], { PREVIEW_URL: url, DATA_DIR: secretsDir });
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { previews: Array<{ id: string }> }).previews.map((x) => x.id)).toContain(
+      p.id,
+    );
+    // Not for a router elsewhere: the local secrets mean nothing there.
+    const remote = await runCli(['ls'], { PREVIEW_URL: 'http://router.example.test', DATA_DIR: secretsDir });
+    expect(remote.stderr).toContain('error invalid_config: --token / PREVIEW_TOKEN: required');
   });
 
   it('a usage error exits 2 and says what is wrong', async () => {

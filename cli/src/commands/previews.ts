@@ -1,3 +1,6 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { signUserJwt } from '@preview/router/auth/jwt';
 import { ConfigError } from '@preview/tiers';
 import { chunks, RouterClient, type StreamEvent } from '../api-client.ts';
 import { type Output, paint, printJson, println, table } from '../output.ts';
@@ -13,12 +16,36 @@ export interface ApiTarget {
 /** The router `npm start` listens on by default (router config HOST and PORT). */
 export const DEFAULT_ROUTER_URL = 'http://127.0.0.1:8787';
 
+/** The hosts a local token is signed for: an embedded router on this machine. */
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
 /**
- * A client for the flags, falling back to PREVIEW_URL / PREVIEW_TOKEN in `env`.
- *
- * @throws ConfigError (`invalid_config`) when no token is given, or the URL is not an http(s) URL.
+ * The local access token of an embedded router (`preview up` / `npm start`) on this machine: a
+ * one-hour user token signed with the secrets it keeps in `<DATA_DIR>/local-secrets.json` (DATA_DIR
+ * as the router reads it, default `.data`), or `undefined` when that file is not there.
  */
-export function clientFor(flags: ApiTarget, env: Record<string, string | undefined>): RouterClient {
+export async function localToken(env: Record<string, string | undefined>): Promise<string | undefined> {
+  const file = resolve(env['DATA_DIR'] || '.data', 'local-secrets.json');
+  let secrets: { jwtSecret?: unknown; localUserId?: unknown };
+  try {
+    secrets = JSON.parse(await readFile(file, 'utf8')) as typeof secrets;
+  } catch {
+    return undefined;
+  }
+  if (typeof secrets.jwtSecret !== 'string' || typeof secrets.localUserId !== 'string') return undefined;
+  return signUserJwt({ secret: secrets.jwtSecret, userId: secrets.localUserId, ttlSeconds: 3600 });
+}
+
+/**
+ * A client for the flags, falling back to PREVIEW_URL / PREVIEW_TOKEN in `env`; with neither token
+ * and a router on this machine, the local access token of the embedded router ({@link localToken}).
+ *
+ * @throws ConfigError (`invalid_config`) when no token is found, or the URL is not an http(s) URL.
+ */
+export async function clientFor(
+  flags: ApiTarget,
+  env: Record<string, string | undefined>,
+): Promise<RouterClient> {
   const url = flags.url ?? env['PREVIEW_URL'] ?? DEFAULT_ROUTER_URL;
   let parsed: URL;
   try {
@@ -28,7 +55,10 @@ export function clientFor(flags: ApiTarget, env: Record<string, string | undefin
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
     throw new ConfigError('invalid_config', `--url / PREVIEW_URL: "${url}" is not http(s) (rule http_url)`);
-  const token = flags.token ?? env['PREVIEW_TOKEN'];
+  const token =
+    flags.token ??
+    env['PREVIEW_TOKEN'] ??
+    (LOOPBACK.has(parsed.hostname) ? await localToken(env) : undefined);
   if (!token)
     throw new ConfigError(
       'invalid_config',
