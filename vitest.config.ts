@@ -5,6 +5,7 @@ const packages = [
   'db-isolation',
   'pool-agent',
   'router',
+  'cli',
   'browser-runtime',
   'docker/preview-daemon',
   'bench',

@@ -17,6 +17,7 @@ export const PRODUCTION_PACKAGES = [
   'db-isolation',
   'pool-agent',
   'router',
+  'cli',
   'browser-runtime',
   'docker/preview-daemon',
 ] as const;

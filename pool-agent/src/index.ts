@@ -6,6 +6,7 @@ export * from './db-forwarder.ts';
 export * from './egress/index.ts';
 export * from './http-errors.ts';
 export type { AgentStatus } from './lifecycle.ts';
+export { AgentMetrics, type MetricsSources } from './metrics.ts';
 export * from './pool.ts';
 export * from './registration.ts';
 export * from './runtime/docker.ts';

@@ -65,6 +65,11 @@ export class WarmPools {
     return out;
   }
 
+  /** The target number of ready warm sandboxes per template (WARM_POOL), a copy. */
+  targets(): Record<string, number> {
+    return { ...this.#o.targets };
+  }
+
   /** Sandboxes this pool holds (ready or starting). */
   size(): number {
     let n = 0;
@@ -117,7 +122,10 @@ export class WarmPools {
         });
         if (this.#draining) throw new Error('pool drained while starting');
         this.#add(await this.#prepare(box));
-        this.#o.log?.debug({ template, id }, 'warm sandbox ready');
+        this.#o.log?.info(
+          { template, id, ready: this.#ready.get(template)?.length ?? 0 },
+          'warm sandbox ready',
+        );
       } catch (e) {
         if (!this.#draining) this.#o.log?.warn({ err: e, template }, 'warm sandbox failed to start');
         if (box) await this.#o.runtime.remove(box.id).catch(() => {});

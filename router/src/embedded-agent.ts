@@ -129,7 +129,10 @@ export async function startEmbeddedAgent(o: {
     );
   }
   const agent = await createAgent({ config: loadAgentConfig(env), log: o.log.child({ component: 'agent' }) });
-  o.log.info({ url: agent.url, runtime }, 'embedded pool agent registered');
+  o.log.info(
+    { url: agent.url, runtime, warmTargets: agent.pools.targets() },
+    'embedded pool agent registered',
+  );
   const installs = agent.templates;
   if (installs) {
     o.log.info(

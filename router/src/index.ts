@@ -10,6 +10,7 @@ export { EventHub, type PreviewEvent } from './events.ts';
 export { errorResponse } from './http-errors.ts';
 export { createMemoryLeases, createRedisLeases, type Leases } from './infra/lease.ts';
 export { createMemoryPubSub, createRedisPubSub, type PubSub } from './infra/pubsub.ts';
+export { createMetrics, type Metrics } from './metrics.ts';
 export { type AgentEndpoint, createNodeDirectory, type NodeDirectory } from './node-directory.ts';
 export { NodeRegistry } from './nodes.ts';
 export { type Classification, classify } from './placement/classify.ts';

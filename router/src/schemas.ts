@@ -132,6 +132,14 @@ export const ListQuery = z.object({
   all: z.enum(['true', 'false']).optional().openapi({ description: 'Include ended and failed previews' }),
 });
 
+/** Query of `GET /v1/previews/{id}/events`. */
+export const EventsQuery = z.object({
+  follow: z
+    .enum(['true', 'false'], { error: 'must be true or false (rule enum)' })
+    .optional()
+    .openapi({ description: '`false`: end after the current state and the recent events (default `true`)' }),
+});
+
 export const RealtimeSession = z
   .object({
     topic: z.string().openapi({ example: 'preview:0b7c9a52-4f0e-4d7e-9d8e-6f1f1c2b3a4d' }),

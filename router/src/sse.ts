@@ -4,8 +4,17 @@ import type { PreviewEvent } from './events.ts';
 import type { PreviewService } from './previews.ts';
 import type { Session } from './store/sessions.ts';
 
-/** The SSE stream of one preview: a snapshot, the recent events, then live ones. */
-export function sseForPreview(c: Context, previews: PreviewService, s: Session) {
+/**
+ * The SSE stream of one preview: a snapshot, the recent events, then live ones (until the preview
+ * ends or the client leaves). With `follow: false` the stream ends after the recent events.
+ * @default options.follow true
+ */
+export function sseForPreview(
+  c: Context,
+  previews: PreviewService,
+  s: Session,
+  options: { follow?: boolean } = {},
+) {
   return streamSSE(c, async (stream) => {
     const queue: PreviewEvent[] = [];
     let wake: (() => void) | undefined;
@@ -23,6 +32,7 @@ export function sseForPreview(c: Context, previews: PreviewService, s: Session) 
       });
       for (const e of await previews.events.recent(s.id, 50))
         await stream.writeSSE({ event: e.type, data: JSON.stringify(e) });
+      if (options.follow === false) return;
       while (!stream.aborted && !stream.closed) {
         while (queue.length) {
           const e = queue.shift()!;

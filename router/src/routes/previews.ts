@@ -7,6 +7,7 @@ import type { PreviewService } from '../previews.ts';
 import {
   CreatePreviewBody,
   ErrorBody,
+  EventsQuery,
   FilesResult,
   IdParams,
   ListQuery,
@@ -235,9 +236,11 @@ export function previewContentRoutes({
       method: 'get',
       path: '/v1/previews/{id}/events',
       summary: 'Server-sent events: state, status and log lines',
-      description: 'EventSource may pass the token as `?access_token=`.',
+      description:
+        'EventSource may pass the token as `?access_token=`. `?follow=false` ends the stream after the ' +
+        'current state and the recent events (what `preview logs` prints without `--follow`).',
       security: secured,
-      request: { params: IdParams },
+      request: { params: IdParams, query: EventsQuery },
       responses: {
         200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } },
         ...errors,
@@ -246,7 +249,7 @@ export function previewContentRoutes({
     async (c) => {
       const user = requireUser(c);
       const s = await previews.get(user.userId, c.req.valid('param').id);
-      return sseForPreview(c, previews, s) as never;
+      return sseForPreview(c, previews, s, { follow: c.req.valid('query').follow !== 'false' }) as never;
     },
   );
 
