@@ -295,7 +295,13 @@ describe('routes (app.request, real Postgres)', () => {
         { databaseUrl: 'postgres://h/db' },
         /param\.projectId.*rule project_id/,
       ],
-      ['seed: empty sql', 'POST', '/v1/projects/app1/database/seed', { sql: '' }, /body\.sql: must not be empty/],
+      [
+        'seed: empty sql',
+        'POST',
+        '/v1/projects/app1/database/seed',
+        { sql: '' },
+        /body\.sql: must not be empty/,
+      ],
       [
         'seed: too large',
         'POST',

@@ -210,12 +210,9 @@ export const DeployDatabaseBody = z
       .boolean()
       .default(false)
       .openapi({ description: 'Drop target tables, views, sequences and types of the same names first' }),
-    dropPreviewSchema: z
-      .boolean()
-      .default(false)
-      .openapi({
-        description: 'Drop the project’s preview schema after a successful deploy (no live preview allowed)',
-      }),
+    dropPreviewSchema: z.boolean().default(false).openapi({
+      description: 'Drop the project’s preview schema after a successful deploy (no live preview allowed)',
+    }),
   })
   .strict()
   .openapi('DeployDatabase');
