@@ -5,14 +5,32 @@ import type pg from 'pg';
 import { z } from 'zod';
 import { type DbIsolationLogger, type IsolationContext, REGISTRY } from './context.ts';
 import { createPreviewSchema } from './create.ts';
+import { connectTarget, type DeployReport, deploySchema } from './deploy.ts';
 import { dropNames } from './drop.ts';
 import { exportSchema } from './export.ts';
 import { listStale, runJanitor } from './janitor.ts';
 import { namesFor, validTargetSchema } from './names.ts';
 import { prepareDatabase } from './prepare.ts';
 import { scramVerifier } from './scram.ts';
+import { type SeedResult, seedPreview } from './seed.ts';
 
 export type { DbIsolationLogger } from './context.ts';
+export type { DeployReport } from './deploy.ts';
+export type { SeedResult } from './seed.ts';
+
+/** Where {@link DbIsolation.deploy} copies a preview's schema to. */
+export interface DeployTarget {
+  /**
+   * The target database, `postgres://user:password@host:port/database` (`postgresql://` too; query
+   * parameters such as `sslmode` are passed to `pg`). The user needs CREATE on the database (for a
+   * new schema) or on the schema.
+   */
+  databaseUrl: string;
+  /** The schema of the target that receives the objects (created when missing). @default 'public' */
+  schema?: string;
+  /** Drop target objects with the exported names first (see `deploySchema`). @default false */
+  replace?: boolean;
+}
 
 export interface DbIsolationOptions {
   /** A pool connected as the database owner (or a superuser) of the router's database. */
@@ -178,6 +196,22 @@ export interface DbIsolation {
    */
   export(previewId: string, options?: { targetSchema?: string }): Promise<Readable>;
   /**
+   * Copies the preview's schema with its rows into another database in one transaction there, and
+   * checks row counts and sequence values against the preview before committing (`deploySchema`).
+   * Throws `InvalidInputError` `invalid_database_url` / `invalid_target_schema` for bad input,
+   * `InvalidInputError` `target_refused` when the target refuses the login (wrong password, no such
+   * database), `TierUnavailableError` `target_unreachable` when it cannot be reached, `NotFoundError`
+   * when the preview has no schema, `ConflictError` `target_conflict`, `PreviewError` `deploy_failed`.
+   */
+  deploy(previewId: string, target: DeployTarget): Promise<DeployReport>;
+  /**
+   * Runs SQL text in the preview's schema as the preview's role (never as the admin), in one
+   * transaction (`seedPreview`); `timeoutMs` bounds each statement (default: `statementTimeoutMs`).
+   * Throws `NotFoundError` `no_database`, `InvalidInputError` `seed_failed` with PostgreSQL's
+   * message and position.
+   */
+  seed(previewId: string, sql: string, options?: { timeoutMs?: number }): Promise<SeedResult>;
+  /**
    * Schemas to remove: `ended` (session ended/failed before `cutoff`), `no_session` (registry row
    * older than `cutoff` without a session row), `incomplete` (a drop that did not finish) and
    * `orphan` (a `preview_<hex>` schema of this database with no active registry row).
@@ -312,6 +346,25 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
     });
   }
 
+  async function deploy(previewId: string, t: DeployTarget): Promise<DeployReport> {
+    const n = namesFor(previewId);
+    const targetSchema = validTargetSchema(t.schema ?? 'public', 'schema');
+    const target = await connectTarget(t.databaseUrl);
+    try {
+      return await deploySchema({
+        admin,
+        schema: n.schema,
+        role: (await isSuperuser()) ? undefined : n.role,
+        target,
+        targetSchema,
+        replace: t.replace ?? false,
+        log,
+      });
+    } finally {
+      await target.end().catch(() => {});
+    }
+  }
+
   async function get(previewId: string): Promise<PreviewSchemaRecord | null> {
     const n = namesFor(previewId);
     const r = await admin.query<{
@@ -349,6 +402,9 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
     drop,
     get,
     export: exportPreview,
+    deploy,
+    seed: (previewId, sql, opts) =>
+      seedPreview(ctx, previewId, sql, { timeoutMs: opts?.timeoutMs ?? o.statementTimeoutMs }),
     listStale: (x) => listStale(ctx, { cutoff: x?.cutoff }),
     runJanitor: (x) => runJanitor(ctx, x),
   };

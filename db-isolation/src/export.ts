@@ -60,13 +60,28 @@ interface SequenceRow {
 }
 
 /**
- * Streams SQL that rebuilds `schema` (types, functions, sequences with their values, tables with
- * identity and generated columns, rows via COPY, constraints, indexes, views, triggers, comments)
- * inside `targetSchema` of an empty database. Everything is read in one REPEATABLE READ snapshot.
- * Object names are written unqualified under `SET search_path = <targetSchema>`, which is how the
- * schema is renamed; no role names and no GRANTs are written.
+ * One piece of an export, in load order: SQL text (one or more complete statements, comments
+ * included), or the rows of one table as PostgreSQL COPY text (`rows`, read from the source while
+ * the consumer reads them; consume each before asking for the next part).
  */
-export async function exportSchema(o: ExportSchemaOptions): Promise<Readable> {
+export type ExportPart =
+  | string
+  | {
+      /** The table, quoted, unqualified (it lands in the target schema through `search_path`). */
+      table: string;
+      /** The quoted column list, `"a", "b"` (stored generated columns are left out). */
+      columns: string;
+      rows: AsyncIterable<Buffer>;
+    };
+
+/**
+ * A connection holding a REPEATABLE READ READ ONLY transaction on the source (as `role` when
+ * given), with `search_path` = the source schema, and the schema's oid. Throws `NotFoundError`
+ * (`not_found`) when the schema does not exist; the connection is then released.
+ */
+export async function openSnapshot(
+  o: Pick<ExportSchemaOptions, 'admin' | 'schema' | 'role'>,
+): Promise<{ client: pg.PoolClient; nsOid: number }> {
   const client = await o.admin.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -77,15 +92,35 @@ export async function exportSchema(o: ExportSchemaOptions): Promise<Readable> {
     if (!ns.rows[0]) throw new NotFoundError('not_found', `previewId: no database schema for this preview`);
     // pg_get_*def() print names visible on search_path unqualified: exactly the source schema's objects.
     await client.query(`SET LOCAL search_path = ${quoteIdent(o.schema)}`);
+    return { client, nsOid: ns.rows[0].oid };
   } catch (e) {
     await client.query('ROLLBACK').catch(() => {});
     client.release();
     throw e;
   }
+}
+
+/**
+ * Streams SQL that rebuilds `schema` (types, functions, sequences with their values, tables with
+ * identity and generated columns, rows via COPY, constraints, indexes, views, triggers, comments)
+ * inside `targetSchema` of an empty database. Everything is read in one REPEATABLE READ snapshot.
+ * Object names are written unqualified under `SET search_path = <targetSchema>`, which is how the
+ * schema is renamed; no role names and no GRANTs are written.
+ */
+export async function exportSchema(o: ExportSchemaOptions): Promise<Readable> {
+  const { client, nsOid } = await openSnapshot(o);
   async function* generate(): AsyncGenerator<string | Buffer> {
     let outcome: Error | 'done' = new Error('export abandoned by its consumer');
     try {
-      yield* body(client, o);
+      for await (const part of schemaParts(client, nsOid, o)) {
+        if (typeof part === 'string') {
+          yield part;
+          continue;
+        }
+        yield `\nCOPY ${part.table} (${part.columns}) FROM stdin;\n`;
+        yield* part.rows;
+        yield '\\.\n';
+      }
       await client.query('COMMIT');
       outcome = 'done';
     } catch (e) {
@@ -100,10 +135,16 @@ export async function exportSchema(o: ExportSchemaOptions): Promise<Readable> {
   return Readable.from(generate(), { objectMode: false });
 }
 
-async function* body(client: pg.PoolClient, o: ExportSchemaOptions): AsyncGenerator<string | Buffer> {
-  const nsOid = (
-    await client.query<{ oid: Oid }>('SELECT oid FROM pg_namespace WHERE nspname = $1', [o.schema])
-  ).rows[0]!.oid;
+/**
+ * The export of the schema with oid `nsOid` as {@link ExportPart}s, read through `client` (a
+ * connection from {@link openSnapshot}): what `exportSchema` writes as SQL text and
+ * `deploySchema` applies to a target connection.
+ */
+export async function* schemaParts(
+  client: pg.PoolClient,
+  nsOid: number,
+  o: ExportSchemaOptions,
+): AsyncGenerator<ExportPart> {
   const q: Query = async <T extends pg.QueryResultRow>(sql: string): Promise<T[]> =>
     (await client.query<T>(sql, [nsOid])).rows;
   const target = quoteIdent(o.targetSchema);
@@ -222,7 +263,7 @@ async function* exportTables(
   q: Query,
   o: ExportSchemaOptions,
 ): AsyncGenerator<
-  string | Buffer,
+  ExportPart,
   { tables: TableRow[]; columns: CommentedColumn[]; constraints: ConstraintRow[] }
 > {
   const sequences = await q<SequenceRow>(`
@@ -321,12 +362,10 @@ async function* exportTables(
     const cols = (colsOf.get(t.oid) ?? []).filter((c) => c.generated !== 's').map((c) => quoteIdent(c.name));
     if (cols.length === 0) continue;
     const list = cols.join(', ');
-    yield `\nCOPY ${quoteIdent(t.name)} (${list}) FROM stdin;\n`;
-    const stream = client.query(
+    const rows = client.query(
       copyTo(`COPY ${quoteIdent(o.schema)}.${quoteIdent(t.name)} (${list}) TO STDOUT`),
     );
-    for await (const chunk of stream) yield chunk as Buffer;
-    yield '\\.\n';
+    yield { table: quoteIdent(t.name), columns: list, rows };
   }
 
   yield '\n';

@@ -39,13 +39,16 @@ export function previewIdFromHex(hex: string): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-/** Validates an export's `targetSchema`; throws `InvalidInputError` naming the field. */
-export function validTargetSchema(value: unknown): string {
+/**
+ * Validates the schema an export or deploy writes into: a lowercase SQL identifier, not `pg_*`.
+ * Throws `InvalidInputError` `invalid_target_schema` naming `field` (default `targetSchema`).
+ */
+export function validTargetSchema(value: unknown, field = 'targetSchema'): string {
   const parsed = targetSchemaSchema.safeParse(value);
   if (!parsed.success)
     throw new InvalidInputError(
       'invalid_target_schema',
-      `targetSchema: ${parsed.error.issues[0]?.message ?? 'invalid'} (got ${describe(value)})`,
+      `${field}: ${parsed.error.issues[0]?.message ?? 'invalid'} (got ${describe(value)})`,
     );
   return parsed.data;
 }

@@ -11,12 +11,14 @@ import type { Metrics } from './metrics.ts';
 import type { NodeRegistry } from './nodes.ts';
 import type { PackageCache } from './package-cache/cache.ts';
 import type { PreviewService } from './previews.ts';
+import type { ProjectDatabaseService } from './project-database.ts';
 import type { PreviewHostHandler } from './proxy/preview-proxy.ts';
 import { nodeRoutes } from './routes/nodes.ts';
 import { registerPackageRoutes } from './routes/packages.ts';
 import { registerPlacementRoute } from './routes/placement.ts';
 import { createPreviewView } from './routes/preview-view.ts';
 import { previewContentRoutes, previewLifecycleRoutes } from './routes/previews.ts';
+import { projectDatabaseRoutes } from './routes/project-database.ts';
 import { realtimeRoutes } from './routes/realtime.ts';
 import { createRouteGroup } from './routes/route-group.ts';
 import { type RuntimeHostOptions, registerRuntimeHost } from './routes/runtime-host.ts';
@@ -33,6 +35,8 @@ export interface AppDeps {
   runtimeHost?: RuntimeHostOptions | undefined;
   log: Logger;
   previews: PreviewService;
+  /** Deploy and seed of a project's database (`/v1/projects/:projectId/database/*`). */
+  projectDatabases: ProjectDatabaseService;
   nodes: NodeRegistry;
   auth: Authenticator;
   rateLimiter: RateLimiter;
@@ -119,6 +123,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
     }),
   );
   app.route('/', previewContentRoutes({ previews }));
+  app.route('/', projectDatabaseRoutes({ projectDatabases: deps.projectDatabases }));
   app.route('/', nodeRoutes({ nodes: deps.nodes, previews, view }));
   app.route('/', systemRoutes(deps));
 

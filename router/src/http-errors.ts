@@ -11,11 +11,13 @@ export interface ErrorBody {
 /**
  * Codes whose HTTP status is more precise than their class's: 413 Content Too Large
  * (RFC 9110 §15.5.14) for a body over `MAX_REQUEST_BODY_BYTES`, 422 Unprocessable Content
- * (RFC 9110 §15.5.21; the IETF Idempotency-Key draft's answer) for a key reused with another body.
+ * (RFC 9110 §15.5.21; the IETF Idempotency-Key draft's answer) for a key reused with another body,
+ * 502 Bad Gateway (RFC 9110 §15.6.3) when a deploy's target database refused a statement.
  */
 const STATUS_BY_CODE: Readonly<Record<string, ContentfulStatusCode>> = {
   body_too_large: 413,
   idempotency_mismatch: 422,
+  deploy_failed: 502,
 };
 
 /** Status, body and headers for any thrown value. Unknown errors become an opaque 500. */

@@ -56,6 +56,22 @@ export interface PreviewDatabases {
   create(previewId: string): Promise<{ databaseUrl: string; prismaDatabaseUrl?: string }>;
   drop(previewId: string): Promise<boolean>;
   export(previewId: string): Promise<AsyncIterable<string | Uint8Array> | string>;
+  /**
+   * Copies the schema with its rows into another database in one transaction there, checked
+   * (db-isolation `deploy`; its errors name the field and what failed).
+   */
+  deploy(
+    previewId: string,
+    target: { databaseUrl: string; schema?: string; replace?: boolean },
+  ): Promise<{
+    schema: string;
+    tables: Array<{ name: string; rows: number }>;
+    sequences: Array<{ name: string; value: string | null }>;
+    replaced: string[];
+    ms: number;
+  }>;
+  /** Runs SQL in the schema as the preview's role, in one transaction (db-isolation `seed`). */
+  seed(previewId: string, sql: string): Promise<{ ms: number }>;
   runJanitor(options: {
     isLive: (previewIds: string[]) => Promise<Set<string>>;
     graceMs: number;

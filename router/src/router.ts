@@ -24,6 +24,7 @@ import { NodeRegistry } from './nodes.ts';
 import { createPackageCache } from './package-cache/cache.ts';
 import { createRegistryClient } from './package-cache/registry.ts';
 import { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts';
+import { ProjectDatabaseService } from './project-database.ts';
 import { createPreviewProxy } from './proxy/preview-proxy.ts';
 import { loadRuntimeAssetsDir, type RuntimeAssets, type RuntimeHostOptions } from './routes/runtime-host.ts';
 import { sessionBrowserPlacements } from './store/browser-placements.ts';
@@ -194,6 +195,7 @@ export async function createRouter(o: RouterOptions) {
     pool,
     log,
     previews,
+    projectDatabases: new ProjectDatabaseService({ pool, store, databases: o.databases, log }),
     nodes,
     auth,
     rateLimiter,

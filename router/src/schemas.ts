@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { isTargetDatabaseUrl, MAX_DATABASE_URL_LENGTH } from '@preview/db-isolation';
 import { contentBytes, Encoding, LIMITS, pathProblem, TemplateName } from '@preview/tiers';
 
 /** Request and response bodies of the API (zod, published as OpenAPI). */
@@ -184,3 +185,69 @@ export const AckBody = z.object({
   stage: z.enum(['applied', 'persisted']),
 });
 export const FilesResult = z.object({ applied: AckBody, persisted: AckBody }).openapi('FilesResult');
+
+/** Largest `sql` of a seed, in UTF-8 bytes (512 KiB; larger data belongs in a deploy or a migration). */
+export const SEED_MAX_BYTES = 512 * 1024;
+
+export const DeployDatabaseBody = z
+  .object({
+    databaseUrl: z
+      .string()
+      .refine(isTargetDatabaseUrl, {
+        message: `must be a postgres:// or postgresql:// URL with a host and a database name, at most ${MAX_DATABASE_URL_LENGTH} characters`,
+        params: { rule: 'database_url' },
+      })
+      .openapi({
+        description:
+          'The target database: `postgres://user:password@host:port/database` (the user needs CREATE there)',
+        example: 'postgres://app:secret@db.example.com:5432/app',
+      }),
+    schema: z
+      .string()
+      .superRefine((s, ctx) => {
+        if (!/^[a-z_][a-z0-9_]{0,62}$/.test(s) || s.startsWith('pg_'))
+          ctx.addIssue({
+            code: 'custom',
+            message: 'must be a lowercase SQL identifier [a-z_][a-z0-9_]{0,62}, not starting with pg_',
+            params: { rule: 'identifier' },
+          });
+      })
+      .default('public')
+      .openapi({ description: 'The target schema (created when missing)', example: 'public' }),
+    replace: z
+      .boolean()
+      .default(false)
+      .openapi({ description: 'Drop target tables, views, sequences and types of the same names first' }),
+    dropPreviewSchema: z.boolean().default(false).openapi({
+      description: 'Drop the project’s preview schema after a successful deploy (no live preview allowed)',
+    }),
+  })
+  .strict()
+  .openapi('DeployDatabase');
+
+export const DeployReportBody = z
+  .object({
+    schema: z.string(),
+    tables: z.array(z.object({ name: z.string(), rows: z.number().int() })),
+    sequences: z.array(z.object({ name: z.string(), value: z.string().nullable() })),
+    replaced: z.array(z.string()).openapi({ description: 'Target objects dropped first (`replace`)' }),
+    previewSchemaDropped: z.boolean(),
+    ms: z.number().int(),
+  })
+  .openapi('DeployReport');
+
+export const SeedDatabaseBody = z
+  .object({
+    sql: z
+      .string()
+      .min(1, 'must not be empty')
+      .refine((s) => Buffer.byteLength(s) <= SEED_MAX_BYTES, {
+        message: `must be at most ${SEED_MAX_BYTES} bytes`,
+        params: { rule: 'seed_size' },
+      })
+      .openapi({ description: 'SQL statements, run in one transaction in the preview’s schema as its role' }),
+  })
+  .strict()
+  .openapi('SeedDatabase');
+
+export const SeedResultBody = z.object({ ms: z.number().int() }).openapi('SeedResult');
