@@ -118,6 +118,20 @@ export const RouterConfigSchema = z
     RETENTION_MS: z.coerce.number().int().positive().optional(),
     /** Retention job interval. */
     RETENTION_CHECK_MS: ms(60 * 60 * 1000),
+    /**
+     * Hosts (names or IP literals, comma-separated) a database deploy may reach although they are
+     * internal addresses (loopback, private, link-local; see deploy-target.ts). Any other target must
+     * resolve to public addresses only. @default '' (none)
+     */
+    DEPLOY_TARGET_HOSTS: z
+      .string()
+      .default('')
+      .transform((s) =>
+        s
+          .split(',')
+          .map((h) => h.trim())
+          .filter(Boolean),
+      ),
     /** Run the pool agent in this process (embedded mode). */
     EMBEDDED_AGENT: bool(true),
     PREVIEW_IMAGE: z.string().default('preview-base:dev'),

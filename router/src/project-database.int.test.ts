@@ -53,6 +53,8 @@ describe('project database: deploy with data and seed (owner only)', () => {
   beforeAll(async () => {
     h = await createHarness({
       databases: true,
+      // The target databases are on this machine's Postgres: internal, so allowed by name.
+      env: { DEPLOY_TARGET_HOSTS: '127.0.0.1,localhost' },
       tiers: () => ({ docker: createLocalServerTier({ autoReady: true }) }),
     });
     tier = h.router.tiers.docker as LocalTier;
@@ -165,6 +167,20 @@ describe('project database: deploy with data and seed (owner only)', () => {
     const replaced = await deploy({ databaseUrl: target.url, replace: true });
     expect(replaced.status).toBe(200);
     expect(await count(target, 'SELECT count(*)::int AS n FROM authors')).toBe(3);
+  });
+
+  it('a target on an internal address not allowed by name is refused before any connection', async () => {
+    for (const databaseUrl of [
+      'postgres://postgres@10.20.30.40:5432/postgres',
+      'postgres://postgres@169.254.169.254:5432/postgres',
+      'postgres://postgres@[::1]:5432/postgres',
+    ]) {
+      const res = await deploy({ databaseUrl });
+      const json = (await res.json()) as ErrorJson;
+      expect(res.status, databaseUrl).toBe(403);
+      expect(json.error.code).toBe('target_forbidden');
+      expect(json.error.message).toMatch(/^databaseUrl: .*rule deploy_target/);
+    }
   });
 
   it('a failing deploy leaves the target unchanged and names what failed', async () => {

@@ -1,6 +1,7 @@
 import { ConflictError, NotFoundError } from '@preview/tiers';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { checkDeployTarget, type HostLookup } from './deploy-target.ts';
 import type { PreviewDatabases } from './previews.ts';
 import { lockUser, type SessionStore } from './store/sessions.ts';
 
@@ -35,17 +36,25 @@ export class ProjectDatabaseService {
   readonly #store: SessionStore;
   readonly #databases: PreviewDatabases | undefined;
   readonly #log: Logger;
+  readonly #allowedTargetHosts: readonly string[];
+  readonly #lookup: HostLookup | undefined;
 
   constructor(o: {
     pool: pg.Pool;
     store: SessionStore;
     databases: PreviewDatabases | undefined;
     log: Logger;
+    /** Internal hosts a deploy may reach anyway (`DEPLOY_TARGET_HOSTS`). @default [] */
+    allowedTargetHosts?: readonly string[];
+    /** Name resolution for the target check. @default dns.lookup */
+    lookup?: HostLookup;
   }) {
     this.#pool = o.pool;
     this.#store = o.store;
     this.#databases = o.databases;
     this.#log = o.log;
+    this.#allowedTargetHosts = o.allowedTargetHosts ?? [];
+    this.#lookup = o.lookup;
   }
 
   /**
@@ -55,9 +64,12 @@ export class ProjectDatabaseService {
    * @throws NotFoundError `not_found` (no such project of this user), `no_database` (it has no schema)
    * @throws ConflictError `preview_live` (`dropPreviewSchema` with a live preview; checked first, and
    *   again before the drop), `target_conflict`; and db-isolation's target errors.
+   * @throws ForbiddenError `target_forbidden` (the target is an internal address not allowed by
+   *   name: see {@link checkDeployTarget}); InvalidInputError `invalid_target` (it does not resolve)
    */
   async deploy(userId: string, projectId: string, input: ProjectDeployInput): Promise<ProjectDeployResult> {
     const { databaseId, databases } = await this.#database(userId, projectId);
+    await checkDeployTarget(input.databaseUrl, this.#allowedTargetHosts, this.#lookup);
     if (input.dropPreviewSchema) await this.#assertNoLivePreview(this.#pool, userId, projectId);
     let report: Awaited<ReturnType<PreviewDatabases['deploy']>>;
     try {
