@@ -17,6 +17,7 @@ import { resolve } from 'node:path';
 import { serve } from '@hono/node-server';
 import { TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
 import type { FileOp } from '@preview/tiers';
+import { createDockerTier } from '@preview/tiers/docker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HOST_CA } from '../test/docker-node.ts';
 import { bearer, createHarness, type Harness } from '../test/harness.ts';
@@ -79,8 +80,7 @@ async function openEvents(url: string, jwt: string) {
       const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
       if (done) return;
       buf += value;
-      let i: number;
-      while ((i = buf.indexOf('\n\n')) >= 0) {
+      for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
         const block = buf.slice(0, i);
         buf = buf.slice(i + 2);
         let event = 'message';
@@ -139,7 +139,8 @@ describe('node loss: kill -9 of a real pool-agent process holding a preview with
   /** Waits until the agent process said it listens (it registered and reconciled its sandboxes first). */
   const listening = (a: AgentProcess) =>
     until(`agent ${a.name} to listen; output: ${a.lines.slice(-10).join('\n')}`, async () => {
-      if (a.child.exitCode !== null) throw new Error(`agent ${a.name} exited: ${a.lines.slice(-20).join('\n')}`);
+      if (a.child.exitCode !== null)
+        throw new Error(`agent ${a.name} exited: ${a.lines.slice(-20).join('\n')}`);
       return a.lines.some((l) => l.includes('pool agent listening')) ? true : undefined;
     });
 
@@ -155,17 +156,25 @@ describe('node loss: kill -9 of a real pool-agent process holding a preview with
       return (beat?.capacity.warm['vite-vanilla'] ?? 0) >= 1 ? id : undefined;
     });
 
-  /** The containers of `previewId` on node `name`, by the Docker engine's own labels. */
+  /**
+   * The containers of `previewId` on node `name`, as the Docker engine lists them: a claimed warm
+   * sandbox is renamed `pv-<node>--<previewId>` (labels cannot change after creation).
+   */
   const containersOf = async (name: string, previewId: string) =>
-    await testDocker().listContainers({
-      all: true,
-      filters: { label: [`preview.node=${name}`, `preview.session=${previewId}`, `${TEST_LABEL}=1`] },
-    });
+    (
+      await testDocker().listContainers({
+        all: true,
+        filters: { label: [`preview.node=${name}`, `${TEST_LABEL}=1`] },
+      })
+    ).filter(
+      (c) => c.Labels['preview.session'] === previewId || c.Names.includes(`/pv-${name}--${previewId}`),
+    );
 
   beforeAll(async () => {
     h = await createHarness({
       redis: true,
       jobs: true,
+      tiers: ({ nodeDirectory }) => ({ docker: createDockerTier(nodeDirectory) }),
       env: { HEARTBEAT_MS: '1000', NODE_TTL_MS: '4000', RECONCILE_MS: '1000' },
     });
     // Only the two agent processes place: the harness's in-process node is forgotten.
@@ -213,7 +222,7 @@ describe('node loss: kill -9 of a real pool-agent process holding a preview with
     });
     const view = (await res.json()) as { id: string; tier: string };
     expect(res.status, JSON.stringify(view)).toBe(201);
-    expect(view.tier).toBe('docker');
+    expect(view.tier, JSON.stringify(view)).toBe('docker');
     const id = view.id;
     await h.router.previews.waitReady(id, 240_000);
     const before = await h.router.previews.store.get(id);
@@ -253,7 +262,9 @@ describe('node loss: kill -9 of a real pool-agent process holding a preview with
       Math.max(0, ...editor.frames.map((f) => (f.type === 'ack' && f.stage === 'persisted' ? f.seq : 0)));
 
     // Edits before the loss, the last of them acked `persisted`.
-    for (let i = 0; i < 8; i++) edit([put(`notes/n${i % 4}.txt`, `before ${i}\n`)]);
+    // Each writes a file of its own too, which nothing later touches: its loss would show at the end.
+    for (let i = 0; i < 8; i++)
+      edit([put(`notes/n${i % 4}.txt`, `before ${i}\n`), put(`notes/before-${i}.txt`, `kept ${i}\n`)]);
     edit([{ op: 'rename', from: 'notes/start.txt', to: 'notes/renamed.txt' }]);
     const settled = edit([put('notes/n0.txt', 'before, settled\n'), { op: 'delete', path: 'notes/n3.txt' }]);
     await editor.waitFor(() => editor.acked(settled, 'persisted'), 60_000);
@@ -272,6 +283,9 @@ describe('node loss: kill -9 of a real pool-agent process holding a preview with
     victim.child.kill('SIGKILL');
     await victim.exited;
     const persistedAtKill = persistedSeq();
+    const typedAtKill = typed;
+    // Edits the editor sends while the node is gone (no sandbox takes them until the move).
+    await until('edits after the kill', async () => (typed >= typedAtKill + 3 ? true : undefined), 60_000);
 
     // The router sees the node die, marks the session migrating (the editor's SSE says so) and
     // re-places it on the surviving agent.
@@ -305,6 +319,7 @@ describe('node loss: kill -9 of a real pool-agent process holding a preview with
     await editor.waitFor(() => editor.acked(after, 'persisted'), 120_000);
     expect(persistedSeq()).toBe(seq);
     expect(persistedAtKill).toBeGreaterThanOrEqual(settled);
+    expect(typed).toBeGreaterThanOrEqual(typedAtKill + 3);
     const errors = editor.frames.filter((f) => f.type === 'error');
     expect(errors, JSON.stringify(errors)).toEqual([]);
 
