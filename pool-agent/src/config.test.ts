@@ -25,6 +25,12 @@ describe('loadConfig', () => {
     expect(d.WARM_POOL).toEqual({ next: 3, 'express-pg': 0 });
     expect(d.PREVIEW_DATABASE_TARGET).toEqual({ host: '127.0.0.1', port: 5432 });
     expect(d.NODE_SLOTS).toBe(40);
+    expect(c.PREVIEW_LABELS).toEqual({});
+    expect(loadConfig({ PREVIEW_LABELS: 'preview.test=1, team=web,empty=' }).PREVIEW_LABELS).toEqual({
+      'preview.test': '1',
+      team: 'web',
+      empty: '',
+    });
     expect(loadConfig({ PROCESS_TEMPLATES: 'vite-vue, next,vite-vue' }).PROCESS_TEMPLATES).toEqual([
       'vite-vue',
       'next',
@@ -39,6 +45,10 @@ describe('loadConfig', () => {
       [{ PREVIEW_DATABASE_TARGET: 'nope' }, /PREVIEW_DATABASE_TARGET: must be host:port/],
       [{ AGENT_RUNTIME: 'vm' }, /AGENT_RUNTIME/],
       [{ PROCESS_TEMPLATES: 'vite-react,cobol' }, /PROCESS_TEMPLATES: unknown template "cobol"/],
+      [{ PREVIEW_LABELS: 'nokey' }, /PREVIEW_LABELS: bad entry "nokey".*rule label_format/],
+      [{ PREVIEW_LABELS: 'Team=x' }, /PREVIEW_LABELS: bad entry "Team=x"/],
+      [{ PREVIEW_LABELS: 'preview.node=x' }, /PREVIEW_LABELS: label "preview.node": set by the agent itself/],
+      [{ PREVIEW_LABELS: 'a=1,a=2' }, /PREVIEW_LABELS: label "a": given twice/],
       [{ PROCESS_TEMPLATES: ' , ' }, /PROCESS_TEMPLATES: name at least one template/],
     ];
     for (const [env, msg] of bad) {

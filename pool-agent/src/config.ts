@@ -49,6 +49,38 @@ const templateList = z.string().transform((s, ctx) => {
   return out;
 });
 
+/** Labels the runtime sets itself: a sandbox's node, session, template and pool. */
+const RESERVED_LABELS = ['preview.node', 'preview.session', 'preview.template', 'preview.pool'];
+
+/** `preview.test=1,team=web`: extra labels on every sandbox container, each key once. */
+const labelList = z.string().transform((s, ctx) => {
+  const out: Record<string, string> = {};
+  for (const part of s
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const i = part.indexOf('=');
+    const key = i > 0 ? part.slice(0, i) : '';
+    const value = i > 0 ? part.slice(i + 1) : '';
+    if (!/^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$/.test(key) || !/^[^\s,]{0,256}$/.test(value)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `bad entry "${part}": want <key>=<value>, the key in lower-case letters, digits, ".", "_", "-" (rule label_format)`,
+      });
+      return z.NEVER;
+    }
+    if (RESERVED_LABELS.includes(key) || key in out) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `label "${key}": ${key in out ? 'given twice' : 'set by the agent itself'} (rule label_reserved)`,
+      });
+      return z.NEVER;
+    }
+    out[key] = value;
+  }
+  return out;
+});
+
 /**
  * The agent's configuration, parsed once in `main.ts` from the environment.
  *
@@ -80,6 +112,12 @@ export const AgentConfigSchema = z.object({
   /** OCI runtime for previews, e.g. `runsc` (gVisor); used only when the engine lists it. */
   PREVIEW_OCI_RUNTIME: z.string().optional(),
   PREVIEW_NETWORK: z.string().default('preview-net'),
+  /**
+   * Extra labels on every sandbox container, `key=value,key=value` (e.g. `preview.test=1`, which the
+   * test suites sweep by). The agent's own labels (`preview.node`, `.session`, `.template`, `.pool`)
+   * cannot be set. Docker runtime only.
+   */
+  PREVIEW_LABELS: labelList.default({}),
   PREVIEW_UID: z.coerce.number().int().min(1, 'must not be 0 (root)').default(1000),
   /** Per-preview limits. Memory is also the swap limit (no swap). */
   PREVIEW_MEMORY_MIB: z.coerce.number().int().min(32).default(512),

@@ -56,6 +56,7 @@ export async function buildRuntime(config: AgentConfig, log: Logger): Promise<Co
     logMaxSize: config.PREVIEW_LOG_MAX_SIZE,
     logMaxFile: config.PREVIEW_LOG_MAX_FILE,
     ociRuntime: config.PREVIEW_OCI_RUNTIME,
+    labels: config.PREVIEW_LABELS,
     disk: {
       sizeMiB: config.PREVIEW_DISK_MB,
       backend: config.PREVIEW_DISK_BACKEND,

@@ -39,6 +39,8 @@ export async function createHarness(
     env?: Record<string, string>;
     db?: TestDatabase;
     databases?: boolean;
+    /** Run the router's scheduled jobs (idle, reconcile, ...) at the intervals of `env`. @default false */
+    jobs?: boolean;
   } = {},
 ): Promise<Harness> {
   const db = o.db ?? (await createTestDatabase({ max: 20 }));
@@ -75,7 +77,7 @@ export async function createHarness(
       tiers: o.tiers ?? {},
       databases,
       log: silent,
-      jobs: false,
+      jobs: o.jobs ?? false,
     });
     adopt(router.tiers);
     tiersMade.push(router.tiers);
