@@ -119,12 +119,51 @@ export class RouterClient {
     }
   }
 
-  async #request(method: string, path: string, signal?: AbortSignal): Promise<Response> {
+  /**
+   * Copies a project's database with its rows into `target.databaseUrl`
+   * (`POST /v1/projects/{projectId}/database/deploy`, router README "Projects"): the router's report.
+   * @throws ApiError with the router's code (`target_conflict`, `target_forbidden`, `not_found`…)
+   */
+  async deployDatabase(
+    projectId: string,
+    target: { databaseUrl: string; schema?: string; replace?: boolean; dropPreviewSchema?: boolean },
+  ): Promise<Record<string, unknown>> {
+    const res = await this.#request(
+      'POST',
+      `/v1/projects/${encodeURIComponent(projectId)}/database/deploy`,
+      undefined,
+      target,
+    );
+    return (await res.json()) as Record<string, unknown>;
+  }
+
+  /**
+   * Runs `sql` in a project's database as its preview role, in one transaction
+   * (`POST /v1/projects/{projectId}/database/seed`).
+   * @throws ApiError `seed_failed` with PostgreSQL's message and position, `not_found`…
+   */
+  async seedDatabase(projectId: string, sql: string): Promise<Record<string, unknown>> {
+    const res = await this.#request(
+      'POST',
+      `/v1/projects/${encodeURIComponent(projectId)}/database/seed`,
+      undefined,
+      {
+        sql,
+      },
+    );
+    return (await res.json()) as Record<string, unknown>;
+  }
+
+  async #request(method: string, path: string, signal?: AbortSignal, json?: unknown): Promise<Response> {
     let res: Response;
     try {
       res = await fetch(`${this.#base}${path}`, {
         method,
-        headers: { authorization: `Bearer ${this.#token}` },
+        headers: {
+          authorization: `Bearer ${this.#token}`,
+          ...(json === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(json === undefined ? {} : { body: JSON.stringify(json) }),
         ...(signal ? { signal } : {}),
       });
     } catch (e) {

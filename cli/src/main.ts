@@ -19,6 +19,7 @@ const code = await runCli(process.argv.slice(2), {
   err: process.stderr,
   tty: process.stdout.isTTY === true,
   signal: stop.signal,
+  in: process.stdin,
 });
 process.exitCode = code;
 // Lingering handles (a keep-alive socket, a Redis client) must not keep a finished command alive.

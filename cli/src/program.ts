@@ -1,13 +1,17 @@
+import { Readable } from 'node:stream';
 import { Command, CommanderError, Option } from 'commander';
 import { agentCommand } from './commands/agent.ts';
 import {
   type ApiTarget,
   clientFor,
   DEFAULT_ROUTER_URL,
+  type DeployFlags,
+  deployCommand,
   exportCommand,
   listCommand,
   logsCommand,
   removeCommand,
+  seedCommand,
 } from './commands/previews.ts';
 import { upCommand } from './commands/up.ts';
 import { doctorCommand } from './doctor/run.ts';
@@ -23,6 +27,8 @@ export interface CliContext {
   tty: boolean;
   /** Aborted on SIGINT / SIGTERM: long-running commands stop cleanly. */
   signal: AbortSignal;
+  /** Standard input (`preview seed` without `--file`). @default an empty stream */
+  in?: NodeJS.ReadableStream;
 }
 
 interface JsonFlag {
@@ -44,7 +50,7 @@ function apiCommand(program: Command, name: string, description: string): Comman
 }
 
 /**
- * The `preview` command line: `up`, `agent`, `doctor`, `ls`, `logs`, `rm`, `export`. Every command
+ * The `preview` command line: `up`, `agent`, `doctor`, `ls`, `logs`, `rm`, `export`, `deploy-db`, `seed`. Every command
  * takes `--json`. Resolves with the exit code: 0, 1 when the command failed (its error printed with
  * its code and message), 2 for a usage error.
  */
@@ -150,6 +156,34 @@ export async function runCli(argv: string[], ctx: CliContext): Promise<number> {
       guard(
         async (id: string, flags: JsonFlag & ApiTarget) =>
           exportCommand(await clientFor(flags, ctx.env), output(flags), id),
+        (_id, f) => f,
+      ),
+    );
+
+  apiCommand(program, 'deploy-db', "copy a project's database with its rows into another PostgreSQL database")
+    .argument('<projectId>', "the project (the editor's app id)")
+    .option('--target <url>', 'the target database, postgres://… (env DEPLOY_DATABASE_URL)')
+    .option('--schema <name>', 'the target schema (default public)')
+    .option('--replace', 'drop tables of the same names in the target first (same transaction)')
+    .option('--drop-preview-schema', "drop the project's preview schema after the deploy")
+    .action(
+      guard(
+        async (projectId: string, flags: JsonFlag & ApiTarget & DeployFlags) =>
+          deployCommand(await clientFor(flags, ctx.env), output(flags), projectId, flags, ctx.env),
+        (_id, f) => f,
+      ),
+    );
+
+  apiCommand(program, 'seed', "run SQL in a project's database as its preview role (one transaction)")
+    .argument('<projectId>', "the project (the editor's app id)")
+    .option('--file <path>', 'the SQL file (default: standard input)')
+    .action(
+      guard(
+        async (projectId: string, flags: JsonFlag & ApiTarget & { file?: string }) =>
+          seedCommand(await clientFor(flags, ctx.env), output(flags), projectId, {
+            ...(flags.file ? { file: flags.file } : {}),
+            stdin: ctx.in ?? Readable.from([]),
+          }),
         (_id, f) => f,
       ),
     );

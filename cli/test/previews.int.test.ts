@@ -7,6 +7,7 @@ import { serve } from '@hono/node-server';
 import { loadFixture } from '@preview/router/testkit/fixtures';
 import { bearer, createHarness, type Harness } from '@preview/router/testkit/harness';
 import { createLocalServerTier } from '@preview/router/testkit/local-tier';
+import { createTestDatabase } from '@preview/testkit';
 import { createBrowserTier, type ProjectFiles } from '@preview/tiers';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,6 +37,8 @@ describe('preview ls, logs, rm, export against a running router', () => {
   beforeAll(async () => {
     h = await createHarness({
       databases: true,
+      // deploy-db's target is a database on this machine's Postgres: internal, so allowed by name.
+      env: { DEPLOY_TARGET_HOSTS: '127.0.0.1,localhost' },
       tiers: () => ({ browser: createBrowserTier(), docker: createLocalServerTier({ autoReady: true }) }),
     });
     server = serve({ fetch: h.router.app.fetch, hostname: '127.0.0.1', port: 0 }) as unknown as http.Server;
@@ -131,6 +134,54 @@ describe('preview ls, logs, rm, export against a running router', () => {
     expect(sql.stdout).toContain('ship the cli');
     const json = await runCli(['export', p.id, '--json'], env);
     expect(JSON.parse(json.stdout)).toMatchObject({ id: p.id, sql: expect.stringContaining('ship the cli') });
+  });
+
+  it("seed runs SQL from a file in a project's database; deploy-db copies it with its rows into another database", async () => {
+    const projectId = `cli-app-${Date.now()}`;
+    const res = await h.router.app.request('/v1/previews', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
+      body: JSON.stringify({ files: loadFixture('express-pg'), serverOnly: true, projectId }),
+    });
+    expect(res.status).toBe(201);
+    const seedFile = join(dataDir, 'seed.sql');
+    await writeFile(
+      seedFile,
+      "CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL);\nINSERT INTO notes (body) VALUES ('one'), ('two');\n",
+    );
+    const seeded = await runCli(['seed', projectId, '--file', seedFile, '--json'], env);
+    expect(seeded.code, seeded.stderr).toBe(0);
+    expect(JSON.parse(seeded.stdout)).toMatchObject({ projectId, ms: expect.any(Number) });
+
+    const target = await createTestDatabase();
+    try {
+      const plain = await runCli(['deploy-db', projectId, '--target', target.url], env);
+      expect(plain.code, plain.stderr).toBe(0);
+      expect(plain.stdout).toMatch(/^deployed .* into schema public/);
+      expect(plain.stdout).toMatch(/notes\s+2/);
+      const { rows } = await target.pool.query<{ body: string }>('SELECT body FROM notes ORDER BY id');
+      expect(rows.map((r) => r.body)).toEqual(['one', 'two']);
+      // Again without --replace: the router's conflict, with its code, and exit 1.
+      const again = await runCli(['deploy-db', projectId, '--target', target.url], env);
+      expect(again.code).toBe(1);
+      expect(again.stderr).toMatch(/^error target_conflict: .*notes/);
+      const replaced = await runCli(
+        ['deploy-db', projectId, '--target', target.url, '--replace', '--json'],
+        env,
+      );
+      expect(replaced.code, replaced.stderr).toBe(0);
+      expect(JSON.parse(replaced.stdout)).toMatchObject({
+        projectId,
+        schema: 'public',
+        tables: [{ name: 'notes', rows: 2 }],
+        replaced: expect.arrayContaining(['table notes']),
+      });
+    } finally {
+      await target.drop();
+    }
+    const noTarget = await runCli(['deploy-db', projectId], env);
+    expect(noTarget.code).toBe(1);
+    expect(noTarget.stderr).toContain('--target / DEPLOY_DATABASE_URL: required');
   });
 
   it("prints the API's error code and message, and exits 1", async () => {

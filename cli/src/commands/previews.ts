@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { text as readStream } from 'node:stream/consumers';
 import { signUserJwt } from '@preview/router/auth/jwt';
 import { ConfigError } from '@preview/tiers';
 import { chunks, RouterClient, type StreamEvent } from '../api-client.ts';
@@ -162,5 +163,70 @@ export async function exportCommand(client: RouterClient, o: Output, id: string)
   }
   for await (const chunk of chunks(body))
     if (!o.out.write(chunk)) await new Promise((r) => o.out.once('drain', () => r(undefined)));
+  return 0;
+}
+
+/** Flags of `preview deploy-db`. */
+export interface DeployFlags {
+  /** The target database (`postgres://…`); else DEPLOY_DATABASE_URL. */
+  target?: string;
+  /** Target schema. @default 'public' (the router's default) */
+  schema?: string;
+  replace?: boolean;
+  dropPreviewSchema?: boolean;
+}
+
+/**
+ * `preview deploy-db <projectId> --target URL`: copies the project's database with its rows into the
+ * target (one transaction, counts and sequences checked by the router) and prints what it did.
+ * @throws ConfigError (`invalid_config`) when neither `--target` nor DEPLOY_DATABASE_URL is given
+ */
+export async function deployCommand(
+  client: RouterClient,
+  o: Output,
+  projectId: string,
+  flags: DeployFlags,
+  env: Record<string, string | undefined>,
+): Promise<number> {
+  const databaseUrl = flags.target ?? env['DEPLOY_DATABASE_URL'];
+  if (!databaseUrl)
+    throw new ConfigError('invalid_config', '--target / DEPLOY_DATABASE_URL: required (rule required)');
+  const report = await client.deployDatabase(projectId, {
+    databaseUrl,
+    ...(flags.schema ? { schema: flags.schema } : {}),
+    ...(flags.replace ? { replace: true } : {}),
+    ...(flags.dropPreviewSchema ? { dropPreviewSchema: true } : {}),
+  });
+  if (o.json) {
+    printJson(o, { projectId, ...report });
+    return 0;
+  }
+  const tables = (report['tables'] as Array<{ name: string; rows: number }> | undefined) ?? [];
+  const sequences = (report['sequences'] as Array<{ name: string; value: string | null }> | undefined) ?? [];
+  println(o, `deployed ${projectId} into schema ${String(report['schema'])} in ${String(report['ms'])} ms`);
+  if (tables.length)
+    for (const line of table([['TABLE', 'ROWS'], ...tables.map((t) => [t.name, String(t.rows)])]).split('\n'))
+      println(o, line);
+  for (const s of sequences) println(o, `sequence ${s.name} = ${s.value ?? '-'}`);
+  const replaced = (report['replaced'] as string[] | undefined) ?? [];
+  if (replaced.length) println(o, `replaced: ${replaced.join(', ')}`);
+  if (report['previewSchemaDropped']) println(o, 'the preview schema was dropped');
+  return 0;
+}
+
+/**
+ * `preview seed <projectId> [--file seed.sql]`: runs the SQL (the file, else stdin) in the project's
+ * database as its preview role, in one transaction.
+ */
+export async function seedCommand(
+  client: RouterClient,
+  o: Output,
+  projectId: string,
+  flags: { file?: string; stdin: NodeJS.ReadableStream },
+): Promise<number> {
+  const sql = flags.file ? await readFile(flags.file, 'utf8') : await readStream(flags.stdin);
+  const result = await client.seedDatabase(projectId, sql);
+  if (o.json) printJson(o, { projectId, ...result });
+  else println(o, `seeded ${projectId} in ${String(result['ms'])} ms`);
   return 0;
 }
