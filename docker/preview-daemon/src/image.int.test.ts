@@ -1,12 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { launchChromium, runInImage, TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
-import { DAEMON_PORT } from '@preview/tiers';
-import type Docker from 'dockerode';
+import { launchChromium, runInImage, TEST_PREVIEW_IMAGE } from '@preview/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { health, SyncClient, TEMPLATES_DIR, until } from '../test/helpers.ts';
+import { SyncClient, TEMPLATES_DIR, until } from '../test/helpers.ts';
 import { docker, removeSandboxes, sandbox, waitReady } from '../test/image-sandbox.ts';
 
 afterAll(removeSandboxes);
