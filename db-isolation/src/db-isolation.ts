@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { z } from 'zod';
 import { type DbIsolationLogger, type IsolationContext, REGISTRY } from './context.ts';
 import { createPreviewSchema } from './create.ts';
-import { connectTarget, type DeployReport, deploySchema } from './deploy.ts';
+import { connectTarget, type DeployReport, deploySchema, isTargetDatabaseUrl } from './deploy.ts';
 import { dropNames } from './drop.ts';
 import { exportSchema } from './export.ts';
 import { listStale, runJanitor } from './janitor.ts';
@@ -240,18 +240,9 @@ const optionsSchema = z.object({
       typeof (v as pg.Pool).query === 'function',
     'must be a pg.Pool',
   ),
-  previewDatabaseUrl: z.string().refine((s) => {
-    try {
-      const u = new URL(s);
-      return (
-        (u.protocol === 'postgres:' || u.protocol === 'postgresql:') &&
-        u.hostname !== '' &&
-        u.pathname.length > 1
-      );
-    } catch {
-      return false;
-    }
-  }, 'must be a postgres:// URL with a host and a database name'),
+  previewDatabaseUrl: z
+    .string()
+    .refine(isTargetDatabaseUrl, 'must be a postgres:// URL with a host and a database name'),
   connectionLimit: z.number().int().min(1).max(1000).default(5),
   statementTimeoutMs: z.number().int().min(1).max(86_400_000).default(15_000),
   lockTimeoutMs: z.number().int().min(1).max(600_000).default(5_000),

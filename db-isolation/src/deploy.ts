@@ -48,8 +48,9 @@ export interface DeploySchemaOptions {
 export const MAX_DATABASE_URL_LENGTH = 2048;
 
 /**
- * Whether `value` is a PostgreSQL connection URL a deploy can use: `postgres://` or
- * `postgresql://`, a host, a database name, at most {@link MAX_DATABASE_URL_LENGTH} characters.
+ * Whether `value` is a PostgreSQL connection URL (a deploy's target, the preview database's
+ * address): `postgres://` or `postgresql://`, a host, a database name, at most
+ * {@link MAX_DATABASE_URL_LENGTH} characters.
  */
 export function isTargetDatabaseUrl(value: unknown): value is string {
   if (typeof value !== 'string' || value.length > MAX_DATABASE_URL_LENGTH) return false;
