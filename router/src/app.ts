@@ -74,7 +74,9 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
   const { previews, metrics } = deps;
   const app = createRouteGroup();
-  app.onError(onError(deps.log));
+  app.onError(
+    onError(deps.log, (code, status) => deps.metrics.apiErrors.inc({ code, status: String(status) })),
+  );
   app.notFound((c) =>
     c.json({ error: { code: 'not_found', message: `no route ${c.req.method} ${c.req.path}` } }, 404),
   );

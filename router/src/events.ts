@@ -20,19 +20,27 @@ export type PreviewEvent =
 export class EventHub {
   readonly #store: SessionStore;
   readonly #pubsub: PubSub;
-  constructor(store: SessionStore, pubsub: PubSub) {
+  readonly #onState: ((state: string) => void) | undefined;
+  /**
+   * @param onState called once per `state` event this replica publishes (the state-change metric);
+   *   must not throw
+   */
+  constructor(store: SessionStore, pubsub: PubSub, onState?: (state: string) => void) {
     this.#store = store;
     this.#pubsub = pubsub;
+    this.#onState = onState;
   }
 
   async publish(previewId: string, event: PreviewEvent): Promise<void> {
     const { type, ...data } = event;
     await this.#store.appendEvent(previewId, type, data);
+    if (event.type === 'state') this.#onState?.(event.state);
     await this.#pubsub.publish(`events:${previewId}`, event);
   }
 
   /** Fan-out only, for an event already stored (e.g. by a transition in the same statement). */
   async broadcast(previewId: string, event: PreviewEvent): Promise<void> {
+    if (event.type === 'state') this.#onState?.(event.state);
     await this.#pubsub.publish(`events:${previewId}`, event);
   }
 

@@ -168,6 +168,11 @@ describe(`through the proxy, a real Vite client in Chromium gets HMR (docker tie
       expect(frames).toContainEqual(expect.objectContaining({ type: 'ack', seq: 1, stage: 'persisted' }));
       expect(frames).toContainEqual(expect.objectContaining({ type: 'hmr', seq: 1 }));
       expect((await h.router.store.loadFiles(p.id))['src/style.css']).toBe('h1 { color: rgb(0, 128, 0); }\n');
+      // The sandbox's edit → update time went into the histogram the dashboard shows.
+      const hist = (await h.router.metrics.editUpdate.get()).values;
+      expect(
+        hist.find((v) => v.metricName === 'preview_edit_update_seconds_count')?.value,
+      ).toBeGreaterThanOrEqual(1);
     } finally {
       ws.close();
     }

@@ -42,10 +42,14 @@ export function errorResponse(err: unknown): {
   return { status: 500, body: { error: { code: 'internal', message: 'internal error' } }, headers };
 }
 
-/** Hono `onError`: the ONE place errors become HTTP responses. */
-export function onError(log: Logger) {
+/**
+ * Hono `onError`: the ONE place errors become HTTP responses.
+ * @param counted called with each answer's wire code and status (the errors-by-code metric)
+ */
+export function onError(log: Logger, counted?: (code: string, status: number) => void) {
   return (err: Error, c: Context) => {
     const { status, body, headers } = errorResponse(err);
+    counted?.(body.error.code, status);
     if (status >= 500) log.error({ err, path: c.req.path }, 'request failed');
     return c.json(body, status, headers);
   };

@@ -476,6 +476,7 @@ export class PreviewService {
       if (e instanceof ConflictError) return (await this.store.get(s.id)) ?? s;
       throw e;
     }
+    this.#metrics.wakes.inc();
     await this.store.touch(s.id, 'view');
     await this.events.publish(s.id, { type: 'state', state: 'starting', tier: s.tier, at: Date.now() });
     await this.tier(s.tier)?.resume(s.id);

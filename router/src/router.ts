@@ -110,7 +110,6 @@ export async function createRouter(o: RouterOptions) {
   const store = new SessionStore(pool);
   const projects = new ProjectStore(pool);
   const pubsub = redis ? createRedisPubSub({ redis, prefix }) : createMemoryPubSub();
-  const events = new EventHub(store, pubsub);
   const metrics = createMetrics({
     defaults: o.defaultMetrics ?? false,
     liveSessions: async () =>
@@ -119,7 +118,16 @@ export async function createRouter(o: RouterOptions) {
           `SELECT count(*)::int AS n FROM preview_sessions WHERE state NOT IN ('ended','failed')`,
         )
       ).rows[0]?.n ?? 0,
+    livePlacements: async () =>
+      (
+        await pool.query<{ tier: string; node: string; count: number }>(
+          `SELECT coalesce(s.tier, 'none') AS tier, coalesce(n.name, '') AS node, count(*)::int AS count
+             FROM preview_sessions s LEFT JOIN preview_nodes n ON n.id = s.node_id
+            WHERE s.state NOT IN ('ended','failed') GROUP BY 1, 2`,
+        )
+      ).rows,
   });
+  const events = new EventHub(store, pubsub, (state) => metrics.stateChanges.inc({ state }));
   const liveness = redis ? createRedisLiveness({ redis, prefix }) : createMemoryLiveness();
   const nodes = new NodeRegistry({
     pool,
@@ -237,6 +245,7 @@ export async function createRouter(o: RouterOptions) {
           openChannel: (previewId) => openSyncChannel(store, tiers, previewId),
           log,
           wake: waker,
+          onHmr: (ms) => metrics.editUpdate.observe(ms / 1000),
         })
       : undefined;
   const syncUpgrade = hub ? createSyncUpgradeHandler({ hub, auth, store }) : undefined;

@@ -177,9 +177,38 @@ describe('scheduled jobs (real Postgres)', () => {
       sessions: [id],
       at: Date.now(),
     });
+    const reaped = async () => (await h.router.metrics.orphansReaped.get()).values[0]?.value ?? 0;
+    const before = await reaped();
     const r = await reconcileJob(deps());
     expect(r.orphansDestroyed).toBe(1);
     expect(await fleet.status(id)).toBeUndefined();
+    expect(await reaped()).toBe(before + 1);
+  });
+
+  it('metrics: errors by code, suspensions and wakes, live previews by tier and node, as /metrics shows them', async () => {
+    const id = await createReady();
+    const text = async () => (await h.router.app.request('/metrics')).text();
+    const value = (body: string, series: string) =>
+      Number(new RegExp(`^${series.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm').exec(body)?.[1] ?? 0);
+    const before = await text();
+    const missing = await h.router.app.request('/v1/previews/00000000-0000-4000-8000-000000000000', {
+      headers: bearer(h.alice.jwt),
+    });
+    expect(missing.status).toBe(404);
+    await h.router.previews.suspend(h.alice.id, id);
+    await h.router.previews.resume(h.alice.id, id);
+    await h.router.previews.waitReady(id, 20_000);
+    const after = await text();
+    const errors = 'preview_api_errors_total{code="not_found",status="404"}';
+    expect(value(after, errors)).toBe(value(before, errors) + 1);
+    const suspended = 'preview_state_changes_total{state="suspended"}';
+    expect(value(after, suspended)).toBe(value(before, suspended) + 1);
+    expect(value(after, 'preview_wakes_total')).toBe(value(before, 'preview_wakes_total') + 1);
+    // The live count by tier and node: this preview is on the docker tier, on the harness's node.
+    const node = (
+      await h.db.pool.query<{ name: string }>('SELECT name FROM preview_nodes WHERE id = $1', [h.nodeId])
+    ).rows[0]!.name;
+    expect(value(after, `preview_live_placements{tier="docker",node="${node}"}`)).toBeGreaterThanOrEqual(1);
   });
 
   it('reconcile: a sandbox a node still reports after its session moved to another node is destroyed; one on its own node stays', async () => {

@@ -137,6 +137,7 @@ export async function reconcileJob(
       }
     }
   }
+  if (orphansDestroyed > 0) d.metrics.orphansReaped.inc(orphansDestroyed);
   return { migrated, orphansDestroyed, stuckFailed, watched: starting.length };
 }
 

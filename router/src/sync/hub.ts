@@ -48,6 +48,11 @@ export interface SyncHubDeps {
    * the sandbox is back. Must not throw; it is not awaited.
    */
   wake?: (previewId: string) => void;
+  /**
+   * Called with the sandbox's edit → update time (ms, its `hmr` report) for each update an owner on
+   * this replica relays (the edit-to-update metric). Must not throw.
+   */
+  onHmr?: (ms: number) => void;
 }
 
 export interface ConnectionContext {
@@ -95,6 +100,7 @@ export function createSyncHub(deps: SyncHubDeps) {
       openChannel: deps.openChannel,
       log,
       deliver: (client, f) => hub.deliver(client, f),
+      ...(deps.onHmr ? { onHmr: deps.onHmr } : {}),
       closeClient: (client, reason) => hub.closeClient(client, reason),
       stepDown: () => hub.stepDown(),
       ended: (reason) => hub.end(reason),

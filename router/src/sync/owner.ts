@@ -27,6 +27,8 @@ export interface OwnerContext {
   log: SyncLogger;
   /** Sends a frame to client `client`'s editors (or all), on every replica. */
   deliver(client: string | undefined, f: ServerFrame): void;
+  /** The sandbox reported an update `ms` after a batch was applied (its `hmr` frame). */
+  onHmr?(ms: number): void;
   /** Closes client `client`'s editors on every replica (they reconnect and replay). */
   closeClient(client: string, reason: string): void;
   /** The lease is lost or the owner stalled: stop acting as owner. */
@@ -315,6 +317,7 @@ export class SyncOwner {
         if (f.stage === 'applied') this.#onApplied(f.seq);
         return;
       case 'hmr': {
+        if (typeof f.ms === 'number') this.#c.onHmr?.(f.ms);
         const o = this.inflight.originOf(f.seq);
         if (o) this.#c.deliver(o.client, { ...f, seq: o.clientSeq });
         return;
