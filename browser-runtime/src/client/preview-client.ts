@@ -247,6 +247,17 @@ export class PreviewClient {
   }
 
   /**
+   * The URL of a preview's server-sent events (`GET /v1/previews/:id/events`: `state`, `status` and
+   * `log` events), for `EventSource`; the token rides in `access_token` as EventSource cannot set
+   * headers. Build it again for each connection so that a token function can refresh the token.
+   */
+  async eventsUrl(id: string): Promise<string> {
+    const u = new URL(`/v1/previews/${encodeURIComponent(id)}/events`, this.#base);
+    u.searchParams.set('access_token', await this.#token());
+    return u.toString();
+  }
+
+  /**
    * Opens the live sync session of a preview. `transport` replaces the router socket (e.g. the
    * Supabase Realtime transport).
    */

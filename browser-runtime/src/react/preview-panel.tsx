@@ -1,0 +1,196 @@
+import { type CSSProperties, type ReactNode, useEffect, useRef, useState } from 'react';
+import { type MountedPreview, type MountOptions, mountPreview } from '../mount.ts';
+import type { PreviewFault } from './session-store.ts';
+import type { PreviewSessionHandle } from './use-preview-session.ts';
+
+/** Props of `PreviewPanel`. */
+export interface PreviewPanelProps {
+  /** What `usePreviewSession` returned. */
+  session: PreviewSessionHandle;
+  /**
+   * Passed to `mountPreview` (browser runtimes' options, `serverTier` for the fallback, `sandbox`,
+   * `title`); `files`, `router`, `signal` and `onStatus` are the panel's.
+   */
+  mountOptions?: Omit<MountOptions, 'files' | 'router' | 'signal' | 'onStatus'>;
+  /** Log lines on the status page. @default 12 */
+  statusLines?: number;
+  className?: string;
+  style?: CSSProperties;
+  /** Replaces the status page shown until the preview is ready. */
+  renderStatus?: (session: PreviewSessionHandle) => ReactNode;
+  /** Replaces the error overlay. */
+  renderError?: (error: PreviewFault, dismiss: () => void) => ReactNode;
+}
+
+const fill: CSSProperties = { position: 'absolute', inset: 0 };
+const over = (s: string) => s === 'failed' || s === 'ended' || s === 'stopping';
+
+/** Where an error points, as `file:line:column` (what is known of it), or null. */
+export function faultLocation(e: Pick<PreviewFault, 'file' | 'line' | 'column'>): string | null {
+  if (!e.file) return null;
+  return `${e.file}${e.line ? `:${e.line}` : ''}${e.line && e.column ? `:${e.column}` : ''}`;
+}
+
+/**
+ * The preview of a `usePreviewSession` session: the status page (state, status, last log lines)
+ * until it can be shown, then `mountPreview` in the panel (an iframe on a server tier's preview
+ * URL, or the browser runtime in this tab, falling back to a server tier under the same id), and an
+ * error overlay (file, line, message) while the preview reports a build/runtime error. The panel
+ * fills its parent (`position: relative`, 100% × 100%) unless `style` says otherwise.
+ *
+ * Elements carry `data-preview` attributes (`status`, `frame`, `error`, `error-location`,
+ * `error-message`) for styling and tests.
+ *
+ * @example
+ * <div style={{ height: 480 }}><PreviewPanel session={session} /></div>
+ */
+export function PreviewPanel(props: PreviewPanelProps): ReactNode {
+  const { session } = props;
+  const { store, previewId, tier, state } = session;
+  const host = useRef<HTMLDivElement>(null);
+  const latest = useRef(session);
+  latest.current = session;
+  const optionsRef = useRef(props.mountOptions);
+  optionsRef.current = props.mountOptions;
+  const [shown, setShown] = useState(false);
+  const [mountStatus, setMountStatus] = useState<string | null>(null);
+
+  const showable =
+    !!previewId &&
+    !!tier &&
+    !over(state) &&
+    (tier === 'browser' || state === 'ready' || (shown && state === 'suspended'));
+
+  useEffect(() => {
+    const el = host.current;
+    if (!showable || !el || !previewId) return;
+    const ac = new AbortController();
+    let mounted: MountedPreview | undefined;
+    let cancelled = false;
+    const s = latest.current;
+    mountPreview(
+      el,
+      { id: previewId, tier: s.tier, previewUrl: s.previewUrl, placement: s.preview?.placement ?? null },
+      {
+        ...optionsRef.current,
+        files: s.files,
+        router: store.client,
+        signal: ac.signal,
+        onStatus: (phase, detail) => setMountStatus(detail ? `${phase}: ${detail}` : phase),
+      },
+    ).then(
+      (m) => {
+        if (cancelled) return void m.unmount().catch(() => {});
+        mounted = m;
+        store.attachRuntime(m.runtime, m.session);
+        setShown(true);
+      },
+      (e: Error) => {
+        if (!cancelled) store.report('preview', e.message, (e as { code?: string }).code);
+      },
+    );
+    return () => {
+      cancelled = true;
+      ac.abort();
+      setShown(false);
+      if (mounted) void mounted.unmount().catch(() => {});
+    };
+  }, [showable, previewId, store]);
+
+  return (
+    <div
+      className={props.className}
+      data-preview="panel"
+      data-state={state}
+      style={{ position: 'relative', width: '100%', height: '100%', overflow: 'hidden', ...props.style }}
+    >
+      <div ref={host} data-preview="frame" style={{ ...fill, visibility: shown ? 'visible' : 'hidden' }} />
+      {!shown &&
+        (props.renderStatus ? (
+          props.renderStatus(session)
+        ) : (
+          <StatusPage session={session} mountStatus={mountStatus} lines={props.statusLines ?? 12} />
+        ))}
+      {session.error &&
+        (props.renderError ? (
+          props.renderError(session.error, session.dismissError)
+        ) : (
+          <ErrorOverlay error={session.error} dismiss={session.dismissError} />
+        ))}
+    </div>
+  );
+}
+
+function StatusPage(p: { session: PreviewSessionHandle; mountStatus: string | null; lines: number }) {
+  const { state, status, tier, logs } = p.session;
+  const phase = status?.phase && status.phase !== state ? ` · ${status.phase}` : '';
+  return (
+    <div
+      data-preview="status"
+      role="status"
+      style={{
+        ...fill,
+        padding: 16,
+        font: '13px system-ui, sans-serif',
+        background: '#f6f7f9',
+        color: '#333',
+      }}
+    >
+      <div style={{ fontWeight: 600 }}>
+        Preview {state}
+        {phase}
+        {tier ? ` · ${tier}` : ''}
+      </div>
+      {status?.message && <div>{status.message}</div>}
+      {p.mountStatus && <div>{p.mountStatus}</div>}
+      {logs.length > 0 && (
+        <pre style={{ marginTop: 8, fontSize: 12, whiteSpace: 'pre-wrap', color: '#555' }}>
+          {logs.slice(-p.lines).join('\n')}
+        </pre>
+      )}
+    </div>
+  );
+}
+
+function ErrorOverlay(p: { error: PreviewFault; dismiss: () => void }) {
+  const where = faultLocation(p.error);
+  return (
+    <div
+      data-preview="error"
+      role="alert"
+      style={{
+        ...fill,
+        padding: 16,
+        background: 'rgba(24, 24, 27, 0.92)',
+        color: '#fca5a5',
+        font: '13px ui-monospace, monospace',
+        overflow: 'auto',
+      }}
+    >
+      <div style={{ color: '#fff', fontWeight: 600 }}>
+        {p.error.source === 'build'
+          ? 'Build error'
+          : p.error.source === 'sync'
+            ? 'Edit refused'
+            : 'Preview error'}
+        {where && (
+          <>
+            {' in '}
+            <code data-preview="error-location" style={{ color: '#93c5fd' }}>
+              {where}
+            </code>
+          </>
+        )}
+      </div>
+      <pre data-preview="error-message" style={{ whiteSpace: 'pre-wrap' }}>
+        {p.error.message}
+      </pre>
+      {p.error.detail !== p.error.message && (
+        <pre style={{ whiteSpace: 'pre-wrap', color: '#a1a1aa' }}>{p.error.detail}</pre>
+      )}
+      <button type="button" onClick={p.dismiss}>
+        Dismiss
+      </button>
+    </div>
+  );
+}
