@@ -30,6 +30,7 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
       wss: WebSocketServer;
       files: Map<string, string>;
       phase: TierStatus['phase'];
+      message?: string;
       log: string[];
       suspended: boolean;
       /** Batches sent on a sync channel while suspended: a paused sandbox takes them after resume. */
@@ -43,7 +44,8 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
   };
   let creates = 0;
   const tier: Tier & {
-    setPhase(id: string, phase: TierStatus['phase'], log?: string[]): void;
+    /** Sets what `status` reports: the phase, more log lines, and the status message (e.g. a build error). */
+    setPhase(id: string, phase: TierStatus['phase'], log?: string[], message?: string): void;
     readonly creates: number;
     files(id: string): Map<string, string> | undefined;
     /** Whether the preview's sandbox is suspended (paused: it applies nothing until resumed). */
@@ -58,9 +60,10 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
     },
     files: (id) => previews.get(id)?.files,
     suspended: (id) => previews.get(id)?.suspended,
-    setPhase(id, phase, log) {
+    setPhase(id, phase, log, message) {
       const p = get(id);
       p.phase = phase;
+      p.message = message;
       if (log) p.log.push(...log);
     },
     async create(spec: PreviewSpec): Promise<Placement> {
@@ -207,7 +210,9 @@ export function createLocalServerTier(o: { name?: 'docker' | 'fly'; autoReady?: 
     },
     async status(id) {
       const p = previews.get(id);
-      return p ? { phase: p.phase, log: [...p.log] } : undefined;
+      return p
+        ? { phase: p.phase, log: [...p.log], ...(p.message ? { message: p.message } : {}) }
+        : undefined;
     },
     async capacity() {
       return { available: 100 - previews.size, total: 100 };

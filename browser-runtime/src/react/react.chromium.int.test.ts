@@ -1,0 +1,201 @@
+/**
+ * The React binding in Chromium against a real router (Postgres, auth, SSE, sync hub, preview
+ * proxy) whose server tier is the in-process local test tier: a small React app in StrictMode
+ * (test/react-app.tsx, React's development build) uses `usePreviewSession` + `PreviewPanel`.
+ */
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { createHarness, type Harness } from '@preview/router/testkit/harness';
+import { createLocalServerTier } from '@preview/router/testkit/local-tier';
+import { launchChromium } from '@preview/testkit';
+import { build } from 'esbuild';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TestApi } from '../../test/react-app.tsx';
+
+const fleet = createLocalServerTier({ autoReady: false });
+let h: Harness;
+let server: http.Server;
+let base: string;
+let chrome: Awaited<ReturnType<typeof launchChromium>>;
+
+beforeAll(async () => {
+  const out = await build({
+    entryPoints: [new URL('../../test/react-app.tsx', import.meta.url).pathname],
+    bundle: true,
+    format: 'iife',
+    platform: 'browser',
+    target: 'chrome120',
+    jsx: 'automatic',
+    define: { 'process.env.NODE_ENV': '"development"' },
+    write: false,
+  });
+  const bundle = out.outputFiles[0]?.text ?? '';
+  h = await createHarness({
+    env: { MAX_LIVE_PREVIEWS_PER_USER: '100' },
+    tiers: () => ({ docker: fleet }),
+  });
+  const page = (req: Request): Response | undefined => {
+    const url = new URL(req.url);
+    if (url.hostname !== '127.0.0.1') return undefined;
+    if (url.pathname === '/__react/app.js')
+      return new Response(bundle, { headers: { 'content-type': 'text/javascript' } });
+    if (url.pathname === '/__react/')
+      return new Response('<!doctype html><div id="root"></div><script src="/__react/app.js"></script>', {
+        headers: { 'content-type': 'text/html' },
+      });
+    return undefined;
+  };
+  server = serve({
+    // The env carries Node's request/response: the preview proxy streams through them.
+    fetch: (req: Request, env: unknown) => page(req) ?? h.router.app.fetch(req, env as never),
+    hostname: '127.0.0.1',
+    port: 0,
+  }) as unknown as http.Server;
+  await new Promise((r) => server.once('listening', r));
+  h.router.attach(server);
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  chrome = await launchChromium();
+});
+afterAll(async () => {
+  await chrome?.close();
+  server?.closeAllConnections();
+  await new Promise((r) => server?.close(r));
+  await h?.close();
+  await fleet.close();
+});
+
+const session = (page: Page) =>
+  page.evaluate(() => {
+    const s = (globalThis as unknown as { __app: TestApi }).__app.session;
+    return s && { previewId: s.previewId, state: s.state, tier: s.tier, logs: s.logs, error: s.error };
+  });
+
+const previewsOfAlice = async () =>
+  (
+    await h.db.pool.query<{ id: string; state: string }>(
+      'SELECT id, state FROM preview_sessions WHERE user_id = $1 ORDER BY created_at',
+      [h.alice.id],
+    )
+  ).rows;
+
+const until = async <T>(what: string, fn: () => Promise<T | undefined | false>): Promise<T> => {
+  for (let i = 0; i < 300; i++) {
+    const v = await fn();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+};
+
+describe('usePreviewSession + PreviewPanel in Chromium (real router, local server tier)', () => {
+  it('creates one preview under StrictMode, shows status, error overlay, the iframe and edits; unmount stops it', async () => {
+    const page = await chrome.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    try {
+      await page.goto(`${base}/__react/?token=${encodeURIComponent(h.alice.jwt)}`);
+      // The status page while the sandbox installs.
+      const status = page.locator('[data-preview="status"]');
+      await status.waitFor();
+      const { previewId: id } = await until('the preview id', async () => {
+        const s = await session(page);
+        return s?.previewId ? s : undefined;
+      });
+      expect(await status.innerText()).toMatch(/Preview (starting|provisioning)/);
+      // StrictMode mounted, unmounted and mounted again: still one preview, and it lives.
+      expect(fleet.creates).toBe(1);
+      expect(await previewsOfAlice()).toEqual([{ id, state: 'starting' }]);
+
+      // The sandbox reports a build error: the overlay names file, line and message.
+      fleet.setPhase(
+        id!,
+        'error',
+        ['vite v8 dev server', 'x Build failed'],
+        'src/App.jsx:3:7: ERROR: Unexpected "}"',
+      );
+      const overlay = page.locator('[data-preview="error"]');
+      await overlay.waitFor();
+      expect(await page.locator('[data-preview="error-location"]').innerText()).toBe('src/App.jsx:3:7');
+      expect(await page.locator('[data-preview="error-message"]').innerText()).toBe('Unexpected "}"');
+      // The log lines came over SSE, bounded to maxLogLines (5).
+      await page.waitForFunction(() =>
+        document.querySelector('#logs')?.textContent?.includes('x Build failed'),
+      );
+      fleet.setPhase(id!, 'error', ['a', 'b', 'c', 'd', 'e', 'f']);
+      await page.waitForFunction(() => document.querySelector('#logs')?.textContent?.endsWith('f'));
+      expect((await session(page))?.logs).toEqual(['b', 'c', 'd', 'e', 'f']);
+
+      // Fixed and ready: the overlay goes, the iframe shows the app through the preview proxy.
+      fleet.setPhase(id!, 'ready');
+      await overlay.waitFor({ state: 'detached' });
+      await until('state ready', async () => (await session(page))?.state === 'ready');
+      const frame = page.frameLocator('[data-preview="frame"] iframe');
+      await frame.locator('#msg').filter({ hasText: 'hello from the preview' }).waitFor();
+      expect(await page.locator('[data-preview="status"]').count()).toBe(0);
+      expect(await page.locator('iframe').getAttribute('src')).toContain(`${id}.preview.localhost`);
+
+      // write → the sync socket → the sandbox → the iframe shows it.
+      await page.evaluate(() => {
+        (globalThis as unknown as { __app: TestApi }).__app.session!.write(
+          'index.html',
+          '<!doctype html><html><body><h1 id="msg">edited in React</h1><script src="/reload.js"></script></body></html>',
+        );
+      });
+      await frame.locator('#msg').filter({ hasText: 'edited in React' }).waitFor();
+      expect(fleet.files(id!)?.get('index.html')).toContain('edited in React');
+      await until('the edit persisted', async () => {
+        const r = await h.db.pool.query<{ content: Buffer }>(
+          "SELECT content FROM project_files WHERE preview_id = $1 AND path = 'index.html'",
+          [id],
+        );
+        return r.rows[0]?.content.toString().includes('edited in React');
+      });
+
+      // Unmount: the preview is stopped (once, not by a re-render).
+      await page.evaluate(() => (globalThis as unknown as { __app: TestApi }).__app.setOpen(false));
+      await page.locator('#closed').waitFor();
+      await until('the router to end the preview', async () => {
+        const s = await h.router.store.get(id!);
+        return s && ['stopping', 'ended'].includes(s.state);
+      });
+      expect(fleet.files(id!)).toBeUndefined();
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('an editor closed while the create is under way still stops the preview it made', async () => {
+    const before = (await previewsOfAlice()).length;
+    const page = await chrome.context.newPage();
+    try {
+      await page.goto(`${base}/__react/?quick=1&token=${encodeURIComponent(h.alice.jwt)}`);
+      await page.locator('#closed').waitFor();
+      const made = await until('the quick preview', async () => {
+        const rows = await previewsOfAlice();
+        return rows.length > before ? rows.slice(before) : undefined;
+      });
+      expect(made).toHaveLength(1);
+      await until('it to end', async () => {
+        const s = await h.router.store.get(made[0]!.id);
+        return s && ['stopping', 'ended'].includes(s.state);
+      });
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('a refused create shows in the overlay (bad token)', async () => {
+    const page = await chrome.context.newPage();
+    try {
+      await page.goto(`${base}/__react/?token=not-a-token`);
+      await page.locator('[data-preview="error"]').waitFor();
+      expect(await page.locator('[data-preview="error-message"]').innerText()).toMatch(/token|unauthori/i);
+      expect((await session(page))?.state).toBe('failed');
+    } finally {
+      await page.close();
+    }
+  });
+});

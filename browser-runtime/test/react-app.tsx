@@ -1,0 +1,64 @@
+/**
+ * The small React editor the React binding's Chromium test drives (bundled with esbuild at test
+ * time, React's development build so that StrictMode really double-mounts). Query: `token`,
+ * `project` (projectId), `quick` (unmount right after the first mount).
+ */
+import { StrictMode, useEffect, useState } from 'react';
+import { createRoot } from 'react-dom/client';
+import { PreviewPanel, type PreviewSessionHandle, usePreviewSession } from '../src/react/index.ts';
+
+const q = new URLSearchParams(location.search);
+
+/** What the test reaches through `page.evaluate`. */
+export interface TestApi {
+  session: PreviewSessionHandle | undefined;
+  setOpen(open: boolean): void;
+}
+const api: TestApi = { session: undefined, setOpen: () => {} };
+(globalThis as unknown as { __app: TestApi }).__app = api;
+
+const FILES: Record<string, string> = {
+  'index.html':
+    '<!doctype html><html><body><h1 id="msg">hello from the preview</h1><script src="/reload.js"></script></body></html>',
+  // The local test tier's HMR socket says `update` on every applied edit: reload to show it.
+  'reload.js':
+    "new WebSocket(`ws://${location.host}/__hmr`).onmessage = (e) => { if (String(e.data).includes('update')) location.reload(); };",
+};
+
+function Editor() {
+  const session = usePreviewSession({
+    files: FILES,
+    routerUrl: location.origin,
+    token: q.get('token') ?? '',
+    serverOnly: true,
+    maxLogLines: 5,
+    ...(q.get('project') ? { projectId: q.get('project')! } : {}),
+  });
+  api.session = session;
+  return (
+    <main>
+      <p>
+        state: <span id="state">{session.state}</span> · tier: <span id="tier">{session.tier ?? '-'}</span>
+      </p>
+      <pre id="logs">{session.logs.join('\n')}</pre>
+      <div style={{ width: 640, height: 360 }}>
+        <PreviewPanel session={session} />
+      </div>
+    </main>
+  );
+}
+
+function App() {
+  const [open, setOpen] = useState(true);
+  api.setOpen = setOpen;
+  useEffect(() => {
+    if (q.has('quick')) setOpen(false);
+  }, []);
+  return open ? <Editor /> : <p id="closed">editor closed</p>;
+}
+
+createRoot(document.getElementById('root')!).render(
+  <StrictMode>
+    <App />
+  </StrictMode>,
+);
