@@ -1,7 +1,8 @@
 /**
  * The small React editor the React binding's Chromium test drives (bundled with esbuild at test
  * time, React's development build so that StrictMode really double-mounts). Query: `token`,
- * `project` (projectId), `quick` (unmount right after the first mount).
+ * `project` (projectId), `quick` (unmount right after the first mount), `browser` (offer the
+ * bundler runtime: the project in `window.__files`, its vendor import map in `window.__vendor`).
  */
 import { StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
@@ -17,20 +18,23 @@ export interface TestApi {
 const api: TestApi = { session: undefined, setOpen: () => {} };
 (globalThis as unknown as { __app: TestApi }).__app = api;
 
-const FILES: Record<string, string> = {
+const page = globalThis as unknown as { __files?: Record<string, string>; __vendor?: Record<string, string> };
+const SERVER_FILES: Record<string, string> = {
   'index.html':
     '<!doctype html><html><body><h1 id="msg">hello from the preview</h1><script src="/reload.js"></script></body></html>',
   // The local test tier's HMR socket says `update` on every applied edit: reload to show it.
   'reload.js':
-    "new WebSocket(`ws://${location.host}/__hmr`).onmessage = (e) => { if (String(e.data).includes('update')) location.reload(); };",
+    "new WebSocket('ws://' + location.host + '/__hmr').onmessage = (e) => { if (String(e.data).includes('update')) location.reload(); };",
 };
+
+const browser = q.has('browser');
 
 function Editor() {
   const session = usePreviewSession({
-    files: FILES,
+    files: page.__files ?? SERVER_FILES,
     routerUrl: location.origin,
     token: q.get('token') ?? '',
-    serverOnly: true,
+    ...(browser ? { runtimes: { bundler: true } } : { serverOnly: true }),
     maxLogLines: 5,
     ...(q.get('project') ? { projectId: q.get('project')! } : {}),
   });
@@ -42,7 +46,7 @@ function Editor() {
       </p>
       <pre id="logs">{session.logs.join('\n')}</pre>
       <div style={{ width: 640, height: 360 }}>
-        <PreviewPanel session={session} />
+        <PreviewPanel session={session} mountOptions={{ bundler: { vendor: page.__vendor ?? {} } }} />
       </div>
     </main>
   );

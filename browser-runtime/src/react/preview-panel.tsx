@@ -53,6 +53,8 @@ export function PreviewPanel(props: PreviewPanelProps): ReactNode {
   const optionsRef = useRef(props.mountOptions);
   optionsRef.current = props.mountOptions;
   const [shown, setShown] = useState(false);
+  /** Settles when the last mount of this panel has been taken down. */
+  const torndown = useRef<Promise<unknown>>(Promise.resolve());
   const [mountStatus, setMountStatus] = useState<string | null>(null);
 
   const showable =
@@ -67,33 +69,41 @@ export function PreviewPanel(props: PreviewPanelProps): ReactNode {
     const ac = new AbortController();
     let mounted: MountedPreview | undefined;
     let cancelled = false;
-    const s = latest.current;
-    mountPreview(
-      el,
-      { id: previewId, tier: s.tier, previewUrl: s.previewUrl, placement: s.preview?.placement ?? null },
-      {
-        ...optionsRef.current,
-        files: s.files,
-        router: store.client,
-        signal: ac.signal,
-        onStatus: (phase, detail) => setMountStatus(detail ? `${phase}: ${detail}` : phase),
-      },
-    ).then(
-      (m) => {
-        if (cancelled) return void m.unmount().catch(() => {});
-        mounted = m;
-        store.attachRuntime(m.runtime, m.session);
-        setShown(true);
-      },
-      (e: Error) => {
+    const mount = async () => {
+      // The previous runtime of this panel is gone first (a bundler runtime clears its cache by id).
+      await torndown.current;
+      if (cancelled) return;
+      const s = latest.current;
+      const m = await mountPreview(
+        el,
+        { id: previewId, tier: s.tier, previewUrl: s.previewUrl, placement: s.preview?.placement ?? null },
+        {
+          ...optionsRef.current,
+          files: s.files,
+          router: store.client,
+          signal: ac.signal,
+          onStatus: (phase, detail) => setMountStatus(detail ? `${phase}: ${detail}` : phase),
+        },
+      );
+      if (cancelled) return void (await m.unmount().catch(() => {}));
+      mounted = m;
+      store.attachRuntime(m.runtime, m.session);
+      setShown(true);
+    };
+    // Started on the next macrotask: StrictMode's simulated unmount + remount cancels it first.
+    const timer = setTimeout(() => {
+      const run = mount().catch((e: Error) => {
         if (!cancelled) store.report('preview', e.message, (e as { code?: string }).code);
-      },
-    );
+      });
+      torndown.current = run;
+    }, 0);
     return () => {
       cancelled = true;
+      clearTimeout(timer);
       ac.abort();
       setShown(false);
-      if (mounted) void mounted.unmount().catch(() => {});
+      const m = mounted;
+      torndown.current = torndown.current.then(() => m?.unmount().catch(() => {}));
     };
   }, [showable, previewId, store]);
 

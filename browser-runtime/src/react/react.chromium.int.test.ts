@@ -9,10 +9,13 @@ import { serve } from '@hono/node-server';
 import { createHarness, type Harness } from '@preview/router/testkit/harness';
 import { createLocalServerTier } from '@preview/router/testkit/local-tier';
 import { launchChromium } from '@preview/testkit';
+import { createBrowserTier } from '@preview/tiers';
 import { build } from 'esbuild';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestApi } from '../../test/react-app.tsx';
+import { buildBundlerAssets } from '../runtimes/bundler/assets.ts';
+import { REACT_PROJECT } from '../runtimes/contract.case.test.ts';
 
 const fleet = createLocalServerTier({ autoReady: false });
 let h: Harness;
@@ -32,18 +35,36 @@ beforeAll(async () => {
     write: false,
   });
   const bundle = out.outputFiles[0]?.text ?? '';
+  // The bundler runtime runs in the editor's tab: its worker, service worker and vendor React are
+  // served from the test page's origin.
+  const assets = await buildBundlerAssets();
   h = await createHarness({
     env: { MAX_LIVE_PREVIEWS_PER_USER: '100' },
-    tiers: () => ({ docker: fleet }),
+    tiers: () => ({ browser: createBrowserTier(), docker: fleet }),
   });
+  const types: Record<string, string> = {
+    js: 'text/javascript',
+    wasm: 'application/wasm',
+    json: 'application/json',
+  };
   const page = (req: Request): Response | undefined => {
     const url = new URL(req.url);
     if (url.hostname !== '127.0.0.1') return undefined;
     if (url.pathname === '/__react/app.js')
       return new Response(bundle, { headers: { 'content-type': 'text/javascript' } });
-    if (url.pathname === '/__react/')
-      return new Response('<!doctype html><div id="root"></div><script src="/__react/app.js"></script>', {
-        headers: { 'content-type': 'text/html' },
+    if (url.pathname === '/__react/') {
+      const project = url.searchParams.has('browser')
+        ? `<script>window.__files=${JSON.stringify(REACT_PROJECT)};window.__vendor=${JSON.stringify(assets.importMap)}</script>`
+        : '';
+      return new Response(
+        `<!doctype html><div id="root"></div>${project}<script src="/__react/app.js"></script>`,
+        { headers: { 'content-type': 'text/html' } },
+      );
+    }
+    const asset = assets.files.get(url.pathname.slice(1));
+    if (asset !== undefined)
+      return new Response(asset as BodyInit, {
+        headers: { 'content-type': types[url.pathname.split('.').pop() ?? ''] ?? 'application/octet-stream' },
       });
     return undefined;
   };
@@ -182,6 +203,59 @@ describe('usePreviewSession + PreviewPanel in Chromium (real router, local serve
         const s = await h.router.store.get(made[0]!.id);
         return s && ['stopping', 'ended'].includes(s.state);
       });
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('browser tier: the bundler runtime in the tab; write rebuilds it, a build error shows in the overlay, a fix clears it', async () => {
+    const page = await chrome.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    try {
+      await page.goto(`${base}/__react/?browser=1&token=${encodeURIComponent(h.alice.jwt)}`);
+      const frame = page.frameLocator('[data-preview="frame"] iframe');
+      await frame.locator('main').filter({ hasText: 'react:contract:42' }).waitFor();
+      const s = await session(page);
+      expect(s?.tier).toBe('browser');
+      expect(await page.locator('iframe').getAttribute('src')).toContain('/__preview-bundler/');
+      expect(fleet.files(s!.previewId!)).toBeUndefined(); // no server sandbox
+      const write = (path: string, content: string) =>
+        page.evaluate(
+          ([p, c]) => (globalThis as unknown as { __app: TestApi }).__app.session!.write(p!, c!),
+          [path, content],
+        );
+      const app = (text: string) =>
+        `import { useState } from 'react';\nexport function App({ name }: { name: string }) {\n  const [n] = useState<number>(2);\n  return <main className="app">${text}:{name}:{n}</main>;\n}\n`;
+
+      await write('src/App.tsx', app('edited'));
+      await frame.locator('main').filter({ hasText: 'edited:contract:2' }).waitFor();
+      await until('the edit persisted', async () => {
+        const r = await h.db.pool.query<{ content: Buffer }>(
+          "SELECT content FROM project_files WHERE preview_id = $1 AND path = 'src/App.tsx'",
+          [s!.previewId],
+        );
+        return r.rows[0]?.content.toString().includes('edited');
+      });
+
+      // A syntax error on line 4: the runtime's build error, with file and line, over the preview.
+      await write('src/App.tsx', app('broken').replace('</main>;', '</main>;;}}'));
+      await page.locator('[data-preview="error"]').waitFor();
+      expect(await page.locator('[data-preview="error-location"]').innerText()).toMatch(
+        /^src\/App\.tsx:4:\d+$/,
+      );
+      expect(await page.locator('[data-preview="error-message"]').innerText()).not.toBe('');
+
+      await write('src/App.tsx', app('fixed'));
+      await page.locator('[data-preview="error"]').waitFor({ state: 'detached' });
+      await frame.locator('main').filter({ hasText: 'fixed:contract:2' }).waitFor();
+
+      await page.evaluate(() => (globalThis as unknown as { __app: TestApi }).__app.setOpen(false));
+      await until('the router to end the preview', async () => {
+        const st = await h.router.store.get(s!.previewId!);
+        return st && ['stopping', 'ended'].includes(st.state);
+      });
+      expect(errors).toEqual([]);
     } finally {
       await page.close();
     }
