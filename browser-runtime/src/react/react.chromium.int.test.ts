@@ -53,8 +53,10 @@ beforeAll(async () => {
     if (url.pathname === '/__react/app.js')
       return new Response(bundle, { headers: { 'content-type': 'text/javascript' } });
     if (url.pathname === '/__react/') {
+      // `<` escaped: the project's index.html holds a `</script>`.
+      const json = (v: unknown) => JSON.stringify(v).replace(/</g, '\\u003c');
       const project = url.searchParams.has('browser')
-        ? `<script>window.__files=${JSON.stringify(REACT_PROJECT)};window.__vendor=${JSON.stringify(assets.importMap)}</script>`
+        ? `<script>window.__files=${json(REACT_PROJECT)};window.__vendor=${json(assets.importMap)}</script>`
         : '';
       return new Response(
         `<!doctype html><div id="root"></div>${project}<script src="/__react/app.js"></script>`,
