@@ -261,7 +261,7 @@ describe('usePreviewSession + PreviewPanel in Chromium (real router, local serve
     } finally {
       await page.close();
     }
-  });
+  }, 180_000); // esbuild-wasm's first start in a tab takes a while on a shared machine
 
   it('a refused create shows in the overlay (bad token)', async () => {
     const page = await chrome.context.newPage();

@@ -293,8 +293,11 @@ export class PreviewSessionStore {
     });
     sync.on('rejected', (e) => this.#fault('sync', e.error.message, e.error.code));
     sync.on('error', (e) => {
-      if (e.error.code === 'apply_failed') return; // the runtime's own `error` event carries it
-      this.#fault('sync', e.error.message, e.error.code);
+      const code = e.error.code;
+      if (code === 'apply_failed') return; // the runtime's own `error` event carries it
+      // The session ended for good (SyncSession's fatal close codes): about the preview, not an edit.
+      const fatal = ['unauthorized', 'forbidden', 'not_found', 'preview_ended'].includes(code);
+      this.#fault(fatal ? 'preview' : 'sync', e.error.message, code);
     });
     for (const op of this.#pending.splice(0)) this.#send(op);
   }
