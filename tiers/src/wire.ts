@@ -279,3 +279,23 @@ export function parseFrame<S extends z.ZodType>(
     },
   };
 }
+
+/**
+ * The `type` of the message the router's injected preview client (router `proxy/activity.ts`)
+ * posts to the page that frames the preview when the app throws (an uncaught error or an unhandled
+ * rejection): a `RuntimeErrorMessage` (`file` as the browser names the script: a URL on the
+ * preview's origin; text cut at 4,000 characters). `@preview/browser-runtime/react`'s
+ * `PreviewPanel` shows it in its error overlay. It is posted to any origin: the preview cannot know its editor's, and a page framing it elsewhere holds
+ * no access cookie (the cookie is partitioned by the top-level site), so the app does not run there.
+ */
+export const RUNTIME_ERROR_MESSAGE = 'preview-router:error';
+
+/** What the injected preview client posts with `RUNTIME_ERROR_MESSAGE`. */
+export interface RuntimeErrorMessage {
+  type: typeof RUNTIME_ERROR_MESSAGE;
+  message: string;
+  file?: string;
+  line?: number;
+  column?: number;
+  stack?: string;
+}

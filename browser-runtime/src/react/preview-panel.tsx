@@ -1,3 +1,4 @@
+import { RUNTIME_ERROR_MESSAGE, type RuntimeErrorMessage } from '@preview/tiers';
 import { type CSSProperties, type ReactNode, useEffect, useRef, useState } from 'react';
 import { type MountedPreview, type MountOptions, mountPreview } from '../mount.ts';
 import type { PreviewFault } from './session-store.ts';
@@ -35,7 +36,8 @@ export function faultLocation(e: Pick<PreviewFault, 'file' | 'line' | 'column'>)
  * The preview of a `usePreviewSession` session: the status page (state, status, last log lines)
  * until it can be shown, then `mountPreview` in the panel (an iframe on a server tier's preview
  * URL, or the browser runtime in this tab, falling back to a server tier under the same id), and an
- * error overlay (file, line, message) while the preview reports a build/runtime error. The panel
+ * error overlay (file, line, message) while the preview reports a build/runtime error (a runtime
+ * error of a server-tier app arrives from its frame as the router's `RUNTIME_ERROR_MESSAGE`). The panel
  * fills its parent (`position: relative`, 100% × 100%) unless `style` says otherwise.
  *
  * Elements carry `data-preview` attributes (`status`, `frame`, `error`, `error-location`,
@@ -107,6 +109,18 @@ export function PreviewPanel(props: PreviewPanelProps): ReactNode {
     };
   }, [showable, previewId, store]);
 
+  // The app's uncaught errors, posted by the router's injected client from this panel's frame only.
+  useEffect(() => {
+    const onMessage = (e: MessageEvent) => {
+      const frame = host.current?.querySelector('iframe');
+      const d = e.data as Partial<RuntimeErrorMessage> | null;
+      if (!frame || e.source !== frame.contentWindow || d?.type !== RUNTIME_ERROR_MESSAGE) return;
+      store.reportRuntimeError({ ...d, message: String(d.message ?? 'error') });
+    };
+    window.addEventListener('message', onMessage);
+    return () => window.removeEventListener('message', onMessage);
+  }, [store]);
+
   return (
     <div
       className={props.className}
@@ -162,6 +176,13 @@ function StatusPage(p: { session: PreviewSessionHandle; mountStatus: string | nu
   );
 }
 
+const TITLES: Record<PreviewFault['source'], string> = {
+  build: 'Build error',
+  runtime: 'Runtime error',
+  sync: 'Edit refused',
+  preview: 'Preview error',
+};
+
 function ErrorOverlay(p: { error: PreviewFault; dismiss: () => void }) {
   const where = faultLocation(p.error);
   return (
@@ -178,11 +199,7 @@ function ErrorOverlay(p: { error: PreviewFault; dismiss: () => void }) {
       }}
     >
       <div style={{ color: '#fff', fontWeight: 600 }}>
-        {p.error.source === 'build'
-          ? 'Build error'
-          : p.error.source === 'sync'
-            ? 'Edit refused'
-            : 'Preview error'}
+        {TITLES[p.error.source]}
         {where && (
           <>
             {' in '}

@@ -176,6 +176,28 @@ describe('usePreviewSession + PreviewPanel in Chromium (real router, local serve
         return r.rows[0]?.content.toString().includes('edited in React');
       });
 
+      // The app throws: the router's injected client reports it from the frame; the overlay says where.
+      const write = (files: Record<string, string>) =>
+        page.evaluate((f) => {
+          for (const [p, c] of Object.entries(f))
+            (globalThis as unknown as { __app: TestApi }).__app.session!.write(p, c);
+        }, files);
+      const html = (text: string, extra = '') =>
+        `<!doctype html><html><body><h1 id="msg">${text}</h1><script src="/reload.js"></script>${extra}</body></html>`;
+      await write({
+        'boom.js': "function render() {\n  throw new Error('boom in render');\n}\nrender();\n",
+        'index.html': html('about to throw', '<script src="/boom.js"></script>'),
+      });
+      await frame.locator('#msg').filter({ hasText: 'about to throw' }).waitFor();
+      await overlay.waitFor();
+      expect(await overlay.innerText()).toContain('Runtime error');
+      expect(await page.locator('[data-preview="error-location"]').innerText()).toMatch(/^boom\.js:2:\d+$/);
+      expect(await page.locator('[data-preview="error-message"]').innerText()).toContain('boom in render');
+      // The fix: the edit clears it, and the app no longer throws.
+      await write({ 'index.html': html('fixed') });
+      await frame.locator('#msg').filter({ hasText: 'fixed' }).waitFor();
+      expect(await page.locator('[data-preview="error"]').count()).toBe(0);
+
       // Unmount: the preview is stopped (once, not by a re-render).
       await page.evaluate(() => (globalThis as unknown as { __app: TestApi }).__app.setOpen(false));
       await page.locator('#closed').waitFor();
@@ -184,7 +206,7 @@ describe('usePreviewSession + PreviewPanel in Chromium (real router, local serve
         return s && ['stopping', 'ended'].includes(s.state);
       });
       expect(fleet.files(id!)).toBeUndefined();
-      expect(errors).toEqual([]);
+      expect(errors.filter((e) => !e.includes('boom in render'))).toEqual([]); // only the app's own
     } finally {
       await page.close();
     }

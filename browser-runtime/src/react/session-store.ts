@@ -1,4 +1,4 @@
-import { ConfigError, type FileOp } from '@preview/tiers';
+import { ConfigError, type FileOp, type RuntimeErrorMessage } from '@preview/tiers';
 import { type CreatePreviewInput, PreviewClient, type PreviewView } from '../client/preview-client.ts';
 import type { SyncSession } from '../client/sync-session.ts';
 import type { MountSession } from '../mount.ts';
@@ -11,6 +11,8 @@ export type PreviewFaultSource =
   | 'build'
   /** The preview failed or could not be created (router state `failed`, a refused create). */
   | 'preview'
+  /** The app threw in the preview frame (reported by the router's injected client). */
+  | 'runtime'
   /** An edit was refused (`rejected` on the sync socket) or the sync session ended. */
   | 'sync';
 
@@ -334,6 +336,7 @@ export class PreviewSessionStore {
    */
   write = (path: string, content: string): void => {
     if (this.#disposed) return;
+    this.#clearFault('runtime'); // the app runs again with the edit; it reports again if it throws
     if (this.#sync) this.#sync.write(path, content);
     else this.#pending.push({ op: 'put', path, content, encoding: 'utf8' });
     this.#set({ files: { ...this.#snap.files, [path]: content } });
@@ -342,6 +345,7 @@ export class PreviewSessionStore {
   /** Deletes a file (as `write`). */
   remove = (path: string): void => {
     if (this.#disposed) return;
+    this.#clearFault('runtime');
     if (this.#sync) this.#sync.delete(path);
     else this.#pending.push({ op: 'delete', path });
     const files = { ...this.#snap.files };
@@ -377,6 +381,40 @@ export class PreviewSessionStore {
    */
   report(source: PreviewFaultSource, text: string, code?: string): void {
     if (!this.#disposed) this.#fault(source, text, code);
+  }
+
+  /**
+   * An error the app threw in the preview frame (`RuntimeErrorMessage`, posted by the router's
+   * injected client; `PreviewPanel` listens for it). `file` URLs become project paths
+   * (`http://<id>.preview.host/src/App.jsx?t=1` → `src/App.jsx`); without a line, the stack is read.
+   */
+  reportRuntimeError(m: Pick<RuntimeErrorMessage, 'message' | 'file' | 'line' | 'column' | 'stack'>): void {
+    if (this.#disposed) return;
+    const detail = [String(m.message ?? 'error'), m.stack ? String(m.stack) : ''].filter(Boolean).join('\n');
+    let file: string | undefined;
+    try {
+      file = m.file
+        ? decodeURIComponent(new URL(m.file).pathname).replace(/^\/+/, '') || undefined
+        : undefined;
+    } catch {
+      file = m.file;
+    }
+    const fromStack = parseErrorLocation(detail);
+    const line = Number.isInteger(m.line) && m.line! > 0 ? m.line : undefined;
+    const column = Number.isInteger(m.column) && m.column! > 0 ? m.column : undefined;
+    this.#set({
+      error: {
+        source: 'runtime',
+        detail,
+        at: Date.now(),
+        message: String(m.message ?? 'error'),
+        ...(file && line
+          ? { file, line, ...(column ? { column } : {}) }
+          : fromStack.file
+            ? { file: fromStack.file, line: fromStack.line, column: fromStack.column }
+            : {}),
+      },
+    });
   }
 
   /** Forgets the current error (e.g. the user dismissed the overlay). */

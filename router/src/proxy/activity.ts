@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { RUNTIME_ERROR_MESSAGE } from '@preview/tiers';
 import type { SessionStore } from '../store/sessions.ts';
 
 /** Where the preview's injected client reports that a person is using the page. */
@@ -13,6 +14,7 @@ export const HEARTBEAT_MS = 20_000;
  * The injected client: reports activity only while the page is visible, on input (pointer, keys,
  * wheel, touch; at most once per `everyMs`), when the page becomes visible, and every
  * `HEARTBEAT_MS` while it is visible and focused. A hidden tab that keeps polling the app sends nothing.
+ * Framed, it also posts the app's uncaught errors to the parent (`RUNTIME_ERROR_MESSAGE`).
  */
 const client = (everyMs: number) => `(() => {
   if (window.__previewActivity) return;
@@ -30,6 +32,20 @@ const client = (everyMs: number) => `(() => {
   document.addEventListener('visibilitychange', () => ping(true));
   setInterval(() => { if (document.hasFocus()) ping(true); }, ${HEARTBEAT_MS});
   ping(true);
+  if (window.parent !== window) {
+    const report = (message, file, line, column, stack) => {
+      try {
+        parent.postMessage({ type: '${RUNTIME_ERROR_MESSAGE}', message: String(message).slice(0, 4000),
+          file: file || undefined, line: line || undefined, column: column || undefined,
+          stack: stack ? String(stack).slice(0, 4000) : undefined }, '*');
+      } catch {}
+    };
+    addEventListener('error', (e) => report(e.message, e.filename, e.lineno, e.colno, e.error && e.error.stack));
+    addEventListener('unhandledrejection', (e) => {
+      const r = e.reason;
+      report(r && r.message ? 'Unhandled rejection: ' + r.message : 'Unhandled rejection: ' + r, '', 0, 0, r && r.stack);
+    });
+  }
 })();
 `;
 
