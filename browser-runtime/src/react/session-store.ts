@@ -1,4 +1,10 @@
-import { ConfigError, type FileOp, type RuntimeErrorMessage } from '@preview/tiers';
+import {
+  ConfigError,
+  type FileOp,
+  InvalidInputError,
+  pathProblem,
+  type RuntimeErrorMessage,
+} from '@preview/tiers';
 import { type CreatePreviewInput, PreviewClient, type PreviewView } from '../client/preview-client.ts';
 import type { SyncSession } from '../client/sync-session.ts';
 import type { MountSession } from '../mount.ts';
@@ -301,7 +307,11 @@ export class PreviewSessionStore {
       const fatal = ['unauthorized', 'forbidden', 'not_found', 'preview_ended'].includes(code);
       this.#fault(fatal ? 'preview' : 'sync', e.error.message, code);
     });
-    for (const op of this.#pending.splice(0)) this.#send(op);
+    try {
+      for (const op of this.#pending.splice(0)) this.#send(op);
+    } catch (e) {
+      this.#fault('sync', (e as Error).message, (e as { code?: string }).code);
+    }
   }
 
   /** Browser tier: the edits go into the runtime running in this tab (see `attachRuntime`). */
@@ -315,7 +325,6 @@ export class PreviewSessionStore {
           op.path,
           op.encoding === 'base64' ? Uint8Array.from(atob(op.content), (c) => c.charCodeAt(0)) : op.content,
         );
-      else if (op.op === 'rename') await rt.writeFile(op.to, this.#snap.files[op.to] ?? '');
       // A delete stays in the router's files; the running tab keeps the file until it remounts.
     }
     if (this.#runtimeErrors === before) this.#clearFault('build');
@@ -330,24 +339,36 @@ export class PreviewSessionStore {
     else if (op.op === 'delete') this.#sync.delete(op.path);
   }
 
+  /** The sync session's path rule, checked before an edit is queued for a socket not yet open. */
+  #checkPath(path: string): void {
+    const p = pathProblem(path);
+    if (p)
+      throw new InvalidInputError(
+        'invalid_path',
+        `path: ${p.message} (rule ${p.rule}, got ${JSON.stringify(path)})`,
+      );
+  }
+
   /**
    * Writes a file: kept in `files` and sent through the sync socket (queued until it opens).
-   * @throws InvalidInputError from the sync session for a bad path or a file over the size limit
+   * After `dispose` it does nothing.
+   * @throws InvalidInputError `invalid_path` (the shared path rules of `@preview/tiers`), or from the
+   *   sync session `too_large` (a file over `LIMITS.fileBytes`); nothing is kept then
    */
   write = (path: string, content: string): void => {
     if (this.#disposed) return;
+    this.#checkPath(path);
+    this.#send({ op: 'put', path, content, encoding: 'utf8' });
     this.#clearFault('runtime'); // the app runs again with the edit; it reports again if it throws
-    if (this.#sync) this.#sync.write(path, content);
-    else this.#pending.push({ op: 'put', path, content, encoding: 'utf8' });
     this.#set({ files: { ...this.#snap.files, [path]: content } });
   };
 
   /** Deletes a file (as `write`). */
   remove = (path: string): void => {
     if (this.#disposed) return;
+    this.#checkPath(path);
+    this.#send({ op: 'delete', path });
     this.#clearFault('runtime');
-    if (this.#sync) this.#sync.delete(path);
-    else this.#pending.push({ op: 'delete', path });
     const files = { ...this.#snap.files };
     delete files[path];
     this.#set({ files });
