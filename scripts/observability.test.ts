@@ -79,8 +79,8 @@ describe('the checker', () => {
     expect(known.has('preview_agent_claim_seconds_bucket')).toBe(true);
     expect(known.has('preview_router_process_cpu_seconds_total')).toBe(true);
     expect(known.has('preview_invented_widgets_total')).toBe(false);
-    expect(promqlMetricNames('rate(preview_invented_widgets_total[5m])').filter((n) => !known.has(n))).toEqual([
-      'preview_invented_widgets_total',
-    ]);
+    expect(
+      promqlMetricNames('rate(preview_invented_widgets_total[5m])').filter((n) => !known.has(n)),
+    ).toEqual(['preview_invented_widgets_total']);
   });
 });
