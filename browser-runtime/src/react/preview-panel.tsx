@@ -15,7 +15,9 @@ export interface PreviewPanelProps {
   mountOptions?: Omit<MountOptions, 'files' | 'router' | 'signal' | 'onStatus'>;
   /** Log lines on the status page. @default 12 */
   statusLines?: number;
+  /** Class of the panel's outer element. */
   className?: string;
+  /** Merged over the panel's own style (`position: relative`, 100% × 100%, `overflow: hidden`). */
   style?: CSSProperties;
   /** Replaces the status page shown until the preview is ready. */
   renderStatus?: (session: PreviewSessionHandle) => ReactNode;
