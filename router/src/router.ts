@@ -112,20 +112,8 @@ export async function createRouter(o: RouterOptions) {
   const pubsub = redis ? createRedisPubSub({ redis, prefix }) : createMemoryPubSub();
   const metrics = createMetrics({
     defaults: o.defaultMetrics ?? false,
-    liveSessions: async () =>
-      (
-        await pool.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM preview_sessions WHERE state NOT IN ('ended','failed')`,
-        )
-      ).rows[0]?.n ?? 0,
-    livePlacements: async () =>
-      (
-        await pool.query<{ tier: string; node: string; count: number }>(
-          `SELECT coalesce(s.tier, 'none') AS tier, coalesce(n.name, '') AS node, count(*)::int AS count
-             FROM preview_sessions s LEFT JOIN preview_nodes n ON n.id = s.node_id
-            WHERE s.state NOT IN ('ended','failed') GROUP BY 1, 2`,
-        )
-      ).rows,
+    liveSessions: () => store.countLive(),
+    livePlacements: () => store.livePlacements(),
   });
   const events = new EventHub(store, pubsub, (state) => metrics.stateChanges.inc({ state }));
   const liveness = redis ? createRedisLiveness({ redis, prefix }) : createMemoryLiveness();

@@ -280,6 +280,24 @@ export class SessionStore {
     return undefined;
   }
 
+  /** How many sessions are live (not `ended` or `failed`), over all users. */
+  async countLive(): Promise<number> {
+    const { rows } = await this.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM preview_sessions WHERE state NOT IN ('ended','failed')`,
+    );
+    return rows[0]?.n ?? 0;
+  }
+
+  /** Live sessions by tier (`none` before placement) and node name (`''` off the docker tier). */
+  async livePlacements(): Promise<Array<{ tier: string; node: string; count: number }>> {
+    const { rows } = await this.pool.query<{ tier: string; node: string; count: number }>(
+      `SELECT coalesce(s.tier, 'none') AS tier, coalesce(n.name, '') AS node, count(*)::int AS count
+         FROM preview_sessions s LEFT JOIN preview_nodes n ON n.id = s.node_id
+        WHERE s.state NOT IN ('ended','failed') GROUP BY 1, 2`,
+    );
+    return rows;
+  }
+
   /** The user's live session of project `projectId`, if any (at most one: `preview_sessions_project_live`). */
   async liveInProject(
     userId: string,
