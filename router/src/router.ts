@@ -127,7 +127,11 @@ export async function createRouter(o: RouterOptions) {
         )
       ).rows,
   });
-  const events = new EventHub(store, pubsub, (state) => metrics.stateChanges.inc({ state }));
+  const events = new EventHub(store, pubsub, {
+    onState: (state) => metrics.stateChanges.inc({ state }),
+    onFanOutError: (err, previewId) =>
+      log.warn({ err, previewId }, 'event fan-out failed (stored; SSE streams catch up from the log)'),
+  });
   const liveness = redis ? createRedisLiveness({ redis, prefix }) : createMemoryLiveness();
   const nodes = new NodeRegistry({
     pool,
