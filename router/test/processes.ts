@@ -198,3 +198,49 @@ export function hostGet(port: number, path: string, headers: Record<string, stri
     req.end();
   });
 }
+
+/** A free loopback TCP port (listened on and released: another process could take it meanwhile). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/**
+ * A private `redis-server` on a loopback port, without persistence (as the test env's Redis): a
+ * restart loses every key, as a Redis without a disk does. `stop()` then `start()` restarts it on
+ * the same port; `cli(...)` runs `redis-cli` against it and returns its output.
+ */
+export async function startPrivateRedis() {
+  const port = await freePort();
+  let proc: ChildProcess | undefined;
+  let exited: Promise<unknown> = Promise.resolve();
+  const cli = (...args: string[]) =>
+    new Promise<string>((ok, fail) => {
+      const c = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      c.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+      c.once('error', fail);
+      c.once('exit', () => ok(out.trim()));
+    });
+  const start = async () => {
+    proc = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      { stdio: 'ignore' },
+    );
+    const p = proc;
+    exited = new Promise((r) => p.once('exit', r));
+    await until(`redis-server on ${port}`, async () => ((await cli('ping')) === 'PONG' ? true : undefined), 30_000);
+  };
+  const stop = async () => {
+    if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+    await exited;
+  };
+  await start();
+  return { port, url: `redis://127.0.0.1:${port}`, start, stop, cli };
+}
