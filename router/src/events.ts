@@ -101,7 +101,20 @@ export class EventHub {
   }
 }
 
-/** A `preview_events` row as the event it stored. */
+/** The key order events are built in (a jsonb column keeps its own order: shortest key first). */
+const KEY_ORDER = ['state', 'phase', 'tier', 'error', 'message', 'lines'];
+
+/**
+ * A `preview_events` row as the event it stored, keys in the order the event was built in
+ * (`type`, `state`/`phase`, ..., `at`), as a live event reads.
+ */
 function toEvent(r: { kind: string; data: Record<string, unknown>; at: Date }): PreviewEvent {
-  return { type: r.kind, ...r.data, at: r.data['at'] ?? r.at.getTime() } as PreviewEvent;
+  const rank = (k: string) => (KEY_ORDER.includes(k) ? KEY_ORDER.indexOf(k) : KEY_ORDER.length);
+  const keys = Object.keys(r.data)
+    .filter((k) => k !== 'at' && k !== 'type')
+    .sort((x, y) => rank(x) - rank(y));
+  const e: Record<string, unknown> = { type: r.kind };
+  for (const k of keys) e[k] = r.data[k];
+  e['at'] = r.data['at'] ?? r.at.getTime();
+  return e as PreviewEvent;
 }

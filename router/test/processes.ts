@@ -69,20 +69,24 @@ function startProcess(name: string, entry: string, env: Record<string, string>):
 
 /** Waits for the pino line with message `msg` and returns it parsed; throws if the process exits first. */
 export function logLine(p: Proc, msg: string, ms = 240_000): Promise<Record<string, unknown>> {
-  return until(`${p.name}: "${msg}"`, async () => {
-    for (const l of p.lines) {
-      if (!l.includes(msg)) continue;
-      try {
-        const j = JSON.parse(l) as Record<string, unknown>;
-        if (j['msg'] === msg) return j;
-      } catch {
-        // not a JSON line
+  return until(
+    `${p.name}: "${msg}"`,
+    async () => {
+      for (const l of p.lines) {
+        if (!l.includes(msg)) continue;
+        try {
+          const j = JSON.parse(l) as Record<string, unknown>;
+          if (j['msg'] === msg) return j;
+        } catch {
+          // not a JSON line
+        }
       }
-    }
-    if (p.child.exitCode !== null || p.child.signalCode !== null)
-      throw new Error(`${p.name} exited: ${p.lines.slice(-20).join('\n')}`);
-    return undefined;
-  }, ms);
+      if (p.child.exitCode !== null || p.child.signalCode !== null)
+        throw new Error(`${p.name} exited: ${p.lines.slice(-20).join('\n')}`);
+      return undefined;
+    },
+    ms,
+  );
 }
 
 /**
@@ -235,7 +239,11 @@ export async function startPrivateRedis() {
     );
     const p = proc;
     exited = new Promise((r) => p.once('exit', r));
-    await until(`redis-server on ${port}`, async () => ((await cli('ping')) === 'PONG' ? true : undefined), 30_000);
+    await until(
+      `redis-server on ${port}`,
+      async () => ((await cli('ping')) === 'PONG' ? true : undefined),
+      30_000,
+    );
   };
   const stop = async () => {
     if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');

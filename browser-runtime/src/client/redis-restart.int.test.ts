@@ -61,10 +61,18 @@ describe('Redis restarted while an editor types through one replica and another 
     await until('edits in flight', async () => (editor.typed >= 9 ? true : undefined), 60_000);
     await redis.stop();
     const typedAtStop = editor.typed;
-    await until('edits while Redis is down', async () => (editor.typed >= typedAtStop + 10 ? true : undefined), 60_000);
+    await until(
+      'edits while Redis is down',
+      async () => (editor.typed >= typedAtStop + 10 ? true : undefined),
+      60_000,
+    );
     await redis.start();
     const typedAtStart = editor.typed;
-    await until('edits after the restart', async () => (editor.typed >= typedAtStart + 10 ? true : undefined), 60_000);
+    await until(
+      'edits after the restart',
+      async () => (editor.typed >= typedAtStart + 10 ? true : undefined),
+      60_000,
+    );
     await editor.stop();
     editor.edit('after');
     await persisted(sync);

@@ -77,7 +77,11 @@ describe('a router replica killed (SIGKILL) while an editor connected to it type
       120_000,
     );
     await until('the events stream back', async () => (reconnects.length > 0 ? true : undefined), 120_000);
-    await until('edits after the kill', async () => (editor.typed >= typedAtKill + 5 ? true : undefined), 60_000);
+    await until(
+      'edits after the kill',
+      async () => (editor.typed >= typedAtKill + 5 ? true : undefined),
+      60_000,
+    );
     await editor.stop();
     editor.edit('after');
     await persisted(sync);
