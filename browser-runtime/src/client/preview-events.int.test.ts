@@ -79,10 +79,12 @@ describe('PreviewClient.events() against a real router', () => {
     await loop;
 
     // Every stored event once, in order, and the stream ended after `ended`.
-    const ids = seen.filter((e) => e.id).map((e) => Number(e.id));
-    expect(ids).toEqual([...new Set(ids)].sort((a, b) => a - b));
+    const stored = await r.db.pool.query<{ id: string }>(
+      'SELECT id::text FROM preview_events WHERE preview_id = $1 ORDER BY id',
+      [p.id],
+    );
+    expect(seen.filter((e) => e.id).map((e) => e.id)).toEqual(stored.rows.map((x) => x.id));
     const states = seen.filter((e) => e.id && e.type === 'state').map((e) => (e as { state: string }).state);
-    expect(states).toEqual(['ready', 'suspended', 'starting', 'ended'].filter((s) => states.includes(s)));
     expect(states).toContain('suspended');
     expect(states.at(-1)).toBe('ended');
     expect(seen.at(-1)).toMatchObject({ type: 'state', state: 'ended' });
