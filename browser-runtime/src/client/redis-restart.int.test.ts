@@ -2,8 +2,8 @@
  * Issue 14, "Node loss with real processes", Redis restarted: two router replicas as their own
  * processes on a private `redis-server` (no persistence: the restart loses every key, leases, sync
  * state, liveness and queues included), one real pool agent process. An editor types through replica
- * A while Redis stops and starts again; its edits resume, nothing is lost, and pub/sub works again
- * after the restart: replica B's SSE stream is subscribed in the new Redis and hears a state change
+ * A while Redis stops and starts again; its edits resume, nothing is lost, the scheduled jobs run
+ * again, and pub/sub works again after the restart: replica B's SSE stream is subscribed in the new Redis and hears a state change
  * made through replica A.
  */
 import { randomBytes } from 'node:crypto';
@@ -85,6 +85,15 @@ describe('Redis restarted while an editor types through one replica and another 
     const { files, served } = await projectAsServed(c, p.id, b.port, notes);
     expect(files).toEqual(Object.fromEntries(editor.state));
     expect(served).toEqual(Object.fromEntries(notes.map((k) => [k, editor.state.get(k)])));
+
+    // The scheduled jobs (reconcile every second here) run again: the restart lost their
+    // schedulers with every other key, and the replicas put them back.
+    await until(
+      'a scheduled job run in the restarted Redis',
+      async () =>
+        Number(await redis.cli('zcard', `${prefix}bull:router-jobs:completed`)) >= 1 ? true : undefined,
+      120_000,
+    );
 
     // Pub/sub again: B's stream is subscribed in the restarted Redis and hears a change made on A.
     const channel = `${prefix}ps:events:${p.id}`;
