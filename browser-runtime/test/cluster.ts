@@ -35,9 +35,16 @@ const NETWORK = 'preview-net-test';
 
 /**
  * Starts the cluster: `replicas` router processes (first one first in the balancer), then the agent
- * (registered through the balancer). `redisUrl` (with `redisPrefix`) replaces the shared test Redis.
+ * (registered through the balancer; it heartbeats every HEARTBEAT_MS the router tells it at
+ * registration). `redisUrl` (with `redisPrefix`) replaces the shared test Redis.
  */
-export async function startCluster(o: { replicas: number; redisUrl?: string; redisPrefix?: string }) {
+export async function startCluster(o: {
+  replicas: number;
+  redisUrl?: string;
+  redisPrefix?: string;
+  /** Router variables over the defaults (heartbeat 1 s, node TTL 4 s, reconcile every 1 s). */
+  env?: Record<string, string>;
+}) {
   const h: Harness = await createHarness({ redis: !o.redisUrl });
   // Only the agent process places: the harness's registered node is forgotten.
   await h.router.nodes.liveness.forget(h.nodeId);
@@ -54,6 +61,7 @@ export async function startCluster(o: { replicas: number; redisUrl?: string; red
     HEARTBEAT_MS: '1000',
     NODE_TTL_MS: '4000',
     RECONCILE_MS: '1000',
+    ...o.env,
   };
   const routers: Array<Proc & { port: number }> = [];
   const procs: Proc[] = [];

@@ -36,7 +36,9 @@ describe('EventHub', () => {
       ['p1', 'Connection is closed.'],
       ['p1', 'Connection is closed.'],
     ]);
-    expect(await hub.after('p1', 0)).toEqual([{ id: 1, event: { type: 'state', state: 'migrating', at: 5 } }]);
+    expect(await hub.after('p1', 0)).toEqual([
+      { id: 1, event: { type: 'state', state: 'migrating', at: 5 } },
+    ]);
   });
 
   it('stored events read back with `type` first, then state or phase, and `at` last', async () => {

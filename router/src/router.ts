@@ -338,6 +338,7 @@ function scheduledJobs(
       idleSuspendMs: config.IDLE_SUSPEND_MS,
       idleDestroyMs: config.IDLE_DESTROY_MS,
       retentionMs: retentionMs(config),
+      nodeTtlMs: config.NODE_TTL_MS,
     },
     {
       idleMs: config.IDLE_CHECK_MS,

@@ -18,7 +18,14 @@ describe('Redis restarted while an editor types through one replica and another 
   const prefix = `rr${randomBytes(3).toString('hex')}:`;
   beforeAll(async () => {
     redis = await startPrivateRedis();
-    c = await startCluster({ replicas: 2, redisUrl: redis.url, redisPrefix: prefix });
+    // Heartbeats every 3 s, reconcile every second: after the restart the reconcile job runs (more than
+    // once) before the agent's next heartbeat has put its liveness key back.
+    c = await startCluster({
+      replicas: 2,
+      redisUrl: redis.url,
+      redisPrefix: prefix,
+      env: { HEARTBEAT_MS: '3000', NODE_TTL_MS: '8000' },
+    });
   }, 600_000);
   afterAll(async () => {
     await c?.close();
@@ -94,6 +101,12 @@ describe('Redis restarted while an editor types through one replica and another 
         Number(await redis.cli('zcard', `${prefix}bull:router-jobs:completed`)) >= 1 ? true : undefined,
       120_000,
     );
+
+    // The node was never taken for dead: the preview stayed where it was (no `migrating`).
+    expect(seen.filter((e) => e.type === 'state').map((e) => (e as { state: string }).state)).not.toContain(
+      'migrating',
+    );
+    expect((await c.client().get(p.id)).placement).toEqual(p.placement);
 
     // Pub/sub again: B's stream is subscribed in the restarted Redis and hears a change made on A.
     const channel = `${prefix}ps:events:${p.id}`;
