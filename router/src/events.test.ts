@@ -28,10 +28,15 @@ describe('EventHub', () => {
       close: async () => {},
     };
     const failures: Array<{ err: unknown; previewId: string }> = [];
-    const hub = new EventHub(store, down, (err, previewId) => failures.push({ err, previewId }));
+    const states: string[] = [];
+    const hub = new EventHub(store, down, {
+      onState: (state) => states.push(state),
+      onFanOutError: (err, previewId) => failures.push({ err, previewId }),
+    });
     await hub.publish('p1', { type: 'state', state: 'migrating', at: 5 });
     await hub.broadcast('p1', { type: 'state', state: 'ready', at: 6 });
     expect(rows).toHaveLength(1);
+    expect(states).toEqual(['migrating', 'ready']);
     expect(failures.map((f) => [f.previewId, (f.err as Error).message])).toEqual([
       ['p1', 'Connection is closed.'],
       ['p1', 'Connection is closed.'],
