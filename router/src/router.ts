@@ -14,7 +14,7 @@ import { type RouterConfig, retentionMs } from './config.ts';
 import { EventHub } from './events.ts';
 import { createMemoryLeases, createRedisLeases } from './infra/lease.ts';
 import { createMemoryLiveness, createRedisLiveness } from './infra/liveness.ts';
-import { createMemoryPubSub, createRedisPubSub } from './infra/pubsub.ts';
+import { createMemoryPubSub, createRedisPubSub, type PubSub } from './infra/pubsub.ts';
 import { createMemoryRateLimiter, createRedisRateLimiter } from './infra/rate-limit.ts';
 import { registerJobs } from './jobs/jobs.ts';
 import { createBullScheduler, createMemoryScheduler, type Scheduler } from './jobs/scheduler.ts';
@@ -95,6 +95,25 @@ const ENDED_STATES = new Set(['ended', 'failed', 'stopping']);
 const NO_SYNC_STATES = new Set(['ended', 'failed', 'stopping', 'suspended']);
 
 /**
+ * The router's metrics (live sessions and placements counted in Postgres) and its event hub (each
+ * state event counted; a failed fan-out logged, not thrown).
+ */
+function metricsAndEvents(o: RouterOptions, store: SessionStore, pubsub: PubSub) {
+  const log = o.log;
+  const metrics = createMetrics({
+    defaults: o.defaultMetrics ?? false,
+    liveSessions: () => store.countLive(),
+    livePlacements: () => store.livePlacements(),
+  });
+  const events = new EventHub(store, pubsub, {
+    onState: (state) => metrics.stateChanges.inc({ state }),
+    onFanOutError: (err, previewId) =>
+      log.warn({ err, previewId }, 'event fan-out failed (stored; SSE streams catch up from the log)'),
+  });
+  return { metrics, events };
+}
+
+/**
  * Builds the whole router from its collaborators: stores, auth, rate limits, pub/sub, proxy, jobs
  * and the Hono app. `attach(server)` wires WebSocket upgrades (preview proxy first, then any extra
  * handler such as the sync hub).
@@ -110,12 +129,7 @@ export async function createRouter(o: RouterOptions) {
   const store = new SessionStore(pool);
   const projects = new ProjectStore(pool);
   const pubsub = redis ? createRedisPubSub({ redis, prefix }) : createMemoryPubSub();
-  const metrics = createMetrics({
-    defaults: o.defaultMetrics ?? false,
-    liveSessions: () => store.countLive(),
-    livePlacements: () => store.livePlacements(),
-  });
-  const events = new EventHub(store, pubsub, (state) => metrics.stateChanges.inc({ state }));
+  const { metrics, events } = metricsAndEvents(o, store, pubsub);
   const liveness = redis ? createRedisLiveness({ redis, prefix }) : createMemoryLiveness();
   const nodes = new NodeRegistry({
     pool,
@@ -322,6 +336,7 @@ function scheduledJobs(
       idleSuspendMs: config.IDLE_SUSPEND_MS,
       idleDestroyMs: config.IDLE_DESTROY_MS,
       retentionMs: retentionMs(config),
+      nodeTtlMs: config.NODE_TTL_MS,
     },
     {
       idleMs: config.IDLE_CHECK_MS,

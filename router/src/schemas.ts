@@ -141,6 +141,18 @@ export const EventsQuery = z.object({
     .openapi({ description: '`false`: end after the current state and the recent events (default `true`)' }),
 });
 
+/**
+ * Headers of `GET /v1/previews/{id}/events`: `Last-Event-ID`, the id of the last event a client got
+ * (what EventSource sends when it reconnects); the stream then resumes after it.
+ */
+export const EventsHeaders = z.object({
+  'last-event-id': z
+    .string()
+    .regex(/^\d{1,15}$/, 'must be a non-negative integer, an event id this stream sent (rule integer)')
+    .optional()
+    .openapi({ description: 'Resume after this event id (`id:` of an earlier event)' }),
+});
+
 export const RealtimeSession = z
   .object({
     topic: z.string().openapi({ example: 'preview:0b7c9a52-4f0e-4d7e-9d8e-6f1f1c2b3a4d' }),

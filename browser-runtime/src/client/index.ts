@@ -5,6 +5,7 @@ export {
   type PreviewClientOptions,
   type PreviewView,
 } from './preview-client.ts';
+export type { PreviewEventsOptions, PreviewStreamEvent } from './preview-events.ts';
 export { type SyncEvents, SyncSession, type SyncSessionOptions, type SyncState } from './sync-session.ts';
 export {
   type SyncTransport,

@@ -1,4 +1,5 @@
 import { ConfigError, errorFromHttp, type ProjectFiles, TimeoutError } from '@preview/tiers';
+import { type PreviewEventsOptions, type PreviewStreamEvent, previewEvents } from './preview-events.ts';
 import { SyncSession, type SyncSessionOptions } from './sync-session.ts';
 import { type TransportFactory, type WebSocketConstructor, webSocketTransport } from './transport.ts';
 
@@ -235,6 +236,27 @@ export class PreviewClient {
       options.editorId !== undefined ? { editorId: options.editorId } : undefined,
       {},
       options.signal,
+    );
+  }
+
+  /**
+   * The preview's events (`GET /v1/previews/:id/events`, SSE): a `state` snapshot, the recent
+   * `state` / `status` / `log` events, then live ones, as an async iterable. A lost connection (the
+   * router replica gone, a 5xx) reconnects with backoff and `Last-Event-ID`, so the editor learns of
+   * `migrating` and `ready` across a failover without missing a stored event.
+   * Ends after the state `ended`, on `options.signal`, or when the loop stops.
+   * @throws the typed error of a 4xx (NotFoundError for an unknown or another user's preview, ...)
+   * @example
+   * for await (const e of client.events(id, { signal })) if (e.type === 'state') show(e.state);
+   */
+  events(id: string, options: PreviewEventsOptions = {}): AsyncIterable<PreviewStreamEvent> {
+    return previewEvents(
+      {
+        url: new URL(`/v1/previews/${encodeURIComponent(id)}/events`, this.#base),
+        token: () => this.#token(),
+        fetch: this.#o.fetch ?? globalThis.fetch.bind(globalThis),
+      },
+      options,
     );
   }
 

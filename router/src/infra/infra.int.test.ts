@@ -83,6 +83,18 @@ describe.each([
       await expire();
       expect(await l.isAlive('n1')).toBe(false);
     }));
+
+  it('keptSince: when the store began keeping beats (Redis: its start; in process: always)', () =>
+    run(async (l) => {
+      const since = await l.keptSince();
+      expect(since).toBeLessThanOrEqual(Date.now());
+      if (_name === 'in-process') expect(since).toBe(0);
+      else {
+        // The test Redis started before this test did, and after the epoch's first day.
+        expect(since).toBeGreaterThan(24 * 3600_000);
+        expect(since).toBeLessThanOrEqual(performance.timeOrigin + 1000);
+      }
+    }));
 });
 
 describe.each([

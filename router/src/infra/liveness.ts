@@ -13,6 +13,13 @@ export interface NodeLiveness {
   get(nodeId: string): Promise<NodeBeat | undefined>;
   isAlive(nodeId: string): Promise<boolean>;
   forget(nodeId: string): Promise<void>;
+  /**
+   * Since when (ms since the epoch) this store has been keeping beats. A node without a beat is known
+   * to be dead only once this lies a node TTL back: a Redis that restarted has lost every beat, and
+   * the nodes put theirs back within a heartbeat. Redis: when the server started (`INFO server`
+   * `uptime_in_seconds`); in process: 0 (the beats live exactly as long as the router that takes them).
+   */
+  keptSince(): Promise<number>;
 }
 
 /** `node:<id>` keys with PX expiry. */
@@ -32,6 +39,12 @@ export function createRedisLiveness(options: { redis: Redis; prefix: string }): 
     },
     async forget(nodeId) {
       await redis.del(key(nodeId));
+    },
+    async keptSince() {
+      const info = await redis.info('server');
+      const uptime = /^uptime_in_seconds:(\d+)/m.exec(info)?.[1];
+      // An answer without the field (a proxy in front of Redis): assume it kept everything.
+      return uptime === undefined ? 0 : Date.now() - Number(uptime) * 1000;
     },
   };
 }
@@ -58,6 +71,9 @@ export function createMemoryLiveness(options: { now?: () => number } = {}): Node
     },
     async forget(nodeId) {
       beats.delete(nodeId);
+    },
+    async keptSince() {
+      return 0;
     },
   };
 }

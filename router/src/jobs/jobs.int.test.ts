@@ -148,6 +148,27 @@ describe('scheduled jobs (real Postgres)', () => {
     expect(events.some((e) => e.type === 'state' && e.state === 'migrating')).toBe(true);
   });
 
+  it('reconcile: while the liveness store has kept beats for less than a node TTL (Redis restarted), no node is taken for dead', async () => {
+    const id = await createReady();
+    await h.router.nodes.liveness.forget(h.nodeId);
+    const l = h.router.nodes.liveness;
+    const keptSince = l.keptSince;
+    l.keptSince = async () => Date.now() - 1_000;
+    try {
+      expect((await reconcileJob({ ...deps(), nodeTtlMs: 4_000 })).migrated).toBe(0);
+      expect((await h.router.store.get(id))?.state).toBe('ready');
+    } finally {
+      l.keptSince = keptSince;
+    }
+    // Kept long enough: the node without a beat is dead, its preview moves.
+    l.keptSince = async () => Date.now() - 5_000;
+    try {
+      expect((await reconcileJob({ ...deps(), nodeTtlMs: 4_000 })).migrated).toBeGreaterThanOrEqual(1);
+    } finally {
+      l.keptSince = keptSince;
+    }
+  });
+
   it('reconcile: a placement abandoned mid-way (provisioning for 5 min) fails; a stale starting one is watched again', async () => {
     const { rows } = await h.db.pool.query<{ id: string }>(
       `INSERT INTO preview_sessions (user_id, template, state, updated_at) VALUES ($1, 'vite-vanilla', 'provisioning', now() - interval '10 minutes') RETURNING id`,

@@ -22,6 +22,12 @@ export interface JobDeps {
    * it). Default 2 minutes.
    */
   orphanGraceMs?: number;
+  /**
+   * A node's heartbeat TTL (`NODE_TTL_MS`): a node without a beat is taken for dead only when the
+   * liveness store has kept beats for at least this long (`NodeLiveness.keptSince`: after a Redis
+   * restart, every node looks dead until its next heartbeat). Default 15 s.
+   */
+  nodeTtlMs?: number;
 }
 
 /** Suspends ready previews idle for `idleSuspendMs`; destroys suspended ones idle for `idleDestroyMs`. */
@@ -84,8 +90,11 @@ export async function reconcileJob(
   const byNode = new Map<string, string[]>();
   for (const { id, nodeId } of await d.previews.store.liveWithNodes())
     byNode.set(nodeId, [...(byNode.get(nodeId) ?? []), id]);
+  // Beats lost with a restarted Redis say nothing of the nodes: none is dead before a TTL has passed.
+  const beatsKnown =
+    byNode.size > 0 && Date.now() - (await d.nodes.liveness.keptSince()) >= (d.nodeTtlMs ?? 15_000);
   for (const [nodeId, ids] of byNode) {
-    if (await d.nodes.liveness.isAlive(nodeId)) continue;
+    if (!beatsKnown || (await d.nodes.liveness.isAlive(nodeId))) continue;
     for (const id of ids) {
       const s = await d.previews.store.get(id);
       if (!s || s.nodeId !== nodeId) continue;

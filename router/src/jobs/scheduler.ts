@@ -55,6 +55,8 @@ export function createMemoryScheduler(options: { log: Logger }): Scheduler {
  * BullMQ job schedulers on one queue; a worker on every replica, each run on one of them. BullMQ
  * gets its own connections made from `redis` (`duplicate()`: same address, credentials and TLS),
  * with `maxRetriesPerRequest: null` as its blocking worker connection requires; `close` ends them.
+ * The schedulers are upserted at `start` and again after every reconnect (a restarted Redis may
+ * have lost them).
  *
  * @example
  * const scheduler = createBullScheduler({ redis, prefix: 'preview:', log });
@@ -81,13 +83,26 @@ export function createBullScheduler(options: { redis: Redis; prefix: string; log
       return await job.fn();
     },
     async start() {
-      queue = new Queue(queueName, { connection: connection(), prefix });
-      for (const [name, job] of jobs)
-        await queue.upsertJobScheduler(
-          name,
-          { every: job.everyMs },
-          { name, opts: { removeOnComplete: 100, removeOnFail: 100 } },
+      const queueConnection = connection();
+      const q = new Queue(queueName, { connection: queueConnection, prefix });
+      queue = q;
+      const schedule = async () => {
+        for (const [name, job] of jobs)
+          await q.upsertJobScheduler(
+            name,
+            { every: job.everyMs },
+            { name, opts: { removeOnComplete: 100, removeOnFail: 100 } },
+          );
+      };
+      await schedule();
+      // A Redis that restarted without its data (no persistence, a failover to an empty replica) has
+      // lost the schedulers, and nothing would run again: every replica puts them back whenever its
+      // connection is ready again (the upsert is repeat-safe).
+      queueConnection.on('ready', () => {
+        schedule().catch((err: unknown) =>
+          options.log.warn({ err }, 'job schedulers not restored after the Redis reconnect'),
         );
+      });
       worker = new Worker(
         queueName,
         async (j) => {

@@ -7,6 +7,7 @@ import type { PreviewService } from '../previews.ts';
 import {
   CreatePreviewBody,
   ErrorBody,
+  EventsHeaders,
   EventsQuery,
   FilesResult,
   IdParams,
@@ -238,9 +239,10 @@ export function previewContentRoutes({
       summary: 'Server-sent events: state, status and log lines',
       description:
         'EventSource may pass the token as `?access_token=`. `?follow=false` ends the stream after the ' +
-        'current state and the recent events (what `preview logs` prints without `--follow`).',
+        'current state and the recent events (what `preview logs` prints without `--follow`). Every stored ' +
+        'event carries its id (`id:`); a reconnect with `Last-Event-ID` gets every kept event after it.',
       security: secured,
-      request: { params: IdParams, query: EventsQuery },
+      request: { params: IdParams, query: EventsQuery, headers: EventsHeaders },
       responses: {
         200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } },
         ...errors,
@@ -249,7 +251,11 @@ export function previewContentRoutes({
     async (c) => {
       const user = requireUser(c);
       const s = await previews.get(user.userId, c.req.valid('param').id);
-      return sseForPreview(c, previews, s, { follow: c.req.valid('query').follow !== 'false' }) as never;
+      const lastEventId = c.req.valid('header')['last-event-id'];
+      return sseForPreview(c, previews, s, {
+        follow: c.req.valid('query').follow !== 'false',
+        ...(lastEventId !== undefined ? { lastEventId: Number(lastEventId) } : {}),
+      }) as never;
     },
   );
 

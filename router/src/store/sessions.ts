@@ -493,6 +493,29 @@ export class SessionStore {
     return rows.reverse().map((r) => ({ ...r, id: Number(r.id) }));
   }
 
+  /**
+   * Events of preview `id` with an id above `afterId`, oldest first, at most `limit` (what an SSE
+   * stream sends after a `Last-Event-ID`, and its catch-up on every wake). Ids are `preview_events.id`
+   * (one sequence for all previews: increasing, not contiguous).
+   * @default limit 200 (the log keeps about as many per preview)
+   */
+  async eventsAfter(
+    id: string,
+    afterId: number,
+    limit = 200,
+  ): Promise<Array<{ id: number; kind: string; data: Record<string, unknown>; at: Date }>> {
+    const { rows } = await this.pool.query<{
+      id: string;
+      kind: string;
+      data: Record<string, unknown>;
+      at: Date;
+    }>(
+      'SELECT id, kind, data, at FROM preview_events WHERE preview_id = $1 AND id > $2 ORDER BY id LIMIT $3',
+      [id, afterId, limit],
+    );
+    return rows.map((r) => ({ ...r, id: Number(r.id) }));
+  }
+
   /** Live sessions on a node (reconcile). */
   async onNode(nodeId: string): Promise<Session[]> {
     const { rows } = await this.pool.query<Row>(
