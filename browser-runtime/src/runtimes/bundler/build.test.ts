@@ -1,6 +1,6 @@
 import * as esbuild from 'esbuild';
 import { describe, expect, it } from 'vitest';
-import { BuildError, buildProject, findEntry, rewriteHtml } from './build.ts';
+import { BuildError, buildProject, findEntry, importMapResolves, rewriteHtml } from './build.ts';
 
 /** The bundler's build step with native esbuild (the same API esbuild-wasm exposes in the worker). */
 describe('bundler build', () => {
@@ -51,7 +51,33 @@ describe('bundler build', () => {
     const err = await buildProject(esbuild, files, { vendor, previewId: 'p1' }).catch((e) => e);
     expect(err).toBeInstanceOf(BuildError);
     expect(err.errors.join('\n')).toMatch(/cannot find "\.\/missing\.js"/);
-    expect(err.errors.join('\n')).toMatch(/package "left-pad" is not available offline/);
+    expect(err.errors.join('\n')).toMatch(/package "left-pad" is not in the preview.s import map/);
+  });
+
+  it('resolves bare imports as an import map does: exact keys and `pkg/` prefixes (the router map)', async () => {
+    const map = {
+      vue: '/__pkg/vue@3.5.13',
+      'vue/': '/__pkg/vue@3.5.13/',
+      '@scope/pkg': '/__pkg/@scope/pkg@1.0.0',
+      '@scope/pkg/': '/__pkg/@scope/pkg@1.0.0/',
+    };
+    expect(importMapResolves(map, 'vue')).toBe(true);
+    expect(importMapResolves(map, 'vue/dist/vue.esm-bundler.js')).toBe(true);
+    expect(importMapResolves(map, '@scope/pkg/sub/deep')).toBe(true);
+    expect(importMapResolves(map, '@scope/other')).toBe(false);
+    expect(importMapResolves(map, 'vuex')).toBe(false);
+    const files = new Map<string, string | Uint8Array>([
+      ['src/main.js', "import { ref } from 'vue';\nimport sub from '@scope/pkg/sub';\nconsole.log(ref, sub);\n"],
+    ]);
+    const out = await buildProject(esbuild, files, { vendor: map, previewId: 'p1' });
+    expect(out.js).toMatch(/from "vue"/);
+    expect(out.js).toMatch(/from "@scope\/pkg\/sub"/);
+    expect(out.html).toContain('"vue/":"/__pkg/vue@3.5.13/"');
+    const err = await buildProject(esbuild, new Map([['src/main.js', "import 'date-fns';"]]), {
+      vendor: map,
+      previewId: 'p1',
+    }).catch((e) => e);
+    expect(err.errors.join('\n')).toMatch(/"date-fns" is not in the preview.s import map \(it has vue, @scope\/pkg\)/);
   });
 
   it('injects the import map before any module script', () => {

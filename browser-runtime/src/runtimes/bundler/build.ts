@@ -95,7 +95,23 @@ export function findEntry(files: SourceFiles): { entry: string; html: string } {
   return { entry, html };
 }
 
-/** Builds the project in memory: bare imports come from the vendor import map, everything else from `files`. */
+/**
+ * Whether an import map's `imports` maps `spec`: an exact key, or a key ending in `/` that prefixes it
+ * (`react/` maps `react/jsx-runtime`), as the browser resolves it (HTML import maps).
+ */
+export function importMapResolves(imports: Record<string, string>, spec: string): boolean {
+  if (imports[spec] !== undefined) return true;
+  for (let i = spec.lastIndexOf('/'); i > 0; i = spec.lastIndexOf('/', i - 1))
+    if (imports[spec.slice(0, i + 1)] !== undefined) return true;
+  return false;
+}
+
+/**
+ * Builds the project in memory. Bare imports stay imports when `options.vendor` (an import map's
+ * `imports`: the router's map of the project's dependencies, or the offline vendor map) resolves
+ * them, and are resolved by the page's import map; everything else comes from `files`.
+ * @throws BuildError naming each unresolved file or package (esbuild's messages)
+ */
 export async function buildProject(
   esbuild: EsbuildLike,
   files: SourceFiles,
@@ -118,12 +134,13 @@ export async function buildProject(
           return { errors: [{ text: `cannot find "${spec}" (imported by ${args.importer})` }] };
         }
         if (/^(https?:|data:)/.test(spec)) return { path: spec, external: true };
-        if (vendor[spec]) return { path: spec, external: true };
+        if (importMapResolves(vendor, spec)) return { path: spec, external: true };
         const pkg = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
+        const known = Object.keys(vendor).filter((k) => !k.endsWith('/'));
         return {
           errors: [
             {
-              text: `package "${spec}" is not available offline (the bundler runtime ships ${Object.keys(vendor).join(', ') || 'no packages'}; "${pkg}" needs a server tier)`,
+              text: `package "${spec}" is not in the preview's import map (it has ${known.join(', ') || 'no packages'}): add "${pkg}" to package.json dependencies`,
             },
           ],
         };

@@ -177,7 +177,7 @@ describe('BundlerRuntime specifics', () => {
         'main.js': "import _ from 'lodash';\nconsole.log(_);\n",
       });
       await runtime.install();
-      await expect(runtime.run()).rejects.toThrow(/package "lodash" is not available offline/);
+      await expect(runtime.run()).rejects.toThrow(/package "lodash" is not in the preview.s import map/);
       expect(errors.map((e) => e.message).join()).toMatch(/lodash/);
     } finally {
       await page.close();
