@@ -22,9 +22,14 @@ export interface MountOptions {
    * Without either, the error is thrown.
    */
   requestServerTier?: (reason: RuntimeUnavailableError) => Promise<MountSession>;
-  /** The router client (`PreviewClient`): the default `requestServerTier` moves the preview with it. */
+  /**
+   * The router client (`PreviewClient`): the default `requestServerTier` moves the preview with it,
+   * and the default BundlerRuntime takes the preview's import map from it (`importMap(id)`: every
+   * dependency of the project's package.json, served by the router's package cache).
+   */
   router?: {
     movePlacement(id: string, body: { tier: 'docker' | 'fly'; reason: string }): Promise<MountSession>;
+    importMap?(id: string): Promise<{ imports: Record<string, string> }>;
   };
   /** The server tier the fallback asks for. @default 'docker' */
   serverTier?: 'docker' | 'fly';
@@ -44,8 +49,8 @@ export interface MountedPreview {
   iframe: HTMLIFrameElement;
   /** The session now shown: the original one, or the server tier it fell back to. */
   session: MountSession;
-  /** The local runtime, when the preview runs in this tab. */
-  runtime: PreviewRuntime | undefined;
+  /** The local runtime, while the preview runs in this tab (undefined once it fell back). */
+  readonly runtime: PreviewRuntime | undefined;
   /** Reloads the frame (server tiers get updates by HMR; this is for a manual refresh). */
   reload(): void;
   unmount(): Promise<void>;
@@ -62,7 +67,9 @@ export const DEFAULT_SANDBOX =
 /**
  * Shows a preview inside `element`: an iframe on the preview URL for server tiers, or the local
  * runtime for the browser tier. When the local runtime is unavailable here (WebContainers did not
- * boot), it asks the router for a server tier through `requestServerTier` and shows that instead.
+ * boot; a dependency the router's package cache refuses, at start or after a package.json edit:
+ * the runtime reports RuntimeUnavailableError naming the package), it asks the router for a server
+ * tier for the same id through `requestServerTier` and shows that instead.
  *
  * @example
  * const preview = await client.create({ files, client: { webcontainer: true, bundler: true } });
@@ -101,6 +108,32 @@ export async function mountPreview(
     shown = s;
   };
 
+  const router = options.router;
+  const requestServerTier =
+    options.requestServerTier ??
+    (router
+      ? (why: RuntimeUnavailableError) =>
+          router.movePlacement(session.id, {
+            tier: options.serverTier ?? 'docker',
+            reason: `${why.runtime} runtime unavailable: ${why.message}`,
+          })
+      : undefined);
+  /** The same-id fallback: the local runtime goes, the server tier's preview is shown. */
+  const fallBack = async (e: RuntimeUnavailableError) => {
+    if (!requestServerTier) throw e;
+    const local = runtime;
+    runtime = undefined;
+    await local?.teardown().catch(() => {});
+    options.onStatus?.('fallback', e.message);
+    const server = await requestServerTier(e);
+    if (server.tier === 'browser' || server.tier === null)
+      throw new PreviewError('fallback_failed', `asked for a server tier, got ${server.tier}`, {
+        cause: e,
+      });
+    iframe.dataset['fallbackReason'] = e.message.slice(0, 200);
+    showServer(server);
+  };
+
   try {
     if (session.tier === 'browser') {
       const kind = ((session.placement as { runtime?: string } | null)?.runtime ?? 'bundler') as
@@ -113,7 +146,13 @@ export async function mountPreview(
           ? options.createRuntime(kind, session)
           : kind === 'webcontainer'
             ? new WebContainerRuntime(options.webcontainer)
-            : new BundlerRuntime({ previewId: session.id, ...options.bundler });
+            : new BundlerRuntime({
+                previewId: session.id,
+                ...(options.router?.importMap
+                  ? { importMap: () => options.router!.importMap!(session.id) }
+                  : {}),
+                ...options.bundler,
+              });
         options.onStatus?.('booting', kind);
         await runtime.mount(options.files, { signal: options.signal });
         options.onStatus?.('installing');
@@ -123,28 +162,17 @@ export async function mountPreview(
         iframe.dataset['tier'] = 'browser';
         iframe.dataset['runtime'] = kind;
         iframe.src = ready.url;
+        // A later build may find a dependency that cannot run in a browser (a package.json edit).
+        const rt = runtime;
+        rt.on('error', (e) => {
+          if (!isRuntimeUnavailable(e) || !requestServerTier || runtime !== rt) return;
+          void fallBack(e).catch((err: unknown) =>
+            options.onStatus?.('fallback', `failed: ${(err as Error).message ?? String(err)}`),
+          );
+        });
       } catch (e) {
-        const router = options.router;
-        const requestServerTier =
-          options.requestServerTier ??
-          (router
-            ? (why: RuntimeUnavailableError) =>
-                router.movePlacement(session.id, {
-                  tier: options.serverTier ?? 'docker',
-                  reason: `${why.runtime} runtime unavailable: ${why.message}`,
-                })
-            : undefined);
         if (!isRuntimeUnavailable(e) || !requestServerTier) throw e;
-        await runtime?.teardown().catch(() => {});
-        runtime = undefined;
-        options.onStatus?.('fallback', e.message);
-        const server = await requestServerTier(e);
-        if (server.tier === 'browser' || server.tier === null)
-          throw new PreviewError('fallback_failed', `asked for a server tier, got ${server.tier}`, {
-            cause: e,
-          });
-        iframe.dataset['fallbackReason'] = e.message.slice(0, 200);
-        showServer(server);
+        await fallBack(e);
       }
     } else {
       showServer(session);
@@ -162,7 +190,9 @@ export async function mountPreview(
     get session() {
       return shown;
     },
-    runtime,
+    get runtime() {
+      return runtime;
+    },
     reload() {
       if (iframe.src) iframe.setAttribute('src', iframe.src);
     },

@@ -58,6 +58,8 @@ export interface PreviewClientOptions {
 export class PreviewClient {
   readonly #base: URL;
   readonly #o: PreviewClientOptions;
+  /** Open sync sessions by preview id: `importMap` waits for their writes to be persisted. */
+  readonly #sessions = new Map<string, Set<SyncSession>>();
 
   constructor(options: PreviewClientOptions) {
     let base: URL;
@@ -209,6 +211,44 @@ export class PreviewClient {
     );
   }
 
+  /**
+   * `GET /v1/previews/:id/files`: the project as the router stored it (every persisted batch), to
+   * restore an editor or a browser-tier runtime after a reload.
+   * @throws NotFoundError (not the caller's preview)
+   */
+  files(id: string, options: { signal?: AbortSignal } = {}): Promise<ProjectFiles> {
+    return this.#request<ProjectFiles>(
+      'GET',
+      `/v1/previews/${encodeURIComponent(id)}/files`,
+      undefined,
+      {},
+      options.signal,
+    );
+  }
+
+  /**
+   * `GET /v1/previews/:id/importmap`: the bundler runtime's import map of the project's
+   * `package.json` dependencies (`name` and `name/` → the router's package cache, `/__pkg/...`).
+   * The router reads the stored package.json, so this first waits until every write of this
+   * client's open sync sessions of `id` is persisted (a dependency just added is in the map).
+   * @throws ConflictError `browser_incompatible` naming the package that cannot run in a browser
+   *   (the router has moved the preview to a server tier), NotFoundError, InvalidInputError
+   *   `invalid_package_json`
+   */
+  async importMap(
+    id: string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<{ imports: Record<string, string> }> {
+    await Promise.all([...(this.#sessions.get(id) ?? [])].map((s) => s.whenPersisted().catch(() => {})));
+    return await this.#request<{ imports: Record<string, string> }>(
+      'GET',
+      `/v1/previews/${encodeURIComponent(id)}/importmap`,
+      undefined,
+      {},
+      options.signal,
+    );
+  }
+
   /** `DELETE /v1/previews/:id` (repeat-safe on the router). */
   async stop(id: string, options: { signal?: AbortSignal } = {}): Promise<void> {
     await this.#request<unknown>(
@@ -318,6 +358,14 @@ export class PreviewClient {
         };
       };
     }
-    return new SyncSession({ ...options, transport });
+    const session = new SyncSession({ ...options, transport });
+    const open = this.#sessions.get(id) ?? new Set<SyncSession>();
+    this.#sessions.set(id, open.add(session));
+    session.on('state', ({ state }) => {
+      if (state !== 'closed') return;
+      open.delete(session);
+      if (open.size === 0 && this.#sessions.get(id) === open) this.#sessions.delete(id);
+    });
+    return session;
   }
 }

@@ -9,6 +9,7 @@ import {
   ErrorBody,
   EventsHeaders,
   EventsQuery,
+  FileContent,
   FilesResult,
   IdParams,
   ListQuery,
@@ -196,7 +197,7 @@ export function previewLifecycleRoutes({ previews, view }: PreviewRoutesDeps): O
 }
 
 /**
- * What a user's preview holds, under `/v1/previews/{id}`: the file batch write path, server-sent
+ * What a user's preview holds, under `/v1/previews/{id}`: its stored files, the file batch write path, server-sent
  * events and the database export.
  */
 export function previewContentRoutes({
@@ -229,6 +230,30 @@ export function previewContentRoutes({
         await previews.applyFiles(user.userId, c.req.valid('param').id, c.req.valid('json')),
         200,
       );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/previews/{id}/files',
+      summary: 'The stored project files (owner only): what an editor or a browser-tier runtime restores',
+      description:
+        'Every file persisted to `project_files` (the last acked `persisted` batch included): UTF-8 text as a string, other bytes as `{content, encoding: "base64"}`.',
+      security: secured,
+      request: { params: IdParams },
+      responses: {
+        200: {
+          description: 'path → content',
+          content: { 'application/json': { schema: z.record(z.string(), FileContent) } },
+        },
+        ...errors,
+      },
+    }),
+    async (c) => {
+      const user = requireUser(c);
+      const s = await previews.get(user.userId, c.req.valid('param').id);
+      return c.json(await previews.store.loadFiles(s.id), 200, { 'cache-control': 'no-store' });
     },
   );
 

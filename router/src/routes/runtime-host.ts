@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { OpenAPIHono } from '@hono/zod-openapi';
+import { cors } from 'hono/cors';
 import type { AuthEnv } from '../auth/middleware.ts';
 
 /** The files of the bundler runtime (`buildBundlerAssets().files` of `@preview/browser-runtime/assets`). */
@@ -47,9 +48,30 @@ export async function loadRuntimeAssetsDir(dir: string): Promise<RuntimeAssets> 
  * `no-cache` with `service-worker-allowed: /`; every asset carries
  * `cross-origin-resource-policy: cross-origin` and `cross-origin-embedder-policy: require-corp` so a
  * cross-origin-isolated editor page may frame and load it.
+ *
+ * The page that runs the runtime on that origin calls the API on the router's own origin (the
+ * preview's import map, its stored files, the sync socket, the same-id fallback): `/v1/*` answers
+ * CORS (`hono/cors`) for origins whose host name is exactly `o.host` (any scheme and port), with the
+ * bearer token in `authorization` and no cookies. Every other origin gets no CORS headers.
  */
 export function registerRuntimeHost(app: OpenAPIHono<AuthEnv>, o: RuntimeHostOptions): void {
   const host = o.host.toLowerCase();
+  const runtimeOrigin = (origin: string): string | null => {
+    try {
+      return new URL(origin).hostname.toLowerCase() === host ? origin : null;
+    } catch {
+      return null;
+    }
+  };
+  app.use(
+    '/v1/*',
+    cors({
+      origin: (origin) => runtimeOrigin(origin),
+      allowMethods: ['GET', 'POST', 'PUT', 'DELETE'],
+      allowHeaders: ['authorization', 'content-type', 'idempotency-key'],
+      maxAge: 600,
+    }),
+  );
   let loaded: Promise<RuntimeAssets> | undefined;
   app.use('*', async (c, next) => {
     const name = (c.req.header('host') ?? '').toLowerCase().replace(/:\d+$/, '');

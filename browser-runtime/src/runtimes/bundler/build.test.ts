@@ -67,7 +67,10 @@ describe('bundler build', () => {
     expect(importMapResolves(map, '@scope/other')).toBe(false);
     expect(importMapResolves(map, 'vuex')).toBe(false);
     const files = new Map<string, string | Uint8Array>([
-      ['src/main.js', "import { ref } from 'vue';\nimport sub from '@scope/pkg/sub';\nconsole.log(ref, sub);\n"],
+      [
+        'src/main.js',
+        "import { ref } from 'vue';\nimport sub from '@scope/pkg/sub';\nconsole.log(ref, sub);\n",
+      ],
     ]);
     const out = await buildProject(esbuild, files, { vendor: map, previewId: 'p1' });
     expect(out.js).toMatch(/from "vue"/);
@@ -77,7 +80,9 @@ describe('bundler build', () => {
       vendor: map,
       previewId: 'p1',
     }).catch((e) => e);
-    expect(err.errors.join('\n')).toMatch(/"date-fns" is not in the preview.s import map \(it has vue, @scope\/pkg\)/);
+    expect(err.errors.join('\n')).toMatch(
+      /"date-fns" is not in the preview.s import map \(it has vue, @scope\/pkg\)/,
+    );
   });
 
   it('injects the import map before any module script', () => {

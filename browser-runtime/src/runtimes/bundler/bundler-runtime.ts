@@ -19,10 +19,21 @@ export interface BundlerRuntimeOptions {
   /** esbuild-wasm's `esbuild.wasm`, served by the host (default `/esbuild.wasm`). */
   wasmUrl?: string;
   /**
-   * Import map for bare specifiers: `react` → URL of a vendored ESM build (see `buildVendor`).
-   * Packages not listed fail the build with a message naming them.
+   * The offline import map (`vendor/importmap.json` of `buildBundlerAssets`: React only), used when
+   * no `importMap` source is given. Packages not listed fail the build with a message naming them.
+   * @default {}
    */
   vendor?: Record<string, string>;
+  /**
+   * The preview's import map from the router (`GET /v1/previews/:id/importmap`, e.g.
+   * `() => client.importMap(previewId)`): every dependency of the project's package.json at the
+   * version its range resolves to, served by the router's package cache (`/__pkg/...`, on this
+   * page's origin). Asked before the first build and again before the build after each
+   * `package.json` write. When given, it replaces `vendor` (one copy of each package per page).
+   * A rejection with code `browser_incompatible` (a dependency cannot run in a browser) becomes
+   * RuntimeUnavailableError naming the package, so `mountPreview` falls back to a server tier.
+   */
+  importMap?: () => Promise<{ imports: Record<string, string> }>;
   /** How long the service worker and esbuild-wasm may take to start (default 20 s) before RuntimeUnavailable. */
   bootTimeoutMs?: number;
 }
@@ -39,7 +50,7 @@ export interface BundlerRuntimeOptions {
  */
 export class BundlerRuntime implements PreviewRuntime {
   readonly kind = 'bundler' as const;
-  readonly #o: Required<BundlerRuntimeOptions>;
+  readonly #o: Required<Omit<BundlerRuntimeOptions, 'importMap'>> & Pick<BundlerRuntimeOptions, 'importMap'>;
   readonly #events = new Emitter<RuntimeEvents>();
   readonly #files = new Map<string, string | Uint8Array>();
   #worker: Worker | undefined;
@@ -49,6 +60,10 @@ export class BundlerRuntime implements PreviewRuntime {
   #building: Promise<void> = Promise.resolve();
   #tornDown = false;
   #channel: BroadcastChannel | undefined;
+  /** The import map builds use: the router's (once asked) or `vendor`. */
+  #imports: Record<string, string>;
+  /** The router's import map is asked again before the next build (set by a package.json write). */
+  #importMapStale = true;
 
   constructor(options: BundlerRuntimeOptions) {
     if (!options || !/^[a-zA-Z0-9_-]{1,64}$/.test(options.previewId ?? ''))
@@ -64,6 +79,7 @@ export class BundlerRuntime implements PreviewRuntime {
       bootTimeoutMs: 20_000,
       ...options,
     };
+    this.#imports = this.#o.vendor;
   }
 
   get scopeUrl(): string {
@@ -151,14 +167,44 @@ export class BundlerRuntime implements PreviewRuntime {
     });
   }
 
+  /**
+   * Asks the router for the import map when there is a source and package.json changed since.
+   * @throws RuntimeUnavailableError when a dependency cannot run in a browser (`browser_incompatible`),
+   *   PreviewError `import_map_failed` for any other failure
+   */
+  async #refreshImportMap(): Promise<void> {
+    if (!this.#o.importMap || !this.#importMapStale) return;
+    try {
+      this.#imports = (await this.#o.importMap()).imports;
+      this.#importMapStale = false;
+    } catch (e) {
+      const err = e as { code?: string; message?: string };
+      if (err.code === 'browser_incompatible')
+        throw new RuntimeUnavailableError(
+          'runtime_unavailable',
+          `a dependency cannot run in a browser: ${err.message}`,
+          { runtime: 'bundler', cause: e },
+        );
+      throw new PreviewError('import_map_failed', `the router's import map: ${err.message ?? String(e)}`, {
+        cause: e,
+      });
+    }
+  }
+
   /** Builds the current files and publishes the result; a failed build keeps the last good one. */
   async #build(): Promise<void> {
+    try {
+      await this.#refreshImportMap();
+    } catch (e) {
+      this.#events.emit('error', e as PreviewError);
+      throw e;
+    }
     const r = await this.#call({
       type: 'build',
       id: 0,
       previewId: this.#o.previewId,
       files: [...this.#files],
-      vendor: this.#o.vendor,
+      vendor: this.#imports,
     });
     if (r.type !== 'built') {
       const err = new PreviewError(
@@ -200,6 +246,7 @@ export class BundlerRuntime implements PreviewRuntime {
     this.#alive();
     checkPath(path);
     this.#files.set(path, content);
+    if (path === 'package.json') this.#importMapStale = true;
     if (!this.#ready) return;
     // One build at a time, in order; each sees every write made before it started.
     const next = this.#building.then(async () => {
