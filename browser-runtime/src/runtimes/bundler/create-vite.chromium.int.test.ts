@@ -1,0 +1,183 @@
+/**
+ * Issue 13, "must show", on the bundler runtime: create-vite's vanilla-ts and react-ts templates
+ * (fetched with `npm pack create-vite` at test time, never committed) run on the browser tier in
+ * Chromium through a real router that has no server tier at all. Every bare import resolves through
+ * the router: the preview's import map (`GET /v1/previews/:id/importmap`, from its package.json)
+ * points at the package cache (`/__pkg/...`, fetched from the real npm registry). A dependency added
+ * by an edit of package.json (`ms`) and imported by an edited module shows in the frame; after a
+ * reload the editor restores the files from the router and the edit is still there.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { launchChromium } from '@preview/testkit';
+import type { ProjectFiles } from '@preview/tiers';
+import { build } from 'esbuild';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BundlerRouter, startBundlerRouter } from '../../../test/bundler-router.ts';
+
+type Editor = {
+  connect(apiUrl: string, token: string): void;
+  create(files: ProjectFiles): Promise<{ id: string; tier: string | null; iframeTier?: string }>;
+  restore(id: string): Promise<{ files: ProjectFiles; tier: string | null; iframeTier: string }>;
+  write(files: Record<string, string>): Promise<void>;
+  tier(id: string): Promise<string | null>;
+  statuses(): string[];
+};
+declare const window: { __editor: Editor };
+
+let r: BundlerRouter;
+let chrome: Awaited<ReturnType<typeof launchChromium>>;
+let dir: string;
+
+/** create-vite's `template-<name>` as a project's files (binary files base64). */
+function scaffold(name: string): ProjectFiles {
+  const root = join(dir, 'package', `template-${name}`);
+  const files: ProjectFiles = {};
+  const walk = (rel: string) => {
+    for (const entry of readdirSync(join(root, rel))) {
+      const path = rel ? `${rel}/${entry}` : entry;
+      if (statSync(join(root, path)).isDirectory()) walk(path);
+      else {
+        const bytes = readFileSync(join(root, path));
+        const text = bytes.toString('utf8');
+        files[path === '_gitignore' ? '.gitignore' : path] = Buffer.from(text, 'utf8').equals(bytes)
+          ? text
+          : { content: bytes.toString('base64'), encoding: 'base64' };
+      }
+    }
+  };
+  walk('');
+  return files;
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'create-vite-'));
+  const tgz = execFileSync('npm', ['pack', 'create-vite', '--silent'], { cwd: dir, encoding: 'utf8' }).trim();
+  execFileSync('tar', ['xzf', tgz], { cwd: dir });
+  const editor = await build({
+    entryPoints: [join(import.meta.dirname, '../../../test/bundler-editor.ts')],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'chrome120',
+    write: false,
+    logLevel: 'silent',
+  });
+  r = await startBundlerRouter({
+    pages: {
+      'editor.js': { type: 'text/javascript', body: editor.outputFiles[0]?.text ?? '' },
+      'editor.html': {
+        type: 'text/html',
+        body: '<!doctype html><html><body><div id="host" style="width:900px;height:700px"></div><script type="module" src="/__test/editor.js"></script></body></html>',
+      },
+    },
+  });
+  chrome = await launchChromium();
+}, 180_000);
+
+afterAll(async () => {
+  await chrome?.close();
+  await r?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function openEditor(): Promise<Page> {
+  const page = await chrome.context.newPage();
+  await page.goto(`${r.runtimeOrigin}/__test/editor.html`);
+  await page.waitForFunction(() => typeof window.__editor === 'object');
+  await page.evaluate(
+    ([api, token]) => window.__editor.connect(api as string, token as string),
+    [r.apiUrl, r.jwt],
+  );
+  return page;
+}
+
+/** Waits until the preview frame shows `text`; on a miss, says what the frame and the editor saw. */
+async function frameShows(page: Page, text: string): Promise<void> {
+  const frame = page.frameLocator('#host iframe');
+  try {
+    await frame.getByText(text, { exact: false }).first().waitFor({ timeout: 90_000 });
+  } catch (e) {
+    const body = await frame
+      .locator('body')
+      .innerText({ timeout: 1000 })
+      .catch(() => '(no frame body)');
+    const statuses = await page.evaluate(() => window.__editor.statuses());
+    throw new Error(
+      `frame never showed ${JSON.stringify(text)}: ${body.slice(0, 400)} | ${statuses.join(' | ')}`,
+      {
+        cause: e,
+      },
+    );
+  }
+}
+
+const cases = [
+  {
+    template: 'vanilla-ts',
+    shows: 'Get started',
+    edit: (files: ProjectFiles) => ({
+      'src/counter.ts': `import ms from 'ms'\n${files['src/counter.ts'] as string}`.replace(
+        'element.innerHTML = `Count is ${counter}`',
+        'element.innerHTML = `Edited count ${counter} after ${ms(60000)}`',
+      ),
+    }),
+    edited: 'Edited count 0 after 1m',
+  },
+  {
+    template: 'react-ts',
+    shows: 'Count is 0',
+    edit: (files: ProjectFiles) => ({
+      'src/App.tsx': `import ms from 'ms'\n${files['src/App.tsx'] as string}`.replace(
+        'Count is {count}',
+        'Edited count {count} after {ms(60000)}',
+      ),
+    }),
+    edited: 'Edited count 0 after 1m',
+  },
+];
+
+describe('create-vite apps on the bundler runtime, packages through the router', () => {
+  for (const c of cases) {
+    it(`${c.template}: renders with no server tier, an edit adding a dependency shows, a reload restores it`, {
+      timeout: 400_000,
+    }, async () => {
+      const files = scaffold(c.template);
+      const edit = c.edit(files);
+      expect(Object.values(edit)[0]).toContain('Edited count');
+      const page = await openEditor();
+      try {
+        const created = await page.evaluate((f) => window.__editor.create(f), files);
+        expect(created.tier).toBe('browser');
+        expect(created.iframeTier).toBe('browser');
+        await frameShows(page, c.shows);
+
+        const pkg = JSON.parse(files['package.json'] as string) as { dependencies?: Record<string, string> };
+        pkg.dependencies = { ...pkg.dependencies, ms: '^2.1.3' };
+        await page.evaluate((w) => window.__editor.write(w), {
+          'package.json': JSON.stringify(pkg, null, 2),
+          ...edit,
+        });
+        await frameShows(page, c.edited);
+        expect(await page.evaluate((id) => window.__editor.tier(id), created.id)).toBe('browser');
+
+        await page.reload();
+        await page.waitForFunction(() => typeof window.__editor === 'object');
+        await page.evaluate(
+          ([api, token]) => window.__editor.connect(api as string, token as string),
+          [r.apiUrl, r.jwt],
+        );
+        const restored = await page.evaluate((id) => window.__editor.restore(id), created.id);
+        expect(restored.iframeTier).toBe('browser');
+        expect(JSON.parse(restored.files['package.json'] as string).dependencies.ms).toBe('^2.1.3');
+        expect(restored.files[Object.keys(edit)[0] as string]).toBe(Object.values(edit)[0]);
+        await frameShows(page, c.edited);
+      } finally {
+        await page.close();
+      }
+    });
+  }
+});

@@ -1,0 +1,85 @@
+/**
+ * Test page script: an editor on the bundler runtime's origin, as a real one uses the package —
+ * PreviewClient against the router's API, mountPreview with the router (import map, same-id
+ * fallback), and the sync session applying each batch to the tab's runtime. Driven by
+ * `src/runtimes/bundler/create-vite.chromium.int.test.ts` through `page.evaluate`.
+ */
+import type { FileOp, ProjectFiles } from '@preview/tiers';
+import { PreviewClient } from '../src/client/preview-client.ts';
+import type { SyncSession } from '../src/client/sync-session.ts';
+import { type MountedPreview, mountPreview } from '../src/mount.ts';
+
+let client: PreviewClient | undefined;
+let mounted: MountedPreview | undefined;
+let sync: SyncSession | undefined;
+const statuses: string[] = [];
+
+async function applyLocally(ops: FileOp[]): Promise<void> {
+  const rt = mounted?.runtime;
+  if (!rt) throw new Error('no local runtime');
+  for (const op of ops) {
+    if (op.op !== 'put') throw new Error(`this test page applies puts only (got ${op.op})`);
+    const content =
+      op.encoding === 'base64' ? Uint8Array.from(atob(op.content), (c) => c.charCodeAt(0)) : op.content;
+    await rt.writeFile(op.path, content);
+  }
+}
+
+async function show(id: string, files: ProjectFiles) {
+  const host = document.querySelector<HTMLElement>('#host');
+  if (!client || !host) throw new Error('call connect() first');
+  host.replaceChildren();
+  sync?.close();
+  mounted = await mountPreview(host, await client.get(id), {
+    files,
+    router: client,
+    onStatus: (s, d) => statuses.push(d ? `${s}: ${d}` : s),
+  });
+  mounted.runtime?.on('error', (e) => statuses.push(`runtime error: ${e.message}`));
+  sync = client.sync(id, { applyLocally });
+  return { tier: mounted.session.tier, iframeTier: mounted.iframe.dataset['tier'] ?? '' };
+}
+
+(window as unknown as { __editor: unknown }).__editor = {
+  connect(apiUrl: string, token: string) {
+    client = new PreviewClient({ baseUrl: apiUrl, token });
+  },
+  /** Creates a browser-tier preview of `files` and shows it. */
+  async create(files: ProjectFiles) {
+    if (!client) throw new Error('call connect() first');
+    const p = await client.create({ files, client: { bundler: true, webcontainer: false } });
+    if (p.tier !== 'browser') return { id: p.id, tier: p.tier };
+    return { id: p.id, ...(await show(p.id, files)) };
+  },
+  /** After a reload: the files come from the router. */
+  async restore(id: string) {
+    if (!client) throw new Error('call connect() first');
+    const files = await client.files(id);
+    return { files, ...(await show(id, files)) };
+  },
+  /** Edits as the editor makes them: through the sync session (applied here, persisted there). */
+  async write(files: Record<string, string>) {
+    if (!sync) throw new Error('nothing shown');
+    const s = sync;
+    // One write call is one batch (writes in one tick are coalesced); its `applied` ends the edit.
+    const applied = new Promise<void>((resolve, reject) => {
+      const off = s.on('applied', () => {
+        off();
+        offErr();
+        resolve();
+      });
+      const offErr = s.on('error', (e) => {
+        off();
+        offErr();
+        reject(e.error);
+      });
+    });
+    for (const [path, content] of Object.entries(files)) s.write(path, content);
+    await s.whenPersisted();
+    await applied;
+  },
+  async tier(id: string) {
+    return (await client?.get(id))?.tier ?? null;
+  },
+  statuses: () => statuses,
+};

@@ -1,0 +1,75 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { serve } from '@hono/node-server';
+import { createRouter, loadConfig, migrate, signUserJwt } from '@preview/router';
+import { createTestDatabase } from '@preview/testkit';
+import { createBrowserTier } from '@preview/tiers';
+import pino from 'pino';
+import { buildBundlerAssets } from '../src/runtimes/bundler/assets.ts';
+
+/**
+ * A real router with the browser tier only (no server tier: nothing can run a sandbox), its own
+ * sync hub, the package cache on the real npm registry (the host CA bundle trusted, as the
+ * TLS-intercepting proxy here needs) and the bundler runtime hosted on `bundler.preview.localhost`.
+ * `pages` are served as they are, without the runtime host's headers, on that host's
+ * `/__test/<name>` (an editor page on the runtime's origin).
+ */
+export async function startBundlerRouter(o: { pages: Record<string, { type: string; body: string }> }) {
+  const db = await createTestDatabase({ max: 10 });
+  db.pool.on('error', () => {});
+  await migrate(db.pool);
+  const cacheDir = await mkdtemp(join(tmpdir(), 'pkg-cache-'));
+  const secret = randomBytes(32).toString('hex');
+  const config = loadConfig({
+    SUPABASE_JWT_SECRET: secret,
+    PREVIEW_TOKEN_SECRET: `${secret}-preview`,
+    NODE_JOIN_TOKEN: randomBytes(16).toString('hex'),
+    NPM_CA_FILE: '/etc/ssl/certs/ca-certificates.crt',
+    PACKAGE_CACHE_DIR: cacheDir,
+  });
+  const assets = (await buildBundlerAssets()).files;
+  const router = await createRouter({
+    config,
+    pool: db.pool,
+    tiers: ({ browserPlacements }) => ({ browser: createBrowserTier({ placements: browserPlacements }) }),
+    log: pino({ level: 'silent' }),
+    jobs: false,
+    runtimeAssets: async () => assets,
+  });
+  const server = (await new Promise((resolve) => {
+    const s = serve(
+      {
+        fetch: (req: Request) => {
+          const url = new URL(req.url);
+          const page = url.hostname.startsWith('bundler.')
+            ? o.pages[url.pathname.replace(/^\/__test\//, '')]
+            : undefined;
+          if (page && url.pathname.startsWith('/__test/'))
+            return new Response(page.body, { headers: { 'content-type': page.type } });
+          return router.app.fetch(req);
+        },
+        hostname: '127.0.0.1',
+        port: 0,
+      },
+      () => resolve(s as Server),
+    );
+  })) as Server;
+  router.attach(server);
+  const port = (server.address() as { port: number }).port;
+  return {
+    apiUrl: `http://127.0.0.1:${port}`,
+    runtimeOrigin: `http://bundler.preview.localhost:${port}`,
+    jwt: await signUserJwt({ secret, userId: randomUUID() }),
+    async close() {
+      server.closeAllConnections?.();
+      await new Promise<void>((r) => server.close(() => r()));
+      await router.close();
+      await db.drop();
+      await rm(cacheDir, { recursive: true, force: true });
+    },
+  };
+}
+export type BundlerRouter = Awaited<ReturnType<typeof startBundlerRouter>>;
