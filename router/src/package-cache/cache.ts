@@ -263,6 +263,14 @@ function findIncompatible(e: unknown): BrowserIncompatibleError | undefined {
   return undefined;
 }
 
+/**
+ * What a CommonJS `require(target)` of another package returns inside a bundle: the `default` of
+ * the target's bundle (this cache gives every bundle one: `module.exports` of a CommonJS package,
+ * the default or else the namespace of an ES module), imported statically (`esm-import:`).
+ */
+const CJS_REQUIRE = (target: string) =>
+  `var ns = require(${JSON.stringify(`esm-import:${target}`)}).ns;\nmodule.exports = ns.default !== undefined ? ns.default : ns;\n`;
+
 /** What bundling needs from the cache: version resolution, the URL prefix, NODE_ENV, the cache folder. */
 export interface BundleContext {
   dir: string;
@@ -342,6 +350,23 @@ export async function bundlePackage(
         {
           name: 'preview-externals',
           setup(b) {
+            // A CommonJS `require(dep)`: a CJS shim around a static import of `dep`'s bundle.
+            b.onResolve({ filter: /^esm-import:/ }, (args) => ({
+              path: args.path.slice('esm-import:'.length),
+              namespace: 'esm-import',
+            }));
+            b.onResolve({ filter: /.*/, namespace: 'esm-import' }, (args) => ({
+              path: args.path,
+              external: true,
+            }));
+            b.onLoad({ filter: /.*/, namespace: 'cjs-require' }, (args) => ({
+              contents: CJS_REQUIRE(args.path),
+              loader: 'js',
+            }));
+            b.onLoad({ filter: /.*/, namespace: 'esm-import' }, (args) => ({
+              contents: `import * as ns from ${JSON.stringify(args.path)};\nexport { ns };\n`,
+              loader: 'js',
+            }));
             b.onResolve({ filter: /^[^./]/ }, async (args) => {
               if (args.kind === 'entry-point') return undefined;
               const s = args.path;
@@ -355,12 +380,14 @@ export async function bundlePackage(
                   { pkg: pkgId },
                 );
               const dep = splitSpecifier(s);
-              if (dep.name in peers || !(dep.name in deps)) return { path: s, external: true };
-              const v = await resolve(dep.name, deps[dep.name] ?? '*');
-              return {
-                path: `${prefix}${dep.name}@${v}${dep.subpath ? `/${dep.subpath}` : ''}`,
-                external: true,
-              };
+              const target =
+                dep.name in peers || !(dep.name in deps)
+                  ? s
+                  : `${prefix}${dep.name}@${await resolve(dep.name, deps[dep.name] ?? '*')}${dep.subpath ? `/${dep.subpath}` : ''}`;
+              // ESM output cannot `require()` at run time: a CommonJS require of another package
+              // becomes a static import (CJS_REQUIRE).
+              if (args.kind === 'require-call') return { path: target, namespace: 'cjs-require' };
+              return { path: target, external: true };
             });
             b.onLoad({ filter: /.*/, namespace: 'empty' }, () => ({
               contents: 'export default {};',

@@ -44,6 +44,15 @@ const PACKAGES: Pkg[] = [
     },
   },
   {
+    name: 'cjs-requires',
+    version: '1.0.0',
+    json: { main: 'index.js', dependencies: { 'cjs-lib': '^1.0.0' }, peerDependencies: { 'peer-lib': '*' } },
+    files: {
+      'index.js':
+        "var lib = require('cjs-lib');\nvar peer = require('peer-lib');\nexports.sum = function (a, b) { return lib.add(a, b); };\nexports.peer = peer;\n",
+    },
+  },
+  {
     name: '@scope/pkg',
     version: '1.0.0',
     files: { 'index.js': 'export default 1;', 'sub.js': 'export const sub = "s";' },
@@ -174,6 +183,23 @@ describe('package cache through the router', () => {
     expect(extra.extra).toBe('extra!');
     const scoped = await load(await (await get('/__pkg/@scope/pkg@1.0.0/sub')).text());
     expect(scoped.sub).toBe('s');
+  });
+
+  it('a CommonJS require() of another package becomes a static import of its bundle (ESM cannot require)', async () => {
+    const code = await (await get('/__pkg/cjs-requires@1.0.0')).text();
+    // esbuild's dynamic require shim throws in a browser: `__require("cjs-lib")` must not be there.
+    expect(code).not.toMatch(/__require\(\s*"/);
+    expect(code).toMatch(/from\s*"\/__pkg\/cjs-lib@1\.0\.0"/);
+    expect(code).toMatch(/from\s*"peer-lib"/);
+    // What the page's import map would do: each import reaches that package's bundle.
+    const dataUrl = (js: string) => `data:text/javascript;base64,${Buffer.from(js).toString('base64')}`;
+    const lib = await (await get('/__pkg/cjs-lib@1.0.0')).text();
+    const linked = code
+      .replace('"/__pkg/cjs-lib@1.0.0"', JSON.stringify(dataUrl(lib)))
+      .replace('"peer-lib"', JSON.stringify(dataUrl('export default { isPeer: true };')));
+    const mod = await load(linked);
+    expect((mod.sum as (a: number, b: number) => number)(2, 3)).toBe(5);
+    expect(mod.peer).toEqual({ isPeer: true });
   });
 
   it('the same request twice (and at once) fetches the tarball once', async () => {

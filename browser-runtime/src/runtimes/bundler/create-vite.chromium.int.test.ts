@@ -31,6 +31,8 @@ declare const window: { __editor: Editor };
 let r: BundlerRouter;
 let chrome: Awaited<ReturnType<typeof launchChromium>>;
 let dir: string;
+/** Errors and warnings each page (and its frames) logged, for the failure message. */
+const consoleOf = new WeakMap<Page, string[]>();
 
 /** create-vite's `template-<name>` as a project's files (binary files base64). */
 function scaffold(name: string): ProjectFiles {
@@ -86,6 +88,12 @@ afterAll(async () => {
 
 async function openEditor(): Promise<Page> {
   const page = await chrome.context.newPage();
+  const logs: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') logs.push(m.text().slice(0, 300));
+  });
+  page.on('pageerror', (e) => logs.push(e.message.slice(0, 300)));
+  consoleOf.set(page, logs);
   await page.goto(`${r.runtimeOrigin}/__test/editor.html`);
   await page.waitForFunction(() => typeof window.__editor === 'object');
   await page.evaluate(
@@ -107,7 +115,7 @@ async function frameShows(page: Page, text: string): Promise<void> {
       .catch(() => '(no frame body)');
     const statuses = await page.evaluate(() => window.__editor.statuses());
     throw new Error(
-      `frame never showed ${JSON.stringify(text)}: ${body.slice(0, 400)} | ${statuses.join(' | ')}`,
+      `frame never showed ${JSON.stringify(text)}: ${body.slice(0, 400)} | ${statuses.join(' | ')} | console: ${(consoleOf.get(page) ?? []).join(' | ')}`,
       {
         cause: e,
       },
