@@ -15,13 +15,18 @@ let sync: SyncSession | undefined;
 const statuses: string[] = [];
 
 async function applyLocally(ops: FileOp[]): Promise<void> {
-  const rt = mounted?.runtime;
-  if (!rt) throw new Error('no local runtime');
   for (const op of ops) {
+    // After a same-id fallback there is no local runtime: the server tier applies the batch.
+    const rt = mounted?.runtime;
+    if (!rt) return;
     if (op.op !== 'put') throw new Error(`this test page applies puts only (got ${op.op})`);
     const content =
       op.encoding === 'base64' ? Uint8Array.from(atob(op.content), (c) => c.charCodeAt(0)) : op.content;
-    await rt.writeFile(op.path, content);
+    try {
+      await rt.writeFile(op.path, content);
+    } catch (e) {
+      if (mounted?.runtime === rt) throw e;
+    }
   }
 }
 
@@ -82,4 +87,15 @@ async function show(id: string, files: ProjectFiles) {
     return (await client?.get(id))?.tier ?? null;
   },
   statuses: () => statuses,
+  /** What the frame shows now: its tier, the fallback's reason, the session's id and tier. */
+  shown() {
+    if (!mounted) return null;
+    return {
+      tier: mounted.iframe.dataset['tier'] ?? '',
+      reason: mounted.iframe.dataset['fallbackReason'] ?? '',
+      id: mounted.session.id,
+      sessionTier: mounted.session.tier,
+      src: mounted.iframe.src,
+    };
+  },
 };

@@ -5,19 +5,38 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import { createRouter, loadConfig, migrate, signUserJwt } from '@preview/router';
+import { createLocalServerTier } from '@preview/router/testkit/local-tier';
 import { createTestDatabase } from '@preview/testkit';
 import { createBrowserTier } from '@preview/tiers';
+import { build } from 'esbuild';
 import pino from 'pino';
 import { buildBundlerAssets } from '../src/runtimes/bundler/assets.ts';
 
 /**
- * A real router with the browser tier only (no server tier: nothing can run a sandbox), its own
- * sync hub, the package cache on the real npm registry (the host CA bundle trusted, as the
+ * A real router with the browser tier only (no server tier: nothing can run a sandbox) or, with
+ * `serverTier`, also a `docker` tier of local HTTP servers (router/test/local-tier.ts) for the
+ * same-id fallback; its own sync hub, the package cache on the real npm registry (the host CA bundle trusted, as the
  * TLS-intercepting proxy here needs) and the bundler runtime hosted on `bundler.preview.localhost`.
- * `pages` are served as they are, without the runtime host's headers, on that host's
- * `/__test/<name>` (an editor page on the runtime's origin).
+ * The test editor page (`bundler-editor.ts`, bundled with esbuild) is served on that host's
+ * `/__test/editor.html`, without the runtime host's headers: an editor page on the runtime's origin.
  */
-export async function startBundlerRouter(o: { pages: Record<string, { type: string; body: string }> }) {
+export async function startBundlerRouter(o: { serverTier?: boolean } = {}) {
+  const editor = await build({
+    entryPoints: [join(import.meta.dirname, 'bundler-editor.ts')],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'chrome120',
+    write: false,
+    logLevel: 'silent',
+  });
+  const pages: Record<string, { type: string; body: string }> = {
+    'editor.js': { type: 'text/javascript', body: editor.outputFiles[0]?.text ?? '' },
+    'editor.html': {
+      type: 'text/html',
+      body: '<!doctype html><html><body><div id="host" style="width:900px;height:700px"></div><script type="module" src="/__test/editor.js"></script></body></html>',
+    },
+  };
   const db = await createTestDatabase({ max: 10 });
   db.pool.on('error', () => {});
   await migrate(db.pool);
@@ -34,7 +53,10 @@ export async function startBundlerRouter(o: { pages: Record<string, { type: stri
   const router = await createRouter({
     config,
     pool: db.pool,
-    tiers: ({ browserPlacements }) => ({ browser: createBrowserTier({ placements: browserPlacements }) }),
+    tiers: ({ browserPlacements }) => ({
+      browser: createBrowserTier({ placements: browserPlacements }),
+      ...(o.serverTier ? { docker: createLocalServerTier({ autoReady: true }) } : {}),
+    }),
     log: pino({ level: 'silent' }),
     jobs: false,
     runtimeAssets: async () => assets,
@@ -45,7 +67,7 @@ export async function startBundlerRouter(o: { pages: Record<string, { type: stri
         fetch: (req: Request) => {
           const url = new URL(req.url);
           const page = url.hostname.startsWith('bundler.')
-            ? o.pages[url.pathname.replace(/^\/__test\//, '')]
+            ? pages[url.pathname.replace(/^\/__test\//, '')]
             : undefined;
           if (page && url.pathname.startsWith('/__test/'))
             return new Response(page.body, { headers: { 'content-type': page.type } });

@@ -6,6 +6,10 @@
  * points at the package cache (`/__pkg/...`, fetched from the real npm registry). A dependency added
  * by an edit of package.json (`ms`) and imported by an edited module shows in the frame; after a
  * reload the editor restores the files from the router and the edit is still there.
+ *
+ * A dependency the package cache refuses (`graceful-fs` imports Node's `fs`), at start or added by an
+ * edit, makes the runtime report RuntimeUnavailable naming it, and mountPreview shows the preview on
+ * the server tier under the same id (the router's `docker` here is router/test/local-tier.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -13,7 +17,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchChromium } from '@preview/testkit';
 import type { ProjectFiles } from '@preview/tiers';
-import { build } from 'esbuild';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BundlerRouter, startBundlerRouter } from '../../../test/bundler-router.ts';
@@ -25,6 +28,7 @@ type Editor = {
   write(files: Record<string, string>): Promise<void>;
   tier(id: string): Promise<string | null>;
   statuses(): string[];
+  shown(): { tier: string; reason: string; id: string; sessionTier: string | null; src: string } | null;
 };
 declare const window: { __editor: Editor };
 
@@ -59,24 +63,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'create-vite-'));
   const tgz = execFileSync('npm', ['pack', 'create-vite', '--silent'], { cwd: dir, encoding: 'utf8' }).trim();
   execFileSync('tar', ['xzf', tgz], { cwd: dir });
-  const editor = await build({
-    entryPoints: [join(import.meta.dirname, '../../../test/bundler-editor.ts')],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'chrome120',
-    write: false,
-    logLevel: 'silent',
-  });
-  r = await startBundlerRouter({
-    pages: {
-      'editor.js': { type: 'text/javascript', body: editor.outputFiles[0]?.text ?? '' },
-      'editor.html': {
-        type: 'text/html',
-        body: '<!doctype html><html><body><div id="host" style="width:900px;height:700px"></div><script type="module" src="/__test/editor.js"></script></body></html>',
-      },
-    },
-  });
+  r = await startBundlerRouter();
   chrome = await launchChromium();
 }, 180_000);
 
@@ -86,7 +73,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-async function openEditor(): Promise<Page> {
+async function openEditor(router: BundlerRouter = r): Promise<Page> {
   const page = await chrome.context.newPage();
   const logs: string[] = [];
   page.on('console', (m) => {
@@ -94,11 +81,11 @@ async function openEditor(): Promise<Page> {
   });
   page.on('pageerror', (e) => logs.push(e.message.slice(0, 300)));
   consoleOf.set(page, logs);
-  await page.goto(`${r.runtimeOrigin}/__test/editor.html`);
+  await page.goto(`${router.runtimeOrigin}/__test/editor.html`);
   await page.waitForFunction(() => typeof window.__editor === 'object');
   await page.evaluate(
     ([api, token]) => window.__editor.connect(api as string, token as string),
-    [r.apiUrl, r.jwt],
+    [router.apiUrl, router.jwt],
   );
   return page;
 }
@@ -188,4 +175,71 @@ describe('create-vite apps on the bundler runtime, packages through the router',
       }
     });
   }
+});
+
+describe('a dependency the package cache refuses: same-id fallback to the server tier', () => {
+  let rs: BundlerRouter;
+  beforeAll(async () => {
+    rs = await startBundlerRouter({ serverTier: true });
+  }, 120_000);
+  afterAll(async () => {
+    await rs?.close();
+  });
+
+  const waitForServerTier = async (page: Page) => {
+    await page.waitForFunction(() => window.__editor.shown()?.tier === 'docker', undefined, {
+      timeout: 120_000,
+    });
+    return await page.evaluate(() => window.__editor.shown());
+  };
+
+  it('added by an edit of package.json: the frame moves to docker under the same id, the reason names it', {
+    timeout: 300_000,
+  }, async () => {
+    const files = scaffold('vanilla-ts');
+    const page = await openEditor(rs);
+    try {
+      const created = await page.evaluate((f) => window.__editor.create(f), files);
+      expect(created.iframeTier).toBe('browser');
+      await frameShows(page, 'Get started');
+      const pkg = JSON.parse(files['package.json'] as string) as { dependencies?: Record<string, string> };
+      pkg.dependencies = { ...pkg.dependencies, 'graceful-fs': '^4.2.0' };
+      await page.evaluate((w) => window.__editor.write(w), {
+        'package.json': JSON.stringify(pkg, null, 2),
+        'src/counter.ts': `import fs from 'graceful-fs'\nconsole.log(fs)\n${files['src/counter.ts'] as string}`,
+      });
+      const shown = await waitForServerTier(page);
+      expect(shown?.id).toBe(created.id);
+      expect(shown?.sessionTier).toBe('docker');
+      expect(shown?.reason).toMatch(/graceful-fs@4\.\d+\.\d+/);
+      expect(new URL(shown?.src ?? '').hostname).toBe(`${created.id}.preview.localhost`);
+      expect(await page.evaluate((id) => window.__editor.tier(id), created.id)).toBe('docker');
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('in package.json from the start: mountPreview falls back before showing the browser frame', {
+    timeout: 300_000,
+  }, async () => {
+    const files = scaffold('vanilla-ts');
+    const pkg = JSON.parse(files['package.json'] as string) as { dependencies?: Record<string, string> };
+    files['package.json'] = JSON.stringify({ ...pkg, dependencies: { 'graceful-fs': '^4.2.0' } });
+    const page = await openEditor(rs);
+    try {
+      const created = await page.evaluate((f) => window.__editor.create(f), files);
+      // Created on the browser tier (the fallback status below), shown on docker.
+      expect(created.tier).toBe('docker');
+      expect(created.iframeTier).toBe('docker');
+      const shown = await page.evaluate(() => window.__editor.shown());
+      expect(shown?.id).toBe(created.id);
+      expect(shown?.reason).toMatch(
+        /^a dependency cannot run in a browser: graceful-fs@4\.\d+\.\d+ imports the Node built-in/,
+      );
+      const statuses = await page.evaluate(() => window.__editor.statuses());
+      expect(statuses.some((x) => x.startsWith('fallback: a dependency cannot run in a browser'))).toBe(true);
+    } finally {
+      await page.close();
+    }
+  });
 });
