@@ -42,10 +42,11 @@ export async function startBundlerRouter(o: { serverTier?: boolean } = {}) {
   await migrate(db.pool);
   const cacheDir = await mkdtemp(join(tmpdir(), 'pkg-cache-'));
   const secret = randomBytes(32).toString('hex');
+  const joinToken = randomBytes(16).toString('hex');
   const config = loadConfig({
     SUPABASE_JWT_SECRET: secret,
     PREVIEW_TOKEN_SECRET: `${secret}-preview`,
-    NODE_JOIN_TOKEN: randomBytes(16).toString('hex'),
+    NODE_JOIN_TOKEN: joinToken,
     NPM_CA_FILE: '/etc/ssl/certs/ca-certificates.crt',
     PACKAGE_CACHE_DIR: cacheDir,
   });
@@ -61,6 +62,17 @@ export async function startBundlerRouter(o: { serverTier?: boolean } = {}) {
     jobs: false,
     runtimeAssets: async () => assets,
   });
+  if (router.tiers.docker) {
+    // The local tier's previews sit on a registered node (preview_sessions.node_id is a foreign key).
+    const reg = await router.nodes.register({
+      joinToken,
+      name: `node-${randomBytes(3).toString('hex')}`,
+      url: 'http://127.0.0.1:1',
+      capacity: { slots: 4, used: 0, warm: {} },
+      runtime: 'process',
+    });
+    (router.tiers.docker as unknown as { nodeId: string }).nodeId = reg.nodeId;
+  }
   const server = (await new Promise((resolve) => {
     const s = serve(
       {
