@@ -116,8 +116,9 @@ const cases = [
     shows: 'Get started',
     edit: (files: ProjectFiles) => ({
       'src/counter.ts': `import ms from 'ms'\n${files['src/counter.ts'] as string}`.replace(
-        'element.innerHTML = `Count is ${counter}`',
-        'element.innerHTML = `Edited count ${counter} after ${ms(60000)}`',
+        // The template's own source text: a template literal in counter.ts.
+        'element.innerHTML = `Count is $' + '{counter}`',
+        'element.innerHTML = `Edited count $' + '{counter} after $' + '{ms(60000)}`',
       ),
     }),
     edited: 'Edited count 0 after 1m',
