@@ -32,11 +32,9 @@ export async function buildBundlerAssets(options: { base?: string; specifiers?: 
   const specifiers = options.specifiers ?? VENDOR_SPECIFIERS;
   const files = new Map<string, string | Uint8Array>();
 
-  const scripts = await esbuild.build({
-    entryPoints: {
-      'preview-bundler-worker': join(here, 'worker.ts'),
-      'preview-sw': join(here, 'service-worker.ts'),
-    },
+  // The worker is a module worker: chunks (the Vue compiler, loaded on the first .vue file) split
+  // off. The service worker is a classic script: one file, no imports.
+  const common = {
     bundle: true,
     write: false,
     format: 'esm',
@@ -44,8 +42,18 @@ export async function buildBundlerAssets(options: { base?: string; specifiers?: 
     target: 'es2022',
     outdir: '/out',
     logLevel: 'silent',
+  } as const;
+  const worker = await esbuild.build({
+    ...common,
+    entryPoints: { 'preview-bundler-worker': join(here, 'worker.ts') },
+    splitting: true,
+    chunkNames: 'preview-bundler-[name]-[hash]',
   });
-  for (const f of scripts.outputFiles) files.set(f.path.replace('/out/', ''), f.text);
+  const sw = await esbuild.build({
+    ...common,
+    entryPoints: { 'preview-sw': join(here, 'service-worker.ts') },
+  });
+  for (const f of [...worker.outputFiles, ...sw.outputFiles]) files.set(f.path.replace('/out/', ''), f.text);
   files.set('esbuild.wasm', await readFile(require.resolve('esbuild-wasm/esbuild.wasm')));
 
   // CommonJS packages have no static export list, so each vendor entry names its exports.

@@ -1,3 +1,4 @@
+import * as vue from '@vue/compiler-sfc';
 import * as esbuild from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { BuildError, buildProject, findEntry, importMapResolves, rewriteHtml } from './build.ts';
@@ -83,6 +84,48 @@ describe('bundler build', () => {
     expect(err.errors.join('\n')).toMatch(
       /"date-fns" is not in the preview.s import map \(it has vue, @scope\/pkg\)/,
     );
+  });
+
+  it('compiles Vue single-file components: script setup (TS), template assets, scoped styles', async () => {
+    const files = new Map<string, string | Uint8Array>([
+      [
+        'src/main.ts',
+        "import { createApp } from 'vue';\nimport App from './App.vue';\ncreateApp(App).mount('#app');\n",
+      ],
+      [
+        'src/App.vue',
+        '<script setup lang="ts">\nimport { ref } from \'vue\'\nimport Child from \'./Child.vue\'\nconst n = ref<number>(1)\n</script>\n<template><img src="./logo.svg"><Child :n="n" /></template>\n<style scoped>img { width: 3px }</style>\n',
+      ],
+      [
+        'src/Child.vue',
+        '<script lang="ts">\nexport default { props: { n: Number } }\n</script>\n<template><b>n is {{ n }}</b></template>\n',
+      ],
+      ['src/logo.svg', '<svg/>'],
+    ]);
+    const out = await buildProject(esbuild, files, {
+      vendor: { vue: '/__pkg/vue@3.5.0' },
+      previewId: 'p1',
+      vue,
+    });
+    expect(out.js).toMatch(/from "vue"/);
+    expect(out.js).not.toMatch(/ref<number>/);
+    expect(out.js).toContain('data:image/svg+xml');
+    expect(out.js).toContain('n is ');
+    expect(out.js).toMatch(/__scopeId = "data-v-[0-9a-f]{8}"/);
+    expect(out.css).toMatch(/img\[data-v-[0-9a-f]{8}\]/);
+    const broken = new Map(files).set('src/Child.vue', '<template><b>{{ n </b></template>');
+    const err = await buildProject(esbuild, broken, {
+      vendor: { vue: '/__pkg/vue@3.5.0' },
+      previewId: 'p1',
+      vue,
+    }).catch((e) => e);
+    expect(err).toBeInstanceOf(BuildError);
+    expect(err.errors.join('\n')).toMatch(/src\/Child\.vue/);
+    const noCompiler = await buildProject(esbuild, files, {
+      vendor: { vue: '/__pkg/vue@3.5.0' },
+      previewId: 'p1',
+    }).catch((e) => e);
+    expect(noCompiler.errors.join('\n')).toMatch(/src\/App\.vue: no Vue compiler/);
   });
 
   it('injects the import map before any module script', () => {

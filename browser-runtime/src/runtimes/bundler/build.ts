@@ -1,4 +1,5 @@
 import type { BuildOptions, BuildResult, Message, OutputFile, Plugin } from 'esbuild-wasm';
+import { compileSfc, type VueSfcCompiler } from './vue.ts';
 
 /** The part of esbuild's API the bundler uses: esbuild-wasm in the browser, native esbuild in Node. */
 export interface EsbuildLike {
@@ -37,7 +38,7 @@ export class BuildError extends Error {
 const buildFailed = (errors: string[], cause?: unknown): BuildError =>
   new BuildError('build_failed', `build failed: ${errors.slice(0, 3).join('; ')}`, { errors, cause });
 
-const CODE = /\.(m?[jt]sx?|css|json)$/;
+const CODE = /\.(m?[jt]sx?|css|json|vue)$/;
 const EXTENSIONS = ['', '.tsx', '.ts', '.jsx', '.js', '.mjs', '.css', '.json'];
 const INDEXES = ['/index.tsx', '/index.ts', '/index.jsx', '/index.js'];
 const ENTRY_FALLBACKS = [
@@ -115,16 +116,24 @@ export function importMapResolves(imports: Record<string, string>, spec: string)
 export async function buildProject(
   esbuild: EsbuildLike,
   files: SourceFiles,
-  options: { vendor: Record<string, string>; previewId: string },
+  options: {
+    vendor: Record<string, string>;
+    previewId: string;
+    /** Compiles `.vue` files (`@vue/compiler-sfc`); without it a `.vue` import fails naming the file. */
+    vue?: VueSfcCompiler;
+  },
 ): Promise<BuiltPreview> {
   const { entry, html } = findEntry(files);
   const vendor = options.vendor;
+  /** CSS of each compiled `.vue` file's `<style>` blocks, by `vue-style:<path>?<index>`. */
+  const vueStyles = new Map<string, string>();
   const vfs: Plugin = {
     name: 'preview-vfs',
     setup(b) {
       b.onResolve({ filter: /.*/ }, (args) => {
         if (args.kind === 'entry-point') return { path: entry, namespace: 'vfs' };
         const spec = args.path;
+        if (spec.startsWith('vue-style:')) return { path: spec, namespace: 'vue-style' };
         if (/^(\.{1,2}\/|\/)/.test(spec)) {
           const base = spec.startsWith('/')
             ? normalize(spec)
@@ -145,9 +154,29 @@ export async function buildProject(
           ],
         };
       });
+      b.onLoad({ filter: /.*/, namespace: 'vue-style' }, (args) => ({
+        contents: vueStyles.get(args.path) ?? '',
+        loader: 'css',
+        resolveDir: `/${dirOf(args.path.slice('vue-style:'.length).replace(/\?\d+$/, ''))}`,
+      }));
       b.onLoad({ filter: /.*/, namespace: 'vfs' }, (args) => {
         const v = files.get(args.path);
         if (v === undefined) return { errors: [{ text: `missing ${args.path}` }] };
+        if (args.path.endsWith('.vue')) {
+          if (!options.vue) return { errors: [{ text: `${args.path}: no Vue compiler in this bundler` }] };
+          const text = typeof v === 'string' ? v : new TextDecoder().decode(v);
+          const c = compileSfc(options.vue, args.path, text);
+          if (c.errors.length) return { errors: c.errors.map((t) => ({ text: t })) };
+          const imports = c.styles.map((css, i) => {
+            vueStyles.set(`vue-style:${args.path}?${i}`, css);
+            return `import ${JSON.stringify(`vue-style:${args.path}?${i}`)};`;
+          });
+          return {
+            contents: `${c.code}\n${imports.join('\n')}`,
+            loader: c.loader,
+            resolveDir: `/${dirOf(args.path)}`,
+          };
+        }
         return { contents: v, loader: loaderFor(args.path), resolveDir: `/${dirOf(args.path)}` };
       });
     },
@@ -168,6 +197,8 @@ export async function buildProject(
         'process.env.NODE_ENV': '"development"',
         'import.meta.env.DEV': 'true',
         'import.meta.env.MODE': '"development"',
+        'import.meta.env.PROD': 'false',
+        'import.meta.env.SSR': 'false',
       },
       logLevel: 'silent',
       plugins: [vfs],

@@ -5,6 +5,10 @@
 import * as esbuild from 'esbuild-wasm';
 import { BuildError, buildProject } from './build.ts';
 import type { WorkerRequest, WorkerResponse } from './protocol.ts';
+import type { VueSfcCompiler } from './vue.ts';
+
+/** `@vue/compiler-sfc` (its browser build), loaded on the first project with a `.vue` file. */
+let vue: Promise<VueSfcCompiler> | undefined;
 
 let ready: Promise<void> | undefined;
 // The DOM and WebWorker libs cannot both be loaded in one program; declare what is used.
@@ -30,9 +34,12 @@ scope.onmessage = async (ev: MessageEvent<WorkerRequest>) => {
   if (msg.type === 'build') {
     try {
       await ready;
+      const hasVue = msg.files.some(([p]) => p.endsWith('.vue'));
+      if (hasVue) vue ??= import('@vue/compiler-sfc');
       const out = await buildProject(esbuild, new Map(msg.files), {
         vendor: msg.vendor,
         previewId: msg.previewId,
+        ...(hasVue && vue ? { vue: await vue } : {}),
       });
       reply({ type: 'built', id: msg.id, html: out.html, js: out.js, css: out.css, assets: [...out.assets] });
     } catch (e) {
