@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InvalidInputError, NotFoundError, TierUnavailableError } from '@preview/tiers';
 import { init as initCjsLexer, parse as parseCjs } from 'cjs-module-lexer';
+import * as esmLexer from 'es-module-lexer';
 import * as esbuild from 'esbuild';
 import semver from 'semver';
 import * as tar from 'tar';
@@ -327,9 +328,11 @@ export async function bundlePackage(
   const spec = subpath ? `${name}/${subpath}` : name;
   const entryFile = await resolveEntry(work, spec, pkgId, nodeEnv);
   const cjsNames = (await isCjs(entryFile)) ? await cjsExports(entryFile) : undefined;
+  // An ES module is re-exported as it is (a namespace import here would make a run-time copy of
+  // it; see withStaticStarExports), with its default only when it has one.
   const contents = cjsNames
     ? `import m from ${JSON.stringify(spec)};\nexport default m;\n${cjsNames.length ? `export const { ${cjsNames.join(', ')} } = m;\n` : ''}`
-    : `export * from ${JSON.stringify(spec)};\nimport * as ns from ${JSON.stringify(spec)};\nexport default (ns.default !== undefined ? ns.default : ns);\n`;
+    : `export * from ${JSON.stringify(spec)};\n${(await hasDefaultExport(entryFile)) ? `export { default } from ${JSON.stringify(spec)};\n` : ''}`;
   ctx.built();
   let result: esbuild.BuildResult;
   try {
@@ -410,7 +413,23 @@ export async function bundlePackage(
   const file = result.outputFiles?.[0];
   if (!file)
     throw new TierUnavailableError('bundle_failed', `${pkgId}: esbuild wrote nothing`, { tier: 'browser' });
-  return file.text;
+  return cjsNames ? file.text : withStaticStarExports(file.text);
+}
+
+/**
+ * esbuild keeps `export * from '<external>'` static only in the entry file itself; one level down
+ * it becomes a run-time copy (`import * as x_star from '<url>'; __reExport(..., x_star)`), and those
+ * names are missing from the bundle's static exports (vue's `initCustomFormatter`, re-exported by
+ * @vue/runtime-dom from @vue/runtime-core). Each such copied module is re-exported statically too
+ * (local exports win over `export *`, as ES modules define).
+ */
+export function withStaticStarExports(code: string): string {
+  const extra: string[] = [];
+  for (const m of code.matchAll(/^import \* as ([\w$]+) from ("[^"\n]+");$/gm)) {
+    const name = (m[1] as string).replace(/\$/g, '\\$');
+    if (new RegExp(`__reExport\\([\\w$]+, ${name}\\b`).test(code)) extra.push(`export * from ${m[2]};`);
+  }
+  return extra.length ? `${code}${extra.join('\n')}\n` : code;
 }
 
 async function resolveEntry(work: string, spec: string, pkgId: string, nodeEnv: string): Promise<string> {
@@ -445,6 +464,16 @@ async function resolveEntry(work: string, spec: string, pkgId: string, nodeEnv: 
       'module_not_found',
       `${spec}: not found in ${pkgId} (${(e as Error).message.split('\n')[0]})`,
     );
+  }
+}
+
+/** Whether an ES module file exports `default` (`es-module-lexer`). */
+async function hasDefaultExport(file: string): Promise<boolean> {
+  await esmLexer.init;
+  try {
+    return esmLexer.parse(await readFile(file, 'utf8'))[1].some((e) => e.n === 'default');
+  } catch {
+    return false;
   }
 }
 

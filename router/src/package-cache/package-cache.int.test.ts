@@ -53,6 +53,12 @@ const PACKAGES: Pkg[] = [
     },
   },
   {
+    name: 'esm-reexport',
+    version: '1.0.0',
+    json: { type: 'module', main: 'index.js', dependencies: { 'tiny-dep': '^1.0.0' } },
+    files: { 'index.js': "export * from 'tiny-dep';\nexport const own = 'own';\n" },
+  },
+  {
     name: '@scope/pkg',
     version: '1.0.0',
     files: { 'index.js': 'export default 1;', 'sub.js': 'export const sub = "s";' },
@@ -200,6 +206,17 @@ describe('package cache through the router', () => {
     const mod = await load(linked);
     expect((mod.sum as (a: number, b: number) => number)(2, 3)).toBe(5);
     expect(mod.peer).toEqual({ isPeer: true });
+  });
+
+  it("an ES module's `export * from '<dependency>'` stays a static re-export (no default made up)", async () => {
+    const code = await (await get('/__pkg/esm-reexport@1.0.0')).text();
+    expect(code).toMatch(/export \*\s*from\s*"\/__pkg\/tiny-dep@1\.2\.0"/);
+    expect(code).not.toMatch(/as default/);
+    const dataUrl = (js: string) => `data:text/javascript;base64,${Buffer.from(js).toString('base64')}`;
+    const dep = await (await get('/__pkg/tiny-dep@1.2.0')).text();
+    const mod = await load(code.replaceAll('"/__pkg/tiny-dep@1.2.0"', JSON.stringify(dataUrl(dep))));
+    expect(mod.own).toBe('own');
+    expect((mod.greet as (n: string) => string)('x')).toBe('hi x');
   });
 
   it('the same request twice (and at once) fetches the tarball once', async () => {

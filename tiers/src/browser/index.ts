@@ -183,12 +183,14 @@ function checkSpec(spec: PreviewSpec): void {
   }
 }
 
-/** Templates the esbuild-wasm bundler runs (JS/TS, JSX/TSX; no single-file components, no server). */
+/** Templates the esbuild-wasm bundler runs (JS/TS, JSX/TSX, Vue single-file components; no server). */
 const BUNDLER_TEMPLATES: ReadonlySet<TemplateName> = new Set([
   'vite-vanilla',
   'vite-vanilla-ts',
   'vite-react',
   'vite-react-ts',
+  'vite-vue',
+  'vite-vue-ts',
 ]);
 
 function pickRuntime(template: TemplateName, client: PreviewSpec['client']): 'webcontainer' | 'bundler' {
