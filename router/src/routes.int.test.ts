@@ -73,6 +73,7 @@ describe('routes (app.request, real Postgres)', () => {
         body: { type: 'batch', seq: 1, ops: [{ op: 'put', path: 'main.js', content: 'console.log(2)' }] },
         ok: 200,
       },
+      { name: 'stored files', method: 'GET', path: (id) => `/v1/previews/${id}/files`, ok: 200 },
       { name: 'events (SSE)', method: 'GET', path: (id) => `/v1/previews/${id}/events`, ok: 200 },
       // The owner reaches the export; this preview has no database, which only the owner learns.
       {
@@ -193,6 +194,7 @@ describe('routes (app.request, real Postgres)', () => {
           'POST /v1/previews/{id}/resume',
           'POST /v1/previews/{id}/realtime',
           'PUT /v1/previews/{id}/files',
+          'GET /v1/previews/{id}/files',
           'POST /v1/previews/{id}/placement',
           'GET /v1/previews/{id}/importmap',
           'GET /v1/previews/{id}/events',
