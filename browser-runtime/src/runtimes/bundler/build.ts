@@ -119,6 +119,8 @@ export async function buildProject(
   options: {
     vendor: Record<string, string>;
     previewId: string;
+    /** Names this build in the page, which asks the runtime on load whether it is the latest. @default 0 */
+    buildId?: number;
     /** Compiles `.vue` files (`@vue/compiler-sfc`); without it a `.vue` import fails naming the file. */
     vue?: VueSfcCompiler;
   },
@@ -222,15 +224,25 @@ export async function buildProject(
     if (p === 'index.html' || CODE.test(p) || p === 'package.json') continue;
     assets.set(p.startsWith('public/') ? p.slice('public/'.length) : p, v);
   }
-  return { html: rewriteHtml(html, vendor, options.previewId), js, css, assets };
+  return { html: rewriteHtml(html, vendor, options.previewId, options.buildId ?? 0), js, css, assets };
 }
 
-/** Injects the import map, the bundle, its CSS and the reload listener; URLs stay relative to the preview's scope. */
-export function rewriteHtml(html: string, vendor: Record<string, string>, previewId: string): string {
+/**
+ * Injects the import map, the bundle, its CSS and the reload listener; URLs stay relative to the
+ * preview's scope. The listener reloads on `'reload'`, and on load says `{type: 'hello', build}`:
+ * a page that loaded while a newer build was being published (and so missed its `'reload'`) is
+ * told to reload by the runtime.
+ */
+export function rewriteHtml(
+  html: string,
+  vendor: Record<string, string>,
+  previewId: string,
+  buildId = 0,
+): string {
   const head = [
     `<script type="importmap">${JSON.stringify({ imports: vendor })}</script>`,
     '<link rel="stylesheet" href="./__bundle.css">',
-    `<script>new BroadcastChannel(${JSON.stringify(`preview-bundler:${previewId}`)}).onmessage=(e)=>{if(e.data==='reload')location.reload()}</script>`,
+    `<script>(()=>{const c=new BroadcastChannel(${JSON.stringify(`preview-bundler:${previewId}`)});c.onmessage=(e)=>{if(e.data==='reload')location.reload()};c.postMessage({type:'hello',build:${Number(buildId)}})})()</script>`,
   ].join('');
   const tail = '<script type="module" src="./__bundle.js"></script>';
   // The preview lives under its scope path, so origin-absolute references in the page become relative.

@@ -60,6 +60,9 @@ export class BundlerRuntime implements PreviewRuntime {
   #building: Promise<void> = Promise.resolve();
   #tornDown = false;
   #channel: BroadcastChannel | undefined;
+  /** The build now published (written into its page, which says it on load). */
+  #published = 0;
+  #nextBuild = 1;
   /** The import map builds use: the router's (once asked) or `vendor`. */
   #imports: Record<string, string>;
   /** The router's import map is asked again before the next build (set by a package.json write). */
@@ -199,10 +202,12 @@ export class BundlerRuntime implements PreviewRuntime {
       this.#events.emit('error', e as PreviewError);
       throw e;
     }
+    const buildId = this.#nextBuild++;
     const r = await this.#call({
       type: 'build',
       id: 0,
       previewId: this.#o.previewId,
+      buildId,
       files: [...this.#files],
       vendor: this.#imports,
     });
@@ -222,13 +227,17 @@ export class BundlerRuntime implements PreviewRuntime {
         new Request(new URL(path, base).href),
         new Response(body as BodyInit, { headers: { 'content-type': type, 'cache-control': 'no-store' } }),
       );
+    // The page last: a page that sees this build's HTML then loads this build's bundle and assets.
     await Promise.all([
-      put('./', r.html, 'text/html; charset=utf-8'),
-      put('./index.html', r.html, 'text/html; charset=utf-8'),
       put('./__bundle.js', r.js, 'text/javascript; charset=utf-8'),
       put('./__bundle.css', r.css, 'text/css; charset=utf-8'),
       ...r.assets.map(([p, v]) => put(`./${p}`, v, contentType(p))),
     ]);
+    await Promise.all([
+      put('./', r.html, 'text/html; charset=utf-8'),
+      put('./index.html', r.html, 'text/html; charset=utf-8'),
+    ]);
+    this.#published = buildId;
   }
 
   async run(options: RuntimeCallOptions = {}): Promise<ServerReady> {
@@ -237,6 +246,10 @@ export class BundlerRuntime implements PreviewRuntime {
     if (!this.#worker) await this.install(options);
     await this.#build();
     this.#channel = new BroadcastChannel(`preview-bundler:${this.#o.previewId}`);
+    // A page that loaded an older build (its 'reload' came before it listened) is told again.
+    this.#channel.onmessage = (e: MessageEvent<{ type?: string; build?: number }>) => {
+      if (e.data?.type === 'hello' && e.data.build !== this.#published) this.#channel?.postMessage('reload');
+    };
     this.#ready = { url: this.scopeUrl };
     this.#events.emit('server-ready', this.#ready);
     return this.#ready;

@@ -5,6 +5,8 @@ export type WorkerRequest =
       type: 'build';
       id: number;
       previewId: string;
+      /** Written into the page (see rewriteHtml). */
+      buildId: number;
       files: Array<[string, string | Uint8Array]>;
       vendor: Record<string, string>;
     };

@@ -39,6 +39,7 @@ scope.onmessage = async (ev: MessageEvent<WorkerRequest>) => {
       const out = await buildProject(esbuild, new Map(msg.files), {
         vendor: msg.vendor,
         previewId: msg.previewId,
+        buildId: msg.buildId,
         ...(hasVue && vue ? { vue: await vue } : {}),
       });
       reply({ type: 'built', id: msg.id, html: out.html, js: out.js, css: out.css, assets: [...out.assets] });
