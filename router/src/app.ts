@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 import type { AccessTokens } from './auth/access-token.ts';
 import type { Authenticator } from './auth/authenticate.ts';
 import type { AuthEnv } from './auth/middleware.ts';
-import { DEMO_EDITOR_HTML } from './demo/editor.ts';
+import { type EditorBuild, registerEditorRoutes } from './editor-assets.ts';
+import { TEMPLATE_SOURCES } from './embedded-agent.ts';
 import { onError } from './http-errors.ts';
 import type { RateLimiter } from './infra/rate-limit.ts';
 import type { Metrics } from './metrics.ts';
@@ -23,6 +24,7 @@ import { realtimeRoutes } from './routes/realtime.ts';
 import { createRouteGroup } from './routes/route-group.ts';
 import { type RuntimeHostOptions, registerRuntimeHost } from './routes/runtime-host.ts';
 import { systemRoutes } from './routes/system.ts';
+import { templateRoutes } from './routes/templates.ts';
 import { clientIp, useV1Guards } from './routes/v1-guards.ts';
 
 export { clientIp };
@@ -58,6 +60,10 @@ export interface AppDeps {
   previewHost?: PreviewHostHandler;
   /** `METRICS_TOKEN`: `/metrics` answers only `Authorization: Bearer <it>`; unset → open. */
   metricsToken?: string | undefined;
+  /** The templates' starter sources (`GET /v1/templates`). @default the repo's `templates/` */
+  templatesDir?: string;
+  /** The built editor page served at `/` and `/assets/*` (called per request; settle it once). */
+  editor: () => Promise<EditorBuild>;
   /** The Supabase Realtime bridges, when configured (read per request: built after the app). */
   realtime?: () => { ensure(previewId: string): Promise<unknown> } | undefined;
 }
@@ -125,6 +131,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
     }),
   );
   app.route('/', previewContentRoutes({ previews }));
+  app.route('/', templateRoutes({ dir: deps.templatesDir ?? TEMPLATE_SOURCES }));
   app.route('/', projectDatabaseRoutes({ projectDatabases: deps.projectDatabases }));
   app.route('/', nodeRoutes({ nodes: deps.nodes, previews, view }));
   app.route('/', systemRoutes(deps));
@@ -138,7 +145,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
     },
   });
   app.get('/docs', (c) => c.html(DOCS_HTML));
-  app.get('/', (c) => c.html(DEMO_EDITOR_HTML));
+  registerEditorRoutes(app, deps.editor);
   return app;
 }
 

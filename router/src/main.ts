@@ -14,6 +14,7 @@ import { signUserJwt } from './auth/jwt.ts';
 import { loadConfig } from './config.ts';
 import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from './db/embedded-postgres.ts';
 import { migrate } from './db/migrate.ts';
+import { ensureEditorBuild, once } from './editor-assets.ts';
 import { embeddedNodeName, startEmbeddedAgent } from './embedded-agent.ts';
 import { loadLocalSecrets } from './local-secrets.ts';
 import type { Tiers } from './previews.ts';
@@ -74,8 +75,15 @@ const supabase =
       })
     : undefined;
 
+// The editor page (served at `/`): built now when missing or stale, so the first visit finds it.
+const editor = once(() => ensureEditorBuild({ cacheDir: resolve(config.DATA_DIR, 'editor'), log }));
+const editorReady = editor().catch((err: unknown) => {
+  log.error({ err }, 'the editor page could not be built: `/` retries on the next request');
+});
+
 const router = await createRouter({
   config,
+  editor,
   pool,
   redis,
   // The docker tier reaches every registered pool agent (the embedded one included) via the node table.
@@ -126,6 +134,7 @@ const server = serve({ fetch: router.app.fetch, hostname: config.HOST, port: con
     if (agent) router.proxy.setLocalAgent({ nodeId: agent.nodeId, upstream: (id) => agent.upstream(id) });
   }
   let tokenLine = '';
+  await editorReady;
   const installs = (await agentStarting)?.templates;
   const pending = installs?.templates.filter((t) => !installs.isInstalled(t)) ?? [];
   if (pending.length)
@@ -136,7 +145,7 @@ const server = serve({ fetch: router.app.fetch, hostname: config.HOST, port: con
       userId: secrets.localUserId,
       ttlSeconds: 30 * 24 * 3600,
     });
-    tokenLine += `  local access token (user ${secrets.localUserId}):\n  ${token}\n  demo editor: ${url}/#token=${token}\n`;
+    tokenLine += `  local access token (user ${secrets.localUserId}):\n  ${token}\n  editor: ${url}/#token=${token}\n`;
   }
   process.stdout.write(
     `\nPreview router ready at ${url}\n  health: ${url}/readyz\n  API reference: ${url}/docs\n${tokenLine}\n`,

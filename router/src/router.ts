@@ -11,6 +11,7 @@ import { createAccessTokens } from './auth/access-token.ts';
 import { createAuthenticator } from './auth/authenticate.ts';
 import { createJwtVerifier } from './auth/jwt.ts';
 import { type RouterConfig, retentionMs } from './config.ts';
+import { type EditorBuild, ensureEditorBuild, once } from './editor-assets.ts';
 import { EventHub } from './events.ts';
 import { createMemoryLeases, createRedisLeases } from './infra/lease.ts';
 import { createMemoryLiveness, createRedisLiveness } from './infra/liveness.ts';
@@ -66,6 +67,11 @@ export interface RouterOptions {
    * default: the folder `BUNDLER_ASSETS_DIR`, if set.
    */
   runtimeAssets?: () => Promise<RuntimeAssets>;
+  /**
+   * The built editor page served at `/` (see `ensureEditorBuild`); default: built on the first
+   * request to `/` into `<DATA_DIR>/editor` (`main.ts` builds it at start instead, with progress).
+   */
+  editor?: () => Promise<EditorBuild>;
   /** Run scheduled jobs (default true). */
   jobs?: boolean;
   /** Run the built-in sync hub on `/v1/previews/:id/sync` (default true). */
@@ -231,6 +237,7 @@ export async function createRouter(o: RouterOptions) {
     realtime: () => bridges,
     runtimeHost: runtimeHost(o, config),
     packages: packageCache(config),
+    editor: o.editor ?? once(() => ensureEditorBuild({ cacheDir: join(config.DATA_DIR, 'editor'), log })),
   });
   const scheduler = scheduledJobs(o, { previews, nodes, metrics, projects });
   if (o.jobs ?? true) await scheduler.start();

@@ -10,7 +10,7 @@ export interface ReadyInfo {
   token?: string;
   /** The local user the token is for. */
   userId?: string;
-  /** The demo editor URL with the token in its fragment. */
+  /** The editor URL with the token in its fragment. */
   editorUrl?: string;
 }
 
@@ -76,7 +76,7 @@ export function settled(s: UpState): boolean {
 /**
  * Reads the router's output line by line into an {@link UpState}: `feed` returns what the line
  * changed (nothing for lines of no interest). The "ready" block is recognised by its text
- * (`Preview router ready at`, `local access token (user ...)`, `demo editor: ...#token=`).
+ * (`Preview router ready at`, `local access token (user ...)`, `editor: ...#token=`).
  */
 export class UpProgress {
   readonly state: UpState = { steps: [], templates: {}, warm: {}, problems: [] };
@@ -120,7 +120,7 @@ export class UpProgress {
       this.#awaitingToken = false;
       return [];
     }
-    const editor = /^demo editor: (\S+)/.exec(text);
+    const editor = /^(?:demo )?editor: (\S+)/.exec(text);
     if (editor) {
       this.#pendingReady.editorUrl = editor[1]!;
       return this.#flushReady();

@@ -44,6 +44,18 @@ export function targetOf(
 }
 
 /**
+ * What lets a cross-origin-isolated page (the editor: COOP + COEP, for WebContainers) frame a
+ * preview: a frame under COEP loads only when its answer has a COEP of its own and a CORP that allows
+ * the embedder (checked in Chromium for both `require-corp` and `credentialless` editors).
+ * `credentialless` keeps the app's own cross-origin subresources loading (sent without cookies, no
+ * CORP needed). An app that sends its own values keeps them (they are set before the upstream's).
+ */
+export const EMBEDDABLE_HEADERS = {
+  'cross-origin-embedder-policy': 'credentialless',
+  'cross-origin-resource-policy': 'cross-origin',
+} as const;
+
+/**
  * One HTTP request for a preview origin: `undefined` when the Host is not one. Otherwise the access
  * check (cookie, or `?token=` exchanged for one), the router's own paths (events, activity), the
  * status page while the preview is not ready (a page view wakes a suspended one), and else the
@@ -55,6 +67,8 @@ export async function proxyHttp(ctx: ProxyContext, c: Context): Promise<Response
   const req = env?.incoming;
   const id = previewIdFromHost(req?.headers.host ?? c.req.header('host'), ctx.domain);
   if (!id) return undefined;
+  // Every answer of a preview origin may be framed by the cross-origin-isolated editor page.
+  for (const [k, v] of Object.entries(EMBEDDABLE_HEADERS)) env?.outgoing?.setHeader(k, v);
   const url = new URL(req?.url ?? c.req.url, 'http://x');
   let r: Route | undefined;
   try {

@@ -1,0 +1,85 @@
+import { css } from '@codemirror/lang-css';
+import { html } from '@codemirror/lang-html';
+import { javascript } from '@codemirror/lang-javascript';
+import { json } from '@codemirror/lang-json';
+import { vue } from '@codemirror/lang-vue';
+import { Compartment, EditorState, type Extension } from '@codemirror/state';
+import { EditorView } from '@codemirror/view';
+import { basicSetup } from 'codemirror';
+
+/** The CodeMirror language for a file name (JS/TS/JSX/TSX, CSS, HTML, JSON, Vue); none for others. */
+export function languageFor(path: string): Extension {
+  const ext = path.slice(path.lastIndexOf('.') + 1).toLowerCase();
+  switch (ext) {
+    case 'js':
+    case 'mjs':
+    case 'cjs':
+      return javascript();
+    case 'jsx':
+      return javascript({ jsx: true });
+    case 'ts':
+    case 'mts':
+    case 'cts':
+      return javascript({ typescript: true });
+    case 'tsx':
+      return javascript({ jsx: true, typescript: true });
+    case 'css':
+      return css();
+    case 'html':
+    case 'htm':
+      return html();
+    case 'json':
+      return json();
+    case 'vue':
+      return vue();
+    default:
+      return [];
+  }
+}
+
+/**
+ * One CodeMirror 6 view showing one file at a time. `onChange(path, text)` runs on every user edit
+ * (not on `open`).
+ */
+export class CodeEditor {
+  readonly view: EditorView;
+  #language = new Compartment();
+  #path: string | undefined;
+  #opening = false;
+
+  constructor(parent: HTMLElement, onChange: (path: string, text: string) => void) {
+    this.view = new EditorView({
+      parent,
+      state: EditorState.create({
+        doc: '',
+        extensions: [
+          basicSetup,
+          this.#language.of([]),
+          EditorView.updateListener.of((u) => {
+            if (u.docChanged && !this.#opening && this.#path !== undefined)
+              onChange(this.#path, u.state.doc.toString());
+          }),
+        ],
+      }),
+    });
+  }
+
+  /** The open file's path, or undefined when none is open. */
+  get path(): string | undefined {
+    return this.#path;
+  }
+
+  /** Shows `text` as the file `path` (undefined: an empty, read-only view). */
+  open(path: string | undefined, text: string): void {
+    this.#opening = true;
+    try {
+      this.#path = path;
+      this.view.dispatch({
+        changes: { from: 0, to: this.view.state.doc.length, insert: text },
+        effects: this.#language.reconfigure(path ? languageFor(path) : []),
+      });
+    } finally {
+      this.#opening = false;
+    }
+  }
+}
