@@ -7,6 +7,7 @@ import { signUserJwt } from '../src/auth/jwt.ts';
 import { newCredential, sha256 } from '../src/auth/secrets.ts';
 import { loadConfig } from '../src/config.ts';
 import { migrate } from '../src/db/migrate.ts';
+import type { EditorBuild } from '../src/editor-assets.ts';
 import type { NodeDirectory } from '../src/node-directory.ts';
 import type { Tiers } from '../src/previews.ts';
 import { createRouter, type PreviewRouter } from '../src/router.ts';
@@ -39,6 +40,8 @@ export async function createHarness(
     env?: Record<string, string>;
     db?: TestDatabase;
     databases?: boolean;
+    /** The editor page served at `/` (default: built on the first request, under DATA_DIR). */
+    editor?: () => Promise<EditorBuild>;
     /** Run the router's scheduled jobs (idle, reconcile, ...) at the intervals of `env`. @default false */
     jobs?: boolean;
   } = {},
@@ -78,6 +81,7 @@ export async function createHarness(
       databases,
       log: silent,
       jobs: o.jobs ?? false,
+      ...(o.editor ? { editor: o.editor } : {}),
     });
     adopt(router.tiers);
     tiersMade.push(router.tiers);

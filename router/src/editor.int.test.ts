@@ -1,0 +1,166 @@
+/**
+ * Issue 15, the editor page: the router builds it (Vite) and serves it at `/`; in Chromium a new
+ * user picks a template, sees the preview render in the iframe (another origin, through the proxy),
+ * edits a file in CodeMirror and sees the change, adds a file in a new folder, reloads the page and
+ * finds the project restored from the router. The server tier is the in-process local tier (a real
+ * HTTP server per preview serving its files). Screenshots go to a temp dir kept after the run.
+ */
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { serve } from '@hono/node-server';
+import { launchChromium } from '@preview/testkit';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHarness, type Harness } from '../test/harness.ts';
+import { createLocalServerTier } from '../test/local-tier.ts';
+import { ensureEditorBuild, once } from './editor-assets.ts';
+
+type LocalTier = ReturnType<typeof createLocalServerTier>;
+
+describe('the editor page in Chromium (local server tier)', () => {
+  let h: Harness;
+  let server: http.Server;
+  let port: number;
+  let tier: LocalTier;
+  let dir: string;
+  /** Screenshots: kept after the run (a test artefact), the path is printed. */
+  let shots: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'editor-page-'));
+    shots = await mkdtemp(join(tmpdir(), 'editor-page-screenshots-'));
+    // Built once here (the router would build it on the first request to `/` otherwise).
+    const build = await ensureEditorBuild({ cacheDir: join(dir, 'editor-cache') });
+    h = await createHarness({
+      tiers: () => ({ docker: createLocalServerTier({ autoReady: true }) }),
+      editor: once(async () => build),
+    });
+    tier = h.router.previews.tiers.docker as LocalTier;
+    server = serve({ fetch: h.router.app.fetch, hostname: '127.0.0.1', port: 0 }) as unknown as http.Server;
+    await new Promise((r) => server.once('listening', r));
+    h.router.attach(server);
+    port = (server.address() as AddressInfo).port;
+  }, 180_000);
+
+  afterAll(async () => {
+    server?.closeAllConnections();
+    await new Promise((r) => server?.close(r));
+    await h?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const shot = (page: Page, name: string) => page.screenshot({ path: join(shots, `${name}.png`) });
+  const frame = (page: Page) => page.frameLocator('#preview iframe');
+  /** Replaces the open file's text in CodeMirror as a user would (select all, type). */
+  async function typeInEditor(page: Page, text: string) {
+    await page.click('#cm .cm-content');
+    await page.keyboard.press('ControlOrMeta+a');
+    await page.keyboard.insertText(text);
+  }
+
+  it('serves index.html and immutable assets with the cross-origin isolation headers', async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cross-origin-opener-policy')).toBe('same-origin');
+    expect(res.headers.get('cross-origin-embedder-policy')).toBe('credentialless');
+    expect(res.headers.get('cache-control')).toBe('no-cache');
+    const html = await res.text();
+    const asset = /src="(\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+    expect(asset, html).toBeDefined();
+    const js = await fetch(`http://127.0.0.1:${port}${asset}`);
+    expect(js.status).toBe(200);
+    expect(js.headers.get('content-type')).toMatch(/javascript/);
+    expect(js.headers.get('cache-control')).toContain('immutable');
+    expect((await fetch(`http://127.0.0.1:${port}/assets/..%2F..%2Fetc%2Fpasswd`)).status).toBe(404);
+  });
+
+  it('pick a template, see it render, edit, add a file in a folder, reload and find the project', {
+    timeout: 180_000,
+  }, async () => {
+    const chrome = await launchChromium();
+    try {
+      const page = await chrome.context.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(`http://127.0.0.1:${port}/#token=${h.alice.jwt}`);
+      expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
+      // Every template the router knows is in the picker.
+      await page.waitForFunction(() => document.querySelectorAll('#template option').length > 0);
+      const options = await page.$$eval('#template option', (os) =>
+        os.map((o) => (o as HTMLOptionElement).value),
+      );
+      expect(options).toEqual(
+        expect.arrayContaining(['vite-vanilla', 'vite-react', 'vite-vue', 'express-pg']),
+      );
+      await page.selectOption('#template', 'vite-vanilla');
+      await page.click('#create');
+
+      // The preview renders in the iframe (another origin, through the proxy).
+      await frame(page).locator('#app').waitFor({ state: 'attached', timeout: 60_000 });
+      expect(await frame(page).locator('title').textContent()).toBe('Vite vanilla preview');
+      await page.waitForFunction(() =>
+        /state: ready on docker/.test(document.getElementById('status')!.textContent!),
+      );
+      const status = (await page.textContent('#status')) ?? '';
+      expect(status).toContain('docker: chosen');
+      const previewId = await page.evaluate(
+        () => (window as unknown as { editorPage: { preview: { id: string } } }).editorPage.preview.id,
+      );
+      await shot(page, '1-rendered');
+
+      // Edit index.html in CodeMirror: sent as typed (debounced) through the sync socket.
+      await page.click('#tree span[data-path="index.html"]');
+      expect(await page.textContent('#path')).toBe('index.html');
+      const edited =
+        '<!doctype html><html><head><title>Edited title</title></head><body><h1 id="edited">edited in the editor</h1></body></html>\n';
+      await typeInEditor(page, edited);
+      await expect.poll(() => tier.files(previewId)?.get('index.html'), { timeout: 20_000 }).toBe(edited);
+      await page.click('#reload');
+      await frame(page)
+        .locator('#edited')
+        .filter({ hasText: 'edited in the editor' })
+        .waitFor({ timeout: 20_000 });
+      await shot(page, '2-edited');
+
+      // A new folder, then a new file in it (the path prompt starts in the selected folder).
+      page.once('dialog', (d) => void d.accept('src/components'));
+      await page.click('#new-folder');
+      await page.locator('#tree span[data-path="src/components"]').waitFor();
+      page.once('dialog', (d) => {
+        expect(d.defaultValue()).toBe('src/components/');
+        void d.accept('src/components/note.js');
+      });
+      await page.click('#new-file');
+      expect(await page.textContent('#path')).toBe('src/components/note.js');
+      await typeInEditor(page, 'export const note = "kept";\n');
+      await expect
+        .poll(async () => (await h.router.store.loadFiles(previewId))['src/components/note.js'], {
+          timeout: 20_000,
+        })
+        .toBe('export const note = "kept";\n');
+      await expect.poll(async () => (await h.router.store.loadFiles(previewId))['index.html']).toBe(edited);
+      await shot(page, '3-new-file');
+
+      // Reload: the same project comes back from the router (preview id in localStorage, files GET).
+      await page.reload();
+      await page.locator('#tree span[data-path="src/components/note.js"]').waitFor({ timeout: 30_000 });
+      expect(
+        await page.evaluate(
+          () => (window as unknown as { editorPage: { preview: { id: string } } }).editorPage.preview.id,
+        ),
+      ).toBe(previewId);
+      await page.click('#tree span[data-path="src/components/note.js"]');
+      await expect.poll(() => page.textContent('#cm .cm-content')).toContain('export const note = "kept";');
+      await frame(page).locator('#edited').waitFor({ timeout: 30_000 });
+      await shot(page, '4-restored');
+      expect(errors).toEqual([]);
+      console.log(`editor page screenshots: ${shots}`);
+    } finally {
+      await chrome.close();
+    }
+  });
+});
