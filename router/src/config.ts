@@ -61,6 +61,13 @@ export const RouterConfigSchema = z
     PACKAGE_CACHE_DIR: z.string().optional(),
     /** Folder of the bundler runtime's files (written from buildBundlerAssets), served on `bundler.<PREVIEW_DOMAIN>`. */
     BUNDLER_ASSETS_DIR: z.string().optional(),
+    /**
+     * A built editor page (`index.html` + `assets/`, e.g. the router image's `/app/editor`) served at
+     * `/` as it is; unset → built from the repo's `editor/` on start into `<DATA_DIR>/editor`.
+     */
+    EDITOR_DIR: z.string().optional(),
+    /** The templates' starter sources (`GET /v1/templates`); unset → the repo's `templates/`. */
+    TEMPLATES_DIR: z.string().optional(),
     /** Folder of the `<version>_<name>.sql` migrations applied at start; unset → the repo's `supabase/migrations`. */
     MIGRATIONS_DIR: z.string().optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

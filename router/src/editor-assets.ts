@@ -107,6 +107,30 @@ export async function ensureEditorBuild(o: { cacheDir: string; log?: Logger }): 
 }
 
 /**
+ * The editor build the router serves, from its configuration: `EDITOR_DIR` as it is (checked on the
+ * first request: it must hold `index.html`), else `ensureEditorBuild` into `<DATA_DIR>/editor`.
+ */
+export function editorFromConfig(
+  config: { EDITOR_DIR?: string | undefined; DATA_DIR: string },
+  log?: Logger,
+): () => Promise<EditorBuild> {
+  const fixed = config.EDITOR_DIR;
+  if (fixed === undefined)
+    return once(() =>
+      ensureEditorBuild({ cacheDir: join(config.DATA_DIR, 'editor'), ...(log ? { log } : {}) }),
+    );
+  return once(async () => {
+    const dir = resolve(fixed);
+    if (!existsSync(join(dir, 'index.html')))
+      throw new PreviewError(
+        'invalid_config',
+        `EDITOR_DIR: ${dir} has no index.html (build the editor into it)`,
+      );
+    return { dir, hash: 'prebuilt', built: false };
+  });
+}
+
+/**
  * `make`, run at most once at a time: callers share the pending or settled promise; a rejection is
  * dropped so that the next call tries again (a failed build is retried on the next request).
  */

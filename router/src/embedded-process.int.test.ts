@@ -135,12 +135,18 @@ describe('npm start without Docker: the embedded agent installs the templates it
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
-  /** The demo editor (`/`) in Chromium: clicks Create and returns the status box once `until` matches it. */
-  async function demoCreate(until: RegExp, frameText?: string) {
+  /**
+   * The editor page (`/`) in Chromium: picks the template, asks for a server tier, clicks New project
+   * and returns the status bar once `until` matches it (and the preview frame shows `frameText`).
+   */
+  async function editorCreate(until: RegExp, frameText?: string) {
     const chrome = await launchChromium();
     try {
       const page = await chrome.context.newPage();
       await page.goto(`http://127.0.0.1:${port}/#token=${h.alice.jwt}`);
+      await page.waitForSelector(`#template option[value="${TEMPLATE}"]`, { state: 'attached' });
+      await page.selectOption('#template', TEMPLATE);
+      await page.check('#server-only');
       await page.click('#create');
       await page
         .waitForFunction(
@@ -153,7 +159,7 @@ describe('npm start without Docker: the embedded agent installs the templates it
         .catch(() => {});
       if (frameText)
         await page
-          .frameLocator('#frame')
+          .frameLocator('#preview iframe')
           .locator('h1')
           .filter({ hasText: frameText })
           .waitFor({ timeout: 120_000 });
@@ -163,10 +169,10 @@ describe('npm start without Docker: the embedded agent installs the templates it
     }
   }
 
-  it("the demo editor's Create shows a failed create's state, error and placement reasons (no agent yet)", {
+  it("the editor page's New project shows a failed create's state, error and placement reasons (no agent yet)", {
     timeout: 180_000,
   }, async () => {
-    const status = await demoCreate(/state: failed[\s\S]*placement:/);
+    const status = await editorCreate(/state: failed[\s\S]*placement:/);
     expect(status).toContain('state: failed');
     expect(status).toContain('error: no tier could run this preview');
     expect(status).toContain('browser: skipped — server tier requested');
@@ -243,10 +249,10 @@ describe('npm start without Docker: the embedded agent installs the templates it
     expect(agent.pools.counts()[TEMPLATE]).toBe(1);
   });
 
-  it("the demo editor's Create shows the state as it comes over SSE and the preview in its frame", {
+  it("the editor page's New project shows the state as it comes over SSE and the preview in its frame", {
     timeout: 300_000,
   }, async () => {
-    const status = await demoCreate(/state: ready on docker/, 'Hello, edited');
+    const status = await editorCreate(/state: ready on docker/, 'Vite vanilla preview');
     expect(status).toContain('state: ready on docker');
     expect(status).toContain('docker: chosen');
   });

@@ -114,17 +114,37 @@ describe(`through the proxy, a real Vite client in Chromium gets HMR (docker tie
     }
   }, 180_000);
 
-  it('the demo editor creates a preview and shows it in a cross-site iframe (partitioned cookie)', async () => {
+  it('the editor page creates a preview in a cross-site iframe (partitioned cookie); a typed edit arrives by HMR', async () => {
     const chrome = await launchChromium();
     try {
       const page = await chrome.context.newPage();
       await page.goto(`http://127.0.0.1:${port}/#token=${h.alice.jwt}`);
+      await page.waitForSelector('#template option[value="vite-vanilla"]', { state: 'attached' });
+      await page.selectOption('#template', 'vite-vanilla');
+      // This router's browser tier has no runtime assets: ask for the server tier.
+      await page.check('#server-only');
       await page.click('#create');
-      const frame = page.frameLocator('#frame');
-      await frame.locator('h1').filter({ hasText: 'Hello, edited' }).waitFor({ timeout: 90_000 });
+      const frame = page.frameLocator('#preview iframe');
+      await frame.locator('h1').filter({ hasText: 'Vite vanilla preview' }).waitFor({ timeout: 90_000 });
       const list = await h.router.app.request('/v1/previews?limit=1', { headers: bearer(h.alice.jwt) });
       const [newest] = ((await list.json()) as { previews: Array<{ tier: string; state: string }> }).previews;
       expect(newest).toMatchObject({ tier: 'docker', state: 'ready' });
+      // Typed in CodeMirror → sync socket → sandbox → Vite HMR in the frame; the status bar shows the time.
+      await page.click('#tree span[data-path="src/message.js"]');
+      await page.click('#cm .cm-content');
+      await page.keyboard.press('ControlOrMeta+a');
+      await page.keyboard.insertText("export const message = 'typed in the editor';\n");
+      await frame.locator('[data-testid="message"]').filter({ hasText: 'typed in the editor' }).waitFor({
+        timeout: 30_000,
+      });
+      await page.waitForFunction(
+        () => document.getElementById('status')!.dataset['updateMs'] !== '',
+        undefined,
+        {
+          timeout: 30_000,
+        },
+      );
+      expect(await page.textContent('#status')).toMatch(/last edit → update: \d+ ms/);
     } finally {
       await chrome.close();
     }

@@ -14,7 +14,7 @@ import { signUserJwt } from './auth/jwt.ts';
 import { loadConfig } from './config.ts';
 import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from './db/embedded-postgres.ts';
 import { migrate } from './db/migrate.ts';
-import { ensureEditorBuild, once } from './editor-assets.ts';
+import { editorFromConfig } from './editor-assets.ts';
 import { embeddedNodeName, startEmbeddedAgent } from './embedded-agent.ts';
 import { loadLocalSecrets } from './local-secrets.ts';
 import type { Tiers } from './previews.ts';
@@ -76,7 +76,7 @@ const supabase =
     : undefined;
 
 // The editor page (served at `/`): built now when missing or stale, so the first visit finds it.
-const editor = once(() => ensureEditorBuild({ cacheDir: resolve(config.DATA_DIR, 'editor'), log }));
+const editor = editorFromConfig(config, log);
 const editorReady = editor().catch((err: unknown) => {
   log.error({ err }, 'the editor page could not be built: `/` retries on the next request');
 });

@@ -11,7 +11,7 @@ import { createAccessTokens } from './auth/access-token.ts';
 import { createAuthenticator } from './auth/authenticate.ts';
 import { createJwtVerifier } from './auth/jwt.ts';
 import { type RouterConfig, retentionMs } from './config.ts';
-import { type EditorBuild, ensureEditorBuild, once } from './editor-assets.ts';
+import { type EditorBuild, editorFromConfig } from './editor-assets.ts';
 import { EventHub } from './events.ts';
 import { createMemoryLeases, createRedisLeases } from './infra/lease.ts';
 import { createMemoryLiveness, createRedisLiveness } from './infra/liveness.ts';
@@ -237,7 +237,8 @@ export async function createRouter(o: RouterOptions) {
     realtime: () => bridges,
     runtimeHost: runtimeHost(o, config),
     packages: packageCache(config),
-    editor: o.editor ?? once(() => ensureEditorBuild({ cacheDir: join(config.DATA_DIR, 'editor'), log })),
+    editor: o.editor ?? editorFromConfig(config, log),
+    ...(config.TEMPLATES_DIR ? { templatesDir: config.TEMPLATES_DIR } : {}),
   });
   const scheduler = scheduledJobs(o, { previews, nodes, metrics, projects });
   if (o.jobs ?? true) await scheduler.start();
