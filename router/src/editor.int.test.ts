@@ -15,7 +15,7 @@ import { serve } from '@hono/node-server';
 import { launchChromium } from '@preview/testkit';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHarness, type Harness } from '../test/harness.ts';
+import { bearer, createHarness, type Harness } from '../test/harness.ts';
 import { createLocalServerTier } from '../test/local-tier.ts';
 import { ensureEditorBuild, once } from './editor-assets.ts';
 
@@ -76,6 +76,35 @@ describe('the editor page in Chromium (local server tier)', () => {
     expect(js.headers.get('content-type')).toMatch(/javascript/);
     expect(js.headers.get('cache-control')).toContain('immutable');
     expect((await fetch(`http://127.0.0.1:${port}/assets/..%2F..%2Fetc%2Fpasswd`)).status).toBe(404);
+  });
+
+  it('GET /v1/templates needs a user; GET /v1/previews/:id/files is the owner’s only', async () => {
+    const anon = await h.router.app.request('/v1/templates');
+    expect(anon.status).toBe(401);
+    const list = await h.router.app.request('/v1/templates', { headers: bearer(h.alice.jwt) });
+    expect(list.status).toBe(200);
+    const { templates } = (await list.json()) as {
+      templates: Array<{ name: string; files: Record<string, string> }>;
+    };
+    const react = templates.find((t) => t.name === 'vite-react');
+    expect(react?.files['src/App.jsx']).toContain('useState');
+    expect(Object.keys(react?.files ?? {})).not.toContain('package-lock.json');
+
+    const res = await h.router.app.request('/v1/previews', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
+      body: JSON.stringify({ files: { 'index.html': '<h1>mine</h1>' }, serverOnly: true }),
+    });
+    const { id } = (await res.json()) as { id: string };
+    const own = await h.router.app.request(`/v1/previews/${id}/files`, { headers: bearer(h.alice.jwt) });
+    expect(own.status).toBe(200);
+    expect(await own.json()).toMatchObject({ files: { 'index.html': '<h1>mine</h1>' }, lastSeq: 0 });
+    const other = await h.router.app.request(`/v1/previews/${id}/files`, { headers: bearer(h.bob.jwt) });
+    expect(other.status).toBe(404);
+    expect((await h.router.app.request(`/v1/previews/${id}/files`)).status).toBe(401);
+    const bad = await h.router.app.request('/v1/previews/not-a-uuid/files', { headers: bearer(h.alice.jwt) });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(/id/);
   });
 
   it('pick a template, see it render, edit, add a file in a folder, reload and find the project', {
