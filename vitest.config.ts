@@ -7,6 +7,7 @@ const packages = [
   'router',
   'cli',
   'browser-runtime',
+  'editor',
   'docker/preview-daemon',
   'bench',
   'scripts',
