@@ -123,12 +123,21 @@ export class EditorPage {
         files: template.files,
         template: name,
         projectId,
-        client: { webcontainer: crossOriginIsolated, bundler: true },
+        client: this.#clientCapabilities(),
         ...($<HTMLInputElement>('server-only').checked ? { serverOnly: true } : {}),
       },
       { idempotencyKey: crypto.randomUUID() },
     );
     await this.open(preview, projectId, template.files);
+  }
+
+  /**
+   * What this tab offers to run (`client` of the create): WebContainers when the user opts in and the
+   * page is cross-origin isolated. Not the bundler runtime: its worker, service worker and wasm are
+   * served on `bundler.<PREVIEW_DOMAIN>` (the runtime host), not on this page's origin.
+   */
+  #clientCapabilities(): { webcontainer: boolean; bundler: boolean } {
+    return { webcontainer: $<HTMLInputElement>('in-browser').checked && crossOriginIsolated, bundler: false };
   }
 
   /** Reopens a saved project: its preview when still live, else a new one from its stored files. */
@@ -146,7 +155,7 @@ export class EditorPage {
         files,
         template: saved.template,
         projectId: saved.projectId,
-        client: { webcontainer: crossOriginIsolated, bundler: true },
+        client: this.#clientCapabilities(),
       });
     await this.open(preview, saved.projectId, files);
   }
