@@ -118,6 +118,10 @@ describe('routes (app.request, real Postgres)', () => {
         expect(res.status).toBe(who === 'anonymous' ? 401 : who === 'node' ? 403 : 201);
         if (res.status === 201) expect(((await res.json()) as { tier: string }).tier).toBe('browser');
       });
+      it(`templates as ${who}`, async () => {
+        const res = await req('/v1/templates', { who });
+        expect(res.status).toBe(who === 'anonymous' ? 401 : who === 'node' ? 403 : 200);
+      });
       it(`list as ${who}`, async () => {
         const mine = await createPreview('owner');
         const res = await req('/v1/previews?limit=200', { who });
@@ -195,6 +199,7 @@ describe('routes (app.request, real Postgres)', () => {
           'POST /v1/previews/{id}/realtime',
           'PUT /v1/previews/{id}/files',
           'GET /v1/previews/{id}/files',
+          'GET /v1/templates',
           'POST /v1/previews/{id}/placement',
           'GET /v1/previews/{id}/importmap',
           'GET /v1/previews/{id}/events',
