@@ -150,6 +150,43 @@ describe(`through the proxy, a real Vite client in Chromium gets HMR (docker tie
     }
   }, 180_000);
 
+  it('the editor page with React: an edit to the component arrives by Fast Refresh with its state kept', async () => {
+    const chrome = await launchChromium();
+    try {
+      const page = await chrome.context.newPage();
+      await page.goto(`http://127.0.0.1:${port}/#token=${h.alice.jwt}`);
+      await page.waitForSelector('#template option[value="vite-react"]', { state: 'attached' });
+      await page.selectOption('#template', 'vite-react');
+      await page.check('#server-only');
+      await page.click('#create');
+      const frame = page.frameLocator('#preview iframe');
+      await frame.locator('[data-testid="title"]').filter({ hasText: 'Vite React preview' }).waitFor({
+        timeout: 120_000,
+      });
+      await frame.locator('[data-testid="counter"]').click();
+      await frame.locator('[data-testid="counter"]').click();
+      await frame.locator('[data-testid="counter"]').filter({ hasText: 'count is 2' }).waitFor();
+      // The page opened the component; type the whole file with the title changed.
+      expect(await page.textContent('#path')).toBe('src/App.jsx');
+      const source = await page.evaluate(
+        () =>
+          (window as unknown as { editorPage: { files: Map<string, string> } }).editorPage.files.get(
+            'src/App.jsx',
+          )!,
+      );
+      await page.click('#cm .cm-content');
+      await page.keyboard.press('ControlOrMeta+a');
+      await page.keyboard.insertText(source.replace('Vite React preview', 'Edited React preview'));
+      await frame.locator('[data-testid="title"]').filter({ hasText: 'Edited React preview' }).waitFor({
+        timeout: 30_000,
+      });
+      // Fast Refresh kept the component's state: no reload.
+      expect(await frame.locator('[data-testid="counter"]').textContent()).toBe('count is 2');
+    } finally {
+      await chrome.close();
+    }
+  }, 240_000);
+
   it('an editor on the sync WebSocket gets applied, hmr and persisted frames from the docker sandbox', async () => {
     const res = await h.router.app.request('/v1/previews', {
       method: 'POST',
