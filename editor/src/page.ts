@@ -99,7 +99,13 @@ export class EditorPage {
       const select = $<HTMLSelectElement>('template');
       select.replaceChildren(...this.templates.map((t) => new Option(t.name, t.name)));
       const saved = JSON.parse(localStorage.getItem(PROJECT_KEY) ?? 'null') as SavedProject | null;
-      if (saved) await this.restore(saved);
+      if (saved)
+        await this.restore(saved).catch((e: unknown) => {
+          // Another user's token, or the project is gone: start afresh.
+          if ((e as { code?: string }).code !== 'not_found') throw e;
+          localStorage.removeItem(PROJECT_KEY);
+          this.status.reset('the last project is not there any more: pick a template');
+        });
     });
   }
 
@@ -221,6 +227,7 @@ export class EditorPage {
     sync.on('rejected', (e) => this.status.set({ error: e.error.message }));
     sync.on('error', (e) => this.status.set({ error: e.error.message }));
     this.sync = sync;
+    this.#flush();
   }
 
   #follow(id: string): void {
@@ -317,7 +324,9 @@ export class EditorPage {
     this.#debounce = setTimeout(() => this.#flush(), EDIT_DEBOUNCE_MS);
   }
 
+  /** Sends the pending edits; kept until the sync session exists (the preview is still mounting). */
   #flush(): void {
+    if (!this.sync) return;
     for (const p of this.#pending) {
       const text = this.files.get(p);
       if (text !== undefined) this.sync?.write(p, text);

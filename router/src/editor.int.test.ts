@@ -6,6 +6,7 @@
  * HTTP server per preview serving its files). Screenshots go to a temp dir kept after the run.
  */
 
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -188,6 +189,26 @@ describe('the editor page in Chromium (local server tier)', () => {
       await shot(page, '4-restored');
       expect(errors).toEqual([]);
       console.log(`editor page screenshots: ${shots}`);
+    } finally {
+      await chrome.close();
+    }
+  });
+
+  it('a saved project that is not there (another user’s, or gone) is forgotten, saying so', async () => {
+    const chrome = await launchChromium();
+    try {
+      const page = await chrome.context.newPage();
+      await page.goto(`http://127.0.0.1:${port}/#token=${h.bob.jwt}`);
+      const gone = { previewId: randomUUID(), projectId: 'p-gone', template: 'vite-vanilla' };
+      await page.evaluate((v) => localStorage.setItem('preview.project', v), JSON.stringify(gone));
+      await page.reload();
+      await page.waitForFunction(() =>
+        /not there any more/.test(document.getElementById('status')!.textContent!),
+      );
+      expect(await page.evaluate(() => localStorage.getItem('preview.project'))).toBeNull();
+      // The token came from the link once and is kept, not left in the address bar.
+      expect(new URL(page.url()).hash).toBe('');
+      expect(await page.inputValue('#token')).toBe(h.bob.jwt);
     } finally {
       await chrome.close();
     }
