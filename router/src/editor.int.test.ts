@@ -194,6 +194,43 @@ describe('the editor page in Chromium (local server tier)', () => {
     }
   });
 
+  it('the buttons: suspend, resume, export (no database: the error is shown), stop', async () => {
+    const chrome = await launchChromium();
+    try {
+      const page = await chrome.context.newPage();
+      await page.goto(`http://127.0.0.1:${port}/#token=${h.alice.jwt}`);
+      await page.waitForSelector('#template option[value="vite-vanilla"]', { state: 'attached' });
+      await page.selectOption('#template', 'vite-vanilla');
+      await page.click('#create');
+      const status = (re: RegExp) =>
+        page.waitForFunction(
+          (src) => new RegExp(src).test(document.getElementById('status')!.textContent!),
+          re.source,
+        );
+      await status(/state: ready on docker/);
+      const id = await page.evaluate(
+        () => (window as unknown as { editorPage: { preview: { id: string } } }).editorPage.preview.id,
+      );
+      expect(await page.isDisabled('#move')).toBe(true); // already on a server tier
+      await page.click('#suspend');
+      await status(/state: suspended/);
+      expect((await h.router.store.get(id))?.state).toBe('suspended');
+      expect(tier.suspended(id)).toBe(true);
+      await page.click('#resume');
+      await status(/state: (starting|ready)/);
+      await expect.poll(async () => (await h.router.store.get(id))?.state, { timeout: 20_000 }).toBe('ready');
+      await page.click('#export');
+      await status(/error: export database: .*database/);
+      await page.click('#stop');
+      await status(/state: ended/);
+      expect((await h.router.store.get(id))?.state).toBe('ended');
+      expect(await page.isDisabled('#stop')).toBe(true);
+      await shot(page, '5-stopped');
+    } finally {
+      await chrome.close();
+    }
+  });
+
   it('a saved project that is not there (another user’s, or gone) is forgotten, saying so', async () => {
     const chrome = await launchChromium();
     try {
