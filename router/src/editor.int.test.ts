@@ -137,6 +137,8 @@ describe('the editor page in Chromium (local server tier)', () => {
       );
       const status = (await page.textContent('#status')) ?? '';
       expect(status).toContain('docker: chosen');
+      // The log panel is fed by the preview's SSE (the local tier's sandbox logs `npm install`).
+      await page.locator('#log').filter({ hasText: 'npm install' }).waitFor({ timeout: 20_000 });
       const previewId = await page.evaluate(
         () => (window as unknown as { editorPage: { preview: { id: string } } }).editorPage.preview.id,
       );
@@ -236,6 +238,8 @@ describe('the editor page in Chromium (local server tier)', () => {
     try {
       const page = await chrome.context.newPage();
       await page.goto(`http://127.0.0.1:${port}/#token=${h.bob.jwt}`);
+      // This first load has read localStorage (it does once the templates are in) before the project is put there.
+      await page.waitForSelector('#template option', { state: 'attached' });
       const gone = { previewId: randomUUID(), projectId: 'p-gone', template: 'vite-vanilla' };
       await page.evaluate((v) => localStorage.setItem('preview.project', v), JSON.stringify(gone));
       await page.reload();
