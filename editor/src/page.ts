@@ -151,7 +151,7 @@ export class EditorPage {
     this.status.reset('restoring the last project…');
     const client = this.client;
     let preview = await client.get(saved.previewId);
-    const { files } = await this.#api<{ files: ProjectFiles }>(
+    const files = await this.#api<ProjectFiles>(
       'GET',
       `/v1/previews/${encodeURIComponent(saved.previewId)}/files`,
     );
