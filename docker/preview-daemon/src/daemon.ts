@@ -188,8 +188,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
       wss.handleUpgrade(req, socket, head, (ws) => serveSyncSocket(ws, status, batches));
       return;
     }
-    // A child's sockets are proxied; Vite's HMR sockets are taken by Vite's own listener (after
-    // this one) unless the page is stale (see vite-server.ts).
+    // A child's sockets are proxied; Vite's HMR sockets go to the running Vite server's listener,
+    // unless the page is stale (see vite-server.ts).
     if (lifecycle.dev?.upgrade(req, socket, head)) return;
     const protocol = req.headers['sec-websocket-protocol'];
     // Between two dev servers (a restart): a page's HMR socket is told to reload (into the

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, readdirSync } from 'node:fs';
-import { type IncomingMessage, request } from 'node:http';
+import { createServer, type IncomingMessage, request } from 'node:http';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
@@ -36,8 +36,12 @@ function mintToken(): string {
   return token;
 }
 
-/** Path a stale HMR upgrade is moved to, so Vite's own listener (which matches its base) passes it by. */
-const STALE_HMR_PATH = '/__preview/stale-hmr';
+/**
+ * How long after its creation a Vite server nobody owns (see `configureServer`) is closed, ms: its
+ * restart (which made it) has long finished by then.
+ */
+const ZOMBIE_CLOSE_MS = 10_000;
+
 const reloadSockets = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 4096 });
 
 /**
@@ -45,10 +49,8 @@ const reloadSockets = new WebSocketServer({ noServer: true, perMessageDeflate: f
  * gone (restarted or restarting), and tells it to reload: Vite's client handles `full-reload` with
  * `location.reload()` (a navigation the daemon answers with its not-ready page until a server is
  * back). The socket then closes cleanly (code 1000), which Vite's client does not poll on.
- * Must run before Vite's own `upgrade` listener sees `req` (the daemon's listener is registered first).
  */
 export function answerWithReload(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-  req.url = STALE_HMR_PATH;
   reloadSockets.handleUpgrade(req, socket, head, (ws) => {
     ws.send(JSON.stringify({ type: 'full-reload', path: '*' }), () => ws.close(1000));
   });
@@ -91,19 +93,22 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
   let closed = false;
   // The token the running server injects into `/@vite/client` (its own resolved config's).
   let currentToken: string | undefined;
-  // The daemon's own upgrade listeners; every other one on its server is a Vite server's HMR socket.
-  let ownUpgrade: Set<unknown> | undefined;
+  // Vite's HMR upgrade listeners hang on a server of this dev server's own that never listens: the
+  // daemon hands it the upgrades this dev server should take (see `upgrade`). A Vite server that
+  // outlives this dev server (a restart of Vite's own under way when the daemon closed it) attaches
+  // there too, and never sees a page's socket (on the daemon's server it answered them 400).
+  const hmrServer = createServer();
   // Vite's own HMR send, beside the one the plugin wraps to report updates to the tracker.
   let untrackedSend: ((p: HotPayload) => void) | undefined;
   /**
-   * Vite's HMR upgrade listener on the daemon's server outlives its server: neither close() nor
-   * Vite's own restart (a config or .env edit) removes it, and two listeners then take the same
-   * socket (ws throws, and the daemon dies). Keeps the newest Vite listener, or none (`keep` 0).
+   * Vite's own restart (a config or .env edit) attaches the new server's HMR listener before it
+   * closes the old one, and two listeners then take the same socket (ws throws, and the daemon
+   * dies). Keeps the newest Vite listener, or none (`keep` 0).
    */
   const pruneUpgrade = (keep: 0 | 1) => {
-    const vites = opts.httpServer.listeners('upgrade').filter((l) => !ownUpgrade?.has(l));
+    const vites = hmrServer.listeners('upgrade');
     for (const l of vites.slice(0, vites.length - keep))
-      opts.httpServer.off('upgrade', l as (...args: unknown[]) => void);
+      hmrServer.off('upgrade', l as (...args: unknown[]) => void);
   };
   // Files the daemon announced itself; the watcher's own 'change' for them is then a duplicate.
   const announced = new Map<string, number>();
@@ -117,6 +122,13 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
     },
     // Runs for the first server and again after every restart (config edits), so the hook follows.
     configureServer(s) {
+      if (closed) {
+        // A restart of Vite's own that began before the daemon closed this dev server: the new
+        // server is nobody's. Its listener is on hmrServer, which gets no upgrades any more; it is
+        // closed once its restart has finished (closing it inside its own creation is not safe).
+        setTimeout(() => void s.close().catch(() => {}), ZOMBIE_CLOSE_MS).unref();
+        return;
+      }
       currentToken = (s.config as { webSocketToken?: string }).webSocketToken;
       // Also after Vite restarted itself: its new HMR listener is registered by now.
       pruneUpgrade(1);
@@ -197,13 +209,12 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
         resolve: { tsconfigPaths: true },
         server: {
           middlewareMode: true,
-          ws: { server: opts.httpServer },
+          ws: { server: hmrServer },
           allowedHosts: true,
           watch: { ignored: [`**/${TMP_DIR_NAME}/**`, '**/node_modules/**', '**/.git/**'] },
           fs: { allow: [opts.projectDir, cacheDir, ...opts.extraReadDirs] },
         },
       };
-      ownUpgrade ??= new Set(opts.httpServer.listeners('upgrade'));
       server = await vite.createServer(config);
       pruneUpgrade(1);
       closed = false;
@@ -243,17 +254,21 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
       }
       throw new Error('the dependency optimizer did not finish');
     },
-    // Vite registered its own upgrade listener on the daemon's server (server.ws.server); this
-    // runs first and says whether that listener will serve the page correctly.
+    // Vite's HMR sockets go to the running server's listener (on hmrServer); a page whose client
+    // an earlier server served, or one that connects while no server runs, is told to reload.
     upgrade(req, socket, head) {
       const protocol = req.headers['sec-websocket-protocol'];
       if (protocol !== 'vite-hmr' && protocol !== 'vite-ping') return false;
-      const live = server !== undefined && !closed;
-      if (protocol === 'vite-ping') return live;
+      const live = server !== undefined && !closed && hmrServer.listenerCount('upgrade') > 0;
+      // No server: the daemon refuses the restart poll's ping (503), so it asks again.
+      if (protocol === 'vite-ping' && !live) return false;
       const token = tokenOf(req);
-      if (!live || (token !== null && token !== currentToken && issuedTokens.has(token))) {
+      if (
+        protocol === 'vite-hmr' &&
+        (!live || (token !== null && token !== currentToken && issuedTokens.has(token)))
+      )
         answerWithReload(req, socket, head);
-      }
+      else hmrServer.emit('upgrade', req, socket, head);
       return true;
     },
     probe: () => probeHttp(opts.daemonPort(), 'localhost'),
