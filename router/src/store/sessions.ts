@@ -157,6 +157,17 @@ export interface TransitionPatch {
 
 const EVENTS_KEPT = 200;
 
+/** One stored preview event (`preview_events`): its id (the SSE event id), kind, data and time. */
+export interface StoredEvent {
+  id: number;
+  kind: string;
+  data: Record<string, unknown>;
+  at: Date;
+}
+
+/** A `preview_events` row as pg returns it (bigint ids as strings). */
+type StoredEventRow = Omit<StoredEvent, 'id'> & { id: string };
+
 /**
  * Sessions in Postgres, the source of truth. Every state change is a guarded update naming the
  * states it may leave (`statesLeadingTo`), so two replicas racing on one session cannot both win.
@@ -477,19 +488,11 @@ export class SessionStore {
       );
   }
 
-  async recentEvents(
-    id: string,
-    limit = 50,
-  ): Promise<Array<{ id: number; kind: string; data: Record<string, unknown>; at: Date }>> {
-    const { rows } = await this.pool.query<{
-      id: string;
-      kind: string;
-      data: Record<string, unknown>;
-      at: Date;
-    }>('SELECT id, kind, data, at FROM preview_events WHERE preview_id = $1 ORDER BY id DESC LIMIT $2', [
-      id,
-      limit,
-    ]);
+  async recentEvents(id: string, limit = 50): Promise<StoredEvent[]> {
+    const { rows } = await this.pool.query<StoredEventRow>(
+      'SELECT id, kind, data, at FROM preview_events WHERE preview_id = $1 ORDER BY id DESC LIMIT $2',
+      [id, limit],
+    );
     return rows.reverse().map((r) => ({ ...r, id: Number(r.id) }));
   }
 
@@ -499,17 +502,8 @@ export class SessionStore {
    * (one sequence for all previews: increasing, not contiguous).
    * @default limit 200 (the log keeps about as many per preview)
    */
-  async eventsAfter(
-    id: string,
-    afterId: number,
-    limit = 200,
-  ): Promise<Array<{ id: number; kind: string; data: Record<string, unknown>; at: Date }>> {
-    const { rows } = await this.pool.query<{
-      id: string;
-      kind: string;
-      data: Record<string, unknown>;
-      at: Date;
-    }>(
+  async eventsAfter(id: string, afterId: number, limit = 200): Promise<StoredEvent[]> {
+    const { rows } = await this.pool.query<StoredEventRow>(
       'SELECT id, kind, data, at FROM preview_events WHERE preview_id = $1 AND id > $2 ORDER BY id LIMIT $3',
       [id, afterId, limit],
     );
