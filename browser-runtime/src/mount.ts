@@ -25,7 +25,8 @@ export interface MountOptions {
   /**
    * The router client (`PreviewClient`): the default `requestServerTier` moves the preview with it,
    * and the default BundlerRuntime takes the preview's import map from it (`importMap(id)`: every
-   * dependency of the project's package.json, served by the router's package cache).
+   * dependency of the project's package.json, served by the router's package cache), unless
+   * `bundler.vendor` or `bundler.importMap` names one (an offline page's own map).
    */
   router?: {
     movePlacement(id: string, body: { tier: 'docker' | 'fly'; reason: string }): Promise<MountSession>;
@@ -148,7 +149,8 @@ export async function mountPreview(
             ? new WebContainerRuntime(options.webcontainer)
             : new BundlerRuntime({
                 previewId: session.id,
-                ...(options.router?.importMap
+                // The router's map, unless the caller named its own (`vendor` or `importMap`).
+                ...(options.router?.importMap && !options.bundler?.vendor && !options.bundler?.importMap
                   ? { importMap: () => options.router!.importMap!(session.id) }
                   : {}),
                 ...options.bundler,
