@@ -82,7 +82,8 @@ export interface Agent {
  */
 export async function createAgent(options: AgentOptions): Promise<Agent> {
   const config = options.config;
-  const log = options.log ?? pino({ level: config.LOG_LEVEL });
+  // Every line names the node; `nodeId` (the router's id for it) joins once registration gave it.
+  const log = (options.log ?? pino({ level: config.LOG_LEVEL })).child({ node: config.NODE_NAME });
   const tokens = new TokenSet(options.tokens ?? []);
   if (config.AGENT_TOKEN) tokens.add(config.AGENT_TOKEN);
   const wantRegister = options.registerWithRouter ?? Boolean(config.ROUTER_URL && config.ROUTER_JOIN_TOKEN);
@@ -213,7 +214,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       onRegistered: (reg) => database.useRouterTarget(reg.database),
       log,
     });
-  }
+    log.setBindings({ nodeId: registration.nodeId });
+  } else log.setBindings({ nodeId: config.NODE_NAME });
   await reconcile({
     runtime,
     pools,

@@ -45,7 +45,10 @@ export function createAgentApi(c: AgentApiContext): Hono {
   const app = new Hono();
   app.onError((e, ctx) => {
     const status = statusOf(e);
-    if (status >= 500) c.log.error({ err: e, path: ctx.req.path }, 'request failed');
+    if (status >= 500) {
+      const previewId = /^\/v1\/previews\/([^/]+)/.exec(ctx.req.path)?.[1];
+      c.log.error({ err: e, path: ctx.req.path, ...(previewId ? { previewId } : {}) }, 'request failed');
+    }
     return ctx.json(errorBody(e), status as 400);
   });
   app.notFound((ctx) =>

@@ -52,12 +52,14 @@ export class PreviewLifecycle {
     const p = this.#notFailed(id);
     await this.#c.runtime.pause(p.box.id);
     p.state = { kind: 'suspended' };
+    this.#c.log.info({ previewId: id, sandboxId: p.box.id }, 'preview suspended');
   }
 
   async resume(id: string): Promise<void> {
     const p = this.#notFailed(id);
     await this.#c.runtime.unpause(p.box.id);
     p.state = { kind: 'ready' };
+    this.#c.log.info({ previewId: id, sandboxId: p.box.id }, 'preview resumed');
   }
 
   /**
@@ -77,6 +79,7 @@ export class PreviewLifecycle {
         at: Date.now(),
       });
     await c.runtime.remove(p.box.id);
+    c.log.info({ previewId: id, sandboxId: p.box.id }, 'preview destroyed');
     void c.pools.populate();
     return true;
   }
@@ -116,7 +119,7 @@ export class PreviewLifecycle {
   onExit(exit: SandboxExit): void {
     const c = this.#c;
     if (c.pools.forget(exit.id)) {
-      c.log.warn({ id: exit.id, reason: exit.reason }, 'warm sandbox exited; refilling');
+      c.log.warn({ sandboxId: exit.id, reason: exit.reason }, 'warm sandbox exited; refilling');
       void c.runtime.remove(exit.id).then(() => c.pools.populate());
       return;
     }

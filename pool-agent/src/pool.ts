@@ -123,7 +123,7 @@ export class WarmPools {
         if (this.#draining) throw new Error('pool drained while starting');
         this.#add(await this.#prepare(box));
         this.#o.log?.info(
-          { template, id, ready: this.#ready.get(template)?.length ?? 0 },
+          { template, sandboxId: id, ready: this.#ready.get(template)?.length ?? 0 },
           'warm sandbox ready',
         );
       } catch (e) {

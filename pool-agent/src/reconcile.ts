@@ -76,11 +76,15 @@ export async function reconcile(c: ReconcileContext): Promise<string[]> {
     if (plan.action === 'adopt') {
       c.table.add({ id: plan.previewId, box, link: linkTo(box), state: plan.state, relays: new Set() });
       adopted.push(plan.previewId);
-      c.log.info({ id: box.id, previewId: plan.previewId, state: plan.state.kind }, 'adopted sandbox');
+      c.log.info({ sandboxId: box.id, previewId: plan.previewId, state: plan.state.kind }, 'adopted sandbox');
     } else if (plan.action === 'warm-if-healthy' && (await healthy(box))) await c.pools.adopt(box);
     else if (plan.action !== 'keep') {
       c.log.info(
-        { id: box.id, previewId: box.previewId, why: plan.action === 'remove' ? plan.why : 'unhealthy' },
+        {
+          sandboxId: box.id,
+          previewId: box.previewId,
+          why: plan.action === 'remove' ? plan.why : 'unhealthy',
+        },
         'removing sandbox',
       );
       await c.runtime.remove(box.id);

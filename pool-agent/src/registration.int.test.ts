@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import { NodeHeartbeat, NodeRegistration } from '@preview/tiers';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAgent, testConfig, until } from '../test/fixtures.ts';
 import { register } from './registration.ts';
@@ -12,6 +14,8 @@ interface FakeRouterState {
   sessionsAsked: number;
   credential: string;
   failures: Array<{ previewId: string; auth: string | undefined; body: unknown }>;
+  /** The node id the last registration was answered with. */
+  nodeId: string;
 }
 
 /** A small real HTTP server speaking the router's node routes (the router itself is another package). */
@@ -25,6 +29,7 @@ async function routerServer(
     sessionsAsked: 0,
     credential: `cred_${randomUUID()}`,
     failures: [],
+    nodeId: '',
   };
   const read = (req: IncomingMessage) =>
     new Promise<unknown>((resolve) => {
@@ -41,7 +46,8 @@ async function routerServer(
       if (r.data.joinToken !== joinToken)
         return send(401, { error: { code: 'unauthorized', message: 'bad join token' } });
       state.registrations.push(r.data);
-      return send(200, { nodeId: randomUUID(), credential: state.credential, heartbeatMs: 50 });
+      state.nodeId = randomUUID();
+      return send(200, { nodeId: state.nodeId, credential: state.credential, heartbeatMs: 50 });
     }
     const auth = req.headers.authorization;
     if (req.method === 'POST' && req.url === '/v1/nodes/heartbeat') {
@@ -133,6 +139,36 @@ describe('registration with the router', () => {
       headers: { authorization: `Bearer ${joinToken}` },
     });
     expect(bad.status).toBe(401);
+  });
+
+  it("names the node on every line, and the router's nodeId once registered", async () => {
+    const joinToken = `join_${randomUUID()}`;
+    const router = await routerServer(joinToken);
+    cleanups.push(router.close);
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split('\n'))
+          if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+        done();
+      },
+    });
+    const config = testConfig({
+      ROUTER_URL: router.url,
+      ROUTER_JOIN_TOKEN: joinToken,
+      WARM_POOL: 'vite-vanilla=1',
+    });
+    const { stop } = await startAgent(
+      { ...config, AGENT_TOKEN: undefined },
+      { log: pino({ level: 'info' }, sink) },
+    );
+    cleanups.push(stop);
+    await until(async () => lines.some((l) => l['msg'] === 'warm sandbox ready'), 60_000, 'a warm sandbox');
+    expect(lines.length).toBeGreaterThan(1);
+    for (const l of lines) expect(l['node']).toBe(config.NODE_NAME);
+    const ready = lines.find((l) => l['msg'] === 'warm sandbox ready')!;
+    expect(ready['nodeId']).toBe(router.state.nodeId);
+    expect(ready['sandboxId']).toEqual(expect.any(String));
   });
 
   it('keeps retrying while the router is not up yet', async () => {

@@ -42,6 +42,12 @@ export function errorResponse(err: unknown): {
   return { status: 500, body: { error: { code: 'internal', message: 'internal error' } }, headers };
 }
 
+/** `{previewId}` when the failed request named a preview (`/v1/previews/:id/...`), else `{}`. */
+function previewOf(c: Context): { previewId?: string } {
+  const m = /^\/v1\/previews\/([^/]+)/.exec(c.req.path);
+  return m?.[1] ? { previewId: m[1] } : {};
+}
+
 /**
  * Hono `onError`: the ONE place errors become HTTP responses.
  * @param counted called with each answer's wire code and status (the errors-by-code metric)
@@ -50,7 +56,7 @@ export function onError(log: Logger, counted?: (code: string, status: number) =>
   return (err: Error, c: Context) => {
     const { status, body, headers } = errorResponse(err);
     counted?.(body.error.code, status);
-    if (status >= 500) log.error({ err, path: c.req.path }, 'request failed');
+    if (status >= 500) log.error({ err, path: c.req.path, ...previewOf(c) }, 'request failed');
     return c.json(body, status, headers);
   };
 }

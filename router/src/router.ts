@@ -31,7 +31,7 @@ import { loadRuntimeAssetsDir, type RuntimeAssets, type RuntimeHostOptions } fro
 import { sessionBrowserPlacements } from './store/browser-placements.ts';
 import { createPgSyncStore } from './store/project-files.ts';
 import { ProjectStore } from './store/projects.ts';
-import { SessionStore } from './store/sessions.ts';
+import { type Session, SessionStore } from './store/sessions.ts';
 import {
   createMemorySyncState,
   createRedisSyncState,
@@ -120,6 +120,25 @@ function metricsAndEvents(o: RouterOptions, store: SessionStore, pubsub: PubSub)
 }
 
 /**
+ * One `info` line per session insert and state change this replica committed, with `previewId`,
+ * `nodeId` (null off the docker tier), tier, state and the project: what an operator greps for.
+ */
+function logSessionChange(log: Logger): (s: Session) => void {
+  return (s) =>
+    log.info(
+      {
+        previewId: s.id,
+        nodeId: s.nodeId,
+        tier: s.tier,
+        state: s.state,
+        ...(s.projectId ? { projectId: s.projectId } : {}),
+        ...(s.error ? { error: s.error } : {}),
+      },
+      `preview ${s.state}`,
+    );
+}
+
+/**
  * Builds the whole router from its collaborators: stores, auth, rate limits, pub/sub, proxy, jobs
  * and the Hono app. `attach(server)` wires WebSocket upgrades (preview proxy first, then any extra
  * handler such as the sync hub).
@@ -132,7 +151,7 @@ function metricsAndEvents(o: RouterOptions, store: SessionStore, pubsub: PubSub)
 export async function createRouter(o: RouterOptions) {
   const { config, pool, redis, log } = o;
   const prefix = config.REDIS_PREFIX;
-  const store = new SessionStore(pool);
+  const store = new SessionStore(pool, { onChange: logSessionChange(log) });
   const projects = new ProjectStore(pool);
   const pubsub = redis ? createRedisPubSub({ redis, prefix }) : createMemoryPubSub();
   const { metrics, events } = metricsAndEvents(o, store, pubsub);

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { createDbIsolation } from '@preview/db-isolation';
 import { createTestDatabase, createTestRedis, TEST_REDIS_URL, type TestDatabase } from '@preview/testkit';
 import type { BrowserPlacements } from '@preview/tiers';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { signUserJwt } from '../src/auth/jwt.ts';
 import { newCredential, sha256 } from '../src/auth/secrets.ts';
 import { loadConfig } from '../src/config.ts';
@@ -44,6 +44,8 @@ export async function createHarness(
     editor?: () => Promise<EditorBuild>;
     /** Run the router's scheduled jobs (idle, reconcile, ...) at the intervals of `env`. @default false */
     jobs?: boolean;
+    /** The routers' logger. @default silent */
+    log?: Logger;
   } = {},
 ): Promise<Harness> {
   const db = o.db ?? (await createTestDatabase({ max: 20 }));
@@ -79,7 +81,7 @@ export async function createHarness(
       redis: r?.redis,
       tiers: o.tiers ?? {},
       databases,
-      log: silent,
+      log: o.log ?? silent,
       jobs: o.jobs ?? false,
       ...(o.editor ? { editor: o.editor } : {}),
     });

@@ -177,8 +177,14 @@ type StoredEventRow = Omit<StoredEvent, 'id'> & { id: string };
  */
 export class SessionStore {
   readonly pool: pg.Pool;
-  constructor(pool: pg.Pool) {
+  readonly #onChange: ((s: Session) => void) | undefined;
+  /**
+   * @param options.onChange called with the session after each insert and each state change this
+   *   store committed (the router logs it with `previewId` and `nodeId`); must not throw.
+   */
+  constructor(pool: pg.Pool, options: { onChange?: (s: Session) => void } = {}) {
     this.pool = pool;
+    this.#onChange = options.onChange;
   }
 
   /**
@@ -249,6 +255,7 @@ export class SessionStore {
       }
       if (created && input.files) await this.putFiles(row!.id, input.files, 0, client);
       await client.query('COMMIT');
+      if (created) this.#onChange?.(row!);
       return { session: row!, created };
     } catch (e) {
       await client.query('ROLLBACK').catch(() => {});
@@ -396,7 +403,11 @@ export class SessionStore {
         SELECT id, $${params.length - 1}, $${params.length}::jsonb FROM u) SELECT * FROM u`;
     }
     const { rows } = await this.pool.query<Row>(sql, params);
-    if (rows[0]) return toSession(rows[0]);
+    if (rows[0]) {
+      const s = toSession(rows[0]);
+      this.#onChange?.(s);
+      return s;
+    }
     const current = await this.get(id);
     if (!current) throw new NotFoundError('not_found', `preview ${id} not found`);
     throw new ConflictError(

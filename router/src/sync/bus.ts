@@ -53,11 +53,13 @@ export type BusMessage = z.output<typeof BusMessage>;
  */
 export class SyncBus {
   readonly channel: string;
+  readonly previewId: string;
   readonly #pubsub: PubSub;
   readonly #log: SyncLogger;
 
   constructor(o: { pubsub: PubSub; previewId: string; log: SyncLogger }) {
     this.channel = `sync:${o.previewId}`;
+    this.previewId = o.previewId;
     this.#pubsub = o.pubsub;
     this.#log = o.log;
   }
@@ -65,14 +67,15 @@ export class SyncBus {
   publish(message: BusMessage): void {
     this.#pubsub
       .publish(this.channel, message)
-      .catch((err: unknown) => this.#log.warn({ err, channel: this.channel }, 'sync publish failed'));
+      .catch((err: unknown) => this.#log.warn({ err, previewId: this.previewId }, 'sync publish failed'));
   }
 
   subscribe(handler: (message: BusMessage) => void): Promise<() => Promise<void>> {
     return this.#pubsub.subscribe(this.channel, (raw) => {
       const r = BusMessage.safeParse(raw);
       if (r.success) handler(r.data);
-      else this.#log.warn({ channel: this.channel, issue: r.error.issues[0] }, 'sync bus: message dropped');
+      else
+        this.#log.warn({ previewId: this.previewId, issue: r.error.issues[0] }, 'sync bus: message dropped');
     });
   }
 }

@@ -355,7 +355,7 @@ export class SyncOwner {
       this.#c.deliver(inf.client, { type: 'ack', seq: inf.clientSeq, stage: 'applied' });
       state
         .setWatermark(previewId, inf.client, 'applied', inf.clientSeq)
-        .catch((err: unknown) => log.warn({ err }, 'applied watermark write failed'));
+        .catch((err: unknown) => log.warn({ err, previewId }, 'applied watermark write failed'));
     }
   }
 
@@ -366,7 +366,7 @@ export class SyncOwner {
       // The watermark is written before the ack goes out, so a replay after the ack is de-duplicated.
       state
         .setWatermark(previewId, client, 'persisted', seq)
-        .catch((err: unknown) => log.warn({ err }, 'persisted watermark write failed'))
+        .catch((err: unknown) => log.warn({ err, previewId }, 'persisted watermark write failed'))
         .finally(() => this.#c.deliver(client, { type: 'ack', seq, stage: 'persisted' }));
     }
   }
