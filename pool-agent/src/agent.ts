@@ -70,6 +70,16 @@ export interface Agent {
   close(options?: { removeSandboxes?: boolean }): Promise<void>;
 }
 
+/** What every sandbox gets, warm or cold: the egress settings and the CA bundle for npm. */
+function sandboxEnvOf(config: AgentConfig, egressEnv: Record<string, string>): Record<string, string> {
+  return {
+    ...egressEnv,
+    ...(config.PREVIEW_NODE_EXTRA_CA_CERTS
+      ? { NODE_EXTRA_CA_CERTS: config.PREVIEW_NODE_EXTRA_CA_CERTS }
+      : {}),
+  };
+}
+
 /**
  * Starts a pool agent: the container runtime, warm pools, the HTTP + WebSocket API and the preview
  * upstream, registration and heartbeats (when `ROUTER_URL` is set), after reconciling the sandboxes
@@ -118,13 +128,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   let closing = false;
   let server: AgentServer | undefined;
   let registration: Registration | undefined;
-  // What every sandbox gets, warm or cold.
-  const sandboxEnv: Record<string, string> = {
-    ...egress.sandboxEnv,
-    ...(config.PREVIEW_NODE_EXTRA_CA_CERTS
-      ? { NODE_EXTRA_CA_CERTS: config.PREVIEW_NODE_EXTRA_CA_CERTS }
-      : {}),
-  };
+  const sandboxEnv = sandboxEnvOf(config, egress.sandboxEnv);
   const pools = new WarmPools({
     runtime,
     targets: config.WARM_POOL,
