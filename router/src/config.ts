@@ -59,6 +59,11 @@ export const RouterConfigSchema = z
     NPM_CA_FILE: z.string().optional(),
     /** Where the package cache unpacks tarballs and stores bundles; unset → `<DATA_DIR>/package-cache`. */
     PACKAGE_CACHE_DIR: z.string().optional(),
+    /**
+     * Where replicas share bundled packages: `postgres` (table `package_modules` in DATABASE_URL) or
+     * `off` (each replica's PACKAGE_CACHE_DIR only).
+     */
+    PACKAGE_CACHE_SHARED: z.enum(['postgres', 'off']).default('postgres'),
     /** Folder of the bundler runtime's files (written from buildBundlerAssets), served on `bundler.<PREVIEW_DOMAIN>`. */
     BUNDLER_ASSETS_DIR: z.string().optional(),
     /**

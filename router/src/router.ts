@@ -24,6 +24,7 @@ import { createNodeDirectory, type NodeDirectory } from './node-directory.ts';
 import { NodeRegistry } from './nodes.ts';
 import { createPackageCache } from './package-cache/cache.ts';
 import { createRegistryClient } from './package-cache/registry.ts';
+import { createPostgresModuleStore } from './package-cache/shared.ts';
 import { type PreviewDatabases, PreviewService, type Tiers } from './previews.ts';
 import { ProjectDatabaseService } from './project-database.ts';
 import { createPreviewProxy } from './proxy/preview-proxy.ts';
@@ -255,7 +256,7 @@ export async function createRouter(o: RouterOptions) {
     previewHost: proxy,
     realtime: () => bridges,
     runtimeHost: runtimeHost(o, config),
-    packages: packageCache(config),
+    packages: packageCache(o),
     editor: o.editor ?? editorFromConfig(config, log),
     ...(config.TEMPLATES_DIR ? { templatesDir: config.TEMPLATES_DIR } : {}),
   });
@@ -396,11 +397,23 @@ async function openSyncChannel(store: SessionStore, tiers: Tiers, previewId: str
   return await tier.openSync(previewId);
 }
 
-/** The bundler runtime's package cache on the configured npm registry (`NPM_REGISTRY_URL`, `NPM_CA_FILE`). */
-function packageCache(config: RouterOptions['config']) {
+/**
+ * The bundler runtime's package cache on the configured npm registry (`NPM_REGISTRY_URL`,
+ * `NPM_CA_FILE`), sharing its bundles with the other replicas through Postgres unless
+ * `PACKAGE_CACHE_SHARED=off`.
+ */
+function packageCache(o: RouterOptions) {
+  const { config, log } = o;
   return createPackageCache({
     registry: createRegistryClient({ url: config.NPM_REGISTRY_URL, caFile: config.NPM_CA_FILE }),
     dir: config.PACKAGE_CACHE_DIR ?? join(config.DATA_DIR, 'package-cache'),
+    ...(config.PACKAGE_CACHE_SHARED === 'postgres'
+      ? {
+          shared: createPostgresModuleStore(o.pool),
+          onSharedError: (err: unknown, op: 'get' | 'put') =>
+            log.warn({ err, op }, 'shared package cache failed; using the registry'),
+        }
+      : {}),
   });
 }
 

@@ -24,8 +24,11 @@ export interface Harness {
   bob: { id: string; jwt: string };
   nodeCredential: string;
   nodeId: string;
-  /** Another router on the same database (and Redis, if used): a second replica. */
-  replica(): Promise<PreviewRouter>;
+  /**
+   * Another router on the same database (and Redis, if used): a second replica.
+   * @param env settings of this replica only (e.g. its own PACKAGE_CACHE_DIR)
+   */
+  replica(env?: Record<string, string>): Promise<PreviewRouter>;
   close(): Promise<void>;
 }
 
@@ -74,9 +77,9 @@ export async function createHarness(
     for (const t of Object.values(tiers))
       if (t && nodeId && 'nodeId' in t) (t as { nodeId: string }).nodeId = nodeId;
   };
-  const make = async () => {
+  const make = async (replicaEnv?: Record<string, string>) => {
     const router = await createRouter({
-      config,
+      config: replicaEnv ? loadConfig({ ...env, ...replicaEnv }) : config,
       pool: db.pool,
       redis: r?.redis,
       tiers: o.tiers ?? {},

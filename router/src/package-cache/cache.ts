@@ -12,6 +12,7 @@ import * as esbuild from 'esbuild';
 import semver from 'semver';
 import * as tar from 'tar';
 import type { Packument, RegistryClient } from './registry.ts';
+import type { SharedModuleStore } from './shared.ts';
 
 /** One bundled module of a package, as stored and served. */
 export interface PackageModule {
@@ -44,6 +45,13 @@ export interface PackageCacheOptions {
   nodeEnv?: string;
   /** How long a packument is reused before it is asked again, ms. @default 300000 */
   packumentTtlMs?: number;
+  /**
+   * Bundles shared with the other router replicas (e.g. {@link createPostgresModuleStore}): asked on a
+   * disk miss before fetching and bundling, and given each new bundle. @default none (this disk only)
+   */
+  shared?: SharedModuleStore;
+  /** Called when the shared store fails; the request goes on from the registry (or disk). */
+  onSharedError?: (err: unknown, op: 'get' | 'put') => void;
 }
 
 const NAME_RE = /^(?:@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/;
@@ -89,7 +97,8 @@ const enc = (name: string) => name.replace('/', '+');
  *   so `import { useState } from 'react'` works.
  * - **Storage**: unpacked at `<dir>/pkg/<name>@<version>/`, bundles at
  *   `<dir>/out/<name>@<version>/<subpath>.mjs`; the same request twice (or at once) fetches and
- *   bundles once.
+ *   bundles once. With `shared`, a bundle another replica made is read from there instead (two
+ *   replicas asked for a new module at the same instant may both build it; the first row stays).
  * - **Browser-only**: a native addon (`binding.gyp`, `gypfile`, `*.node`) or an import of a Node
  *   built-in (`fs`, `node:path`, … unless the package's `browser` field maps it away) throws
  *   `BrowserIncompatibleError` (`browser_incompatible`) naming the package.
@@ -100,7 +109,7 @@ export function createPackageCache(o: PackageCacheOptions) {
   const nodeEnv = o.nodeEnv ?? 'development';
   const packuments = new Map<string, { at: number; p: Promise<Packument> }>();
   const inflight = new Map<string, Promise<unknown>>();
-  const stats = { tarballs: 0, builds: 0 };
+  const stats = { tarballs: 0, builds: 0, sharedHits: 0 };
 
   function once<T>(key: string, make: () => Promise<T>): Promise<T> {
     const running = inflight.get(key) as Promise<T> | undefined;
@@ -178,6 +187,15 @@ export function createPackageCache(o: PackageCacheOptions) {
     if (existsSync(out)) return { name, version, subpath, code: await readFile(out, 'utf8') };
     return await once(`build:${out}`, async () => {
       if (existsSync(out)) return { name, version, subpath, code: await readFile(out, 'utf8') };
+      const stored = await o.shared?.get(name, version, subpath).catch((e: unknown) => {
+        o.onSharedError?.(e, 'get');
+        return undefined;
+      });
+      if (stored !== undefined) {
+        stats.sharedHits++;
+        await keep(out, stored);
+        return { name, version, subpath, code: stored };
+      }
       const root = await unpack(name, version);
       const code = await bundlePackage(
         { dir: o.dir, prefix, nodeEnv, resolve, built: () => stats.builds++ },
@@ -186,10 +204,12 @@ export function createPackageCache(o: PackageCacheOptions) {
         subpath,
         root,
       );
-      await mkdir(dirname(out), { recursive: true });
-      await writeFile(`${out}.tmp`, code);
-      await rename(`${out}.tmp`, out);
-      return { name, version, subpath, code };
+      const m = { name, version, subpath, code };
+      await Promise.all([
+        keep(out, code),
+        o.shared?.put(m).catch((e: unknown) => o.onSharedError?.(e, 'put')),
+      ]);
+      return m;
     });
   }
 
@@ -216,13 +236,21 @@ export function createPackageCache(o: PackageCacheOptions) {
       );
       return { imports };
     },
-    /** Counts for tests and metrics: tarballs fetched and bundles built by this process. */
+    /** Counts for tests and metrics: tarballs fetched, bundles built, and bundles read from `shared`, by this process. */
     stats(): Readonly<typeof stats> {
       return { ...stats };
     },
   };
 }
 export type PackageCache = ReturnType<typeof createPackageCache>;
+
+/** Writes a bundle to its disk path atomically (temp file, then rename). */
+async function keep(out: string, code: string): Promise<void> {
+  await mkdir(dirname(out), { recursive: true });
+  const tmp = `${out}.tmp-${process.pid}`;
+  await writeFile(tmp, code);
+  await rename(tmp, out);
+}
 
 function checkIntegrity(name: string, version: string, bytes: Buffer, integrity: string | undefined): void {
   const m = integrity?.match(/^(sha512|sha384|sha256|sha1)-(.+)$/);

@@ -228,6 +228,27 @@ describe('package cache through the router', () => {
     expect(registry.hits.get('/tarballs/@scope+pkg-1.0.0.tgz')).toBe(Math.max(before, 1));
   });
 
+  it('replicas share bundles through Postgres: a module one replica built is not fetched again by another', async () => {
+    const tarball = '/tarballs/uses-dep-2.0.0.tgz';
+    const first = await (await get('/__pkg/uses-dep@2.0.0')).text();
+    const fetched = registry.hits.get(tarball) ?? 0;
+    expect(fetched).toBeGreaterThanOrEqual(1);
+    // A replica with a disk of its own (another machine): it reads the first replica's bundle.
+    const other = await h.replica({ PACKAGE_CACHE_DIR: join(dir, 'cache-replica') });
+    const r = await other.app.request('/__pkg/uses-dep@2.0.0');
+    expect(r.status).toBe(200);
+    expect(r.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    expect(await r.text()).toBe(first);
+    expect(registry.hits.get(tarball)).toBe(fetched);
+    // Without sharing, a replica on its own disk fetches and bundles again: the store above is what saved it.
+    const alone = await h.replica({
+      PACKAGE_CACHE_DIR: join(dir, 'cache-alone'),
+      PACKAGE_CACHE_SHARED: 'off',
+    });
+    expect(await (await alone.app.request('/__pkg/uses-dep@2.0.0')).text()).toBe(first);
+    expect(registry.hits.get(tarball)).toBe(fetched + 1);
+  });
+
   it('a package that cannot run in a browser fails naming it', async () => {
     const native = await get('/__pkg/native-addon@1.0.0');
     expect(native.status).toBe(422);
