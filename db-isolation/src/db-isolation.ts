@@ -30,6 +30,11 @@ export interface DeployTarget {
   schema?: string;
   /** Drop target objects with the exported names first (see `deploySchema`). @default false */
   replace?: boolean;
+  /**
+   * Connect to this IP address rather than resolving the URL's host (the address a caller checked
+   * against its rules; see `connectTarget`). @default the host, resolved by the system
+   */
+  address?: string;
 }
 
 export interface DbIsolationOptions {
@@ -340,7 +345,7 @@ export function createDbIsolation(options: DbIsolationOptions): DbIsolation {
   async function deploy(previewId: string, t: DeployTarget): Promise<DeployReport> {
     const n = namesFor(previewId);
     const targetSchema = validTargetSchema(t.schema ?? 'public', 'schema');
-    const target = await connectTarget(t.databaseUrl);
+    const target = await connectTarget(t.databaseUrl, t.address ? { address: t.address } : {});
     try {
       return await deploySchema({
         admin,

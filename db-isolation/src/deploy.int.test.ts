@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import type { TestDatabase } from '@preview/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createIsolatedDb, createQuietTestDatabase, type IsolatedDb } from '../test/test-db.ts';
+import { connectTarget } from './deploy.ts';
 
 // Issue 16, deploy with data: a preview schema (enum, an advanced sequence, identity, a foreign
 // key, a view, rows) copied into a second, empty database on the test server, then refused,
@@ -157,6 +158,25 @@ describe('deploy a preview database with its data', () => {
     } finally {
       await other.drop();
     }
+  });
+
+  it('connects to the pinned address, not to what the host name resolves to now (DNS rebinding)', async () => {
+    // `.invalid` never resolves (RFC 6761): only the pinned address can be reached.
+    const named = new URL(target.url);
+    named.hostname = 'deploy-target.invalid';
+    await expect(connectTarget(named.toString())).rejects.toMatchObject({ code: 'target_unreachable' });
+    const client = await connectTarget(named.toString(), { address: new URL(target.url).hostname });
+    try {
+      expect((await client.query('SELECT current_database() AS d')).rows[0].d).toBe(named.pathname.slice(1));
+    } finally {
+      await client.end();
+    }
+    const report = await idb.iso.deploy(previewId, {
+      databaseUrl: named.toString(),
+      address: new URL(target.url).hostname,
+      schema: 'pinned',
+    });
+    expect(report.schema).toBe('pinned');
   });
 
   it('names the field when the target refuses the login, is unreachable, or the input is bad', async () => {

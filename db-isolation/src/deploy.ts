@@ -1,6 +1,7 @@
 import { pipeline } from 'node:stream/promises';
 import { ConflictError, InvalidInputError, PreviewError, TierUnavailableError } from '@preview/tiers';
 import pg from 'pg';
+import { parseIntoClientConfig } from 'pg-connection-string';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { DbIsolationLogger } from './context.ts';
 import { type ExportSchemaOptions, openSnapshot, schemaParts } from './export.ts';
@@ -68,17 +69,23 @@ export function isTargetDatabaseUrl(value: unknown): value is string {
 
 /**
  * A connected client on the target of a deploy. Never echoes the URL (it holds a password).
+ * @param options.address the IP address to connect to instead of resolving the URL's host again: the
+ *   address the caller checked (no DNS rebinding between the check and the connection). TLS still
+ *   verifies the certificate against the URL's host name (SNI and identity: `ssl.servername`).
  * @throws InvalidInputError `invalid_database_url` for a URL that is not {@link isTargetDatabaseUrl};
  *   `target_refused` when the server refuses the login (wrong password, no such role or database).
  * @throws TierUnavailableError `target_unreachable` (tier `database`) when no connection is made in 10 s.
  */
-export async function connectTarget(databaseUrl: unknown): Promise<pg.Client> {
+export async function connectTarget(
+  databaseUrl: unknown,
+  options: { address?: string } = {},
+): Promise<pg.Client> {
   if (!isTargetDatabaseUrl(databaseUrl))
     throw new InvalidInputError(
       'invalid_database_url',
       `databaseUrl: must be a postgres:// or postgresql:// URL with a host and a database name, at most ${MAX_DATABASE_URL_LENGTH} characters`,
     );
-  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 10_000 });
+  const client = new pg.Client({ ...pinned(databaseUrl, options.address), connectionTimeoutMillis: 10_000 });
   // A target that goes away mid-deploy fails the query in progress; the event itself is not fatal.
   client.on('error', () => {});
   try {
@@ -104,6 +111,19 @@ export async function connectTarget(databaseUrl: unknown): Promise<pg.Client> {
       },
     );
   }
+}
+
+/**
+ * `pg` settings of a target URL (parsed as `pg` parses it), with the host replaced by `address` when
+ * given; then a TLS connection names the URL's host (`servername`), as it would have unpinned.
+ */
+function pinned(databaseUrl: string, address: string | undefined): pg.ClientConfig {
+  if (!address) return { connectionString: databaseUrl };
+  const config = parseIntoClientConfig(databaseUrl);
+  const name = config.host;
+  config.host = address;
+  if (config.ssl && name) config.ssl = { ...(config.ssl === true ? {} : config.ssl), servername: name };
+  return config;
 }
 
 /** A relation or type of the source, by name, as the target may already have it. */

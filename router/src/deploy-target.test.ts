@@ -39,9 +39,18 @@ describe('checkDeployTarget', () => {
       code: 'target_forbidden',
       message: expect.stringMatching(/^databaseUrl: host db\.example\.com/),
     });
+    // The checked address is the answer: the deploy connects to it, never resolving the name again.
     await expect(
-      checkDeployTarget('postgres://u:p@db.example.com:5432/app', [], resolvesTo('93.184.216.34')),
-    ).resolves.toBeUndefined();
+      checkDeployTarget('postgres://u:p@db.example.com:5432/app', [], resolvesTo('93.184.216.34', '8.8.8.8')),
+    ).resolves.toBe('93.184.216.34');
+  });
+
+  it('a name that resolves to a public address at the check and an internal one later is reached at the checked one', async () => {
+    let calls = 0;
+    const rebinding = async () => [{ address: calls++ === 0 ? '93.184.216.34' : '127.0.0.1' }];
+    const address = await checkDeployTarget('postgres://u@rebind.example.com/app', [], rebinding);
+    expect(address).toBe('93.184.216.34');
+    expect(calls).toBe(1);
   });
 
   it('takes an internal host named in the allow list (case-insensitive), and names a host that does not resolve', async () => {

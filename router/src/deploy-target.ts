@@ -50,6 +50,9 @@ const systemLookup: HostLookup = (host) => dnsLookup(host, { all: true, verbatim
  * `allowedHosts` (exact, case-insensitive; `DEPLOY_TARGET_HOSTS`) is taken as is; any other host
  * must resolve, and every address it resolves to must be public ({@link isInternalAddress}).
  * @param allowedHosts host names or IP literals the operator allows, e.g. `['db.internal', '10.0.0.5']`
+ * @returns the checked address the deploy must connect to (the first one the name resolved to), so
+ *   the name is not resolved again between the check and the connection (DNS rebinding); undefined
+ *   for a host allowed by name or given as an IP literal (connect to it as it is)
  * @throws InvalidInputError `invalid_target` (no host, or it does not resolve), naming `databaseUrl`
  * @throws ForbiddenError `target_forbidden`, naming `databaseUrl` and the rule
  */
@@ -57,7 +60,7 @@ export async function checkDeployTarget(
   databaseUrl: string,
   allowedHosts: readonly string[],
   lookup: HostLookup = systemLookup,
-): Promise<void> {
+): Promise<string | undefined> {
   let host: string;
   try {
     host = new URL(databaseUrl).hostname.replace(/^\[|\]$/g, '').toLowerCase();
@@ -65,9 +68,10 @@ export async function checkDeployTarget(
     throw new InvalidInputError('invalid_target', 'databaseUrl: must be a postgres:// URL');
   }
   if (!host) throw new InvalidInputError('invalid_target', 'databaseUrl: must name a host');
-  if (allowedHosts.some((h) => h.toLowerCase() === host)) return;
+  if (allowedHosts.some((h) => h.toLowerCase() === host)) return undefined;
+  const literal = isIP(host) !== 0;
   let addresses: string[];
-  if (isIP(host)) addresses = [host];
+  if (literal) addresses = [host];
   else {
     try {
       addresses = (await lookup(host)).map((a) => a.address);
@@ -83,4 +87,5 @@ export async function checkDeployTarget(
       'target_forbidden',
       `databaseUrl: host ${host} is an internal address (${internal ?? 'none'}); a deploy reaches public hosts only (rule deploy_target: allow it by name in DEPLOY_TARGET_HOSTS)`,
     );
+  return literal ? undefined : addresses[0];
 }

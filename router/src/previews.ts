@@ -62,7 +62,8 @@ export interface PreviewDatabases {
    */
   deploy(
     previewId: string,
-    target: { databaseUrl: string; schema?: string; replace?: boolean },
+    /** `address`: the IP to connect to instead of resolving the URL's host (the checked one). */
+    target: { databaseUrl: string; schema?: string; replace?: boolean; address?: string },
   ): Promise<{
     schema: string;
     tables: Array<{ name: string; rows: number }>;

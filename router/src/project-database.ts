@@ -69,7 +69,8 @@ export class ProjectDatabaseService {
    */
   async deploy(userId: string, projectId: string, input: ProjectDeployInput): Promise<ProjectDeployResult> {
     const { databaseId, databases } = await this.#database(userId, projectId);
-    await checkDeployTarget(input.databaseUrl, this.#allowedTargetHosts, this.#lookup);
+    // The checked address is the one connected to: the name is not resolved a second time.
+    const address = await checkDeployTarget(input.databaseUrl, this.#allowedTargetHosts, this.#lookup);
     if (input.dropPreviewSchema) await this.#assertNoLivePreview(this.#pool, userId, projectId);
     let report: Awaited<ReturnType<PreviewDatabases['deploy']>>;
     try {
@@ -77,6 +78,7 @@ export class ProjectDatabaseService {
         databaseUrl: input.databaseUrl,
         schema: input.schema,
         replace: input.replace,
+        ...(address ? { address } : {}),
       });
     } catch (e) {
       if (e instanceof NotFoundError) throw noDatabase(projectId, e);
