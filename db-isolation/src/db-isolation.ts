@@ -142,6 +142,11 @@ export interface JanitorResult {
   dropped: StaleSchema[];
   skipped: Array<{ previewId: string; reason: 'live' | 'busy' | 'no_longer_stale' }>;
   failed: Array<{ previewId: string; error: string }>;
+  /**
+   * One-off seed login roles (`ps_<hex>_<random>`) past their `VALID UNTIL`, left by a router that
+   * died mid-seed, dropped (what they owned reassigned to the preview role first).
+   */
+  droppedSeedRoles: string[];
 }
 
 export interface PrepareResult {

@@ -198,6 +198,37 @@ describe('schema janitor', () => {
     }
   });
 
+  it('drops seed login roles left past VALID UNTIL by a router that died mid-seed; their objects go to the preview role', async () => {
+    const id = randomUUID();
+    await t.iso.create(id);
+    const hex = id.replaceAll('-', '');
+    const expired = `ps_${hex}_deadbeef`;
+    const current = `ps_${hex}_0badcafe`;
+    await t.db.pool.query(
+      `CREATE ROLE ${expired} LOGIN VALID UNTIL '2000-01-01T00:00:00Z' IN ROLE p_${hex};
+       CREATE ROLE ${current} LOGIN VALID UNTIL '${new Date(Date.now() + HOUR).toISOString()}' IN ROLE p_${hex};
+       CREATE TABLE preview_${hex}.half_seeded (id int);
+       ALTER TABLE preview_${hex}.half_seeded OWNER TO ${expired}`,
+    );
+    try {
+      const r = await t.iso.runJanitor({ graceMs: HOUR, isLive: async (ids) => new Set(ids) });
+      expect(r.droppedSeedRoles).toContain(expired);
+      expect(r.droppedSeedRoles).not.toContain(current);
+      const roles = await t.db.pool.query<{ rolname: string }>(
+        'SELECT rolname FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1',
+        [[expired, current]],
+      );
+      expect(roles.rows.map((x) => x.rolname)).toEqual([current]);
+      const owner = await t.db.pool.query<{ owner: string }>(
+        `SELECT tableowner AS owner FROM pg_tables WHERE schemaname = $1 AND tablename = 'half_seeded'`,
+        [`preview_${hex}`],
+      );
+      expect(owner.rows[0]?.owner).toBe(`p_${hex}`);
+    } finally {
+      await t.db.pool.query(`DROP ROLE IF EXISTS ${current}`);
+    }
+  });
+
   it('rejects bad janitor and listStale arguments', async () => {
     await expect(t.iso.runJanitor({ graceMs: -1, isLive: async () => new Set() })).rejects.toMatchObject({
       name: 'ConfigError',

@@ -59,7 +59,8 @@ export async function runJanitor(
   if (!Number.isFinite(opts.graceMs) || opts.graceMs < 0)
     throw new ConfigError('invalid_config', 'runJanitor: graceMs: must be a number >= 0');
   const cutoff = new Date((opts.now ?? new Date()).getTime() - opts.graceMs);
-  const result: JanitorResult = { dropped: [], skipped: [], failed: [] };
+  const result: JanitorResult = { dropped: [], skipped: [], failed: [], droppedSeedRoles: [] };
+  result.droppedSeedRoles = await dropExpiredSeedRoles(ctx, opts.now ?? new Date());
   const candidates = await listStale(ctx, { cutoff });
   if (candidates.length === 0) return result;
   const live = await opts.isLive(candidates.map((c) => c.previewId));
@@ -84,8 +85,44 @@ export async function runJanitor(
     }
   }
   log.info(
-    { dropped: result.dropped.length, skipped: result.skipped.length, failed: result.failed.length },
+    {
+      dropped: result.dropped.length,
+      skipped: result.skipped.length,
+      failed: result.failed.length,
+      seedRoles: result.droppedSeedRoles.length,
+    },
     'schema janitor run',
   );
   return result;
+}
+
+/**
+ * Drops the seed login roles (`ps_<32 hex>_<8 hex>`, see `seedPreview`) whose `VALID UNTIL` is before
+ * `now`: a seed ends long before (its role lives at most 10 min), so such a role was left by a router
+ * that died mid-seed. What it owns goes to its preview role (`p_<hex>`) when that still exists.
+ * A role that cannot be dropped now is logged and tried again on the next run.
+ * @returns the names dropped
+ */
+async function dropExpiredSeedRoles(ctx: IsolationContext, now: Date): Promise<string[]> {
+  const { rows } = await ctx.admin.query<{ rolname: string; preview_role: string | null }>(
+    `SELECT r.rolname, p.rolname AS preview_role
+       FROM pg_roles r LEFT JOIN pg_roles p ON p.rolname = 'p_' || substr(r.rolname, 4, 32)
+      WHERE r.rolname ~ '^ps_[0-9a-f]{32}_[0-9a-f]{8}$' AND r.rolvaliduntil < $1`,
+    [now],
+  );
+  const dropped: string[] = [];
+  for (const r of rows) {
+    // Both names matched the pattern above (hex only): nothing here is caller text.
+    const reassign = r.preview_role ? `REASSIGN OWNED BY ${r.rolname} TO ${r.preview_role}; ` : '';
+    try {
+      await ctx.admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [
+        r.rolname,
+      ]);
+      await ctx.admin.query(`${reassign}DROP OWNED BY ${r.rolname}; DROP ROLE ${r.rolname}`);
+      dropped.push(r.rolname);
+    } catch (e) {
+      ctx.log.warn({ role: r.rolname, err: (e as Error).message }, 'janitor could not drop a seed role');
+    }
+  }
+  return dropped;
 }
