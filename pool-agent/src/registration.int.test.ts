@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
+import { captureLog } from '@preview/testkit';
 import { NodeHeartbeat, NodeRegistration } from '@preview/tiers';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -145,14 +145,7 @@ describe('registration with the router', () => {
     const joinToken = `join_${randomUUID()}`;
     const router = await routerServer(joinToken);
     cleanups.push(router.close);
-    const lines: Array<Record<string, unknown>> = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        for (const l of chunk.toString().split('\n'))
-          if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-        done();
-      },
-    });
+    const { lines, stream: sink } = captureLog();
     const config = testConfig({
       ROUTER_URL: router.url,
       ROUTER_JOIN_TOKEN: joinToken,

@@ -1,28 +1,16 @@
-import { Writable } from 'node:stream';
+import { captureLog } from '@preview/testkit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, createHarness, type Harness, VITE_FILES } from '../test/harness.ts';
 import { createLocalServerTier } from '../test/local-tier.ts';
 
-/** Structured log lines as the router wrote them (pino's JSON, one object per line). */
-function captureLog() {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString().split('\n'))
-        if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { lines, log: pino({ level: 'info' }, stream) };
-}
-
 describe('router logs: every line about a preview names it (previewId) and its node (nodeId)', () => {
   let h: Harness;
   const captured = captureLog();
+  const log = pino({ level: 'info' }, captured.stream);
   beforeAll(async () => {
     h = await createHarness({
-      log: captured.log,
+      log,
       tiers: () => ({ docker: createLocalServerTier({ autoReady: true }) }),
     });
   });
