@@ -151,6 +151,10 @@ function forward(
     ...(ctx.setCookie ? { setCookie: ctx.setCookie } : {}),
     ...(inject ? { injectHtml: ctx.activity.snippet } : {}),
     errorResponse: ctx.upstreamDown,
-    onError: (err) => ctx.log.warn({ err, previewId: id }, 'upstream request failed'),
+    onError: (err) =>
+      ctx.log.warn(
+        { err, previewId: id, nodeId: r.session.nodeId, tier: r.session.tier },
+        'upstream request failed',
+      ),
   });
 }

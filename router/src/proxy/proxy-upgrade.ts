@@ -36,9 +36,10 @@ export function proxyUpgrade(
     r = await access.wake(r, id).catch(() => undefined);
     if (r?.session.state !== 'ready' || !r.upstream) return reject(503, 'Service Unavailable');
     metrics.proxyRequests.inc({ kind: 'ws', outcome: 'proxied' });
+    const { nodeId, tier } = r.session;
     ctx.reverse.ws(req, socket, head, {
       ...targetOf(r, req, ctx.edge),
-      onError: (err) => ctx.log.warn({ err, previewId: id }, 'upstream upgrade failed'),
+      onError: (err) => ctx.log.warn({ err, previewId: id, nodeId, tier }, 'upstream upgrade failed'),
     });
   })().catch((err) => {
     ctx.log.warn({ err, previewId: id }, 'upgrade failed');
