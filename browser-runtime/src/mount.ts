@@ -1,5 +1,6 @@
 import { ConfigError, PreviewError, type ProjectFiles } from '@preview/tiers';
 import { BundlerRuntime, type BundlerRuntimeOptions } from './runtimes/bundler/bundler-runtime.ts';
+import { RemoteBundlerRuntime } from './runtimes/bundler/remote-runtime.ts';
 import { isRuntimeUnavailable, type PreviewRuntime, type RuntimeUnavailableError } from './runtimes/types.ts';
 import { WebContainerRuntime, type WebContainerRuntimeOptions } from './runtimes/webcontainer-runtime.ts';
 
@@ -31,12 +32,20 @@ export interface MountOptions {
   router?: {
     movePlacement(id: string, body: { tier: 'docker' | 'fly'; reason: string }): Promise<MountSession>;
     importMap?(id: string): Promise<{ imports: Record<string, string> }>;
+    /** The router's runtime origin (`PreviewClient.runtimeHost`): where the bundler runs, if it hosts one. */
+    runtimeHost?(): Promise<string | undefined>;
   };
   /** The server tier the fallback asks for. @default 'docker' */
   serverTier?: 'docker' | 'fly';
   /** Builds the local runtime (default: WebContainerRuntime or BundlerRuntime with the options below). */
   createRuntime?: (kind: 'webcontainer' | 'bundler', session: MountSession) => PreviewRuntime;
-  bundler?: Omit<BundlerRuntimeOptions, 'previewId'>;
+  /**
+   * The bundler runtime's options. `hostUrl` (default: `router.runtimeHost()`) is the runtime origin
+   * it runs on (RemoteBundlerRuntime: a hidden frame of that origin's `host.html`), so the app is
+   * never on this page's origin. Without one, or when it is this page's own origin (a page served
+   * by the runtime host itself), BundlerRuntime runs in this page.
+   */
+  bundler?: Omit<BundlerRuntimeOptions, 'previewId'> & { hostUrl?: string };
   webcontainer?: WebContainerRuntimeOptions;
   /** iframe `sandbox` tokens (default below). */
   sandbox?: string;
@@ -64,6 +73,31 @@ export interface MountedPreview {
  */
 export const DEFAULT_SANDBOX =
   'allow-scripts allow-same-origin allow-forms allow-popups allow-modals allow-downloads';
+
+/**
+ * The bundler runtime for a preview: on the runtime origin (RemoteBundlerRuntime) when there is one
+ * and it is not this page's, else in this page. The import map is the router's, unless the caller
+ * named its own (`vendor` or `importMap`).
+ */
+async function bundlerRuntime(previewId: string, options: MountOptions): Promise<PreviewRuntime> {
+  const { hostUrl: namedHost, ...bundler } = options.bundler ?? {};
+  const router = options.router;
+  const importMap =
+    router?.importMap && !bundler.vendor && !bundler.importMap
+      ? { importMap: () => router.importMap!(previewId) }
+      : {};
+  const hostUrl = namedHost ?? (await router?.runtimeHost?.().catch(() => undefined));
+  if (hostUrl && new URL(hostUrl, location.href).origin !== location.origin)
+    return new RemoteBundlerRuntime({
+      previewId,
+      hostUrl: new URL(hostUrl, location.href).href,
+      ...importMap,
+      ...(bundler.vendor ? { vendor: bundler.vendor } : {}),
+      ...(bundler.importMap ? { importMap: bundler.importMap } : {}),
+      ...(bundler.bootTimeoutMs ? { bootTimeoutMs: bundler.bootTimeoutMs } : {}),
+    });
+  return new BundlerRuntime({ previewId, ...importMap, ...bundler });
+}
 
 /**
  * Shows a preview inside `element`: an iframe on the preview URL for server tiers, or the local
@@ -147,14 +181,7 @@ export async function mountPreview(
           ? options.createRuntime(kind, session)
           : kind === 'webcontainer'
             ? new WebContainerRuntime(options.webcontainer)
-            : new BundlerRuntime({
-                previewId: session.id,
-                // The router's map, unless the caller named its own (`vendor` or `importMap`).
-                ...(options.router?.importMap && !options.bundler?.vendor && !options.bundler?.importMap
-                  ? { importMap: () => options.router!.importMap!(session.id) }
-                  : {}),
-                ...options.bundler,
-              });
+            : await bundlerRuntime(session.id, options);
         options.onStatus?.('booting', kind);
         await runtime.mount(options.files, { signal: options.signal });
         options.onStatus?.('installing');

@@ -17,8 +17,10 @@ import { buildBundlerAssets } from '../src/runtimes/bundler/assets.ts';
  * `serverTier`, also a `docker` tier of local HTTP servers (router/test/local-tier.ts) for the
  * same-id fallback; its own sync hub, the package cache on the real npm registry (the host CA bundle trusted, as the
  * TLS-intercepting proxy here needs) and the bundler runtime hosted on `bundler.preview.localhost`.
- * The test editor page (`bundler-editor.ts`, bundled with esbuild) is served on that host's
- * `/__test/editor.html`, without the runtime host's headers: an editor page on the runtime's origin.
+ * The test editor page (`bundler-editor.ts`, bundled with esbuild) is served at `/__test/editor.html`
+ * on that host (an editor page on the runtime's origin, which runs the bundler in itself) and on the
+ * API's origin (an editor on its own origin, which runs it on the runtime origin: RemoteBundlerRuntime),
+ * without the runtime host's headers.
  */
 export async function startBundlerRouter(o: { serverTier?: boolean } = {}) {
   const editor = await build({
@@ -78,9 +80,8 @@ export async function startBundlerRouter(o: { serverTier?: boolean } = {}) {
       {
         fetch: (req: Request) => {
           const url = new URL(req.url);
-          const page = url.hostname.startsWith('bundler.')
-            ? pages[url.pathname.replace(/^\/__test\//, '')]
-            : undefined;
+          // The test editor page, on the runtime origin or on the API's (an editor on its own origin).
+          const page = pages[url.pathname.replace(/^\/__test\//, '')];
           if (page && url.pathname.startsWith('/__test/'))
             return new Response(page.body, { headers: { 'content-type': page.type } });
           return router.app.fetch(req);

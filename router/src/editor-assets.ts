@@ -107,6 +107,23 @@ export async function ensureEditorBuild(o: { cacheDir: string; log?: Logger }): 
 }
 
 /**
+ * The bundler runtime's files (worker, service worker, host page, esbuild.wasm, vendor React) built
+ * from this repository's `browser-runtime` (its `buildBundlerAssets`), for a router run from the
+ * repo (`npm start`) without `BUNDLER_ASSETS_DIR`. The module is loaded by path at run time, so the
+ * router's image bundle does not carry it (the image sets `BUNDLER_ASSETS_DIR`).
+ * @throws the build's error (esbuild's), on the first request to the runtime host
+ */
+export async function bundlerAssetsFromRepo(log?: Logger): Promise<Map<string, string | Uint8Array>> {
+  const t0 = performance.now();
+  const mod = (await import(join(REPO, 'browser-runtime/src/runtimes/bundler/assets.ts'))) as {
+    buildBundlerAssets(): Promise<{ files: Map<string, string | Uint8Array> }>;
+  };
+  const { files } = await mod.buildBundlerAssets();
+  log?.info({ files: files.size, ms: Math.round(performance.now() - t0) }, 'bundler runtime built');
+  return files;
+}
+
+/**
  * The editor build the router serves, from its configuration: `EDITOR_DIR` as it is (checked on the
  * first request: it must hold `index.html`), else `ensureEditorBuild` into `<DATA_DIR>/editor`.
  */

@@ -14,7 +14,7 @@ import { signUserJwt } from './auth/jwt.ts';
 import { loadConfig } from './config.ts';
 import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from './db/embedded-postgres.ts';
 import { migrate } from './db/migrate.ts';
-import { editorFromConfig } from './editor-assets.ts';
+import { bundlerAssetsFromRepo, editorFromConfig } from './editor-assets.ts';
 import { embeddedNodeName, startEmbeddedAgent } from './embedded-agent.ts';
 import { loadLocalSecrets } from './local-secrets.ts';
 import type { Tiers } from './previews.ts';
@@ -84,6 +84,8 @@ const editorReady = editor().catch((err: unknown) => {
 const router = await createRouter({
   config,
   editor,
+  // The browser tier's runtime host (bundler.<PREVIEW_DOMAIN>): built from the repo on first use.
+  ...(config.BUNDLER_ASSETS_DIR ? {} : { runtimeAssets: () => bundlerAssetsFromRepo(log) }),
   pool,
   redis,
   // The docker tier reaches every registered pool agent (the embedded one included) via the node table.

@@ -255,7 +255,7 @@ export async function createRouter(o: RouterOptions) {
     metricsToken: config.METRICS_TOKEN,
     previewHost: proxy,
     realtime: () => bridges,
-    runtimeHost: runtimeHost(o, config),
+    runtimeHost: runtimeHost(o, config, previewOrigin),
     packages: packageCache(o),
     editor: o.editor ?? editorFromConfig(config, log),
     ...(config.TEMPLATES_DIR ? { templatesDir: config.TEMPLATES_DIR } : {}),
@@ -418,10 +418,16 @@ function packageCache(o: RouterOptions) {
 }
 
 /** The bundler runtime's host: assets from `options.runtimeAssets`, else from `BUNDLER_ASSETS_DIR`. */
-function runtimeHost(o: RouterOptions, config: RouterOptions['config']): RuntimeHostOptions | undefined {
+function runtimeHost(
+  o: RouterOptions,
+  config: RouterOptions['config'],
+  previewOrigin: (id: string) => string,
+): RuntimeHostOptions | undefined {
   const dir = config.BUNDLER_ASSETS_DIR;
   const assets = o.runtimeAssets ?? (dir ? () => loadRuntimeAssetsDir(dir) : undefined);
-  return assets ? { host: `bundler.${config.PREVIEW_DOMAIN}`, assets } : undefined;
+  return assets
+    ? { host: `bundler.${config.PREVIEW_DOMAIN}`, url: () => `${previewOrigin('bundler')}/`, assets }
+    : undefined;
 }
 
 /**

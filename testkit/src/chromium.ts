@@ -18,18 +18,49 @@ export const CHROMIUM_ARGS = [
 ];
 
 /**
+ * The features playwright-core disables in every Chromium it launches (its `chromiumSwitches`),
+ * less `ThirdPartyStoragePartitioning`, which Chrome ships on (since 115) and Playwright turns off
+ * for its own tests. Chromium takes the last `--disable-features`, so this list replaces Playwright's.
+ */
+const PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING = [
+  'AvoidUnnecessaryBeforeUnloadCheckSync',
+  'DestroyProfileOnBrowserClose',
+  'HttpsUpgrades',
+  'HttpsFirstBalancedModeAutoEnable',
+  'LensOverlay',
+  'MediaRouter',
+  'PaintHolding',
+  'AvoidCorsURLLoaderRestartOnRedirect',
+  'TcpPortRandomizationWin',
+  'OptimizationHints',
+  'NetworkTimeServiceQuerying',
+  'AimEnabled',
+  'PreconnectToSearch',
+];
+
+/**
  * Debian's Chromium driven by playwright-core, with a fresh user-data-dir removed on close.
  *
+ * @param options.partitionedStorage storage of third-party frames partitioned by the top-level site,
+ *   as Chrome ships it: a cross-origin frame can then register a service worker (the bundler runtime
+ *   on its own origin, RemoteBundlerRuntime). Playwright turns partitioning off, and unpartitioned
+ *   third-party storage is blocked, so without this such a frame is refused its service worker.
+ *   @default false (Playwright's default)
  * @example
  * const chrome = await launchChromium();
  * try { const page = await chrome.context.newPage(); ... } finally { await chrome.close(); }
  */
-export async function launchChromium(): Promise<{ context: BrowserContext; close(): Promise<void> }> {
+export async function launchChromium(
+  options: { partitionedStorage?: boolean } = {},
+): Promise<{ context: BrowserContext; close(): Promise<void> }> {
   const userDataDir = await mkdtemp(join(tmpdir(), 'preview-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM_PATH,
     headless: true,
-    args: CHROMIUM_ARGS, // playwright passes userDataDir as --user-data-dir itself
+    // playwright passes userDataDir as --user-data-dir itself
+    args: options.partitionedStorage
+      ? [...CHROMIUM_ARGS, `--disable-features=${PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING.join(',')}`]
+      : CHROMIUM_ARGS,
   });
   return {
     context,

@@ -1,4 +1,4 @@
-import { ConfigError, errorFromHttp, type ProjectFiles, TimeoutError } from '@preview/tiers';
+import { ConfigError, errorFromHttp, NotFoundError, type ProjectFiles, TimeoutError } from '@preview/tiers';
 import { type PreviewEventsOptions, type PreviewStreamEvent, previewEvents } from './preview-events.ts';
 import { SyncSession, type SyncSessionOptions } from './sync-session.ts';
 import { type TransportFactory, type WebSocketConstructor, webSocketTransport } from './transport.ts';
@@ -60,6 +60,7 @@ export class PreviewClient {
   readonly #o: PreviewClientOptions;
   /** Open sync sessions by preview id: `importMap` waits for their writes to be persisted. */
   readonly #sessions = new Map<string, Set<SyncSession>>();
+  #runtimeHost: Promise<string | undefined> | undefined;
 
   constructor(options: PreviewClientOptions) {
     let base: URL;
@@ -224,6 +225,23 @@ export class PreviewClient {
       {},
       options.signal,
     );
+  }
+
+  /**
+   * `GET /v1/runtime-host`: the base URL of the router's runtime origin (`bundler.<PREVIEW_DOMAIN>`),
+   * where `mountPreview` runs the bundler (RemoteBundlerRuntime) so the app is never on the editor's
+   * origin; undefined when this router does not host the runtime (404). Asked once per client.
+   */
+  runtimeHost(): Promise<string | undefined> {
+    this.#runtimeHost ??= this.#request<{ url: string }>('GET', '/v1/runtime-host').then(
+      (r) => r.url,
+      (e: unknown) => {
+        if (e instanceof NotFoundError) return undefined;
+        this.#runtimeHost = undefined;
+        throw e;
+      },
+    );
+    return this.#runtimeHost;
   }
 
   /**

@@ -6,6 +6,7 @@
 export * from './bundler/build.ts';
 export * from './bundler/bundler-runtime.ts';
 export { BUNDLER_SCOPE } from './bundler/protocol.ts';
+export * from './bundler/remote-runtime.ts';
 export * from './files.ts';
 export * from './types.ts';
 export * from './webcontainer-runtime.ts';

@@ -13,6 +13,8 @@ export interface RuntimeHostOptions {
    * app cannot reach the editor's storage. E.g. `bundler.preview.localhost`.
    */
   host: string;
+  /** The runtime origin's base URL as browsers reach it, e.g. `https://bundler.preview.example.com/`. */
+  url: () => string;
   /** Loads the assets once, on the first request. */
   assets: () => Promise<RuntimeAssets>;
 }
@@ -53,6 +55,9 @@ export async function loadRuntimeAssetsDir(dir: string): Promise<RuntimeAssets> 
  * preview's import map, its stored files, the sync socket, the same-id fallback): `/v1/*` answers
  * CORS (`hono/cors`) for origins whose host name is exactly `o.host` (any scheme and port), with the
  * bearer token in `authorization` and no cookies. Every other origin gets no CORS headers.
+ *
+ * `GET /v1/runtime-host` (public) answers `{ url }`: where an editor page frames the runtime's
+ * `host.html` (RemoteBundlerRuntime), so the bundled app runs on this origin, not the editor's.
  */
 export function registerRuntimeHost(app: OpenAPIHono<AuthEnv>, o: RuntimeHostOptions): void {
   const host = o.host.toLowerCase();
@@ -72,6 +77,7 @@ export function registerRuntimeHost(app: OpenAPIHono<AuthEnv>, o: RuntimeHostOpt
       maxAge: 600,
     }),
   );
+  app.get('/v1/runtime-host', (c) => c.json({ url: o.url() }, 200, { 'cache-control': 'no-cache' }));
   let loaded: Promise<RuntimeAssets> | undefined;
   app.use('*', async (c, next) => {
     const name = (c.req.header('host') ?? '').toLowerCase().replace(/:\d+$/, '');

@@ -2,11 +2,12 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { HOST_PAGE } from './host-protocol.ts';
 
 /**
  * Builds what a host serves for the bundler runtime (Node only; `@preview/browser-runtime/assets`):
- * the worker, the service worker, esbuild.wasm, and an offline vendor copy of React as ESM with its
- * import map. Paths are relative to where the host serves them (default: the origin's root).
+ * the worker, the service worker, esbuild.wasm, the host page (`host.html` and its script, framed by
+ * RemoteBundlerRuntime), and an offline vendor copy of React as ESM with its import map. Paths are relative to where the host serves them (default: the origin's root).
  *
  * @example
  * const { files, importMap } = await buildBundlerAssets({ base: '/' });
@@ -45,7 +46,11 @@ export async function buildBundlerAssets(options: { base?: string; specifiers?: 
   } as const;
   const worker = await esbuild.build({
     ...common,
-    entryPoints: { 'preview-bundler-worker': join(here, 'worker.ts') },
+    // The host page's script (host.ts) is a module too: RemoteBundlerRuntime frames host.html.
+    entryPoints: {
+      'preview-bundler-worker': join(here, 'worker.ts'),
+      'preview-bundler-host': join(here, 'host.ts'),
+    },
     splitting: true,
     chunkNames: 'preview-bundler-[name]-[hash]',
   });
@@ -55,6 +60,10 @@ export async function buildBundlerAssets(options: { base?: string; specifiers?: 
   });
   for (const f of [...worker.outputFiles, ...sw.outputFiles]) files.set(f.path.replace('/out/', ''), f.text);
   files.set('esbuild.wasm', await readFile(require.resolve('esbuild-wasm/esbuild.wasm')));
+  files.set(
+    HOST_PAGE,
+    `<!doctype html><html><head><meta charset="utf-8"><title>preview runtime host</title></head><body><script type="module" src="${base}preview-bundler-host.js"></script></body></html>\n`,
+  );
 
   // CommonJS packages have no static export list, so each vendor entry names its exports.
   const entries: Record<string, string> = {};

@@ -225,7 +225,7 @@ export class BundlerRuntime implements PreviewRuntime {
     const put = (path: string, body: string | Uint8Array, type: string) =>
       cache.put(
         new Request(new URL(path, base).href),
-        new Response(body as BodyInit, { headers: { 'content-type': type, 'cache-control': 'no-store' } }),
+        new Response(body as BodyInit, { headers: { 'content-type': type, ...PAGE_HEADERS } }),
       );
     // The page last: a page that sees this build's HTML then loads this build's bundle and assets.
     await Promise.all([
@@ -285,6 +285,17 @@ export class BundlerRuntime implements PreviewRuntime {
     this.#ready = undefined;
   }
 }
+
+/**
+ * Headers of everything a build publishes: never cached by the browser, and embeddable by a
+ * cross-origin-isolated editor page (`COEP: credentialless` of its own, `CORP: cross-origin`), as
+ * the router's server-tier previews are.
+ */
+const PAGE_HEADERS = {
+  'cache-control': 'no-store',
+  'cross-origin-embedder-policy': 'credentialless',
+  'cross-origin-resource-policy': 'cross-origin',
+} as const;
 
 function contentType(path: string): string {
   const ext = /\.([a-z0-9]+)$/i.exec(path)?.[1]?.toLowerCase();
