@@ -36,6 +36,23 @@ export interface ServerReady {
 export interface RuntimeEvents {
   'server-ready': ServerReady;
   error: Error;
+  /**
+   * A build after an edit reached the page (the bundler runtime): `hot` modules replaced in place
+   * (React Fast Refresh, CSS), `reload` the page reloaded, `none` nothing it runs changed. A build
+   * error shown before is gone from the page once this arrives.
+   */
+  updated: RuntimeUpdate;
+}
+
+/** One published build (the `updated` event). */
+export interface RuntimeUpdate {
+  /** The build's number (1 is the first). */
+  build: number;
+  kind: 'hot' | 'reload' | 'none';
+  /** Project paths of the modules whose code changed. */
+  modules: string[];
+  /** writeFile → the build published to the page, ms. */
+  ms: number;
 }
 
 export interface RuntimeCallOptions {

@@ -6,8 +6,11 @@ import { HOST_PAGE } from './host-protocol.ts';
 
 /**
  * Builds what a host serves for the bundler runtime (Node only; `@preview/browser-runtime/assets`):
- * the worker, the service worker, esbuild.wasm, the host page (`host.html` and its script, framed by
- * RemoteBundlerRuntime), and an offline vendor copy of React as ESM with its import map. Paths are relative to where the host serves them (default: the origin's root).
+ * the worker (with the Vue and Svelte compilers as chunks it loads on the first such file), the
+ * service worker, esbuild.wasm, the host page (`host.html` and its script, framed by
+ * RemoteBundlerRuntime), an offline vendor copy of React as ESM with its import map, and React
+ * Refresh's runtime (`vendor/react-refresh.js`). Paths are relative to where the host serves them
+ * (default: the origin's root).
  *
  * @example
  * const { files, importMap } = await buildBundlerAssets({ base: '/' });
@@ -68,15 +71,21 @@ export async function buildBundlerAssets(options: { base?: string; specifiers?: 
   // CommonJS packages have no static export list, so each vendor entry names its exports.
   const entries: Record<string, string> = {};
   const importMap: Record<string, string> = {};
-  for (const spec of specifiers) {
+  const entry = (spec: string) => {
     const mod = require(spec) as Record<string, unknown>;
     const names = Object.keys(mod).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n) && n !== 'default');
-    const name = spec.replace(/[^a-z0-9]+/gi, '_');
-    entries[name] =
+    return (
       `import M from ${JSON.stringify(spec)};\nexport default M;\n` +
-      (names.length ? `export const { ${names.join(', ')} } = M;\n` : '');
+      (names.length ? `export const { ${names.join(', ')} } = M;\n` : '')
+    );
+  };
+  for (const spec of specifiers) {
+    const name = spec.replace(/[^a-z0-9]+/gi, '_');
+    entries[name] = entry(spec);
     importMap[spec] = `${base}vendor/${name}.js`;
   }
+  // React Fast Refresh's runtime (BundlerRuntime's `refreshUrl`): loaded by the page, not imported by apps.
+  entries['react-refresh'] = entry('react-refresh/runtime');
   const vendor = await esbuild.build({
     stdin: undefined,
     entryPoints: Object.keys(entries).map((n) => ({ in: `vendor-entry:${n}`, out: n })),

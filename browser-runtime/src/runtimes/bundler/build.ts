@@ -1,36 +1,66 @@
-import type { BuildOptions, BuildResult, Message, OutputFile, Plugin } from 'esbuild-wasm';
+import type { BuildOptions, BuildResult, Message, Metafile, OutputFile, Plugin } from 'esbuild-wasm';
+import { type FrameClientConfig, frameClient } from './frame-client.ts';
+import { compileSvelte, type SvelteCompiler } from './svelte.ts';
 import { compileSfc, type VueSfcCompiler } from './vue.ts';
 
 /** The part of esbuild's API the bundler uses: esbuild-wasm in the browser, native esbuild in Node. */
 export interface EsbuildLike {
-  build(options: BuildOptions & { write: false }): Promise<BuildResult & { outputFiles: OutputFile[] }>;
+  build(
+    options: BuildOptions & { write: false },
+  ): Promise<BuildResult & { outputFiles: OutputFile[]; metafile?: Metafile }>;
 }
 
 export type SourceFiles = Map<string, string | Uint8Array>;
 
+/** One of esbuild's (or a compiler's) messages: where it points and what it says. */
+export interface BuildProblem {
+  /** Project path (`src/App.tsx`), when the problem is in a file. */
+  file?: string;
+  /** 1-based. */
+  line?: number;
+  /** 0-based, as esbuild counts. */
+  column?: number;
+  message: string;
+  /** The source line the problem is on. */
+  lineText?: string;
+}
+
+/** What one build produced for the page (see `ProjectBuilder.build`). */
 export interface BuiltPreview {
-  /** The page, rewritten to load the bundle and the import map. */
+  /** The page, rewritten to load the entry module, the import map and the frame client. */
   html: string;
-  js: string;
-  css: string;
-  /** Files served as they are (images, fonts, public/…). */
-  assets: Map<string, string | Uint8Array>;
+  /** Module code by project path: only the modules that changed since the last build (all on the first). */
+  modules: Array<[string, string]>;
+  /** Files served as they are (images, fonts, public/…), by served path: only those that changed. */
+  assets: Array<[string, string | Uint8Array]>;
+  /**
+   * What the page must do: `reload` (its HTML, import map or entry changed), `hot` (`modules` are
+   * replaced in place, or the page reloads itself where they cannot be), `none` (nothing it runs changed).
+   */
+  update: 'reload' | 'hot' | 'none';
 }
 
 /**
- * The bundle could not be built: `options.errors` lists each of esbuild's messages (file:line:col: text).
- * It has `PreviewError`'s shape but not its class: this file runs in the bundler worker, whose bundle
- * stays free of `@preview/tiers`; the worker posts `errors` back and the runtime raises its own error.
+ * The bundle could not be built: `options.errors` lists each of esbuild's messages (file:line:col: text),
+ * `options.problems` the same as objects. It has `PreviewError`'s shape but not its class: this file
+ * runs in the bundler worker, whose bundle stays free of `@preview/tiers`; the worker posts `errors`
+ * back and the runtime raises its own error.
  * @example throw new BuildError('build_failed', 'build failed: no entry', { errors: ['no entry'] })
  */
 export class BuildError extends Error {
   readonly code: 'build_failed';
   readonly errors: string[];
-  constructor(code: 'build_failed', message: string, options: { errors: string[]; cause?: unknown }) {
+  readonly problems: BuildProblem[];
+  constructor(
+    code: 'build_failed',
+    message: string,
+    options: { errors: string[]; problems?: BuildProblem[]; cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'BuildError';
     this.code = code;
     this.errors = options.errors;
+    this.problems = options.problems ?? options.errors.map((message) => ({ message }));
   }
 }
 
@@ -38,7 +68,9 @@ export class BuildError extends Error {
 const buildFailed = (errors: string[], cause?: unknown): BuildError =>
   new BuildError('build_failed', `build failed: ${errors.slice(0, 3).join('; ')}`, { errors, cause });
 
-const CODE = /\.(m?[jt]sx?|css|json|vue)$/;
+const CODE = /\.(m?[jt]sx?|css|json|vue|svelte)$/;
+/** Modules run as JavaScript that may hold React components (React Fast Refresh registers them). */
+const SCRIPT = /\.(m?[jt]sx?)$/;
 const EXTENSIONS = ['', '.tsx', '.ts', '.jsx', '.js', '.mjs', '.css', '.json'];
 const INDEXES = ['/index.tsx', '/index.ts', '/index.jsx', '/index.js'];
 const ENTRY_FALLBACKS = [
@@ -107,144 +139,331 @@ export function importMapResolves(imports: Record<string, string>, spec: string)
   return false;
 }
 
-/**
- * Builds the project in memory. Bare imports stay imports when `options.vendor` (an import map's
- * `imports`: the router's map of the project's dependencies, or the offline vendor map) resolves
- * them, and are resolved by the page's import map; everything else comes from `files`.
- * @throws BuildError naming each unresolved file or package (esbuild's messages)
- */
-export async function buildProject(
-  esbuild: EsbuildLike,
-  files: SourceFiles,
-  options: {
-    vendor: Record<string, string>;
-    previewId: string;
-    /** Names this build in the page, which asks the runtime on load whether it is the latest. @default 0 */
-    buildId?: number;
-    /** Compiles `.vue` files (`@vue/compiler-sfc`); without it a `.vue` import fails naming the file. */
-    vue?: VueSfcCompiler;
-  },
-): Promise<BuiltPreview> {
-  const { entry, html } = findEntry(files);
-  const vendor = options.vendor;
-  /** CSS of each compiled `.vue` file's `<style>` blocks, by `vue-style:<path>?<index>`. */
-  const vueStyles = new Map<string, string>();
-  const vfs: Plugin = {
-    name: 'preview-vfs',
-    setup(b) {
-      b.onResolve({ filter: /.*/ }, (args) => {
-        if (args.kind === 'entry-point') return { path: entry, namespace: 'vfs' };
-        const spec = args.path;
-        if (spec.startsWith('vue-style:')) return { path: spec, namespace: 'vue-style' };
-        if (/^(\.{1,2}\/|\/)/.test(spec)) {
-          const base = spec.startsWith('/')
-            ? normalize(spec)
-            : normalize(`${args.resolveDir.replace(/^\//, '')}/${spec}`);
-          for (const cand of [...EXTENSIONS.map((e) => base + e), ...INDEXES.map((e) => base + e)])
-            if (files.has(cand)) return { path: cand, namespace: 'vfs' };
-          return { errors: [{ text: `cannot find "${spec}" (imported by ${args.importer})` }] };
-        }
-        if (/^(https?:|data:)/.test(spec)) return { path: spec, external: true };
-        if (importMapResolves(vendor, spec)) return { path: spec, external: true };
-        const pkg = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
-        const known = Object.keys(vendor).filter((k) => !k.endsWith('/'));
-        return {
-          errors: [
-            {
-              text: `package "${spec}" is not in the preview's import map (it has ${known.join(', ') || 'no packages'}): add "${pkg}" to package.json dependencies`,
-            },
-          ],
-        };
-      });
-      b.onLoad({ filter: /.*/, namespace: 'vue-style' }, (args) => ({
-        contents: vueStyles.get(args.path) ?? '',
-        loader: 'css',
-        resolveDir: `/${dirOf(args.path.slice('vue-style:'.length).replace(/\?\d+$/, ''))}`,
-      }));
-      b.onLoad({ filter: /.*/, namespace: 'vfs' }, (args) => {
-        const v = files.get(args.path);
-        if (v === undefined) return { errors: [{ text: `missing ${args.path}` }] };
-        if (args.path.endsWith('.vue')) {
-          if (!options.vue) return { errors: [{ text: `${args.path}: no Vue compiler in this bundler` }] };
-          const text = typeof v === 'string' ? v : new TextDecoder().decode(v);
-          const c = compileSfc(options.vue, args.path, text);
-          if (c.errors.length) return { errors: c.errors.map((t) => ({ text: t })) };
-          const imports = c.styles.map((css, i) => {
-            vueStyles.set(`vue-style:${args.path}?${i}`, css);
-            return `import ${JSON.stringify(`vue-style:${args.path}?${i}`)};`;
-          });
-          return {
-            contents: `${c.code}\n${imports.join('\n')}`,
-            loader: c.loader,
-            resolveDir: `/${dirOf(args.path)}`,
-          };
-        }
-        return { contents: v, loader: loaderFor(args.path), resolveDir: `/${dirOf(args.path)}` };
-      });
-    },
-  };
-  let result: BuildResult & { outputFiles: OutputFile[] };
-  try {
-    result = await esbuild.build({
-      entryPoints: [entry],
-      bundle: true,
-      write: false,
-      format: 'esm',
-      target: 'es2022',
-      outdir: '/out',
-      entryNames: 'bundle',
-      jsx: 'automatic',
-      sourcemap: 'inline',
-      define: {
-        'process.env.NODE_ENV': '"development"',
-        'import.meta.env.DEV': 'true',
-        'import.meta.env.MODE': '"development"',
-        'import.meta.env.PROD': 'false',
-        'import.meta.env.SSR': 'false',
-      },
-      logLevel: 'silent',
-      plugins: [vfs],
-    });
-  } catch (e) {
-    const errors = (e as { errors?: Message[] }).errors;
-    throw buildFailed(
-      errors?.length
-        ? errors.map(
-            (m) =>
-              `${m.location ? `${m.location.file}:${m.location.line}:${m.location.column}: ` : ''}${m.text}`,
-          )
-        : [String(e)],
-      e,
-    );
-  }
-  const js = result.outputFiles.find((f) => f.path.endsWith('.js'))?.text ?? '';
-  const css = result.outputFiles.find((f) => f.path.endsWith('.css'))?.text ?? '';
-  const assets = new Map<string, string | Uint8Array>();
-  for (const [p, v] of files) {
-    if (p === 'index.html' || CODE.test(p) || p === 'package.json') continue;
-    assets.set(p.startsWith('public/') ? p.slice('public/'.length) : p, v);
-  }
-  return { html: rewriteHtml(html, vendor, options.previewId, options.buildId ?? 0), js, css, assets };
+/** `file:line:col: text` of a problem, as `BuildError.errors` lists it. */
+const problemText = (p: BuildProblem): string =>
+  `${p.file ? `${p.file}${p.line ? `:${p.line}:${p.column ?? 0}` : ''}: ` : ''}${p.message}`;
+
+/** A `file:line:col: message` string (a compiler's) as a problem. */
+function parseProblem(text: string): BuildProblem {
+  const m = /^([^\s:]+):(\d+):(\d+):\s*([\s\S]*)$/.exec(text);
+  if (m) return { file: m[1], line: Number(m[2]), column: Number(m[3]), message: m[4] ?? '' };
+  const f = /^([^\s:]+\.[a-z]+):\s*([\s\S]*)$/.exec(text);
+  return f ? { file: f[1], message: f[2] ?? '' } : { message: text };
+}
+
+const VFS = 'vfs';
+
+/** The options of a `ProjectBuilder`. */
+export interface ProjectBuilderOptions {
+  previewId: string;
+  /** Compiles `.vue` files (`@vue/compiler-sfc`); without it a `.vue` import fails naming the file. */
+  vue?: VueSfcCompiler | (() => Promise<VueSfcCompiler>);
+  /** Compiles `.svelte` files (`svelte/compiler`); without it a `.svelte` import fails naming the file. */
+  svelte?: SvelteCompiler | (() => Promise<SvelteCompiler>);
+  /**
+   * URL of the React Refresh runtime (`vendor/react-refresh.js` of `buildBundlerAssets`). When set
+   * and the import map has `react`, component modules register with it and edits keep their state.
+   */
+  refreshUrl?: string;
+}
+
+/** One compiled module, kept until its source (or the import map) changes. */
+interface Compiled {
+  source: string | Uint8Array;
+  code: string;
+  /** Project paths it imports. */
+  deps: string[];
 }
 
 /**
- * Injects the import map, the bundle, its CSS and the reload listener; URLs stay relative to the
- * preview's scope. The listener reloads on `'reload'`, and on load says `{type: 'hello', build}`:
- * a page that loaded while a newer build was being published (and so missed its `'reload'`) is
- * told to reload by the runtime.
+ * Builds a project the way Vite's dev server serves it: every module is compiled on its own by
+ * esbuild (TS/JSX, JSON, CSS as a module injecting a `<style>`, `.vue` and `.svelte` components,
+ * assets as their URL), its relative imports rewritten to the module URLs under the preview's scope
+ * (`/__preview-bundler/<id>/__m/<path>`), bare imports left to the page's import map. Compiled
+ * modules are kept: a build compiles only the modules whose source changed, and reports only the
+ * modules whose code changed, so an edit costs one module. Not safe for concurrent `build` calls.
+ */
+export class ProjectBuilder {
+  readonly #esbuild: EsbuildLike;
+  readonly #o: ProjectBuilderOptions;
+  readonly #compiled = new Map<string, Compiled>();
+  /** What the page was last given: module code by path, assets by served path, its HTML (build id aside). */
+  readonly #publishedModules = new Map<string, string>();
+  readonly #publishedAssets = new Map<string, string | Uint8Array>();
+  #publishedPage: string | undefined;
+  #vendorKey = '';
+  #vue: VueSfcCompiler | undefined;
+  #svelte: SvelteCompiler | undefined;
+
+  constructor(esbuild: EsbuildLike, options: ProjectBuilderOptions) {
+    this.#esbuild = esbuild;
+    this.#o = options;
+  }
+
+  /** Where the page loads module `path` from (origin-relative). */
+  moduleUrl(path: string): string {
+    return `/__preview-bundler/${this.#o.previewId}/__m/${path}`;
+  }
+
+  /** Where an asset at project path `path` is served (origin-relative; `public/` is the root). */
+  assetUrl(path: string): string {
+    return `/__preview-bundler/${this.#o.previewId}/${servedPath(path)}`;
+  }
+
+  /**
+   * Builds the modules reachable from the entry (index.html's module script, or a conventional one).
+   * Bare imports stay imports when `vendor` (an import map's `imports`: the router's map of the
+   * project's dependencies, or the offline vendor map) resolves them; everything else comes from `files`.
+   * @throws BuildError naming each unresolved file or package and each syntax error, with locations
+   */
+  async build(files: SourceFiles, vendor: Record<string, string>, buildId = 0): Promise<BuiltPreview> {
+    const vendorKey = JSON.stringify(vendor);
+    if (vendorKey !== this.#vendorKey) this.#compiled.clear();
+    this.#vendorKey = vendorKey;
+    const { entry, html } = findEntry(files);
+    const reachable = await this.#walk(files, vendor, entry);
+    const modules: Array<[string, string]> = [];
+    for (const path of reachable) {
+      const code = this.#compiled.get(path)?.code ?? '';
+      if (this.#publishedModules.get(path) !== code) modules.push([path, code]);
+    }
+    const assets: Array<[string, string | Uint8Array]> = [];
+    for (const [p, v] of files) {
+      if (p === 'index.html' || p === 'package.json' || CODE.test(p)) continue;
+      const served = servedPath(p);
+      if (this.#publishedAssets.get(served) !== v) assets.push([served, v]);
+    }
+    const react = this.#o.refreshUrl && importMapResolves(vendor, 'react') ? this.#o.refreshUrl : undefined;
+    const page = rewriteHtml(html, vendor, this.#o.previewId, 0, { entry, refreshUrl: react });
+    const update =
+      page !== this.#publishedPage || assets.length > 0
+        ? 'reload'
+        : modules.some(([p]) => p === entry)
+          ? 'reload'
+          : modules.length
+            ? 'hot'
+            : 'none';
+    for (const [p, c] of modules) this.#publishedModules.set(p, c);
+    for (const [p, v] of assets) this.#publishedAssets.set(p, v);
+    this.#publishedPage = page;
+    return {
+      html: rewriteHtml(html, vendor, this.#o.previewId, buildId, { entry, refreshUrl: react }),
+      modules,
+      assets,
+      update,
+    };
+  }
+
+  /** Compiles what changed, layer by layer from the entry; returns every reachable module path. */
+  async #walk(files: SourceFiles, vendor: Record<string, string>, entry: string): Promise<string[]> {
+    const seen = new Set([entry]);
+    let frontier = [entry];
+    while (frontier.length) {
+      const stale = frontier.filter((p) => {
+        const c = this.#compiled.get(p);
+        return !c || c.source !== files.get(p) || c.deps.some((d) => !files.has(d));
+      });
+      if (stale.length) await this.#compile(files, vendor, stale);
+      const next: string[] = [];
+      for (const p of frontier)
+        for (const d of this.#compiled.get(p)?.deps ?? [])
+          if (!seen.has(d)) {
+            seen.add(d);
+            next.push(d);
+          }
+      frontier = next;
+    }
+    return [...seen];
+  }
+
+  /** One esbuild run over `paths` as entry points, every import external. @throws BuildError */
+  async #compile(files: SourceFiles, vendor: Record<string, string>, paths: string[]): Promise<void> {
+    if (paths.some((p) => p.endsWith('.vue')) && !this.#vue && this.#o.vue)
+      this.#vue = typeof this.#o.vue === 'function' ? await this.#o.vue() : this.#o.vue;
+    if (paths.some((p) => p.endsWith('.svelte')) && !this.#svelte && this.#o.svelte)
+      this.#svelte = typeof this.#o.svelte === 'function' ? await this.#o.svelte() : this.#o.svelte;
+    const deps = new Map<string, Set<string>>(paths.map((p) => [p, new Set()]));
+    const react = Boolean(this.#o.refreshUrl) && importMapResolves(vendor, 'react');
+    let result: BuildResult & { outputFiles: OutputFile[]; metafile?: Metafile };
+    try {
+      result = await this.#esbuild.build({
+        entryPoints: paths.map((p, i) => ({ in: p, out: String(i) })),
+        bundle: true,
+        write: false,
+        format: 'esm',
+        target: 'es2022',
+        outdir: '/out',
+        jsx: 'automatic',
+        metafile: true,
+        define: {
+          'process.env.NODE_ENV': '"development"',
+          'import.meta.env.DEV': 'true',
+          'import.meta.env.MODE': '"development"',
+          'import.meta.env.PROD': 'false',
+          'import.meta.env.SSR': 'false',
+          'import.meta.env.BASE_URL': JSON.stringify(`/__preview-bundler/${this.#o.previewId}/`),
+        },
+        logLevel: 'silent',
+        plugins: [this.#plugin(files, vendor, deps)],
+      });
+    } catch (e) {
+      const errors = (e as { errors?: Message[] }).errors;
+      const problems: BuildProblem[] = errors?.length
+        ? errors.map((m) => {
+            const fromCompiler = !m.location && /^[^\s:]+\.[a-z]+:/.test(m.text);
+            if (fromCompiler) return parseProblem(m.text);
+            return {
+              ...(m.location
+                ? {
+                    file: m.location.file.replace(/^vfs:/, ''),
+                    line: m.location.line,
+                    column: m.location.column,
+                    lineText: m.location.lineText,
+                  }
+                : {}),
+              message: m.text,
+            };
+          })
+        : [{ message: String(e) }];
+      const texts = problems.map(problemText);
+      throw new BuildError('build_failed', `build failed: ${texts.slice(0, 3).join('; ')}`, {
+        errors: texts,
+        problems,
+        cause: e,
+      });
+    }
+    paths.forEach((path, i) => {
+      const js = result.outputFiles.find((f) => f.path === `/out/${i}.js`)?.text ?? '';
+      const css = result.outputFiles.find((f) => f.path === `/out/${i}.css`)?.text;
+      let code = js;
+      if (path.endsWith('.css'))
+        code = `globalThis.__previewBundler?.style(${JSON.stringify(path)}, ${JSON.stringify(css ?? '')});\n`;
+      else if (css)
+        code += `\nglobalThis.__previewBundler?.style(${JSON.stringify(path)}, ${JSON.stringify(css)});\n`;
+      if (react && SCRIPT.test(path)) code += refreshFooter(path, js, files.get(path));
+      this.#compiled.set(path, { source: files.get(path) ?? '', code, deps: [...(deps.get(path) ?? [])] });
+    });
+  }
+
+  /** Resolves and loads from `files`; records each module's project imports in `deps`. */
+  #plugin(files: SourceFiles, vendor: Record<string, string>, deps: Map<string, Set<string>>): Plugin {
+    return {
+      name: 'preview-modules',
+      setup: (b) => {
+        b.onResolve({ filter: /.*/ }, (args) => {
+          if (args.kind === 'entry-point') return { path: args.path, namespace: VFS };
+          const spec = args.path;
+          if (/^(\.{1,2}\/|\/)/.test(spec)) {
+            const clean = spec.replace(/[?#].*$/, '');
+            const base = clean.startsWith('/')
+              ? normalize(clean)
+              : normalize(`${args.resolveDir.replace(/^\//, '')}/${clean}`);
+            const found = [...EXTENSIONS.map((e) => base + e), ...INDEXES.map((e) => base + e)].find((c) =>
+              files.has(c),
+            );
+            // `/vite.svg` is public/vite.svg, as Vite serves it
+            const path =
+              found ?? (clean.startsWith('/') && files.has(`public${clean}`) ? `public${clean}` : undefined);
+            if (!path) return { errors: [{ text: `cannot find "${spec}" (imported by ${args.importer})` }] };
+            if (args.kind === 'url-token') return { path: this.assetUrl(path), external: true };
+            if (args.kind === 'import-rule') return { path, namespace: VFS };
+            deps.get(args.importer)?.add(path);
+            return { path: this.moduleUrl(path), external: true };
+          }
+          if (/^(https?:|data:)/.test(spec)) return { path: spec, external: true };
+          if (importMapResolves(vendor, spec)) return { path: spec, external: true };
+          const pkg = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
+          const known = Object.keys(vendor).filter((k) => !k.endsWith('/'));
+          return {
+            errors: [
+              {
+                text: `package "${spec}" is not in the preview's import map (it has ${known.join(', ') || 'no packages'}): add "${pkg}" to package.json dependencies`,
+              },
+            ],
+          };
+        });
+        b.onLoad({ filter: /.*/, namespace: VFS }, (args) => {
+          const v = files.get(args.path);
+          if (v === undefined) return { errors: [{ text: `missing ${args.path}` }] };
+          const resolveDir = `/${dirOf(args.path)}`;
+          const text = () => (typeof v === 'string' ? v : new TextDecoder().decode(v));
+          if (args.path.endsWith('.vue')) {
+            if (!this.#vue) return { errors: [{ text: `${args.path}: no Vue compiler in this bundler` }] };
+            const c = compileSfc(this.#vue, args.path, text());
+            if (c.errors.length) return { errors: c.errors.map((t) => ({ text: t })) };
+            const styles = c.styles.length
+              ? `\nglobalThis.__previewBundler?.style(${JSON.stringify(args.path)}, ${JSON.stringify(c.styles.join('\n'))});`
+              : '';
+            return { contents: c.code + styles, loader: c.loader, resolveDir };
+          }
+          if (args.path.endsWith('.svelte')) {
+            if (!this.#svelte)
+              return { errors: [{ text: `${args.path}: no Svelte compiler in this bundler` }] };
+            const c = compileSvelte(this.#svelte, args.path, text());
+            if (c.errors.length) return { errors: c.errors.map((t) => ({ text: t })) };
+            return { contents: c.code, loader: 'js', resolveDir };
+          }
+          if (!CODE.test(args.path))
+            return { contents: `export default ${JSON.stringify(this.assetUrl(args.path))};`, loader: 'js' };
+          return { contents: v, loader: loaderFor(args.path), resolveDir };
+        });
+      },
+    };
+  }
+}
+
+/** Where a project file is served under the preview's scope: `public/` is the root. */
+const servedPath = (p: string): string => (p.startsWith('public/') ? p.slice('public/'.length) : p);
+
+/**
+ * React Fast Refresh without Babel: esbuild's ESM output ends with one `export { local as name, … }`
+ * clause, so the module's exports are known by their local bindings; the footer hands them to the
+ * frame client, which registers each one that looks like a component (`<path> <export>`) with
+ * `react-refresh` and marks the module a refresh boundary when every export is one. The signature of
+ * every component of the module is the module's hook calls in order (`useState(`, `useMemo(`…):
+ * a change there remounts the module's components instead of keeping state that no longer fits.
+ */
+function refreshFooter(path: string, js: string, source: string | Uint8Array | undefined): string {
+  const body = js.replace(/\/\/# sourceMappingURL=.*\s*$/, '');
+  const clause = /\nexport\s*\{([^}]*)\};?\s*$/.exec(body);
+  const star = /^export\s*\*/m.test(body);
+  const entries: string[] = [];
+  for (const item of (clause?.[1] ?? '').split(',')) {
+    const m = /^\s*([\w$]+)(?:\s+as\s+([\w$]+))?\s*$/.exec(item);
+    if (m) entries.push(`${JSON.stringify(m[2] ?? m[1])}: ${m[1]}`);
+  }
+  const text = typeof source === 'string' ? source : source ? new TextDecoder().decode(source) : '';
+  const hooks = (text.match(/\buse[A-Z$][\w$]*\s*\(/g) ?? []).map((h) => h.replace(/\s/g, '')).join('');
+  return `\nglobalThis.__previewBundler?.refresh(${JSON.stringify(path)}, {${entries.join(', ')}}, ${JSON.stringify(hooks)}, ${star});\n`;
+}
+
+/**
+ * Injects the import map, the frame client (`frame-client.ts`: reload, hot updates, the error
+ * overlay), the React Refresh preamble when `refreshUrl` is given, and the entry module; URLs stay
+ * relative to the preview's scope. The page says `{type: 'hello', build}` on load: a page that loaded
+ * while a newer build was being published (and so missed its message) is reloaded by the runtime.
  */
 export function rewriteHtml(
   html: string,
   vendor: Record<string, string>,
   previewId: string,
   buildId = 0,
+  options: { entry?: string; refreshUrl?: string | undefined } = {},
 ): string {
+  const cfg: FrameClientConfig = {
+    channel: `preview-bundler:${previewId}`,
+    build: Number(buildId),
+    modules: `/__preview-bundler/${previewId}/__m/`,
+  };
+  const json = (v: unknown) => JSON.stringify(v).replace(/</g, '\\u003c');
   const head = [
-    `<script type="importmap">${JSON.stringify({ imports: vendor })}</script>`,
-    '<link rel="stylesheet" href="./__bundle.css">',
-    `<script>(()=>{const c=new BroadcastChannel(${JSON.stringify(`preview-bundler:${previewId}`)});c.onmessage=(e)=>{if(e.data==='reload')location.reload()};c.postMessage({type:'hello',build:${Number(buildId)}})})()</script>`,
+    `<script type="importmap">${json({ imports: vendor })}</script>`,
+    `<script>(${frameClient.toString()})(${json(cfg)})</script>`,
+    options.refreshUrl
+      ? `<script type="module">import RR from ${json(options.refreshUrl)};RR.injectIntoGlobalHook(window);window.$RefreshReg$=()=>{};window.$RefreshSig$=()=>(t)=>t;globalThis.__previewBundler.setRefreshRuntime(RR);</script>`
+      : '',
   ].join('');
-  const tail = '<script type="module" src="./__bundle.js"></script>';
+  const tail = options.entry ? `<script type="module" src="${cfg.modules}${options.entry}"></script>` : '';
   // The preview lives under its scope path, so origin-absolute references in the page become relative.
   html = html.replace(/\b(src|href)=(["'])\/(?!\/)/gi, '$1=$2./');
   let out = /<head[^>]*>/i.test(html) ? html.replace(/<head[^>]*>/i, (m) => m + head) : head + html;

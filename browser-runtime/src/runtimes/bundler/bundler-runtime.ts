@@ -7,7 +7,31 @@ import {
   RuntimeUnavailableError,
   type ServerReady,
 } from '../types.ts';
+import type { BuildProblem } from './build.ts';
 import { BUNDLER_SCOPE, cacheName, type WorkerRequest, type WorkerResponse } from './protocol.ts';
+
+/**
+ * The project could not be built (a syntax error, an import that resolves to nothing): `problems`
+ * lists each one with its file, 1-based line, 0-based column and message (esbuild's, or the Vue or
+ * Svelte compiler's); `file`, `line`, `column` are the first one's, so an editor can jump to it.
+ * The preview frame shows the same problems in its error overlay until a build succeeds.
+ */
+export class BuildFailedError extends PreviewError {
+  readonly problems: BuildProblem[];
+  readonly file: string | undefined;
+  readonly line: number | undefined;
+  readonly column: number | undefined;
+  /** @example new BuildFailedError('build_failed', 'src/App.tsx:3:7: Expected ")"', { problems }) */
+  constructor(code: 'build_failed', message: string, options: { problems: BuildProblem[] }) {
+    super(code, message);
+    this.name = 'BuildFailedError';
+    this.problems = options.problems;
+    const first = options.problems.find((p) => p.file) ?? options.problems[0];
+    this.file = first?.file;
+    this.line = first?.line;
+    this.column = first?.column;
+  }
+}
 
 export interface BundlerRuntimeOptions {
   /** Names the preview's scope: `<origin>/__preview-bundler/<previewId>/`. */
@@ -36,6 +60,13 @@ export interface BundlerRuntimeOptions {
   importMap?: () => Promise<{ imports: Record<string, string> }>;
   /** How long the service worker and esbuild-wasm may take to start (default 20 s) before RuntimeUnavailable. */
   bootTimeoutMs?: number;
+  /**
+   * The React Refresh runtime (`vendor/react-refresh.js` of `buildBundlerAssets`), for projects
+   * whose import map has `react`: component modules are registered with it and an edit of one keeps
+   * the components' state (React Fast Refresh); `false` turns it off (every edit reloads the page).
+   * @default '/vendor/react-refresh.js'
+   */
+  refreshUrl?: string | false;
 }
 
 /**
@@ -67,6 +98,8 @@ export class BundlerRuntime implements PreviewRuntime {
   #imports: Record<string, string>;
   /** The router's import map is asked again before the next build (set by a package.json write). */
   #importMapStale = true;
+  /** The problems of the last build when it failed (the overlay of a page that loads meanwhile). */
+  #problems: BuildProblem[] | undefined;
 
   constructor(options: BundlerRuntimeOptions) {
     if (!options || !/^[a-zA-Z0-9_-]{1,64}$/.test(options.previewId ?? ''))
@@ -79,6 +112,7 @@ export class BundlerRuntime implements PreviewRuntime {
       serviceWorkerUrl: '/preview-sw.js',
       wasmUrl: '/esbuild.wasm',
       vendor: {},
+      refreshUrl: '/vendor/react-refresh.js',
       bootTimeoutMs: 20_000,
       ...options,
     };
@@ -133,7 +167,13 @@ export class BundlerRuntime implements PreviewRuntime {
         this.#pending.clear();
       };
       const r = await withSignal(
-        this.#call({ type: 'init', id: 0, wasmUrl: new URL(this.#o.wasmUrl, location.href).href }),
+        this.#call({
+          type: 'init',
+          id: 0,
+          wasmUrl: new URL(this.#o.wasmUrl, location.href).href,
+          previewId: this.#o.previewId,
+          ...(this.#o.refreshUrl ? { refreshUrl: new URL(this.#o.refreshUrl, location.href).href } : {}),
+        }),
         signal,
       );
       if (r.type !== 'ready') throw new Error(r.type === 'failed' ? r.errors.join('; ') : 'unexpected reply');
@@ -194,8 +234,12 @@ export class BundlerRuntime implements PreviewRuntime {
     }
   }
 
-  /** Builds the current files and publishes the result; a failed build keeps the last good one. */
-  async #build(): Promise<void> {
+  /**
+   * Builds the current files and publishes the result: changed modules and assets, then the page;
+   * then tells the page (hot update, reload, or that a shown error is gone). A failed build keeps the
+   * last good one running, shows its problems in the page's overlay and emits BuildFailedError.
+   */
+  async #build(started = performance.now()): Promise<void> {
     try {
       await this.#refreshImportMap();
     } catch (e) {
@@ -206,16 +250,22 @@ export class BundlerRuntime implements PreviewRuntime {
     const r = await this.#call({
       type: 'build',
       id: 0,
-      previewId: this.#o.previewId,
       buildId,
       files: [...this.#files],
       vendor: this.#imports,
     });
     if (r.type !== 'built') {
-      const err = new PreviewError(
+      const problems =
+        r.type === 'failed'
+          ? (r.problems ?? r.errors.map((message) => ({ message })))
+          : [{ message: 'unexpected reply' }];
+      const err = new BuildFailedError(
         'build_failed',
         r.type === 'failed' ? r.errors.join('\n') : 'unexpected reply',
+        { problems },
       );
+      this.#problems = problems;
+      this.#channel?.postMessage({ type: 'error', errors: problems });
       this.#events.emit('error', err);
       throw err;
     }
@@ -227,10 +277,9 @@ export class BundlerRuntime implements PreviewRuntime {
         new Request(new URL(path, base).href),
         new Response(body as BodyInit, { headers: { 'content-type': type, ...PAGE_HEADERS } }),
       );
-    // The page last: a page that sees this build's HTML then loads this build's bundle and assets.
+    // The page last: a page that sees this build's HTML then loads this build's modules and assets.
     await Promise.all([
-      put('./__bundle.js', r.js, 'text/javascript; charset=utf-8'),
-      put('./__bundle.css', r.css, 'text/css; charset=utf-8'),
+      ...r.modules.map(([p, code]) => put(`./__m/${p}`, code, 'text/javascript; charset=utf-8')),
       ...r.assets.map(([p, v]) => put(`./${p}`, v, contentType(p))),
     ]);
     await Promise.all([
@@ -238,6 +287,18 @@ export class BundlerRuntime implements PreviewRuntime {
       put('./index.html', r.html, 'text/html; charset=utf-8'),
     ]);
     this.#published = buildId;
+    this.#problems = undefined;
+    const modules = r.modules.map(([p]) => p);
+    if (r.update === 'reload') this.#channel?.postMessage('reload');
+    else if (r.update === 'hot') this.#channel?.postMessage({ type: 'update', build: buildId, modules });
+    else this.#channel?.postMessage({ type: 'ok', build: buildId });
+    if (buildId > 1)
+      this.#events.emit('updated', {
+        build: buildId,
+        kind: r.update,
+        modules,
+        ms: performance.now() - started,
+      });
   }
 
   async run(options: RuntimeCallOptions = {}): Promise<ServerReady> {
@@ -246,9 +307,12 @@ export class BundlerRuntime implements PreviewRuntime {
     if (!this.#worker) await this.install(options);
     await this.#build();
     this.#channel = new BroadcastChannel(`preview-bundler:${this.#o.previewId}`);
-    // A page that loaded an older build (its 'reload' came before it listened) is told again.
+    // A page that loaded an older build (its message came before it listened) is told again; one
+    // that loads while the last build failed shows its problems.
     this.#channel.onmessage = (e: MessageEvent<{ type?: string; build?: number }>) => {
-      if (e.data?.type === 'hello' && e.data.build !== this.#published) this.#channel?.postMessage('reload');
+      if (e.data?.type !== 'hello') return;
+      if (e.data.build !== this.#published) this.#channel?.postMessage('reload');
+      else if (this.#problems) this.#channel?.postMessage({ type: 'error', errors: this.#problems });
     };
     this.#ready = { url: this.scopeUrl };
     this.#events.emit('server-ready', this.#ready);
@@ -262,10 +326,10 @@ export class BundlerRuntime implements PreviewRuntime {
     if (path === 'package.json') this.#importMapStale = true;
     if (!this.#ready) return;
     // One build at a time, in order; each sees every write made before it started.
+    const started = performance.now();
     const next = this.#building.then(async () => {
       if (this.#tornDown) return;
-      await this.#build();
-      this.#channel?.postMessage('reload');
+      await this.#build(started);
     });
     this.#building = next.catch(() => {});
     await next.catch(() => {}); // reported through the 'error' event

@@ -1,12 +1,14 @@
+import type { BuildProblem } from './build.ts';
+
 /** Messages between BundlerRuntime (page) and its worker. */
 export type WorkerRequest =
-  | { type: 'init'; id: number; wasmUrl: string }
+  | { type: 'init'; id: number; wasmUrl: string; previewId: string; refreshUrl?: string }
   | {
       type: 'build';
       id: number;
-      previewId: string;
       /** Written into the page (see rewriteHtml). */
       buildId: number;
+      /** Every file of the project (the worker compiles only what changed since its last build). */
       files: Array<[string, string | Uint8Array]>;
       vendor: Record<string, string>;
     };
@@ -17,11 +19,13 @@ export type WorkerResponse =
       type: 'built';
       id: number;
       html: string;
-      js: string;
-      css: string;
+      /** Changed modules by project path (served at `<scope>__m/<path>`). */
+      modules: Array<[string, string]>;
+      /** Changed assets by served path. */
       assets: Array<[string, string | Uint8Array]>;
+      update: 'reload' | 'hot' | 'none';
     }
-  | { type: 'failed'; id: number; errors: string[] };
+  | { type: 'failed'; id: number; errors: string[]; problems?: BuildProblem[] };
 
 /** Path prefix (on the host's origin) under which previews are served by the service worker. */
 export const BUNDLER_SCOPE = '/__preview-bundler/';

@@ -1,16 +1,14 @@
 /**
- * The bundler's Web Worker: esbuild-wasm, initialised once, builds each project snapshot it is sent.
+ * The bundler's Web Worker: esbuild-wasm, initialised once, and one ProjectBuilder for the preview,
+ * which keeps compiled modules between builds (an edit compiles the modules it changed).
  * Built into its own script (`preview-bundler-worker.js`) by the host; see the README.
  */
 import * as esbuild from 'esbuild-wasm';
-import { BuildError, buildProject } from './build.ts';
+import { BuildError, ProjectBuilder } from './build.ts';
 import type { WorkerRequest, WorkerResponse } from './protocol.ts';
-import type { VueSfcCompiler } from './vue.ts';
-
-/** `@vue/compiler-sfc` (its browser build), loaded on the first project with a `.vue` file. */
-let vue: Promise<VueSfcCompiler> | undefined;
 
 let ready: Promise<void> | undefined;
+let builder: ProjectBuilder | undefined;
 // The DOM and WebWorker libs cannot both be loaded in one program; declare what is used.
 const scope = self as unknown as {
   onmessage: ((ev: MessageEvent<WorkerRequest>) => void) | null;
@@ -22,6 +20,13 @@ scope.onmessage = async (ev: MessageEvent<WorkerRequest>) => {
   const reply = (r: WorkerResponse) => scope.postMessage(r);
   if (msg.type === 'init') {
     ready ??= esbuild.initialize({ wasmURL: msg.wasmUrl, worker: false });
+    builder ??= new ProjectBuilder(esbuild, {
+      previewId: msg.previewId,
+      // The compilers are split chunks, loaded on the first .vue / .svelte module.
+      vue: () => import('@vue/compiler-sfc'),
+      svelte: () => import('svelte/compiler'),
+      ...(msg.refreshUrl ? { refreshUrl: msg.refreshUrl } : {}),
+    });
     try {
       await ready;
       reply({ type: 'ready', id: msg.id });
@@ -34,17 +39,15 @@ scope.onmessage = async (ev: MessageEvent<WorkerRequest>) => {
   if (msg.type === 'build') {
     try {
       await ready;
-      const hasVue = msg.files.some(([p]) => p.endsWith('.vue'));
-      if (hasVue) vue ??= import('@vue/compiler-sfc');
-      const out = await buildProject(esbuild, new Map(msg.files), {
-        vendor: msg.vendor,
-        previewId: msg.previewId,
-        buildId: msg.buildId,
-        ...(hasVue && vue ? { vue: await vue } : {}),
-      });
-      reply({ type: 'built', id: msg.id, html: out.html, js: out.js, css: out.css, assets: [...out.assets] });
+      if (!builder) throw new Error('build before init');
+      const out = await builder.build(new Map(msg.files), msg.vendor, msg.buildId);
+      reply({ type: 'built', id: msg.id, ...out });
     } catch (e) {
-      reply({ type: 'failed', id: msg.id, errors: e instanceof BuildError ? e.errors : [String(e)] });
+      reply(
+        e instanceof BuildError
+          ? { type: 'failed', id: msg.id, errors: e.errors, problems: e.problems }
+          : { type: 'failed', id: msg.id, errors: [String(e)] },
+      );
     }
   }
 };
