@@ -113,6 +113,7 @@ export function frameClient(cfg: FrameClientConfig): void {
       item.append(msg);
       if (e.lineText !== undefined) {
         const code = document.createElement('pre');
+        code.setAttribute('data-code', '');
         code.setAttribute('style', 'margin:0;padding:8px;background:#000;color:#ddd;white-space:pre');
         const gutter = e.line ? `${e.line} | ` : '';
         code.textContent = `${gutter}${e.lineText}\n${' '.repeat(gutter.length + (e.column ?? 0))}^`;
