@@ -13,6 +13,8 @@ let client: PreviewClient | undefined;
 let mounted: MountedPreview | undefined;
 let sync: SyncSession | undefined;
 const statuses: string[] = [];
+/** Each status and runtime event with its time (performance.now(), ms): where a first render or an edit spends it. */
+const timeline: Array<{ t: number; what: string }> = [];
 
 async function applyLocally(ops: FileOp[]): Promise<void> {
   for (const op of ops) {
@@ -38,14 +40,57 @@ async function show(id: string, files: ProjectFiles) {
   mounted = await mountPreview(host, await client.get(id), {
     files,
     router: client,
-    onStatus: (s, d) => statuses.push(d ? `${s}: ${d}` : s),
+    onStatus: (s, d) => {
+      statuses.push(d ? `${s}: ${d}` : s);
+      timeline.push({ t: performance.now(), what: `status ${s}` });
+    },
+  });
+  const first = (mounted.runtime as { lastBuild?: { compiled: number; buildMs: number } } | undefined)
+    ?.lastBuild;
+  timeline.push({
+    t: performance.now(),
+    what: `mounted (${first ? `${first.compiled} compiled, worker ${first.buildMs.toFixed(0)} ms` : 'no build figures'})`,
   });
   mounted.runtime?.on('error', (e) => statuses.push(`runtime error: ${e.message}`));
+  mounted.runtime?.on('updated', (u) =>
+    timeline.push({
+      t: performance.now(),
+      what: `updated ${u.kind} ${u.modules.join(',')} in ${u.ms.toFixed(1)} ms (worker ${u.buildMs.toFixed(1)} ms, ${u.compiled} compiled)`,
+    }),
+  );
   sync = client.sync(id, { applyLocally });
   return { tier: mounted.session.tier, iframeTier: mounted.iframe.dataset['tier'] ?? '' };
 }
 
-(window as unknown as { __editor: unknown }).__editor = {
+/** Resolves once the preview frame's text contains `text`: ms since `since` (performance.now()). */
+function frameShows(text: string, since: number, timeoutMs = 120_000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const tick = () => {
+      const doc = document.querySelector<HTMLIFrameElement>('#host iframe')?.contentDocument;
+      if (doc?.body?.textContent?.includes(text)) return resolve(performance.now() - since);
+      if (performance.now() - since > timeoutMs) return reject(new Error(`the frame never showed ${text}`));
+      setTimeout(tick, 1);
+    };
+    tick();
+  });
+}
+
+const editor = {
+  /** Creates a browser-tier preview and shows it: ms from the create call until the frame shows `text` (a bench). */
+  async timeFirstRender(files: ProjectFiles, text: string) {
+    const t0 = performance.now();
+    timeline.push({ t: t0, what: 'create' });
+    await editor.create(files);
+    return await frameShows(text, t0);
+  },
+  /** One edit through the sync session: ms from the write until the frame shows `text` (a bench). */
+  async timeEdit(path: string, content: string, text: string) {
+    if (!sync) throw new Error('nothing shown');
+    const t0 = performance.now();
+    sync.write(path, content);
+    sync.flush();
+    return await frameShows(text, t0);
+  },
   connect(apiUrl: string, token: string) {
     client = new PreviewClient({ baseUrl: apiUrl, token });
   },
@@ -87,6 +132,7 @@ async function show(id: string, files: ProjectFiles) {
     return (await client?.get(id))?.tier ?? null;
   },
   statuses: () => statuses,
+  timeline: () => timeline,
   /** What the frame shows now: its tier, the fallback's reason, the session's id and tier. */
   shown() {
     if (!mounted) return null;
@@ -99,3 +145,4 @@ async function show(id: string, files: ProjectFiles) {
     };
   },
 };
+(window as unknown as { __editor: unknown }).__editor = editor;

@@ -51,6 +51,10 @@ export interface RuntimeUpdate {
   kind: 'hot' | 'reload' | 'none';
   /** Project paths of the modules whose code changed. */
   modules: string[];
+  /** Modules esbuild compiled for it (the others were kept from earlier builds). */
+  compiled: number;
+  /** The bundler worker's time for the build, ms. */
+  buildMs: number;
   /** writeFile → the build published to the page, ms. */
   ms: number;
 }

@@ -15,16 +15,24 @@ type Files = Map<string, string | Uint8Array>;
 const M = '/__preview-bundler/p1/__m/';
 
 /** esbuild, counting the entry points each run compiles. */
-function counting(): EsbuildLike & { compiled: string[][] } {
+function counting(): EsbuildLike & { compiled: string[][]; transformed: string[] } {
   const compiled: string[][] = [];
+  const transformed: string[] = [];
   return {
     compiled,
+    transformed,
     build: (o) => {
       compiled.push((o.entryPoints as Array<{ in: string }>).map((e) => e.in));
       return esbuild.build(o);
     },
+    transform: (input, o) => {
+      transformed.push(o?.sourcefile ?? '');
+      return esbuild.transform(input, o);
+    },
   };
 }
+/** esbuild's build only (the slow path: every module through the plugin). */
+const buildOnly: EsbuildLike = { build: (o) => esbuild.build(o) };
 const code = (out: { modules: Array<[string, string]> }, path: string): string =>
   out.modules.find(([p]) => p === path)?.[1] ?? '';
 
@@ -93,18 +101,23 @@ describe('bundler build: one module per file, as a dev server serves them', () =
   it('an edit compiles and reports only the module it changed; the entry or the page reloads', async () => {
     const es = counting();
     const b = new ProjectBuilder(es, { previewId: 'p1' });
-    const files: Files = new Map([
+    const files: Files = new Map<string, string | Uint8Array>([
       ['src/main.js', "import { a } from './a.js';\nimport { b } from './b.js';\nconsole.log(a, b);\n"],
       ['src/a.js', 'export const a = 1;\n'],
       ['src/b.js', 'export const b = 2;\n'],
+      ['src/logo.png', new Uint8Array([1, 2, 3])],
     ]);
     await b.build(files, vendor, 1);
-    expect(es.compiled).toEqual([['src/main.js'], ['src/a.js', 'src/b.js']]);
-    const same = await b.build(new Map(files), vendor, 2);
+    // JS modules go through esbuild's transform (the fast path); build is not needed.
+    expect(es.transformed).toEqual(['src/main.js', 'src/a.js', 'src/b.js']);
+    expect(es.compiled).toEqual([]);
+    // The same bytes in a new array (each build's files are a structured clone) are no change.
+    const same = await b.build(new Map(files).set('src/logo.png', new Uint8Array([1, 2, 3])), vendor, 2);
     expect(same).toMatchObject({ modules: [], assets: [], update: 'none' });
-    expect(es.compiled).toHaveLength(2);
+    expect(es.transformed).toHaveLength(3);
     const edited = await b.build(new Map(files).set('src/a.js', 'export const a = 42;\n'), vendor, 3);
-    expect(es.compiled.at(-1)).toEqual(['src/a.js']);
+    expect(es.transformed.slice(3)).toEqual(['src/a.js']);
+    expect(es.compiled).toEqual([]);
     expect(edited.update).toBe('hot');
     expect(edited.modules.map(([p]) => p)).toEqual(['src/a.js']);
     expect(code(edited, 'src/a.js')).toContain('42');
@@ -186,39 +199,59 @@ describe('bundler build: one module per file, as a dev server serves them', () =
     );
   });
 
-  it('React: component modules register with React Refresh (esbuild export clause), the page loads its runtime first', async () => {
-    const files: Files = new Map([
-      ['index.html', '<body><div id="root"></div><script type="module" src="/src/main.tsx"></script></body>'],
-      [
-        'src/main.tsx',
-        "import App from './App';\nimport { helper } from './util';\nconsole.log(<App />, helper);\n",
-      ],
-      [
-        'src/App.tsx',
-        "import { useState } from 'react';\nexport default function App() {\n  const [n] = useState(0);\n  return <p>{n}</p>;\n}\nexport function Other() { return null; }\n",
-      ],
-      ['src/util.ts', 'export const helper = 1;\n'],
-    ]);
-    const out = await new ProjectBuilder(esbuild, {
-      previewId: 'p1',
-      refreshUrl: 'http://h/vendor/rr.js',
-    }).build(files, vendor);
-    expect(code(out, 'src/App.tsx')).toMatch(
-      /__previewBundler\?\.refresh\("src\/App\.tsx", \{"Other": Other, "default": App\}, "useState\(", false\);\n$/,
-    );
-    expect(code(out, 'src/util.ts')).toMatch(/refresh\("src\/util\.ts", \{"helper": helper\}, "", false\)/);
-    expect(out.html).toMatch(
-      /import RR from "http:\/\/h\/vendor\/rr\.js";RR\.injectIntoGlobalHook\(window\)/,
-    );
-    expect(out.html.indexOf('injectIntoGlobalHook')).toBeLessThan(out.html.indexOf(`${M}src/main.tsx`));
-    // Without React in the import map there is nothing to register.
-    const plain = await new ProjectBuilder(esbuild, { previewId: 'p1', refreshUrl: 'http://h/rr.js' }).build(
-      new Map([['src/main.js', 'export const x = 1;']]),
-      {},
-    );
-    expect(code(plain, 'src/main.js')).not.toContain('refresh(');
-    expect(plain.html).not.toContain('injectIntoGlobalHook');
-  });
+  for (const [how, es] of [
+    ['transform + es-module-lexer', esbuild],
+    ['build (export clause)', buildOnly],
+  ] as const)
+    it(`React (${how}): component modules register with React Refresh, the page loads its runtime first`, async () => {
+      const files: Files = new Map([
+        [
+          'index.html',
+          '<body><div id="root"></div><script type="module" src="/src/main.tsx"></script></body>',
+        ],
+        [
+          'src/main.tsx',
+          "import App from './App';\nimport { helper } from './util';\nconsole.log(<App />, helper);\n",
+        ],
+        [
+          'src/App.tsx',
+          "import { useState } from 'react';\nexport default function App() {\n  const [n] = useState(0);\n  return <p>{n}</p>;\n}\nexport function Other() { return null; }\n",
+        ],
+        ['src/util.ts', 'export const helper = 1;\n'],
+      ]);
+      const out = await new ProjectBuilder(esbuild, {
+        previewId: 'p1',
+        refreshUrl: 'http://h/vendor/rr.js',
+      }).build(files, vendor);
+      const app = code(out, 'src/App.tsx');
+      expect(app).toMatch(
+        /__previewBundler\?\.refresh\("src\/App\.tsx", \{[^}]*\}, "useState\(", false\);\n$/,
+      );
+      expect(app).toContain('"default": App');
+      expect(app).toContain('"Other": Other');
+      expect(code(out, 'src/main.tsx')).toContain(`from "${M}src/App.tsx"`);
+      expect(code(out, 'src/main.tsx')).toContain(`from "${M}src/util.ts"`);
+      // `export default <expression>` gets a binding to register.
+      const anon = await new ProjectBuilder(es, { previewId: 'p1', refreshUrl: 'http://h/rr.js' }).build(
+        new Map([['src/main.jsx', 'export default () => <i />;\n']]),
+        vendor,
+      );
+      const main = code(anon, 'src/main.jsx');
+      expect(main).toMatch(/refresh\("src\/main\.jsx", \{"default": [\w$]+\}/);
+      expect(main).toMatch(/export\s*(default|\{[^}]*as default)/);
+      expect(code(out, 'src/util.ts')).toMatch(/refresh\("src\/util\.ts", \{"helper": helper\}, "", false\)/);
+      expect(out.html).toMatch(
+        /import RR from "http:\/\/h\/vendor\/rr\.js";RR\.injectIntoGlobalHook\(window\)/,
+      );
+      expect(out.html.indexOf('injectIntoGlobalHook')).toBeLessThan(out.html.indexOf(`${M}src/main.tsx`));
+      // Without React in the import map there is nothing to register.
+      const plain = await new ProjectBuilder(esbuild, {
+        previewId: 'p1',
+        refreshUrl: 'http://h/rr.js',
+      }).build(new Map([['src/main.js', 'export const x = 1;']]), {});
+      expect(code(plain, 'src/main.js')).not.toContain('refresh(');
+      expect(plain.html).not.toContain('injectIntoGlobalHook');
+    });
 
   it('compiles Vue single-file components: script setup (TS), template assets, scoped styles', async () => {
     const files: Files = new Map<string, string | Uint8Array>([

@@ -1,13 +1,14 @@
-import type { BuildOptions, BuildResult, Message, Metafile, OutputFile, Plugin } from 'esbuild-wasm';
+import type { BuildOptions, BuildResult, Message, OutputFile, Plugin } from 'esbuild-wasm';
+import { fastCompile, type Transform } from './fast-compile.ts';
 import { type FrameClientConfig, frameClient } from './frame-client.ts';
 import { compileSvelte, type SvelteCompiler } from './svelte.ts';
 import { compileSfc, type VueSfcCompiler } from './vue.ts';
 
 /** The part of esbuild's API the bundler uses: esbuild-wasm in the browser, native esbuild in Node. */
 export interface EsbuildLike {
-  build(
-    options: BuildOptions & { write: false },
-  ): Promise<BuildResult & { outputFiles: OutputFile[]; metafile?: Metafile }>;
+  /** When present, JS/TS modules are compiled with it (`fastCompile`), falling back to `build`. */
+  transform?: Transform;
+  build(options: BuildOptions & { write: false }): Promise<BuildResult & { outputFiles: OutputFile[] }>;
 }
 
 export type SourceFiles = Map<string, string | Uint8Array>;
@@ -38,6 +39,8 @@ export interface BuiltPreview {
    * replaced in place, or the page reloads itself where they cannot be), `none` (nothing it runs changed).
    */
   update: 'reload' | 'hot' | 'none';
+  /** How many modules esbuild compiled for this build (the others were kept or came from the store). */
+  compiled: number;
 }
 
 /**
@@ -165,14 +168,53 @@ export interface ProjectBuilderOptions {
    * and the import map has `react`, component modules register with it and edits keep their state.
    */
   refreshUrl?: string;
+  /** Keeps compiled modules between builders (a reload, another preview of the same files). */
+  store?: CompiledStore;
 }
 
 /** One compiled module, kept until its source (or the import map) changes. */
 interface Compiled {
   source: string | Uint8Array;
+  /** The module, its URLs under `SCOPE` (the preview's own scope replaces it when published). */
   code: string;
   /** Project paths it imports. */
   deps: string[];
+}
+
+/**
+ * Where compiled modules outlive the builder (the worker keeps them in Cache Storage), so a new
+ * preview of files compiled before, or the same preview after a reload, compiles nothing. Keys are
+ * SHA-256 of everything the output depends on (`compileKey`).
+ */
+export interface CompiledStore {
+  get(key: string): Promise<{ code: string; deps: string[] } | undefined>;
+  put(key: string, value: { code: string; deps: string[] }): Promise<void>;
+}
+
+/** Compiled code names the preview's scope by this placeholder; `build` puts the real one in. */
+const SCOPE = '/__preview-bundler/__preview_scope_7f3a__/';
+/** What Vite defines in development. */
+const DEFINE: Record<string, string> = {
+  'process.env.NODE_ENV': '"development"',
+  'import.meta.env.DEV': 'true',
+  'import.meta.env.MODE': '"development"',
+  'import.meta.env.PROD': 'false',
+  'import.meta.env.SSR': 'false',
+  'import.meta.env.BASE_URL': JSON.stringify(SCOPE),
+};
+
+/** Bumped when the compiled output's shape changes (a stored module from another format is not used). */
+const FORMAT = 'modules-1';
+
+/** The store key of one module's compiled output: SHA-256 (hex) of its path, source and the build's inputs. */
+async function compileKey(path: string, source: string | Uint8Array, context: string): Promise<string> {
+  const head = new TextEncoder().encode(`${FORMAT}\0${context}\0${path}\0`);
+  const body = typeof source === 'string' ? new TextEncoder().encode(source) : source;
+  const all = new Uint8Array(head.length + body.length);
+  all.set(head);
+  all.set(body, head.length);
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', all));
+  return [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 /**
@@ -184,7 +226,7 @@ interface Compiled {
  * modules whose code changed, so an edit costs one module. Not safe for concurrent `build` calls.
  */
 export class ProjectBuilder {
-  readonly #esbuild: EsbuildLike;
+  readonly #esbuild: EsbuildLike | (() => Promise<EsbuildLike>);
   readonly #o: ProjectBuilderOptions;
   readonly #compiled = new Map<string, Compiled>();
   /** What the page was last given: module code by path, assets by served path, its HTML (build id aside). */
@@ -192,22 +234,25 @@ export class ProjectBuilder {
   readonly #publishedAssets = new Map<string, string | Uint8Array>();
   #publishedPage: string | undefined;
   #vendorKey = '';
+  /** Modules compiled by esbuild so far. */
+  #compiles = 0;
   #vue: VueSfcCompiler | undefined;
   #svelte: SvelteCompiler | undefined;
 
-  constructor(esbuild: EsbuildLike, options: ProjectBuilderOptions) {
+  /** `esbuild` may be a function resolving to it: it is then asked only when a module must be compiled. */
+  constructor(esbuild: EsbuildLike | (() => Promise<EsbuildLike>), options: ProjectBuilderOptions) {
     this.#esbuild = esbuild;
     this.#o = options;
   }
 
-  /** Where the page loads module `path` from (origin-relative). */
-  moduleUrl(path: string): string {
-    return `/__preview-bundler/${this.#o.previewId}/__m/${path}`;
+  /** Where the page loads module `path` from (origin-relative, `SCOPE` until published). */
+  #moduleUrl(path: string): string {
+    return `${SCOPE}__m/${path}`;
   }
 
   /** Where an asset at project path `path` is served (origin-relative; `public/` is the root). */
-  assetUrl(path: string): string {
-    return `/__preview-bundler/${this.#o.previewId}/${servedPath(path)}`;
+  #assetUrl(path: string): string {
+    return `${SCOPE}${servedPath(path)}`;
   }
 
   /**
@@ -221,17 +266,19 @@ export class ProjectBuilder {
     if (vendorKey !== this.#vendorKey) this.#compiled.clear();
     this.#vendorKey = vendorKey;
     const { entry, html } = findEntry(files);
+    const before = this.#compiles;
     const reachable = await this.#walk(files, vendor, entry);
     const modules: Array<[string, string]> = [];
+    const scope = `/__preview-bundler/${this.#o.previewId}/`;
     for (const path of reachable) {
-      const code = this.#compiled.get(path)?.code ?? '';
+      const code = (this.#compiled.get(path)?.code ?? '').replaceAll(SCOPE, scope);
       if (this.#publishedModules.get(path) !== code) modules.push([path, code]);
     }
     const assets: Array<[string, string | Uint8Array]> = [];
     for (const [p, v] of files) {
       if (p === 'index.html' || p === 'package.json' || CODE.test(p)) continue;
       const served = servedPath(p);
-      if (this.#publishedAssets.get(served) !== v) assets.push([served, v]);
+      if (!sameContent(this.#publishedAssets.get(served), v)) assets.push([served, v]);
     }
     const react = this.#o.refreshUrl && importMapResolves(vendor, 'react') ? this.#o.refreshUrl : undefined;
     const page = rewriteHtml(html, vendor, this.#o.previewId, 0, { entry, refreshUrl: react });
@@ -251,6 +298,7 @@ export class ProjectBuilder {
       modules,
       assets,
       update,
+      compiled: this.#compiles - before,
     };
   }
 
@@ -259,10 +307,11 @@ export class ProjectBuilder {
     const seen = new Set([entry]);
     let frontier = [entry];
     while (frontier.length) {
-      const stale = frontier.filter((p) => {
+      let stale = frontier.filter((p) => {
         const c = this.#compiled.get(p);
-        return !c || c.source !== files.get(p) || c.deps.some((d) => !files.has(d));
+        return !c || !sameContent(c.source, files.get(p)) || c.deps.some((d) => !files.has(d));
       });
+      if (stale.length && this.#o.store) stale = await this.#fromStore(files, vendor, stale);
       if (stale.length) await this.#compile(files, vendor, stale);
       const next: string[] = [];
       for (const p of frontier)
@@ -276,33 +325,107 @@ export class ProjectBuilder {
     return [...seen];
   }
 
+  /** What a module's compiled output depends on besides its path and source. */
+  #context(vendor: Record<string, string>): string {
+    const react = Boolean(this.#o.refreshUrl) && importMapResolves(vendor, 'react');
+    return `${JSON.stringify(vendor)}\0${react}`;
+  }
+
+  /** Takes what the store has of `paths` (whose deps all exist); returns the paths still to compile. */
+  async #fromStore(files: SourceFiles, vendor: Record<string, string>, paths: string[]): Promise<string[]> {
+    const store = this.#o.store as CompiledStore;
+    const context = this.#context(vendor);
+    const found = await Promise.all(
+      paths.map(async (p) => {
+        const source = files.get(p) ?? '';
+        try {
+          const hit = await store.get(await compileKey(p, source, context));
+          if (!hit || hit.deps.some((d) => !files.has(d))) return true;
+          this.#compiled.set(p, { source, code: hit.code, deps: hit.deps });
+          return false;
+        } catch {
+          return true; // a store that fails is a miss
+        }
+      }),
+    );
+    return paths.filter((_, i) => found[i]);
+  }
+
+  /** `fastCompile` of each JS/TS module of `paths`; returns the paths it could not compile. */
+  async #compileFast(
+    transform: Transform,
+    files: SourceFiles,
+    vendor: Record<string, string>,
+    paths: string[],
+    react: boolean,
+  ): Promise<string[]> {
+    const left = await Promise.all(
+      paths.map(async (path) => {
+        const source = files.get(path);
+        if (!SCRIPT.test(path) || typeof source !== 'string') return path;
+        const out = await fastCompile(
+          transform,
+          path,
+          source,
+          { loader: loaderFor(path) as 'js', jsx: 'automatic', target: 'es2022', define: DEFINE },
+          (spec) => {
+            if (/^(\.{1,2}\/|\/)/.test(spec)) {
+              const dep = resolveFile(files, spec, `/${dirOf(path)}`);
+              return dep ? { url: this.#moduleUrl(dep), dep } : undefined;
+            }
+            return /^(https?:|data:)/.test(spec) || importMapResolves(vendor, spec) ? 'keep' : undefined;
+          },
+        );
+        if (!out) return path;
+        const code = react ? out.code + refreshCall(path, out.exports, out.star, source) : out.code;
+        this.#keep(path, source, code, out.deps, vendor);
+        return undefined;
+      }),
+    );
+    return left.filter((p): p is string => p !== undefined);
+  }
+
+  /** Keeps a compiled module (and hands it to the store). */
+  #keep(
+    path: string,
+    source: string | Uint8Array,
+    code: string,
+    deps: string[],
+    vendor: Record<string, string>,
+  ) {
+    this.#compiled.set(path, { source, code, deps });
+    const store = this.#o.store;
+    if (store)
+      void compileKey(path, source, this.#context(vendor))
+        .then((key) => store.put(key, { code, deps }))
+        .catch(() => {}); // a store that fails only costs a compile later
+  }
+
   /** One esbuild run over `paths` as entry points, every import external. @throws BuildError */
   async #compile(files: SourceFiles, vendor: Record<string, string>, paths: string[]): Promise<void> {
     if (paths.some((p) => p.endsWith('.vue')) && !this.#vue && this.#o.vue)
       this.#vue = typeof this.#o.vue === 'function' ? await this.#o.vue() : this.#o.vue;
     if (paths.some((p) => p.endsWith('.svelte')) && !this.#svelte && this.#o.svelte)
       this.#svelte = typeof this.#o.svelte === 'function' ? await this.#o.svelte() : this.#o.svelte;
-    const deps = new Map<string, Set<string>>(paths.map((p) => [p, new Set()]));
+    const deps = new Map<string, Set<string>>(paths.map((p): [string, Set<string>] => [p, new Set()]));
     const react = Boolean(this.#o.refreshUrl) && importMapResolves(vendor, 'react');
-    let result: BuildResult & { outputFiles: OutputFile[]; metafile?: Metafile };
+    this.#compiles += paths.length;
+    const esbuild = typeof this.#esbuild === 'function' ? await this.#esbuild() : this.#esbuild;
+    const rest = esbuild.transform
+      ? await this.#compileFast(esbuild.transform, files, vendor, paths, react)
+      : paths;
+    if (!rest.length) return;
+    let result: BuildResult & { outputFiles: OutputFile[] };
     try {
-      result = await this.#esbuild.build({
-        entryPoints: paths.map((p, i) => ({ in: p, out: String(i) })),
+      result = await esbuild.build({
+        entryPoints: rest.map((p, i) => ({ in: p, out: String(i) })),
         bundle: true,
         write: false,
         format: 'esm',
         target: 'es2022',
         outdir: '/out',
         jsx: 'automatic',
-        metafile: true,
-        define: {
-          'process.env.NODE_ENV': '"development"',
-          'import.meta.env.DEV': 'true',
-          'import.meta.env.MODE': '"development"',
-          'import.meta.env.PROD': 'false',
-          'import.meta.env.SSR': 'false',
-          'import.meta.env.BASE_URL': JSON.stringify(`/__preview-bundler/${this.#o.previewId}/`),
-        },
+        define: DEFINE,
         logLevel: 'silent',
         plugins: [this.#plugin(files, vendor, deps)],
       });
@@ -332,7 +455,7 @@ export class ProjectBuilder {
         cause: e,
       });
     }
-    paths.forEach((path, i) => {
+    rest.forEach((path, i) => {
       const js = result.outputFiles.find((f) => f.path === `/out/${i}.js`)?.text ?? '';
       const css = result.outputFiles.find((f) => f.path === `/out/${i}.css`)?.text;
       let code = js;
@@ -341,7 +464,7 @@ export class ProjectBuilder {
       else if (css)
         code += `\nglobalThis.__previewBundler?.style(${JSON.stringify(path)}, ${JSON.stringify(css)});\n`;
       if (react && SCRIPT.test(path)) code += refreshFooter(path, js, files.get(path));
-      this.#compiled.set(path, { source: files.get(path) ?? '', code, deps: [...(deps.get(path) ?? [])] });
+      this.#keep(path, files.get(path) ?? '', code, [...(deps.get(path) ?? [])], vendor);
     });
   }
 
@@ -354,21 +477,12 @@ export class ProjectBuilder {
           if (args.kind === 'entry-point') return { path: args.path, namespace: VFS };
           const spec = args.path;
           if (/^(\.{1,2}\/|\/)/.test(spec)) {
-            const clean = spec.replace(/[?#].*$/, '');
-            const base = clean.startsWith('/')
-              ? normalize(clean)
-              : normalize(`${args.resolveDir.replace(/^\//, '')}/${clean}`);
-            const found = [...EXTENSIONS.map((e) => base + e), ...INDEXES.map((e) => base + e)].find((c) =>
-              files.has(c),
-            );
-            // `/vite.svg` is public/vite.svg, as Vite serves it
-            const path =
-              found ?? (clean.startsWith('/') && files.has(`public${clean}`) ? `public${clean}` : undefined);
+            const path = resolveFile(files, spec, args.resolveDir);
             if (!path) return { errors: [{ text: `cannot find "${spec}" (imported by ${args.importer})` }] };
-            if (args.kind === 'url-token') return { path: this.assetUrl(path), external: true };
+            if (args.kind === 'url-token') return { path: this.#assetUrl(path), external: true };
             if (args.kind === 'import-rule') return { path, namespace: VFS };
             deps.get(args.importer)?.add(path);
-            return { path: this.moduleUrl(path), external: true };
+            return { path: this.#moduleUrl(path), external: true };
           }
           if (/^(https?:|data:)/.test(spec)) return { path: spec, external: true };
           if (importMapResolves(vendor, spec)) return { path: spec, external: true };
@@ -404,12 +518,35 @@ export class ProjectBuilder {
             return { contents: c.code, loader: 'js', resolveDir };
           }
           if (!CODE.test(args.path))
-            return { contents: `export default ${JSON.stringify(this.assetUrl(args.path))};`, loader: 'js' };
+            return { contents: `export default ${JSON.stringify(this.#assetUrl(args.path))};`, loader: 'js' };
           return { contents: v, loader: loaderFor(args.path), resolveDir };
         });
       },
     };
   }
+}
+
+/**
+ * The project file a relative or root-relative import names (`./App` → `src/App.tsx`, `/vite.svg` →
+ * `public/vite.svg` as Vite serves it), from the importing module's directory (`/src`).
+ */
+function resolveFile(files: SourceFiles, spec: string, resolveDir: string): string | undefined {
+  const clean = spec.replace(/[?#].*$/, '');
+  const base = clean.startsWith('/')
+    ? normalize(clean)
+    : normalize(`${resolveDir.replace(/^\//, '')}/${clean}`);
+  const found = [...EXTENSIONS.map((e) => base + e), ...INDEXES.map((e) => base + e)].find((c) =>
+    files.has(c),
+  );
+  return found ?? (clean.startsWith('/') && files.has(`public${clean}`) ? `public${clean}` : undefined);
+}
+
+/** Whether two file contents are the same (bytes compared: a structured clone makes new arrays). */
+function sameContent(a: string | Uint8Array | undefined, b: string | Uint8Array | undefined): boolean {
+  if (a === b) return true;
+  if (!(a instanceof Uint8Array) || !(b instanceof Uint8Array) || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Where a project file is served under the preview's scope: `public/` is the root. */
@@ -426,12 +563,22 @@ const servedPath = (p: string): string => (p.startsWith('public/') ? p.slice('pu
 function refreshFooter(path: string, js: string, source: string | Uint8Array | undefined): string {
   const body = js.replace(/\/\/# sourceMappingURL=.*\s*$/, '');
   const clause = /\nexport\s*\{([^}]*)\};?\s*$/.exec(body);
-  const star = /^export\s*\*/m.test(body);
-  const entries: string[] = [];
+  const exports: Array<[string, string]> = [];
   for (const item of (clause?.[1] ?? '').split(',')) {
     const m = /^\s*([\w$]+)(?:\s+as\s+([\w$]+))?\s*$/.exec(item);
-    if (m) entries.push(`${JSON.stringify(m[2] ?? m[1])}: ${m[1]}`);
+    if (m?.[1]) exports.push([m[2] ?? m[1], m[1]]);
   }
+  return refreshCall(path, exports, /^export\s*\*/m.test(body), source);
+}
+
+/** The footer's call: `exports` as `[exported name, local binding]`. */
+function refreshCall(
+  path: string,
+  exports: Array<[string, string]>,
+  star: boolean,
+  source: string | Uint8Array | undefined,
+): string {
+  const entries = exports.map(([name, local]) => `${JSON.stringify(name)}: ${local}`);
   const text = typeof source === 'string' ? source : source ? new TextDecoder().decode(source) : '';
   const hooks = (text.match(/\buse[A-Z$][\w$]*\s*\(/g) ?? []).map((h) => h.replace(/\s/g, '')).join('');
   return `\nglobalThis.__previewBundler?.refresh(${JSON.stringify(path)}, {${entries.join(', ')}}, ${JSON.stringify(hooks)}, ${star});\n`;

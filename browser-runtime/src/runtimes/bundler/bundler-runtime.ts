@@ -91,8 +91,12 @@ export class BundlerRuntime implements PreviewRuntime {
   #building: Promise<void> = Promise.resolve();
   #tornDown = false;
   #channel: BroadcastChannel | undefined;
-  /** The build now published (written into its page, which says it on load). */
+  /** The build whose page is published (written into it, which says it on load); later hot builds keep it. */
   #published = 0;
+  /** The last build's worker figures (`stats`). */
+  #lastBuild: { compiled: number; buildMs: number } | undefined;
+  /** The router's import map, asked while the bundler starts (`install`). */
+  #importMapAsked: Promise<{ imports: Record<string, string> }> | undefined;
   #nextBuild = 1;
   /** The import map builds use: the router's (once asked) or `vendor`. */
   #imports: Record<string, string>;
@@ -119,6 +123,11 @@ export class BundlerRuntime implements PreviewRuntime {
     this.#imports = this.#o.vendor;
   }
 
+  /** The last published build's figures: modules esbuild compiled, the worker's build time (ms). */
+  get lastBuild(): { compiled: number; buildMs: number } | undefined {
+    return this.#lastBuild;
+  }
+
   get scopeUrl(): string {
     return new URL(`${BUNDLER_SCOPE}${this.#o.previewId}/`, location.origin).href;
   }
@@ -136,7 +145,11 @@ export class BundlerRuntime implements PreviewRuntime {
     for (const [p, v] of decodeFiles(files)) this.#files.set(p, v);
   }
 
-  /** Starts the service worker and esbuild-wasm; throws RuntimeUnavailableError where they cannot run. */
+  /**
+   * Starts the service worker and the bundler's worker (esbuild-wasm starts there in the background;
+   * a build that must compile waits for it), and asks the router's import map meanwhile.
+   * @throws RuntimeUnavailableError where they cannot run (a build throws it if esbuild-wasm cannot start)
+   */
   async install(options: RuntimeCallOptions = {}): Promise<void> {
     this.#alive();
     if (this.#worker) return;
@@ -151,6 +164,11 @@ export class BundlerRuntime implements PreviewRuntime {
         'this browser context has no Worker, service worker or Cache Storage (needs a secure context)',
         { runtime: 'bundler' },
       );
+    // The router's import map is asked meanwhile (run's first build uses it).
+    if (this.#o.importMap && this.#importMapStale && !this.#importMapAsked) {
+      this.#importMapAsked = this.#o.importMap();
+      this.#importMapAsked.catch(() => {}); // reported by the build that uses it
+    }
     const deadline = AbortSignal.timeout(this.#o.bootTimeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
     try {
@@ -217,8 +235,10 @@ export class BundlerRuntime implements PreviewRuntime {
    */
   async #refreshImportMap(): Promise<void> {
     if (!this.#o.importMap || !this.#importMapStale) return;
+    const asked = this.#importMapAsked;
+    this.#importMapAsked = undefined;
     try {
-      this.#imports = (await this.#o.importMap()).imports;
+      this.#imports = (await (asked ?? this.#o.importMap())).imports;
       this.#importMapStale = false;
     } catch (e) {
       const err = e as { code?: string; message?: string };
@@ -254,6 +274,17 @@ export class BundlerRuntime implements PreviewRuntime {
       files: [...this.#files],
       vendor: this.#imports,
     });
+    if (r.type === 'failed' && r.unavailable) {
+      const err = new RuntimeUnavailableError(
+        'runtime_unavailable',
+        `bundler did not start: ${r.errors.join('; ')}`,
+        {
+          runtime: 'bundler',
+        },
+      );
+      this.#events.emit('error', err);
+      throw err;
+    }
     if (r.type !== 'built') {
       const problems =
         r.type === 'failed'
@@ -282,11 +313,13 @@ export class BundlerRuntime implements PreviewRuntime {
       ...r.modules.map(([p, code]) => put(`./__m/${p}`, code, 'text/javascript; charset=utf-8')),
       ...r.assets.map(([p, v]) => put(`./${p}`, v, contentType(p))),
     ]);
-    await Promise.all([
-      put('./', r.html, 'text/html; charset=utf-8'),
-      put('./index.html', r.html, 'text/html; charset=utf-8'),
-    ]);
-    this.#published = buildId;
+    // A hot update leaves the page as it is (a page loading now gets the new modules).
+    if (r.update === 'reload' || this.#published === 0)
+      await Promise.all([
+        put('./', r.html, 'text/html; charset=utf-8'),
+        put('./index.html', r.html, 'text/html; charset=utf-8'),
+      ]);
+    if (r.update === 'reload' || this.#published === 0) this.#published = buildId;
     this.#problems = undefined;
     const modules = r.modules.map(([p]) => p);
     if (r.update === 'reload') this.#channel?.postMessage('reload');
@@ -297,8 +330,11 @@ export class BundlerRuntime implements PreviewRuntime {
         build: buildId,
         kind: r.update,
         modules,
+        compiled: r.compiled,
+        buildMs: r.ms,
         ms: performance.now() - started,
       });
+    this.#lastBuild = { compiled: r.compiled, buildMs: r.ms };
   }
 
   async run(options: RuntimeCallOptions = {}): Promise<ServerReady> {
@@ -323,7 +359,10 @@ export class BundlerRuntime implements PreviewRuntime {
     this.#alive();
     checkPath(path);
     this.#files.set(path, content);
-    if (path === 'package.json') this.#importMapStale = true;
+    if (path === 'package.json') {
+      this.#importMapStale = true;
+      this.#importMapAsked = undefined;
+    }
     if (!this.#ready) return;
     // One build at a time, in order; each sees every write made before it started.
     const started = performance.now();

@@ -24,8 +24,19 @@ export type WorkerResponse =
       /** Changed assets by served path. */
       assets: Array<[string, string | Uint8Array]>;
       update: 'reload' | 'hot' | 'none';
+      /** Modules esbuild compiled for this build. */
+      compiled: number;
+      /** The worker's time for this build, ms. */
+      ms: number;
     }
-  | { type: 'failed'; id: number; errors: string[]; problems?: BuildProblem[] };
+  | {
+      type: 'failed';
+      id: number;
+      errors: string[];
+      problems?: BuildProblem[];
+      /** esbuild-wasm could not start: the runtime cannot run here (RuntimeUnavailableError). */
+      unavailable?: boolean;
+    };
 
 /** Path prefix (on the host's origin) under which previews are served by the service worker. */
 export const BUNDLER_SCOPE = '/__preview-bundler/';

@@ -1,11 +1,17 @@
 /**
- * The bundler's Web Worker: esbuild-wasm, initialised once, and one ProjectBuilder for the preview,
- * which keeps compiled modules between builds (an edit compiles the modules it changed).
+ * The bundler's Web Worker: one ProjectBuilder for the preview, which keeps compiled modules between
+ * builds (an edit compiles the modules it changed) and in Cache Storage (`preview-bundler-compiled`:
+ * a reload or another preview of the same files compiles nothing). esbuild-wasm starts at `init`
+ * in the background and is waited for only by a build that has something to compile; a JIT warm-up
+ * compile follows, so the first edit is not the one paying for it.
  * Built into its own script (`preview-bundler-worker.js`) by the host; see the README.
  */
 import * as esbuild from 'esbuild-wasm';
-import { BuildError, ProjectBuilder } from './build.ts';
+import { BuildError, type CompiledStore, ProjectBuilder } from './build.ts';
 import type { WorkerRequest, WorkerResponse } from './protocol.ts';
+
+/** The Cache Storage cache compiled modules are kept in (shared by the origin's previews). */
+export const COMPILED_CACHE = 'preview-bundler-compiled';
 
 let ready: Promise<void> | undefined;
 let builder: ProjectBuilder | undefined;
@@ -15,38 +21,72 @@ const scope = self as unknown as {
   postMessage(message: WorkerResponse): void;
 };
 
+/** Compiled modules in Cache Storage, under made-up URLs of their keys. */
+const store: CompiledStore | undefined =
+  typeof caches === 'undefined'
+    ? undefined
+    : {
+        async get(key) {
+          const hit = await (await caches.open(COMPILED_CACHE)).match(`https://compiled.invalid/${key}`);
+          return hit ? ((await hit.json()) as { code: string; deps: string[] }) : undefined;
+        },
+        async put(key, value) {
+          await (await caches.open(COMPILED_CACHE)).put(
+            `https://compiled.invalid/${key}`,
+            new Response(JSON.stringify(value), { headers: { 'content-type': 'application/json' } }),
+          );
+        },
+      };
+
+/** esbuild-wasm, started once; rejects with `unavailable` set when it cannot start. */
+function started(wasmUrl: string): Promise<void> {
+  ready ??= esbuild.initialize({ wasmURL: wasmUrl, worker: false }).then(
+    () => {
+      void esbuild
+        .transform('export const A = () => <b>{1 as number}</b>;', { loader: 'tsx' })
+        .catch(() => {});
+    },
+    (e: unknown) => {
+      throw Object.assign(new Error(`esbuild-wasm did not start: ${(e as Error).message}`), {
+        unavailable: true,
+      });
+    },
+  );
+  return ready;
+}
+
 scope.onmessage = async (ev: MessageEvent<WorkerRequest>) => {
   const msg = ev.data;
   const reply = (r: WorkerResponse) => scope.postMessage(r);
   if (msg.type === 'init') {
-    ready ??= esbuild.initialize({ wasmURL: msg.wasmUrl, worker: false });
-    builder ??= new ProjectBuilder(esbuild, {
+    started(msg.wasmUrl).catch(() => {}); // a build that needs it reports the failure
+    builder ??= new ProjectBuilder(() => started(msg.wasmUrl).then(() => esbuild), {
       previewId: msg.previewId,
       // The compilers are split chunks, loaded on the first .vue / .svelte module.
       vue: () => import('@vue/compiler-sfc'),
       svelte: () => import('svelte/compiler'),
       ...(msg.refreshUrl ? { refreshUrl: msg.refreshUrl } : {}),
+      ...(store ? { store } : {}),
     });
-    try {
-      await ready;
-      reply({ type: 'ready', id: msg.id });
-    } catch (e) {
-      ready = undefined;
-      reply({ type: 'failed', id: msg.id, errors: [`esbuild-wasm did not start: ${(e as Error).message}`] });
-    }
+    reply({ type: 'ready', id: msg.id });
     return;
   }
   if (msg.type === 'build') {
     try {
-      await ready;
       if (!builder) throw new Error('build before init');
+      const t0 = performance.now();
       const out = await builder.build(new Map(msg.files), msg.vendor, msg.buildId);
-      reply({ type: 'built', id: msg.id, ...out });
+      reply({ type: 'built', id: msg.id, ...out, ms: performance.now() - t0 });
     } catch (e) {
       reply(
         e instanceof BuildError
           ? { type: 'failed', id: msg.id, errors: e.errors, problems: e.problems }
-          : { type: 'failed', id: msg.id, errors: [String(e)] },
+          : {
+              type: 'failed',
+              id: msg.id,
+              errors: [(e as Error).message ?? String(e)],
+              ...((e as { unavailable?: boolean }).unavailable ? { unavailable: true } : {}),
+            },
       );
     }
   }
