@@ -308,23 +308,32 @@ export class BundlerRuntime implements PreviewRuntime {
         new Request(new URL(path, base).href),
         new Response(body as BodyInit, { headers: { 'content-type': type, ...PAGE_HEADERS } }),
       );
+    const modules = r.modules.map(([p]) => p);
+    // A hot update carries its modules' code: the page need not wait for Cache Storage.
+    if (r.update === 'hot' && this.#published !== 0)
+      this.#channel?.postMessage({
+        type: 'update',
+        build: buildId,
+        modules,
+        code: r.modules.map(([, c]) => c),
+      });
     // The page last: a page that sees this build's HTML then loads this build's modules and assets.
     await Promise.all([
       ...r.modules.map(([p, code]) => put(`./__m/${p}`, code, 'text/javascript; charset=utf-8')),
       ...r.assets.map(([p, v]) => put(`./${p}`, v, contentType(p))),
     ]);
     // A hot update leaves the page as it is (a page loading now gets the new modules).
-    if (r.update === 'reload' || this.#published === 0)
+    const page = r.update === 'reload' || this.#published === 0;
+    if (page)
       await Promise.all([
         put('./', r.html, 'text/html; charset=utf-8'),
         put('./index.html', r.html, 'text/html; charset=utf-8'),
       ]);
-    if (r.update === 'reload' || this.#published === 0) this.#published = buildId;
+    if (page) this.#published = buildId;
     this.#problems = undefined;
-    const modules = r.modules.map(([p]) => p);
     if (r.update === 'reload') this.#channel?.postMessage('reload');
-    else if (r.update === 'hot') this.#channel?.postMessage({ type: 'update', build: buildId, modules });
-    else this.#channel?.postMessage({ type: 'ok', build: buildId });
+    else if (r.update === 'none') this.#channel?.postMessage({ type: 'ok', build: buildId });
+    else this.#channel?.postMessage({ type: 'published', build: buildId });
     if (buildId > 1)
       this.#events.emit('updated', {
         build: buildId,

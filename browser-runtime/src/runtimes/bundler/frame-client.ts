@@ -3,9 +3,12 @@
  * it must not reference anything outside its own body). It runs in the preview frame and:
  *
  * - listens on the preview's BroadcastChannel (`preview-bundler:<id>`) for the runtime's messages:
- *   `'reload'`; `{type: 'update', build, modules}` (hot: CSS modules and React Fast Refresh
- *   boundaries are imported again with `?t=<build>`, anything else reloads the page);
- *   `{type: 'error', errors}` (the error overlay); `{type: 'ok', build}` (clears it);
+ *   `'reload'`; `{type: 'update', build, modules, code}` (hot: CSS modules and React Fast Refresh
+ *   boundaries are imported again, from the code the message carries or with `?t=<build>` from the
+ *   service worker; anything else reloads the page);
+ *   `{type: 'published', build}` (that build is in Cache Storage: a page that must reload for a hot
+ *   update it cannot take reloads then); `{type: 'error', errors}` (the error overlay);
+ *   `{type: 'ok', build}` (clears it);
  * - says `{type: 'hello', build}` on load, so a page that loaded an older build is reloaded;
  * - keeps `globalThis.__previewBundler`: `style(id, css)` (a CSS module's `<style>`) and
  *   `refresh(id, exports, hooks, star)` (a module's React components registered with
@@ -165,15 +168,39 @@ export function frameClient(cfg: FrameClientConfig): void {
   };
   w['__previewBundler'] = api;
 
-  const update = async (msg: { build: number; modules: string[] }) => {
-    if (msg.modules.some((id) => !isStyle(id) && boundaries.get(id) !== true)) {
-      location.reload();
+  /**
+   * The new version of a module: from the code the message carries (a blob URL, its absolute
+   * imports made full URLs so they name the same module instances), else from the service worker.
+   */
+  const load = async (id: string, build: number, code: string | undefined) => {
+    if (code === undefined || code.includes('import.meta')) {
+      await import(`${cfg.modules}${id}?t=${build}`);
       return;
     }
-    for (const id of msg.modules) {
-      await import(`${cfg.modules}${id}?t=${msg.build}`);
+    const text = code.replaceAll(`"${cfg.modules}`, `"${location.origin}${cfg.modules}`);
+    const url = URL.createObjectURL(new Blob([text], { type: 'text/javascript' }));
+    try {
+      await import(url);
+    } finally {
+      URL.revokeObjectURL(url);
+    }
+  };
+
+  /** A build this page must reload for, once the runtime says it is in Cache Storage (`published`). */
+  let reloadAt: number | undefined;
+  const reloadWhenPublished = (build: number) => {
+    reloadAt = build;
+  };
+
+  const update = async (msg: { build: number; modules: string[]; code?: string[] }) => {
+    if (msg.modules.some((id) => !isStyle(id) && boundaries.get(id) !== true)) {
+      reloadWhenPublished(msg.build);
+      return;
+    }
+    for (const [i, id] of msg.modules.entries()) {
+      await load(id, msg.build, msg.code?.[i]);
       if (!isStyle(id) && boundaries.get(id) !== true) {
-        location.reload();
+        reloadWhenPublished(msg.build);
         return;
       }
     }
@@ -186,16 +213,21 @@ export function frameClient(cfg: FrameClientConfig): void {
   channel.onmessage = (e: MessageEvent) => {
     const m = e.data as
       | 'reload'
-      | { type: 'update'; build: number; modules: string[] }
+      | { type: 'update'; build: number; modules: string[]; code?: string[] }
       | { type: 'error'; errors: OverlayError[] }
-      | { type: 'ok'; build: number };
+      | { type: 'ok'; build: number }
+      | { type: 'published'; build: number };
     if (m === 'reload') {
       location.reload();
       return;
     }
     if (!m || typeof m !== 'object') return;
     if (m.type === 'update') {
-      queue = queue.then(() => update(m)).catch(() => location.reload());
+      queue = queue.then(() => update(m)).catch(() => reloadWhenPublished(m.build));
+    } else if (m.type === 'published') {
+      queue = queue.then(() => {
+        if (reloadAt !== undefined && m.build >= reloadAt) location.reload();
+      });
     } else if (m.type === 'error') {
       queue = queue.then(() => {
         showOverlay(m.errors);
