@@ -1,9 +1,10 @@
 /**
  * The bundler's Web Worker: one ProjectBuilder for the preview, which keeps compiled modules between
  * builds (an edit compiles the modules it changed) and in Cache Storage (`preview-bundler-compiled`:
- * a reload or another preview of the same files compiles nothing). esbuild-wasm starts at `init`
- * in the background and is waited for only by a build that has something to compile; a JIT warm-up
- * compile follows, so the first edit is not the one paying for it.
+ * a reload or another preview of the same files compiles nothing). esbuild-wasm starts with the
+ * first build that has something to compile, or 1.5 s after a first build that had nothing to
+ * compile (not competing with the page's first render); a JIT warm-up compile follows, so the first
+ * edit does not pay for it.
  * Built into its own script (`preview-bundler-worker.js`) by the host; see the README.
  */
 import * as esbuild from 'esbuild-wasm';
@@ -14,6 +15,9 @@ import type { WorkerRequest, WorkerResponse } from './protocol.ts';
 export const COMPILED_CACHE = 'preview-bundler-compiled';
 
 let ready: Promise<void> | undefined;
+let wasmUrl = '';
+/** How long after a first build with nothing to compile esbuild-wasm starts anyway, ms. */
+const WARM_UP_DELAY_MS = 1500;
 let builder: ProjectBuilder | undefined;
 // The DOM and WebWorker libs cannot both be loaded in one program; declare what is used.
 const scope = self as unknown as {
@@ -59,7 +63,7 @@ scope.onmessage = async (ev: MessageEvent<WorkerRequest>) => {
   const msg = ev.data;
   const reply = (r: WorkerResponse) => scope.postMessage(r);
   if (msg.type === 'init') {
-    started(msg.wasmUrl).catch(() => {}); // a build that needs it reports the failure
+    wasmUrl = msg.wasmUrl;
     builder ??= new ProjectBuilder(() => started(msg.wasmUrl).then(() => esbuild), {
       previewId: msg.previewId,
       // The compilers are split chunks, loaded on the first .vue / .svelte module.
@@ -77,6 +81,9 @@ scope.onmessage = async (ev: MessageEvent<WorkerRequest>) => {
       const t0 = performance.now();
       const out = await builder.build(new Map(msg.files), msg.vendor, msg.buildId);
       reply({ type: 'built', id: msg.id, ...out, ms: performance.now() - t0 });
+      // After a first build that found everything in the store, ready for the first edit; a while
+      // later, so compiling 14 MB of wasm does not compete with the page's first render.
+      if (!ready) setTimeout(() => started(wasmUrl).catch(() => {}), WARM_UP_DELAY_MS);
     } catch (e) {
       reply(
         e instanceof BuildError
