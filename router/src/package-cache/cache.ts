@@ -172,6 +172,33 @@ export function createPackageCache(o: PackageCacheOptions) {
   }
 
   /**
+   * The package's public entries built together (`bundleSharedEntries`), written where `module`
+   * reads them (this replica's disk, and the shared store for the others); undefined when the
+   * package has fewer than two ES module entries that share anything.
+   */
+  async function shared_(
+    ctx: BundleContext,
+    name: string,
+    version: string,
+    root: string,
+  ): Promise<Map<string, string> | undefined> {
+    const dir = join(o.dir, 'out', `${enc(name)}@${version}`);
+    const built = await bundleSharedEntries(ctx, name, version, root);
+    if (!built) return undefined;
+    // Chunks first: a replica that finds an entry in the shared store then finds its chunks too.
+    const order = [...built].sort(
+      ([a], [b]) => Number(b.startsWith('__chunks/')) - Number(a.startsWith('__chunks/')),
+    );
+    for (const [sub, code] of order) {
+      await keep(join(dir, `${sub || 'index'}.mjs`), code);
+      await o.shared
+        ?.put({ name, version, subpath: sub, code })
+        .catch((e: unknown) => o.onSharedError?.(e, 'put'));
+    }
+    return built;
+  }
+
+  /**
    * The bundled module `subpath` of `name@version` (exact version). Built on first use, then read
    * from disk.
    * @throws BrowserIncompatibleError, NotFoundError (unknown package/version/subpath), InvalidInputError
@@ -197,13 +224,12 @@ export function createPackageCache(o: PackageCacheOptions) {
         return { name, version, subpath, code: stored };
       }
       const root = await unpack(name, version);
-      const code = await bundlePackage(
-        { dir: o.dir, prefix, nodeEnv, resolve, built: () => stats.builds++ },
-        name,
-        version,
-        subpath,
-        root,
-      );
+      const ctx = { dir: o.dir, prefix, nodeEnv, resolve, built: () => stats.builds++ };
+      // The requested module alone first: it says whether the package can run in a browser.
+      let code = await bundlePackage(ctx, name, version, subpath, root);
+      const shared = await once(`shared:${name}@${version}`, () => shared_(ctx, name, version, root));
+      const mine = shared?.get(subpath);
+      if (mine !== undefined) code = mine;
       const m = { name, version, subpath, code };
       await Promise.all([
         keep(out, code),
@@ -345,14 +371,7 @@ export async function bundlePackage(
   const browserMap = typeof pkg.browser === 'object' && pkg.browser ? pkg.browser : {};
   const deps = { ...pkg.optionalDependencies, ...pkg.dependencies };
   const peers = pkg.peerDependencies ?? {};
-  // The package is reached as node_modules/<name> from a scratch folder, so `exports` apply.
-  const work = join(ctx.dir, 'work', `${enc(name)}@${version}`);
-  const link = join(work, 'node_modules', name);
-  if (!existsSync(link)) {
-    await mkdir(dirname(link), { recursive: true });
-    await rm(link, { recursive: true, force: true });
-    await import('node:fs/promises').then((fs) => fs.symlink(root, link, 'dir'));
-  }
+  const work = await workDir(ctx, name, version, root);
   const spec = subpath ? `${name}/${subpath}` : name;
   const entryFile = await resolveEntry(work, spec, pkgId, nodeEnv);
   const cjsNames = (await isCjs(entryFile)) ? await cjsExports(entryFile) : undefined;
@@ -378,54 +397,15 @@ export async function bundlePackage(
       define: { 'process.env.NODE_ENV': JSON.stringify(nodeEnv), global: 'globalThis' },
       logLevel: 'silent',
       plugins: [
-        {
-          name: 'preview-externals',
-          setup(b) {
-            // A CommonJS `require(dep)`: a CJS shim around a static import of `dep`'s bundle.
-            b.onResolve({ filter: /^esm-import:/ }, (args) => ({
-              path: args.path.slice('esm-import:'.length),
-              namespace: 'esm-import',
-            }));
-            b.onResolve({ filter: /.*/, namespace: 'esm-import' }, (args) => ({
-              path: args.path,
-              external: true,
-            }));
-            b.onLoad({ filter: /.*/, namespace: 'cjs-require' }, (args) => ({
-              contents: CJS_REQUIRE(args.path),
-              loader: 'js',
-            }));
-            b.onLoad({ filter: /.*/, namespace: 'esm-import' }, (args) => ({
-              contents: `import * as ns from ${JSON.stringify(args.path)};\nexport { ns };\n`,
-              loader: 'js',
-            }));
-            b.onResolve({ filter: /^[^./]/ }, async (args) => {
-              if (args.kind === 'entry-point') return undefined;
-              const s = args.path;
-              // Inside the entry file (stdin) the package itself is bundled.
-              if (s === spec || s === name || s.startsWith(`${name}/`)) return undefined;
-              if (s in browserMap && browserMap[s] === false) return { path: s, namespace: 'empty' };
-              if (BUILTINS.has(s))
-                throw new BrowserIncompatibleError(
-                  'browser_incompatible',
-                  `${pkgId} imports the Node built-in ${JSON.stringify(s)}: it cannot run in a browser`,
-                  { pkg: pkgId },
-                );
-              const dep = splitSpecifier(s);
-              const target =
-                dep.name in peers || !(dep.name in deps)
-                  ? s
-                  : `${prefix}${dep.name}@${await resolve(dep.name, deps[dep.name] ?? '*')}${dep.subpath ? `/${dep.subpath}` : ''}`;
-              // ESM output cannot `require()` at run time: a CommonJS require of another package
-              // becomes a static import (CJS_REQUIRE).
-              if (args.kind === 'require-call') return { path: target, namespace: 'cjs-require' };
-              return { path: target, external: true };
-            });
-            b.onLoad({ filter: /.*/, namespace: 'empty' }, () => ({
-              contents: 'export default {};',
-              loader: 'js',
-            }));
-          },
-        },
+        externalsPlugin({
+          ...ctx,
+          name,
+          pkgId,
+          deps,
+          peers,
+          browserMap,
+          inPackage: (p) => p === spec || p === name || p.startsWith(`${name}/`),
+        }),
       ],
     });
   } catch (e) {
@@ -442,6 +422,201 @@ export async function bundlePackage(
   if (!file)
     throw new TierUnavailableError('bundle_failed', `${pkgId}: esbuild wrote nothing`, { tier: 'browser' });
   return cjsNames ? file.text : withStaticStarExports(file.text);
+}
+
+/** A scratch folder where the package is `node_modules/<name>`, so its `exports` apply. */
+async function workDir(ctx: BundleContext, name: string, version: string, root: string): Promise<string> {
+  const work = join(ctx.dir, 'work', `${enc(name)}@${version}`);
+  const link = join(work, 'node_modules', name);
+  if (!existsSync(link)) {
+    await mkdir(dirname(link), { recursive: true });
+    await rm(link, { recursive: true, force: true });
+    await import('node:fs/promises').then((fs) => fs.symlink(root, link, 'dir'));
+  }
+  return work;
+}
+
+/**
+ * Every public entry of an ES module package (its `exports` keys, no patterns) bundled in one
+ * esbuild run with code splitting: what two entries share (svelte's runtime state, behind both
+ * `svelte` and `svelte/internal/client`) is one chunk (`__chunks/chunk-<hash>`, imported by its
+ * absolute URL), so a page holds one copy of it instead of one per entry. Node built-ins stay
+ * imports here (`bundlePackage` of the requested module is what refuses them). Returns entry and
+ * chunk code by subpath (`''` the main entry), or undefined when there are fewer than two ES module
+ * entries, they share nothing, or the joint build fails (each entry is then bundled on its own).
+ */
+export async function bundleSharedEntries(
+  ctx: BundleContext,
+  name: string,
+  version: string,
+  root: string,
+): Promise<Map<string, string> | undefined> {
+  const pkgId = `${name}@${version}`;
+  const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as {
+    exports?: unknown;
+    dependencies?: Record<string, string>;
+    peerDependencies?: Record<string, string>;
+    optionalDependencies?: Record<string, string>;
+    browser?: string | Record<string, string | false>;
+  };
+  if (!pkg.exports || typeof pkg.exports !== 'object' || Array.isArray(pkg.exports)) return undefined;
+  const keys = Object.keys(pkg.exports).filter(
+    (k) => k.startsWith('.') && !k.includes('*') && !k.endsWith('.json') && !k.endsWith('/'),
+  );
+  if (keys.length < 2) return undefined;
+  const work = await workDir(ctx, name, version, root);
+  const entries = new Map<string, string>();
+  for (const key of keys) {
+    const sub = key === '.' ? '' : key.slice(2);
+    const spec = sub ? `${name}/${sub}` : name;
+    let file: string;
+    try {
+      splitSpecifier(spec);
+      file = await resolveEntry(work, spec, pkgId, ctx.nodeEnv);
+    } catch {
+      continue;
+    }
+    if (await isCjs(file)) return undefined;
+    entries.set(
+      sub,
+      `export * from ${JSON.stringify(spec)};\n${(await hasDefaultExport(file)) ? `export { default } from ${JSON.stringify(spec)};\n` : ''}`,
+    );
+  }
+  if (entries.size < 2) return undefined;
+  const browserMap = typeof pkg.browser === 'object' && pkg.browser ? pkg.browser : {};
+  ctx.built();
+  let result: esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };
+  try {
+    result = await esbuild.build({
+      // The entry's id is its `exports` key (`.`, `./internal/client`): never empty.
+      entryPoints: [...entries.keys()].map((sub) => ({ in: `shared-entry:./${sub}`, out: sub || 'index' })),
+      bundle: true,
+      splitting: true,
+      write: false,
+      outdir: '/out',
+      chunkNames: '__chunks/chunk-[hash]',
+      format: 'esm',
+      platform: 'browser',
+      target: 'es2020',
+      absWorkingDir: work,
+      conditions: ['browser', 'import', 'module', 'default', ctx.nodeEnv],
+      mainFields: ['browser', 'module', 'main'],
+      define: { 'process.env.NODE_ENV': JSON.stringify(ctx.nodeEnv), global: 'globalThis' },
+      logLevel: 'silent',
+      plugins: [
+        {
+          name: 'shared-entries',
+          setup(b) {
+            b.onResolve({ filter: /^shared-entry:/ }, (a) => ({
+              path: a.path.slice('shared-entry:'.length),
+              namespace: 'shared-entry',
+            }));
+            b.onLoad({ filter: /.*/, namespace: 'shared-entry' }, (a) => ({
+              contents: entries.get(a.path.replace(/^\.\/?/, '')) ?? '',
+              resolveDir: work,
+              loader: 'js',
+            }));
+          },
+        },
+        externalsPlugin({
+          ...ctx,
+          name,
+          pkgId,
+          deps: { ...pkg.optionalDependencies, ...pkg.dependencies },
+          peers: pkg.peerDependencies ?? {},
+          browserMap,
+          inPackage: (p) => p === name || p.startsWith(`${name}/`),
+          builtinsExternal: true,
+        }),
+      ],
+    });
+  } catch {
+    return undefined;
+  }
+  // Nothing shared (entries that only re-export other packages): each entry on its own, as before.
+  if (!result.outputFiles.some((f) => f.path.startsWith('/out/__chunks/'))) return undefined;
+  const base = `${ctx.prefix}${pkgId}/__chunks/`;
+  const out = new Map<string, string>();
+  for (const f of result.outputFiles) {
+    const rel = f.path.replace(/^\/out\//, '').replace(/\.js$/, '');
+    const code = f.text.replace(
+      /(["'])(?:\.\.?\/)+(?:__chunks\/)?(chunk-[A-Za-z0-9]+)\.js\1/g,
+      `$1${base}$2$1`,
+    );
+    const isChunk = rel.startsWith('__chunks/');
+    out.set(isChunk ? rel : rel === 'index' ? '' : rel, isChunk ? code : withStaticStarExports(code));
+  }
+  return out;
+}
+
+/** How a bundle of `name` treats imports (see `bundlePackage`). */
+interface ExternalsOptions extends BundleContext {
+  name: string;
+  pkgId: string;
+  deps: Record<string, string>;
+  peers: Record<string, string>;
+  browserMap: Record<string, string | false>;
+  /** Whether a bare import is of the package being bundled (bundled, not imported). */
+  inPackage(spec: string): boolean;
+  /** Node built-ins stay imports instead of throwing BrowserIncompatibleError (the shared build). */
+  builtinsExternal?: boolean;
+}
+
+/**
+ * The esbuild plugin of a package bundle: the package's own files bundled; a regular dependency
+ * imported by its exact URL, a peer (or undeclared package) left bare; a CommonJS require of another
+ * package as a static import; a Node built-in refused (BrowserIncompatibleError).
+ */
+function externalsPlugin(o: ExternalsOptions): esbuild.Plugin {
+  return {
+    name: 'preview-externals',
+    setup(b) {
+      // A CommonJS `require(dep)`: a CJS shim around a static import of `dep`'s bundle.
+      b.onResolve({ filter: /^esm-import:/ }, (args) => ({
+        path: args.path.slice('esm-import:'.length),
+        namespace: 'esm-import',
+      }));
+      b.onResolve({ filter: /.*/, namespace: 'esm-import' }, (args) => ({
+        path: args.path,
+        external: true,
+      }));
+      b.onLoad({ filter: /.*/, namespace: 'cjs-require' }, (args) => ({
+        contents: CJS_REQUIRE(args.path),
+        loader: 'js',
+      }));
+      b.onLoad({ filter: /.*/, namespace: 'esm-import' }, (args) => ({
+        contents: `import * as ns from ${JSON.stringify(args.path)};\nexport { ns };\n`,
+        loader: 'js',
+      }));
+      b.onResolve({ filter: /^[^./]/ }, async (args) => {
+        if (args.kind === 'entry-point') return undefined;
+        const s = args.path;
+        // Inside the entry file (stdin) the package itself is bundled.
+        if (o.inPackage(s)) return undefined;
+        if (s in o.browserMap && o.browserMap[s] === false) return { path: s, namespace: 'empty' };
+        if (BUILTINS.has(s) && o.builtinsExternal) return { path: s, external: true };
+        if (BUILTINS.has(s))
+          throw new BrowserIncompatibleError(
+            'browser_incompatible',
+            `${o.pkgId} imports the Node built-in ${JSON.stringify(s)}: it cannot run in a browser`,
+            { pkg: o.pkgId },
+          );
+        const dep = splitSpecifier(s);
+        const target =
+          dep.name in o.peers || !(dep.name in o.deps)
+            ? s
+            : `${o.prefix}${dep.name}@${await o.resolve(dep.name, o.deps[dep.name] ?? '*')}${dep.subpath ? `/${dep.subpath}` : ''}`;
+        // ESM output cannot `require()` at run time: a CommonJS require of another package
+        // becomes a static import (CJS_REQUIRE).
+        if (args.kind === 'require-call') return { path: target, namespace: 'cjs-require' };
+        return { path: target, external: true };
+      });
+      b.onLoad({ filter: /.*/, namespace: 'empty' }, () => ({
+        contents: 'export default {};',
+        loader: 'js',
+      }));
+    },
+  };
 }
 
 /**

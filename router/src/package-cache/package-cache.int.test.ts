@@ -70,6 +70,17 @@ const PACKAGES: Pkg[] = [
     files: { 'index.js': "module.exports = require('./build/Release/addon.node');", 'binding.gyp': '{}' },
   },
   {
+    // Two public entries sharing module state, as `svelte` and `svelte/internal/client` do.
+    name: 'shared-state',
+    version: '1.0.0',
+    json: { type: 'module', exports: { '.': './index.js', './internal': './internal/index.js' } },
+    files: {
+      'state.js': 'export const state = { count: 0 };\n',
+      'index.js': "import { state } from './state.js';\nexport const bump = () => ++state.count;\n",
+      'internal/index.js': "import { state } from '../state.js';\nexport const read = () => state.count;\n",
+    },
+  },
+  {
     name: 'uses-fs',
     version: '1.0.0',
     files: { 'index.js': "import { readFileSync } from 'fs';\nexport const r = readFileSync;" },
@@ -266,8 +277,29 @@ describe('package cache through the router', () => {
     expect((await get('/__pkg/tiny-dep@1.2.0/a%20b')).status).toBe(400);
   });
 
+  it('entries of one package share its modules: one chunk, one copy of its state per page', async () => {
+    const main = await (await get('/__pkg/shared-state@1.0.0')).text();
+    const internal = await (await get('/__pkg/shared-state@1.0.0/internal')).text();
+    const chunk = /"(\/__pkg\/shared-state@1\.0\.0\/__chunks\/chunk-[A-Za-z0-9]+)"/.exec(main)?.[1];
+    expect(chunk, main).toBeDefined();
+    expect(internal).toContain(`"${chunk}"`);
+    expect(main).not.toContain('count: 0');
+    const shared = await get(chunk as string);
+    expect(shared.status).toBe(200);
+    expect(shared.headers.get('cache-control')).toContain('immutable');
+    // What a page does: both entries import the one chunk by its URL.
+    const chunkUrl = `data:text/javascript;base64,${Buffer.from(await shared.text()).toString('base64')}`;
+    const a = await load(main.replace(chunk as string, chunkUrl));
+    const b = await load(internal.replace(chunk as string, chunkUrl));
+    (a.bump as () => number)();
+    expect((b.read as () => number)()).toBe(1);
+  });
+
   it('the import map of a preview; a browser-incompatible dependency moves it to docker with that reason', async () => {
-    const create = async (dependencies: Record<string, string>) => {
+    const create = async (
+      dependencies: Record<string, string>,
+      devDependencies: Record<string, string> = {},
+    ) => {
       const res = await h.router.app.request('/v1/previews', {
         method: 'POST',
         headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
@@ -275,7 +307,14 @@ describe('package cache through the router', () => {
           files: {
             'index.html': '<div id="app"></div><script type="module" src="/src/main.js"></script>',
             'src/main.js': "import { greet } from 'tiny-dep'; document.body.append(greet('x'));",
-            'package.json': JSON.stringify({ name: 'app', dependencies, devDependencies: { vite: '^8' } }),
+            'src/extra.js': Object.keys(devDependencies)
+              .map((d) => `import ${JSON.stringify(d)};\n`)
+              .join(''),
+            'package.json': JSON.stringify({
+              name: 'app',
+              dependencies,
+              devDependencies: { vite: '^8', ...devDependencies },
+            }),
           },
           client: { bundler: true },
         }),
@@ -294,6 +333,18 @@ describe('package cache through the router', () => {
         'cjs-lib': '/__pkg/cjs-lib@1.0.0',
         'cjs-lib/': '/__pkg/cjs-lib@1.0.0/',
       },
+    });
+
+    // A devDependency the code imports is mapped (create-vite's Svelte template lists svelte there); vite is not.
+    const dev = await create({ 'tiny-dep': '^1.0.0' }, { '@scope/pkg': '^1.0.0' });
+    const devMap = await h.router.app.request(`/v1/previews/${dev}/importmap`, {
+      headers: bearer(h.alice.jwt),
+    });
+    expect(((await devMap.json()) as { imports: Record<string, string> }).imports).toEqual({
+      'tiny-dep': '/__pkg/tiny-dep@1.2.0',
+      'tiny-dep/': '/__pkg/tiny-dep@1.2.0/',
+      '@scope/pkg': '/__pkg/@scope/pkg@1.0.0',
+      '@scope/pkg/': '/__pkg/@scope/pkg@1.0.0/',
     });
 
     const bad = await create({ 'tiny-dep': '^1.0.0', 'native-addon': '^1.0.0' });

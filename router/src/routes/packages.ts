@@ -3,6 +3,7 @@ import { InvalidInputError, NotFoundError, type PreviewError } from '@preview/ti
 import semver from 'semver';
 import { type AuthEnv, requireUser } from '../auth/middleware.ts';
 import { BrowserIncompatibleError, type PackageCache, splitSpecifier } from '../package-cache/cache.ts';
+import { importedPackages } from '../package-cache/imported.ts';
 import type { PreviewService } from '../previews.ts';
 import { ErrorBody, IdParams } from '../schemas.ts';
 import type { Session } from '../store/sessions.ts';
@@ -107,7 +108,16 @@ export function registerPackageRoutes(
           : '{}';
     let dependencies: Record<string, string>;
     try {
-      dependencies = (JSON.parse(text) as { dependencies?: Record<string, string> }).dependencies ?? {};
+      const pkg = JSON.parse(text) as {
+        dependencies?: Record<string, string>;
+        devDependencies?: Record<string, string>;
+      };
+      dependencies = { ...pkg.dependencies };
+      // Vite bundles what the code imports, wherever package.json lists it (create-vite's Svelte
+      // template has `svelte` in devDependencies): a devDependency the code imports is in the map.
+      const imported = importedPackages(files);
+      for (const [name, range] of Object.entries(pkg.devDependencies ?? {}))
+        if (!(name in dependencies) && imported.has(name)) dependencies[name] = range;
     } catch {
       throw new InvalidInputError('invalid_package_json', 'package.json: not valid JSON');
     }

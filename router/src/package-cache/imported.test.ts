@@ -1,0 +1,19 @@
+import { describe, expect, it } from 'vitest';
+import { importedPackages } from './imported.ts';
+
+describe('importedPackages', () => {
+  it('names the packages the project code imports, and the runtime of .vue and .svelte files', () => {
+    const got = importedPackages({
+      'src/main.ts': "import { mount } from 'svelte'\nimport './app.css'\nimport App from './App.svelte'\n",
+      'src/App.svelte':
+        "<script>\n  import { fade } from 'svelte/transition';\n  const l = import('@scope/lazy/sub');\n</script>",
+      'src/util.js':
+        "export { x } from \"other-pkg\";\nimport data from '/abs.json';\nimport u from 'https://x.dev/m.js';\n",
+      'vite.config.ts': "import { defineConfig } from 'vite'\n",
+      'node_modules/dep/index.js': "import 'not-mine'",
+      'README.md': "import 'not-code'",
+      'img.png': { content: Buffer.from("import 'x'").toString('base64'), encoding: 'base64' },
+    });
+    expect([...got].sort()).toEqual(['@scope/lazy', 'other-pkg', 'svelte', 'vite']);
+  });
+});
