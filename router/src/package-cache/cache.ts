@@ -588,7 +588,8 @@ function externalsPlugin(o: ExternalsOptions): esbuild.Plugin {
         contents: `import * as ns from ${JSON.stringify(args.path)};\nexport { ns };\n`,
         loader: 'js',
       }));
-      b.onResolve({ filter: /^[^./]/ }, async (args) => {
+      // `#name` is the package's own `imports` field: esbuild resolves it inside the package.
+      b.onResolve({ filter: /^[^./#]/ }, async (args) => {
         if (args.kind === 'entry-point') return undefined;
         const s = args.path;
         // Inside the entry file (stdin) the package itself is bundled.

@@ -1,6 +1,8 @@
 import type { ProjectFiles } from '@preview/tiers';
 
 const CODE = /\.(?:[cm]?[jt]sx?|vue|svelte)$/;
+/** Build-tool configuration run by Node, not the page: `vite.config.ts`, `svelte.config.js`, `eslint.config.mjs`. */
+const CONFIG = /(?:^|\/)[^/]+\.config\.[cm]?[jt]s$/;
 /** `import … from 'x'`, `export … from 'x'`, `import 'x'`, `import('x')`. */
 const IMPORT = /\b(?:from|import)\s*\(?\s*(["'])([^"'\n]+)\1/g;
 
@@ -9,12 +11,14 @@ const IMPORT = /\b(?:from|import)\s*\(?\s*(["'])([^"'\n]+)\1/g;
  * .svelte` files, by package name: `@scope/pkg/sub` → `@scope/pkg`), plus the runtime a component
  * format's compiled output imports (`vue` for `.vue` files, `svelte` for `.svelte` ones). A regular
  * expression reads them, so an import inside a comment or string counts too (a package too many in
- * an import map costs nothing). Files under `node_modules/` are not the project's code.
+ * an import map costs nothing). Files under `node_modules/` and build-tool configuration
+ * (`*.config.js/ts`: `vite.config.ts` imports `@sveltejs/vite-plugin-svelte`, which needs Node) are
+ * not the page's code.
  */
 export function importedPackages(files: ProjectFiles): Set<string> {
   const names = new Set<string>();
   for (const [path, file] of Object.entries(files)) {
-    if (!CODE.test(path) || path.startsWith('node_modules/') || path.includes('/node_modules/')) continue;
+    if (!CODE.test(path) || CONFIG.test(path) || /(?:^|\/)node_modules\//.test(path)) continue;
     if (path.endsWith('.vue')) names.add('vue');
     if (path.endsWith('.svelte')) names.add('svelte');
     const text = typeof file === 'string' ? file : Buffer.from(file.content, 'base64').toString('utf8');

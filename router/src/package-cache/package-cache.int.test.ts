@@ -70,14 +70,19 @@ const PACKAGES: Pkg[] = [
     files: { 'index.js': "module.exports = require('./build/Release/addon.node');", 'binding.gyp': '{}' },
   },
   {
-    // Two public entries sharing module state, as `svelte` and `svelte/internal/client` do.
+    // Two public entries sharing module state, as `svelte` and `svelte/internal/client` do (one
+    // through the package's own `imports` field, `#state`, as svelte's `#client`).
     name: 'shared-state',
     version: '1.0.0',
-    json: { type: 'module', exports: { '.': './index.js', './internal': './internal/index.js' } },
+    json: {
+      type: 'module',
+      exports: { '.': './index.js', './internal': './internal/index.js' },
+      imports: { '#state': './state.js' },
+    },
     files: {
       'state.js': 'export const state = { count: 0 };\n',
       'index.js': "import { state } from './state.js';\nexport const bump = () => ++state.count;\n",
-      'internal/index.js': "import { state } from '../state.js';\nexport const read = () => state.count;\n",
+      'internal/index.js': "import { state } from '#state';\nexport const read = () => state.count;\n",
     },
   },
   {

@@ -1,6 +1,8 @@
 /**
- * Issue 13, "must show", on the bundler runtime: create-vite's vanilla-ts, react-ts and vue-ts
- * templates (Vue single-file components compiled in the worker by @vue/compiler-sfc)
+ * Issue 13, "must show", on the bundler runtime: create-vite's vanilla-ts, react-ts, vue-ts and
+ * svelte-ts templates (Vue single-file components compiled in the worker by @vue/compiler-sfc,
+ * Svelte ones by svelte/compiler; svelte is one of the template's devDependencies, which the import
+ * map holds because the code imports it)
  * (fetched with `npm pack create-vite` at test time, never committed) run on the browser tier in
  * Chromium through a real router that has no server tier at all. Every bare import resolves through
  * the router: the preview's import map (`GET /v1/previews/:id/importmap`, from its package.json)
@@ -142,6 +144,16 @@ const cases = [
       'src/components/HelloWorld.vue': (files['src/components/HelloWorld.vue'] as string)
         .replace("import { ref } from 'vue'", "import { ref } from 'vue'\nimport ms from 'ms'")
         .replace('Count is {{ count }}', 'Edited count {{ count }} after {{ ms(60000) }}'),
+    }),
+    edited: 'Edited count 0 after 1m',
+  },
+  {
+    template: 'svelte-ts',
+    shows: 'Count is 0',
+    edit: (files: ProjectFiles) => ({
+      'src/lib/Counter.svelte': (files['src/lib/Counter.svelte'] as string)
+        .replace('<script lang="ts">', '<script lang="ts">\n  import ms from \'ms\'')
+        .replace('Count is {count}', 'Edited count {count} after {ms(60000)}'),
     }),
     edited: 'Edited count 0 after 1m',
   },
