@@ -10,6 +10,9 @@
  * by an edit of package.json (`ms`) and imported by an edited module shows in the frame; after a
  * reload the editor restores the files from the router and the edit is still there.
  *
+ * React-TS also: the counter's state survives an edit of App.tsx (React Fast Refresh, no reload),
+ * and a syntax error shows the error overlay in the frame (file, line, column) until the fix clears it.
+ *
  * A dependency the package cache refuses (`graceful-fs` imports Node's `fs`), at start or added by an
  * edit, makes the runtime report RuntimeUnavailable naming it, and mountPreview shows the preview on
  * the server tier under the same id (the router's `docker` here is router/test/local-tier.ts).
@@ -113,6 +116,38 @@ async function frameShows(page: Page, text: string): Promise<void> {
   }
 }
 
+/**
+ * React-TS only, before the dependency edit: React Fast Refresh keeps the counter's state across an
+ * edit of App.tsx (no reload); a syntax error shows the error overlay in the frame with its file,
+ * line and column, the app's state kept under it; the fix clears it.
+ */
+async function reactStateAndOverlay(page: Page, files: ProjectFiles): Promise<void> {
+  const frame = page.frameLocator('#host iframe');
+  const app = files['src/App.tsx'] as string;
+  await frame.getByRole('button', { name: 'Count is 0' }).click();
+  await frame.getByRole('button', { name: 'Count is 1' }).click();
+  await frameShows(page, 'Count is 2');
+  await page.evaluate((w) => window.__editor.write(w), {
+    'src/App.tsx': app.replace('Count is {count}', 'Clicked {count} times'),
+  });
+  await frameShows(page, 'Clicked 2 times');
+
+  const lines = app.split('\n');
+  const at = lines.findIndex((l) => l.includes('Count is {count}'));
+  const broken = [...lines.slice(0, at), '          Count is {count', ...lines.slice(at + 1)].join('\n');
+  await page.evaluate((w) => window.__editor.write(w), { 'src/App.tsx': broken });
+  const overlay = frame.locator('[data-preview-overlay]');
+  await overlay.waitFor({ timeout: 60_000 });
+  expect(await overlay.locator('[data-location]').first().innerText()).toMatch(
+    new RegExp(`^src/App\\.tsx:${at + 2}:\\d+$|^src/App\\.tsx:${at + 1}:\\d+$`),
+  );
+  expect(await overlay.locator('[data-message]').first().innerText()).not.toBe('');
+  expect(await frame.getByRole('button').first().innerText()).toBe('Clicked 2 times');
+  await page.evaluate((w) => window.__editor.write(w), { 'src/App.tsx': app });
+  await overlay.waitFor({ state: 'detached', timeout: 60_000 });
+  await frameShows(page, 'Count is 2');
+}
+
 const cases = [
   {
     template: 'vanilla-ts',
@@ -129,6 +164,7 @@ const cases = [
   {
     template: 'react-ts',
     shows: 'Count is 0',
+    before: reactStateAndOverlay,
     edit: (files: ProjectFiles) => ({
       'src/App.tsx': `import ms from 'ms'\n${files['src/App.tsx'] as string}`.replace(
         'Count is {count}',
@@ -161,7 +197,7 @@ const cases = [
 
 describe('create-vite apps on the bundler runtime, packages through the router', () => {
   for (const c of cases) {
-    it(`${c.template}: renders with no server tier, an edit adding a dependency shows, a reload restores it`, {
+    it(`${c.template}: renders with no server tier${'before' in c ? ', state survives an edit, a syntax error shows the overlay and the fix clears it' : ''}, an edit adding a dependency shows, a reload restores it`, {
       timeout: 400_000,
     }, async () => {
       const files = scaffold(c.template);
@@ -173,6 +209,7 @@ describe('create-vite apps on the bundler runtime, packages through the router',
         expect(created.tier).toBe('browser');
         expect(created.iframeTier).toBe('browser');
         await frameShows(page, c.shows);
+        if ('before' in c) await c.before(page, files);
 
         const pkg = JSON.parse(files['package.json'] as string) as { dependencies?: Record<string, string> };
         pkg.dependencies = { ...pkg.dependencies, ms: '^2.1.3' };
