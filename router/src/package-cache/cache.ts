@@ -350,7 +350,7 @@ export async function bundlePackage(
   subpath: string,
   root: string,
 ): Promise<string> {
-  const { prefix, nodeEnv, resolve } = ctx;
+  const { nodeEnv } = ctx;
   const pkgId = `${name}@${version}`;
   const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as {
     gypfile?: boolean;
