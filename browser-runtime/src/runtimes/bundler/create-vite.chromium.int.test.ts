@@ -209,7 +209,7 @@ describe('create-vite apps on the bundler runtime, packages through the router',
         expect(created.tier).toBe('browser');
         expect(created.iframeTier).toBe('browser');
         await frameShows(page, c.shows);
-        if ('before' in c) await c.before(page, files);
+        if ('before' in c && c.before) await c.before(page, files);
 
         const pkg = JSON.parse(files['package.json'] as string) as { dependencies?: Record<string, string> };
         pkg.dependencies = { ...pkg.dependencies, ms: '^2.1.3' };
