@@ -62,6 +62,8 @@ export function registerPackageRoutes(
   },
 ): void {
   const { cache, previews } = deps;
+  /** `name@version` main entries already built and found browser-ready (versions never change). */
+  const ready = new Set<string>();
   app.get('/__pkg/*', async (c) => {
     const path = c.req.path.slice('/__pkg/'.length);
     try {
@@ -124,10 +126,12 @@ export function registerPackageRoutes(
     const map = await cache.importMap(dependencies);
     try {
       await Promise.all(
-        Object.keys(dependencies).map((name) => {
+        Object.keys(dependencies).map(async (name) => {
           const url = map.imports[name] as string;
           const version = url.slice(url.lastIndexOf('@') + 1);
-          return cache.module(name, version, '');
+          if (ready.has(`${name}@${version}`)) return;
+          await cache.module(name, version, '');
+          ready.add(`${name}@${version}`);
         }),
       );
     } catch (e) {

@@ -94,6 +94,7 @@ describe('bundler build: one module per file, as a dev server serves them', () =
     expect(out.html).toMatch(/<script type="importmap">.*"react\/jsx-runtime"/);
     expect(out.html).toContain('src="./logo.svg"');
     expect(out.html).toContain(`<script type="module" src="${M}src/main.tsx"></script>`);
+    expect(out.html).toContain(`<link rel="modulepreload" href="${M}src/App.tsx">`);
     expect(out.html.indexOf('importmap')).toBeLessThan(out.html.indexOf(`${M}src/main.tsx`));
     expect(out.update).toBe('reload');
   });
@@ -134,6 +135,29 @@ describe('bundler build: one module per file, as a dev server serves them', () =
       5,
     );
     expect(added.modules.map(([p]) => p).sort()).toEqual(['src/c.js', 'src/main.js']);
+  });
+
+  it('a store keeps compiled modules for another builder (a reload, another preview); import map key order is no change', async () => {
+    const kept = new Map<string, { code: string; deps: string[] }>();
+    const store = {
+      get: async (k: string) => kept.get(k),
+      put: async (k: string, v: { code: string; deps: string[] }) => void kept.set(k, v),
+    };
+    const files: Files = new Map([
+      ['src/main.jsx', "import { App } from './App.jsx';\nconsole.log(<App />);\n"],
+      ['src/App.jsx', 'export const App = () => <p>{"/__preview-bundler/x/"}</p>;\n'],
+    ]);
+    const first = await new ProjectBuilder(esbuild, { previewId: 'one', store }).build(files, vendor);
+    expect(first.compiled).toBe(2);
+    await new Promise((r) => setTimeout(r, 50)); // the store's puts are not awaited by build
+    const reordered = { 'react/jsx-runtime': vendor['react/jsx-runtime'], react: vendor.react };
+    const es = counting();
+    const second = await new ProjectBuilder(es, { previewId: 'two', store }).build(files, reordered);
+    expect(second.compiled).toBe(0);
+    expect(es.transformed).toEqual([]);
+    // The module URLs are the new preview's.
+    expect(code(second, 'src/main.jsx')).toContain('from "/__preview-bundler/two/__m/src/App.jsx"');
+    expect(code(second, 'src/main.jsx')).not.toContain('/__preview-bundler/one/');
   });
 
   it('names missing files, packages not in the import map and syntax errors with file, line and column', async () => {

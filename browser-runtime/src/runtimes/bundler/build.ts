@@ -262,7 +262,7 @@ export class ProjectBuilder {
    * @throws BuildError naming each unresolved file or package and each syntax error, with locations
    */
   async build(files: SourceFiles, vendor: Record<string, string>, buildId = 0): Promise<BuiltPreview> {
-    const vendorKey = JSON.stringify(vendor);
+    const vendorKey = mapKey(vendor);
     if (vendorKey !== this.#vendorKey) this.#compiled.clear();
     this.#vendorKey = vendorKey;
     const { entry, html } = findEntry(files);
@@ -294,7 +294,13 @@ export class ProjectBuilder {
     for (const [p, v] of assets) this.#publishedAssets.set(p, v);
     this.#publishedPage = page;
     return {
-      html: rewriteHtml(html, vendor, this.#o.previewId, buildId, { entry, refreshUrl: react }),
+      // Every module preloaded at once (no import waterfall through the service worker); the list
+      // is not part of what makes a page change (a hot update does not rewrite the page).
+      html: rewriteHtml(html, vendor, this.#o.previewId, buildId, {
+        entry,
+        refreshUrl: react,
+        preload: reachable.filter((p) => p !== entry),
+      }),
       modules,
       assets,
       update,
@@ -328,7 +334,7 @@ export class ProjectBuilder {
   /** What a module's compiled output depends on besides its path and source. */
   #context(vendor: Record<string, string>): string {
     const react = Boolean(this.#o.refreshUrl) && importMapResolves(vendor, 'react');
-    return `${JSON.stringify(vendor)}\0${react}`;
+    return `${mapKey(vendor)}\0${react}`;
   }
 
   /** Takes what the store has of `paths` (whose deps all exist); returns the paths still to compile. */
@@ -541,6 +547,10 @@ function resolveFile(files: SourceFiles, spec: string, resolveDir: string): stri
   return found ?? (clean.startsWith('/') && files.has(`public${clean}`) ? `public${clean}` : undefined);
 }
 
+/** An import map's `imports` as text that does not depend on the order of its keys. */
+const mapKey = (imports: Record<string, string>): string =>
+  JSON.stringify(Object.entries(imports).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+
 /** Whether two file contents are the same (bytes compared: a structured clone makes new arrays). */
 function sameContent(a: string | Uint8Array | undefined, b: string | Uint8Array | undefined): boolean {
   if (a === b) return true;
@@ -595,7 +605,12 @@ export function rewriteHtml(
   vendor: Record<string, string>,
   previewId: string,
   buildId = 0,
-  options: { entry?: string; refreshUrl?: string | undefined } = {},
+  options: {
+    entry?: string;
+    refreshUrl?: string | undefined;
+    /** Module paths to `<link rel="modulepreload">` (the entry's graph). */
+    preload?: string[];
+  } = {},
 ): string {
   const cfg: FrameClientConfig = {
     channel: `preview-bundler:${previewId}`,
@@ -609,6 +624,7 @@ export function rewriteHtml(
     options.refreshUrl
       ? `<script type="module">import RR from ${json(options.refreshUrl)};RR.injectIntoGlobalHook(window);window.$RefreshReg$=()=>{};window.$RefreshSig$=()=>(t)=>t;globalThis.__previewBundler.setRefreshRuntime(RR);</script>`
       : '',
+    ...(options.preload ?? []).map((p) => `<link rel="modulepreload" href="${cfg.modules}${encodeURI(p)}">`),
   ].join('');
   const tail = options.entry ? `<script type="module" src="${cfg.modules}${options.entry}"></script>` : '';
   // The preview lives under its scope path, so origin-absolute references in the page become relative.
