@@ -12,11 +12,8 @@
  *
  * Times are taken in the editor page (`performance.now()`, the frame polled every millisecond).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { startBundlerRouter } from '@preview/browser-runtime/testkit/bundler-router';
+import { packCreateVite } from '@preview/browser-runtime/testkit/create-vite';
 import { launchChromium } from '@preview/testkit';
 import type { ProjectFiles } from '@preview/tiers';
 import type { Page } from 'playwright-core';
@@ -36,41 +33,15 @@ function flag(args: string[], name: string, fallback: number): number {
   return v;
 }
 
-/** create-vite's `template-<name>` as a project's files (binary files base64). */
-function scaffold(dir: string, name: string): ProjectFiles {
-  const root = join(dir, 'package', `template-${name}`);
-  const files: ProjectFiles = {};
-  const walk = (rel: string) => {
-    for (const entry of readdirSync(join(root, rel))) {
-      const path = rel ? `${rel}/${entry}` : entry;
-      if (statSync(join(root, path)).isDirectory()) walk(path);
-      else {
-        const bytes = readFileSync(join(root, path));
-        const text = bytes.toString('utf8');
-        files[path === '_gitignore' ? '.gitignore' : path] = Buffer.from(text, 'utf8').equals(bytes)
-          ? text
-          : { content: bytes.toString('base64'), encoding: 'base64' };
-      }
-    }
-  };
-  walk('');
-  return files;
-}
-
 export default async function browser(args: string[]): Promise<Record<string, unknown>> {
   const edits = flag(args, '--edits', 40);
   const warmRuns = flag(args, '--warm-runs', 3);
-  const dir = mkdtempSync(join(tmpdir(), 'bench-browser-'));
+  const createVite = packCreateVite();
   const r = await startBundlerRouter();
   const chrome = await launchChromium();
   const pages: Page[] = [];
   try {
-    const tgz = execFileSync('npm', ['pack', 'create-vite', '--silent'], {
-      cwd: dir,
-      encoding: 'utf8',
-    }).trim();
-    execFileSync('tar', ['xzf', tgz], { cwd: dir });
-    const files = scaffold(dir, 'react-ts');
+    const files = createVite.template('react-ts');
     const app = files['src/App.tsx'] as string;
     if (!app.includes('Count is {count}'))
       throw new Error('create-vite react-ts: App.tsx has no "Count is {count}"');
@@ -119,6 +90,6 @@ export default async function browser(args: string[]): Promise<Record<string, un
     for (const p of pages) await p.close().catch(() => {});
     await chrome.close();
     await r.close();
-    rmSync(dir, { recursive: true, force: true });
+    createVite.remove();
   }
 }

@@ -17,15 +17,12 @@
  * edit, makes the runtime report RuntimeUnavailable naming it, and mountPreview shows the preview on
  * the server tier under the same id (the router's `docker` here is router/test/local-tier.ts).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { launchChromium } from '@preview/testkit';
 import type { ProjectFiles } from '@preview/tiers';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BundlerRouter, startBundlerRouter } from '../../../test/bundler-router.ts';
+import { packCreateVite } from '../../../test/create-vite.ts';
 
 type Editor = {
   connect(apiUrl: string, token: string): void;
@@ -40,35 +37,15 @@ declare const window: { __editor: Editor };
 
 let r: BundlerRouter;
 let chrome: Awaited<ReturnType<typeof launchChromium>>;
-let dir: string;
+let createVite: ReturnType<typeof packCreateVite>;
 /** Errors and warnings each page (and its frames) logged, for the failure message. */
 const consoleOf = new WeakMap<Page, string[]>();
 
-/** create-vite's `template-<name>` as a project's files (binary files base64). */
-function scaffold(name: string): ProjectFiles {
-  const root = join(dir, 'package', `template-${name}`);
-  const files: ProjectFiles = {};
-  const walk = (rel: string) => {
-    for (const entry of readdirSync(join(root, rel))) {
-      const path = rel ? `${rel}/${entry}` : entry;
-      if (statSync(join(root, path)).isDirectory()) walk(path);
-      else {
-        const bytes = readFileSync(join(root, path));
-        const text = bytes.toString('utf8');
-        files[path === '_gitignore' ? '.gitignore' : path] = Buffer.from(text, 'utf8').equals(bytes)
-          ? text
-          : { content: bytes.toString('base64'), encoding: 'base64' };
-      }
-    }
-  };
-  walk('');
-  return files;
-}
+/** create-vite's `template-<name>` as a project's files. */
+const scaffold = (name: string): ProjectFiles => createVite.template(name);
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'create-vite-'));
-  const tgz = execFileSync('npm', ['pack', 'create-vite', '--silent'], { cwd: dir, encoding: 'utf8' }).trim();
-  execFileSync('tar', ['xzf', tgz], { cwd: dir });
+  createVite = packCreateVite();
   r = await startBundlerRouter();
   chrome = await launchChromium();
 }, 180_000);
@@ -76,7 +53,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await chrome?.close();
   await r?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  createVite?.remove();
 });
 
 async function openEditor(router: BundlerRouter = r): Promise<Page> {
