@@ -5,6 +5,7 @@
  * (its storage, its cookies, its tokens).
  */
 import type { ProjectFiles } from '@preview/tiers';
+import type { BuildProblem } from './build.ts';
 
 /** What the editor's page posts to the host window (once) to hand it the port. */
 export const HOST_CONNECT = 'preview-bundler-host:connect';
@@ -37,6 +38,8 @@ export interface HostError {
   code: string;
   message: string;
   runtime?: string;
+  /** A BuildFailedError's problems (file, line, column, message of each). */
+  problems?: BuildProblem[];
 }
 
 /** What the host posts: answers to calls, the runtime's events, and its own import-map requests. */
@@ -52,15 +55,16 @@ export type HostAnswer =
   | { ask: number; ok: false; error: HostError };
 
 /** The events the host forwards (every RuntimeEvents key). */
-export const HOST_EVENTS = ['server-ready', 'error'] as const;
+export const HOST_EVENTS = ['server-ready', 'error', 'updated'] as const;
 
 /** An error (or anything thrown) in its posted form. */
 export function toHostError(e: unknown): HostError {
-  const err = e as { name?: string; code?: string; message?: string; runtime?: string };
+  const err = e as { name?: string; code?: string; message?: string; runtime?: string; problems?: unknown };
   return {
     name: typeof err?.name === 'string' ? err.name : 'Error',
     code: typeof err?.code === 'string' ? err.code : 'runtime_failed',
     message: typeof err?.message === 'string' ? err.message : String(e),
     ...(typeof err?.runtime === 'string' ? { runtime: err.runtime } : {}),
+    ...(Array.isArray(err?.problems) ? { problems: err.problems as BuildProblem[] } : {}),
   };
 }

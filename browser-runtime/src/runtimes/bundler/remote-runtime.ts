@@ -7,6 +7,7 @@ import {
   RuntimeUnavailableError,
   type ServerReady,
 } from '../types.ts';
+import { BuildFailedError } from './bundler-runtime.ts';
 import {
   HOST_CONNECT,
   HOST_LOADED,
@@ -221,10 +222,15 @@ export class RemoteBundlerRuntime implements PreviewRuntime {
   }
 }
 
-/** A posted error as the class the runtime threw (RuntimeUnavailableError keeps its class: fallback). */
+/**
+ * A posted error as the class the runtime threw (RuntimeUnavailableError keeps its class: fallback;
+ * BuildFailedError its problems: an editor jumps to them).
+ */
 function fromHostError(e: HostError): Error {
   if (e.code === 'runtime_unavailable')
     return new RuntimeUnavailableError('runtime_unavailable', e.message, { runtime: 'bundler' });
+  if (e.code === 'build_failed' && e.problems)
+    return new BuildFailedError('build_failed', e.message, { problems: e.problems });
   const err = new PreviewError(e.code, e.message);
   err.name = e.name;
   return err;
