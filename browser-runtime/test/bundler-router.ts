@@ -103,7 +103,8 @@ export async function startBundlerRouter(o: { serverTier?: boolean } = {}) {
       await new Promise<void>((r) => server.close(() => r()));
       await router.close();
       await db.drop();
-      await rm(cacheDir, { recursive: true, force: true });
+      // Retried: a tarball may still be unpacking when the router closes (ENOTEMPTY).
+      await rm(cacheDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
     },
   };
 }

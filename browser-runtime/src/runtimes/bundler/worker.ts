@@ -25,6 +25,10 @@ const scope = self as unknown as {
   postMessage(message: WorkerResponse): void;
 };
 
+/** At most this many compiled modules are kept; past it the oldest go (checked every 100 puts). */
+export const COMPILED_MAX = 4000;
+let puts = 0;
+
 /** Compiled modules in Cache Storage, under made-up URLs of their keys. */
 const store: CompiledStore | undefined =
   typeof caches === 'undefined'
@@ -35,9 +39,16 @@ const store: CompiledStore | undefined =
           return hit ? ((await hit.json()) as { code: string; deps: string[] }) : undefined;
         },
         async put(key, value) {
-          await (await caches.open(COMPILED_CACHE)).put(
+          const cache = await caches.open(COMPILED_CACHE);
+          await cache.put(
             `https://compiled.invalid/${key}`,
             new Response(JSON.stringify(value), { headers: { 'content-type': 'application/json' } }),
+          );
+          if (++puts % 100 !== 0) return;
+          // keys() lists entries in insertion order: the oldest first.
+          const keys = await cache.keys();
+          await Promise.all(
+            keys.slice(0, Math.max(0, keys.length - COMPILED_MAX)).map((k) => cache.delete(k)),
           );
         },
       };
