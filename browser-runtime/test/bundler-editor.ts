@@ -13,6 +13,9 @@ let client: PreviewClient | undefined;
 let mounted: MountedPreview | undefined;
 let sync: SyncSession | undefined;
 const statuses: string[] = [];
+/** The runtime's `error` events as the editor sees them (a BuildFailedError's location included). */
+const runtimeErrors: Array<{ name: string; message: string; file?: string; line?: number; column?: number }> =
+  [];
 /** Each status and runtime event with its time (performance.now(), ms): where a first render or an edit spends it. */
 const timeline: Array<{ t: number; what: string }> = [];
 
@@ -51,7 +54,11 @@ async function show(id: string, files: ProjectFiles) {
     t: performance.now(),
     what: `mounted (${first ? `${first.compiled} compiled, worker ${first.buildMs.toFixed(0)} ms` : 'no build figures'})`,
   });
-  mounted.runtime?.on('error', (e) => statuses.push(`runtime error: ${e.message}`));
+  mounted.runtime?.on('error', (e) => {
+    statuses.push(`runtime error: ${e.message}`);
+    const b = e as { file?: string; line?: number; column?: number };
+    runtimeErrors.push({ name: e.name, message: e.message, file: b.file, line: b.line, column: b.column });
+  });
   mounted.runtime?.on('updated', (u) =>
     timeline.push({
       t: performance.now(),
@@ -132,6 +139,7 @@ const editor = {
     return (await client?.get(id))?.tier ?? null;
   },
   statuses: () => statuses,
+  runtimeErrors: () => runtimeErrors,
   timeline: () => timeline,
   /** What the frame shows now: its tier, the fallback's reason, the session's id and tier. */
   shown() {

@@ -3,7 +3,9 @@
  * bundled app must not reach the editor's storage)": an editor page on the router's own origin
  * mounts a browser-tier preview; the bundler runs in a hidden frame of the runtime origin
  * (`bundler.<PREVIEW_DOMAIN>`, RemoteBundlerRuntime), the preview frame is on that origin, the app
- * cannot read what the editor keeps in its storage, and edits through the sync session still show.
+ * cannot read what the editor keeps in its storage, and edits through the sync session still show;
+ * a syntax error shows the overlay in the frame and reaches the editor as BuildFailedError with its
+ * location.
  * Real router, real Postgres, real npm packages through the router's package cache, Chromium.
  */
 import { launchChromium } from '@preview/testkit';
@@ -17,6 +19,7 @@ type Editor = {
   create(files: ProjectFiles): Promise<{ id: string; tier: string | null; iframeTier?: string }>;
   write(files: Record<string, string>): Promise<void>;
   statuses(): string[];
+  runtimeErrors(): Array<{ name: string; message: string; file?: string; line?: number; column?: number }>;
   shown(): { tier: string; reason: string; id: string; sessionTier: string | null; src: string } | null;
 };
 declare const window: { __editor: Editor };
@@ -102,6 +105,24 @@ describe('the bundler runs on the runtime origin, not the editor’s', () => {
       `${APP['src/main.js'] as string}\ndocument.querySelector('#app').append(' edited-remote');`,
     );
     await app.getByText('edited-remote', { exact: false }).waitFor({ timeout: 60_000 });
+
+    // A syntax error: the overlay in the frame (on the runtime origin), and the editor gets the
+    // runtime's BuildFailedError with file, line and column across the port; the fix clears it.
+    await page.evaluate(
+      (main) => window.__editor.write({ 'src/main.js': main }),
+      `${APP['src/main.js'] as string}\nconst broken = (;\n`,
+    );
+    const overlay = frame.locator('[data-preview-overlay]');
+    await overlay.waitFor({ timeout: 60_000 });
+    expect(await overlay.locator('[data-location]').first().innerText()).toMatch(/^src\/main\.js:4:\d+$/);
+    const err = (await page.evaluate(() => window.__editor.runtimeErrors())).at(-1);
+    expect(err).toMatchObject({ name: 'BuildFailedError', file: 'src/main.js', line: 4 });
+    await page.evaluate(
+      (main) => window.__editor.write({ 'src/main.js': main }),
+      `${APP['src/main.js'] as string}\ndocument.querySelector('#app').append(' fixed-remote');`,
+    );
+    await app.getByText('fixed-remote', { exact: false }).waitFor({ timeout: 60_000 });
+    await overlay.waitFor({ state: 'detached', timeout: 60_000 });
     // The runtime's host frame is the runtime origin's host.html, hidden.
     const hosts = await page.evaluate(() =>
       [...document.querySelectorAll('iframe')].map((f) => ({
