@@ -17,7 +17,7 @@ const statuses: string[] = [];
 const runtimeErrors: Array<{ name: string; message: string; file?: string; line?: number; column?: number }> =
   [];
 /** Each status and runtime event with its time (performance.now(), ms): where a first render or an edit spends it. */
-const timeline: Array<{ t: number; what: string }> = [];
+const timeline: Array<{ t: number; what: string; compiled?: number; buildMs?: number; kind?: string }> = [];
 
 async function applyLocally(ops: FileOp[]): Promise<void> {
   for (const op of ops) {
@@ -45,15 +45,12 @@ async function show(id: string, files: ProjectFiles) {
     router: client,
     onStatus: (s, d) => {
       statuses.push(d ? `${s}: ${d}` : s);
-      timeline.push({ t: performance.now(), what: `status ${s}` });
+      timeline.push({ t: performance.now(), what: s });
     },
   });
   const first = (mounted.runtime as { lastBuild?: { compiled: number; buildMs: number } } | undefined)
     ?.lastBuild;
-  timeline.push({
-    t: performance.now(),
-    what: `mounted (${first ? `${first.compiled} compiled, worker ${first.buildMs.toFixed(0)} ms` : 'no build figures'})`,
-  });
+  timeline.push({ t: performance.now(), what: 'mounted', ...first });
   mounted.runtime?.on('error', (e) => {
     statuses.push(`runtime error: ${e.message}`);
     const b = e as { file?: string; line?: number; column?: number };
@@ -62,7 +59,10 @@ async function show(id: string, files: ProjectFiles) {
   mounted.runtime?.on('updated', (u) =>
     timeline.push({
       t: performance.now(),
-      what: `updated ${u.kind} ${u.modules.join(',')} in ${u.ms.toFixed(1)} ms (worker ${u.buildMs.toFixed(1)} ms, ${u.compiled} compiled)`,
+      what: 'updated',
+      kind: u.kind,
+      compiled: u.compiled,
+      buildMs: u.buildMs,
     }),
   );
   sync = client.sync(id, { applyLocally });
