@@ -309,14 +309,12 @@ export class BundlerRuntime implements PreviewRuntime {
         new Response(body as BodyInit, { headers: { 'content-type': type, ...PAGE_HEADERS } }),
       );
     const modules = r.modules.map(([p]) => p);
-    // A hot update carries its modules' code: the page need not wait for Cache Storage.
-    if (r.update === 'hot' && this.#published !== 0)
-      this.#channel?.postMessage({
-        type: 'update',
-        build: buildId,
-        modules,
-        code: r.modules.map(([, c]) => c),
-      });
+    const update = { type: 'update', build: buildId, modules, code: r.modules.map(([, c]) => c) };
+    // A hot update carries its modules' code: the page need not wait for Cache Storage, unless a
+    // module uses `import.meta` (the page then imports it from the service worker, after the puts).
+    const early = !r.modules.some(([, c]) => c.includes('import.meta'));
+    const hot = r.update === 'hot' && this.#published !== 0;
+    if (hot && early) this.#channel?.postMessage(update);
     // The page last: a page that sees this build's HTML then loads this build's modules and assets.
     await Promise.all([
       ...r.modules.map(([p, code]) => put(`./__m/${p}`, code, 'text/javascript; charset=utf-8')),
@@ -330,6 +328,7 @@ export class BundlerRuntime implements PreviewRuntime {
         put('./index.html', r.html, 'text/html; charset=utf-8'),
       ]);
     if (page) this.#published = buildId;
+    if (hot && !early) this.#channel?.postMessage(update);
     this.#problems = undefined;
     if (r.update === 'reload') this.#channel?.postMessage('reload');
     else if (r.update === 'none') this.#channel?.postMessage({ type: 'ok', build: buildId });
