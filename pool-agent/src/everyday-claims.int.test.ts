@@ -5,11 +5,8 @@
  * whose dev server fails (the claim fails at once with the daemon's message, which outlives the
  * sandbox).
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { packCreateVite } from '@preview/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authed, startAgent, testConfig, until } from '../test/fixtures.ts';
 import type { Agent } from './agent.ts';
@@ -17,36 +14,14 @@ import type { Agent } from './agent.ts';
 const CA = '/etc/ssl/certs/ca-certificates.crt';
 const pid = () => `ev-${randomBytes(6).toString('hex')}`;
 
-/** create-vite's `template-<name>` as a project's text files (`_gitignore` is its `.gitignore`). */
-function scaffold(dir: string, name: string): Record<string, string> {
-  const root = join(dir, 'package', `template-${name}`);
-  const files: Record<string, string> = {};
-  const walk = (rel: string) => {
-    for (const entry of readdirSync(join(root, rel))) {
-      const path = rel ? `${rel}/${entry}` : entry;
-      if (statSync(join(root, path)).isDirectory()) walk(path);
-      else if (!/\.(png|ico|jpg)$/.test(path))
-        files[path === '_gitignore' ? '.gitignore' : path] = readFileSync(join(root, path), 'utf8');
-    }
-  };
-  walk('');
-  return files;
-}
-
 describe('everyday claims on the real engine', () => {
   let agent: Agent;
   let stop: () => Promise<void>;
   let token: string;
-  let createVite: string;
+  let createVite: ReturnType<typeof packCreateVite> | undefined;
 
   beforeAll(async () => {
-    createVite = mkdtempSync(join(tmpdir(), 'create-vite-'));
-    execFileSync('npm', ['pack', 'create-vite', '--silent'], {
-      cwd: createVite,
-      env: { ...process.env, NODE_EXTRA_CA_CERTS: CA },
-    });
-    const tgz = readdirSync(createVite).find((f) => f.endsWith('.tgz'))!;
-    execFileSync('tar', ['-xzf', tgz], { cwd: createVite });
+    createVite = packCreateVite();
     const config = testConfig({
       WARM_POOL: 'vite-vue-ts=1,express-pg=1',
       PREVIEW_MEMORY_MIB: '1024',
@@ -60,7 +35,7 @@ describe('everyday claims on the real engine', () => {
   }, 300_000);
   afterAll(async () => {
     await stop?.();
-    if (createVite) rmSync(createVite, { recursive: true, force: true });
+    createVite?.remove();
   });
 
   const claim = async (previewId: string, template: string, files: Record<string, string>) => {
@@ -79,7 +54,7 @@ describe('everyday claims on the real engine', () => {
 
   it('a Vue-TS scaffold claims the warm vite-vue-ts sandbox and serves its page', async () => {
     const id = pid();
-    const files = scaffold(createVite, 'vue-ts');
+    const files = createVite!.template('vue-ts', { textOnly: true }) as Record<string, string>;
     const r = await claim(id, 'vite-vue-ts', files);
     expect(r.status, `${JSON.stringify(r.body)} ${JSON.stringify(await status(id))}`).toBe(201);
     expect(r.body['warm']).toBe(true);
@@ -97,7 +72,7 @@ describe('everyday claims on the real engine', () => {
 
   it('a claim whose package.json adds a dependency returns while the daemon installs it, then turns ready', async () => {
     const id = pid();
-    const files = scaffold(createVite, 'vue-ts');
+    const files = createVite!.template('vue-ts', { textOnly: true }) as Record<string, string>;
     const pkg = JSON.parse(files['package.json']!);
     pkg.dependencies = { ...pkg.dependencies, ms: '2.1.3' };
     files['package.json'] = JSON.stringify(pkg, null, 2);
@@ -134,7 +109,7 @@ describe('everyday claims on the real engine', () => {
 
   it('a dev server that fails is reported at once with the daemon message, kept after the sandbox is gone', async () => {
     const id = pid();
-    const files = scaffold(createVite, 'vue-ts');
+    const files = createVite!.template('vue-ts', { textOnly: true }) as Record<string, string>;
     // A config that throws: the dev server cannot start, whatever the daemon retries.
     files['vite.config.ts'] = "throw new Error('config exploded on purpose');\nexport default {};\n";
     const r = await claim(id, 'vite-vue-ts', files);

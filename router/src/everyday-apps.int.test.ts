@@ -8,40 +8,17 @@
  * renders, updates on an edit (React keeping component state), and survives a dependency added by
  * an edit.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { launchChromium } from '@preview/testkit';
+import { launchChromium, packCreateVite } from '@preview/testkit';
 import { createBrowserTier } from '@preview/tiers';
 import { createDockerTier } from '@preview/tiers/docker';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HOST_CA as CA, type DockerNode, startDockerNode } from '../test/docker-node.ts';
+import { type DockerNode, startDockerNode } from '../test/docker-node.ts';
 import { bearer, createHarness, type Harness } from '../test/harness.ts';
 
 type Files = Record<string, string | { content: string; encoding: 'base64' }>;
-
-/** create-vite's `template-<name>` as a project's files (`_gitignore` is its `.gitignore`). */
-function scaffold(dir: string, name: string): Files {
-  const root = join(dir, 'package', `template-${name}`);
-  const files: Files = {};
-  const walk = (rel: string) => {
-    for (const entry of readdirSync(join(root, rel))) {
-      const path = rel ? `${rel}/${entry}` : entry;
-      if (statSync(join(root, path)).isDirectory()) walk(path);
-      else {
-        const bytes = readFileSync(join(root, path));
-        const text = bytes.toString('utf8');
-        files[path === '_gitignore' ? '.gitignore' : path] = Buffer.from(text, 'utf8').equals(bytes)
-          ? text
-          : { content: bytes.toString('base64'), encoding: 'base64' };
-      }
-    }
-  };
-  walk('');
-  return files;
-}
 
 /** The expo template (templates/expo) as a user's project files. */
 function expoProject(): Files {
@@ -76,17 +53,11 @@ function withDeps(pkgText: string, deps: Record<string, string>): string {
 describe('everyday apps through the router, docker tier, in Chromium', () => {
   let h: Harness;
   let node: DockerNode | undefined;
-  let createVite: string;
+  let createVite: ReturnType<typeof packCreateVite>;
   let chrome: Awaited<ReturnType<typeof launchChromium>>;
 
   beforeAll(async () => {
-    createVite = mkdtempSync(join(tmpdir(), 'create-vite-'));
-    execFileSync('npm', ['pack', 'create-vite', '--silent'], {
-      cwd: createVite,
-      env: { ...process.env, NODE_EXTRA_CA_CERTS: CA },
-    });
-    const tgz = readdirSync(createVite).find((f) => f.endsWith('.tgz'))!;
-    execFileSync('tar', ['-xzf', tgz], { cwd: createVite });
+    createVite = packCreateVite();
     h = await createHarness({
       tiers: ({ nodeDirectory }) => ({
         browser: createBrowserTier(),
@@ -105,7 +76,7 @@ describe('everyday apps through the router, docker tier, in Chromium', () => {
     await chrome?.close();
     await node?.close();
     await h?.close();
-    rmSync(createVite, { recursive: true, force: true });
+    createVite?.remove();
   });
 
   /** Creates the preview (template detected by the router) and opens it. */
@@ -183,7 +154,7 @@ describe('everyday apps through the router, docker tier, in Chromium', () => {
     timeout: 900_000,
   }, async () => {
     seq = 0;
-    const files = scaffold(createVite, 'react-ts');
+    const files = createVite.template('react-ts');
     files['package.json'] = withDeps(text(files, 'package.json'), { ms: '2.1.3' });
     files['vite.config.ts'] = text(files, 'vite.config.ts').replace(
       'plugins: [react()],',
@@ -222,7 +193,7 @@ describe('everyday apps through the router, docker tier, in Chromium', () => {
 
   it('a Vue-TS app from create-vite', { timeout: 900_000 }, async () => {
     seq = 0;
-    const files = scaffold(createVite, 'vue-ts');
+    const files = createVite.template('vue-ts');
     const hello = text(files, 'src/components/HelloWorld.vue').replace(
       '<h1>Get started</h1>',
       '<h1 data-testid="title">Get started</h1>',

@@ -1,4 +1,5 @@
 export * from './chromium.ts';
+export * from './create-vite.ts';
 export * from './docker.ts';
 export * from './fake-realtime-server.ts';
 export * from './log-capture.ts';

@@ -22,7 +22,7 @@ import type { ProjectFiles } from '@preview/tiers';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BundlerRouter, startBundlerRouter } from '../../../test/bundler-router.ts';
-import { packCreateVite } from '../../../test/create-vite.ts';
+import { packCreateVite } from '@preview/testkit';
 
 type Editor = {
   connect(apiUrl: string, token: string): void;
