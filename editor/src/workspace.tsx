@@ -47,6 +47,10 @@ const ENDED = new Set(['ended', 'failed', 'stopping']);
 export interface EditorPageGlobal {
   preview: { id: string; state: string; tier: string | null } | undefined;
   session: PreviewSessionHandle | undefined;
+  /** The project's files as text (path → text), as the editor has them now. */
+  readonly files: Map<string, string>;
+  /** The open file's path and the cursor's 1-based line and column. */
+  readonly cursor: { path: string | undefined; line: number; column: number } | undefined;
   /** Opens `file` at `line`:`column` as a click on an error location does. */
   openLocation(location: FaultLocation): void;
 }
@@ -329,6 +333,13 @@ export function Workspace(p: {
   (window as unknown as { editorPage: EditorPageGlobal }).editorPage = {
     preview: shownId ? { id: shownId, state: session.state, tier: session.tier } : undefined,
     session,
+    get files() {
+      return new Map(Object.entries(store.getSnapshot().files).map(([k, v]) => [k, textOf(v)]));
+    },
+    get cursor() {
+      const e = editor.current;
+      return e ? { path: e.path, ...e.cursor } : undefined;
+    },
     openLocation,
   };
   const openFile = selected !== undefined && session.files[selected] !== undefined ? selected : '';
