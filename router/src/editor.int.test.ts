@@ -208,12 +208,12 @@ describe('the editor page in Chromium (local server tier)', () => {
     };
     await put(
       'index.html',
-      '<!doctype html><html><head><title>My folder app</title></head><body><h1 id="app">from a folder</h1><script src="/src/boom.js"></script></body></html>\n',
+      '<!doctype html><html><head><title>My folder app</title></head><body><h1 id="app">from a folder</h1><button id="boom">boom</button><script src="/src/boom.js"></script></body></html>\n',
     );
-    // Throws on line 4, column 9 once loaded: the router's injected client reports it from the frame.
+    // Throws on line 4, column 9 on a click: the router's injected client reports it from the frame.
     await put(
       'src/boom.js',
-      "// a user's script\nfunction start() {\n  document.title += '!';\n  throw new Error('boom on line 4');\n}\nstart();\n",
+      "// a user's script\nfunction start() {\n  document.title += '!';\n  throw new Error('boom on line 4');\n}\ndocument.getElementById('boom').addEventListener('click', start);\n",
     );
     await put('logo.bin', Buffer.from([0, 1, 2, 255]));
     await put('node_modules/left-pad/index.js', 'module.exports = 1;\n');
@@ -259,6 +259,14 @@ describe('the editor page in Chromium (local server tier)', () => {
         encoding: 'base64',
       });
       await frame(page).locator('#app').filter({ hasText: 'from a folder' }).waitFor({ timeout: 60_000 });
+      // The injected client loads async: an error before it runs is not seen, so the click waits for it.
+      const app = page.frames().find((f) => f.url().includes(id))!;
+      await expect
+        .poll(() =>
+          app.evaluate(() => !!(window as unknown as { __previewActivity?: boolean }).__previewActivity),
+        )
+        .toBe(true);
+      await frame(page).locator('#boom').click();
 
       // The app threw: the overlay names file:line:col; a click opens that file with the cursor there.
       const where = page.locator('#preview [data-preview="error-location"]');
