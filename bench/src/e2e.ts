@@ -11,7 +11,9 @@
  *   iframe saw the new text (both as epoch ms: `performance.timeOrigin + performance.now()`).
  * - `raw_vite_paint_p50_ms`: the same component edit with Vite in this process and its own client
  *   in a Chromium page on it: the file written → the new text painted, measured the same way.
- * - `overhead_p50_ms`: the first minus the second (the goal: within 10 ms).
+ * - `overhead_p50_ms`: the first minus the second (the goal: within 10 ms); `editor_send_p50_ms`,
+ *   `sent_to_hmr_p50_ms`, `hmr_to_paint_p50_ms` and the raw `raw_write_to_hmr_p50_ms`,
+ *   `raw_hmr_to_paint_p50_ms` split each path at its socket messages (see the result).
  *
  * Needs the Docker engine with the preview image (`PREVIEW_IMAGE`, default preview-base:dev),
  * Postgres on 127.0.0.1:5432 and /usr/bin/chromium. Each sample waits for the one before and the
@@ -55,6 +57,38 @@ async function probe(frame: Frame): Promise<void> {
   });
 }
 
+/**
+ * Every page and frame of the context records, as epoch ms, the sync socket's batch sends
+ * (`__wsOut`: the editor page) and Vite's HMR `update` messages (`__wsIn`: the preview frame), for
+ * the breakdown of each sample.
+ */
+const SOCKET_PROBE = `(() => {
+  const now = () => performance.timeOrigin + performance.now();
+  const W = window.WebSocket;
+  window.__wsIn = []; window.__wsOut = [];
+  const send = W.prototype.send;
+  W.prototype.send = function (d) {
+    if (typeof d === 'string' && d.includes('"batch"')) window.__wsOut.push(now());
+    return send.call(this, d);
+  };
+  window.WebSocket = new Proxy(W, { construct(t, a) {
+    const ws = Reflect.construct(t, a);
+    ws.addEventListener('message', (e) => {
+      if (typeof e.data === 'string' && e.data.includes('"update"')) window.__wsIn.push(now());
+    });
+    return ws;
+  } });
+})();`;
+
+/** The first time in `frame`'s `window[list]` at or after `after` (epoch ms), or NaN. */
+const firstAfter = (frame: Frame, list: '__wsIn' | '__wsOut', after: number): Promise<number> =>
+  frame.evaluate(
+    ([l, a]) =>
+      ((window as unknown as Record<string, number[]>)[l as string] ?? []).find((t) => t >= (a as number)) ??
+      Number.NaN,
+    [list, after] as const,
+  );
+
 /** Epoch ms when `text` was first painted in `frame` (polled), or NaN after `timeoutMs`. */
 async function paintedAt(frame: Frame, text: string, timeoutMs = 5000): Promise<number> {
   const end = Date.now() + timeoutMs;
@@ -73,7 +107,10 @@ async function paintedAt(frame: Frame, text: string, timeoutMs = 5000): Promise<
 }
 
 /** Raw Vite: this process's Vite on a copy of the vite-react template, its page in Chromium. */
-async function rawVite(page: Page, edits: number): Promise<number[]> {
+async function rawVite(
+  page: Page,
+  edits: number,
+): Promise<{ out: number[]; toHmr: number[]; toPaint: number[] }> {
   // Inside the repo so that `react` and `vite` resolve from the workspace's node_modules.
   const dir = join(import.meta.dirname, '..', `.tmp-e2e-${randomBytes(4).toString('hex')}`);
   const app = await readFile(join(templateDir, 'src/App.jsx'), 'utf8');
@@ -97,6 +134,8 @@ async function rawVite(page: Page, edits: number): Promise<number[]> {
     await page.locator('[data-testid="title"]').waitFor({ timeout: 60_000 });
     await probe(page.mainFrame());
     const out: number[] = [];
+    const toHmr: number[] = [];
+    const toPaint: number[] = [];
     let text = 'Vite React preview';
     for (let i = 1; i <= edits + WARMUP; i++) {
       text += String.fromCharCode(97 + (i % 26));
@@ -104,9 +143,15 @@ async function rawVite(page: Page, edits: number): Promise<number[]> {
       const t0 = performance.timeOrigin + performance.now();
       await writeFile(join(dir, 'src/App.jsx'), app.replace('Vite React preview', text));
       const at = await paintedAt(page.mainFrame(), text);
-      if (i > WARMUP && Number.isFinite(at)) out.push(at - t0);
+      if (i <= WARMUP || !Number.isFinite(at)) continue;
+      out.push(at - t0);
+      const hmr = await firstAfter(page.mainFrame(), '__wsIn', t0);
+      if (Number.isFinite(hmr)) {
+        toHmr.push(hmr - t0);
+        toPaint.push(at - hmr);
+      }
     }
-    return out;
+    return { out, toHmr, toPaint };
   } finally {
     await vite.close();
     await rm(dir, { recursive: true, force: true });
@@ -143,6 +188,7 @@ async function throughRouter(page: Page, port: number, token: string, edits: num
   const column = (lines[line - 1] ?? '').indexOf('</h1>') + 1;
   const out: number[] = [];
   const status: number[] = [];
+  const parts = { send: [] as number[], toHmr: [] as number[], toPaint: [] as number[] };
   let text = 'Vite React preview';
   let misses = 0;
   for (let i = 1; i <= edits + WARMUP; i++) {
@@ -163,16 +209,26 @@ async function throughRouter(page: Page, port: number, token: string, edits: num
     const at = await paintedAt(frame, text);
     const keyAt = await page.evaluate(() => (window as unknown as { __keyAt: number }).__keyAt);
     if (!Number.isFinite(at)) misses++;
-    else if (i > WARMUP) out.push(at - keyAt);
+    else if (i > WARMUP) {
+      out.push(at - keyAt);
+      const sent = await firstAfter(page.mainFrame(), '__wsOut', keyAt);
+      const hmr = await firstAfter(frame, '__wsIn', keyAt);
+      if (Number.isFinite(sent) && Number.isFinite(hmr)) {
+        parts.send.push(sent - keyAt);
+        parts.toHmr.push(hmr - sent);
+        parts.toPaint.push(at - hmr);
+      }
+    }
     const ms = Number(await page.getAttribute('#status', 'data-update-ms'));
     if (i > WARMUP && Number.isFinite(ms)) status.push(ms);
   }
-  return { out, status, misses };
+  return { out, status, misses, parts };
 }
 
 export default async function e2e(args: string[]): Promise<object> {
   const edits = flag(args, 'edits', 40);
   const chrome = await launchChromium();
+  await chrome.context.addInitScript(SOCKET_PROBE);
   const h = await createHarness({
     tiers: ({ nodeDirectory }) => ({ browser: createBrowserTier(), docker: createDockerTier(nodeDirectory) }),
   });
@@ -180,17 +236,27 @@ export default async function e2e(args: string[]): Promise<object> {
   try {
     process.stderr.write('e2e bench: raw Vite…\n');
     const raw = await rawVite(await chrome.context.newPage(), edits);
-    process.stderr.write(`e2e bench: raw Vite done (${raw.length} paints); through the router…\n`);
+    process.stderr.write(`e2e bench: raw Vite done (${raw.out.length} paints); through the router…\n`);
     const routed = await throughRouter(await chrome.context.newPage(), node.port, h.alice.jwt, edits);
     process.stderr.write(`e2e bench: router done (${routed.out.length} paints, ${routed.misses} misses)\n`);
     const p50 = percentile(routed.out, 50);
-    const rawP50 = percentile(raw, 50);
+    const rawP50 = percentile(raw.out, 50);
+    const p = (xs: number[]) => round1(percentile(xs, 50));
     return {
       edit_paint_p50_ms: round1(p50),
       edit_paint_p99_ms: round1(percentile(routed.out, 99)),
       raw_vite_paint_p50_ms: round1(rawP50),
-      raw_vite_paint_p99_ms: round1(percentile(raw, 99)),
+      raw_vite_paint_p99_ms: round1(percentile(raw.out, 99)),
       overhead_p50_ms: round1(p50 - rawP50),
+      // Breakdown (p50 of each part): keydown → batch sent on the sync socket (the editor page);
+      // sent → Vite's `update` message in the frame (router, agent, daemon, Vite, proxy);
+      // that message → painted (module fetched through the proxy, Fast Refresh). Raw Vite: written →
+      // its `update` message → painted.
+      editor_send_p50_ms: p(routed.parts.send),
+      sent_to_hmr_p50_ms: p(routed.parts.toHmr),
+      hmr_to_paint_p50_ms: p(routed.parts.toPaint),
+      raw_write_to_hmr_p50_ms: p(raw.toHmr),
+      raw_hmr_to_paint_p50_ms: p(raw.toPaint),
       status_edit_update_p50_ms: round1(percentile(routed.status, 50)),
       edits: routed.out.length,
       misses: routed.misses,
