@@ -1,6 +1,6 @@
 import { LIMITS } from '@preview/tiers';
 import { describe, expect, it } from 'vitest';
-import { fileContent, isSkipped, type PickedFile, projectFromFolder } from './folder.ts';
+import { fileContent, isSkipped, type PickedFile, pickedFromDirectory, projectFromFolder } from './folder.ts';
 
 const file = (path: string, text: string | Uint8Array, size?: number): PickedFile => {
   const bytes = typeof text === 'string' ? new TextEncoder().encode(text) : text;
@@ -57,5 +57,35 @@ describe('a project from a picked folder', () => {
     expect(isSkipped('a/node_modules_x/b')).toBe(false);
     expect(fileContent(new TextEncoder().encode('héllo'))).toBe('héllo');
     expect(fileContent(new Uint8Array([0xc3]))).toEqual({ content: 'ww==', encoding: 'base64' });
+  });
+});
+
+describe('the File System Access path (showDirectoryPicker)', () => {
+  /** A directory handle as the API hands it out, over an in-memory tree. */
+  type Tree = { [name: string]: string | Tree };
+  const handle = (name: string, tree: Tree): Parameters<typeof pickedFromDirectory>[0] => ({
+    kind: 'directory',
+    name,
+    async *values() {
+      for (const [n, v] of Object.entries(tree))
+        yield typeof v === 'string'
+          ? { kind: 'file' as const, name: n, getFile: async () => new File([v], n) }
+          : handle(n, v);
+    },
+  });
+
+  it('walks the folder without descending into node_modules or .git; paths are relative to it', async () => {
+    const r = await pickedFromDirectory(
+      handle('app', {
+        'index.html': '<h1>x</h1>',
+        src: { 'main.js': 'main', lib: { 'a.js': 'a' }, node_modules: { 'x.js': 'no' } },
+        node_modules: { react: { 'index.js': 'no' } },
+        '.git': { HEAD: 'ref' },
+      }),
+    );
+    expect(r.skipped).toBe(3);
+    expect(r.picked.map((f) => f.path).sort()).toEqual(['index.html', 'src/lib/a.js', 'src/main.js']);
+    const project = await projectFromFolder(r.picked);
+    expect(project.files).toEqual({ 'index.html': '<h1>x</h1>', 'src/lib/a.js': 'a', 'src/main.js': 'main' });
   });
 });
