@@ -46,7 +46,16 @@ export function App(): ReactNode {
   const [error, setError] = useState('');
   const folderInput = useRef<HTMLInputElement>(null);
 
-  const runtimes = () => ({ webcontainer: inBrowser && crossOriginIsolated, bundler: false });
+  /**
+   * What this tab offers to run (`client` of the create): the bundler runtime whenever the router
+   * hosts it on its runtime origin (`GET /v1/runtime-host`; `mountPreview` runs it there, never on
+   * this page's origin), and WebContainers when the user opts in and the page is cross-origin
+   * isolated. A frontend-only project is then placed on the browser tier unless "server tier only".
+   */
+  const runtimes = async () => ({
+    webcontainer: inBrowser && crossOriginIsolated,
+    bundler: !!(await client.runtimeHost().catch(() => undefined)),
+  });
 
   const guard = useCallback(async (f: () => Promise<void>) => {
     setError('');
@@ -91,7 +100,7 @@ export function App(): ReactNode {
           template: saved.template || undefined,
           files,
           knownPreviewId: saved.previewId,
-          runtimes: runtimes(),
+          runtimes: await runtimes(),
           serverOnly: false,
         });
       } catch (e) {
@@ -106,14 +115,15 @@ export function App(): ReactNode {
     };
   }, [token]);
 
-  const open = (files: ProjectFiles, name: string | undefined, what: string) => {
+  const open = async (files: ProjectFiles, name: string | undefined, what: string) => {
+    const offered = await runtimes();
     setNote(what);
     setProject({
       key: newKey(),
       projectId: `p-${crypto.randomUUID()}`,
       template: name,
       files,
-      runtimes: runtimes(),
+      runtimes: offered,
       serverOnly,
     });
   };
@@ -122,7 +132,7 @@ export function App(): ReactNode {
     guard(async () => {
       const t = templates.find((x) => x.name === template);
       if (!t) throw new Error('template: pick one of the list');
-      open(t.files, t.name, '');
+      await open(t.files, t.name, '');
     });
 
   /** A project from a folder: its files checked with the router's rules, then created (template detected). */
@@ -133,7 +143,7 @@ export function App(): ReactNode {
         `open folder: ${r.problems.length} problem(s), nothing created: ${r.problems.slice(0, 5).join('; ')}`,
       );
     const left = skipped + r.skipped;
-    open(
+    await open(
       r.files,
       undefined,
       `opened folder ${name}: ${Object.keys(r.files).length} files${left ? ` (${left} skipped: node_modules, .git)` : ''}`,
@@ -187,7 +197,7 @@ export function App(): ReactNode {
           ))}
         </select>
       </label>
-      <label title="Offer this browser as a tier: a frontend-only project may then run here in WebContainers (they load from StackBlitz: online only); if they do not boot, the preview moves to a server tier">
+      <label title="Also offer WebContainers (they load from StackBlitz: online only; if they do not boot, the preview moves to a server tier). The bundler runtime is offered whenever the router hosts it.">
         <input
           id="in-browser"
           type="checkbox"
