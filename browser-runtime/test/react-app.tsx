@@ -6,7 +6,13 @@
  */
 import { StrictMode, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
-import { PreviewPanel, type PreviewSessionHandle, usePreviewSession } from '../src/react/index.ts';
+import type { MountedPreview } from '../src/mount.ts';
+import {
+  type FaultLocation,
+  PreviewPanel,
+  type PreviewSessionHandle,
+  usePreviewSession,
+} from '../src/react/index.ts';
 
 const q = new URLSearchParams(location.search);
 
@@ -14,8 +20,12 @@ const q = new URLSearchParams(location.search);
 export interface TestApi {
   session: PreviewSessionHandle | undefined;
   setOpen(open: boolean): void;
+  /** What the overlay's location button was clicked with (`onOpenLocation`). */
+  opened: FaultLocation[];
+  /** `onMounted`: a `MountedPreview` while the preview is shown. */
+  mounted: MountedPreview | undefined;
 }
-const api: TestApi = { session: undefined, setOpen: () => {} };
+const api: TestApi = { session: undefined, setOpen: () => {}, opened: [], mounted: undefined };
 (globalThis as unknown as { __app: TestApi }).__app = api;
 
 const page = globalThis as unknown as { __files?: Record<string, string>; __vendor?: Record<string, string> };
@@ -46,7 +56,14 @@ function Editor() {
       </p>
       <pre id="logs">{session.logs.join('\n')}</pre>
       <div style={{ width: 640, height: 360 }}>
-        <PreviewPanel session={session} mountOptions={{ bundler: { vendor: page.__vendor ?? {} } }} />
+        <PreviewPanel
+          session={session}
+          mountOptions={{ bundler: { vendor: page.__vendor ?? {} } }}
+          onOpenLocation={(l) => api.opened.push(l)}
+          onMounted={(m) => {
+            api.mounted = m;
+          }}
+        />
       </div>
     </main>
   );

@@ -3,7 +3,7 @@ import { html } from '@codemirror/lang-html';
 import { javascript } from '@codemirror/lang-javascript';
 import { json } from '@codemirror/lang-json';
 import { vue } from '@codemirror/lang-vue';
-import { Compartment, EditorState, type Extension } from '@codemirror/state';
+import { Compartment, EditorSelection, EditorState, type Extension } from '@codemirror/state';
 import { EditorView } from '@codemirror/view';
 import { basicSetup } from 'codemirror';
 
@@ -67,6 +67,33 @@ export class CodeEditor {
   /** The open file's path, or undefined when none is open. */
   get path(): string | undefined {
     return this.#path;
+  }
+
+  /**
+   * Puts the cursor on 1-based `line` (and `column`, clamped to the line), scrolls it into view and
+   * focuses the editor. Lines past the end go to the last line.
+   */
+  goTo(line: number, column = 1): void {
+    const doc = this.view.state.doc;
+    const l = doc.line(Math.min(Math.max(1, Math.floor(line) || 1), doc.lines));
+    const pos = l.from + Math.min(Math.max(0, Math.floor(column) - 1 || 0), l.length);
+    this.view.dispatch({
+      selection: EditorSelection.cursor(pos),
+      effects: EditorView.scrollIntoView(pos, { y: 'center' }),
+    });
+    this.view.focus();
+  }
+
+  /** The 1-based line and column of the cursor. */
+  get cursor(): { line: number; column: number } {
+    const head = this.view.state.selection.main.head;
+    const l = this.view.state.doc.lineAt(head);
+    return { line: l.number, column: head - l.from + 1 };
+  }
+
+  /** Takes the view out of the page. */
+  destroy(): void {
+    this.view.destroy();
   }
 
   /** Shows `text` as the file `path` (undefined: an empty, read-only view). */

@@ -7,13 +7,14 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { serve } from '@hono/node-server';
 import { launchChromium } from '@preview/testkit';
+import { LIMITS } from '@preview/tiers';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, createHarness, type Harness } from '../test/harness.ts';
@@ -191,6 +192,104 @@ describe('the editor page in Chromium (local server tier)', () => {
       await shot(page, '4-restored');
       expect(errors).toEqual([]);
       console.log(`editor page screenshots: ${shots}`);
+    } finally {
+      await chrome.close();
+    }
+  });
+
+  it('open a folder (file input): node_modules/.git skipped, a project created; the overlay’s file:line opens that line', {
+    timeout: 180_000,
+  }, async () => {
+    // A folder made here, as a user's disk has it.
+    const folder = join(dir, 'my-app');
+    const put = async (path: string, text: string | Buffer) => {
+      await mkdir(dirname(join(folder, path)), { recursive: true });
+      await writeFile(join(folder, path), text);
+    };
+    await put(
+      'index.html',
+      '<!doctype html><html><head><title>My folder app</title></head><body><h1 id="app">from a folder</h1><button id="boom">boom</button><script src="/src/boom.js"></script></body></html>\n',
+    );
+    // Throws on line 4, column 9 on a click: the router's injected client reports it from the frame.
+    await put(
+      'src/boom.js',
+      "// a user's script\nfunction start() {\n  document.title += '!';\n  throw new Error('boom on line 4');\n}\ndocument.getElementById('boom').addEventListener('click', start);\n",
+    );
+    await put('logo.bin', Buffer.from([0, 1, 2, 255]));
+    await put('node_modules/left-pad/index.js', 'module.exports = 1;\n');
+    await put('.git/HEAD', 'ref: refs/heads/main\n');
+    const tooBig = join(dir, 'too-big');
+    await mkdir(tooBig, { recursive: true });
+    await writeFile(join(tooBig, 'index.html'), '<h1>x</h1>');
+    await writeFile(join(tooBig, 'huge.txt'), Buffer.alloc(LIMITS.fileBytes + 1, 97));
+
+    const chrome = await launchChromium();
+    try {
+      const page = await chrome.context.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(`http://127.0.0.1:${port}/#token=${h.bob.jwt}`);
+      await page.waitForSelector('#template option', { state: 'attached' });
+      const before = await h.db.pool.query('SELECT count(*)::int AS n FROM preview_sessions');
+
+      // Bad input: a file over the router's size rule; nothing is created, the rule is named.
+      await page.setInputFiles('#open-folder-input', tooBig);
+      await page.waitForFunction(() =>
+        /rule file_size/.test(document.getElementById('status')!.textContent!),
+      );
+      expect(await page.textContent('#status')).toContain('huge.txt: file too large');
+      expect((await h.db.pool.query('SELECT count(*)::int AS n FROM preview_sessions')).rows[0].n).toBe(
+        before.rows[0].n,
+      );
+
+      await page.setInputFiles('#open-folder-input', folder);
+      await page.locator('#tree span[data-path="src/boom.js"]').waitFor({ timeout: 20_000 });
+      expect(await page.textContent('#status')).toMatch(/opened folder my-app: 3 files \(2 skipped/);
+      expect(await page.locator('#tree span[data-path^="node_modules"]').count()).toBe(0);
+      const previewId = await page.waitForFunction(
+        () => (window as unknown as { editorPage: { preview?: { id: string } } }).editorPage.preview?.id,
+      );
+      const id = (await previewId.jsonValue()) as string;
+      // The router has exactly the folder's files (binary as base64), none of node_modules or .git.
+      await expect
+        .poll(async () => Object.keys(await h.router.store.loadFiles(id)).sort())
+        .toEqual(['index.html', 'logo.bin', 'src/boom.js']);
+      expect((await h.router.store.loadFiles(id))['logo.bin']).toEqual({
+        content: Buffer.from([0, 1, 2, 255]).toString('base64'),
+        encoding: 'base64',
+      });
+      await frame(page).locator('#app').filter({ hasText: 'from a folder' }).waitFor({ timeout: 60_000 });
+      // The injected client loads async: an error before it runs is not seen, so the click waits for it.
+      const app = page.frames().find((f) => f.url().includes(id))!;
+      await expect
+        .poll(() =>
+          app.evaluate(() => !!(window as unknown as { __previewActivity?: boolean }).__previewActivity),
+        )
+        .toBe(true);
+      await frame(page).locator('#boom').click();
+
+      // The app threw: the overlay names file:line:col; a click opens that file with the cursor there.
+      const where = page.locator('#preview [data-preview="error-location"]');
+      await where.waitFor({ timeout: 30_000 });
+      expect(await where.textContent()).toBe('src/boom.js:4:9');
+      await shot(page, '6-folder-runtime-error');
+      await page.click('#tree span[data-path="index.html"]');
+      expect(await page.textContent('#path')).toBe('index.html');
+      await where.click();
+      expect(await page.textContent('#path')).toBe('src/boom.js');
+      const cursor = () =>
+        page.evaluate(() => (window as unknown as { editorPage: { cursor: unknown } }).editorPage.cursor);
+      expect(await cursor()).toEqual({ path: 'src/boom.js', line: 4, column: 9 });
+      expect(await page.locator('#cm .cm-activeLine').textContent()).toContain(
+        "throw new Error('boom on line 4')",
+      );
+      // The status bar names it too, and its location opens the file the same way.
+      await page.click('#tree span[data-path="index.html"]');
+      await page.click('#status button[data-location="src/boom.js:4:9"]');
+      expect(await cursor()).toEqual({ path: 'src/boom.js', line: 4, column: 9 });
+      await shot(page, '7-jumped-to-error');
+      // Playwright's pageerror includes the frame's: only the app's own error, none of the editor's.
+      expect(errors).toEqual(['boom on line 4']);
     } finally {
       await chrome.close();
     }

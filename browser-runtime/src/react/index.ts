@@ -1,5 +1,10 @@
 export { type ErrorLocation, parseErrorLocation } from './error-location.ts';
-export { faultLocation, PreviewPanel, type PreviewPanelProps } from './preview-panel.tsx';
+export {
+  type FaultLocation,
+  faultLocation,
+  PreviewPanel,
+  type PreviewPanelProps,
+} from './preview-panel.tsx';
 export {
   type PreviewFault,
   type PreviewFaultSource,

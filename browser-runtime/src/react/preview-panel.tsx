@@ -23,6 +23,23 @@ export interface PreviewPanelProps {
   renderStatus?: (session: PreviewSessionHandle) => ReactNode;
   /** Replaces the error overlay. */
   renderError?: (error: PreviewFault, dismiss: () => void) => ReactNode;
+  /**
+   * Makes the overlay's `file:line:col` a button: called with the error's location when clicked
+   * (an editor opens that file with the cursor on that line).
+   */
+  onOpenLocation?: (location: FaultLocation) => void;
+  /**
+   * Called with the mounted preview once it is shown (e.g. to `reload()` its frame), and with
+   * `undefined` when it is taken down.
+   */
+  onMounted?: (mounted: MountedPreview | undefined) => void;
+}
+
+/** Where an error points, when it names a file: 1-based line and column when known. */
+export interface FaultLocation {
+  file: string;
+  line?: number;
+  column?: number;
 }
 
 const fill: CSSProperties = { position: 'absolute', inset: 0 };
@@ -56,6 +73,8 @@ export function PreviewPanel(props: PreviewPanelProps): ReactNode {
   latest.current = session;
   const optionsRef = useRef(props.mountOptions);
   optionsRef.current = props.mountOptions;
+  const onMountedRef = useRef(props.onMounted);
+  onMountedRef.current = props.onMounted;
   const [shown, setShown] = useState(false);
   /** Settles when the last mount of this panel has been taken down. */
   const torndown = useRef<Promise<unknown>>(Promise.resolve());
@@ -67,6 +86,7 @@ export function PreviewPanel(props: PreviewPanelProps): ReactNode {
     !over(state) &&
     (tier === 'browser' || state === 'ready' || (shown && state === 'suspended'));
 
+  // biome-ignore lint/correctness/useExhaustiveDependencies: a tier change (moved to a server tier) mounts again
   useEffect(() => {
     const el = host.current;
     if (!showable || !el || !previewId) return;
@@ -93,6 +113,7 @@ export function PreviewPanel(props: PreviewPanelProps): ReactNode {
       mounted = m;
       store.attachRuntime(m.runtime, m.session);
       setShown(true);
+      onMountedRef.current?.(m);
     };
     // Started on the next macrotask: StrictMode's simulated unmount + remount cancels it first.
     const timer = setTimeout(() => {
@@ -107,9 +128,10 @@ export function PreviewPanel(props: PreviewPanelProps): ReactNode {
       ac.abort();
       setShown(false);
       const m = mounted;
+      if (m) onMountedRef.current?.(undefined);
       torndown.current = torndown.current.then(() => m?.unmount().catch(() => {}));
     };
-  }, [showable, previewId, store]);
+  }, [showable, previewId, store, tier]);
 
   // The app's uncaught errors, posted by the router's injected client from this panel's frame only.
   useEffect(() => {
@@ -141,7 +163,7 @@ export function PreviewPanel(props: PreviewPanelProps): ReactNode {
         (props.renderError ? (
           props.renderError(session.error, session.dismissError)
         ) : (
-          <ErrorOverlay error={session.error} dismiss={session.dismissError} />
+          <ErrorOverlay error={session.error} dismiss={session.dismissError} open={props.onOpenLocation} />
         ))}
     </div>
   );
@@ -185,8 +207,14 @@ const TITLES: Record<PreviewFault['source'], string> = {
   preview: 'Preview error',
 };
 
-function ErrorOverlay(p: { error: PreviewFault; dismiss: () => void }) {
+function ErrorOverlay(p: {
+  error: PreviewFault;
+  dismiss: () => void;
+  open: ((location: FaultLocation) => void) | undefined;
+}) {
   const where = faultLocation(p.error);
+  const { file, line, column } = p.error;
+  const open = p.open;
   return (
     <div
       data-preview="error"
@@ -205,9 +233,31 @@ function ErrorOverlay(p: { error: PreviewFault; dismiss: () => void }) {
         {where && (
           <>
             {' in '}
-            <code data-preview="error-location" style={{ color: '#93c5fd' }}>
-              {where}
-            </code>
+            {open && file ? (
+              <button
+                type="button"
+                data-preview="error-location"
+                title="Open in the editor"
+                onClick={() =>
+                  open({ file, ...(line ? { line } : {}), ...(line && column ? { column } : {}) })
+                }
+                style={{
+                  color: '#93c5fd',
+                  background: 'none',
+                  border: 0,
+                  padding: 0,
+                  font: 'inherit',
+                  textDecoration: 'underline',
+                  cursor: 'pointer',
+                }}
+              >
+                {where}
+              </button>
+            ) : (
+              <code data-preview="error-location" style={{ color: '#93c5fd' }}>
+                {where}
+              </code>
+            )}
           </>
         )}
       </div>

@@ -193,6 +193,21 @@ describe('usePreviewSession + PreviewPanel in Chromium (real router, local serve
       expect(await overlay.innerText()).toContain('Runtime error');
       expect(await page.locator('[data-preview="error-location"]').innerText()).toMatch(/^boom\.js:2:\d+$/);
       expect(await page.locator('[data-preview="error-message"]').innerText()).toContain('boom in render');
+      // With onOpenLocation the location is a button: a click hands the editor file, line and column.
+      const [, col] = /^boom\.js:2:(\d+)$/.exec(
+        await page.locator('[data-preview="error-location"]').innerText(),
+      )!;
+      await page.click('button[data-preview="error-location"]');
+      expect(await page.evaluate(() => (globalThis as unknown as { __app: TestApi }).__app.opened)).toEqual([
+        { file: 'boom.js', line: 2, column: Number(col) },
+      ]);
+      // onMounted handed over the shown preview (its iframe is the panel's).
+      expect(
+        await page.evaluate(() => {
+          const m = (globalThis as unknown as { __app: TestApi }).__app.mounted;
+          return !!m && m.iframe === document.querySelector('[data-preview="frame"] iframe');
+        }),
+      ).toBe(true);
       // The fix: the edit clears it, and the app no longer throws.
       await write({ 'index.html': html('fixed') });
       await frame.locator('#msg').filter({ hasText: 'fixed' }).waitFor();

@@ -119,3 +119,49 @@ describe('PreviewSessionStore (real router + sync hub)', () => {
     await refused.dispose();
   });
 });
+
+// A router of its own: after the other tests' sessions on the shared router, the socket carrying the
+// rename was seen closing and not reopening (not understood yet; see the editor branch's report).
+describe('PreviewSessionStore rename, syncState and stop (a fresh router + sync hub)', () => {
+  let r2: RouterWithSync;
+  let own: PreviewClient;
+  beforeAll(async () => {
+    r2 = await startRouterWithSync();
+    own = new PreviewClient({
+      baseUrl: r2.baseUrl,
+      token: r2.jwt,
+      WebSocket: WebSocket as unknown as WebSocketConstructor,
+    });
+  });
+  afterAll(async () => {
+    await r2?.close();
+  });
+
+  it('rename sends a rename op (the router moves the file); syncState follows the socket; stop ends the preview at once', async () => {
+    const store = new PreviewSessionStore({ files, client: own, runtimes: { webcontainer: true } });
+    expect(store.getSnapshot().syncState).toBe('idle');
+    await expect(store.stop()).rejects.toThrow(/stop: there is no preview yet/);
+    store.retain();
+    await until('the preview', () => !!store.getSnapshot().previewId);
+    const id = store.getSnapshot().previewId!;
+    await until('the socket open', () => store.getSnapshot().syncState === 'open');
+    await until('the files stored', async () => 'src/a.js' in (await r2.dbFiles(id)));
+    store.rename('src/a.js', 'src/moved/a.js');
+    expect(store.getSnapshot().files).toEqual({ 'index.html': '<h1>hi</h1>', 'src/moved/a.js': 'a' });
+    await until('the rename persisted', async () => 'src/moved/a.js' in (await r2.dbFiles(id)));
+    expect(await r2.dbFiles(id)).toEqual({ 'index.html': '<h1>hi</h1>', 'src/moved/a.js': 'a' });
+    // Bad renames: nothing sent, nothing changed.
+    expect(() => store.rename('nope.js', 'x.js')).toThrow(/from: no file "nope.js"/);
+    expect(() => store.rename('index.html', 'src/moved/a.js')).toThrow(
+      /to: "src\/moved\/a.js" is already a file/,
+    );
+    expect(() => store.rename('index.html', '../x')).toThrow(/path: .*rule/);
+    expect(store.getSnapshot().files).toEqual({ 'index.html': '<h1>hi</h1>', 'src/moved/a.js': 'a' });
+    await store.stop();
+    expect(store.getSnapshot().state).toBe('ended');
+    expect(
+      (await r2.db.pool.query('SELECT state FROM preview_sessions WHERE id = $1', [id])).rows[0]?.state,
+    ).toMatch(/ended|stopping/);
+    await store.dispose();
+  });
+});

@@ -2,6 +2,8 @@ import {
   ConfigError,
   type FileOp,
   InvalidInputError,
+  PreviewError,
+  type ProjectFiles,
   pathProblem,
   type RuntimeErrorMessage,
 } from '@preview/tiers';
@@ -54,16 +56,24 @@ export interface PreviewSessionSnapshot {
   logs: readonly string[];
   /** The current build/runtime/preview error, or null. */
   error: PreviewFault | null;
-  /** The last dev-server update: `ms` edit → update sent, end to end. */
+  /**
+   * The last update: `ms` edit → update sent, end to end; `kind` is the dev server's (`hmr`, `reload`,
+   * ...) or `browser` (the browser tier: the edit applied to the runtime in this tab).
+   */
   lastUpdate: { seq: number; ms: number; kind: string } | null;
-  /** The project's files as this editor knows them: the initial ones plus `write`/`remove`. */
-  files: Readonly<Record<string, string>>;
+  /** The sync socket's state (`connecting`, `open`, `reconnecting`, `closed`); `idle` before it opens. */
+  syncState: string;
+  /**
+   * The project's files as this editor knows them: the initial ones plus `write`/`remove`/`rename`
+   * (text, or `{content, encoding: 'base64'}` for a binary file given at the start).
+   */
+  files: Readonly<ProjectFiles>;
 }
 
 /** Options of `usePreviewSession` / `PreviewSessionStore`; read once, on mount. */
 export interface PreviewSessionOptions {
-  /** The project's files (paths relative to the project root; text content). */
-  files: Record<string, string>;
+  /** The project's files (paths relative to the project root; text, or base64 for binary files). */
+  files: ProjectFiles;
   /** A template name (`vite-react`, `vite-vanilla`, ...); the router detects one when absent. */
   template?: string;
   /** The editor's app id: one live preview per user and project (opening again returns it). */
@@ -99,6 +109,7 @@ const IDLE: PreviewSessionSnapshot = Object.freeze({
   logs: [],
   error: null,
   lastUpdate: null,
+  syncState: 'idle',
   files: {},
 });
 
@@ -294,6 +305,12 @@ export class PreviewSessionStore {
       ...(local ? { applyLocally: (ops: FileOp[]) => this.#applyLocally(ops) } : {}),
     });
     this.#sync = sync;
+    sync.on('state', (e) => this.#set({ syncState: e.state }));
+    if (local)
+      sync.on('applied', (e) => {
+        if (this.#snap.tier === 'browser')
+          this.#set({ lastUpdate: { seq: e.seq, ms: e.ms, kind: 'browser' } });
+      });
     sync.on('status', (s) => this.#onStatus(s as unknown as Record<string, unknown>));
     sync.on('hmr', (e) => {
       this.#set({ lastUpdate: { seq: e.seq, ms: e.ms, kind: e.kind } });
@@ -337,6 +354,7 @@ export class PreviewSessionStore {
     }
     if (op.op === 'put') this.#sync.write(op.path, op.content);
     else if (op.op === 'delete') this.#sync.delete(op.path);
+    else if (op.op === 'rename') this.#sync.rename(op.from, op.to);
   }
 
   /** The sync session's path rule, checked before an edit is queued for a socket not yet open. */
@@ -373,6 +391,71 @@ export class PreviewSessionStore {
     delete files[path];
     this.#set({ files });
   };
+
+  /**
+   * Renames a file (a `rename` op through the sync socket; `files` follows). After `dispose` it does
+   * nothing.
+   * @throws InvalidInputError `invalid_path` (either path; the shared rules of `@preview/tiers`), or
+   *   `not_found` when this session knows no file `from`, or `exists` when `to` is already a file;
+   *   nothing is sent then
+   */
+  rename = (from: string, to: string): void => {
+    if (this.#disposed) return;
+    this.#checkPath(from);
+    this.#checkPath(to);
+    const files = { ...this.#snap.files };
+    if (!(from in files)) throw new InvalidInputError('not_found', `from: no file ${JSON.stringify(from)}`);
+    if (to in files) throw new InvalidInputError('exists', `to: ${JSON.stringify(to)} is already a file`);
+    this.#send({ op: 'rename', from, to });
+    this.#clearFault('runtime');
+    files[to] = files[from]!;
+    delete files[from];
+    this.#set({ files });
+  };
+
+  /**
+   * Suspends the preview (`POST /v1/previews/:id/suspend`) and takes the router's answer as state.
+   * @throws the client's typed errors (ConflictError when it cannot be suspended, NotFoundError)
+   */
+  async suspend(): Promise<void> {
+    const id = this.#liveId('suspend');
+    this.#adopt(await this.client.suspend(id));
+  }
+
+  /** Resumes a suspended preview (`POST /v1/previews/:id/resume`). @throws as `suspend` */
+  async resume(): Promise<void> {
+    const id = this.#liveId('resume');
+    this.#adopt(await this.client.resume(id));
+  }
+
+  /**
+   * Moves a browser-tier preview to a server tier under the same id (`POST /v1/previews/:id/placement`);
+   * `PreviewPanel` then shows the server tier's URL. @throws as `PreviewClient.movePlacement`
+   */
+  async moveToServer(reason: string, tier: 'docker' | 'fly' = 'docker'): Promise<void> {
+    const id = this.#liveId('move');
+    this.#adopt(await this.client.movePlacement(id, { tier, reason }));
+  }
+
+  /**
+   * Stops the preview now (`DELETE /v1/previews/:id`) and closes the sync socket; the state becomes
+   * `ended` (the panel takes the frame down). The store stays usable for reading.
+   */
+  async stop(): Promise<void> {
+    const id = this.#liveId('stop');
+    await this.client.stop(id);
+    this.#sync?.close();
+    this.#sync = undefined;
+    this.#set({ state: 'ended' });
+    this.#events?.close();
+  }
+
+  #liveId(action: string): string {
+    const id = this.#snap.previewId;
+    if (!id || this.#disposed)
+      throw new PreviewError('no_preview', `${action}: there is no preview yet (or it was disposed)`);
+    return id;
+  }
 
   /**
    * `PreviewPanel` calls this once the preview is shown: `runtime` (browser tier) takes the edits

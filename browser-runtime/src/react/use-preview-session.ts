@@ -11,6 +11,8 @@ export interface PreviewSessionHandle extends PreviewSessionSnapshot {
   write(path: string, content: string): void;
   /** Deletes a file through the sync socket. */
   remove(path: string): void;
+  /** Renames a file through the sync socket (`PreviewSessionStore.rename`). */
+  rename(from: string, to: string): void;
   /** Clears the current error (the overlay's dismiss button). */
   dismissError(): void;
   /** The store behind the hook (`PreviewPanel` uses it; `store.client` is the `PreviewClient`). */
@@ -42,6 +44,7 @@ export function usePreviewSession(options: PreviewSessionOptions): PreviewSessio
       ...snap,
       write: store.write,
       remove: store.remove,
+      rename: store.rename,
       dismissError: () => store.dismissError(),
       store,
     }),
