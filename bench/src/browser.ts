@@ -16,8 +16,7 @@
  * how many edits were hot updates.
  */
 import { startBundlerRouter } from '@preview/browser-runtime/testkit/bundler-router';
-import { packCreateVite } from '@preview/testkit';
-import { launchChromium } from '@preview/testkit';
+import { launchChromium, packCreateVite } from '@preview/testkit';
 import type { ProjectFiles } from '@preview/tiers';
 import type { Page } from 'playwright-core';
 import { percentile, round1 } from './stats.ts';

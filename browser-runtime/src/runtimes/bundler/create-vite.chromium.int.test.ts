@@ -17,12 +17,11 @@
  * edit, makes the runtime report RuntimeUnavailable naming it, and mountPreview shows the preview on
  * the server tier under the same id (the router's `docker` here is router/test/local-tier.ts).
  */
-import { launchChromium } from '@preview/testkit';
+import { launchChromium, packCreateVite } from '@preview/testkit';
 import type { ProjectFiles } from '@preview/tiers';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BundlerRouter, startBundlerRouter } from '../../../test/bundler-router.ts';
-import { packCreateVite } from '@preview/testkit';
 
 type Editor = {
   connect(apiUrl: string, token: string): void;
