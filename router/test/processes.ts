@@ -112,6 +112,7 @@ export async function startRouterProcess(
 /**
  * A pool agent as its own process (`pool-agent/src/main.ts`) on the Docker engine, registered with
  * the router at `routerUrl`; its sandboxes carry the test sweep label. Resolves once it listens.
+ * `env` adds or overrides agent variables (e.g. `PREVIEW_LABELS`, `PREVIEW_MEMORY_MIB`, `AGENT_TOKEN`).
  * @default o.slots 3, o.warmPool 'vite-vanilla=1'
  */
 export async function startAgentProcess(o: {
@@ -121,6 +122,7 @@ export async function startAgentProcess(o: {
   network: string;
   slots?: number;
   warmPool?: string;
+  env?: Record<string, string>;
 }): Promise<Proc> {
   const p = startProcess(o.name, 'pool-agent/src/main.ts', {
     ROUTER_URL: o.routerUrl,
@@ -137,6 +139,7 @@ export async function startAgentProcess(o: {
     PREVIEW_NODE_EXTRA_CA_CERTS: HOST_CA,
     READY_TIMEOUT_MS: '240000',
     LOG_LEVEL: 'info',
+    ...o.env,
   });
   await logLine(p, 'pool agent listening');
   return p;

@@ -481,26 +481,7 @@ export class DockerRuntime implements ContainerRuntime {
    * cache). Reading the files takes microseconds; the stats API takes a second.
    */
   async memoryBytes(id: string): Promise<number | undefined> {
-    const full = id.length === 64 ? id : (await this.docker.getContainer(id).inspect()).Id;
-    const v1 = `/sys/fs/cgroup/memory/docker/${full}`;
-    try {
-      const usage = Number((await readFile(`${v1}/memory.usage_in_bytes`, 'utf8')).trim());
-      const stat = await readFile(`${v1}/memory.stat`, 'utf8');
-      const inactive = Number(/^total_inactive_file (\d+)$/m.exec(stat)?.[1] ?? 0);
-      return usage - inactive;
-    } catch {
-      /* cgroup v2 */
-    }
-    for (const dir of [`/sys/fs/cgroup/system.slice/docker-${full}.scope`, `/sys/fs/cgroup/docker/${full}`])
-      try {
-        const usage = Number((await readFile(`${dir}/memory.current`, 'utf8')).trim());
-        const stat = await readFile(`${dir}/memory.stat`, 'utf8');
-        const inactive = Number(/^inactive_file (\d+)$/m.exec(stat)?.[1] ?? 0);
-        return usage - inactive;
-      } catch {
-        /* next */
-      }
-    return undefined;
+    return await containerMemoryBytes(this.docker, id);
   }
 
   async logs(id: string, options: { tail?: number } = {}): Promise<string[]> {
@@ -534,4 +515,33 @@ export class DockerRuntime implements ContainerRuntime {
     const s = this.#events as (NodeJS.ReadableStream & { destroy?: () => void }) | undefined;
     s?.destroy?.();
   }
+}
+
+/**
+ * A container's memory as `docker stats` shows it, in bytes: its cgroup's usage minus inactive file
+ * cache (cgroup v1 `memory/docker/<id>`, or v2 `system.slice/docker-<id>.scope` / `docker/<id>`).
+ * `id` may be short (then the engine is asked for the full one). Undefined when no cgroup is found
+ * (the container is gone, or the engine uses another cgroup layout).
+ */
+export async function containerMemoryBytes(docker: Docker, id: string): Promise<number | undefined> {
+  const full = id.length === 64 ? id : (await docker.getContainer(id).inspect()).Id;
+  const v1 = `/sys/fs/cgroup/memory/docker/${full}`;
+  try {
+    const usage = Number((await readFile(`${v1}/memory.usage_in_bytes`, 'utf8')).trim());
+    const stat = await readFile(`${v1}/memory.stat`, 'utf8');
+    const inactive = Number(/^total_inactive_file (\d+)$/m.exec(stat)?.[1] ?? 0);
+    return usage - inactive;
+  } catch {
+    /* cgroup v2 */
+  }
+  for (const dir of [`/sys/fs/cgroup/system.slice/docker-${full}.scope`, `/sys/fs/cgroup/docker/${full}`])
+    try {
+      const usage = Number((await readFile(`${dir}/memory.current`, 'utf8')).trim());
+      const stat = await readFile(`${dir}/memory.stat`, 'utf8');
+      const inactive = Number(/^inactive_file (\d+)$/m.exec(stat)?.[1] ?? 0);
+      return usage - inactive;
+    } catch {
+      /* next */
+    }
+  return undefined;
 }
