@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- scale [--previews 500] [--agents 5] [--routers 2] [--warm 4] [--concurrency 6]
- * [--users N] [--ops-per-s 5000] [--sync-s 10] [--memory-mib 256]`: many live previews on one machine.
+ * [--users N] [--ops-per-s 5000] [--sync-s 10] [--tick-ms 100] [--memory-mib 256]`: many live previews on one machine.
  *
  * Real processes as deployed: `--routers` router replicas (`router/src/main.ts`) on one fresh Postgres
  * database and one Redis prefix, `--agents` pool agents (`pool-agent/src/main.ts`, each its own node
@@ -15,12 +15,15 @@
  * 1. Creates: `--previews` creates through the router API (`POST /v1/previews` with a user's JWT, the
  *    replicas in turn, `--concurrency` at a time), each watched until `ready` (the users' list).
  *    `create_per_s`: previews ready per second from the first create to the last ready.
- * 2. Memory: once the warm pools refilled, `mib_per_preview` is the drop of the host's MemAvailable
- *    since before the creates, per live preview (containers, shims, the agents' and routers' growth);
- *    `container_mib_per_preview` is the containers' own cgroup memory (as `docker stats`) per container.
+ * 2. Memory: once the warm pools refilled, `mib_per_preview` is what each sandbox costs the host (its
+ *    container's cgroup memory as `docker stats` shows it, its containerd shim and docker-proxy PSS)
+ *    plus the routers' and agents' growth since before the creates per live preview; the parts are
+ *    reported apart, and the drop of MemAvailable per preview beside them (other work moves it too).
  * 3. Sync fan-out: one sync WebSocket per preview (`PreviewClient` in Node, the replicas in turn);
- *    `--ops-per-s` file writes a second spread over the previews for `--sync-s` seconds, each batch
- *    counted by its `persisted` ack; `lost_ops` = ops sent − ops acked persisted.
+ *    `--ops-per-s` file writes a second spread over the previews for `--sync-s` seconds (every
+ *    `--tick-ms` the ops due, round-robin, one batch per preview and tick), each batch counted by its
+ *    `persisted` ack; `lost_ops` = ops sent − ops acked persisted; `ops_per_s` = ops acked per second
+ *    from the first send to the last ack.
  * 4. Proxy: every preview's page through the preview proxy of the other replica (Host
  *    `<id>.preview.localhost`, the previewUrl's token exchanged for the cookie): `answering` counts
  *    200s carrying the preview's own marker.
@@ -37,7 +40,7 @@
  * its egress rules, the database, the Redis keys. Develop with `--previews 20`; the full run (500)
  * needs ~20 GiB free and a quiet machine.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { PreviewClient, type SyncSession, type WebSocketConstructor } from '@preview/browser-runtime';
 import { containerMemoryBytes } from '@preview/pool-agent';
 import { hostGet } from '@preview/router/testkit/processes';
@@ -62,6 +65,7 @@ interface Flags {
   opsPerS: number;
   syncS: number;
   memoryMiB: number;
+  tickMs: number;
 }
 
 function parseFlags(args: string[]): Flags {
@@ -84,6 +88,7 @@ function parseFlags(args: string[]): Flags {
     opsPerS: num('ops-per-s', 5000),
     syncS: num('sync-s', 10),
     memoryMiB: num('memory-mib', 256),
+    tickMs: Math.max(1, num('tick-ms', 100)),
   };
 }
 
@@ -313,21 +318,88 @@ async function createAll(run: Run, f: Flags, probe: ReturnType<typeof startProbe
   };
 }
 
-/** Phase 2: host memory per live preview and the containers' own memory. */
-async function measureMemory(run: Run, f: Flags, baselineMiB: number) {
+/** Proportional set size of a process (its share of shared pages counted once), bytes; 0 when gone. */
+function pssBytes(pid: number): number {
+  try {
+    const m = /^Pss:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Every process's pid and arguments, from /proc. */
+function processes(): Array<{ pid: number; args: string[] }> {
+  const out: Array<{ pid: number; args: string[] }> = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      out.push({ pid: Number(d), args: readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0') });
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+/** The routers' and agents' own memory (PSS), bytes. */
+function controlPlaneBytes(c: Cluster): number {
+  let total = 0;
+  for (const p of [...c.routers.map((r) => r.proc), ...c.agents.map((a) => a.proc)])
+    if (p.child.pid) total += pssBytes(p.child.pid);
+  return total;
+}
+
+/**
+ * What the run's sandboxes cost the host, bytes: each container's cgroup memory (as `docker stats`),
+ * its containerd shim and its docker-proxy processes (PSS; the shim is found by the container id in
+ * its arguments, the proxy by the container's address).
+ */
+async function sandboxBytes(run: Run) {
+  const docker = testDocker();
+  const boxes = await docker.listContainers({ filters: { label: [`${BENCH_LABEL}=${run.c.run}`] } });
+  let cgroups = 0;
+  for (const b of boxes) cgroups += (await containerMemoryBytes(docker, b.Id).catch(() => 0)) ?? 0;
+  const ids = new Set(boxes.map((b) => b.Id));
+  const ips = new Set(
+    boxes.map((b) => b.NetworkSettings?.Networks?.[run.c.network]?.IPAddress).filter(Boolean),
+  );
+  let shims = 0;
+  let proxies = 0;
+  for (const p of processes()) {
+    const at = p.args.indexOf('-id');
+    if (p.args[0]?.includes('containerd-shim') && at >= 0 && ids.has(p.args[at + 1] ?? ''))
+      shims += pssBytes(p.pid);
+    const ip = p.args.indexOf('-container-ip');
+    if (p.args[0]?.includes('docker-proxy') && ip >= 0 && ips.has(p.args[ip + 1])) proxies += pssBytes(p.pid);
+  }
+  return { containers: boxes.length, cgroups, shims, proxies };
+}
+
+/**
+ * Phase 2, once the warm pools refilled: host memory per live preview = (the sandboxes' cgroups,
+ * shims and proxies) per container + the routers' and agents' growth since `baseline` per live
+ * preview. The drop of MemAvailable is reported beside it (other work on the host moves it too).
+ */
+async function measureMemory(run: Run, f: Flags, baseline: { availableMiB: number; controlBytes: number }) {
   await run.c
     .warmFull(TEMPLATE, f.warm, 300_000)
     .catch(() => run.limit('warm pools did not refill in 5 min'));
   await sleep(5000);
   const available = availableMiB();
-  const docker = testDocker();
-  const boxes = await docker.listContainers({ filters: { label: [`${BENCH_LABEL}=${run.c.run}`] } });
-  let total = 0;
-  for (const b of boxes) total += (await containerMemoryBytes(docker, b.Id).catch(() => 0)) ?? 0;
+  const box = await sandboxBytes(run);
+  const n = Math.max(1, box.containers);
+  const live = Math.max(1, run.ready);
+  const growth = controlPlaneBytes(run.c) - baseline.controlBytes;
+  const mib = (b: number) => b / 1024 / 1024;
   return {
-    mib_per_preview: round1((baselineMiB - available) / Math.max(1, run.ready)),
-    container_mib_per_preview: round1(total / Math.max(1, boxes.length) / 1024 / 1024),
-    containers: boxes.length,
+    mib_per_preview: round1(mib((box.cgroups + box.shims + box.proxies) / n + growth / live)),
+    container_mib_per_preview: round1(mib(box.cgroups / n)),
+    shim_mib_per_preview: round1(mib(box.shims / n)),
+    proxy_mib_per_preview: round1(mib(box.proxies / n)),
+    control_plane_mib_per_preview: round1(mib(growth / live)),
+    available_drop_mib_per_preview: round1((baseline.availableMiB - available) / live),
+    containers: box.containers,
     host_available_mib: Math.round(available),
   };
 }
@@ -377,7 +449,8 @@ async function syncFanOut(run: Run, f: Flags) {
   say(`scale: ${opened} sync sockets open; fan-out at ${f.opsPerS} ops/s for ${f.syncS} s`);
   const start = performance.now();
   let cursor = 0;
-  while (performance.now() - start < f.syncS * 1000 && tracked.length > 0) {
+  // Every tick, the ops due by then, spread round-robin: each preview gets at most one batch a tick.
+  for (let tick = 1; performance.now() - start < f.syncS * 1000 && tracked.length > 0; tick++) {
     const due = Math.floor((f.opsPerS * (performance.now() - start)) / 1000) - tally.sent;
     const counts = new Map<Tracked, number>();
     for (let j = 0; j < due; j++) {
@@ -385,13 +458,13 @@ async function syncFanOut(run: Run, f: Flags) {
       counts.set(t, (counts.get(t) ?? 0) + 1);
     }
     for (const [t, count] of counts) {
-      for (let j = 0; j < count; j++) t.session.write(`data/o${j}.txt`, `${tally.sent + j}\n`);
+      for (let j = 0; j < count; j++) t.session.write(`data/o${j}.txt`, `${tick} ${j}\n`);
       t.session.flush();
       for (let left = count; left > 0; left -= LIMITS.batchOps)
         t.opsBySeq.set(t.nextSeq++, Math.min(left, LIMITS.batchOps));
       tally.sent += count;
     }
-    await sleep(10);
+    await sleep(Math.max(0, start + tick * f.tickMs - performance.now()));
   }
   const sendS = (performance.now() - start) / 1000;
   await Promise.all(
@@ -482,8 +555,8 @@ export default async function scale(args: string[]): Promise<object> {
   try {
     await c.warmFull(TEMPLATE, f.warm);
     await sleep(3000);
-    const baseline = availableMiB();
-    say(`scale: warm pools full; ${Math.round(baseline)} MiB available; creating ${f.previews}`);
+    const baseline = { availableMiB: availableMiB(), controlBytes: controlPlaneBytes(c) };
+    say(`scale: warm pools full; ${Math.round(baseline.availableMiB)} MiB available; creating ${f.previews}`);
     const probe = startProbe(run);
     const creates = await createAll(run, f, probe);
     say(`scale: ${run.ready} ready at ${creates.create_per_s}/s`);
