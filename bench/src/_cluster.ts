@@ -3,11 +3,12 @@
  * (as deployed), on a fresh Postgres database and a Redis key prefix of their own, the agents'
  * sandboxes on the Docker engine with the real preview image. Everything it makes carries the run's
  * label (`preview.bench=<run>`) or name, and `close()` removes it: containers, the preview network and
- * its egress rules, the database, the Redis keys, the routers' data directory.
+ * its egress rules, the database, the Redis keys, the routers' data directory. The processes' output
+ * is kept in `<tmpdir>/scale-<run>-logs/<name>.log`.
  */
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EgressFirewall } from '@preview/pool-agent';
@@ -93,8 +94,13 @@ export async function startCluster(o: ClusterOptions) {
   const joinToken = randomBytes(16).toString('hex');
   const procs: Proc[] = [];
   const cleanup: Array<() => Promise<unknown>> = [];
+  const logDir = join(tmpdir(), `scale-${run}-logs`);
   const close = async () => {
     for (const p of procs.reverse()) await p.stop(20_000).catch(() => {});
+    // The processes' output stays for reading after the run (one file each).
+    await mkdir(logDir, { recursive: true });
+    for (const p of procs) await writeFile(join(logDir, `${p.name}.log`), `${p.lines.join('\n')}\n`);
+    o.say(`scale: process logs in ${logDir}`);
     o.say(`scale: removed ${await removeRunContainers(run).catch(() => 0)} containers`);
     await testDocker()
       .getNetwork(network)
@@ -176,13 +182,18 @@ export async function startCluster(o: ClusterOptions) {
       users,
       agentToken,
       capacity,
-      /** Resolves once every agent's warm pool of `template` holds `n` ready sandboxes. */
+      /**
+       * Resolves once every agent's warm pool of `template` holds `n` ready sandboxes, or as many as
+       * its free slots allow; throws after `ms`.
+       */
       async warmFull(template: string, n: number, ms = 600_000) {
         await until(
           `warm pools of ${template} to hold ${n}`,
           async () => {
             const all = await Promise.all(agents.map((a) => capacity(a).catch(() => undefined)));
-            return all.every((c) => (c?.warm[template] ?? 0) >= n) ? true : undefined;
+            const full = (c: Awaited<ReturnType<typeof capacity>> | undefined) =>
+              c !== undefined && (c.warm[template] ?? 0) >= Math.min(n, c.slots - c.used);
+            return all.every(full) ? true : undefined;
           },
           ms,
         );

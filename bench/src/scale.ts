@@ -31,7 +31,7 @@
  * Throughout phases 1 and 3 a probe sends `GET /v1/previews/:id` and `GET /v1/previews?limit=50`
  * to the replicas in turn, one at a time: `api_p50_ms` / `api_p99_ms` (goal p99 ≤ 50 ms).
  * `first_limit`: the first thing that failed or passed its limit as the count rose (a create refused
- * or failed, a preview not ready, the probe's rolling p99 over 50 ms, host memory under 1 GiB
+ * or failed, a preview not ready, the probe's rolling p99 over 50 ms, host memory under 2 GiB
  * available, a process that exited, a sync socket that did not open, lost ops, a page not answering),
  * with the live count then; `"none"` when nothing did. `ramp` has the probe's p99 and host memory at
  * each tenth of the count.
@@ -41,6 +41,7 @@
  * needs ~20 GiB free and a quiet machine.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { PreviewClient, type SyncSession, type WebSocketConstructor } from '@preview/browser-runtime';
 import { containerMemoryBytes } from '@preview/pool-agent';
 import { hostGet } from '@preview/router/testkit/processes';
@@ -53,7 +54,7 @@ import { percentile, round1 } from './stats.ts';
 
 const TEMPLATE = 'express-pg';
 const API_BUDGET_MS = 50;
-const MIN_AVAILABLE_MIB = 1024;
+const MIN_AVAILABLE_MIB = 2048;
 
 interface Flags {
   previews: number;
@@ -304,10 +305,17 @@ async function createAll(run: Run, f: Flags, probe: ReturnType<typeof startProbe
   };
   await Promise.all(Array.from({ length: f.concurrency }, worker));
   creating = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([
     watcher,
-    sleep(300_000).then(() => run.limit('previews not ready 5 min after the last create')),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        run.limit('previews not ready 5 min after the last create');
+        resolve();
+      }, 300_000);
+    }),
   ]);
+  clearTimeout(timer);
   stopRamp();
   const lastReady = Math.max(...run.created.map((p) => p.readyAt ?? 0));
   return {
@@ -417,6 +425,7 @@ async function syncFanOut(run: Run, f: Flags) {
   const live = run.created.filter((p) => p.readyAt !== undefined);
   const tally = { sent: 0, acked: 0, applied: 0, rejected: 0, lastAckAt: 0 };
   const ackMs: number[] = [];
+  const appliedMs: number[] = [];
   const tracked: Tracked[] = live.map((p, i) => {
     const client = new PreviewClient({
       baseUrl: run.c.routers[i % run.c.routers.length]!.url,
@@ -435,6 +444,7 @@ async function syncFanOut(run: Run, f: Flags) {
     });
     t.session.on('applied', (e) => {
       tally.applied += t.opsBySeq.get(e.seq) ?? 0;
+      appliedMs.push(e.ms);
     });
     t.session.on('rejected', (e) => {
       tally.rejected++;
@@ -467,9 +477,13 @@ async function syncFanOut(run: Run, f: Flags) {
     await sleep(Math.max(0, start + tick * f.tickMs - performance.now()));
   }
   const sendS = (performance.now() - start) / 1000;
-  await Promise.all(
-    tracked.map((t) => Promise.race([t.session.whenPersisted().catch(() => {}), sleep(120_000)])),
-  );
+  // Acks may trail the sends: wait while they keep coming (no ack for 60 s: the rest is lost).
+  for (let last = tally.acked, quietSince = performance.now(); tally.acked < tally.sent; await sleep(250)) {
+    if (tally.acked !== last) {
+      last = tally.acked;
+      quietSince = performance.now();
+    } else if (performance.now() - quietSince > 60_000) break;
+  }
   for (const t of tracked) t.session.close();
   const lost = tally.sent - tally.acked;
   if (lost > 0) run.limit(`sync: ${lost} of ${tally.sent} ops not acked persisted`);
@@ -484,6 +498,8 @@ async function syncFanOut(run: Run, f: Flags) {
     sync_sockets: opened,
     ack_p50_ms: round1(percentile(ackMs, 50)),
     ack_p99_ms: round1(percentile(ackMs, 99)),
+    applied_p50_ms: round1(percentile(appliedMs, 50)),
+    applied_p99_ms: round1(percentile(appliedMs, 99)),
   };
 }
 
@@ -540,6 +556,7 @@ function processErrors(c: Cluster) {
 export default async function scale(args: string[]): Promise<object> {
   const f = parseFlags(args);
   const began = performance.now();
+  const load0 = loadavg()[0]!;
   const perAgent = Math.ceil(f.previews / Math.max(1, f.agents));
   const c = await startCluster({
     routers: f.routers,
@@ -553,7 +570,9 @@ export default async function scale(args: string[]): Promise<object> {
   });
   const run = new Run(c);
   try {
-    await c.warmFull(TEMPLATE, f.warm);
+    await c
+      .warmFull(TEMPLATE, f.warm, 300_000)
+      .catch(() => run.limit('warm pools not full 5 min after start'));
     await sleep(3000);
     const baseline = { availableMiB: availableMiB(), controlBytes: controlPlaneBytes(c) };
     say(`scale: warm pools full; ${Math.round(baseline.availableMiB)} MiB available; creating ${f.previews}`);
@@ -607,6 +626,7 @@ export default async function scale(args: string[]): Promise<object> {
       ramp: run.ramp,
       limits: run.limits.slice(0, 10).map((l) => `at ${l.live}: ${l.what}`),
       ...processErrors(c),
+      loadavg_1m: { start: round1(load0), end: round1(loadavg()[0]!) },
       config: { ...f, slots_per_agent: perAgent + f.warm, template: TEMPLATE },
       duration_s: Math.round((performance.now() - began) / 1000),
     };
