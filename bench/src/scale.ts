@@ -142,13 +142,23 @@ class Run {
     if (this.limits.length === 1) say(`scale: first limit at ${live} live: ${what}`);
   }
 
-  /** Any router or agent process that exited is a limit. */
+  /** Processes seen exited (each reported once). */
+  readonly #exited = new Set<string>();
+
+  /** A router or agent process exited: the run stops adding load (the rest is reported as is). */
+  get broken(): boolean {
+    return this.#exited.size > 0;
+  }
+
+  /** Any router or agent process that exited is a limit, with its exit and last output lines. */
   checkProcesses() {
     for (const p of [...this.c.routers.map((r) => r.proc), ...this.c.agents.map((a) => a.proc)])
-      if (p.child.exitCode !== null || p.child.signalCode !== null)
+      if ((p.child.exitCode !== null || p.child.signalCode !== null) && !this.#exited.has(p.name)) {
+        this.#exited.add(p.name);
         this.limit(
-          `${p.name} exited (${p.child.exitCode ?? p.child.signalCode}): ${p.lines.slice(-3).join(' | ')}`,
+          `${p.name} exited (${p.child.exitCode ?? p.child.signalCode}): ${p.lines.slice(-3).join(' | ').slice(0, 600)}`,
         );
+      }
   }
 
   headers(u: { jwt: string }) {
@@ -226,7 +236,7 @@ async function createOne(run: Run, k: number): Promise<Created | undefined> {
 async function watchReady(run: Run, done: () => boolean) {
   for (;;) {
     const pending = run.created.filter((p) => p.readyAt === undefined && !p.failed);
-    if (pending.length === 0 && done()) return;
+    if ((pending.length === 0 && done()) || run.broken) return;
     const users = new Map(pending.map((p) => [p.user.id, p.user]));
     for (const user of users.values()) {
       const res = await fetch(`${run.c.routers[0]!.url}/v1/previews?limit=100`, {
@@ -286,7 +296,7 @@ async function createAll(run: Run, f: Flags, probe: ReturnType<typeof startProbe
   let creating = true;
   const watcher = watchReady(run, () => !creating);
   const worker = async () => {
-    for (let k = next++; k < f.previews && refusedInRow < 20; k = next++) {
+    for (let k = next++; k < f.previews && refusedInRow < 20 && !run.broken; k = next++) {
       if (availableMiB() < MIN_AVAILABLE_MIB) {
         run.limit(`host MemAvailable under ${MIN_AVAILABLE_MIB} MiB: creates stopped`);
         return;
@@ -422,7 +432,7 @@ interface Tracked {
 
 /** Phase 3: sync fan-out at `opsPerS` for `syncS` seconds; every op counted by its persisted ack. */
 async function syncFanOut(run: Run, f: Flags) {
-  const live = run.created.filter((p) => p.readyAt !== undefined);
+  const live = run.broken ? [] : run.created.filter((p) => p.readyAt !== undefined);
   const tally = { sent: 0, acked: 0, applied: 0, rejected: 0, lastAckAt: 0 };
   const ackMs: number[] = [];
   const appliedMs: number[] = [];
@@ -569,6 +579,7 @@ export default async function scale(args: string[]): Promise<object> {
     say,
   });
   const run = new Run(c);
+  const watchdog = setInterval(() => run.checkProcesses(), 1000);
   try {
     await c
       .warmFull(TEMPLATE, f.warm, 300_000)
@@ -631,6 +642,7 @@ export default async function scale(args: string[]): Promise<object> {
       duration_s: Math.round((performance.now() - began) / 1000),
     };
   } finally {
+    clearInterval(watchdog);
     await c.close();
   }
 }
