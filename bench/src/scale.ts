@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- scale [--previews 500] [--agents 5] [--routers 2] [--warm 4] [--concurrency 6]
- * [--users N] [--ops-per-s 5000] [--sync-s 10] [--tick-ms 100] [--memory-mib 256]`: many live previews on one machine.
+ * [--users N] [--ops-per-s 5000] [--sync-s 10] [--tick-ms 100] [--memory-mib 256] [--create-s 0]`: many live previews on one machine.
  *
  * Real processes as deployed: `--routers` router replicas (`router/src/main.ts`) on one fresh Postgres
  * database and one Redis prefix, `--agents` pool agents (`pool-agent/src/main.ts`, each its own node
@@ -14,7 +14,8 @@
  * Phases, in order, and what the result reports:
  * 1. Creates: `--previews` creates through the router API (`POST /v1/previews` with a user's JWT, the
  *    replicas in turn, `--concurrency` at a time), each watched until `ready` (the users' list).
- *    `create_per_s`: previews ready per second from the first create to the last ready.
+ *    `create_per_s`: previews ready per second from the first create to the last ready. With
+ *    `--create-s` the creates stop after that many seconds (reported as the limit met).
  * 2. Memory: once the warm pools refilled, `mib_per_preview` is what each sandbox costs the host (its
  *    container's cgroup memory as `docker stats` shows it, its containerd shim and docker-proxy PSS)
  *    plus the routers' and agents' growth since before the creates per live preview; the parts are
@@ -67,6 +68,7 @@ interface Flags {
   syncS: number;
   memoryMiB: number;
   tickMs: number;
+  createS: number;
 }
 
 function parseFlags(args: string[]): Flags {
@@ -90,6 +92,7 @@ function parseFlags(args: string[]): Flags {
     syncS: num('sync-s', 10),
     memoryMiB: num('memory-mib', 256),
     tickMs: Math.max(1, num('tick-ms', 100)),
+    createS: num('create-s', 0),
   };
 }
 
@@ -293,10 +296,16 @@ async function createAll(run: Run, f: Flags, probe: ReturnType<typeof startProbe
   const stopRamp = rampRecorder(run, f.previews, probe, t0);
   let next = 0;
   let refusedInRow = 0;
+  let budgetSaid = false;
   let creating = true;
   const watcher = watchReady(run, () => !creating);
   const worker = async () => {
     for (let k = next++; k < f.previews && refusedInRow < 20 && !run.broken; k = next++) {
+      if (f.createS > 0 && performance.now() - t0 > f.createS * 1000) {
+        if (!budgetSaid) run.limit(`create time budget (--create-s ${f.createS}) spent: creates stopped`);
+        budgetSaid = true;
+        return;
+      }
       if (availableMiB() < MIN_AVAILABLE_MIB) {
         run.limit(`host MemAvailable under ${MIN_AVAILABLE_MIB} MiB: creates stopped`);
         return;
