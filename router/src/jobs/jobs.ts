@@ -156,7 +156,8 @@ export async function reconcileJob(
  * candidate is re-checked in the purge's own transaction, so a project used since the listing is
  * kept; a purge is logged and counted (`preview_retention_purges_total{outcome}`), and a second run
  * (another replica) finds it `absent`. A schema drop that fails is logged; the schema janitor
- * finishes it (the schema then belongs to no session and no project).
+ * finishes it (the schema then belongs to no session and no project). Ended previews created
+ * without a `projectId` go the same way after the same time (`retainEndedPreviews`).
  */
 export async function retentionJob(
   d: JobDeps & { projects: ProjectStore; retentionMs: number },
@@ -205,6 +206,54 @@ export async function retentionJob(
       failed++;
       d.metrics.retentionPurges.inc({ outcome: 'error' });
       d.log.warn({ err, userId: p.userId, projectId: p.projectId }, 'retention purge failed');
+    }
+  }
+  const loose = await retainEndedPreviews({ ...d, before });
+  return { purged: purged + loose.purged, kept: kept + loose.kept, failed: failed + loose.failed };
+}
+
+/**
+ * Retention of ended previews created without a `projectId` (no project to purge them with): those
+ * whose last use (end, edit, view) is before `before` lose their row, stored files, events and
+ * schema, each re-checked in its purge's transaction; logged and counted like projects.
+ */
+async function retainEndedPreviews(
+  d: JobDeps & { projects: ProjectStore; before: Date },
+): Promise<{ purged: number; kept: number; failed: number }> {
+  let purged = 0;
+  let kept = 0;
+  let failed = 0;
+  for (const p of await d.projects.idleEndedPreviews(d.before)) {
+    try {
+      const r = await d.projects.purgeEndedPreview(p.previewId, d.before);
+      d.metrics.retentionPurges.inc({ outcome: r.outcome });
+      if (r.outcome !== 'purged') {
+        kept++;
+        d.log.info({ previewId: p.previewId, outcome: r.outcome }, 'retention kept an ended preview');
+        continue;
+      }
+      purged++;
+      let schemaDropped = false;
+      try {
+        schemaDropped = (await d.databases?.drop(p.previewId)) ?? false;
+      } catch (err) {
+        d.log.warn({ err, previewId: p.previewId }, 'retention: schema drop failed; the janitor finishes it');
+      }
+      d.log.info(
+        {
+          previewId: p.previewId,
+          userId: p.userId,
+          lastUsedAt: p.lastUsedAt.toISOString(),
+          files: r.files,
+          events: r.events,
+          schemaDropped,
+        },
+        'retention purged an ended preview',
+      );
+    } catch (err) {
+      failed++;
+      d.metrics.retentionPurges.inc({ outcome: 'error' });
+      d.log.warn({ err, previewId: p.previewId }, 'retention purge of an ended preview failed');
     }
   }
   return { purged, kept, failed };
