@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type EmbeddedPostgresHandle, signUserJwt, startEmbeddedPostgres } from '@preview/router';
@@ -93,6 +93,8 @@ export interface ChaosClusterOptions {
 /** Brings the cluster up; `close()` takes everything down and removes what it made. */
 export async function startChaosCluster(o: ChaosClusterOptions) {
   const work = await mkdtemp(join(tmpdir(), 'chaos-'));
+  // As root, Postgres runs as the `postgres` user, which must traverse to its data dir.
+  await chmod(work, 0o711);
   const silent = pino({ level: 'silent' });
   const pgPort = await freePort();
   const pgDir = join(work, 'pg', 'data');

@@ -150,6 +150,7 @@ export default async function chaos(args: string[]): Promise<object> {
   /** Per session: path → the content of its last edit acked `persisted`. */
   const acked = new Map<string, Map<string, string>>();
   const sessions = new Set<string>();
+  const tiers = new Map<string, number>();
   const failures: string[] = [];
   const replaceMs: number[] = [];
   const injected: Array<{ fault: Fault; at: number; took: number; previews: number }> = [];
@@ -189,6 +190,7 @@ export default async function chaos(args: string[]): Promise<object> {
         api.transient,
       )) as View;
       sessions.add(created.id);
+      if (created.tier) tiers.set(created.tier, (tiers.get(created.tier) ?? 0) + 1);
       const v = await settle(created.id, deadline);
       if (v.state === 'ready') return created.id;
       stats.recreated++;
@@ -235,17 +237,27 @@ export default async function chaos(args: string[]): Promise<object> {
     }
   };
 
+  const steps = new Map<string, number[]>();
+  const timed = async <T>(step: string, fn: () => Promise<T>): Promise<T> => {
+    const t = performance.now();
+    const r = await fn();
+    const xs = steps.get(step) ?? [];
+    xs.push(performance.now() - t);
+    steps.set(step, xs);
+    return r;
+  };
   const cycle = async (n: number) => {
     const deadline = Date.now() + 8 * 60_000;
     let id: string | undefined;
     try {
-      id = await createReady(n, deadline);
-      await edit(id, 1, deadline);
-      await edit(id, 2, deadline);
-      await act(id, 'suspend', deadline);
-      await act(id, 'resume', deadline);
-      await edit(id, 3, deadline);
-      await destroy(id, deadline);
+      id = await timed('create_ready', () => createReady(n, deadline));
+      const p = id;
+      await timed('edit', () => edit(p, 1, deadline));
+      await timed('edit', () => edit(p, 2, deadline));
+      await timed('suspend', () => act(p, 'suspend', deadline));
+      await timed('resume', () => act(p, 'resume', deadline));
+      await timed('edit', () => edit(p, 3, deadline));
+      await timed('destroy', () => destroy(p, deadline));
       done++;
     } catch (e) {
       stats.failedCycles++;
@@ -351,6 +363,9 @@ export default async function chaos(args: string[]): Promise<object> {
       requests: stats.requests,
       retries: stats.retries,
       faults_by_kind: byFault,
+      step_p50_ms: Object.fromEntries([...steps].map(([k, v]) => [k, round1(percentile(v, 50))])),
+      step_p99_ms: Object.fromEntries([...steps].map(([k, v]) => [k, round1(percentile(v, 99))])),
+      tiers: Object.fromEntries(tiers),
       duration_s: durationS,
       concurrency,
       errors: Object.fromEntries(stats.errors),
