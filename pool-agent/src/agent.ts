@@ -187,6 +187,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     destroy: (id) => life.destroy(id),
     status: (id) => life.status(id),
     logs: (id, tail) => life.logs(id, tail),
+    runScript: (id, name) => life.runScript(id, name),
     capacity,
     list: () =>
       [...table.values()].map((p) => ({ previewId: p.id, state: p.state.kind, template: p.box.template })),
