@@ -47,6 +47,9 @@ export interface BatchWriter {
 }
 
 /** What the router needs of db-isolation (`createDbIsolation(...)`), structurally. */
+/** How often a placement in flight touches its session's row (`SessionStore.keepPlacing`), ms. */
+export const PLACING_TOUCH_MS = 5_000;
+
 export interface PreviewDatabases {
   /**
    * Host and port the `DATABASE_URL`s point at; announced to agents at registration so each
@@ -231,6 +234,24 @@ export class PreviewService {
   }
 
   async #place(
+    session: Session,
+    classification: Classification,
+    client: ClientCapabilities,
+    serverOnly: boolean,
+    files: ProjectFiles,
+    only?: { tier: TierName; prior: PlacementReason[] },
+  ): Promise<Session> {
+    // While this replica places the preview, its row says so (`updated_at`): a replica that dies
+    // mid-placement stops touching it, and the reconcile job takes the placement over (jobs.ts).
+    const keep = setInterval(() => void this.store.keepPlacing(session.id).catch(() => {}), PLACING_TOUCH_MS);
+    try {
+      return await this.#placeOn(session, classification, client, serverOnly, files, only);
+    } finally {
+      clearInterval(keep);
+    }
+  }
+
+  async #placeOn(
     session: Session,
     classification: Classification,
     client: ClientCapabilities,
@@ -544,8 +565,16 @@ export class PreviewService {
   async migrate(s: Session): Promise<Session> {
     const m = await this.store.transition(s.id, 'migrating', { nodeId: null });
     await this.events.publish(s.id, { type: 'state', state: 'migrating', at: Date.now() });
-    const files = await this.store.loadFiles(s.id);
-    const classification = { ...classify(files), template: s.template };
+    return await this.continueMigration(m);
+  }
+
+  /**
+   * Places migrating session `m` from its stored files (what `migrate` does after the state change);
+   * the reconcile job calls it for a migration whose replica died mid-way (see `claimStale`).
+   */
+  async continueMigration(m: Session): Promise<Session> {
+    const files = await this.store.loadFiles(m.id);
+    const classification = { ...classify(files), template: m.template };
     return await this.#place(m, classification, { webcontainer: false, bundler: false }, true, files);
   }
 

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.ts';
 import type { NodeRegistry } from '../nodes.ts';
-import type { PreviewDatabases, PreviewService } from '../previews.ts';
+import { PLACING_TOUCH_MS, type PreviewDatabases, type PreviewService } from '../previews.ts';
 import type { ProjectStore } from '../store/projects.ts';
 import type { Scheduler } from './scheduler.ts';
 
@@ -57,6 +57,12 @@ export async function idleJob(d: JobDeps): Promise<{ suspended: number; destroye
 }
 
 /**
+ * How long a session may sit in `provisioning` or `migrating` without its placing replica touching it
+ * (every PLACING_TOUCH_MS) before reconcile takes it for abandoned, ms.
+ */
+export const PLACING_STALE_MS = 6 * PLACING_TOUCH_MS;
+
+/**
  * Sessions on nodes that stopped heartbeating → `migrating`, re-placed from stored files;
  * sandboxes with no live session → destroyed: those a live node reports in its heartbeat (docker),
  * and those a tier lists itself (`Tier.sandboxes`: fly machines), once past `orphanGraceMs`.
@@ -67,8 +73,11 @@ export async function reconcileJob(
   let migrated = 0;
   let orphansDestroyed = 0;
   let stuckFailed = 0;
-  // A replica that died mid-placement leaves `provisioning` behind: fail it (the client may retry).
-  for (const s of await d.previews.store.stuck('provisioning', new Date(Date.now() - 5 * 60_000))) {
+  // A placement in flight touches its row every PLACING_TOUCH_MS; one untouched for longer than
+  // PLACING_STALE_MS lost its replica (killed, restarted) mid-way.
+  const stale = new Date(Date.now() - PLACING_STALE_MS);
+  // `provisioning` left behind: fail it (the client may retry; an idempotent retry sees `failed`).
+  for (const s of await d.previews.store.stuck('provisioning', stale)) {
     try {
       await d.previews.store.transition(s.id, 'failed', {
         error: 'placement did not finish (router restarted?)',
@@ -82,6 +91,18 @@ export async function reconcileJob(
       stuckFailed++;
     } catch {
       // Another replica moved it meanwhile.
+    }
+  }
+  // `migrating` left behind (it has no node any more, so nothing else would ever move it): this
+  // replica takes the migration over, if no other one did first.
+  for (const s of await d.previews.store.stuck('migrating', stale)) {
+    const taken = await d.previews.store.claimStale(s.id, 'migrating', stale);
+    if (!taken) continue;
+    try {
+      await d.previews.continueMigration(taken);
+      migrated++;
+    } catch (err) {
+      d.log.warn({ err, previewId: s.id }, 'taking over an abandoned migration failed');
     }
   }
   // `starting` sessions are tracked by the replica that placed them; if it is gone, this one takes over.
