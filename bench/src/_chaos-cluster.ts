@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type EmbeddedPostgresHandle, signUserJwt, startEmbeddedPostgres } from '@preview/router';
@@ -134,6 +134,8 @@ export async function startChaosCluster(o: ChaosClusterOptions) {
     RECONCILE_MS: '2000',
     JANITOR_MS: '10000',
     RATE_LIMIT_USER_PER_MIN: '1000000',
+    // One user runs every cycle: its concurrent previews (and those a fault strands) are not capped.
+    MAX_LIVE_PREVIEWS_PER_USER: '1000',
     RATE_LIMIT_IP_PER_MIN: '1000000',
     FLY_API_TOKEN: fly.token,
     FLY_APP: fly.app,
@@ -147,11 +149,14 @@ export async function startChaosCluster(o: ChaosClusterOptions) {
   const ports = [await freePort(), await freePort()];
   const routers: Array<Proc & { port: number }> = [];
   const agents: Proc[] = [];
+  /** Every process started, the killed ones included: their output is kept for `close({logDir})`. */
+  const started: Proc[] = [];
   const agentNames = ['ca', 'cb'].map((n) => `chaos-${n}-${randomBytes(3).toString('hex')}`);
   const routerNames = ports.map((_, i) => `router-${String.fromCharCode(97 + i)}`);
   const startRouter = (i: number) =>
     startRouterProcess(routerNames[i]!, { ...env, PORT: String(ports[i]) }).then((r) => {
       routers[i] = r;
+      started.push(r);
       return r;
     });
   // One after the other: each runs the migrations at start.
@@ -167,6 +172,7 @@ export async function startChaosCluster(o: ChaosClusterOptions) {
       warmPool: o.warmPool,
     }).then((a) => {
       agents[i] = a;
+      started.push(a);
       return a;
     });
   // One after the other: both share the bench's preview network, which the first creates.
@@ -252,8 +258,14 @@ export async function startChaosCluster(o: ChaosClusterOptions) {
         }
       }
     },
-    async close() {
+    /** Stops everything and removes what the bench made; with `logDir`, each process's output is written there first. */
+    async close(o: { logDir?: string } = {}) {
       for (const p of [...agents, ...routers]) await p?.stop(30_000).catch(() => {});
+      if (o.logDir) {
+        await mkdir(o.logDir, { recursive: true });
+        for (const [i, p] of started.entries())
+          await writeFile(join(o.logDir, `${i}-${p.name}.log`), `${p.lines.join('\n')}\n`);
+      }
       await lb.close();
       for (const c of await containers())
         await docker

@@ -17,6 +17,8 @@
  * preview's sandbox away to that preview `ready` on another placement.
  */
 import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { until } from '@preview/router/testkit/processes';
 import { type ChaosCluster, FAULTS, type Fault, startChaosCluster } from './_chaos-cluster.ts';
 import { percentile, round1 } from './stats.ts';
@@ -147,6 +149,7 @@ export default async function chaos(args: string[]): Promise<object> {
   const stats: Stats = { requests: 0, retries: 0, recreated: 0, failedCycles: 0, errors: new Map() };
   const api = apiClient(c, stats);
   const runId = randomBytes(4).toString('hex');
+  const logDir = join(tmpdir(), `chaos-logs-${runId}`);
   /** Per session: path → the content of its last edit acked `persisted`. */
   const acked = new Map<string, Map<string, string>>();
   const sessions = new Set<string>();
@@ -328,6 +331,14 @@ export default async function chaos(args: string[]): Promise<object> {
     }
   })();
 
+  // Ctrl-C (or a timeout's SIGTERM) still takes the cluster down: no process or container is left.
+  const interrupted = async () => {
+    running = false;
+    await c.close({ logDir });
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   const progress = setInterval(() => {
     process.stderr.write(
       `[chaos] ${Math.round((Date.now() - t0) / 1000)}s cycles ${done}/${cycles} failed ${stats.failedCycles} retries ${stats.retries}\n`,
@@ -375,7 +386,8 @@ export default async function chaos(args: string[]): Promise<object> {
   } finally {
     running = false;
     clearInterval(progress);
-    await c.close();
+    await c.close({ logDir });
+    process.stderr.write(`[chaos] process logs in ${logDir}\n`);
   }
 }
 
