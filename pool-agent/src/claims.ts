@@ -80,7 +80,12 @@ export class Claims {
   async #claim(body: ClaimBody, options: { signal?: AbortSignal } = {}): Promise<ClaimResult> {
     const t0 = performance.now();
     const c = this.#c;
-    const existing = c.table.find(body.previewId);
+    let existing = c.table.find(body.previewId);
+    // Its sandbox died (the router re-places the preview, maybe here): a new one replaces it.
+    if (existing?.state.kind === 'failed') {
+      await c.destroy(body.previewId).catch(() => {});
+      existing = undefined;
+    }
     if (existing) {
       if (existing.box.template !== body.template)
         throw new ConflictError(

@@ -47,6 +47,10 @@ export interface BatchWriter {
 }
 
 /** What the router needs of db-isolation (`createDbIsolation(...)`), structurally. */
+/** A preview whose sandbox was taken away is re-placed at most this many times in REPLACE_WINDOW_MS. */
+export const REPLACE_LIMIT = 3;
+export const REPLACE_WINDOW_MS = 10 * 60_000;
+
 /** How often a placement in flight touches its session's row (`SessionStore.keepPlacing`), ms. */
 export const PLACING_TOUCH_MS = 5_000;
 
@@ -343,10 +347,30 @@ export class PreviewService {
    *
    * @throws NotFoundError when the preview is not on `nodeId`
    */
-  async failedOnNode(nodeId: string, id: string, reason: string): Promise<Session> {
+  async failedOnNode(nodeId: string, id: string, reason: string, oomKilled = false): Promise<Session> {
     const s = await this.store.get(id);
     if (!s || s.nodeId !== nodeId) throw new NotFoundError('not_found', `preview ${id} is not on this node`);
-    if (['failed', 'ended', 'stopping'].includes(s.state)) return s;
+    if (['failed', 'ended', 'stopping', 'migrating'].includes(s.state)) return s;
+    // The sandbox was taken away (killed, its engine restarted), not outgrown: the preview moves to
+    // a new sandbox from its stored files, as after a node loss; at most REPLACE_LIMIT times in
+    // REPLACE_WINDOW_MS, so a sandbox that keeps dying ends `failed`.
+    if (!oomKilled && (await this.store.recentMigrations(id, REPLACE_WINDOW_MS)) < REPLACE_LIMIT) {
+      try {
+        const m = await this.store.transition(id, 'migrating', {
+          nodeId: null,
+          error: `sandbox stopped: ${reason}`,
+        });
+        this.#log.warn({ previewId: id, nodeId, reason }, 'sandbox lost: re-placing the preview');
+        await this.events.publish(id, { type: 'state', state: 'migrating', at: Date.now() });
+        void this.continueMigration(m).catch((err: unknown) =>
+          this.#log.warn({ err, previewId: id }, 're-placing a preview whose sandbox was lost failed'),
+        );
+        return m;
+      } catch (e) {
+        if (e instanceof ConflictError) return (await this.store.get(id)) ?? s;
+        throw e;
+      }
+    }
     const error = `sandbox stopped: ${reason}`;
     let failed: Session;
     try {

@@ -542,6 +542,20 @@ export class SessionStore {
 
   /** Sessions stuck in `state` since before `before` (a replica died mid-placement). */
   /**
+   * How many times preview `id` went `migrating` in the last `withinMs`: its `state` events in
+   * `preview_events` (each state change is published there once).
+   */
+  async recentMigrations(id: string, withinMs: number): Promise<number> {
+    const { rows } = await this.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM preview_events
+        WHERE preview_id = $1 AND kind = 'state' AND data->>'state' = 'migrating'
+          AND at > now() - make_interval(secs => $2::float8 / 1000)`,
+      [id, withinMs],
+    );
+    return rows[0]?.n ?? 0;
+  }
+
+  /**
    * A placement in flight says it is still alive: `updated_at` of a session being placed
    * (`provisioning` or `migrating`) moves to now. See PLACING_STALE_MS in jobs.ts.
    */
