@@ -153,28 +153,44 @@ export async function startChaosCluster(o: ChaosClusterOptions) {
   const started: Proc[] = [];
   const agentNames = ['ca', 'cb'].map((n) => `chaos-${n}-${randomBytes(3).toString('hex')}`);
   const routerNames = ports.map((_, i) => `router-${String.fromCharCode(97 + i)}`);
-  const startRouter = (i: number) =>
-    startRouterProcess(routerNames[i]!, { ...env, PORT: String(ports[i]) }).then((r) => {
-      routers[i] = r;
-      started.push(r);
-      return r;
-    });
+  /** Starts (again) replica `i` on its port; a start that fails (its Postgres or Redis still coming back) is retried. */
+  const startRouter = async (i: number) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const r = await startRouterProcess(routerNames[i]!, { ...env, PORT: String(ports[i]) });
+        routers[i] = r;
+        started.push(r);
+        return r;
+      } catch (e) {
+        if (attempt >= 5) throw e;
+        await new Promise((r) => setTimeout(r, 2_000));
+      }
+    }
+  };
   // One after the other: each runs the migrations at start.
   for (let i = 0; i < ports.length; i++) await startRouter(i);
   const lb = await startFailoverBalancer(ports);
-  const startAgent = (i: number) =>
-    startAgentProcess({
-      name: agentNames[i]!,
-      routerUrl: lb.url,
-      joinToken,
-      network: NETWORK,
-      slots: o.slots,
-      warmPool: o.warmPool,
-    }).then((a) => {
-      agents[i] = a;
-      started.push(a);
-      return a;
-    });
+  /** Starts (again) agent `i` under its name; a start that fails (no router answered) is retried. */
+  const startAgent = async (i: number) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const a = await startAgentProcess({
+          name: agentNames[i]!,
+          routerUrl: lb.url,
+          joinToken,
+          network: NETWORK,
+          slots: o.slots,
+          warmPool: o.warmPool,
+        });
+        agents[i] = a;
+        started.push(a);
+        return a;
+      } catch (e) {
+        if (attempt >= 5) throw e;
+        await new Promise((r) => setTimeout(r, 2_000));
+      }
+    }
+  };
   // One after the other: both share the bench's preview network, which the first creates.
   for (let i = 0; i < agentNames.length; i++) await startAgent(i);
   const userId = '00000000-0000-4000-8000-00000000c4a0';

@@ -1,6 +1,6 @@
 /**
- * `npm run bench -- chaos [--cycles 1000] [--concurrency 12] [--faults agent,container,router,redis,postgres,dockerd]
- * [--fault-every-ms 12000]`: issue 16's chaos run. Cycles of create → ready → edit → suspend → resume
+ * `npm run bench -- chaos [--cycles 1000] [--concurrency 16] [--faults agent,container,router,redis,postgres,dockerd]
+ * [--fault-every-ms 12000] [--max-minutes M]`: issue 16's chaos run (no cycle starts after M minutes). Cycles of create → ready → edit → suspend → resume
  * → edit → destroy run `concurrency` at a time through a loopback balancer in front of two router
  * replica processes, placed on two real pool agents (Docker) and, on overflow, on the fly tier's fake
  * Machines API; meanwhile a fault chosen at random among `--faults` is injected every
@@ -17,9 +17,11 @@
  * preview's sandbox away to that preview `ready` on another placement.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { until } from '@preview/router/testkit/processes';
+import { benchProject } from './_agent.ts';
 import { type ChaosCluster, FAULTS, type Fault, startChaosCluster } from './_chaos-cluster.ts';
 import { percentile, round1 } from './stats.ts';
 
@@ -44,25 +46,19 @@ function faultsArg(args: string[]): Fault[] {
   return names as Fault[];
 }
 
+const TEMPLATES = join(import.meta.dirname, '../../templates');
+const template = (name: string, file: string) => readFileSync(join(TEMPLATES, name, file), 'utf8');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pick = <T>(xs: T[]): T | undefined => xs[Math.floor(Math.random() * xs.length)];
 
-/** A vite-vanilla project (frontend only). */
-const viteFiles = (n: number) => ({
-  'index.html':
-    '<!doctype html><html><body><div id="app"></div><script type="module" src="/main.js"></script></body></html>',
-  'main.js': `document.querySelector("#app").textContent = "chaos ${n}";\n`,
-});
-
-/** A full-stack project with a database (its own schema): `pg` over node:http. */
+/**
+ * A full-stack project with a database (its own schema): the express-pg template's package.json and
+ * lockfile (so no sandbox installs anything), with a server of `node:http` and `pg` (the fake Fly
+ * machines resolve `pg` from the repository's node_modules).
+ */
 const dbFiles = (n: number) => ({
-  'package.json': JSON.stringify({
-    name: `chaos-${n}`,
-    private: true,
-    type: 'module',
-    scripts: { dev: 'node server.js' },
-    dependencies: { pg: '^8.16.0' },
-  }),
+  'package.json': template('express-pg', 'package.json'),
+  'package-lock.json': template('express-pg', 'package-lock.json'),
   'server.js': `import http from 'node:http';
 import pg from 'pg';
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 1 });
@@ -142,10 +138,12 @@ function apiClient(c: ChaosCluster, stats: Stats) {
 
 export default async function chaos(args: string[]): Promise<object> {
   const cycles = numArg(args, 'cycles', 1000);
-  const concurrency = numArg(args, 'concurrency', 12);
+  const concurrency = numArg(args, 'concurrency', 16);
   const faultEveryMs = numArg(args, 'fault-every-ms', 12_000);
   const faults = faultsArg(args);
-  const c = await startChaosCluster({ slots: 4, warmPool: 'vite-vanilla=2,express-pg=1', flyMachines: 6 });
+  // No new cycle starts after this long (the result says how many ran). @default unlimited
+  const maxMs = numArg(args, 'max-minutes', 1e9) * 60_000;
+  const c = await startChaosCluster({ slots: 6, warmPool: 'express-pg=3,vite-vanilla=1', flyMachines: 6 });
   const stats: Stats = { requests: 0, retries: 0, recreated: 0, failedCycles: 0, errors: new Map() };
   const api = apiClient(c, stats);
   const runId = randomBytes(4).toString('hex');
@@ -183,7 +181,8 @@ export default async function chaos(args: string[]): Promise<object> {
 
   /** Creates the cycle's preview and waits for it ready; a preview that failed is removed and made again. */
   const createReady = async (n: number, deadline: number): Promise<string> => {
-    const files = n % 4 === 3 ? dbFiles(n) : viteFiles(n);
+    // Three in four full-stack with a schema; one in four a Vite app.
+    const files = n % 4 === 3 ? benchProject(`chaos ${n}`) : dbFiles(n);
     for (let attempt = 0; ; attempt++) {
       const key = `chaos-${runId}-${n}-${attempt}`;
       const created = (await api.retrying(
@@ -347,7 +346,7 @@ export default async function chaos(args: string[]): Promise<object> {
   try {
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
-        while (next < cycles) await cycle(next++);
+        while (next < cycles && Date.now() - t0 < maxMs) await cycle(next++);
       }),
     );
     running = false;
