@@ -12,7 +12,7 @@ import { type AgentStatus, PreviewLifecycle } from './lifecycle.ts';
 import { AgentMetrics } from './metrics.ts';
 import { WarmPools } from './pool.ts';
 import { PreviewTable } from './previews.ts';
-import { reconcile, STRAY_GRACE_MS, STRAY_SWEEP_MS, sweepStrays } from './reconcile.ts';
+import { reconcile, startStraySweep } from './reconcile.ts';
 import { type Registration, register } from './registration.ts';
 import type { ContainerRuntime } from './runtime/types.ts';
 import { buildRuntime } from './runtime-choice.ts';
@@ -231,19 +231,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     log,
   });
   // A sandbox a failed claim left behind is removed (nothing else would ever see it).
-  const strays = new Map<string, number>();
-  const sweep = setInterval(() => {
-    void sweepStrays({
-      runtime,
-      table,
-      claiming: (id) => claims.inFlight.has(id),
-      seen: strays,
-      graceMs: STRAY_GRACE_MS,
-      now: Date.now(),
-      log,
-    }).catch((err: unknown) => log.warn({ err }, 'stray sandbox sweep failed'));
-  }, STRAY_SWEEP_MS);
-  sweep.unref();
+  const stopSweep = startStraySweep({ runtime, table, claiming: (id) => claims.inFlight.has(id), log });
   if (templates) {
     // Each template's pool fills as soon as its dependencies are there; claims meanwhile say why not.
     templates.onInstalled(() => void pools.populate());
@@ -278,7 +266,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     async close(o = {}) {
       if (closing) return;
       closing = true;
-      clearInterval(sweep);
+      stopSweep();
       registration?.stop();
       await templates?.stop();
       await server?.close();

@@ -145,3 +145,20 @@ export async function sweepStrays(c: {
   for (const id of c.seen.keys()) if (!listed.has(id)) c.seen.delete(id);
   return removed;
 }
+
+/** Runs {@link sweepStrays} every STRAY_SWEEP_MS (timer unref'd); returns the function that stops it. */
+export function startStraySweep(c: {
+  runtime: Pick<ContainerRuntime, 'list' | 'remove'>;
+  table: Pick<PreviewTable, 'find'>;
+  claiming(previewId: string): boolean;
+  log: Logger;
+}): () => void {
+  const seen = new Map<string, number>();
+  const timer = setInterval(() => {
+    void sweepStrays({ ...c, seen, graceMs: STRAY_GRACE_MS, now: Date.now() }).catch((err: unknown) =>
+      c.log.warn({ err }, 'stray sandbox sweep failed'),
+    );
+  }, STRAY_SWEEP_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
