@@ -138,18 +138,18 @@ export class RouterClient {
   }
 
   /**
-   * Runs `sql` in a project's database as its preview role, in one transaction
+   * Runs `sql` in a project's database as its preview role, in one transaction; without `sql`, the
+   * project's own seed (its seed.sql, else package.json `scripts.seed` in its running preview)
    * (`POST /v1/projects/{projectId}/database/seed`).
-   * @throws ApiError `seed_failed` with PostgreSQL's message and position, `not_found`…
+   * @throws ApiError `seed_failed` with PostgreSQL's message and position (or the script's output),
+   *   `no_seed`, `preview_not_live`, `not_found`…
    */
-  async seedDatabase(projectId: string, sql: string): Promise<Record<string, unknown>> {
+  async seedDatabase(projectId: string, sql: string | undefined): Promise<Record<string, unknown>> {
     const res = await this.#request(
       'POST',
       `/v1/projects/${encodeURIComponent(projectId)}/database/seed`,
       undefined,
-      {
-        sql,
-      },
+      sql === undefined ? { script: true } : { sql },
     );
     return (await res.json()) as Record<string, unknown>;
   }

@@ -174,14 +174,23 @@ export async function runCli(argv: string[], ctx: CliContext): Promise<number> {
       ),
     );
 
-  apiCommand(program, 'seed', "run SQL in a project's database as its preview role (one transaction)")
+  apiCommand(
+    program,
+    'seed',
+    "run SQL in a project's database as its preview role (one transaction), or with --script the project's own seed",
+  )
     .argument('<projectId>', "the project (the editor's app id)")
     .option('--file <path>', 'the SQL file (default: standard input)')
+    .option(
+      '--script',
+      "the project's seed: its supabase/seed.sql or seed.sql, else package.json scripts.seed run in its preview",
+    )
     .action(
       guard(
-        async (projectId: string, flags: JsonFlag & ApiTarget & { file?: string }) =>
+        async (projectId: string, flags: JsonFlag & ApiTarget & { file?: string; script?: boolean }) =>
           seedCommand(await clientFor(flags, ctx.env), output(flags), projectId, {
             ...(flags.file ? { file: flags.file } : {}),
+            ...(flags.script ? { script: true } : {}),
             stdin: ctx.in ?? Readable.from([]),
           }),
         (_id, f) => f,

@@ -12,7 +12,7 @@ import { type AgentStatus, PreviewLifecycle } from './lifecycle.ts';
 import { AgentMetrics } from './metrics.ts';
 import { WarmPools } from './pool.ts';
 import { PreviewTable } from './previews.ts';
-import { reconcile } from './reconcile.ts';
+import { reconcile, startStraySweep } from './reconcile.ts';
 import { type Registration, register } from './registration.ts';
 import type { ContainerRuntime } from './runtime/types.ts';
 import { buildRuntime } from './runtime-choice.ts';
@@ -187,6 +187,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     destroy: (id) => life.destroy(id),
     status: (id) => life.status(id),
     logs: (id, tail) => life.logs(id, tail),
+    runScript: (id, name) => life.runScript(id, name),
     capacity,
     list: () =>
       [...table.values()].map((p) => ({ previewId: p.id, state: p.state.kind, template: p.box.template })),
@@ -229,6 +230,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     egress,
     log,
   });
+  // A sandbox a failed claim left behind is removed (nothing else would ever see it).
+  const stopSweep = startStraySweep({ runtime, table, claiming: (id) => claims.inFlight.has(id), log });
   if (templates) {
     // Each template's pool fills as soon as its dependencies are there; claims meanwhile say why not.
     templates.onInstalled(() => void pools.populate());
@@ -263,6 +266,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     async close(o = {}) {
       if (closing) return;
       closing = true;
+      stopSweep();
       registration?.stop();
       await templates?.stop();
       await server?.close();

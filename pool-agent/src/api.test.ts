@@ -36,6 +36,10 @@ function api(answers: Partial<AgentApiContext> = {}) {
     },
     status: async () => undefined,
     logs: async () => ['a', 'b'],
+    runScript: async (id, name) => {
+      calls.push(`script ${id} ${name}`);
+      return { name, exitCode: 0, signal: null, timedOut: false, ms: 1, output: '' };
+    },
     capacity: () => ({ slots: 4, used: 1, warm: { 'vite-react': 2 } }),
     list: () => [],
     metrics: async () => ({ body: 'preview_agent_warm 1\n', contentType: 'text/plain' }),

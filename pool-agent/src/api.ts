@@ -4,6 +4,7 @@ import {
   InvalidInputError,
   type NodeCapacity,
   NotFoundError,
+  type ScriptRun,
   UnauthorizedError,
 } from '@preview/tiers';
 import { Hono } from 'hono';
@@ -24,6 +25,7 @@ export interface AgentApiContext {
   destroy(previewId: string): Promise<boolean>;
   status(previewId: string): Promise<AgentStatus | undefined>;
   logs(previewId: string, tail: number): Promise<string[]>;
+  runScript(previewId: string, name: string): Promise<ScriptRun>;
   capacity(): NodeCapacity;
   list(): Array<{ previewId: string; state: string; template: string }>;
   metrics(): Promise<{ body: string; contentType: string }>;
@@ -97,6 +99,12 @@ export function createAgentApi(c: AgentApiContext): Hono {
     const tail = Tail.safeParse(ctx.req.query('tail'));
     if (!tail.success) throw new InvalidInputError('invalid_query', `tail: ${tail.error.issues[0]?.message}`);
     return ctx.json({ lines: await c.logs(id, tail.data) });
+  });
+  app.post('/v1/previews/:id/scripts/:name', async (ctx) => {
+    const name = ctx.req.param('name');
+    if (!/^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$/.test(name))
+      throw new InvalidInputError('invalid_script', 'script name: 1-64 of A-Z a-z 0-9 : . _ -, not first');
+    return ctx.json(await c.runScript(previewId(ctx.req.param('id')), name));
   });
   app.get('/v1/capacity', (ctx) => ctx.json(c.capacity()));
   app.get('/v1/previews', (ctx) => ctx.json({ previews: c.list() }));

@@ -65,10 +65,27 @@ export class Claims {
    *   installed on this node yet, see `checkTemplate`), CapacityError (no slot), InvalidInputError
    *   (files the daemon refuses), TimeoutError / PreviewError (the sandbox never got ready).
    */
+  /** Previews whose claim is in flight (their sandbox may exist before the table holds it). */
+  readonly inFlight = new Set<string>();
+
   async claim(body: ClaimBody, options: { signal?: AbortSignal } = {}): Promise<ClaimResult> {
+    this.inFlight.add(body.previewId);
+    try {
+      return await this.#claim(body, options);
+    } finally {
+      this.inFlight.delete(body.previewId);
+    }
+  }
+
+  async #claim(body: ClaimBody, options: { signal?: AbortSignal } = {}): Promise<ClaimResult> {
     const t0 = performance.now();
     const c = this.#c;
-    const existing = c.table.find(body.previewId);
+    let existing = c.table.find(body.previewId);
+    // Its sandbox died (the router re-places the preview, maybe here): a new one replaces it.
+    if (existing?.state.kind === 'failed') {
+      await c.destroy(body.previewId).catch(() => {});
+      existing = undefined;
+    }
     if (existing) {
       if (existing.box.template !== body.template)
         throw new ConflictError(

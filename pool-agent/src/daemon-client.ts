@@ -5,8 +5,10 @@ import {
   type FileOp,
   InvalidInputError,
   LIMITS,
+  NotFoundError,
   PreviewError,
   type ProjectFiles,
+  type ScriptRun,
   TimeoutError,
 } from '@preview/tiers';
 import { DaemonLink } from '@preview/tiers/daemon-sync';
@@ -128,6 +130,39 @@ export async function setAppEnv(
   if (res.status === 400 || res.status === 413) throw new InvalidInputError(code, message);
   if (res.status === 409) throw new ConflictError(code, message);
   throw new PreviewError('daemon_error', `daemon env answered ${res.status}: ${message}`);
+}
+
+/**
+ * Runs the project's npm script `name` in the sandbox (`POST /__preview/scripts/<name>`, see the
+ * daemon's PROTOCOL.md) and returns how it ended, whatever its exit code.
+ * @throws InvalidInputError (a bad name), NotFoundError `no_script`, ConflictError `script_running`,
+ *   PreviewError `daemon_error` for anything else the daemon answers.
+ */
+export async function runScript(
+  upstream: string,
+  token: string,
+  name: string,
+  signal?: AbortSignal,
+): Promise<ScriptRun> {
+  const res = await fetch(`${upstream}/__preview/scripts/${encodeURIComponent(name)}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+    ...(signal ? { signal } : {}),
+  });
+  const text = await res.text();
+  let body: ScriptRun & { error?: { code?: string; message?: string } };
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new PreviewError('daemon_error', `daemon script answered ${res.status}: ${text.slice(0, 300)}`);
+  }
+  if (res.ok) return body;
+  const code = body.error?.code ?? 'daemon_error';
+  const message = body.error?.message ?? `daemon script answered ${res.status}`;
+  if (res.status === 400) throw new InvalidInputError(code, message);
+  if (res.status === 404) throw new NotFoundError(code, message);
+  if (res.status === 409) throw new ConflictError(code, message);
+  throw new PreviewError('daemon_error', `daemon script answered ${res.status}: ${message}`);
 }
 
 function decode(v: ProjectFiles[string]): { content: string; encoding: 'utf8' | 'base64' } {

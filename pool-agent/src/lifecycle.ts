@@ -4,9 +4,11 @@ import {
   ConflictError,
   type FileBatch,
   NotFoundError,
+  type ScriptRun,
   type TierStatus,
 } from '@preview/tiers';
 import type { Logger } from 'pino';
+import { runScript } from './daemon-client.ts';
 import type { WarmPools } from './pool.ts';
 import type { PreviewRecord, PreviewTable } from './previews.ts';
 import type { ContainerRuntime, SandboxExit } from './runtime/types.ts';
@@ -46,6 +48,12 @@ export class PreviewLifecycle {
   /** @throws NotFoundError, ConflictError (failed / suspended), and what the daemon answers. */
   async apply(id: string, batch: FileBatch): Promise<Ack> {
     return await this.#c.table.routable(id).link.send(batch);
+  }
+
+  /** Runs the project's npm script `name` in the preview's sandbox (see `runScript`). */
+  async runScript(id: string, name: string): Promise<ScriptRun> {
+    const p = this.#c.table.routable(id);
+    return await runScript(p.box.upstream, p.box.daemonToken, name);
   }
 
   async suspend(id: string): Promise<void> {

@@ -101,3 +101,64 @@ async function healthy(box: SandboxInfo): Promise<boolean> {
     })
     .catch(() => false);
 }
+
+/** How often a running agent looks for stray sandboxes (see {@link sweepStrays}), ms. */
+export const STRAY_SWEEP_MS = 30_000;
+/** How long a claimed sandbox may be seen untracked before {@link sweepStrays} removes it, ms. */
+export const STRAY_GRACE_MS = 60_000;
+
+/**
+ * One sweep of a running agent: a sandbox claimed for a preview (labelled or named for it) that the
+ * agent does not track and no claim in flight is making, seen so for `graceMs` (across sweeps, in
+ * `seen`: sandbox id → first seen untracked, ms), is removed. Such a sandbox is what a claim leaves
+ * when it fails between the engine creating the container and the agent tracking it (a remove that
+ * failed, an engine slow to answer): nothing else would ever remove it, nor report it to the router.
+ * Returns the removed sandbox ids.
+ */
+export async function sweepStrays(c: {
+  runtime: Pick<ContainerRuntime, 'list' | 'remove'>;
+  table: Pick<PreviewTable, 'find'>;
+  /** A claim of this preview is in flight. */
+  claiming(previewId: string): boolean;
+  seen: Map<string, number>;
+  graceMs: number;
+  now: number;
+  log: Logger;
+}): Promise<string[]> {
+  const removed: string[] = [];
+  const listed = new Set<string>();
+  for (const box of await c.runtime.list()) {
+    listed.add(box.id);
+    const id = box.previewId;
+    if (!id || c.table.find(id)?.box.id === box.id || c.claiming(id)) {
+      c.seen.delete(box.id);
+      continue;
+    }
+    const first = c.seen.get(box.id) ?? c.now;
+    c.seen.set(box.id, first);
+    if (c.now - first < c.graceMs) continue;
+    c.log.warn({ id: box.id, previewId: id, state: box.state }, 'removing a stray sandbox no preview holds');
+    await c.runtime.remove(box.id).catch((err: unknown) => c.log.warn({ err, id: box.id }, 'remove failed'));
+    c.seen.delete(box.id);
+    removed.push(box.id);
+  }
+  for (const id of c.seen.keys()) if (!listed.has(id)) c.seen.delete(id);
+  return removed;
+}
+
+/** Runs {@link sweepStrays} every STRAY_SWEEP_MS (timer unref'd); returns the function that stops it. */
+export function startStraySweep(c: {
+  runtime: Pick<ContainerRuntime, 'list' | 'remove'>;
+  table: Pick<PreviewTable, 'find'>;
+  claiming(previewId: string): boolean;
+  log: Logger;
+}): () => void {
+  const seen = new Map<string, number>();
+  const timer = setInterval(() => {
+    void sweepStrays({ ...c, seen, graceMs: STRAY_GRACE_MS, now: Date.now() }).catch((err: unknown) =>
+      c.log.warn({ err }, 'stray sandbox sweep failed'),
+    );
+  }, STRAY_SWEEP_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}

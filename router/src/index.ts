@@ -4,6 +4,7 @@ export { createAuthenticator } from './auth/authenticate.ts';
 export { createJwtVerifier, signUserJwt } from './auth/jwt.ts';
 export type { Principal } from './auth/principal.ts';
 export { loadConfig, type RouterConfig, RouterConfigSchema } from './config.ts';
+export { type EmbeddedPostgresHandle, startEmbeddedPostgres } from './db/embedded-postgres.ts';
 export { MIGRATIONS_DIR, migrate } from './db/migrate.ts';
 export { embeddedNodeName, startEmbeddedAgent } from './embedded-agent.ts';
 export { EventHub, type PreviewEvent } from './events.ts';

@@ -7,13 +7,13 @@ import { createDockerTier } from '@preview/tiers/docker';
 import { createFlyTier, flyTierOptions, loadFlyConfig } from '@preview/tiers/fly';
 import { createClient } from '@supabase/supabase-js';
 import { Redis } from 'ioredis';
-import pg from 'pg';
 import pino from 'pino';
 import { WebSocket } from 'ws';
 import { signUserJwt } from './auth/jwt.ts';
 import { loadConfig } from './config.ts';
 import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from './db/embedded-postgres.ts';
 import { migrate } from './db/migrate.ts';
+import { createRouterPool } from './db/pool.ts';
 import { bundlerAssetsFromRepo, editorFromConfig } from './editor-assets.ts';
 import { embeddedNodeName, startEmbeddedAgent } from './embedded-agent.ts';
 import { loadLocalSecrets } from './local-secrets.ts';
@@ -43,10 +43,8 @@ if (!databaseUrl) {
   databaseUrl = embedded.url;
 }
 
-const pool = new pg.Pool({ connectionString: databaseUrl, max: 20 });
-// An idle connection that dies (Postgres restarted, a failover) is dropped and replaced by the pool;
-// it must not take the router down with it.
-pool.on('error', (err) => log.warn({ err }, 'idle Postgres connection lost'));
+// A connection that dies (Postgres restarted, a failover) must not take the router down with it.
+const pool = createRouterPool(databaseUrl, log);
 const migrations = await migrate(pool, config.MIGRATIONS_DIR ? { dir: config.MIGRATIONS_DIR } : {});
 log.info(migrations, 'migrations');
 

@@ -82,3 +82,37 @@ describe('a node reports a preview whose sandbox stopped', () => {
     expect((await report(bearer(h.nodeCredential))).status).toBe(200);
   });
 });
+
+describe('a node reports a preview whose sandbox was taken away (killed, not OOM)', () => {
+  it('the preview is re-placed from its stored files, at most 3 times in 10 minutes, then fails', async () => {
+    const tier = h.router.tiers.docker as ReturnType<typeof createLocalServerTier>;
+    const created = await h.router.app.request('/v1/previews', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
+      body: JSON.stringify({ files: { ...VITE_FILES, 'notes.txt': 'kept' }, serverOnly: true }),
+    });
+    const { id } = (await created.json()) as { id: string };
+    await h.router.previews.waitReady(id, 20_000);
+    const report = () =>
+      h.router.app.request(`/v1/nodes/previews/${id}/failed`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...bearer(h.nodeCredential) },
+        body: JSON.stringify({ reason: 'exited with code 137', oomKilled: false }),
+      });
+    for (let i = 0; i < 3; i++) {
+      const creates = tier.creates;
+      const res = await report();
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ id, state: 'migrating' });
+      const back = await h.router.previews.waitReady(id, 20_000);
+      expect(back.state).toBe('ready');
+      expect(back.error).toBeNull();
+      expect(tier.creates).toBe(creates + 1);
+      expect(tier.files(id)?.get('notes.txt')).toBe('kept');
+    }
+    // A sandbox that keeps dying: the fourth loss within the window fails the preview.
+    const last = await report();
+    expect(await last.json()).toMatchObject({ id, state: 'failed' });
+    expect((await h.router.store.get(id))?.error).toContain('exited with code 137');
+  });
+});

@@ -47,6 +47,13 @@ export interface BatchWriter {
 }
 
 /** What the router needs of db-isolation (`createDbIsolation(...)`), structurally. */
+/** A preview whose sandbox was taken away is re-placed at most this many times in REPLACE_WINDOW_MS. */
+export const REPLACE_LIMIT = 3;
+export const REPLACE_WINDOW_MS = 10 * 60_000;
+
+/** How often a placement in flight touches its session's row (`SessionStore.keepPlacing`), ms. */
+export const PLACING_TOUCH_MS = 5_000;
+
 export interface PreviewDatabases {
   /**
    * Host and port the `DATABASE_URL`s point at; announced to agents at registration so each
@@ -238,6 +245,24 @@ export class PreviewService {
     files: ProjectFiles,
     only?: { tier: TierName; prior: PlacementReason[] },
   ): Promise<Session> {
+    // While this replica places the preview, its row says so (`updated_at`): a replica that dies
+    // mid-placement stops touching it, and the reconcile job takes the placement over (jobs.ts).
+    const keep = setInterval(() => void this.store.keepPlacing(session.id).catch(() => {}), PLACING_TOUCH_MS);
+    try {
+      return await this.#placeOn(session, classification, client, serverOnly, files, only);
+    } finally {
+      clearInterval(keep);
+    }
+  }
+
+  async #placeOn(
+    session: Session,
+    classification: Classification,
+    client: ClientCapabilities,
+    serverOnly: boolean,
+    files: ProjectFiles,
+    only?: { tier: TierName; prior: PlacementReason[] },
+  ): Promise<Session> {
     const enabled = Object.keys(this.tiers) as TierName[];
     const decision = place(classification, client, await this.#capacities(), {
       enabled: only ? enabled.filter((t) => t === only.tier) : enabled,
@@ -322,10 +347,30 @@ export class PreviewService {
    *
    * @throws NotFoundError when the preview is not on `nodeId`
    */
-  async failedOnNode(nodeId: string, id: string, reason: string): Promise<Session> {
+  async failedOnNode(nodeId: string, id: string, reason: string, oomKilled = false): Promise<Session> {
     const s = await this.store.get(id);
     if (!s || s.nodeId !== nodeId) throw new NotFoundError('not_found', `preview ${id} is not on this node`);
-    if (['failed', 'ended', 'stopping'].includes(s.state)) return s;
+    if (['failed', 'ended', 'stopping', 'migrating'].includes(s.state)) return s;
+    // The sandbox was taken away (killed, its engine restarted), not outgrown: the preview moves to
+    // a new sandbox from its stored files, as after a node loss; at most REPLACE_LIMIT times in
+    // REPLACE_WINDOW_MS, so a sandbox that keeps dying ends `failed`.
+    if (!oomKilled && (await this.store.recentMigrations(id, REPLACE_WINDOW_MS)) < REPLACE_LIMIT) {
+      try {
+        const m = await this.store.transition(id, 'migrating', {
+          nodeId: null,
+          error: `sandbox stopped: ${reason}`,
+        });
+        this.#log.warn({ previewId: id, nodeId, reason }, 'sandbox lost: re-placing the preview');
+        await this.events.publish(id, { type: 'state', state: 'migrating', at: Date.now() });
+        void this.continueMigration(m).catch((err: unknown) =>
+          this.#log.warn({ err, previewId: id }, 're-placing a preview whose sandbox was lost failed'),
+        );
+        return m;
+      } catch (e) {
+        if (e instanceof ConflictError) return (await this.store.get(id)) ?? s;
+        throw e;
+      }
+    }
     const error = `sandbox stopped: ${reason}`;
     let failed: Session;
     try {
@@ -544,8 +589,16 @@ export class PreviewService {
   async migrate(s: Session): Promise<Session> {
     const m = await this.store.transition(s.id, 'migrating', { nodeId: null });
     await this.events.publish(s.id, { type: 'state', state: 'migrating', at: Date.now() });
-    const files = await this.store.loadFiles(s.id);
-    const classification = { ...classify(files), template: s.template };
+    return await this.continueMigration(m);
+  }
+
+  /**
+   * Places migrating session `m` from its stored files (what `migrate` does after the state change);
+   * the reconcile job calls it for a migration whose replica died mid-way (see `claimStale`).
+   */
+  async continueMigration(m: Session): Promise<Session> {
+    const files = await this.store.loadFiles(m.id);
+    const classification = { ...classify(files), template: m.template };
     return await this.#place(m, classification, { webcontainer: false, bundler: false }, true, files);
   }
 

@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
+import { createDbIsolation } from '@preview/db-isolation';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadFixture } from '../test/fixtures.ts';
@@ -355,6 +356,72 @@ describe('retention (RETENTION_MS)', () => {
     // Idempotent: a second run (any replica) finds nothing more of these to purge.
     const second = (await h.router.scheduler.runNow('retention')) as { purged: number };
     expect(second.purged).toBe(0);
+  });
+
+  it('purges ended previews created without a projectId (rows, files, events, schema) after the limit; keeps live ones and ones used since', async () => {
+    const create = async (files: object) => {
+      const res = await a.call('/v1/previews', { method: 'POST', body: { files, serverOnly: true } });
+      expect(res.status).toBe(201);
+      return ((await res.json()) as View).id;
+    };
+    const idle = await create(loadFixture('express-pg'));
+    const used = await create(VITE_FILES);
+    const live = await create(VITE_FILES);
+    for (const id of [idle, used]) await a.call(`/v1/previews/${id}`, { method: 'DELETE' });
+    expect(await a.state(idle)).toBe('ended');
+    expect(await countFor('project_files', [idle])).toBeGreaterThan(0);
+    expect(await countFor('preview_events', [idle])).toBeGreaterThan(0);
+    // The schema drop at the end did not happen (a crash between the two): the preview's schema is
+    // still there, and retention drops it with the rows.
+    const isolation = createDbIsolation({ admin: h.db.pool, previewDatabaseUrl: h.db.url });
+    await isolation.create(idle);
+    const schema = `preview_${idle.replaceAll('-', '')}`;
+    const schemaCount = async () =>
+      (await h.db.pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])).rowCount;
+    expect(await schemaCount()).toBe(1);
+
+    const idleEnded = async () =>
+      (await h.router.projects.idleEndedPreviews(new Date(Date.now() - RETENTION_MS))).map(
+        (p) => p.previewId,
+      );
+    await until('both ended past the limit', async () => {
+      const ids = await idleEnded();
+      return ids.includes(idle) && ids.includes(used);
+    });
+    expect(await idleEnded()).not.toContain(live);
+    // Used since it ended: its page was viewed.
+    await h.router.store.touch(used, 'view');
+
+    const metric = async () =>
+      (await h.router.metrics.retentionPurges.get()).values.find((v) => v.labels.outcome === 'purged')
+        ?.value ?? 0;
+    const before = await metric();
+    const run = (await h.router.scheduler.runNow('retention')) as { purged: number };
+    expect(run.purged).toBe(1);
+    expect(await metric()).toBe(before + 1);
+    expect(await countFor('preview_sessions', [idle])).toBe(0);
+    expect(await countFor('project_files', [idle])).toBe(0);
+    expect(await countFor('preview_events', [idle])).toBe(0);
+    expect(await schemaCount()).toBe(0);
+    expect(await countFor('preview_sessions', [used, live])).toBe(2);
+    expect(await countFor('project_files', [used])).toBeGreaterThan(0);
+    expect(await a.state(live)).not.toBe('ended');
+
+    // Idempotent: the next run finds nothing of these (the used one is not idle yet), and a purge of
+    // a preview already gone is `absent`; a live one is never purged, whatever the cutoff.
+    const second = (await h.router.scheduler.runNow('retention')) as { purged: number };
+    expect(second.purged).toBe(0);
+    const far = new Date(Date.now() + 60_000);
+    expect(await h.router.projects.purgeEndedPreview(idle, far)).toEqual({ outcome: 'absent' });
+    expect(await h.router.projects.purgeEndedPreview(live, far)).toEqual({ outcome: 'live' });
+    // A preview used after the listing is kept by the purge's own re-check.
+    await until('the used one idle again', async () => (await idleEnded()).includes(used));
+    await h.router.store.touch(used, 'edit');
+    expect(
+      await h.router.projects.purgeEndedPreview(used, new Date(Date.now() - RETENTION_MS)),
+    ).toMatchObject({ outcome: 'used' });
+    expect(await countFor('preview_sessions', [used])).toBe(1);
+    await a.call(`/v1/previews/${live}`, { method: 'DELETE' });
   });
 
   it('re-checks the last use in the purge’s own transaction: a project used after the listing is kept', async () => {

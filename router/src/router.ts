@@ -237,6 +237,7 @@ export async function createRouter(o: RouterOptions) {
       databases: o.databases,
       log,
       allowedTargetHosts: config.DEPLOY_TARGET_HOSTS,
+      previews,
     }),
     nodes,
     auth,

@@ -257,9 +257,28 @@ export const SeedDatabaseBody = z
         message: `must be at most ${SEED_MAX_BYTES} bytes`,
         params: { rule: 'seed_size' },
       })
+      .optional()
       .openapi({ description: 'SQL statements, run in one transaction in the preview’s schema as its role' }),
+    script: z.boolean().optional().openapi({
+      description:
+        'Run the project’s own seed (the same as sending no `sql`): its `supabase/seed.sql` or `seed.sql`, else package.json `scripts.seed` in its running preview',
+    }),
   })
   .strict()
+  .refine((b) => !(b.sql !== undefined && b.script === true), {
+    message: 'send either sql or script: true, not both',
+    path: ['script'],
+    params: { rule: 'sql_or_script' },
+  })
   .openapi('SeedDatabase');
 
-export const SeedResultBody = z.object({ ms: z.number().int() }).openapi('SeedResult');
+export const SeedResultBody = z
+  .object({
+    ms: z.number().int(),
+    source: z.string().openapi({
+      description:
+        '`sql`, the seed file that ran (`supabase/seed.sql`, `seed.sql`) or `package.json scripts.seed`',
+    }),
+    output: z.string().optional().openapi({ description: 'The seed script’s output (its last 16 KiB)' }),
+  })
+  .openapi('SeedResult');

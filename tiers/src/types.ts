@@ -113,5 +113,26 @@ export interface Tier {
    * heartbeat lists its sessions).
    */
   sandboxes?(options?: CallOptions): Promise<TierSandbox[]>;
+  /**
+   * Runs the project's npm script `name` (package.json `scripts[name]`) inside the preview's sandbox
+   * with the app's environment (DATABASE_URL included), to its end (the daemon's
+   * `POST /__preview/scripts/<name>`). Left out by tiers without a sandbox (browser).
+   * @throws NotFoundError `no_script` (package.json has no such script), `preview_not_found`;
+   *   ConflictError (the preview is suspended or failed, or the script is already running).
+   */
+  runScript?(previewId: string, name: string, options?: CallOptions): Promise<ScriptRun>;
   close(): Promise<void>;
+}
+
+/** How one run of a project's npm script in a sandbox ended (the daemon's answer). */
+export interface ScriptRun {
+  name: string;
+  /** The exit code; null when it was killed (`signal`). */
+  exitCode: number | null;
+  signal: string | null;
+  /** True when it ran past the daemon's limit (120 s) and was killed. */
+  timedOut: boolean;
+  ms: number;
+  /** The last 16 KiB of its stdout and stderr. */
+  output: string;
 }

@@ -222,11 +222,20 @@ export async function seedCommand(
   client: RouterClient,
   o: Output,
   projectId: string,
-  flags: { file?: string; stdin: NodeJS.ReadableStream },
+  flags: { file?: string; script?: boolean; stdin: NodeJS.ReadableStream },
 ): Promise<number> {
-  const sql = flags.file ? await readFile(flags.file, 'utf8') : await readStream(flags.stdin);
+  if (flags.script && flags.file)
+    throw new ConfigError('invalid_config', '--script and --file: give one (rule one_source)');
+  const sql = flags.script
+    ? undefined
+    : flags.file
+      ? await readFile(flags.file, 'utf8')
+      : await readStream(flags.stdin);
   const result = await client.seedDatabase(projectId, sql);
   if (o.json) printJson(o, { projectId, ...result });
-  else println(o, `seeded ${projectId} in ${String(result['ms'])} ms`);
+  else {
+    println(o, `seeded ${projectId} from ${String(result['source'] ?? 'sql')} in ${String(result['ms'])} ms`);
+    if (typeof result['output'] === 'string' && result['output']) println(o, result['output'].trimEnd());
+  }
   return 0;
 }

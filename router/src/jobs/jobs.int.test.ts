@@ -12,6 +12,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { bearer, createHarness, type Harness, silent, VITE_FILES } from '../../test/harness.ts';
 import { createLocalServerTier } from '../../test/local-tier.ts';
+import { until } from '../../test/processes.ts';
 import { idleJob, reconcileJob } from './jobs.ts';
 import { createBullScheduler, createMemoryScheduler, type Scheduler } from './scheduler.ts';
 
@@ -169,9 +170,10 @@ describe('scheduled jobs (real Postgres)', () => {
     }
   });
 
-  it('reconcile: a placement abandoned mid-way (provisioning for 5 min) fails; a stale starting one is watched again', async () => {
+  it('reconcile: a placement abandoned mid-way (untouched past PLACING_STALE_MS) fails; a stale starting one is watched again', async () => {
+    // A replica killed while placing: its row stopped being touched 40 s ago (well under 5 minutes).
     const { rows } = await h.db.pool.query<{ id: string }>(
-      `INSERT INTO preview_sessions (user_id, template, state, updated_at) VALUES ($1, 'vite-vanilla', 'provisioning', now() - interval '10 minutes') RETURNING id`,
+      `INSERT INTO preview_sessions (user_id, template, state, updated_at) VALUES ($1, 'vite-vanilla', 'provisioning', now() - interval '40 seconds') RETURNING id`,
       [h.alice.id],
     );
     const stuck = rows[0]!.id;
@@ -186,6 +188,78 @@ describe('scheduled jobs (real Postgres)', () => {
     expect((await h.router.store.get(stuck))?.state).toBe('failed');
     expect(r.watched).toBeGreaterThanOrEqual(1);
     await h.router.previews.waitReady(ready, 20_000);
+  });
+
+  it('reconcile: a placement in flight keeps its row touched and is left alone, however long it takes', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const create = fleet.create;
+    // Only this test's create waits (reconcile may place others meanwhile).
+    fleet.create = async (spec, o) => {
+      if (spec.files['gated.txt'] !== undefined) await gate;
+      return await create(spec, o);
+    };
+    onTestFinished(() => {
+      fleet.create = create;
+      release();
+    });
+    const pending = h.router.app.request('/v1/previews', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer(h.alice.jwt) },
+      body: JSON.stringify({ files: { ...VITE_FILES, 'gated.txt': 'slow' }, serverOnly: true }),
+    });
+    const id = await until('the create in provisioning', async () => {
+      const { rows } = await h.db.pool.query<{ id: string }>(
+        `SELECT id::text FROM preview_sessions WHERE user_id = $1 AND state = 'provisioning' ORDER BY created_at DESC LIMIT 1`,
+        [h.alice.id],
+      );
+      return rows[0]?.id;
+    });
+    // As if it had been placing for a long time: the placing replica touches the row again.
+    await h.db.pool.query(
+      `UPDATE preview_sessions SET updated_at = now() - interval '40 seconds' WHERE id = $1`,
+      [id],
+    );
+    await until('the placing replica to touch the row', async () => {
+      const { rows } = await h.db.pool.query<{ fresh: boolean }>(
+        `SELECT updated_at > now() - interval '20 seconds' AS fresh FROM preview_sessions WHERE id = $1`,
+        [id],
+      );
+      return rows[0]?.fresh ? true : undefined;
+    });
+    await reconcileJob(deps());
+    expect((await h.router.store.get(id))?.state).toBe('provisioning');
+    release();
+    expect((await pending).status).toBe(201);
+    await h.router.previews.waitReady(id, 20_000);
+  });
+
+  it('reconcile: a migration abandoned mid-way (its replica died; no node any more) is taken over and re-placed', async () => {
+    const id = await createReady();
+    // The replica that moved it to `migrating` (node cleared) died before placing it anywhere.
+    await h.db.pool.query(
+      `UPDATE preview_sessions SET state = 'migrating', node_id = NULL, updated_at = now() - interval '40 seconds' WHERE id = $1`,
+      [id],
+    );
+    const r = await reconcileJob(deps());
+    expect(r.migrated).toBeGreaterThanOrEqual(1);
+    expect((await h.router.previews.waitReady(id, 20_000)).state).toBe('ready');
+    expect(fleet.files(id)?.get('index.html')).toBe(VITE_FILES['index.html']);
+    // Two replicas finding the same abandoned migration: one takes it over, the other gets nothing.
+    await h.db.pool.query(
+      `UPDATE preview_sessions SET state = 'migrating', node_id = NULL, updated_at = now() - interval '40 seconds' WHERE id = $1`,
+      [id],
+    );
+    const before = new Date(Date.now() - 30_000);
+    const claims = await Promise.all([
+      h.router.store.claimStale(id, 'migrating', before),
+      h.router.store.claimStale(id, 'migrating', before),
+    ]);
+    expect(claims.filter(Boolean)).toHaveLength(1);
+    await h.router.previews.continueMigration(claims.find(Boolean)!);
+    await h.router.previews.waitReady(id, 20_000);
   });
 
   it('reconcile: a sandbox a live node reports without a live session is destroyed', async () => {

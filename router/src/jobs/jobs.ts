@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.ts';
 import type { NodeRegistry } from '../nodes.ts';
-import type { PreviewDatabases, PreviewService } from '../previews.ts';
+import { PLACING_TOUCH_MS, type PreviewDatabases, type PreviewService } from '../previews.ts';
 import type { ProjectStore } from '../store/projects.ts';
 import type { Scheduler } from './scheduler.ts';
 
@@ -57,6 +57,12 @@ export async function idleJob(d: JobDeps): Promise<{ suspended: number; destroye
 }
 
 /**
+ * How long a session may sit in `provisioning` or `migrating` without its placing replica touching it
+ * (every PLACING_TOUCH_MS) before reconcile takes it for abandoned, ms.
+ */
+export const PLACING_STALE_MS = 6 * PLACING_TOUCH_MS;
+
+/**
  * Sessions on nodes that stopped heartbeating → `migrating`, re-placed from stored files;
  * sandboxes with no live session → destroyed: those a live node reports in its heartbeat (docker),
  * and those a tier lists itself (`Tier.sandboxes`: fly machines), once past `orphanGraceMs`.
@@ -67,8 +73,11 @@ export async function reconcileJob(
   let migrated = 0;
   let orphansDestroyed = 0;
   let stuckFailed = 0;
-  // A replica that died mid-placement leaves `provisioning` behind: fail it (the client may retry).
-  for (const s of await d.previews.store.stuck('provisioning', new Date(Date.now() - 5 * 60_000))) {
+  // A placement in flight touches its row every PLACING_TOUCH_MS; one untouched for longer than
+  // PLACING_STALE_MS lost its replica (killed, restarted) mid-way.
+  const stale = new Date(Date.now() - PLACING_STALE_MS);
+  // `provisioning` left behind: fail it (the client may retry; an idempotent retry sees `failed`).
+  for (const s of await d.previews.store.stuck('provisioning', stale)) {
     try {
       await d.previews.store.transition(s.id, 'failed', {
         error: 'placement did not finish (router restarted?)',
@@ -82,6 +91,18 @@ export async function reconcileJob(
       stuckFailed++;
     } catch {
       // Another replica moved it meanwhile.
+    }
+  }
+  // `migrating` left behind (it has no node any more, so nothing else would ever move it): this
+  // replica takes the migration over, if no other one did first.
+  for (const s of await d.previews.store.stuck('migrating', stale)) {
+    const taken = await d.previews.store.claimStale(s.id, 'migrating', stale);
+    if (!taken) continue;
+    try {
+      await d.previews.continueMigration(taken);
+      migrated++;
+    } catch (err) {
+      d.log.warn({ err, previewId: s.id }, 'taking over an abandoned migration failed');
     }
   }
   // `starting` sessions are tracked by the replica that placed them; if it is gone, this one takes over.
@@ -156,7 +177,8 @@ export async function reconcileJob(
  * candidate is re-checked in the purge's own transaction, so a project used since the listing is
  * kept; a purge is logged and counted (`preview_retention_purges_total{outcome}`), and a second run
  * (another replica) finds it `absent`. A schema drop that fails is logged; the schema janitor
- * finishes it (the schema then belongs to no session and no project).
+ * finishes it (the schema then belongs to no session and no project). Ended previews created
+ * without a `projectId` go the same way after the same time (`retainEndedPreviews`).
  */
 export async function retentionJob(
   d: JobDeps & { projects: ProjectStore; retentionMs: number },
@@ -205,6 +227,54 @@ export async function retentionJob(
       failed++;
       d.metrics.retentionPurges.inc({ outcome: 'error' });
       d.log.warn({ err, userId: p.userId, projectId: p.projectId }, 'retention purge failed');
+    }
+  }
+  const loose = await retainEndedPreviews({ ...d, before });
+  return { purged: purged + loose.purged, kept: kept + loose.kept, failed: failed + loose.failed };
+}
+
+/**
+ * Retention of ended previews created without a `projectId` (no project to purge them with): those
+ * whose last use (end, edit, view) is before `before` lose their row, stored files, events and
+ * schema, each re-checked in its purge's transaction; logged and counted like projects.
+ */
+async function retainEndedPreviews(
+  d: JobDeps & { projects: ProjectStore; before: Date },
+): Promise<{ purged: number; kept: number; failed: number }> {
+  let purged = 0;
+  let kept = 0;
+  let failed = 0;
+  for (const p of await d.projects.idleEndedPreviews(d.before)) {
+    try {
+      const r = await d.projects.purgeEndedPreview(p.previewId, d.before);
+      d.metrics.retentionPurges.inc({ outcome: r.outcome });
+      if (r.outcome !== 'purged') {
+        kept++;
+        d.log.info({ previewId: p.previewId, outcome: r.outcome }, 'retention kept an ended preview');
+        continue;
+      }
+      purged++;
+      let schemaDropped = false;
+      try {
+        schemaDropped = (await d.databases?.drop(p.previewId)) ?? false;
+      } catch (err) {
+        d.log.warn({ err, previewId: p.previewId }, 'retention: schema drop failed; the janitor finishes it');
+      }
+      d.log.info(
+        {
+          previewId: p.previewId,
+          userId: p.userId,
+          lastUsedAt: p.lastUsedAt.toISOString(),
+          files: r.files,
+          events: r.events,
+          schemaDropped,
+        },
+        'retention purged an ended preview',
+      );
+    } catch (err) {
+      failed++;
+      d.metrics.retentionPurges.inc({ outcome: 'error' });
+      d.log.warn({ err, previewId: p.previewId }, 'retention purge of an ended preview failed');
     }
   }
   return { purged, kept, failed };

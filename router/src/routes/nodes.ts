@@ -83,10 +83,12 @@ export function nodeRoutes(deps: NodeRoutesDeps): OpenAPIHono<AuthEnv> {
     createRoute({
       method: 'post',
       path: '/v1/nodes/previews/{id}/failed',
-      summary: 'A pool agent reports that a preview’s sandbox stopped for good (e.g. OOM-killed)',
+      summary:
+        'A pool agent reports that a preview’s sandbox stopped for good (OOM-killed, killed, its engine restarted)',
       description:
-        'The session becomes `failed` with the reason at once (GET and the SSE `state` event), instead ' +
-        'of at the next reconcile. Only the node the preview is on may report it; repeat-safe.',
+        'OOM-killed: the session becomes `failed` with the reason at once (GET and the SSE `state` event). ' +
+        'Otherwise the sandbox was taken away: the session goes `migrating` and is re-placed from its stored ' +
+        'files (at most 3 times in 10 minutes, then `failed`). Only the node the preview is on may report it; repeat-safe.',
       security: secured,
       request: {
         params: IdParams,
@@ -99,10 +101,12 @@ export function nodeRoutes(deps: NodeRoutesDeps): OpenAPIHono<AuthEnv> {
     }),
     async (c) => {
       const node = requireNode(c);
+      const body = c.req.valid('json');
       const s = await deps.previews.failedOnNode(
         node.nodeId,
         c.req.valid('param').id,
-        c.req.valid('json').reason,
+        body.reason,
+        body.oomKilled ?? false,
       );
       return c.json(await deps.view(s), 200);
     },

@@ -71,7 +71,10 @@ export function projectDatabaseRoutes({
     createRoute({
       method: 'post',
       path: '/v1/projects/{projectId}/database/seed',
-      summary: 'Run SQL in the project’s database as the preview’s role, in one transaction (owner only)',
+      summary:
+        'Seed the project’s database (owner only): the SQL sent, else the project’s seed file or package.json scripts.seed',
+      description:
+        'With `sql`: run in one transaction as the preview’s role. Without (or `script: true`): the project’s `supabase/seed.sql` or `seed.sql` from its stored files the same way, else package.json `scripts.seed` run in its running preview’s sandbox with the preview’s DATABASE_URL (404 `no_seed` when it has none of these; 409 `preview_not_live` when the script needs a preview and none runs).',
       security: secured,
       request: {
         params: ProjectIdParams,
@@ -84,11 +87,9 @@ export function projectDatabaseRoutes({
     }),
     async (c) => {
       const user = requireUser(c);
-      const r = await projectDatabases.seed(
-        user.userId,
-        c.req.valid('param').projectId,
-        c.req.valid('json').sql,
-      );
+      const r = await projectDatabases.seed(user.userId, c.req.valid('param').projectId, {
+        sql: c.req.valid('json').sql,
+      });
       return c.json(r, 200);
     },
   );

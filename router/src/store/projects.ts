@@ -42,6 +42,31 @@ const LAST_USE = `greatest(p.last_used_at, (SELECT max(greatest(s.last_edit_at, 
 const hasLive = (param: string) => `EXISTS (SELECT 1 FROM preview_sessions s WHERE s.user_id = p.user_id
   AND s.project_id = p.project_id AND s.state = ANY(${param}))`;
 
+/** An ended preview created without a `projectId`, as retention sees it. */
+export interface EndedPreviewRef {
+  /** The preview session's id (its schema, if it had one, is named after it). */
+  previewId: string;
+  userId: string;
+  /** Its last use: see {@link ENDED_LAST_USE}. */
+  lastUsedAt: Date;
+}
+
+/** What {@link ProjectStore.purgeEndedPreview} did. */
+export type EndedPurgeOutcome =
+  | { outcome: 'purged'; previewId: string; files: number; events: number }
+  /** used at or after the cutoff (checked in the purge's transaction): kept */
+  | { outcome: 'used'; lastUsedAt: Date }
+  /** not ended (it never is again once ended; kept in case) */
+  | { outcome: 'live' }
+  /** already purged (another run, another replica), or a project's preview (purged with its project) */
+  | { outcome: 'absent' };
+
+/**
+ * An ended preview's last use: the latest of its end (`ended_at`; `updated_at` for a row without
+ * one), its last edit and its last view. SQL over `preview_sessions s`.
+ */
+const ENDED_LAST_USE = 'greatest(coalesce(s.ended_at, s.updated_at), s.last_edit_at, s.last_view_at)';
+
 /**
  * Projects (`preview_projects`) for retention and the schema janitor. A project's rows (its preview
  * sessions, and by their foreign keys its stored files, events and sync marks) go together.
@@ -131,6 +156,69 @@ export class ProjectStore {
       ]);
       await client.query('COMMIT');
       return { outcome: 'purged', databaseId: project.database_id, previews: ids, ...counts };
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw e;
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * Ended previews created without a `projectId` whose last use is before `before`, least recently
+   * used first: retention's candidates among previews no project owns (each re-checked by
+   * {@link purgeEndedPreview}).
+   */
+  async idleEndedPreviews(before: Date, limit = 100): Promise<EndedPreviewRef[]> {
+    const { rows } = await this.pool.query<{ id: string; user_id: string; last_use: Date }>(
+      `SELECT s.id::text, s.user_id, ${ENDED_LAST_USE} AS last_use FROM preview_sessions s
+        WHERE s.project_id IS NULL AND s.state = 'ended' AND ${ENDED_LAST_USE} < $1
+        ORDER BY last_use LIMIT $2`,
+      [before, limit],
+    );
+    return rows.map((r) => ({ previewId: r.id, userId: r.user_id, lastUsedAt: r.last_use }));
+  }
+
+  /**
+   * Deletes ended preview `previewId` (no project) with its stored files, events and sync marks, in one
+   * transaction, unless it was used at or after `before`: its row is locked and its last use read in
+   * that transaction. Idempotent: a preview already gone (or one of a project) is `absent`. Its schema
+   * (named after the preview) is the caller's to drop afterwards.
+   */
+  async purgeEndedPreview(previewId: string, before: Date): Promise<EndedPurgeOutcome> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const s = (
+        await client.query<{ state: string; project_id: string | null; last_use: Date }>(
+          `SELECT s.state, s.project_id, ${ENDED_LAST_USE} AS last_use FROM preview_sessions s
+            WHERE s.id = $1 FOR UPDATE`,
+          [previewId],
+        )
+      ).rows[0];
+      const verdict: EndedPurgeOutcome | undefined =
+        !s || s.project_id !== null
+          ? { outcome: 'absent' }
+          : s.state !== 'ended'
+            ? { outcome: 'live' }
+            : s.last_use >= before
+              ? { outcome: 'used', lastUsedAt: s.last_use }
+              : undefined;
+      if (verdict) {
+        await client.query('ROLLBACK');
+        return verdict;
+      }
+      const counts = (
+        await client.query<{ files: number; events: number }>(
+          `SELECT (SELECT count(*)::int FROM project_files WHERE preview_id = $1) AS files,
+                  (SELECT count(*)::int FROM preview_events WHERE preview_id = $1) AS events`,
+          [previewId],
+        )
+      ).rows[0]!;
+      // ON DELETE CASCADE: its files, events and sync marks.
+      await client.query('DELETE FROM preview_sessions WHERE id = $1', [previewId]);
+      await client.query('COMMIT');
+      return { outcome: 'purged', previewId, ...counts };
     } catch (e) {
       await client.query('ROLLBACK').catch(() => {});
       throw e;

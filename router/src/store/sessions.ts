@@ -541,6 +541,44 @@ export class SessionStore {
   }
 
   /** Sessions stuck in `state` since before `before` (a replica died mid-placement). */
+  /**
+   * How many times preview `id` went `migrating` in the last `withinMs`: its `state` events in
+   * `preview_events` (each state change is published there once).
+   */
+  async recentMigrations(id: string, withinMs: number): Promise<number> {
+    const { rows } = await this.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM preview_events
+        WHERE preview_id = $1 AND kind = 'state' AND data->>'state' = 'migrating'
+          AND at > now() - make_interval(secs => $2::float8 / 1000)`,
+      [id, withinMs],
+    );
+    return rows[0]?.n ?? 0;
+  }
+
+  /**
+   * A placement in flight says it is still alive: `updated_at` of a session being placed
+   * (`provisioning` or `migrating`) moves to now. See PLACING_STALE_MS in jobs.ts.
+   */
+  async keepPlacing(id: string): Promise<void> {
+    await this.pool.query(
+      `UPDATE preview_sessions SET updated_at = now() WHERE id = $1 AND state IN ('provisioning', 'migrating')`,
+      [id],
+    );
+  }
+
+  /**
+   * Takes over session `id` in `state` when no one touched it since `before` (its placing replica is
+   * gone): moves `updated_at` to now in the same statement, so of concurrent callers one gets the
+   * session, the others undefined.
+   */
+  async claimStale(id: string, state: SessionState, before: Date): Promise<Session | undefined> {
+    const { rows } = await this.pool.query<Row>(
+      `UPDATE preview_sessions SET updated_at = now() WHERE id = $1 AND state = $2 AND updated_at < $3 RETURNING ${COLS}`,
+      [id, state, before],
+    );
+    return rows[0] ? toSession(rows[0]) : undefined;
+  }
+
   async stuck(state: SessionState, before: Date, limit = 100): Promise<Session[]> {
     const { rows } = await this.pool.query<Row>(
       `SELECT ${COLS} FROM preview_sessions WHERE state = $1 AND updated_at < $2 LIMIT $3`,

@@ -6,6 +6,7 @@ import type {
   DestroyOptions,
   Placement,
   PreviewSpec,
+  ScriptRun,
   SyncChannel,
   Tier,
   TierCapacity,
@@ -184,6 +185,19 @@ export function createDockerTier(options: DockerTierOptions): Tier {
       if (r.status === 404) return false;
       if (r.status >= 400) throw errorFromHttp(r.status, r.body, 'docker');
       return (r.body as { destroyed?: boolean }).destroyed === true;
+    },
+
+    async runScript(previewId, name, o = {}) {
+      const node = await nodeFor(previewId, o);
+      const r = await call(
+        node,
+        'POST',
+        `/v1/previews/${encodeURIComponent(previewId)}/scripts/${encodeURIComponent(name)}`,
+        // A script (a seed) may run for up to two minutes in the sandbox.
+        { signal: o.signal, timeoutMs: 150_000 },
+      );
+      if (r.status >= 400) throw errorFromHttp(r.status, r.body, 'docker');
+      return r.body as ScriptRun;
     },
 
     async status(previewId, o = {}): Promise<TierStatus | undefined> {

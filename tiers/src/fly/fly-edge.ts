@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
-import { PreviewError, TimeoutError } from '../errors.ts';
-import type { TierStatus } from '../types.ts';
+import { errorFromHttp, PreviewError, TimeoutError } from '../errors.ts';
+import type { ScriptRun, TierStatus } from '../types.ts';
 import type { PreviewPhase } from '../wire.ts';
 import { sleep } from './retry.ts';
 
@@ -99,6 +99,28 @@ export class FlyEdge {
       'timeout',
       `machine ${machineId}: daemon not ${ready ? 'ready' : 'listening'} after ${timeoutMs} ms (last: ${JSON.stringify(last)})`,
     );
+  }
+
+  /**
+   * Runs the project's npm script `name` on the machine (`POST /__preview/scripts/<name>`, the daemon's
+   * PROTOCOL.md), within 150 s; returns how it ended, whatever its exit code.
+   * @throws the daemon's refusal as a tier error (`errorFromHttp`: 404 `no_script`, 409, ...).
+   */
+  async runScript(
+    previewId: string,
+    machineId: string,
+    name: string,
+    signal?: AbortSignal,
+  ): Promise<ScriptRun> {
+    const t = AbortSignal.timeout(150_000);
+    const res = await this.#o.fetch(`${this.appUrl}/__preview/scripts/${encodeURIComponent(name)}`, {
+      method: 'POST',
+      headers: { ...this.headers(machineId), authorization: `Bearer ${this.tokenFor(previewId)}` },
+      signal: signal ? AbortSignal.any([signal, t]) : t,
+    });
+    const body = (await res.json().catch(() => undefined)) as unknown;
+    if (!res.ok) throw errorFromHttp(res.status, body, 'fly');
+    return body as ScriptRun;
   }
 
   /**

@@ -1,4 +1,11 @@
-import { CapacityError, ConfigError, InvalidInputError, NotFoundError, PreviewError } from '../errors.ts';
+import {
+  CapacityError,
+  ConfigError,
+  ConflictError,
+  InvalidInputError,
+  NotFoundError,
+  PreviewError,
+} from '../errors.ts';
 import type { CallOptions, Placement, Tier, TierCapacity, TierSandbox, TierStatus } from '../types.ts';
 import { type Ack, DAEMON_PORT } from '../wire.ts';
 import { FlyEdge } from './fly-edge.ts';
@@ -194,6 +201,20 @@ export function createFlyTier(options: FlyTierOptions): Tier & { readonly client
       const k = await machines.lookup(previewId, o.signal);
       if (!k) return undefined;
       return statusOfMachine(k.machine.state) ?? (await edge.daemonStatus(previewId, k.machineId, o.signal));
+    },
+
+    async runScript(previewId, name, o: CallOptions = {}) {
+      checkOpen();
+      const k = PreviewId.safeParse(previewId).success
+        ? await machines.lookup(previewId, o.signal)
+        : undefined;
+      if (!k) throw new NotFoundError('preview_not_found', `no fly preview ${previewId}`);
+      if (k.machine.state !== 'started')
+        throw new ConflictError(
+          'preview_not_running',
+          `preview ${previewId}'s machine is ${k.machine.state}`,
+        );
+      return await edge.runScript(previewId, k.machineId, name, o.signal);
     },
 
     async capacity(o: CallOptions = {}): Promise<TierCapacity> {
