@@ -313,6 +313,13 @@ describe('the editor page in Chromium (local server tier)', () => {
         () => (window as unknown as { editorPage: { preview: { id: string } } }).editorPage.preview.id,
       );
       expect(await page.isDisabled('#move')).toBe(true); // already on a server tier
+      // The frame shows the app, not the router's status page (which reloads itself on the
+      // preview's events: a reload is a page view, and a page view wakes a suspended preview).
+      await expect
+        .poll(() => page.frameLocator('#preview iframe').locator('meta[name="preview-status"]').count(), {
+          timeout: 20_000,
+        })
+        .toBe(0);
       await page.click('#suspend');
       await status(/state: suspended/);
       expect((await h.router.store.get(id))?.state).toBe('suspended');

@@ -51,12 +51,15 @@ ${
 const es = new EventSource('/__router/events');
 const t = document.getElementById('t'), logEl = document.getElementById('log'), msg = document.getElementById('msg');
 const titles = ${JSON.stringify(TITLES)};
-es.addEventListener('state', (ev) => { const d = JSON.parse(ev.data);
+// The last state seen: a dev server's 'ready' reloads the page only while the preview is not asleep
+// or going away (a reload is a page view, which would wake a preview just suspended).
+let state = null;
+es.addEventListener('state', (ev) => { const d = JSON.parse(ev.data); state = d.state;
   if (d.state === 'ready') { es.close(); location.reload(); }
   else if (d.state === 'failed') { t.textContent = titles.error; msg.textContent = d.error || ''; }
   else if (d.state === 'ended') { t.textContent = titles.ended; es.close(); } });
 es.addEventListener('status', (ev) => { const d = JSON.parse(ev.data);
-  if (d.phase === 'ready') { es.close(); location.reload(); return; }
+  if (d.phase === 'ready' && !['suspended', 'stopping', 'ended', 'failed', 'migrating'].includes(state)) { es.close(); location.reload(); return; }
   t.textContent = d.phase === 'installing' ? titles.installing : d.phase === 'error' ? titles.error : titles.compiling;
   if (d.message) msg.textContent = d.message; });
 es.addEventListener('log', (ev) => { const d = JSON.parse(ev.data);
