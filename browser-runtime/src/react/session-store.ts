@@ -232,6 +232,8 @@ export class PreviewSessionStore {
     }
     this.#adopt(view);
     if (this.#disposed) return; // unmounted while the router was creating it: dispose() stops it
+    // A create that failed (no tier could run it): its error stays; nothing to follow or sync.
+    if (isOver(view.state)) return;
     this.#openEvents(view.id);
     this.#openSync(view);
   }
@@ -322,6 +324,8 @@ export class PreviewSessionStore {
       if (code === 'apply_failed') return; // the runtime's own `error` event carries it
       // The session ended for good (SyncSession's fatal close codes): about the preview, not an edit.
       const fatal = ['unauthorized', 'forbidden', 'not_found', 'preview_ended'].includes(code);
+      // A preview that failed says why itself (placement, its node): "preview … is failed" adds nothing.
+      if (code === 'preview_ended' && this.#snap.error?.source === 'preview') return;
       this.#fault(fatal ? 'preview' : 'sync', e.error.message, code);
     });
     try {
