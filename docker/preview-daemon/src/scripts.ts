@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import type { ScriptRun } from '@preview/tiers';
 
 /** Bytes of a script's output kept (its tail) in a {@link ScriptRun}. */
 export const SCRIPT_OUTPUT_BYTES = 16 * 1024;
@@ -9,19 +10,6 @@ export const SCRIPT_OUTPUT_BYTES = 16 * 1024;
 export const SCRIPT_TIMEOUT_MS = 120_000;
 /** What a script name may be: npm script names as projects write them (`seed`, `db:seed`). */
 export const SCRIPT_NAME = /^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$/;
-
-/** How one `npm run <name>` ended. */
-export interface ScriptRun {
-  name: string;
-  /** The exit code; null when it was killed (`signal`). */
-  exitCode: number | null;
-  signal: string | null;
-  /** True when it ran past {@link SCRIPT_TIMEOUT_MS} and was killed. */
-  timedOut: boolean;
-  ms: number;
-  /** The last {@link SCRIPT_OUTPUT_BYTES} of stdout and stderr, interleaved as they came. */
-  output: string;
-}
 
 /** Thrown for a request the daemon refuses: `status` and `code` are its answer. */
 export class ScriptRequestError extends Error {
