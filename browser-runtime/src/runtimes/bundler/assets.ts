@@ -72,7 +72,7 @@ export async function buildBundlerAssets(options: { base?: string; specifiers?: 
   const entries: Record<string, string> = {};
   const importMap: Record<string, string> = {};
   const entry = (spec: string) => {
-    const mod = require(spec) as Record<string, unknown>;
+    const mod = requireDevelopment(spec);
     const names = Object.keys(mod).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n) && n !== 'default');
     return (
       `import M from ${JSON.stringify(spec)};\nexport default M;\n` +
@@ -118,4 +118,20 @@ export async function buildBundlerAssets(options: { base?: string; specifiers?: 
   for (const f of vendor.outputFiles) files.set(`vendor/${f.path.replace('/out/', '')}`, f.text);
   files.set('vendor/importmap.json', JSON.stringify({ imports: importMap }, null, 2));
   return { files, importMap };
+}
+
+/**
+ * `require(spec)` as the vendor bundles are built (`process.env.NODE_ENV` "development"), whatever
+ * this process runs with: a router that built its editor page with Vite in the same process has
+ * NODE_ENV "production" by then, and react-refresh's runtime throws when loaded in production.
+ */
+function requireDevelopment(spec: string): Record<string, unknown> {
+  const before = process.env['NODE_ENV'];
+  process.env['NODE_ENV'] = 'development';
+  try {
+    return require(spec) as Record<string, unknown>;
+  } finally {
+    if (before === undefined) delete process.env['NODE_ENV'];
+    else process.env['NODE_ENV'] = before;
+  }
 }
