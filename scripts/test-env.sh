@@ -3,7 +3,9 @@
 # PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (started with Debian's binaries when
 # installed but stopped), the Docker engine (Debian's docker.io, installed and started when missing)
 # with Debian's docker-compose (v1; Debian 12 packages no compose v2 plugin), the offline Node base
-# image and the preview-base image built on it, and Debian's chromium and bubblewrap. Inputs: none. Changes: installs packages, starts daemons, builds images.
+# image and the preview-base image built on it, Debian's chromium and bubblewrap, and inotify limits
+# high enough for many dev servers. Inputs: none. Changes: installs packages, starts daemons, raises
+# sysctls, builds images.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 log() { printf '[test-env] %s\n' "$*"; }
@@ -59,6 +61,21 @@ if ! docker info >/dev/null 2>&1; then
   for _ in $(seq 1 100); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
   docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/dockerd.log"; tail -20 /var/log/dockerd.log; exit 1; }
 fi
+
+# --- kernel limits ---
+# Every dev server (the previews' Vite in containers, the fake WebContainer's, the editor's) holds an
+# inotify instance, and the kernel's default of 128 per uid runs out in a full test run: a watcher
+# that gets EMFILE never sees a change, and its server serves the old file. The values
+# docs/deploy.md sets on every node; raised only where lower, and only where this user may.
+raise_sysctl() {
+  local f="/proc/sys/$1" want="$2" have
+  have=$(cat "$f" 2>/dev/null) || return 0
+  [ "$have" -ge "$want" ] && return 0
+  if echo "$want" >"$f" 2>/dev/null; then log "${1//\//.}: $have -> $want"
+  else log "${1//\//.} is $have (< $want) and cannot be raised here: file watchers may fail under load"; fi
+}
+raise_sysctl fs/inotify/max_user_instances 8192
+raise_sysctl fs/inotify/max_user_watches 1048576
 
 # --- images ---
 node_version=$(node -p 'process.versions.node')

@@ -73,7 +73,17 @@ describe('preview doctor', () => {
     });
     expect(r.stdout).not.toMatch(/^(FAIL|warn)/m);
     expect(r.code).toBe(0);
-    for (const name of ['config', 'docker', 'image', 'bubblewrap', 'postgres', 'redis', 'port', 'clock'])
+    for (const name of [
+      'config',
+      'docker',
+      'image',
+      'bubblewrap',
+      'inotify',
+      'postgres',
+      'redis',
+      'port',
+      'clock',
+    ])
       expect(r.stdout).toMatch(new RegExp(`^ok {2,}${name} `, 'm'));
     expect(r.stdout).toMatch(/^ok {4}clock .* ms against Postgres, .* ms against the Docker engine$/m);
     expect(r.stdout).toContain('everything required is present');

@@ -8,6 +8,7 @@ import { Claims } from './claims.ts';
 import type { AgentConfig } from './config.ts';
 import { DatabaseAccess } from './database-access.ts';
 import { EgressGuard } from './egress/index.ts';
+import { warnInotifyLimits } from './host-limits.ts';
 import { type AgentStatus, PreviewLifecycle } from './lifecycle.ts';
 import { AgentMetrics } from './metrics.ts';
 import { WarmPools } from './pool.ts';
@@ -104,6 +105,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     );
 
   const runtime = options.runtime ?? (await buildRuntime(config, log));
+  await warnInotifyLimits(config.NODE_SLOTS, log);
   const templates = runtime.kind === 'process' ? templateInstalls(config, log) : undefined;
   const database = await DatabaseAccess.start({
     runtime,

