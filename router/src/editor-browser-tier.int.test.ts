@@ -4,7 +4,8 @@
  * picks React without forcing anything: the page offers the bundler, the router places the
  * frontend-only project on the browser tier, `mountPreview` runs it in a hidden frame of the
  * runtime origin and frames the app from there; no container is made for it (the node's containers,
- * by Docker label); an edit typed in CodeMirror shows. Real npm packages through the router's
+ * by Docker label); an edit typed in CodeMirror shows; "Move to server tier" moves the same id to the
+ * docker node with the edited files, and the next edit reaches the sandbox. Real npm packages through the router's
  * package cache (the registry through this machine's proxy), Chromium with partitioned storage as
  * Chrome ships it. Screenshots in test-results/editor-browser-tier/ (git-ignored).
  */
@@ -67,7 +68,7 @@ describe('the editor page on the browser tier (bundler on the runtime origin; a 
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('React renders on tier browser with no container; an edit in CodeMirror shows', {
+  it('React renders on tier browser with no container; an edit in CodeMirror shows; "Move to server tier" moves it to the docker node', {
     timeout: 300_000,
   }, async () => {
     const chrome = await launchChromium({ partitionedStorage: true });
@@ -128,6 +129,34 @@ describe('the editor page on the browser tier (bundler on the runtime origin; a 
       );
       expect(await claimed()).toEqual([]);
       await page.screenshot({ path: join(SHOTS, '2-edited-on-browser-tier.png') });
+
+      // "Move to server tier": the same id goes to the docker node with the files as they were
+      // edited, the panel frames the sandbox's URL instead of the runtime origin, and edits typed
+      // afterwards reach the sandbox.
+      await page.click('#move');
+      await page.waitForFunction(() =>
+        /state: ready on docker/.test(document.getElementById('status')!.textContent!),
+      );
+      await expect
+        .poll(() => page.getAttribute('#preview iframe', 'data-tier'), { timeout: 60_000 })
+        .toBe('docker');
+      expect((await h.router.store.get(id))?.tier).toBe('docker');
+      const movedSrc = new URL((await page.getAttribute('#preview iframe', 'src'))!);
+      expect(movedSrc.hostname).not.toBe('bundler.preview.localhost');
+      await title.filter({ hasText: 'Edited in the browser tier' }).waitFor({ timeout: 120_000 });
+      expect((await claimed()).map((b) => b.previewId)).toEqual([id]);
+      // The editor still shows the project, and typing goes to the sandbox now.
+      await page.click('#cm .cm-content');
+      await page.keyboard.press('ControlOrMeta+a');
+      await page.keyboard.insertText(
+        edited.replace('Edited in the browser tier', 'Edited on the server tier'),
+      );
+      await title.filter({ hasText: 'Edited on the server tier' }).waitFor({ timeout: 60_000 });
+      await expect
+        .poll(async () => (await h.router.store.loadFiles(id))['src/App.jsx'], { timeout: 20_000 })
+        .toContain('Edited on the server tier');
+      expect(await page.isDisabled('#move')).toBe(true);
+      await page.screenshot({ path: join(SHOTS, '3-moved-to-server-tier.png') });
       expect(errors).toEqual([]);
     } finally {
       await chrome.close();

@@ -265,8 +265,9 @@ export class PreviewService {
   ): Promise<Session> {
     const enabled = Object.keys(this.tiers) as TierName[];
     const decision = place(classification, client, await this.#capacities(), {
-      enabled: only ? enabled.filter((t) => t === only.tier) : enabled,
+      enabled,
       serverOnly,
+      ...(only ? { only: only.tier } : {}),
     });
     const reasons: PlacementReason[] = [...(only?.prior ?? []), ...decision.reasons];
     let env: Record<string, string> | undefined;

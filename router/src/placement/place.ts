@@ -15,6 +15,8 @@ export interface PlacementPolicy {
   enabled: readonly TierName[];
   /** Caller's wish: skip the browser tier (e.g. sharing a preview URL). */
   serverOnly?: boolean;
+  /** The one tier the caller asked for (a move to a server tier); the others are skipped saying so. */
+  only?: TierName;
 }
 
 export interface PlacementDecision {
@@ -44,6 +46,10 @@ export function place(
   for (const tier of TIER_ORDER) {
     if (!policy.enabled.includes(tier)) {
       skip(tier, `${tier} tier is not configured`);
+      continue;
+    }
+    if (policy.only && tier !== policy.only) {
+      skip(tier, `the ${policy.only} tier was asked for`);
       continue;
     }
     if (tier === 'browser') {

@@ -142,6 +142,31 @@ describe('place (fixture projects, with reasons)', () => {
     });
   });
 
+  it('a move to one tier skips the others saying the tier was asked for, not that they are missing', () => {
+    const moved = place(classify(loadFixture('vite-vanilla')), capable, {}, { enabled: all, only: 'docker' });
+    expect(moved.candidates).toEqual(['docker']);
+    expect(moved.reasons).toEqual([
+      { tier: 'browser', outcome: 'skipped', reason: 'the docker tier was asked for' },
+      { tier: 'fly', outcome: 'skipped', reason: 'the docker tier was asked for' },
+    ]);
+    // Asked for a tier this deployment lacks: nothing to try, and the reason says it is not configured.
+    const none = place(
+      classify(loadFixture('vite-vanilla')),
+      capable,
+      {},
+      {
+        enabled: ['browser', 'docker'],
+        only: 'fly',
+      },
+    );
+    expect(none.candidates).toEqual([]);
+    expect(none.reasons).toContainEqual({
+      tier: 'fly',
+      outcome: 'skipped',
+      reason: 'fly tier is not configured',
+    });
+  });
+
   it('client capabilities decide the browser tier', () => {
     const react = classify(loadFixture('react-app'));
     expect(place(react, { webcontainer: false, bundler: true }, {}, { enabled: all }).candidates[0]).toBe(
