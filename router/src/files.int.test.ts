@@ -56,6 +56,12 @@ function put(id: string, body: unknown | Uint8Array) {
   });
 }
 
+/** The answer is 200; otherwise the failure shows the router's error body. */
+async function expectOk(res: Response | Promise<Response>): Promise<void> {
+  const r = await res;
+  expect(r.status, await r.clone().text()).toBe(200);
+}
+
 async function stored(id: string): Promise<Record<string, string>> {
   const files = await h.router.store.loadFiles(id);
   return Object.fromEntries(
@@ -195,16 +201,14 @@ describe('one write path: what is stored is what ran', () => {
         clientId: 'c-mixed',
       },
     );
-    expect(
-      (await put(id, { type: 'batch', seq: 10, ops: [{ op: 'put', path: 'a.txt', content: 'http-1' }] }))
-        .status,
-    ).toBe(200);
+    await expectOk(
+      put(id, { type: 'batch', seq: 10, ops: [{ op: 'put', path: 'a.txt', content: 'http-1' }] }),
+    );
     ed.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'a.txt', content: 'sync-1' }] });
     await ed.waitFor(() => ed.acked(1, 'persisted'));
-    expect(
-      (await put(id, { type: 'batch', seq: 11, ops: [{ op: 'put', path: 'a.txt', content: 'http-2' }] }))
-        .status,
-    ).toBe(200);
+    await expectOk(
+      put(id, { type: 'batch', seq: 11, ops: [{ op: 'put', path: 'a.txt', content: 'http-2' }] }),
+    );
     ed.send({ type: 'batch', seq: 2, ops: [{ op: 'rename', from: 'a.txt', to: 'b.txt' }] });
     await ed.waitFor(() => ed.acked(2, 'persisted'));
     ed.close();

@@ -264,6 +264,49 @@ describe('sync hub (one replica, real Postgres, directory test sandbox)', () => 
   });
 });
 
+describe('sync hub: HTTP batches while the owner starts', () => {
+  it('a batch submitted while the new owner reserves its first seqs is taken once, not answered 409 duplicate_seq', async () => {
+    const sb = await sandbox();
+    // Holds the owner's start (its `SELECT last_seq`) until released, so a second batch arrives then.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let held = false;
+    const pool = new Proxy(db.pool, {
+      get(target, key) {
+        if (key === 'query')
+          return async (...args: Parameters<pg.Pool['query']>) => {
+            if (!held && /SELECT last_seq FROM preview_sessions/.test(String(args[0]))) {
+              held = true;
+              await gate;
+            }
+            return (target.query as (...a: unknown[]) => unknown)(...args);
+          };
+        const v = Reflect.get(target, key);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    }) as pg.Pool;
+    const r = await replica({ ...local(), sandboxUrl: sb.url, pool });
+    const id = await newPreview();
+    const put = (seq: number, content: string) =>
+      r.hub.submit(id, {
+        type: 'batch',
+        seq,
+        ops: [{ op: 'put', path: `f${seq}.txt`, content, encoding: 'utf8' }],
+      });
+    const first = put(1, 'one');
+    await expect.poll(() => held).toBe(true);
+    const second = put(2, 'two');
+    release();
+    const [a, b] = await Promise.allSettled([first, second]);
+    expect(a).toMatchObject({ status: 'fulfilled', value: { applied: { seq: 1 } } });
+    expect(b).toMatchObject({ status: 'fulfilled', value: { applied: { seq: 2 } } });
+    expect(await dbFiles(id)).toEqual({ 'f1.txt': 'one', 'f2.txt': 'two' });
+    expect(await sandboxFiles(sb)).toEqual({ 'f1.txt': 'one', 'f2.txt': 'two' });
+  });
+});
+
 describe('sync hub across replicas (Redis pub/sub and lease)', () => {
   it('carries batches from the editor’s replica to the replica that owns the channel, and fails over', async () => {
     const sb = await sandbox();

@@ -133,16 +133,23 @@ export class PreviewHub {
     const owner = this.#c.newOwner(this, token);
     owner.fence.held(t0);
     this.owner = owner;
+    // What waited for an owner goes to it now, once: a batch that arrives during start() is
+    // accepted directly (forward() sees the owner), so #setOwner below must not send it again (an
+    // HTTP batch sent twice answered 409 duplicate_seq while its first copy was being applied).
+    this.ownerToken = token;
+    for (const e of this.editors)
+      for (const f of e.pending) owner.accept({ client: e.clientId, seq: f.seq, ops: f.ops });
+    for (const w of this.#waiters) owner.accept({ client: w.client, seq: w.batch.seq, ops: w.batch.ops });
     try {
       await owner.start();
     } catch (e) {
       this.owner = undefined;
+      this.ownerToken = undefined;
       owner.close(false);
       await state.release(previewId, token).catch(() => {});
       throw e;
     }
     log.info({ previewId, replicaId }, 'sync owner');
-    this.#setOwner(token);
     this.#c.bus.publish({ kind: 'owner', owner: token });
   }
 
