@@ -140,6 +140,31 @@ describe('idle and activity, in Chromium through the preview proxy', () => {
     await page.close();
   });
 
+  it('an explicit suspend stays while the open page only sends heartbeats; input on the page wakes it', async () => {
+    const { id, link } = await create();
+    const page = await open(link);
+    const suspended = await h.router.app.request(`/v1/previews/${id}/suspend`, {
+      method: 'POST',
+      headers: bearer(h.alice.jwt),
+    });
+    expect(suspended.status).toBeLessThan(300);
+    const ping = (why: string) =>
+      page.evaluate(
+        async (u) => (await fetch(u, { method: 'POST', credentials: 'same-origin' })).status,
+        `/__router/activity?why=${why}`,
+      );
+    // The client's heartbeat (every 20 s while the page is focused) and its load ping.
+    expect(await ping('beat')).toBe(204);
+    expect(await ping('load')).toBe(204);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await state(id)).toBe('suspended');
+    // A person clicks in the page: the client's input ping wakes it.
+    await page.mouse.click(5, 5);
+    await until('the click to wake the preview', async () => (await state(id)) !== 'suspended');
+    await h.router.previews.waitReady(id, 20_000);
+    await page.close();
+  });
+
   it('a just-woken preview is not suspended at the next check: woken by a page view, or by the API', async () => {
     for (const wake of ['page', 'api'] as const) {
       const { id, link } = await create();

@@ -11,27 +11,40 @@ export const ACTIVITY_SCRIPT_PATH = '/__router/activity.js';
 export const HEARTBEAT_MS = 20_000;
 
 /**
+ * Why the client pinged (`?why=` on {@link ACTIVITY_PATH}): `input` (pointer, keys, wheel, touch),
+ * `visible` (the tab came back), `beat` (every `HEARTBEAT_MS` while visible and focused), `load`.
+ * All count as activity; only {@link WAKING_PINGS} wake a suspended preview.
+ */
+export type PingReason = 'input' | 'visible' | 'beat' | 'load';
+/**
+ * Pings that wake a suspended preview: a person acting on the page. A heartbeat of a page left open
+ * (or one in flight when the user pressed Suspend) keeps a live preview alive but wakes nothing.
+ */
+export const WAKING_PINGS: ReadonlySet<string> = new Set<PingReason>(['input', 'visible']);
+
+/**
  * The injected client: reports activity only while the page is visible, on input (pointer, keys,
  * wheel, touch; at most once per `everyMs`), when the page becomes visible, and every
- * `HEARTBEAT_MS` while it is visible and focused. A hidden tab that keeps polling the app sends nothing.
+ * `HEARTBEAT_MS` while it is visible and focused, each saying why ({@link PingReason}). A hidden
+ * tab that keeps polling the app sends nothing.
  * Framed, it also posts the app's uncaught errors to the parent (`RUNTIME_ERROR_MESSAGE`).
  */
 const client = (everyMs: number) => `(() => {
   if (window.__previewActivity) return;
   window.__previewActivity = true;
   let last = 0;
-  const ping = (force) => {
+  const ping = (why) => {
     if (document.visibilityState !== 'visible') return;
     const now = Date.now();
-    if (!force && now - last < ${everyMs}) return;
+    if (why === 'input' && now - last < ${everyMs}) return;
     last = now;
-    fetch('${ACTIVITY_PATH}', { method: 'POST', credentials: 'same-origin', keepalive: true }).catch(() => {});
+    fetch('${ACTIVITY_PATH}?why=' + why, { method: 'POST', credentials: 'same-origin', keepalive: true }).catch(() => {});
   };
   for (const t of ['pointerdown', 'keydown', 'wheel', 'touchstart', 'pointermove'])
-    addEventListener(t, () => ping(false), { capture: true, passive: true });
-  document.addEventListener('visibilitychange', () => ping(true));
-  setInterval(() => { if (document.hasFocus()) ping(true); }, ${HEARTBEAT_MS});
-  ping(true);
+    addEventListener(t, () => ping('input'), { capture: true, passive: true });
+  document.addEventListener('visibilitychange', () => ping('visible'));
+  setInterval(() => { if (document.hasFocus()) ping('beat'); }, ${HEARTBEAT_MS});
+  ping('load');
   if (window.parent !== window) {
     const report = (message, file, line, column, stack) => {
       try {

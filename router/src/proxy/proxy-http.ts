@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.ts';
 import type { PreviewService } from '../previews.ts';
 import { sseForPreview } from '../sse.ts';
-import { ACTIVITY_PATH, ACTIVITY_SCRIPT_PATH, type createActivity } from './activity.ts';
+import { ACTIVITY_PATH, ACTIVITY_SCRIPT_PATH, type createActivity, WAKING_PINGS } from './activity.ts';
 import type { PreviewAccess } from './preview-access.ts';
 import { previewIdFromHost } from './preview-host.ts';
 import { appRequestHeaders, type EdgeContext } from './request-rules.ts';
@@ -89,8 +89,13 @@ export async function proxyHttp(ctx: ProxyContext, c: Context): Promise<Response
   if (url.pathname === '/__router/events') return (await sseForPreview(c, previews, r.session)) as Response;
   if (url.pathname === ACTIVITY_SCRIPT_PATH) return activity.script();
   if (url.pathname === ACTIVITY_PATH) {
-    // A person came back to the page: wake the preview without holding the ping.
-    if (r.session.state === 'suspended' && c.req.method === 'POST')
+    // A person acted on the page (input, or the tab came back): wake the preview without holding
+    // the ping. A heartbeat or a load ping is activity but wakes nothing (an explicit suspend stays).
+    if (
+      r.session.state === 'suspended' &&
+      c.req.method === 'POST' &&
+      WAKING_PINGS.has(url.searchParams.get('why') ?? '')
+    )
       void previews
         .resumeSession(r.session)
         .catch((err) => ctx.log.warn({ err, previewId: id }, 'wake failed'));
