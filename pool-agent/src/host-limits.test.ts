@@ -1,6 +1,6 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inotifySysctlDir } from '@preview/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   INOTIFY_INSTANCES_PER_PREVIEW,
@@ -11,17 +11,14 @@ import {
   warnInotifyLimits,
 } from './host-limits.ts';
 
-const dirs: string[] = [];
+const made: Array<{ remove(): Promise<void> }> = [];
 afterAll(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
+  for (const d of made) await d.remove();
 });
-/** A folder shaped like /proc/sys/fs/inotify holding the given values. */
 async function sysctls(instances: string, watches: string): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), 'inotify-'));
-  dirs.push(d);
-  await writeFile(join(d, 'max_user_instances'), `${instances}\n`);
-  await writeFile(join(d, 'max_user_watches'), `${watches}\n`);
-  return d;
+  const d = await inotifySysctlDir(instances, watches);
+  made.push(d);
+  return d.dir;
 }
 
 describe('inotify limits', () => {

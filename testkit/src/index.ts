@@ -6,3 +6,4 @@ export * from './log-capture.ts';
 export * from './postgres.ts';
 export * from './prerequisites.ts';
 export * from './redis.ts';
+export * from './sysctl.ts';

@@ -1,19 +1,17 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inotifySysctlDir } from '@preview/testkit';
 import { afterAll, expect, it } from 'vitest';
 import { doctorContext, inotifyCheck } from './checks.ts';
 
-const dirs: string[] = [];
+const made: Array<{ remove(): Promise<void> }> = [];
 afterAll(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
+  for (const d of made) await d.remove();
 });
 async function sysctls(instances: number, watches: number): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), 'doctor-inotify-'));
-  dirs.push(d);
-  await writeFile(join(d, 'max_user_instances'), `${instances}\n`);
-  await writeFile(join(d, 'max_user_watches'), `${watches}\n`);
-  return d;
+  const d = await inotifySysctlDir(instances, watches);
+  made.push(d);
+  return d.dir;
 }
 
 it("warns when the kernel's inotify limits are too low for NODE_SLOTS previews, with the sysctls to set", async () => {
