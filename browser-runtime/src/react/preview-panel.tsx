@@ -80,11 +80,13 @@ export function PreviewPanel(props: PreviewPanelProps): ReactNode {
   const torndown = useRef<Promise<unknown>>(Promise.resolve());
   const [mountStatus, setMountStatus] = useState<string | null>(null);
 
+  // A server tier is framed once its URL is known: a move learnt over SSE (a state event carries
+  // the tier, not the link) waits for the store's refresh to bring the fresh previewUrl.
   const showable =
     !!previewId &&
     !!tier &&
     !over(state) &&
-    (tier === 'browser' || state === 'ready' || (shown && state === 'suspended'));
+    (tier === 'browser' || (!!session.previewUrl && (state === 'ready' || (shown && state === 'suspended'))));
 
   // biome-ignore lint/correctness/useExhaustiveDependencies: a tier change (moved to a server tier) mounts again
   useEffect(() => {

@@ -300,6 +300,41 @@ describe('usePreviewSession + PreviewPanel in Chromium (real router, local serve
     }
   }, 180_000); // esbuild-wasm's first start in a tab takes a while on a shared machine
 
+  it('a browser-tier preview moved to a server tier by someone else: the panel frames the server once its URL is known', async () => {
+    const page = await chrome.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    try {
+      await page.goto(`${base}/__react/?browser=1&token=${encodeURIComponent(h.alice.jwt)}`);
+      const frame = page.frameLocator('[data-preview="frame"] iframe');
+      await frame.locator('main').filter({ hasText: 'react:contract:42' }).waitFor();
+      const id = (await session(page))!.previewId!;
+      // Another client (a second tab, the CLI) moves it; this page learns of it over SSE only, and
+      // SSE's state events carry the tier but no preview URL.
+      const moved = await h.router.app.request(`/v1/previews/${id}/placement`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${h.alice.jwt}` },
+        body: JSON.stringify({ tier: 'docker', reason: 'moved from another tab' }),
+      });
+      expect(moved.status).toBe(200);
+      await until('the server sandbox', async () => fleet.files(id));
+      fleet.setPhase(id, 'ready');
+      await until('the panel to frame the server tier', async () =>
+        (await page.locator('[data-preview="frame"] iframe').getAttribute('data-tier')) === 'docker'
+          ? true
+          : undefined,
+      );
+      expect(await page.locator('[data-preview="frame"] iframe').getAttribute('src')).toContain(
+        `${id}.preview.localhost`,
+      );
+      expect(await page.locator('[data-preview="error"]').count()).toBe(0);
+      expect((await session(page))?.error).toBeFalsy();
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 180_000);
+
   it('a refused create shows in the overlay (bad token)', async () => {
     const page = await chrome.context.newPage();
     try {
