@@ -16,6 +16,7 @@ import { migrate } from './db/migrate.ts';
 import { createRouterPool } from './db/pool.ts';
 import { bundlerAssetsFromRepo, editorFromConfig } from './editor-assets.ts';
 import { embeddedNodeName, startEmbeddedAgent } from './embedded-agent.ts';
+import { trackInflight } from './inflight.ts';
 import { loadLocalSecrets } from './local-secrets.ts';
 import type { Tiers } from './previews.ts';
 import { createRouter } from './router.ts';
@@ -109,7 +110,12 @@ if (supabase) log.info({ url: config.SUPABASE_URL }, 'Supabase Realtime sync tra
 // Settles with the embedded agent (or undefined when it failed); shutdown waits for it, so a stop
 // while the agent is still starting does not leave the warm sandboxes it is making behind.
 let agentStarting: Promise<Agent | undefined> = Promise.resolve(undefined);
-const server = serve({ fetch: router.app.fetch, hostname: config.HOST, port: config.PORT }, async (info) => {
+// A shutdown waits for the requests being answered (a create half-way through its placement)
+// before it closes the pool they write with.
+const inflight = trackInflight(router.app.fetch);
+/** How long a shutdown waits for requests being answered, ms. */
+const SHUTDOWN_GRACE_MS = 10_000;
+const server = serve({ fetch: inflight.fetch, hostname: config.HOST, port: config.PORT }, async (info) => {
   const url =
     config.PUBLIC_URL ?? `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${info.port}`;
   log.info({ url }, 'router listening');
@@ -159,6 +165,11 @@ async function shutdown(signal: string) {
   stopping = true;
   log.info({ signal }, 'shutting down');
   server.close();
+  if (!(await inflight.drained(SHUTDOWN_GRACE_MS)))
+    log.warn(
+      { requests: inflight.size },
+      `requests still being answered after ${SHUTDOWN_GRACE_MS} ms; closing anyway`,
+    );
   await (await agentStarting)?.close({ removeSandboxes: true }).catch(() => {});
   await router.close().catch(() => {});
   await supabase?.realtime.disconnect();
