@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { AccessTokens } from './auth/access-token.ts';
 import type { Authenticator } from './auth/authenticate.ts';
 import type { AuthEnv } from './auth/middleware.ts';
+import type { DependencyEndpoints } from './dependency-errors.ts';
 import { type EditorBuild, registerEditorRoutes } from './editor-assets.ts';
 import { TEMPLATE_SOURCES } from './embedded-agent.ts';
 import { onError } from './http-errors.ts';
@@ -31,6 +32,12 @@ export { clientIp };
 
 export interface AppDeps {
   pool: pg.Pool;
+  /**
+   * Where the router's Postgres and Redis listen (`dependencyEndpoints(pool, redis)`): a socket error
+   * naming one of them answers 503 `unavailable`. Errors node-postgres and ioredis raise themselves
+   * for a lost connection are recognised without it.
+   */
+  dependencies?: DependencyEndpoints | undefined;
   /** The bundler runtime's package cache (`/__pkg/*`, `/v1/previews/:id/importmap`). */
   packages?: PackageCache | undefined;
   /** The bundler runtime's own origin (`bundler.<PREVIEW_DOMAIN>`), when assets are configured. */
@@ -81,7 +88,10 @@ export function createApp(deps: AppDeps): OpenAPIHono<AuthEnv> {
   const { previews, metrics } = deps;
   const app = createRouteGroup();
   app.onError(
-    onError(deps.log, (code, status) => deps.metrics.apiErrors.inc({ code, status: String(status) })),
+    onError(deps.log, {
+      counted: (code, status) => deps.metrics.apiErrors.inc({ code, status: String(status) }),
+      dependencies: deps.dependencies,
+    }),
   );
   app.notFound((c) =>
     c.json({ error: { code: 'not_found', message: `no route ${c.req.method} ${c.req.path}` } }, 404),

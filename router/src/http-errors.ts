@@ -3,6 +3,7 @@ import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from 'pino';
+import { type DependencyEndpoints, type Unavailable, unavailableDependency } from './dependency-errors.ts';
 
 export interface ErrorBody {
   error: { code: string; message: string };
@@ -20,11 +21,26 @@ const STATUS_BY_CODE: Readonly<Record<string, ContentfulStatusCode>> = {
   deploy_failed: 502,
 };
 
-/** Status, body and headers for any thrown value. Unknown errors become an opaque 500. */
-export function errorResponse(err: unknown): {
+/**
+ * `Retry-After` (seconds, RFC 9110 §10.2.3) of a 503 `unavailable`: a Postgres or Redis restart
+ * takes a few seconds, and clients retrying sooner only add load to a service coming back.
+ */
+export const DEPENDENCY_RETRY_AFTER_S = 2;
+
+/**
+ * Status, body and headers for any thrown value. An error that says the router's own Postgres or
+ * Redis is unavailable (see `unavailableDependency`; `dependencies` tells their addresses) is a 503
+ * `unavailable` with `Retry-After`, naming the dependency; other unknown errors an opaque 500.
+ */
+export function errorResponse(
+  err: unknown,
+  dependencies?: DependencyEndpoints,
+): {
   status: ContentfulStatusCode;
   body: ErrorBody;
   headers: Record<string, string>;
+  /** Set when the answer is a 503 `unavailable`: which dependency, and why. */
+  unavailable?: Unavailable;
 } {
   const headers: Record<string, string> = {};
   if (err instanceof PreviewError) {
@@ -39,6 +55,12 @@ export function errorResponse(err: unknown): {
     const message = /json/i.test(err.message) ? `body: ${err.message} (rule json)` : err.message;
     return { status: err.status as ContentfulStatusCode, body: { error: { code, message } }, headers };
   }
+  const unavailable = unavailableDependency(err, dependencies);
+  if (unavailable) {
+    headers['retry-after'] = String(DEPENDENCY_RETRY_AFTER_S);
+    const message = `${unavailable.dependency} is unavailable (${unavailable.reason}); retry after ${DEPENDENCY_RETRY_AFTER_S} s`;
+    return { status: 503, body: { error: { code: 'unavailable', message } }, headers, unavailable };
+  }
   return { status: 500, body: { error: { code: 'internal', message: 'internal error' } }, headers };
 }
 
@@ -49,14 +71,25 @@ function previewOf(c: Context): { previewId?: string } {
 }
 
 /**
- * Hono `onError`: the ONE place errors become HTTP responses.
- * @param counted called with each answer's wire code and status (the errors-by-code metric)
+ * Hono `onError`: the ONE place errors become HTTP responses. A 503 `unavailable` is logged as a
+ * warning naming the dependency (`{dependency, reason}`, message `dependency unavailable`); other
+ * 5xx as errors (`request failed`).
+ * @param options.counted called with each answer's wire code and status (the errors-by-code metric)
+ * @param options.dependencies where the router's Postgres and Redis listen (`dependencyEndpoints`)
  */
-export function onError(log: Logger, counted?: (code: string, status: number) => void) {
+export function onError(
+  log: Logger,
+  options: {
+    counted?: ((code: string, status: number) => void) | undefined;
+    dependencies?: DependencyEndpoints | undefined;
+  } = {},
+) {
   return (err: Error, c: Context) => {
-    const { status, body, headers } = errorResponse(err);
-    counted?.(body.error.code, status);
-    if (status >= 500) log.error({ err, path: c.req.path, ...previewOf(c) }, 'request failed');
+    const { status, body, headers, unavailable } = errorResponse(err, options.dependencies);
+    options.counted?.(body.error.code, status);
+    if (unavailable)
+      log.warn({ err, ...unavailable, path: c.req.path, ...previewOf(c) }, 'dependency unavailable');
+    else if (status >= 500) log.error({ err, path: c.req.path, ...previewOf(c) }, 'request failed');
     return c.json(body, status, headers);
   };
 }

@@ -50,6 +50,9 @@ const migrations = await migrate(pool, config.MIGRATIONS_DIR ? { dir: config.MIG
 log.info(migrations, 'migrations');
 
 const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3 }) : undefined;
+// ioredis reconnects by itself; without a listener each failed attempt is an unstructured
+// "Unhandled error event" on stderr. Requests meanwhile answer 503 `unavailable` (http-errors.ts).
+redis?.on('error', (err) => log.warn({ err, dependency: 'redis' }, 'Redis connection error'));
 let tiers: Tiers = {};
 
 // Per-preview schemas live in the router's database; previews reach it at PREVIEW_DATABASE_URL.

@@ -11,6 +11,7 @@ import { createAccessTokens } from './auth/access-token.ts';
 import { createAuthenticator } from './auth/authenticate.ts';
 import { createJwtVerifier } from './auth/jwt.ts';
 import { type RouterConfig, retentionMs } from './config.ts';
+import { dependencyEndpoints } from './dependency-errors.ts';
 import { type EditorBuild, editorFromConfig } from './editor-assets.ts';
 import { EventHub } from './events.ts';
 import { createMemoryLeases, createRedisLeases } from './infra/lease.ts';
@@ -229,6 +230,7 @@ export async function createRouter(o: RouterOptions) {
   });
   const app = createApp({
     pool,
+    dependencies: dependencyEndpoints(pool, redis),
     log,
     previews,
     projectDatabases: new ProjectDatabaseService({

@@ -39,6 +39,8 @@ export interface Harness {
 export async function createHarness(
   o: {
     redis?: boolean;
+    /** Another Redis than the machine's (implies `redis`): e.g. a private one the test restarts. */
+    redisUrl?: string;
     tiers?: (ctx: { nodeDirectory: NodeDirectory; browserPlacements: BrowserPlacements }) => Tiers;
     env?: Record<string, string>;
     db?: TestDatabase;
@@ -57,12 +59,12 @@ export async function createHarness(
   await migrate(db.pool);
   const secret = randomBytes(32).toString('hex');
   const joinToken = randomBytes(16).toString('hex');
-  const r = o.redis ? createTestRedis() : undefined;
+  const r = o.redis || o.redisUrl ? createTestRedis(o.redisUrl ? { url: o.redisUrl } : {}) : undefined;
   const env: Record<string, string> = {
     SUPABASE_JWT_SECRET: secret,
     PREVIEW_TOKEN_SECRET: `${secret}-preview`,
     NODE_JOIN_TOKEN: joinToken,
-    ...(r ? { REDIS_URL: TEST_REDIS_URL, REDIS_PREFIX: r.prefix } : {}),
+    ...(r ? { REDIS_URL: o.redisUrl ?? TEST_REDIS_URL, REDIS_PREFIX: r.prefix } : {}),
     ...o.env,
   };
   const config = loadConfig(env);
