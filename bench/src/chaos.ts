@@ -6,8 +6,13 @@
  * Machines API; meanwhile a fault chosen at random among `--faults` is injected every
  * `--fault-every-ms` (± half): kill -9 of an agent (restarted under its name), a preview's container
  * killed, `dockerd` restarted, a router replica killed (restarted on its port), the bench's Redis or
- * Postgres restarted. Every request is retried through failures (an idempotency key makes a repeated
- * create the same preview).
+ * Postgres restarted. Requests go through `_chaos-client.ts`: a broken connection (a replica killed)
+ * is sent again at once through the balancer (`failovers`), 5xx and 429 are retried after Retry-After
+ * or a backoff (an idempotency key makes a repeated create the same preview), and a preview seen
+ * `failed` gives its cycle up: the rest of its steps are skipped, it is deleted, and the cycle counts
+ * in `failed_cycles` / `failed_by_reason` and is replaced by a new one (at most `--cycles`
+ * replacements), so `cycles` counts completed cycles. The dockerd restart runs once, two thirds
+ * through the run (of its cycles, or of `--max-minutes`).
  *
  * At the end (after a settle period for reconcile, the schema janitor and the fly tier): orphan
  * containers (a claimed container of the bench's agents whose session is not live), orphan schemas
@@ -22,6 +27,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { until } from '@preview/router/testkit/processes';
 import { benchProject } from './_agent.ts';
+import { chaosClient, editContent, newClientStats, PreviewGone, reasonKind } from './_chaos-client.ts';
 import { type ChaosCluster, FAULTS, type Fault, startChaosCluster } from './_chaos-cluster.ts';
 import { percentile, round1 } from './stats.ts';
 
@@ -50,6 +56,7 @@ const TEMPLATES = join(import.meta.dirname, '../../templates');
 const template = (name: string, file: string) => readFileSync(join(TEMPLATES, name, file), 'utf8');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pick = <T>(xs: T[]): T | undefined => xs[Math.floor(Math.random() * xs.length)];
+const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
 
 /**
  * A full-stack project with a database (its own schema): the express-pg template's package.json and
@@ -71,71 +78,6 @@ http.createServer(async (_req, res) => {
 `,
 });
 
-class HttpFailure extends Error {
-  constructor(
-    readonly status: number,
-    readonly body: string,
-  ) {
-    super(`HTTP ${status}: ${body.slice(0, 300)}`);
-  }
-}
-
-interface View {
-  id: string;
-  state: string;
-  tier?: string;
-  placement?: unknown;
-}
-
-interface Stats {
-  requests: number;
-  retries: number;
-  recreated: number;
-  failedCycles: number;
-  errors: Map<string, number>;
-}
-
-/** The API as a retrying client: network errors, 5xx, 409 and 429 are retried until `deadline`. */
-function apiClient(c: ChaosCluster, stats: Stats) {
-  const once = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    stats.requests++;
-    const res = await fetch(`${c.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${c.jwt}`,
-        ...(body ? { 'content-type': 'application/json' } : {}),
-        ...headers,
-      },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-      signal: AbortSignal.timeout(120_000),
-    });
-    const text = await res.text();
-    if (res.status >= 300) throw new HttpFailure(res.status, text);
-    return text ? (JSON.parse(text) as unknown) : undefined;
-  };
-  const retrying = async <T>(
-    what: string,
-    deadline: number,
-    fn: () => Promise<T>,
-    retryable: (e: unknown) => boolean = () => true,
-  ): Promise<T> => {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await fn();
-      } catch (e) {
-        const key = e instanceof HttpFailure ? `${what} ${e.status}` : `${what} ${(e as Error).name}`;
-        stats.errors.set(key, (stats.errors.get(key) ?? 0) + 1);
-        if (!retryable(e) || Date.now() > deadline) throw e;
-        stats.retries++;
-        await sleep(Math.min(2_000, 100 * 2 ** Math.min(attempt, 5)));
-      }
-    }
-  };
-  const transient = (e: unknown) =>
-    !(e instanceof HttpFailure) || e.status >= 500 || e.status === 409 || e.status === 429;
-  return { once, retrying, transient };
-}
-
 export default async function chaos(args: string[]): Promise<object> {
   const cycles = numArg(args, 'cycles', 1000);
   const concurrency = numArg(args, 'concurrency', 16);
@@ -144,8 +86,8 @@ export default async function chaos(args: string[]): Promise<object> {
   // No new cycle starts after this long (the result says how many ran). @default unlimited
   const maxMs = numArg(args, 'max-minutes', 1e9) * 60_000;
   const c = await startChaosCluster({ slots: 6, warmPool: 'express-pg=3,vite-vanilla=1', flyMachines: 6 });
-  const stats: Stats = { requests: 0, retries: 0, recreated: 0, failedCycles: 0, errors: new Map() };
-  const api = apiClient(c, stats);
+  const stats = newClientStats();
+  const api = chaosClient({ url: c.url, jwt: c.jwt, stats });
   const runId = randomBytes(4).toString('hex');
   const logDir = join(tmpdir(), `chaos-logs-${runId}`);
   /** Per session: path → the content of its last edit acked `persisted`. */
@@ -153,90 +95,34 @@ export default async function chaos(args: string[]): Promise<object> {
   const sessions = new Set<string>();
   const tiers = new Map<string, number>();
   const failures: string[] = [];
+  /** Given-up cycles by their reason (ids taken out). */
+  const failedByReason = new Map<string, number>();
+  let failedCycles = 0;
   const replaceMs: number[] = [];
   const injected: Array<{ fault: Fault; at: number; took: number; previews: number }> = [];
   let done = 0;
   let next = 0;
   const t0 = Date.now();
 
-  const view = (id: string) => api.once('GET', `/v1/previews/${id}`) as Promise<View>;
-
-  /** Waits until the preview is `ready`; a `failed` one that stays failed is returned as such. */
-  const settle = async (id: string, deadline: number): Promise<View> => {
-    let failedSince = 0;
-    for (;;) {
-      const v = await api.retrying('get', deadline, () => view(id), api.transient);
-      if (v.state === 'ready' || v.state === 'ended') return v;
-      if (v.state === 'failed') {
-        failedSince ||= Date.now();
-        if (Date.now() - failedSince > 20_000) return v;
-      } else failedSince = 0;
-      if (Date.now() > deadline) throw new Error(`preview ${id} stuck ${v.state}`);
-      await sleep(200);
-    }
-  };
-
-  const destroy = (id: string, deadline: number) =>
-    api.retrying('delete', deadline, () => api.once('DELETE', `/v1/previews/${id}`), api.transient);
-
-  /** Creates the cycle's preview and waits for it ready; a preview that failed is removed and made again. */
-  const createReady = async (n: number, deadline: number): Promise<string> => {
+  /** Creates the cycle's preview (idempotently) and waits for it ready; `onId` learns its id at once. */
+  const createReady = async (n: number, deadline: number, onId: (id: string) => void): Promise<string> => {
     // Three in four full-stack with a schema; one in four a Vite app.
     const files = n % 4 === 3 ? benchProject(`chaos ${n}`) : dbFiles(n);
-    for (let attempt = 0; ; attempt++) {
-      const key = `chaos-${runId}-${n}-${attempt}`;
-      const created = (await api.retrying(
-        'create',
-        deadline,
-        () => api.once('POST', '/v1/previews', { files, serverOnly: true }, { 'idempotency-key': key }),
-        api.transient,
-      )) as View;
-      sessions.add(created.id);
-      if (created.tier) tiers.set(created.tier, (tiers.get(created.tier) ?? 0) + 1);
-      const v = await settle(created.id, deadline);
-      if (v.state === 'ready') return created.id;
-      stats.recreated++;
-      await destroy(created.id, deadline);
-    }
+    const created = await api.create({ files, serverOnly: true }, `chaos-${runId}-${n}`, deadline);
+    onId(created.id);
+    sessions.add(created.id);
+    if (created.tier) tiers.set(created.tier, (tiers.get(created.tier) ?? 0) + 1);
+    await api.settle(created.id, deadline);
+    return created.id;
   };
 
   const edit = async (id: string, seq: number, deadline: number) => {
     const path = `notes/e${seq % 3}.txt`;
-    const content = `${id} edit ${seq} ${randomBytes(4).toString('hex')}\n`;
-    const batch = { type: 'batch', seq, ops: [{ op: 'put', path, content, encoding: 'utf8' }] };
-    const r = (await api.retrying(
-      'edit',
-      deadline,
-      () => api.once('PUT', `/v1/previews/${id}/files`, batch),
-      api.transient,
-    )) as { persisted?: { stage: string; seq: number } };
-    if (r.persisted?.stage === 'persisted' && r.persisted.seq >= seq) {
-      const m = acked.get(id) ?? new Map<string, string>();
-      m.set(path, content);
-      acked.set(id, m);
-    }
-  };
-
-  /** Suspend or resume; a 409 (not in a state that allows it, e.g. moving) waits for ready and retries. */
-  const act = async (id: string, action: 'suspend' | 'resume', deadline: number) => {
-    for (;;) {
-      try {
-        await api.retrying(
-          action,
-          deadline,
-          () => api.once('POST', `/v1/previews/${id}/${action}`),
-          (e) => !(e instanceof HttpFailure) || e.status >= 500 || e.status === 429,
-        );
-        return;
-      } catch (e) {
-        if (!(e instanceof HttpFailure) || e.status !== 409 || Date.now() > deadline) throw e;
-        const v = await api.retrying('get', deadline, () => view(id), api.transient);
-        // Already there (a retried request that took effect before its answer was lost).
-        if ((action === 'suspend' && v.state === 'suspended') || (action === 'resume' && v.state === 'ready'))
-          return;
-        await sleep(300);
-      }
-    }
+    const content = editContent(id, seq);
+    if ((await api.edit(id, seq, path, content, deadline)) !== 'persisted') return;
+    const m = acked.get(id) ?? new Map<string, string>();
+    m.set(path, content);
+    acked.set(id, m);
   };
 
   const steps = new Map<string, number[]>();
@@ -248,23 +134,30 @@ export default async function chaos(args: string[]): Promise<object> {
     steps.set(step, xs);
     return r;
   };
+  /**
+   * One cycle. A preview seen `failed` (or ended) gives the cycle up: its remaining steps are
+   * skipped, it is deleted as a user would, and its reason counted; its acked edits and its
+   * sandbox are still checked at the end like every other.
+   */
   const cycle = async (n: number) => {
     const deadline = Date.now() + 8 * 60_000;
     let id: string | undefined;
     try {
-      id = await timed('create_ready', () => createReady(n, deadline));
-      const p = id;
+      const p = await timed('create_ready', () => createReady(n, deadline, (x) => (id = x)));
       await timed('edit', () => edit(p, 1, deadline));
       await timed('edit', () => edit(p, 2, deadline));
-      await timed('suspend', () => act(p, 'suspend', deadline));
-      await timed('resume', () => act(p, 'resume', deadline));
+      await timed('suspend', () => api.act(p, 'suspend', deadline));
+      await timed('resume', () => api.act(p, 'resume', deadline));
       await timed('edit', () => edit(p, 3, deadline));
-      await timed('destroy', () => destroy(p, deadline));
+      await timed('destroy', () => api.destroy(p, deadline));
       done++;
     } catch (e) {
-      stats.failedCycles++;
-      failures.push(`cycle ${n} (${id ?? 'no preview'}): ${(e as Error).message}`);
-      if (id) await destroy(id, Date.now() + 120_000).catch(() => {});
+      failedCycles++;
+      const reason = e instanceof PreviewGone ? `${e.state}: ${e.reason}` : (e as Error).message;
+      const kind = reasonKind(reason);
+      failedByReason.set(kind, (failedByReason.get(kind) ?? 0) + 1);
+      failures.push(`cycle ${n} (${id ?? 'no preview'}): ${reason}`);
+      if (id) await api.destroy(id, Date.now() + 120_000).catch(() => {});
     }
   };
 
@@ -304,16 +197,18 @@ export default async function chaos(args: string[]): Promise<object> {
 
   const watchers: Promise<void>[] = [];
   let running = true;
+  // The dockerd restart stops every container of the machine: once, two thirds through the run (of
+  // its cycles, or of --max-minutes when that comes first), at once when due, not at the next tick.
+  let dockerdDone = !faults.includes('dockerd');
+  const dockerdDue = () => !dockerdDone && (done >= (cycles * 2) / 3 || Date.now() - t0 >= (maxMs * 2) / 3);
   const injector = (async () => {
     if (!faults.length) return;
-    // The dockerd restart stops every container of the machine: once, two thirds through the run.
     const others = faults.filter((f) => f !== 'dockerd');
-    let dockerdDone = !faults.includes('dockerd');
     while (running) {
-      await sleep(faultEveryMs / 2 + Math.random() * faultEveryMs);
+      const tick = Date.now() + faultEveryMs / 2 + Math.random() * faultEveryMs;
+      while (running && Date.now() < tick && !dockerdDue()) await sleep(250);
       if (!running) break;
-      const fault: Fault | undefined =
-        !dockerdDone && done >= (cycles * 2) / 3 ? 'dockerd' : pick(others.length ? others : faults);
+      const fault: Fault | undefined = dockerdDue() ? 'dockerd' : pick(others.length ? others : faults);
       if (!fault) continue;
       if (fault === 'dockerd') dockerdDone = true;
       const at = Date.now();
@@ -340,13 +235,16 @@ export default async function chaos(args: string[]): Promise<object> {
   process.once('SIGTERM', interrupted);
   const progress = setInterval(() => {
     process.stderr.write(
-      `[chaos] ${Math.round((Date.now() - t0) / 1000)}s cycles ${done}/${cycles} failed ${stats.failedCycles} retries ${stats.retries}\n`,
+      `[chaos] ${Math.round((Date.now() - t0) / 1000)}s cycles ${done}/${cycles} failed ${failedCycles} retries ${stats.retries} failovers ${sum(stats.failovers)}\n`,
     );
   }, 15_000);
   try {
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
-        while (next < cycles && Date.now() - t0 < maxMs) await cycle(next++);
+        // A given-up cycle is replaced by a new one (at most `cycles` replacements in all), so a run
+        // completes `cycles` cycles unless it runs out of time or replacements.
+        while (next - failedCycles < cycles && next < 2 * cycles && Date.now() - t0 < maxMs)
+          await cycle(next++);
       }),
     );
     running = false;
@@ -356,6 +254,8 @@ export default async function chaos(args: string[]): Promise<object> {
     const durationS = round1((Date.now() - t0) / 1000);
     const end = await finalChecks(c, sessions, acked);
     const byFault = Object.fromEntries(FAULTS.map((f) => [f, injected.filter((x) => x.fault === f).length]));
+    if (faults.includes('dockerd') && !byFault['dockerd'])
+      failures.unshift('fault dockerd: never ran (the run ended before two thirds of it)');
     return {
       cycles: done,
       faults: injected.length,
@@ -368,10 +268,13 @@ export default async function chaos(args: string[]): Promise<object> {
       replaced: replaceMs.length,
       stuck_sessions: end.stuck,
       sessions: sessions.size,
-      failed_cycles: stats.failedCycles,
-      recreated: stats.recreated,
+      cycles_started: next,
+      failed_cycles: failedCycles,
+      failed_by_reason: Object.fromEntries(failedByReason),
       requests: stats.requests,
       retries: stats.retries,
+      failovers: Object.fromEntries(stats.failovers),
+      edits_taken_unacked: stats.editsTakenUnacked,
       faults_by_kind: byFault,
       step_p50_ms: Object.fromEntries([...steps].map(([k, v]) => [k, round1(percentile(v, 50))])),
       step_p99_ms: Object.fromEntries([...steps].map(([k, v]) => [k, round1(percentile(v, 99))])),
