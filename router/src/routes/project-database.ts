@@ -35,6 +35,7 @@ export function projectDatabaseRoutes({
         body: { content: { 'application/json': { schema: DeployDatabaseBody } }, required: true },
       },
       responses: {
+        ...errors,
         200: {
           description: 'What was deployed',
           content: { 'application/json': { schema: DeployReportBody } },
@@ -53,7 +54,6 @@ export function projectDatabaseRoutes({
           description: 'The target cannot be reached (`target_unreachable`)',
           content: { 'application/json': { schema: ErrorBody } },
         },
-        ...errors,
       },
     }),
     async (c) => {

@@ -52,6 +52,7 @@ export function realtimeRoutes(deps: RealtimeRoutesDeps): OpenAPIHono<AuthEnv> {
         body: { content: { 'application/json': { schema: RealtimeRequest } }, required: false },
       },
       responses: {
+        ...errors,
         200: { description: 'The topic', content: { 'application/json': { schema: RealtimeSession } } },
         409: {
           description: 'The preview has no server-side sandbox to sync to (browser tier, suspended, ended)',
@@ -61,7 +62,6 @@ export function realtimeRoutes(deps: RealtimeRoutesDeps): OpenAPIHono<AuthEnv> {
           description: 'Supabase Realtime is not configured on this router',
           content: { 'application/json': { schema: ErrorBody } },
         },
-        ...errors,
       },
     }),
     async (c) => {

@@ -30,7 +30,10 @@ export const IdempotencyKey = z
 /** OpenAPI `security` of a route that needs `Authorization: Bearer …`. */
 export const secured = [{ bearer: [] as string[] }];
 
-/** The error responses every `/v1` route can give (OpenAPI `responses`). */
+/**
+ * The error responses every `/v1` route can give (OpenAPI `responses`). A route with a 503 of its
+ * own (a deploy target, Realtime not configured) spreads it first, so its description wins.
+ */
 export const errorResponses = {
   400: {
     description: 'Invalid input (names the field and rule)',
@@ -42,4 +45,9 @@ export const errorResponses = {
     content: { 'application/json': { schema: ErrorBody } },
   },
   429: { description: 'Rate limited (Retry-After)', content: { 'application/json': { schema: ErrorBody } } },
+  503: {
+    description:
+      'Unavailable for now (Retry-After): the router’s Postgres or Redis (`unavailable`, naming it), or a tier',
+    content: { 'application/json': { schema: ErrorBody } },
+  },
 };
