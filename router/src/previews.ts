@@ -594,6 +594,27 @@ export class PreviewService {
   }
 
   /**
+   * Takes over a create whose replica died mid-placement (the reconcile job, after `claimStale` of
+   * its `provisioning` row): the preview is placed on a server tier from the files stored with it,
+   * under the same id, so the client's retry (same Idempotency-Key, or the same project) finds it
+   * starting. Browser capabilities are unknown here, so a server tier, as for a migration.
+   *
+   * @returns the placed (or failed) session, or `undefined` when no files were stored with it
+   *   (nothing to place; the caller fails it)
+   */
+  async continueCreate(p: Session): Promise<Session | undefined> {
+    const files = await this.store.loadFiles(p.id);
+    if (Object.keys(files).length === 0) return undefined;
+    this.#log.info({ previewId: p.id }, 'taking over a create abandoned mid-placement');
+    const classification = {
+      ...classify(files),
+      ...(p.classification as Partial<Classification>),
+      template: p.template,
+    };
+    return await this.#place(p, classification, { webcontainer: false, bundler: false }, true, files);
+  }
+
+  /**
    * Places migrating session `m` from its stored files (what `migrate` does after the state change);
    * the reconcile job calls it for a migration whose replica died mid-way (see `claimStale`).
    */

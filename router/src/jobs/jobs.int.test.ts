@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { bearer, createHarness, type Harness, silent, VITE_FILES } from '../../test/harness.ts';
 import { createLocalServerTier } from '../../test/local-tier.ts';
 import { until } from '../../test/processes.ts';
+import { classify } from '../placement/classify.ts';
 import { idleJob, reconcileJob } from './jobs.ts';
 import { createBullScheduler, createMemoryScheduler, type Scheduler } from './scheduler.ts';
 
@@ -170,7 +171,7 @@ describe('scheduled jobs (real Postgres)', () => {
     }
   });
 
-  it('reconcile: a placement abandoned mid-way (untouched past PLACING_STALE_MS) fails; a stale starting one is watched again', async () => {
+  it('reconcile: a placement abandoned mid-way (untouched past PLACING_STALE_MS) with no stored files fails; a stale starting one is watched again', async () => {
     // A replica killed while placing: its row stopped being touched 40 s ago (well under 5 minutes).
     const { rows } = await h.db.pool.query<{ id: string }>(
       `INSERT INTO preview_sessions (user_id, template, state, updated_at) VALUES ($1, 'vite-vanilla', 'provisioning', now() - interval '40 seconds') RETURNING id`,
@@ -184,10 +185,35 @@ describe('scheduled jobs (real Postgres)', () => {
       [ready],
     );
     const r = await reconcileJob(deps());
+    // No files were stored with it: nothing to place.
     expect(r.stuckFailed).toBeGreaterThanOrEqual(1);
     expect((await h.router.store.get(stuck))?.state).toBe('failed');
     expect(r.watched).toBeGreaterThanOrEqual(1);
     await h.router.previews.waitReady(ready, 20_000);
+  });
+
+  it('reconcile: a create abandoned mid-placement with its files stored is placed under the same id', async () => {
+    // What a replica killed during POST /v1/previews leaves: the row and its files, no placement.
+    const { session } = await h.router.store.create({
+      userId: h.alice.id,
+      template: 'vite-vanilla',
+      classification: classify(VITE_FILES),
+      maxLive: 100,
+      files: VITE_FILES,
+    });
+    await h.db.pool.query(
+      `UPDATE preview_sessions SET updated_at = now() - interval '40 seconds' WHERE id = $1`,
+      [session.id],
+    );
+    expect((await h.router.store.get(session.id))?.state).toBe('provisioning');
+    const r = await reconcileJob(deps());
+    expect(r.createsTakenOver).toBe(1);
+    await h.router.previews.waitReady(session.id, 20_000);
+    const placed = await h.router.store.get(session.id);
+    expect(placed).toMatchObject({ state: 'ready', tier: 'docker' });
+    expect(fleet.files(session.id)?.get('index.html')).toBe(VITE_FILES['index.html']);
+    // A second reconcile finds nothing left to take over.
+    expect((await reconcileJob(deps())).createsTakenOver).toBe(0);
   });
 
   it('reconcile: a placement in flight keeps its row touched and is left alone, however long it takes', async () => {

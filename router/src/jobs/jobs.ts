@@ -64,20 +64,37 @@ export const PLACING_STALE_MS = 6 * PLACING_TOUCH_MS;
 
 /**
  * Sessions on nodes that stopped heartbeating → `migrating`, re-placed from stored files;
+ * creates and migrations whose replica died mid-placement → taken over (placed from stored files);
  * sandboxes with no live session → destroyed: those a live node reports in its heartbeat (docker),
  * and those a tier lists itself (`Tier.sandboxes`: fly machines), once past `orphanGraceMs`.
  */
-export async function reconcileJob(
-  d: JobDeps,
-): Promise<{ migrated: number; orphansDestroyed: number; stuckFailed: number; watched: number }> {
+export async function reconcileJob(d: JobDeps): Promise<{
+  migrated: number;
+  orphansDestroyed: number;
+  stuckFailed: number;
+  createsTakenOver: number;
+  watched: number;
+}> {
   let migrated = 0;
+  let createsTakenOver = 0;
   let orphansDestroyed = 0;
   let stuckFailed = 0;
   // A placement in flight touches its row every PLACING_TOUCH_MS; one untouched for longer than
   // PLACING_STALE_MS lost its replica (killed, restarted) mid-way.
   const stale = new Date(Date.now() - PLACING_STALE_MS);
-  // `provisioning` left behind: fail it (the client may retry; an idempotent retry sees `failed`).
+  // `provisioning` left behind (its replica died mid-create): this replica places it from the
+  // files stored with it, if no other one took it first; one with no files is failed.
   for (const s of await d.previews.store.stuck('provisioning', stale)) {
+    const taken = await d.previews.store.claimStale(s.id, 'provisioning', stale);
+    if (!taken) continue;
+    try {
+      if (await d.previews.continueCreate(taken)) {
+        createsTakenOver++;
+        continue;
+      }
+    } catch (err) {
+      d.log.warn({ err, previewId: s.id }, 'taking over an abandoned create failed');
+    }
     try {
       await d.previews.store.transition(s.id, 'failed', {
         error: 'placement did not finish (router restarted?)',
@@ -90,7 +107,7 @@ export async function reconcileJob(
       });
       stuckFailed++;
     } catch {
-      // Another replica moved it meanwhile.
+      // Placed or failed meanwhile (by the takeover itself, or another replica).
     }
   }
   // `migrating` left behind (it has no node any more, so nothing else would ever move it): this
@@ -168,7 +185,7 @@ export async function reconcileJob(
     }
   }
   if (orphansDestroyed > 0) d.metrics.orphansReaped.inc(orphansDestroyed);
-  return { migrated, orphansDestroyed, stuckFailed, watched: starting.length };
+  return { migrated, orphansDestroyed, stuckFailed, createsTakenOver, watched: starting.length };
 }
 
 /**
