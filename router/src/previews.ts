@@ -504,8 +504,16 @@ export class PreviewService {
     return next;
   }
 
+  /**
+   * Resumes the user's suspended preview (a live one is returned as it is, repeat-safe).
+   * @throws ConflictError `preview_ended` for one that failed, ended or is stopping (as an edit is
+   *   answered): nothing can resume it; a new create (or the project's next open) makes another
+   * @throws NotFoundError (unknown, or another user's preview)
+   */
   async resume(userId: string, id: string): Promise<Session> {
     const s = await this.store.getOwned(id, userId);
+    if (s.state === 'failed' || s.state === 'ended' || s.state === 'stopping')
+      throw new ConflictError('preview_ended', `preview ${id} is ${s.state}; it cannot be resumed`);
     return await this.resumeSession(s);
   }
 

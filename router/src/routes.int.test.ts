@@ -519,12 +519,16 @@ describe('routes (app.request, real Postgres)', () => {
       }
     });
 
-    it('state transitions are guarded: delete is repeat-safe, an ended preview cannot be suspended', async () => {
+    it('state transitions are guarded: delete is repeat-safe, an ended preview cannot be suspended or resumed', async () => {
       const p = await createPreview('owner');
       expect((await req(`/v1/previews/${p.id}`, { method: 'DELETE' })).status).toBe(204);
       expect((await req(`/v1/previews/${p.id}`, { method: 'DELETE' })).status).toBe(204);
       const sus = await req(`/v1/previews/${p.id}/suspend`, { method: 'POST' });
       expect(sus.status).toBe(409);
+      // Nor resumed: answered as an edit is, not 200 with the ended state.
+      const res = await req(`/v1/previews/${p.id}/resume`, { method: 'POST' });
+      expect(res.status).toBe(409);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('preview_ended');
       await expect(h.router.store.transition(p.id, 'ready')).rejects.toThrow(/ended; it cannot become ready/);
     });
   });

@@ -164,7 +164,7 @@ export class PreviewClient {
    * `POST /v1/previews/:id/resume`: wakes a suspended preview (`suspended → starting`; follow it to
    * `ready` over the preview's events). A preview in any other live state is returned as it is; an
    * edit or a sync connect wakes a suspended preview too.
-   * @throws NotFoundError (unknown, or another user's), ConflictError (the router refused the transition)
+   * @throws NotFoundError (unknown, or another user's), ConflictError `preview_ended` (failed, ended or stopping)
    */
   resume(id: string, options: { signal?: AbortSignal } = {}): Promise<PreviewView> {
     return this.#request<PreviewView>(
