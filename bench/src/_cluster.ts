@@ -39,6 +39,11 @@ export interface ClusterOptions {
   memoryMiB: number;
   /** Progress lines on stderr. */
   say: (line: string) => void;
+  /**
+   * Node options for the router and agent processes (e.g. `--cpu-prof --cpu-prof-dir=<dir>`: each
+   * writes a CPU profile when it exits). @default none
+   */
+  execArgv?: readonly string[];
 }
 
 /** One router replica: its process and base URL. */
@@ -131,7 +136,7 @@ export async function startCluster(o: ClusterOptions) {
     };
     const routers: RouterNode[] = [];
     for (let i = 0; i < o.routers; i++) {
-      const proc = await startRouterProcess(`scale-router-${i}`, env);
+      const proc = await startRouterProcess(`scale-router-${i}`, env, o.execArgv);
       procs.push(proc);
       routers.push({ proc, url: `http://127.0.0.1:${proc.port}` });
     }
@@ -146,6 +151,7 @@ export async function startCluster(o: ClusterOptions) {
         network,
         slots: o.slotsPerAgent,
         warmPool: o.warmPool,
+        ...(o.execArgv ? { execArgv: o.execArgv } : {}),
         env: {
           AGENT_TOKEN: agentToken,
           PREVIEW_LABELS: `${TEST_LABEL}=1,${BENCH_LABEL}=${run}`,

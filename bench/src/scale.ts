@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- scale [--previews 500] [--agents 5] [--routers 2] [--warm 4] [--concurrency 6]
- * [--users N] [--ops-per-s 5000] [--sync-s 10] [--tick-ms 100] [--memory-mib 256] [--create-s 0]`: many live previews on one machine.
+ * [--users N] [--ops-per-s 5000] [--sync-s 10] [--tick-ms 100] [--memory-mib 256] [--create-s 0]
+ * [--cpu-prof DIR]`: many live previews on one machine.
  *
  * Real processes as deployed: `--routers` router replicas (`router/src/main.ts`) on one fresh Postgres
  * database and one Redis prefix, `--agents` pool agents (`pool-agent/src/main.ts`, each its own node
@@ -37,12 +38,16 @@
  * with the live count then; `"none"` when nothing did. `ramp` has the probe's p99 and host memory at
  * each tenth of the count.
  *
+ * `--cpu-prof DIR`: the routers and agents run with `node --cpu-prof`, each writing a `.cpuprofile`
+ * into DIR when it stops at the end of the run (open it in Chrome DevTools' Performance panel).
+ *
  * Everything is removed at the end, also on failure: containers by the run's label, the network and
  * its egress rules, the database, the Redis keys. Develop with `--previews 20`; the full run (500)
  * needs ~20 GiB free and a quiet machine.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { resolve } from 'node:path';
 import { PreviewClient, type SyncSession, type WebSocketConstructor } from '@preview/browser-runtime';
 import { containerMemoryBytes } from '@preview/pool-agent';
 import { hostGet } from '@preview/router/testkit/processes';
@@ -69,6 +74,8 @@ interface Flags {
   memoryMiB: number;
   tickMs: number;
   createS: number;
+  /** Where the routers and agents write CPU profiles; none when empty. */
+  cpuProf: string;
 }
 
 function parseFlags(args: string[]): Flags {
@@ -81,6 +88,10 @@ function parseFlags(args: string[]): Flags {
     return v;
   };
   const previews = num('previews', 500);
+  const at = args.indexOf('--cpu-prof');
+  const cpuProf = at < 0 ? '' : (args[at + 1] ?? '');
+  if (at >= 0 && (!cpuProf || cpuProf.startsWith('--')))
+    throw new Error(`--cpu-prof: must name a directory, got ${args[at + 1]}`);
   return {
     previews,
     agents: num('agents', 5),
@@ -93,7 +104,14 @@ function parseFlags(args: string[]): Flags {
     memoryMiB: num('memory-mib', 256),
     tickMs: Math.max(1, num('tick-ms', 100)),
     createS: num('create-s', 0),
+    cpuProf: cpuProf ? resolve(cpuProf) : '',
   };
+}
+
+/** The flags as the result reports them (`cpuProf` only when given). */
+function flagsShown(f: Flags): Omit<Flags, 'cpuProf'> & { cpuProf?: string } {
+  const { cpuProf, ...rest } = f;
+  return cpuProf ? { ...rest, cpuProf } : rest;
 }
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
@@ -438,12 +456,14 @@ interface Tracked {
   opsBySeq: Map<number, number>;
   nextSeq: number;
   open: boolean;
+  /** Closed for good by the router (the preview ended, or the socket was refused): no more writes. */
+  closed: boolean;
 }
 
 /** Phase 3: sync fan-out at `opsPerS` for `syncS` seconds; every op counted by its persisted ack. */
 async function syncFanOut(run: Run, f: Flags) {
   const live = run.broken ? [] : run.created.filter((p) => p.readyAt !== undefined);
-  const tally = { sent: 0, acked: 0, applied: 0, rejected: 0, lastAckAt: 0 };
+  const tally = { sent: 0, acked: 0, applied: 0, rejected: 0, lastAckAt: 0, done: false };
   const ackMs: number[] = [];
   const appliedMs: number[] = [];
   const tracked: Tracked[] = live.map((p, i) => {
@@ -452,9 +472,22 @@ async function syncFanOut(run: Run, f: Flags) {
       token: p.user.jwt,
       WebSocket: WebSocket as unknown as WebSocketConstructor,
     });
-    const t: Tracked = { session: client.sync(p.id), opsBySeq: new Map(), nextSeq: 1, open: false };
+    const t: Tracked = {
+      session: client.sync(p.id),
+      opsBySeq: new Map(),
+      nextSeq: 1,
+      open: false,
+      closed: false,
+    };
+    let lastError = '';
+    t.session.on('error', (e) => {
+      lastError = e.error.message;
+    });
     t.session.on('state', (e) => {
       if (e.state === 'open') t.open = true;
+      if (e.state !== 'closed' || t.closed) return;
+      t.closed = true;
+      if (!tally.done) run.limit(`sync: preview ${p.k + 1}'s session closed for good: ${lastError}`);
     });
     t.session.on('persisted', (e) => {
       tally.acked += t.opsBySeq.get(e.seq) ?? 0;
@@ -488,6 +521,7 @@ async function syncFanOut(run: Run, f: Flags) {
       counts.set(t, (counts.get(t) ?? 0) + 1);
     }
     for (const [t, count] of counts) {
+      if (t.closed) continue;
       for (let j = 0; j < count; j++) t.session.write(`data/o${j}.txt`, `${tick} ${j}\n`);
       t.session.flush();
       for (let left = count; left > 0; left -= LIMITS.batchOps)
@@ -504,6 +538,7 @@ async function syncFanOut(run: Run, f: Flags) {
       quietSince = performance.now();
     } else if (performance.now() - quietSince > 60_000) break;
   }
+  tally.done = true;
   for (const t of tracked) t.session.close();
   const lost = tally.sent - tally.acked;
   if (lost > 0) run.limit(`sync: ${lost} of ${tally.sent} ops not acked persisted`);
@@ -587,6 +622,7 @@ export default async function scale(args: string[]): Promise<object> {
     maxLivePerUser: Math.ceil(f.previews / f.users) + 1,
     memoryMiB: f.memoryMiB,
     say,
+    ...(f.cpuProf ? { execArgv: ['--cpu-prof', `--cpu-prof-dir=${f.cpuProf}`] } : {}),
   });
   const run = new Run(c);
   const watchdog = setInterval(() => run.checkProcesses(), 1000);
@@ -648,7 +684,11 @@ export default async function scale(args: string[]): Promise<object> {
       limits: run.limits.slice(0, 10).map((l) => `at ${l.live}: ${l.what}`),
       ...processErrors(c),
       loadavg_1m: { start: round1(load0), end: round1(loadavg()[0]!) },
-      config: { ...f, slots_per_agent: perAgent + f.warm, template: TEMPLATE },
+      config: {
+        ...flagsShown(f),
+        slots_per_agent: perAgent + f.warm,
+        template: TEMPLATE,
+      },
       duration_s: Math.round((performance.now() - began) / 1000),
     };
   } finally {

@@ -37,8 +37,13 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined>, m
   }
 }
 
-function startProcess(name: string, entry: string, env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+function startProcess(
+  name: string,
+  entry: string,
+  env: Record<string, string>,
+  execArgv: readonly string[] = [],
+): Proc {
+  const child = spawn(process.execPath, [...execArgv, '--import', 'tsx', entry], {
     cwd: REPO,
     env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -92,19 +97,25 @@ export function logLine(p: Proc, msg: string, ms = 240_000): Promise<Record<stri
 /**
  * A router replica as its own process (`router/src/main.ts`), no embedded agent, on a free loopback
  * port; resolves once it listens, with its port. `env` carries DATABASE_URL, REDIS_URL, the secrets
- * and any interval.
+ * and any interval; `execArgv` are Node options before the entry (e.g. `--cpu-prof`).
  */
 export async function startRouterProcess(
   name: string,
   env: Record<string, string>,
+  execArgv: readonly string[] = [],
 ): Promise<Proc & { port: number }> {
-  const p = startProcess(name, 'router/src/main.ts', {
-    HOST: '127.0.0.1',
-    PORT: '0',
-    EMBEDDED_AGENT: 'false',
-    LOG_LEVEL: 'info',
-    ...env,
-  });
+  const p = startProcess(
+    name,
+    'router/src/main.ts',
+    {
+      HOST: '127.0.0.1',
+      PORT: '0',
+      EMBEDDED_AGENT: 'false',
+      LOG_LEVEL: 'info',
+      ...env,
+    },
+    execArgv,
+  );
   const line = await logLine(p, 'router listening');
   return Object.assign(p, { port: Number(new URL(String(line['url'])).port) });
 }
@@ -112,7 +123,8 @@ export async function startRouterProcess(
 /**
  * A pool agent as its own process (`pool-agent/src/main.ts`) on the Docker engine, registered with
  * the router at `routerUrl`; its sandboxes carry the test sweep label. Resolves once it listens.
- * `env` adds or overrides agent variables (e.g. `PREVIEW_LABELS`, `PREVIEW_MEMORY_MIB`, `AGENT_TOKEN`).
+ * `env` adds or overrides agent variables (e.g. `PREVIEW_LABELS`, `PREVIEW_MEMORY_MIB`, `AGENT_TOKEN`);
+ * `execArgv` are Node options before the entry (e.g. `--cpu-prof`).
  * @default o.slots 3, o.warmPool 'vite-vanilla=1'
  */
 export async function startAgentProcess(o: {
@@ -123,24 +135,30 @@ export async function startAgentProcess(o: {
   slots?: number;
   warmPool?: string;
   env?: Record<string, string>;
+  execArgv?: readonly string[];
 }): Promise<Proc> {
-  const p = startProcess(o.name, 'pool-agent/src/main.ts', {
-    ROUTER_URL: o.routerUrl,
-    ROUTER_JOIN_TOKEN: o.joinToken,
-    NODE_NAME: o.name,
-    AGENT_PORT: '0',
-    PREVIEW_IMAGE: TEST_PREVIEW_IMAGE,
-    PREVIEW_NETWORK: o.network,
-    PREVIEW_LABELS: `${TEST_LABEL}=1`,
-    NODE_SLOTS: String(o.slots ?? 3),
-    WARM_POOL: o.warmPool ?? 'vite-vanilla=1',
-    PREVIEW_MEMORY_MIB: '768',
-    PREVIEW_DISK_BACKEND: 'none',
-    PREVIEW_NODE_EXTRA_CA_CERTS: HOST_CA,
-    READY_TIMEOUT_MS: '240000',
-    LOG_LEVEL: 'info',
-    ...o.env,
-  });
+  const p = startProcess(
+    o.name,
+    'pool-agent/src/main.ts',
+    {
+      ROUTER_URL: o.routerUrl,
+      ROUTER_JOIN_TOKEN: o.joinToken,
+      NODE_NAME: o.name,
+      AGENT_PORT: '0',
+      PREVIEW_IMAGE: TEST_PREVIEW_IMAGE,
+      PREVIEW_NETWORK: o.network,
+      PREVIEW_LABELS: `${TEST_LABEL}=1`,
+      NODE_SLOTS: String(o.slots ?? 3),
+      WARM_POOL: o.warmPool ?? 'vite-vanilla=1',
+      PREVIEW_MEMORY_MIB: '768',
+      PREVIEW_DISK_BACKEND: 'none',
+      PREVIEW_NODE_EXTRA_CA_CERTS: HOST_CA,
+      READY_TIMEOUT_MS: '240000',
+      LOG_LEVEL: 'info',
+      ...o.env,
+    },
+    o.execArgv,
+  );
   await logLine(p, 'pool agent listening');
   return p;
 }
