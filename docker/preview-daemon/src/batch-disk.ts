@@ -24,11 +24,23 @@ type Change = { kind: 'missing' } | { kind: 'file' } | { kind: 'dir'; backing: s
 export class BatchDisk {
   readonly #root: string;
   readonly #changes = new Map<string, Change>();
-  /** `lstat` answers by disk path, once per batch. */
-  readonly #lstat = new Map<string, PathKind>();
+  /** `lstat` answers by disk path, once per batch (or per run of batches checked before any is written). */
+  readonly #lstat: Map<string, PathKind>;
 
-  constructor(root: string) {
+  constructor(root: string, lstat: Map<string, PathKind> = new Map()) {
     this.#root = root;
+    this.#lstat = lstat;
+  }
+
+  /**
+   * A copy to check the next batch of a run on, before anything of the run is written: the same
+   * disk (its `lstat` answers shared) under the same changes so far. Keep the copy when that batch
+   * is accepted, drop it when it is refused.
+   */
+  fork(): BatchDisk {
+    const copy = new BatchDisk(this.#root, this.#lstat);
+    for (const [p, c] of this.#changes) copy.#changes.set(p, c);
+    return copy;
   }
 
   /** The kind of `path` (project-relative, no leading slash) at this point of the batch. */

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { BatchOrigin, ErrorFrame, FileBatch, FileOp, TemplateName } from '@preview/tiers';
+import type { BatchOrigin, ErrorFrame, FileBatch, FileOp, OriginOutcome, TemplateName } from '@preview/tiers';
+import { coalesceOps, type Queued, takeRun } from './batch-runs.ts';
 import { NODE_CODE } from './child-server.ts';
 import { diskFullMessage } from './control.ts';
 import { DEPS_FILES } from './deps.ts';
@@ -7,7 +8,13 @@ import type { HmrTracker } from './hmr-tracker.ts';
 import type { DevLifecycle } from './lifecycle.ts';
 import type { OriginLog } from './origin-log.ts';
 import type { DaemonStatus, StatusSocket } from './status.ts';
-import { type PathViolation, type ProjectIndex, type ValidateLimits, validateOps } from './validate.ts';
+import {
+  type PathViolation,
+  type ProjectIndex,
+  ProjectView,
+  type ValidateLimits,
+  validateOps,
+} from './validate.ts';
 import type { ProjectWriter } from './writer.ts';
 
 /** Templates whose dev server runs the user's code without hot-swapping it (a Node server). */
@@ -134,11 +141,32 @@ export interface BatchApplierDeps {
   onApplied: () => void;
 }
 
+/** What a run decided for one of its batches; answered, in order, once the run's write is done. */
+type Answer =
+  | { kind: 'ack'; q: Queued; record: boolean }
+  | { kind: 'refuse'; q: Queued; code: string; message: string };
+
+/** A run's batches sorted out before anything is written. */
+interface RunPlan {
+  answers: Answer[];
+  /** The batches to write, in order. */
+  accepted: Queued[];
+  /** The last applied seq once the run is written. */
+  last: number;
+}
+
 /**
  * Applies file batches in seq order and answers each with an `ack` or an `error` frame
  * (PROTOCOL.md): replays and re-sent editor batches are answered without writing, bad paths and
- * sizes are refused naming the rule, a full disk is `disk_full`. A small batch with nothing queued
- * ahead of it is validated, written and acked in the same tick (the edit path).
+ * sizes are refused naming the rule, a full disk is `disk_full`.
+ *
+ * A batch is taken in the tick it arrives (a microtask later), so a lone edit is validated, written
+ * and acked at once (the edit path). Batches that arrive together (a backlog the socket delivered
+ * at once) or while a write is running are taken as one run (`takeRun`): each is checked in order
+ * on the project as the batches before it leave it, and the accepted ones are written together,
+ * each path once (`coalesceOps`), then answered in order. So a sandbox that falls behind catches up
+ * instead of writing every version of a file one after another. A run whose write fails is done
+ * again one batch at a time, so each batch gets its own answer.
  *
  * @example
  * const batches = new BatchApplier(deps);
@@ -148,8 +176,9 @@ export class BatchApplier {
   // -1: nothing applied yet. seq 0 is the claimer's initial project load (applied once); the
   // router's sync hub numbers edits from 1.
   #lastSeq = -1;
-  #queued = 0;
-  #queue: Promise<void> = Promise.resolve();
+  readonly #pending: Queued[] = [];
+  #scheduled = false;
+  #writing = false;
   readonly #d: BatchApplierDeps;
 
   constructor(deps: BatchApplierDeps) {
@@ -163,95 +192,166 @@ export class BatchApplier {
 
   /** Takes a batch that arrived at `t0` (performance.now()) on socket `ws`. */
   enqueue(ws: StatusSocket, batch: FileBatch, t0: number): void {
-    // The claim's files wait for a dev server that must catch up before they are acked (Metro).
-    const catchUp = batch.seq === 0 && this.#d.lifecycle.dev?.caughtUp !== undefined;
-    if (this.#queued === 0 && !catchUp && this.#d.writer.isSmall(batch.ops)) {
-      this.#apply(ws, batch, t0, true);
-      return;
-    }
-    this.#queued++;
-    this.#queue = this.#queue
-      .then(() => this.#apply(ws, batch, t0, false))
-      .catch(() => {})
-      .finally(() => {
-        this.#queued--;
-      });
+    this.#pending.push({ ws, batch, t0 });
+    if (this.#writing || this.#scheduled) return;
+    this.#scheduled = true;
+    // After the socket's current read: every frame it delivered at once joins the run.
+    queueMicrotask(() => this.#drain());
   }
 
-  #apply(ws: StatusSocket, batch: FileBatch, t0: number, sync: true): void;
-  #apply(ws: StatusSocket, batch: FileBatch, t0: number, sync: false): Promise<void>;
-  #apply(ws: StatusSocket, batch: FileBatch, t0: number, sync: boolean): void | Promise<void> {
-    const { seq, ops, origin } = batch;
-    const { root, status } = this.#d;
-    const before = origin && this.#d.origins.seen(origin);
-    if (seq <= this.#lastSeq && !before) {
-      // An editor batch this sandbox never applied, behind a newer one: sent by a sync owner that
-      // has since been replaced (its bytes arrived late). Its place in the order is gone; it is not
-      // applied and not acked (an ack would say it is on disk). The current owner sends it again.
-      if (origin) return;
-      ws.send(ackText(seq)); // replay: already on disk
-      return;
+  #drain(): void {
+    this.#scheduled = false;
+    while (this.#pending.length > 0 && !this.#writing) {
+      let writing: Promise<void> | undefined;
+      try {
+        writing = this.#applyRun(takeRun(this.#pending)) ?? undefined;
+      } catch {
+        // An unexpected failure of one run must not stop the batches behind it.
+      }
+      if (!writing) continue;
+      this.#writing = true;
+      void writing
+        .catch(() => {})
+        .finally(() => {
+          this.#writing = false;
+          this.#drain();
+        });
     }
-    if (before) {
-      // The same editor batch again, under a new seq: answer as the first time, write nothing.
-      if (!before.applied) return this.#refuse(ws, seq, origin, before.code, before.message);
-      if (seq > this.#lastSeq) this.#lastSeq = seq;
-      ws.send(ackText(seq));
-      return;
+  }
+
+  /** Writes a run; returns a promise when the write goes through the thread pool. */
+  #applyRun(run: Queued[]): Promise<void> | undefined {
+    const plan = this.#plan(run);
+    if (plan.accepted.length === 0) {
+      this.#lastSeq = plan.last;
+      this.#answer(plan.answers);
+      return undefined;
     }
-    let violation: PathViolation | undefined;
-    try {
-      violation = validateOps(root, ops, this.#d.index, this.#d.limits);
-    } catch (e) {
-      return this.#refuse(ws, seq, origin, 'write_failed', (e as Error).message);
-    }
-    if (violation) return this.#refuse(ws, seq, origin, codeFor(violation.rule), violationText(violation));
-    const { files, changed, pkg, startConfig } = batchTouches(root, ops, this.#d.index.files);
+    const { root, status, index, tracker, writer } = this.#d;
+    const only = run.length === 1 ? run[0]!.batch : undefined;
+    const seq0 = only?.seq === 0;
+    const ops = only ? only.ops : coalesceOps(plan.accepted.map((q) => q.batch.ops));
+    const { files, changed, pkg, startConfig } = batchTouches(root, ops, index.files);
     const restartOnLoad = RESTART_ON_LOAD.has(this.#d.template);
     // The claim's files (seq 0) or files that arrive before the dev server is up: a dev server
     // that hot-swaps code restarts with their configuration before it is reported ready.
     const reconfigure =
       startConfig &&
-      (seq === 0 || status.phase !== 'ready' || CONFIG_READ_ONCE.has(this.#d.template)) &&
+      (seq0 || status.phase !== 'ready' || CONFIG_READ_ONCE.has(this.#d.template)) &&
       !restartOnLoad;
     // Registered before the write: the watcher may fire before the ack goes out.
-    this.#d.tracker.applied(seq, t0, files);
+    for (const q of plan.accepted)
+      tracker.applied(q.batch.seq, q.t0, only ? files : batchTouches(root, q.batch.ops, index.files).files);
     const done = () => {
-      this.#lastSeq = seq;
-      if (origin) this.#d.origins.record(origin);
+      this.#lastSeq = plan.last;
       if (changed.length > 0 && status.phase === 'ready' && !pkg && !reconfigure)
         this.#d.lifecycle.dev?.notifyChanged?.(changed);
-      ws.send(ackText(seq));
+      this.#answer(plan.answers);
       // A Node server that is not serving yet (or not any more) runs these files only if it starts
       // after them; a ready one reloads through notifyChanged.
       const stale =
-        restartOnLoad && (status.phase !== 'ready' || seq === 0) && files.some((f) => NODE_CODE.test(f));
+        restartOnLoad && (status.phase !== 'ready' || seq0) && files.some((f) => NODE_CODE.test(f));
       this.#d.lifecycle.afterApply(pkg, stale, reconfigure);
       this.#d.onApplied();
     };
-    const failed = (e: unknown) => {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOSPC' || code === 'EDQUOT')
-        return this.#refuse(ws, seq, origin, 'disk_full', `batch ${seq}: ${diskFullMessage(root)}`);
-      this.#refuse(ws, seq, origin, 'write_failed', `batch ${seq}: ${(e as Error).message}`);
-    };
-    if (sync) {
-      try {
-        this.#d.writer.applySync(ops);
-      } catch (e) {
-        return failed(e);
-      }
-      return done();
-    }
+    const failed = (e: unknown) => (only ? this.#failWrite(run[0]!, e) : this.#oneByOne(run));
     // The claim's files, before a dev server that learns of them only through its own watcher:
     // acked once it has them, so the claimer's first page is not built from the template's.
     const dev = this.#d.lifecycle.dev;
-    if (seq === 0 && dev?.caughtUp && status.phase === 'ready' && !pkg && !reconfigure)
-      return this.#d.writer.apply(ops).then(async () => {
+    if (seq0 && dev?.caughtUp && status.phase === 'ready' && !pkg && !reconfigure)
+      return writer.apply(ops).then(async () => {
         await dev.caughtUp?.(files);
         done();
       }, failed);
-    return this.#d.writer.apply(ops).then(done, failed);
+    if (!(seq0 && dev?.caughtUp) && writer.isSmall(ops)) {
+      try {
+        writer.applySync(ops);
+      } catch (e) {
+        return failed(e) ?? undefined;
+      }
+      done();
+      return undefined;
+    }
+    return writer.apply(ops).then(done, failed);
+  }
+
+  /**
+   * Sorts a run's batches out in order, on the project as the accepted ones before each leave it:
+   * replays and batches seen before are answered as before, the others checked; nothing is written.
+   */
+  #plan(run: Queued[]): RunPlan {
+    const { root, index, limits, origins } = this.#d;
+    const plan: RunPlan = { answers: [], accepted: [], last: this.#lastSeq };
+    // Editor batches decided earlier in this run (the same one may come twice, under two seqs).
+    const decided = new Map<string, OriginOutcome>();
+    let view = ProjectView.of(root, index);
+    for (const q of run) {
+      const { seq, ops, origin } = q.batch;
+      const key = origin && `${origin.client}\n${origin.seq}`;
+      const before = key ? (decided.get(key) ?? origins.seen(origin)) : undefined;
+      if (seq <= plan.last && !before) {
+        // An editor batch this sandbox never applied, behind a newer one: sent by a sync owner that
+        // has since been replaced (its bytes arrived late). Its place in the order is gone; it is not
+        // applied and not acked (an ack would say it is on disk). The current owner sends it again.
+        if (!origin) plan.answers.push({ kind: 'ack', q, record: false }); // replay: already on disk
+        continue;
+      }
+      if (before) {
+        // The same editor batch again, under a new seq: answer as the first time, write nothing.
+        if (!before.applied)
+          plan.answers.push({ kind: 'refuse', q, code: before.code, message: before.message });
+        else {
+          if (seq > plan.last) plan.last = seq;
+          plan.answers.push({ kind: 'ack', q, record: false });
+        }
+        continue;
+      }
+      const next = view.fork();
+      let refusal: { code: string; message: string } | undefined;
+      try {
+        const v = validateOps(root, ops, index, limits, next);
+        if (v) refusal = { code: codeFor(v.rule), message: violationText(v) };
+      } catch (e) {
+        refusal = { code: 'write_failed', message: (e as Error).message };
+      }
+      if (refusal) {
+        plan.answers.push({ kind: 'refuse', q, ...refusal });
+        if (key) decided.set(key, { applied: false, ...refusal });
+        continue;
+      }
+      view = next;
+      plan.last = seq;
+      plan.accepted.push(q);
+      plan.answers.push({ kind: 'ack', q, record: true });
+      if (key) decided.set(key, { applied: true });
+    }
+    return plan;
+  }
+
+  /** Sends a run's answers in order; accepted editor batches and every refusal go into the ledger. */
+  #answer(answers: readonly Answer[]): void {
+    for (const a of answers) {
+      const { ws, batch } = a.q;
+      if (a.kind === 'refuse') this.#refuse(ws, batch.seq, batch.origin, a.code, a.message);
+      else {
+        if (a.record && batch.origin) this.#d.origins.record(batch.origin);
+        ws.send(ackText(batch.seq));
+      }
+    }
+  }
+
+  /** A run's write failed: each batch again on its own, in order, each answered for itself. */
+  async #oneByOne(run: Queued[]): Promise<void> {
+    for (const q of run) await this.#applyRun([q]);
+  }
+
+  /** One batch's write failed: a full disk is `disk_full`, anything else `write_failed`. */
+  #failWrite(q: Queued, e: unknown): void {
+    const { seq, origin } = q.batch;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT')
+      this.#refuse(q.ws, seq, origin, 'disk_full', `batch ${seq}: ${diskFullMessage(this.#d.root)}`);
+    else this.#refuse(q.ws, seq, origin, 'write_failed', `batch ${seq}: ${(e as Error).message}`);
   }
 
   /** Answers a batch that is not applied; an editor batch is answered the same way if it comes again. */

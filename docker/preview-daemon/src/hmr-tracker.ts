@@ -23,10 +23,15 @@ export class HmrTracker {
 
   constructor(private readonly emit: (e: { seq: number; ms: number; kind: HmrKind }) => void) {}
 
+  /**
+   * Batch `seq` is being written. Applied seqs only grow, so pending batches at or above `seq` are
+   * a run whose write failed and is now done again one batch at a time: they are registered anew.
+   */
   applied(seq: number, t0: number, files: readonly string[]): void {
     const now = performance.now();
     if (this.pending.length > 0 && now - this.pending[0]!.t0 > PENDING_TTL_MS)
       this.pending = this.pending.filter((p) => now - p.t0 <= PENDING_TTL_MS);
+    while ((this.pending.at(-1)?.seq ?? -1) >= seq) this.pending.pop();
     this.pending.push({ seq, t0, files, touched: false });
   }
 

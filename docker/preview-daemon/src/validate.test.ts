@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { type FileOp, LIMITS } from '@preview/tiers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { scanProject } from './project-scan.ts';
-import { validateOps } from './validate.ts';
+import { ProjectView, validateOps } from './validate.ts';
 import { ProjectWriter } from './writer.ts';
 
 let root: string;
@@ -223,5 +223,28 @@ describe('multi-op batches are validated against the disk as the batch changes i
     const bytes = { maxFiles: 9, maxBytes: 12 };
     expect(validateOps(root, [put('fat', 'x'.repeat(10))], index, bytes)?.rule).toBe('project_size');
     expect(validateOps(root, [del('a'), put('fat', 'x'.repeat(10))], index, bytes)).toBeUndefined();
+  });
+});
+
+describe('ProjectView: batches checked one after another before any is written', () => {
+  it('checks each batch on the project as the accepted batches before it leave it', () => {
+    const index = scanProject(root); // src/a.js, file
+    const limit = { maxFiles: 4, maxBytes: 1000 };
+    let view = ProjectView.of(root, index);
+    const check = (ops: FileOp[]) => {
+      const next = view.fork();
+      const v = validateOps(root, ops, index, limit, next);
+      if (!v) view = next;
+      return v?.rule;
+    };
+    expect(check([put('dir/x.js')])).toBeUndefined();
+    // `dir` is a folder now (nothing is on disk yet): a file there is refused.
+    expect(check([put('dir')])).toBe('is_directory');
+    // Four files with dir/x.js; a refused batch leaves nothing behind in the view.
+    expect(check([put('n1'), put('n2')])).toBe('too_many_files');
+    expect(check([put('n1')])).toBeUndefined();
+    expect(check([put('n2')])).toBe('too_many_files');
+    expect(check([{ op: 'delete', path: 'dir' }, put('n2')])).toBeUndefined();
+    expect(readdirSync(root).sort()).toEqual(['file', 'link', 'src']);
   });
 });

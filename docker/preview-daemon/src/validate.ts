@@ -36,9 +36,9 @@ export function validateOps(
   ops: readonly FileOp[],
   index: ProjectIndex,
   limits: ValidateLimits,
+  view: ProjectView = ProjectView.of(root, index),
 ): PathViolation | undefined {
-  const disk = new BatchDisk(root);
-  const sizes = new BatchSizes(index);
+  const { disk, sizes } = view;
 
   for (const op of ops) {
     const paths = op.op === 'rename' ? [op.from, op.to] : [op.path];
@@ -85,6 +85,33 @@ export function validateOps(
   return undefined;
 }
 
+/**
+ * The project as a run of batches leaves it before any of them is written: its tree (`BatchDisk`)
+ * and its file count and bytes. `validateOps` with a view checks one more batch on top of the
+ * batches checked on it before (and changes it): check each batch of a run on a `fork()`, and keep
+ * the fork when the batch is accepted.
+ *
+ * @example
+ * let view = ProjectView.of(root, index);
+ * const next = view.fork();
+ * if (!validateOps(root, ops, index, limits, next)) view = next;
+ */
+export class ProjectView {
+  private constructor(
+    readonly disk: BatchDisk,
+    readonly sizes: BatchSizes,
+  ) {}
+
+  /** The project as it is on disk and in `index`. */
+  static of(root: string, index: ProjectIndex): ProjectView {
+    return new ProjectView(new BatchDisk(root), new BatchSizes(index));
+  }
+
+  fork(): ProjectView {
+    return new ProjectView(this.disk.fork(), this.sizes.fork());
+  }
+}
+
 /** The project's file count and bytes as a batch changes them (the index is not touched). */
 class BatchSizes {
   readonly #index: ProjectIndex;
@@ -97,6 +124,14 @@ class BatchSizes {
     this.#index = index;
     this.files = index.files.size;
     this.bytes = index.bytes;
+  }
+
+  fork(): BatchSizes {
+    const copy = new BatchSizes(this.#index);
+    for (const [p, n] of this.#changed) copy.#changed.set(p, n);
+    copy.files = this.files;
+    copy.bytes = this.bytes;
+    return copy;
   }
 
   #size(p: string): number | undefined {

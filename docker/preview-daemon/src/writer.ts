@@ -52,18 +52,33 @@ export class ProjectWriter {
         }
         const target = `${this.root}/${op.path}`;
         this.mkdirFor(target);
-        renameSync(tmp, target);
+        try {
+          renameSync(tmp, target);
+        } catch (e) {
+          // A folder remembered as made may be gone (the app removed it): make it again, once.
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+          this.knownDirs.delete(dirname(target));
+          this.mkdirFor(target);
+          renameSync(tmp, target);
+        }
         this.record(op.path, data.length);
       } else if (op.op === 'delete') {
         rmSync(`${this.root}/${op.path}`, { recursive: true, force: true });
         this.forget(op.path);
       } else {
+        const from = `${this.root}/${op.from}`;
         const to = `${this.root}/${op.to}`;
         this.mkdirFor(to);
         try {
-          renameSync(`${this.root}/${op.from}`, to);
+          renameSync(from, to);
         } catch (e) {
-          if (!sourceGone(e, `${this.root}/${op.from}`)) throw e;
+          if (!sourceGone(e, from)) {
+            if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+            // The target's folder, remembered as made, is gone (the app removed it): make it again.
+            this.knownDirs.delete(dirname(to));
+            this.mkdirFor(to);
+            renameSync(from, to);
+          }
         }
         this.move(op.from, op.to);
       }
@@ -113,8 +128,18 @@ export class ProjectWriter {
     }
     const target = `${this.root}/${op.path}`;
     const dir = dirname(target);
-    if (!this.knownDirs.has(dir)) await mkdir(dir, { recursive: true });
-    await rename(tmp, target);
+    if (!this.knownDirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.knownDirs.add(dir);
+    }
+    try {
+      await rename(tmp, target);
+    } catch (e) {
+      // A folder remembered as made may be gone (the app removed it): make it again, once.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      await mkdir(dir, { recursive: true });
+      await rename(tmp, target);
+    }
     this.record(op.path, data.length);
   }
 
@@ -128,12 +153,16 @@ export class ProjectWriter {
     return `${this.tmpDir}/${process.pid}-${++this.counter}.tmp`;
   }
 
+  /**
+   * Makes `target`'s folder unless it is known to exist: one `mkdir` per folder, not per file. A
+   * folder the daemon made can vanish through a delete or rename op (which clears the memo) or the
+   * app itself (a rename into it then fails with ENOENT, and the folder is made again).
+   */
   private mkdirFor(target: string): void {
     const dir = dirname(target);
     if (dir === this.root || this.knownDirs.has(dir)) return;
     mkdirSync(dir, { recursive: true });
-    // Only remembered for this batch's lifetime would be safer, but a directory the daemon made
-    // can only vanish through a delete/rename op (which clears the memo) or the app itself.
+    this.knownDirs.add(dir);
   }
 
   private record(path: string, size: number): void {
