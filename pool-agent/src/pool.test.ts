@@ -105,3 +105,57 @@ describe('WarmPools.acquireStarting', () => {
     await pools.drain();
   });
 });
+
+/**
+ * A warm start that fails (the engine refused, the app was not up in time) is tried again by the
+ * pool itself: without a claim to trigger a refill, a pool that lost a start stayed short for good.
+ */
+describe('WarmPools: failed starts', () => {
+  let server: Server;
+  let upstream: string;
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      res.writeHead(req.url === '/__preview/health' ? 200 : 404).end('{}');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    upstream = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('fills the pool again after a start failed, with nothing else asking', async () => {
+    let creates = 0;
+    const runtime = {
+      async create(o: { template: SandboxInfo['template'] }): Promise<SandboxInfo> {
+        creates++;
+        if (creates <= 2) throw new Error('engine busy: container start timed out');
+        return {
+          id: `box-${creates}`,
+          template: o.template,
+          previewId: undefined,
+          pool: o.template,
+          state: 'running',
+          upstream,
+          daemonToken: 'token-0123456789abcdef',
+        } as SandboxInfo;
+      },
+      async remove() {
+        return true;
+      },
+    } as unknown as ContainerRuntime;
+    const pools = new WarmPools({
+      runtime,
+      targets: { 'vite-vanilla': 1 },
+      slots: 2,
+      claimed: () => 0,
+      readyTimeoutMs: 5_000,
+      retryMs: 5,
+    });
+    await pools.populate();
+    expect(pools.counts()['vite-vanilla'] ?? 0).toBe(0);
+    for (let i = 0; i < 400 && !pools.counts()['vite-vanilla']; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect([pools.counts()['vite-vanilla'], creates]).toEqual([1, 3]);
+    await pools.drain();
+  });
+});

@@ -21,8 +21,16 @@ export interface WarmPoolOptions {
    * @default every template can
    */
   runnable?: (template: TemplateName) => boolean;
+  /**
+   * After a warm sandbox failed to start, the pools are filled again after this long, doubling
+   * with each failure in a row up to 60 s. @default 1000
+   */
+  retryMs?: number;
   log?: Logger;
 }
+
+/** Longest wait before filling the pools again after failed starts, ms. */
+const RETRY_MAX_MS = 60_000;
 
 export const newDaemonToken = (): string => randomBytes(24).toString('base64url');
 
@@ -41,6 +49,8 @@ export interface WarmSandbox {
  * its dependencies installed, so a claim only sends the user's files.
  * `populate` fills every pool to its target in the background; `acquire` takes a ready sandbox and
  * starts a refill; `release` gives an unused one back; `drain` removes them all. Never exceeds `slots`.
+ * A start that fails (the engine refused, the app did not come up in time) is tried again by itself,
+ * with a growing delay, so a pool does not stay short until the next claim.
  *
  * @example
  * const pools = new WarmPools({ runtime, targets: { 'vite-react': 2 }, slots: 20, claimed: () => 0, readyTimeoutMs: 60_000 });
@@ -53,6 +63,9 @@ export class WarmPools {
   #starting = new Map<TemplateName, number>();
   #draining = false;
   #filling = new Set<Promise<void>>();
+  /** Failed starts in a row, and the timer of the next fill after them. */
+  #failures = 0;
+  #retry: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: WarmPoolOptions) {
     this.#o = options;
@@ -122,6 +135,7 @@ export class WarmPools {
         });
         if (this.#draining) throw new Error('pool drained while starting');
         this.#add(await this.#prepare(box));
+        this.#failures = 0;
         this.#o.log?.info(
           { template, sandboxId: id, ready: this.#ready.get(template)?.length ?? 0 },
           'warm sandbox ready',
@@ -129,13 +143,27 @@ export class WarmPools {
       } catch (e) {
         if (!this.#draining) this.#o.log?.warn({ err: e, template }, 'warm sandbox failed to start');
         if (box) await this.#o.runtime.remove(box.id).catch(() => {});
+        this.#failures++;
       } finally {
         this.#starting.set(template, (this.#starting.get(template) ?? 1) - 1);
       }
+      if (this.#failures > 0) this.#retryLater();
     })();
     this.#filling.add(p);
     void p.finally(() => this.#filling.delete(p));
     return p;
+  }
+
+  /** Fills the pools again after failed starts: 1 s, 2 s, 4 s … up to a minute (see `retryMs`). */
+  #retryLater(): void {
+    if (this.#draining || this.#retry) return;
+    const first = this.#o.retryMs ?? 1000;
+    const delay = Math.min(RETRY_MAX_MS, first * 2 ** Math.min(this.#failures - 1, 16));
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      void this.populate();
+    }, delay);
+    this.#retry.unref?.();
   }
 
   async #prepare(box: SandboxInfo): Promise<WarmSandbox> {
@@ -213,6 +241,8 @@ export class WarmPools {
   /** Stops refilling and removes every warm sandbox. */
   async drain(): Promise<void> {
     this.#draining = true;
+    clearTimeout(this.#retry);
+    this.#retry = undefined;
     await this.settled();
     const all = [...this.#ready.values()].flat();
     this.#ready.clear();
