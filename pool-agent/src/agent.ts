@@ -71,10 +71,20 @@ export interface Agent {
   close(options?: { removeSandboxes?: boolean }): Promise<void>;
 }
 
-/** What every sandbox gets, warm or cold: the egress settings and the CA bundle for npm. */
-function sandboxEnvOf(config: AgentConfig, egressEnv: Record<string, string>): Record<string, string> {
+/**
+ * What every sandbox gets, warm or cold: the egress settings, the CA bundle for npm, and this node's
+ * readiness budget (`READY_TIMEOUT_MS`) as the daemon's deadline for the app to open its port
+ * (`PREVIEW_APP_READY_TIMEOUT_MS`). With a shorter deadline of its own, a daemon on a busy node
+ * stopped an app that was only slow to start, and the claim or warm start that was still willing
+ * to wait failed.
+ */
+export function sandboxEnvOf(
+  config: Pick<AgentConfig, 'PREVIEW_NODE_EXTRA_CA_CERTS' | 'READY_TIMEOUT_MS'>,
+  egressEnv: Record<string, string>,
+): Record<string, string> {
   return {
     ...egressEnv,
+    PREVIEW_APP_READY_TIMEOUT_MS: String(config.READY_TIMEOUT_MS),
     ...(config.PREVIEW_NODE_EXTRA_CA_CERTS
       ? { NODE_EXTRA_CA_CERTS: config.PREVIEW_NODE_EXTRA_CA_CERTS }
       : {}),
