@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { UnauthorizedError } from '@preview/tiers';
 import { jwtVerify, SignJWT } from 'jose';
+import { hs256Key } from './hmac-key.ts';
 
 export type AccessKind = 'link' | 'cookie' | 'editor';
 
@@ -17,7 +18,7 @@ export type AccessKind = 'link' | 'cookie' | 'editor';
  * await tokens.verify(t, { previewId, kind: 'link' }); // { userId }
  */
 export function createAccessTokens(options: { secret?: string | undefined }) {
-  const key = new TextEncoder().encode(options.secret ?? randomBytes(32).toString('hex'));
+  const key = hs256Key(options.secret ?? randomBytes(32).toString('hex'));
   const aud = (kind: AccessKind) => `preview-${kind}`;
   return {
     /** `ttlMs` in milliseconds; `editorId` binds the token to one editor (checked by `verify`). */
@@ -33,7 +34,7 @@ export function createAccessTokens(options: { secret?: string | undefined }) {
         .setSubject(o.userId)
         .setAudience(aud(o.kind))
         .setExpirationTime(Math.floor((Date.now() + o.ttlMs) / 1000))
-        .sign(key);
+        .sign(await key);
     },
     /**
      * @throws UnauthorizedError `invalid_preview_token` (bad signature, expired, another kind,
@@ -44,7 +45,7 @@ export function createAccessTokens(options: { secret?: string | undefined }) {
       o: { previewId: string; kind: AccessKind; editorId?: string | undefined },
     ): Promise<{ userId: string }> {
       try {
-        const { payload } = await jwtVerify(token, key, {
+        const { payload } = await jwtVerify(token, await key, {
           audience: aud(o.kind),
           requiredClaims: ['exp', 'sub'],
         });

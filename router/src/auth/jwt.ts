@@ -1,6 +1,7 @@
 import { UnauthorizedError } from '@preview/tiers';
 import { createRemoteJWKSet, type JWTPayload, jwtVerify, SignJWT } from 'jose';
 import { z } from 'zod';
+import { hs256Key } from './hmac-key.ts';
 
 const Sub = z.uuid();
 
@@ -24,14 +25,13 @@ export function createJwtVerifier(options: JwtVerifierOptions): (token: string) 
   if (!options.secret && !options.jwksUrl)
     throw new TypeError('createJwtVerifier: options.secret or options.jwksUrl is required');
   const audience = options.audience ?? 'authenticated';
-  const key = options.jwksUrl
-    ? createRemoteJWKSet(new URL(options.jwksUrl))
-    : new TextEncoder().encode(options.secret);
+  const jwks = options.jwksUrl ? createRemoteJWKSet(new URL(options.jwksUrl)) : undefined;
+  const secret = jwks ? undefined : hs256Key(options.secret as string);
   return async (token) => {
     let payload: JWTPayload;
     try {
       // jose checks exp/nbf itself; `requiredClaims` makes a token without exp invalid.
-      ({ payload } = await jwtVerify(token, key as Parameters<typeof jwtVerify>[1], {
+      ({ payload } = await jwtVerify(token, (jwks ?? (await secret)) as Parameters<typeof jwtVerify>[1], {
         audience,
         requiredClaims: ['exp', 'sub'],
       }));
