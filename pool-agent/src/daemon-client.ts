@@ -19,7 +19,7 @@ export type SettledPhase = 'ready' | 'listening' | 'installing';
 
 /**
  * Polls the daemon's health route (`GET /__preview/health`, answering `{ok, phase, message?}`, see the
- * daemon's PROTOCOL.md) until the dev server answered 200. With `listening` it returns as soon as the
+ * daemon's PROTOCOL.md) until the dev server answered 200, ever more slowly ({@link pollDelays}). With `listening` it returns as soon as the
  * daemon answers at all (it seeds the project before it listens, so its manifest is then right); with
  * `installing` also while the daemon installs the project's dependencies, which can take minutes.
  *
@@ -33,7 +33,10 @@ export async function waitReady(
   options: {
     timeoutMs: number;
     signal?: AbortSignal;
+    /** The first wait between two polls; each next one is 1.5 times longer. @default 10 */
     intervalMs?: number;
+    /** The longest wait between two polls. @default the larger of 40 and `intervalMs` */
+    maxIntervalMs?: number;
     isDead?: () => string | undefined;
     listening?: boolean;
     /** Return `installing` while the daemon installs dependencies. @default false */
@@ -42,7 +45,7 @@ export async function waitReady(
 ): Promise<SettledPhase> {
   const deadline = Date.now() + options.timeoutMs;
   let last = '';
-  let interval = options.intervalMs ?? 10;
+  const delays = pollDelays(options.intervalMs ?? 10, options.maxIntervalMs);
   for (;;) {
     options.signal?.throwIfAborted();
     const dead = options.isDead?.();
@@ -66,9 +69,19 @@ export async function waitReady(
         'timeout',
         `preview not ready after ${options.timeoutMs} ms (last health answer: ${last})`,
       );
-    await new Promise((r) => setTimeout(r, interval));
-    interval = Math.min(interval * 1.5, 40);
+    await new Promise((r) => setTimeout(r, delays.next().value));
   }
+}
+
+/**
+ * The waits between health polls, ms: `first`, then 1.5 times longer each time, up to `max`
+ * (@default the larger of 40 and `first`). A claim polls from 10 ms (someone waits for it); a warm
+ * start, which nobody waits for, from 50 ms up to 500 ms: each poll of a sandbox that is still
+ * booting costs the agent a connection (and a refused one an Error with its stack) and the sandbox
+ * an answer, CPU its app needs to start on a busy node.
+ */
+export function* pollDelays(first: number, max = Math.max(40, first)): Generator<number, never> {
+  for (let d = first; ; d = Math.min(d * 1.5, max)) yield Math.min(d, max);
 }
 
 function parseHealth(text: string): { phase?: string; message?: string } | undefined {

@@ -131,6 +131,7 @@ export class WarmPools {
         await waitReady(box.upstream, {
           timeoutMs: this.#o.readyTimeoutMs,
           intervalMs: 50,
+          maxIntervalMs: 500,
           isDead: () => undefined,
         });
         if (this.#draining) throw new Error('pool drained while starting');
