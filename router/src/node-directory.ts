@@ -89,12 +89,9 @@ export function createNodeDirectory(
     },
     endpoint: (nodeId: string): Promise<AgentEndpoint | undefined> => nodes.endpoint(nodeId),
     async nodes(): Promise<AgentEndpoint[]> {
-      const out: AgentEndpoint[] = [];
-      for (const n of await alive()) {
-        const e = await nodes.endpoint(n.id);
-        if (e) out.push(e);
-      }
-      return out;
+      // Looked up together: one after the other, each create waited for a query per node in turn.
+      const all = await Promise.all((await alive()).map((n) => nodes.endpoint(n.id)));
+      return all.filter((e) => e !== undefined);
     },
   };
 }
