@@ -45,6 +45,18 @@ export interface ClaimContext {
 }
 
 /**
+ * How long each step of a claim took, ms (in its `preview claimed` log line): getting the sandbox
+ * (a warm one, or a cold one's engine create and start), a cold daemon's boot until it listens, the
+ * user's files (and the warm container's rename), and the wait for `ready` or `installing`.
+ */
+export interface ClaimSteps {
+  sandboxMs: number;
+  listeningMs?: number;
+  filesMs?: number;
+  settledMs?: number;
+}
+
+/**
  * Claims: a preview gets a warm sandbox of its template when the pool has one (the environment, then
  * one seq-0 batch of what differs from the template, then the health wait), else a cold one made for
  * it. Repeating a claim for a known id answers the existing preview.
@@ -108,6 +120,8 @@ export class Claims {
     const { box, assigned } = w
       ? await this.#takeWarm(w, body.previewId, appEnv, options.signal)
       : { box: await this.#createCold(body, appEnv, options.signal), assigned: Promise.resolve() };
+    // Where a claim's time goes, in its log line (a cold one: the engine's start, the daemon's boot).
+    const steps: ClaimSteps = { sandboxMs: Math.round(performance.now() - t0) };
     const p = c.table.add({
       id: body.previewId,
       box,
@@ -116,11 +130,11 @@ export class Claims {
       relays: new Set(),
     });
     try {
-      const phase = await this.#load(p, body.files, w, assigned, options.signal);
+      const phase = await this.#load(p, body.files, w, assigned, options.signal, steps);
       if (phase === 'installing') this.#readyLater(p);
       else this.#ready(p);
       c.log.info(
-        { previewId: p.id, warm: !!w, phase, ms: Math.round(performance.now() - t0) },
+        { previewId: p.id, warm: !!w, phase, ms: Math.round(performance.now() - t0), steps },
         'preview claimed',
       );
       return this.#result(p, !!w, t0, phase);
@@ -205,15 +219,29 @@ export class Claims {
     warm: WarmSandbox | undefined,
     assigned: Promise<void>,
     signal: AbortSignal | undefined,
+    steps: ClaimSteps,
   ): Promise<SettledPhase> {
     const wait = {
       timeoutMs: this.#c.readyTimeoutMs,
       isDead: () => (p.state.kind === 'failed' ? p.state.reason : undefined),
       ...(signal ? { signal } : {}),
     };
-    if (!warm) await waitReady(p.box.upstream, { ...wait, listening: true });
+    let t = performance.now();
+    const lap = () => {
+      const now = performance.now();
+      const ms = Math.round(now - t);
+      t = now;
+      return ms;
+    };
+    if (!warm) {
+      await waitReady(p.box.upstream, { ...wait, listening: true });
+      steps.listeningMs = lap();
+    }
     await Promise.all([this.#sendFiles(p, files, warm?.manifest, signal), assigned]);
-    return await waitReady(p.box.upstream, { ...wait, installing: true });
+    steps.filesMs = lap();
+    const phase = await waitReady(p.box.upstream, { ...wait, installing: true });
+    steps.settledMs = lap();
+    return phase;
   }
 
   async #sendFiles(
