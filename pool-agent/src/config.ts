@@ -113,6 +113,13 @@ export const AgentConfigSchema = z.object({
   PREVIEW_OCI_RUNTIME: z.string().optional(),
   PREVIEW_NETWORK: z.string().default('preview-net'),
   /**
+   * How the agent reaches each sandbox's daemon port: `address` (the container's own address on
+   * PREVIEW_NETWORK: no userland-proxy hop on every request, HMR message and sync frame), `published`
+   * (127.0.0.1:<published port>, through Docker's docker-proxy; for engines whose bridge the host
+   * does not route to, e.g. Docker Desktop), or `auto` (address when the host reaches it).
+   */
+  PREVIEW_UPSTREAM: z.enum(['auto', 'address', 'published']).default('auto'),
+  /**
    * Extra labels on every sandbox container, `key=value,key=value` (e.g. `preview.test=1`, which the
    * test suites sweep by). The agent's own labels (`preview.node`, `.session`, `.template`, `.pool`)
    * cannot be set. Docker runtime only.

@@ -48,6 +48,7 @@ export async function buildRuntime(config: AgentConfig, log: Logger): Promise<Co
     node: config.NODE_NAME,
     image: config.PREVIEW_IMAGE,
     network: config.PREVIEW_NETWORK,
+    upstream: config.PREVIEW_UPSTREAM,
     uid: config.PREVIEW_UID,
     memoryMiB: config.PREVIEW_MEMORY_MIB,
     cpus: config.PREVIEW_CPUS,

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
@@ -9,6 +10,12 @@ import type { Logger } from 'pino';
 import type { AuthEnv } from './auth/middleware.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * The mode every editor build is made in. Part of the cache key, so a build made in another mode
+ * (as this module made them before the build ran in its own process) is never served.
+ */
+const BUILD_MODE = 'production';
 
 /** The editor page's sources (the `editor/` workspace). */
 export const EDITOR_ROOT = join(REPO, 'editor');
@@ -48,7 +55,7 @@ export async function editorSourceHash(repo = REPO): Promise<string> {
   const vite = JSON.parse(await readFile(join(repo, 'node_modules/vite/package.json'), 'utf8')) as {
     version: string;
   };
-  h.update(`vite@${vite.version}`);
+  h.update(`vite@${vite.version}\0mode=${BUILD_MODE}`);
   return h.digest('hex');
 }
 
@@ -63,8 +70,8 @@ export interface EditorBuild {
 
 /**
  * Makes sure the editor page is built for the current sources: reuses `<cacheDir>/<hash>` when it
- * holds an `index.html`, else runs Vite's `build()` (offline: everything comes from node_modules)
- * into a temporary directory and renames it into place, so concurrent builders never see half a
+ * holds an `index.html`, else runs Vite's build in production mode, in a process of its own
+ * (offline: everything comes from node_modules; see `viteBuild`) into a temporary directory and renames it into place, so concurrent builders never see half a
  * build. Progress goes to `log` (one line before, one after with the time taken).
  * @param o.cacheDir the cache, e.g. `<DATA_DIR>/editor`
  * @throws PreviewError `editor_build_failed` with Vite's error as the cause
@@ -78,13 +85,7 @@ export async function ensureEditorBuild(o: { cacheDir: string; log?: Logger }): 
   const tmp = `${dir}.tmp-${randomBytes(4).toString('hex')}`;
   await mkdir(o.cacheDir, { recursive: true });
   try {
-    const vite = await import('vite');
-    await vite.build({
-      root: EDITOR_ROOT,
-      configFile: join(EDITOR_ROOT, 'vite.config.ts'),
-      logLevel: 'warn',
-      build: { outDir: tmp, emptyOutDir: true },
-    });
+    await viteBuild(tmp);
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
     throw new PreviewError(
@@ -104,6 +105,31 @@ export async function ensureEditorBuild(o: { cacheDir: string; log?: Logger }): 
   }
   o.log?.info({ dir, ms: Math.round(performance.now() - t0) }, 'editor page built');
   return { dir, hash, built: true };
+}
+
+/**
+ * Vite's `build` of the editor into `outDir`, in a process of its own whose `NODE_ENV` is
+ * `production`. Vite and @vitejs/plugin-react choose the build's mode from `process.env.NODE_ENV`
+ * (React's development build and `jsxDEV` for anything but `production`), and a process that ran a
+ * Vite dev server (which sets it to `development`) or vitest (`test`) before would otherwise build a
+ * development bundle: several times the CPU per keystroke in the editor page. The same command as
+ * the router image's build (docker/router/Dockerfile). Rejects with Vite's output on failure.
+ */
+function viteBuild(outDir: string): Promise<void> {
+  const cli = join(REPO, 'node_modules/vite/bin/vite.js');
+  const args = [cli, 'build', EDITOR_ROOT, '--outDir', outDir, '--emptyOutDir', '--logLevel', 'warn'];
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      args,
+      { cwd: REPO, env: { ...process.env, NODE_ENV: BUILD_MODE }, maxBuffer: 16 * 1024 * 1024 },
+      (err, _stdout, stderr) => {
+        if (!err) return resolve();
+        const output = String(stderr).trim().split('\n').slice(-20).join('\n');
+        reject(new Error(output || err.message, { cause: err }));
+      },
+    );
+  });
 }
 
 /**

@@ -1,6 +1,10 @@
 import { TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
+import { DAEMON_PORT } from '@preview/tiers';
+import { afterAll, describe, expect, it } from 'vitest';
+import { waitReady } from '../daemon-client.ts';
+import { newDaemonToken } from '../pool.ts';
 import { runRuntimeContract } from './contract.case.test.ts';
-import { createDockerRuntime } from './docker.ts';
+import { createDockerRuntime, type DockerRuntime } from './docker.ts';
 
 export const dockerOptions = (node: string) => ({
   docker: testDocker(),
@@ -18,4 +22,39 @@ export const dockerOptions = (node: string) => ({
 runRuntimeContract({
   name: 'docker',
   create: () => createDockerRuntime(dockerOptions(`t-${Math.random().toString(16).slice(2, 10)}`)),
+});
+
+describe('docker runtime: where the agent reaches a sandbox', () => {
+  const made: Array<{ runtime: DockerRuntime; id: string }> = [];
+  afterAll(async () => {
+    for (const m of made) {
+      await m.runtime.remove(m.id).catch(() => {});
+      await m.runtime.close();
+    }
+  });
+  const node = () => `t-${Math.random().toString(16).slice(2, 10)}`;
+  const ipOf = async (runtime: DockerRuntime, id: string) =>
+    (await runtime.docker.getContainer(id).inspect()).NetworkSettings.Networks?.['preview-net-test']
+      ?.IPAddress;
+
+  // Through the published port every request, HMR message and sync frame also crosses Docker's
+  // userland proxy (docker-proxy), a process of its own.
+  it('at its own address on the preview network when the host reaches it (no userland proxy hop)', async () => {
+    const runtime = await createDockerRuntime(dockerOptions(node()));
+    const box = await runtime.create({ template: 'vite-vanilla', daemonToken: newDaemonToken() });
+    made.push({ runtime, id: box.id });
+    const ip = await ipOf(runtime, box.id);
+    expect(ip).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    expect(box.upstream).toBe(`http://${ip}:${DAEMON_PORT}`);
+    await waitReady(box.upstream, { timeoutMs: 60_000 });
+    expect((await runtime.inspect(box.id))?.upstream).toBe(box.upstream);
+  }, 90_000);
+
+  it('at the port published on 127.0.0.1 when configured so (engines whose bridge the host cannot reach)', async () => {
+    const runtime = await createDockerRuntime({ ...dockerOptions(node()), upstream: 'published' });
+    const box = await runtime.create({ template: 'vite-vanilla', daemonToken: newDaemonToken() });
+    made.push({ runtime, id: box.id });
+    expect(box.upstream).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    await waitReady(box.upstream, { timeoutMs: 60_000 });
+  }, 90_000);
 });

@@ -10,6 +10,7 @@ import {
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { type DiskBackend, ProjectDisks } from './project-disk.ts';
+import { type UpstreamMode, UpstreamPicker } from './sandbox-address.ts';
 import type { ContainerRuntime, SandboxExit, SandboxInfo, SandboxSpec, SandboxState } from './types.ts';
 
 /** Labels every preview container carries. `preview.session` is empty for a warm container. */
@@ -56,12 +57,19 @@ export interface DockerRuntimeOptions {
   disk?: { sizeMiB: number; backend?: DiskBackend | 'auto'; dir: string };
   /** Extra labels (tests use them to sweep). */
   labels?: Record<string, string>;
+  /**
+   * How the agent reaches each sandbox's daemon port (see {@link UpstreamMode}): the container's own
+   * address on the preview network, or the port published on 127.0.0.1 (through Docker's userland
+   * proxy). @default 'auto' (the address when the host reaches it)
+   */
+  upstream?: UpstreamMode;
   log?: Logger;
 }
 
 /**
  * The Docker implementation of {@link ContainerRuntime}: one hardened container per sandbox, the
- * daemon port published on 127.0.0.1 only.
+ * daemon port published on 127.0.0.1 only, and reached at the container's own address where the
+ * host can (`upstream`).
  *
  * @example
  * const runtime = await createDockerRuntime({ node: 'n1', image: 'preview-base:dev', network: 'preview-net', uid: 1000, memoryMiB: 512, cpus: 1, pidsLimit: 256, tmpfsMiB: 64 });
@@ -117,10 +125,19 @@ export class DockerRuntime implements ContainerRuntime {
   #listeners = new Set<(exit: SandboxExit) => void>();
   #events: NodeJS.ReadableStream | undefined;
   #closed = false;
+  readonly #upstreams: UpstreamPicker;
 
   constructor(docker: Docker, options: DockerRuntimeOptions) {
     this.docker = docker;
     this.#o = options;
+    this.#upstreams = new UpstreamPicker(options.upstream ?? 'auto', (mode) =>
+      options.log?.info(
+        { network: options.network, mode },
+        mode === 'address'
+          ? 'sandboxes reached at their own address (no userland proxy hop)'
+          : "sandboxes reached through their published port (the host does not reach the network's addresses)",
+      ),
+    );
   }
 
   /** The network's gateway address: where a host service bound there is reachable from previews. */
@@ -438,6 +455,7 @@ export class DockerRuntime implements ContainerRuntime {
       (c.Config.Env ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
     );
     const binding = c.NetworkSettings.Ports?.[`${DAEMON_PORT}/tcp`]?.[0];
+    const address = c.NetworkSettings.Networks?.[this.#o.network]?.IPAddress || undefined;
     const name = c.Name.replace(/^\//, '');
     const prefix = `pv-${this.#o.node}--`;
     const previewId =
@@ -450,7 +468,12 @@ export class DockerRuntime implements ContainerRuntime {
       previewId,
       pool: labels[LABELS.pool] || undefined,
       state,
-      upstream: binding ? `http://127.0.0.1:${binding.HostPort}` : '',
+      upstream: await this.#upstreams.upstream({
+        address,
+        port: DAEMON_PORT,
+        published: binding ? `http://127.0.0.1:${binding.HostPort}` : '',
+        running: state === 'running',
+      }),
       daemonToken: env.get('PREVIEW_DAEMON_TOKEN') ?? '',
     };
     if (state === 'exited' || state === 'dead') {

@@ -23,7 +23,10 @@ export interface SandboxInfo {
   previewId: string | undefined;
   pool: string | undefined;
   state: SandboxState;
-  /** `http://127.0.0.1:<port>`: the daemon port (app, HMR and control routes). */
+  /**
+   * Where the agent reaches the daemon port (app, HMR and control routes): `http://<host>:<port>`,
+   * the sandbox's own address on its network or a port on the host's 127.0.0.1.
+   */
   upstream: string;
   daemonToken: string;
   /** Set when the sandbox stopped: why. */

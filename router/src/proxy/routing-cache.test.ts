@@ -90,6 +90,55 @@ describe('routing cache', () => {
     cache.close();
   });
 
+  it('past its TTL a route answers from memory at once and is read again behind it', async () => {
+    const { s, cache, now } = setup();
+    const id = randomUUID();
+    s.rows.set(id, docker(id, 'n1', 'http://agent-1/up'));
+    await cache.route(id);
+    // Changed without an event reaching this replica (the TTL is what heals that).
+    s.rows.set(id, docker(id, 'n2', 'http://agent-2/up'));
+    now.t += 5_001;
+    expect((await cache.route(id))?.upstream?.origin).toBe('http://agent-1/up');
+    expect(s.reads).toBe(2);
+    // Requests while the read runs start no other one.
+    await cache.route(id);
+    expect(s.reads).toBe(2);
+    await new Promise((r) => setImmediate(r));
+    expect((await cache.route(id))?.upstream?.origin).toBe('http://agent-2/up');
+    expect(s.reads).toBe(2);
+    // Much older than that (past staleMs), it is read before the answer.
+    s.rows.set(id, docker(id, 'n3', 'http://agent-3/up'));
+    now.t += 30_001;
+    expect((await cache.route(id))?.upstream?.origin).toBe('http://agent-3/up');
+    cache.close();
+  });
+
+  it('a state event during a read behind the route wins: the preview is read again, not answered from before', async () => {
+    const { s, events, cache, now } = setup();
+    const id = randomUUID();
+    s.rows.set(id, docker(id, 'n1', 'http://agent-1/up'));
+    await cache.route(id);
+    // The background read sees the row as it was before the preview was suspended.
+    let release: () => void = () => {};
+    const get = s.store.get;
+    s.store.get = async (x: string) => {
+      const row = await get(x);
+      await new Promise<void>((r) => (release = r));
+      return row;
+    };
+    now.t += 5_001;
+    const during = cache.route(id);
+    s.store.get = get;
+    s.rows.set(id, { ...docker(id, 'n1', 'http://agent-1/up'), state: 'suspended' } as Session);
+    await events.broadcast(id, { type: 'state', state: 'suspended', at: 1 });
+    release();
+    await during;
+    await new Promise((r) => setImmediate(r));
+    expect((await cache.route(id))?.session.state).toBe('suspended');
+    expect((await cache.route(id))?.upstream).toBeUndefined();
+    cache.close();
+  });
+
   it('an agent in this process: straight to the sandbox, no agent credential', async () => {
     const { s, cache } = setup();
     const id = randomUUID();

@@ -40,6 +40,12 @@ export interface RoutingCacheOptions {
   agentToken?: (nodeId: string) => Promise<string | undefined>;
   /** A route is read again after this long even without a state event (a missed event heals). @default 5000 */
   ttlMs?: number;
+  /**
+   * A route past `ttlMs` but younger than this answers at once while it is read again in the
+   * background (the request that finds it stale does not wait for the store); older, it is read
+   * first. @default 30000
+   */
+  staleMs?: number;
   /** Most previews and access cookies kept. @default 10000 */
   maxEntries?: number;
   now?: () => number;
@@ -48,14 +54,20 @@ export interface RoutingCacheOptions {
 interface Entry {
   route: Promise<Route | undefined>;
   at: number;
+  /** The read succeeded: the entry may answer while it is read again. */
+  settled?: boolean;
+  /** A background re-read runs. */
+  refreshing?: boolean;
   unsubscribe?: Promise<() => Promise<void>>;
 }
 
 /**
  * Per-preview routing in memory: the session, its upstream and the agent credential, so a proxied
  * request runs no query. An entry is dropped on any `state` event of its preview (every replica
- * gets them over the shared pub/sub), and read again after `ttlMs` at the latest. Verified access
- * cookies are kept until their own `exp`.
+ * gets them over the shared pub/sub), and read again after `ttlMs` at the latest: in the background
+ * while it is younger than `staleMs` (the request that finds it stale is answered from memory, so an
+ * edit's module fetch never waits for Postgres), else before answering. Verified access cookies are
+ * kept until their own `exp`.
  *
  * @example
  * const routes = createRoutingCache({ store, events, accessTokens });
@@ -63,6 +75,7 @@ interface Entry {
  */
 export function createRoutingCache(o: RoutingCacheOptions) {
   const ttlMs = o.ttlMs ?? 5_000;
+  const staleMs = Math.max(ttlMs, o.staleMs ?? 30_000);
   const max = o.maxEntries ?? 10_000;
   const now = o.now ?? Date.now;
   const routes = new Map<string, Entry>();
@@ -107,20 +120,48 @@ export function createRoutingCache(o: RoutingCacheOptions) {
     return { session, upstream: up };
   };
 
+  /** A read of `id` that becomes its entry; a failed one is not kept (the next request asks again). */
+  const track = (id: string, route: Promise<Route | undefined>, hit: Entry | undefined): Entry => {
+    const entry: Entry = { route, at: now() };
+    entry.unsubscribe =
+      hit?.unsubscribe ??
+      o.events.subscribe(id, (e) => {
+        if (e.type === 'state') drop(id);
+      });
+    route.then(
+      () => (entry.settled = true),
+      () => routes.get(id) === entry && drop(id),
+    );
+    return entry;
+  };
+
+  /** Reads `id` again behind its answering entry `hit`, which it replaces unless `hit` was dropped meanwhile. */
+  const refresh = (id: string, hit: Entry) => {
+    hit.refreshing = true;
+    load(id).then(
+      (route) => {
+        // A state event dropped `hit` while this read ran: what it read may predate the event.
+        if (routes.get(id) === hit) routes.set(id, track(id, Promise.resolve(route), hit));
+      },
+      () => {
+        if (routes.get(id) === hit) drop(id);
+      },
+    );
+  };
+
   return {
     /** The preview's route (from memory when fresh), or `undefined` when there is no such preview. */
     route(id: string): Promise<Route | undefined> {
       const hit = routes.get(id);
-      if (hit && now() - hit.at < ttlMs) return hit.route;
-      evictOldest(routes, drop);
-      const entry: Entry = { route: load(id), at: now() };
-      entry.unsubscribe =
-        hit?.unsubscribe ??
-        o.events.subscribe(id, (e) => {
-          if (e.type === 'state') drop(id);
-        });
-      // A failed read is not kept: the next request asks again.
-      entry.route.catch(() => drop(id));
+      const age = hit ? now() - hit.at : Number.POSITIVE_INFINITY;
+      if (hit && age < ttlMs) return hit.route;
+      if (hit?.settled && age < staleMs) {
+        if (!hit.refreshing) refresh(id, hit);
+        return hit.route;
+      }
+      // A preview already here keeps its place (and its subscription, which eviction would end).
+      if (!hit) evictOldest(routes, drop);
+      const entry = track(id, load(id), hit);
       routes.set(id, entry);
       return entry.route;
     },
