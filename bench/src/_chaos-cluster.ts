@@ -288,10 +288,13 @@ export async function startChaosCluster(o: ChaosClusterOptions) {
           .getContainer(c.Id)
           .remove({ force: true, v: true })
           .catch(() => {});
-      await fly.close().catch(() => {});
-      await db.end().catch(() => {});
-      await redis.stop().catch(() => {});
-      await postgres?.stop().catch(() => {});
+      // Each bounded: after a run of faults a pool client or a restarted server may never answer.
+      const within = (p: Promise<unknown> | undefined) =>
+        Promise.race([p?.catch(() => {}), new Promise((r) => setTimeout(r, 15_000).unref())]);
+      await within(fly.close());
+      await within(db.end());
+      await within(redis.stop());
+      await within(postgres?.stop());
       await rm(work, { recursive: true, force: true });
     },
   };

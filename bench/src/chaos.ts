@@ -78,6 +78,9 @@ http.createServer(async (_req, res) => {
 `,
 });
 
+/** How long the cluster's teardown may take before the result is given anyway, ms. */
+const CLOSE_TIMEOUT_MS = 120_000;
+
 export default async function chaos(args: string[]): Promise<object> {
   const cycles = numArg(args, 'cycles', 1000);
   const concurrency = numArg(args, 'concurrency', 16);
@@ -256,7 +259,7 @@ export default async function chaos(args: string[]): Promise<object> {
     const byFault = Object.fromEntries(FAULTS.map((f) => [f, injected.filter((x) => x.fault === f).length]));
     if (faults.includes('dockerd') && !byFault['dockerd'])
       failures.unshift('fault dockerd: never ran (the run ended before two thirds of it)');
-    return {
+    const result = {
       cycles: done,
       faults: injected.length,
       orphan_containers: end.orphanContainers,
@@ -285,10 +288,18 @@ export default async function chaos(args: string[]): Promise<object> {
       failures: failures.slice(0, 20),
       details: end.details,
     };
+    // Written before the teardown, which waits on processes a fault may have left half-stopped.
+    process.stderr.write(`[chaos] result ${JSON.stringify(result)}\n`);
+    return result;
   } finally {
     running = false;
     clearInterval(progress);
-    await c.close({ logDir });
+    // Bounded: a run of an hour is not lost to a teardown that hangs (seen once: 8 minutes and no line).
+    const closed = await Promise.race([
+      c.close({ logDir }).then(() => true),
+      sleep(CLOSE_TIMEOUT_MS).then(() => false),
+    ]);
+    if (!closed) process.stderr.write(`[chaos] teardown not done after ${CLOSE_TIMEOUT_MS} ms; leaving it\n`);
     process.stderr.write(`[chaos] process logs in ${logDir}\n`);
   }
 }
