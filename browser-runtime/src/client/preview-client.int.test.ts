@@ -1,4 +1,4 @@
-import { InvalidInputError, NotFoundError, UnauthorizedError } from '@preview/tiers';
+import { ConflictError, InvalidInputError, NotFoundError, UnauthorizedError } from '@preview/tiers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { type RouterWithSync, startRouterWithSync } from '../../test/router-fixture.ts';
@@ -41,7 +41,10 @@ describe('PreviewClient REST (real router)', () => {
     const stranger = new PreviewClient({ baseUrl: r.baseUrl, token: r.otherJwt });
     await expect(stranger.resume(p.id)).rejects.toBeInstanceOf(NotFoundError);
     await client.stop(p.id);
-    await expect(client.resume(p.id)).resolves.toMatchObject({ state: 'ended' });
+    // An ended preview cannot be resumed: 409 preview_ended, as an edit to it is answered.
+    const late = await client.resume(p.id).catch((e: unknown) => e);
+    expect(late).toBeInstanceOf(ConflictError);
+    expect(late).toMatchObject({ code: 'preview_ended' });
   });
 
   it('projectId: one live preview per project, found by projectPreview()', async () => {
