@@ -4,24 +4,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WarmPools } from './pool.ts';
 import type { ContainerRuntime, SandboxInfo } from './runtime/types.ts';
 
+let server: Server;
+let upstream: string;
+beforeAll(async () => {
+  // What a sandbox's daemon answers: health 200 (manifest and sync are optional for the pool).
+  server = createServer((req, res) => {
+    res.writeHead(req.url === '/__preview/health' ? 200 : 404).end('{}');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  upstream = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
 /**
  * WarmPools.acquireStarting: a claim on a node whose last free slot holds a warm sandbox that is
  * still starting takes that sandbox once it is ready (rather than answering `capacity`).
  */
 describe('WarmPools.acquireStarting', () => {
-  let server: Server;
-  let upstream: string;
-
-  beforeAll(async () => {
-    // What a sandbox's daemon answers: health 200 (manifest and sync are optional for the pool).
-    server = createServer((req, res) => {
-      res.writeHead(req.url === '/__preview/health' ? 200 : 404).end('{}');
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    upstream = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  afterAll(() => new Promise<void>((r) => server.close(() => r())));
-
   /** A runtime whose creates wait until `release()` is called. */
   function gatedRuntime() {
     const gates: Array<() => void> = [];
@@ -111,18 +110,6 @@ describe('WarmPools.acquireStarting', () => {
  * pool itself: without a claim to trigger a refill, a pool that lost a start stayed short for good.
  */
 describe('WarmPools: failed starts', () => {
-  let server: Server;
-  let upstream: string;
-
-  beforeAll(async () => {
-    server = createServer((req, res) => {
-      res.writeHead(req.url === '/__preview/health' ? 200 : 404).end('{}');
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    upstream = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  afterAll(() => new Promise<void>((r) => server.close(() => r())));
-
   it('fills the pool again after a start failed, with nothing else asking', async () => {
     let creates = 0;
     const runtime = {

@@ -112,6 +112,22 @@ const until = async <T>(what: string, fn: () => Promise<T | undefined | false>):
   throw new Error(`timed out waiting for ${what}`);
 };
 
+/** The test app on the browser tier, once the project renders in its frame. */
+const openBrowserTier = async () => {
+  const page = await chrome.context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  const frame = page.frameLocator('[data-preview="frame"] iframe');
+  try {
+    await page.goto(`${base}/__react/?browser=1&token=${encodeURIComponent(h.alice.jwt)}`);
+    await frame.locator('main').filter({ hasText: 'react:contract:42' }).waitFor();
+  } catch (e) {
+    await page.close();
+    throw e;
+  }
+  return { page, errors, frame };
+};
+
 describe('usePreviewSession + PreviewPanel in Chromium (real router, local server tier)', () => {
   it('creates one preview under StrictMode, shows status, error overlay, the iframe and edits; unmount stops it', async () => {
     const page = await chrome.context.newPage();
@@ -248,13 +264,8 @@ describe('usePreviewSession + PreviewPanel in Chromium (real router, local serve
   });
 
   it('browser tier: the bundler runtime in the tab; write rebuilds it, a build error shows in the overlay, a fix clears it', async () => {
-    const page = await chrome.context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
+    const { page, errors, frame } = await openBrowserTier();
     try {
-      await page.goto(`${base}/__react/?browser=1&token=${encodeURIComponent(h.alice.jwt)}`);
-      const frame = page.frameLocator('[data-preview="frame"] iframe');
-      await frame.locator('main').filter({ hasText: 'react:contract:42' }).waitFor();
       const s = await session(page);
       expect(s?.tier).toBe('browser');
       expect(await page.locator('iframe').getAttribute('src')).toContain('/__preview-bundler/');
@@ -301,13 +312,8 @@ describe('usePreviewSession + PreviewPanel in Chromium (real router, local serve
   }, 180_000); // esbuild-wasm's first start in a tab takes a while on a shared machine
 
   it('a browser-tier preview moved to a server tier by someone else: the panel frames the server once its URL is known', async () => {
-    const page = await chrome.context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
+    const { page, errors } = await openBrowserTier();
     try {
-      await page.goto(`${base}/__react/?browser=1&token=${encodeURIComponent(h.alice.jwt)}`);
-      const frame = page.frameLocator('[data-preview="frame"] iframe');
-      await frame.locator('main').filter({ hasText: 'react:contract:42' }).waitFor();
       const id = (await session(page))!.previewId!;
       // Another client (a second tab, the CLI) moves it; this page learns of it over SSE only, and
       // SSE's state events carry the tier but no preview URL.
