@@ -16,6 +16,18 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
+/** A started, unclaimed sandbox of `template` whose daemon is the test's health server. */
+const warmBox = (id: string, template: SandboxInfo['template']): SandboxInfo =>
+  ({
+    id,
+    template,
+    previewId: undefined,
+    pool: template,
+    state: 'running',
+    upstream,
+    daemonToken: 'token-0123456789abcdef',
+  }) as SandboxInfo;
+
 /**
  * WarmPools.acquireStarting: a claim on a node whose last free slot holds a warm sandbox that is
  * still starting takes that sandbox once it is ready (rather than answering `capacity`).
@@ -28,15 +40,7 @@ describe('WarmPools.acquireStarting', () => {
     const runtime = {
       async create(o: { template: SandboxInfo['template'] }): Promise<SandboxInfo> {
         await new Promise<void>((r) => gates.push(r));
-        return {
-          id: `box-${++n}`,
-          template: o.template,
-          previewId: undefined,
-          pool: o.template,
-          state: 'running',
-          upstream,
-          daemonToken: 'token-0123456789abcdef',
-        } as SandboxInfo;
+        return warmBox(`box-${++n}`, o.template);
       },
       async remove() {
         return true;
@@ -116,15 +120,7 @@ describe('WarmPools: failed starts', () => {
       async create(o: { template: SandboxInfo['template'] }): Promise<SandboxInfo> {
         creates++;
         if (creates <= 2) throw new Error('engine busy: container start timed out');
-        return {
-          id: `box-${creates}`,
-          template: o.template,
-          previewId: undefined,
-          pool: o.template,
-          state: 'running',
-          upstream,
-          daemonToken: 'token-0123456789abcdef',
-        } as SandboxInfo;
+        return warmBox(`box-${creates}`, o.template);
       },
       async remove() {
         return true;
