@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -16,6 +16,7 @@ import type {
   Unsubscribe,
   WebContainerProcess,
 } from '@webcontainer/api';
+import { ViteHost } from '../src/runtimes/vite-host.ts';
 import type { WebContainerLike } from '../src/runtimes/webcontainer-runtime.ts';
 
 /**
@@ -39,6 +40,7 @@ export class FakeWebContainer implements WebContainerLike {
   readonly calls: string[] = [];
   readonly #listeners = new Map<string, Set<Listener>>();
   readonly #children = new Set<ChildProcess>();
+  readonly #vites = new Set<ViteHost>();
   #dir: Promise<string> = mkdtemp(join(tmpdir(), 'fake-webcontainer-'));
   #tornDown = false;
 
@@ -53,7 +55,12 @@ export class FakeWebContainer implements WebContainerLike {
   readonly fs: WebContainerLike['fs'] = {
     writeFile: async (path: string, data: string | Uint8Array, _options?: unknown) => {
       this.calls.push(`fs.writeFile ${path}`);
-      await writeFile(await this.#resolve(path), data);
+      const target = await this.#resolve(path);
+      const event = existsSync(target) ? 'change' : 'add';
+      await writeFile(target, data);
+      // A WebContainer's dev server learns of a write from its own in-memory file system, which
+      // never misses one; the fake's Vite is told directly, as ProcessRuntime tells its own.
+      await Promise.all([...this.#vites].map((v) => v.announce([{ path: target, event }])));
     },
     mkdir: (async (path: string, options?: { recursive?: boolean }) => {
       this.calls.push(`fs.mkdir ${path}${options?.recursive ? ' -p' : ''}`);
@@ -134,38 +141,28 @@ export class FakeWebContainer implements WebContainerLike {
     }
     if (line === 'npm run dev') {
       const port = await freePort();
-      const child = spawn(
-        process.execPath,
-        [
-          join(dir, 'node_modules/vite/bin/vite.js'),
-          '--port',
-          String(port),
-          '--strictPort',
-          '--host',
-          '127.0.0.1',
-        ],
-        { cwd: dir, env: { ...process.env, FORCE_COLOR: '0', CI: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
-      );
+      let vite: ViteHost;
+      try {
+        vite = ViteHost.start({ dir, port, env: { ...process.env, FORCE_COLOR: '0', CI: '1' } });
+      } catch (e) {
+        push(`sh: vite: ${(e as Error).message}\n`);
+        return done(127);
+      }
+      const child = vite.child;
+      this.#vites.add(vite);
+      child.once('exit', () => this.#vites.delete(vite));
       this.#children.add(child);
       child.stdout?.on('data', (b: Buffer) => push(b.toString()));
       child.stderr?.on('data', (b: Buffer) => push(b.toString()));
       const exit = new Promise<number>((r) => child.once('exit', (c) => r(c ?? 1)));
-      void (async () => {
-        const url = `http://127.0.0.1:${port}`;
-        for (let i = 0; i < 600 && child.exitCode === null; i++) {
-          if (
-            await fetch(url).then(
-              (r) => r.ok,
-              () => false,
-            )
-          ) {
-            this.#emit('port', port, 'open', url);
-            this.#emit('server-ready', port, url);
-            return;
-          }
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      })();
+      vite.listening.then(
+        () => {
+          const url = `http://127.0.0.1:${port}`;
+          this.#emit('port', port, 'open', url);
+          this.#emit('server-ready', port, url);
+        },
+        () => {},
+      );
       return { exit, input, output, kill: () => child.kill('SIGTERM'), resize: () => {} };
     }
     push(`jsh: command not found: ${command}\n`);

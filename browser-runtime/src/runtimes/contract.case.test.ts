@@ -186,3 +186,23 @@ export function runRuntimeContract(options: RuntimeContractOptions): void {
     });
   });
 }
+
+/**
+ * For runtimes whose dev server Node can reach (process, the WebContainer fake): starts the vanilla
+ * project and asserts that a request made right after each `writeFile` resolves gets what was
+ * written. A dev server that learns of writes only from its file watcher fails this: a request
+ * that comes before the watcher's event caches the file, and chokidar then misses the next writes
+ * (the preview shows an old version until some later edit).
+ */
+export async function expectEveryWriteServed(runtime: PreviewRuntime): Promise<void> {
+  await runtime.mount(VANILLA_PROJECT);
+  await runtime.install();
+  const { url } = await runtime.run();
+  const get = async (path: string) => (await fetch(new URL(path, url))).text();
+  await get('/');
+  await get('/src/main.js');
+  for (const m of ['a', 'b', 'c', 'd', 'e']) {
+    await runtime.writeFile('src/message.js', `export const message = '${m}';\n`);
+    expect(await get('/src/message.js')).toContain(`message = '${m}'`);
+  }
+}

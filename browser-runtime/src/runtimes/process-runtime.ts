@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { PreviewError, type ProjectFiles, TimeoutError } from '@preview/tiers';
 import { checkPath, decodeFiles, Emitter } from './files.ts';
 import type { PreviewRuntime, RuntimeCallOptions, RuntimeEvents, ServerReady } from './types.ts';
+import { type FileChange, VITE_HOST_TMP_DIR, ViteHost } from './vite-host.ts';
 
 const REPO_NODE_MODULES = resolve(dirname(fileURLToPath(import.meta.url)), '../../../node_modules');
 
@@ -39,9 +40,10 @@ export class ProcessRuntime implements PreviewRuntime {
   readonly #events = new Emitter<RuntimeEvents>();
   #dir: string | undefined;
   #ownsDir = false;
-  #child: ChildProcess | undefined;
+  #vite: ViteHost | undefined;
   #ready: ServerReady | undefined;
   #tornDown = false;
+  #tmpSeq = 0;
 
   constructor(options: ProcessRuntimeOptions = {}) {
     this.#o = options;
@@ -67,16 +69,24 @@ export class ProcessRuntime implements PreviewRuntime {
         this.#ownsDir = true;
       }
     }
-    for (const [path, content] of decoded) await this.#write(path, content);
+    await mkdir(join(this.#dir, VITE_HOST_TMP_DIR), { recursive: true });
+    const written: FileChange[] = [];
+    for (const [path, content] of decoded) written.push(await this.#write(path, content));
+    await this.#vite?.announce(written);
   }
 
-  async #write(path: string, content: string | Uint8Array) {
+  /**
+   * Writes one file atomically (staged in the reserved temp dir, renamed over the target): the dev
+   * server never reads half of it.
+   */
+  async #write(path: string, content: string | Uint8Array): Promise<FileChange> {
     const target = join(this.#dir!, path);
     await mkdir(dirname(target), { recursive: true });
-    // Atomic: the dev server's watcher never sees a half-written file.
-    const tmp = `${target}.${process.pid}.${Date.now()}.tmp`;
+    const tmp = join(this.#dir!, VITE_HOST_TMP_DIR, `${process.pid}.${++this.#tmpSeq}.tmp`);
     await writeFile(tmp, content);
+    const event = existsSync(target) ? 'change' : 'add';
     await rename(tmp, target);
+    return { path: target, event };
   }
 
   async install(): Promise<void> {
@@ -104,18 +114,14 @@ export class ProcessRuntime implements PreviewRuntime {
     this.#alive();
     if (!this.#dir) throw new PreviewError('runtime_not_mounted', 'run() before mount()');
     if (this.#ready) return this.#ready;
-    const vite = resolveVite(this.#dir);
     const port = await freePort();
-    const child = spawn(
-      process.execPath,
-      [vite, '--port', String(port), '--strictPort', '--host', '127.0.0.1'],
-      {
-        cwd: this.#dir,
-        env: { ...process.env, NODE_ENV: 'development', FORCE_COLOR: '0', CI: '1' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    this.#child = child;
+    const vite = ViteHost.start({
+      dir: this.#dir,
+      port,
+      env: { ...process.env, NODE_ENV: 'development', FORCE_COLOR: '0', CI: '1' },
+    });
+    this.#vite = vite;
+    const child = vite.child;
     let output = '';
     const onData = (b: Buffer) => {
       const text = b.toString();
@@ -128,40 +134,54 @@ export class ProcessRuntime implements PreviewRuntime {
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
     child.once('exit', (code, sig) => {
-      if (this.#child === child && !this.#tornDown)
+      if (this.#vite === vite && !this.#tornDown)
         this.#events.emit(
           'error',
           new PreviewError('dev_server_exited', `vite exited (${code ?? sig}): ${output.slice(-500)}`),
         );
-      this.#child = undefined;
+      if (this.#vite === vite) this.#vite = undefined;
       this.#ready = undefined;
     });
 
-    const url = `http://127.0.0.1:${port}/`;
-    const deadline = Date.now() + (this.#o.startTimeoutMs ?? 60_000);
-    while (Date.now() < deadline) {
-      options.signal?.throwIfAborted();
-      if (child.exitCode !== null)
-        throw new PreviewError('dev_server_exited', `vite exited: ${output.slice(-500)}`);
-      const ok = await fetch(url, { signal: AbortSignal.timeout(2_000) }).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ok) {
-        this.#ready = { url, port };
-        this.#events.emit('server-ready', this.#ready);
-        return this.#ready;
-      }
-      await new Promise((r) => setTimeout(r, 100));
+    const timeoutMs = this.#o.startTimeoutMs ?? 60_000;
+    const signal = AbortSignal.any([
+      AbortSignal.timeout(timeoutMs),
+      ...(options.signal ? [options.signal] : []),
+    ]);
+    const stopped = new Promise<never>((_, reject) =>
+      signal.addEventListener('abort', () =>
+        reject(
+          options.signal?.aborted
+            ? options.signal.reason
+            : new TimeoutError(
+                'timeout',
+                `vite did not listen within ${timeoutMs} ms: ${output.slice(-500)}`,
+              ),
+        ),
+      ),
+    );
+    try {
+      await Promise.race([
+        vite.listening.catch((e: Error) => {
+          throw new PreviewError('dev_server_exited', `${e.message}: ${output.slice(-500)}`);
+        }),
+        stopped,
+      ]);
+    } catch (e) {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      throw e;
     }
-    throw new TimeoutError('timeout', `vite did not answer within the start timeout: ${output.slice(-500)}`);
+    this.#ready = { url: `http://127.0.0.1:${port}/`, port };
+    this.#events.emit('server-ready', this.#ready);
+    return this.#ready;
   }
 
   async writeFile(path: string, content: string | Uint8Array): Promise<void> {
     this.#alive();
     checkPath(path);
     if (!this.#dir) throw new PreviewError('runtime_not_mounted', 'writeFile() before mount()');
-    await this.#write(path, content);
+    const change = await this.#write(path, content);
+    await this.#vite?.announce([change]);
     if (this.#ready) await this.#syntaxCheck(path, content);
   }
 
@@ -195,8 +215,8 @@ export class ProcessRuntime implements PreviewRuntime {
   async teardown(): Promise<void> {
     if (this.#tornDown) return;
     this.#tornDown = true;
-    const child = this.#child;
-    this.#child = undefined;
+    const child = this.#vite?.child;
+    this.#vite = undefined;
     if (child && child.exitCode === null) {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
@@ -206,18 +226,6 @@ export class ProcessRuntime implements PreviewRuntime {
     }
     if (this.#ownsDir && this.#dir) await rm(this.#dir, { recursive: true, force: true });
     this.#events.clear();
-  }
-}
-
-function resolveVite(dir: string): string {
-  let d = dir;
-  for (;;) {
-    const bin = join(d, 'node_modules', 'vite', 'bin', 'vite.js');
-    if (existsSync(bin)) return bin;
-    const up = dirname(d);
-    if (up === d)
-      throw new PreviewError('vite_missing', `vite is not installed for ${dir} (run install() first)`);
-    d = up;
   }
 }
 

@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { launchChromium, renderText } from '@preview/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeWebContainer } from '../../test/fake-webcontainer.ts';
-import { runRuntimeContract, VANILLA_PROJECT } from './contract.case.test.ts';
+import { expectEveryWriteServed, runRuntimeContract, VANILLA_PROJECT } from './contract.case.test.ts';
 import { isRuntimeUnavailable, RuntimeUnavailableError } from './types.ts';
 import { toFileSystemTree, WebContainerRuntime } from './webcontainer-runtime.ts';
 
@@ -31,6 +31,15 @@ runRuntimeContract({
 });
 
 describe('WebContainerRuntime', () => {
+  it("the fake's dev server, like a WebContainer's, never misses a write: a request right after each gets it", async () => {
+    const runtime = new WebContainerRuntime({ boot: bootFake });
+    try {
+      await expectEveryWriteServed(runtime);
+    } finally {
+      await runtime.teardown();
+    }
+  }, 60_000);
+
   it('boot that never finishes (StackBlitz iframe unreachable) fails with RuntimeUnavailable after the timeout', async () => {
     const rt = new WebContainerRuntime({ boot: () => new Promise(() => {}), bootTimeoutMs: 300 });
     const err = await rt.mount(VANILLA_PROJECT).catch((e) => e);
