@@ -1,10 +1,12 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type {
+  BootOptions,
   CodeListener,
   ErrorListener,
   FileSystemTree,
@@ -25,7 +27,10 @@ import type { WebContainerLike } from '../src/runtimes/webcontainer-runtime.ts';
  * package's own declared types, so a signature that drifts from the published typings fails to build.
  * Its "container" is a temporary directory on the host: `mount` writes the FileSystemTree there,
  * `npm install` links the repo's node_modules (offline), `npm run dev` runs Vite and fires
- * `port` and `server-ready` as WebContainer does. `calls` records every API call.
+ * `port` and `server-ready` as WebContainer does. `calls` records every API call. With
+ * `forwardPreviewErrors` booted, its pages carry a stand-in for StackBlitz's preview script: uncaught
+ * exceptions and unhandled rejections (and, for `true`, console errors) of a page come back as
+ * `preview-message` events, as the published `PreviewMessage` types describe them.
  */
 
 type Listener =
@@ -43,13 +48,54 @@ export class FakeWebContainer implements WebContainerLike {
   readonly #vites = new Set<ViteHost>();
   #dir: Promise<string> = mkdtemp(join(tmpdir(), 'fake-webcontainer-'));
   #tornDown = false;
+  #previewMessages: Promise<{ server: Server; url: string }> | undefined;
 
-  /** @param options.nodeModules what `npm install` links into the project (the image's installed packages). */
-  constructor(readonly options: { nodeModules: string }) {}
+  /**
+   * @param options.nodeModules what `npm install` links into the project (the image's installed packages).
+   * @param boot the options it was booted with (`forwardPreviewErrors` is honoured).
+   */
+  constructor(
+    readonly options: { nodeModules: string },
+    readonly boot: BootOptions = {},
+  ) {}
 
   /** A `boot` for `WebContainerRuntime` whose containers link `nodeModules` on `npm install`. */
-  static booter(options: { nodeModules: string }): () => Promise<FakeWebContainer> {
-    return async () => new FakeWebContainer(options);
+  static booter(options: { nodeModules: string }): (boot?: BootOptions) => Promise<FakeWebContainer> {
+    return async (boot) => new FakeWebContainer(options, boot);
+  }
+
+  /**
+   * The preview script's stand-in, or `undefined` when errors are not forwarded: it sends each of
+   * the page's errors to a loopback listener of the fake's, which emits `preview-message`.
+   */
+  async #previewScript(): Promise<string | undefined> {
+    const forward = this.boot.forwardPreviewErrors;
+    if (!forward) return undefined;
+    this.#previewMessages ??= new Promise((resolve) => {
+      const server = createHttpServer((req, res) => {
+        let body = '';
+        req.on('data', (c: Buffer) => {
+          body += c.toString();
+        });
+        req.on('end', () => {
+          res.writeHead(204, { 'access-control-allow-origin': '*' }).end();
+          try {
+            const m = JSON.parse(body) as Record<string, unknown>;
+            this.#emit('preview-message', { previewId: 'fake', ...m });
+          } catch {}
+        });
+      });
+      server.listen(0, '127.0.0.1', () =>
+        resolve({ server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/` }),
+      );
+    });
+    const { url } = await this.#previewMessages;
+    const send = `(type, message, stack, args) => navigator.sendBeacon(${JSON.stringify(url)}, JSON.stringify({ type, message, stack, args, port: Number(location.port), pathname: location.pathname, search: location.search, hash: location.hash }))`;
+    const consoleErrors =
+      forward === true
+        ? `const e = console.error; console.error = (...args) => { send('PREVIEW_CONSOLE_ERROR', undefined, new Error().stack, args.map(String)); e(...args); };`
+        : '';
+    return `(() => { const send = ${send}; addEventListener('error', (e) => send('PREVIEW_UNCAUGHT_EXCEPTION', e.message, e.error?.stack)); addEventListener('unhandledrejection', (e) => send('PREVIEW_UNHANDLED_REJECTION', String(e.reason?.message ?? e.reason), e.reason?.stack)); ${consoleErrors} })();`;
   }
 
   readonly fs: WebContainerLike['fs'] = {
@@ -143,7 +189,12 @@ export class FakeWebContainer implements WebContainerLike {
       const port = await freePort();
       let vite: ViteHost;
       try {
-        vite = ViteHost.start({ dir, port, env: { ...process.env, FORCE_COLOR: '0', CI: '1' } });
+        vite = ViteHost.start({
+          dir,
+          port,
+          env: { ...process.env, FORCE_COLOR: '0', CI: '1' },
+          headScript: await this.#previewScript(),
+        });
       } catch (e) {
         push(`sh: vite: ${(e as Error).message}\n`);
         return done(127);
@@ -213,6 +264,7 @@ export class FakeWebContainer implements WebContainerLike {
       c.exitCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r)),
     );
     for (const c of this.#children) c.kill('SIGTERM');
+    void this.#previewMessages?.then(({ server }) => server.close());
     void Promise.all(exits)
       .then(() => this.#dir)
       .then((d) => rm(d, { recursive: true, force: true, maxRetries: 3 }))

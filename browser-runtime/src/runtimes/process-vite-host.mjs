@@ -9,11 +9,12 @@
  * write here, over IPC, and waits for the module graph to be invalidated before its `writeFile`
  * resolves; the watcher's own event for an announced file is then dropped as a duplicate.
  *
- * argv: `<vite module URL> <port> <host> <tmp dir name>`; cwd is the project root.
+ * argv: `<vite module URL> <port> <host> <tmp dir name> [head script]`; cwd is the project root.
+ * The head script, when given, is put first in the `<head>` of every HTML page Vite serves.
  * IPC in: `{ id, files: [{ path, event: 'add' | 'change' | 'unlink' }] }` (absolute paths).
  * IPC out: `{ ready: url }` once listening, `{ ack: id }` once the files are invalidated.
  */
-const [viteUrl, port, host, tmpDirName] = process.argv.slice(2);
+const [viteUrl, port, host, tmpDirName, headScript] = process.argv.slice(2);
 /** How long after an announcement the watcher's own event for that file is a duplicate (ms). */
 const DUPLICATE_WINDOW_MS = 2_000;
 
@@ -21,6 +22,20 @@ const { createServer } = await import(viteUrl);
 const server = await createServer({
   root: process.cwd(),
   clearScreen: false,
+  // Its own optimized-deps cache: the project's node_modules may be shared (a link to an installed
+  // copy), and Vite servers with different configs re-optimizing into one cache undo each other.
+  cacheDir: `${tmpDirName}/vite`,
+  plugins: headScript
+    ? [
+        {
+          name: 'preview-host-head-script',
+          transformIndexHtml: {
+            order: 'pre',
+            handler: () => [{ tag: 'script', children: headScript, injectTo: 'head-prepend' }],
+          },
+        },
+      ]
+    : [],
   server: {
     port: Number(port),
     strictPort: true,

@@ -5,6 +5,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { PreviewError } from '@preview/tiers';
 
 const HOST_SCRIPT = fileURLToPath(new URL('./process-vite-host.mjs', import.meta.url));
+/** How long `announce` waits for Vite's ack (ms): it takes a few ms unless Vite hangs. */
+const ANNOUNCE_TIMEOUT_MS = 30_000;
 
 /**
  * Where a runtime stages writes before renaming them into place: reserved for the sandbox in every
@@ -28,6 +30,8 @@ export interface ViteHostOptions {
   host?: string;
   /** The child's environment. @default process.env */
   env?: NodeJS.ProcessEnv;
+  /** Inline JavaScript put first in the `<head>` of every HTML page Vite serves. @default none */
+  headScript?: string;
 }
 
 /**
@@ -54,7 +58,9 @@ export class ViteHost {
   private constructor(options: ViteHostOptions) {
     const vite = resolveViteModule(options.dir);
     const host = options.host ?? '127.0.0.1';
-    this.child = spawn(process.execPath, [HOST_SCRIPT, vite, String(options.port), host, VITE_HOST_TMP_DIR], {
+    const args = [HOST_SCRIPT, vite, String(options.port), host, VITE_HOST_TMP_DIR];
+    if (options.headScript) args.push(options.headScript);
+    this.child = spawn(process.execPath, args, {
       cwd: options.dir,
       env: options.env ?? process.env,
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
@@ -89,13 +95,32 @@ export class ViteHost {
   /**
    * Tells Vite of written files; resolves once they are invalidated (no-op before it listens: its
    * first requests read the disk anyway).
-   * @throws PreviewError `dev_server_exited` when Vite exits first.
+   * @throws PreviewError `dev_server_exited` when Vite exits first, `dev_server_unresponsive` when
+   * it does not answer within 30 s.
    */
   announce(files: readonly FileChange[]): Promise<void> {
     if (!this.#listening || files.length === 0 || !this.child.connected) return Promise.resolve();
     const id = ++this.#seq;
     return new Promise<void>((resolve, reject) => {
-      this.#acks.set(id, { resolve, reject });
+      const timer = setTimeout(() => {
+        this.#acks.delete(id);
+        reject(
+          new PreviewError(
+            'dev_server_unresponsive',
+            `vite did not take ${files.length} written file(s) within ${ANNOUNCE_TIMEOUT_MS} ms`,
+          ),
+        );
+      }, ANNOUNCE_TIMEOUT_MS);
+      this.#acks.set(id, {
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
       this.child.send({ id, files });
     });
   }

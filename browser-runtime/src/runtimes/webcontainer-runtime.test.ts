@@ -24,10 +24,6 @@ const render = (url: string, waitFor: string) => renderText(chrome.context, url,
 runRuntimeContract({
   name: 'webcontainer (fake of @webcontainer/api, checked against its typings)',
   create: async () => ({ runtime: new WebContainerRuntime({ boot: bootFake }), render }),
-  skip: {
-    'a broken module reports an error':
-      "in a WebContainer a module's syntax error surfaces in the preview page, which reports it as a preview-message; that needs StackBlitz's preview script in a real WebContainer iframe (unreachable here); the preview-message → error path is tested below with the fake",
-  },
 });
 
 describe('WebContainerRuntime', () => {

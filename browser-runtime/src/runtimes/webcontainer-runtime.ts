@@ -24,8 +24,17 @@ export interface WebContainerLike {
 export const asWebContainerLike = (wc: WebContainer): WebContainerLike => wc;
 
 export interface WebContainerRuntimeOptions {
-  /** Default `WebContainer.boot(bootOptions)` from `@webcontainer/api`. */
-  boot?: () => Promise<WebContainerLike>;
+  /**
+   * Boots the container with the resolved boot options. @default `WebContainer.boot` from
+   * `@webcontainer/api`
+   */
+  boot?: (options: BootOptions) => Promise<WebContainerLike>;
+  /**
+   * Merged over the runtime's own: `coep: 'credentialless'`, `workdirName: 'project'` and
+   * `forwardPreviewErrors: 'exceptions-only'` (without it, StackBlitz's preview script reports
+   * no uncaught error of the page, and `error` never fires for one; console errors are not
+   * errors of the preview).
+   */
   bootOptions?: BootOptions;
   /**
    * Boot must finish within this (default 15 s); else RuntimeUnavailableError, and the preview goes
@@ -96,20 +105,22 @@ export class WebContainerRuntime implements PreviewRuntime {
   #container(signal?: AbortSignal): Promise<WebContainerLike> {
     this.#booting ??= (async () => {
       const timeoutMs = this.#o.bootTimeoutMs ?? 15_000;
+      const bootOptions: BootOptions = {
+        coep: 'credentialless',
+        workdirName: 'project',
+        forwardPreviewErrors: 'exceptions-only',
+        ...this.#o.bootOptions,
+      };
       const boot =
         this.#o.boot ??
-        (async () => {
+        (async (options: BootOptions) => {
           const { WebContainer } = await import('@webcontainer/api');
-          return WebContainer.boot({
-            coep: 'credentialless',
-            workdirName: 'project',
-            ...this.#o.bootOptions,
-          });
+          return WebContainer.boot(options);
         });
       let timer: ReturnType<typeof setTimeout> | undefined;
       try {
         const wc = await Promise.race([
-          Promise.resolve().then(boot),
+          Promise.resolve(bootOptions).then(boot),
           new Promise<never>((_, reject) => {
             timer = setTimeout(
               () =>
