@@ -14,12 +14,25 @@ import type { PreviewRouter } from './router.ts';
  * create it (a restart, another replica) lists, suspends and destroys it.
  */
 let h: Harness;
+/** While set, the browser tier's `status` waits for it before answering (the readiness watch is held there). */
+let statusGate: Promise<void> | undefined;
+let statusCalled: (() => void) | undefined;
 let server: Server;
 let port: number;
 
 beforeAll(async () => {
   h = await createHarness({
-    tiers: ({ browserPlacements }) => ({ browser: createBrowserTier({ placements: browserPlacements }) }),
+    tiers: ({ browserPlacements }) => {
+      const browser = createBrowserTier({ placements: browserPlacements });
+      const status = browser.status.bind(browser);
+      browser.status = async (id) => {
+        const answer = await status(id);
+        statusCalled?.();
+        await statusGate;
+        return answer;
+      };
+      return { browser };
+    },
   });
   server = serve({ fetch: h.router.app.fetch, hostname: '127.0.0.1', port: 0 }) as unknown as Server;
   await new Promise((r) => server.once('listening', r));
@@ -151,5 +164,49 @@ describe('browser tier: placements stored in Postgres', () => {
     expect(await other.tiers.browser?.destroy(id)).toBe(false);
     expect(await h.router.tiers.browser?.status(id)).toBeUndefined();
     expect((await h.router.store.get(id))?.state).toBe('ended');
+  });
+});
+
+describe('browser tier: a preview stopped while it resumes', () => {
+  // preview-events.int.test under load: the readiness watch of a resume stored `ready` after the
+  // stop's `ended`, and the events stream (which closes at `ended`) never sent it.
+  it('ends at ended: the readiness watch stores nothing after it', async () => {
+    const id = await createBrowserPreview();
+    const call = (path: string, method = 'POST') =>
+      h.router.app.request(`/v1/previews/${id}${path}`, { method, headers: bearer(h.alice.jwt) });
+    expect((await call('/suspend')).status).toBe(200);
+    let release!: () => void;
+    statusGate = new Promise((r) => {
+      release = r;
+    });
+    const watching = new Promise<void>((r) => {
+      statusCalled = r;
+    });
+    // The watch's attempt at `ready`, however it ends.
+    const store = h.router.store;
+    const transition = store.transition.bind(store);
+    const readyTried = new Promise<void>((done) => {
+      store.transition = async (...args) => {
+        try {
+          return await transition(...args);
+        } finally {
+          if (args[1] === 'ready') done();
+        }
+      };
+    });
+    try {
+      expect((await call('/resume')).status).toBe(200);
+      await watching; // the watch read `starting`, and the tier's answer (`ready`) is on its way
+      expect((await call('', 'DELETE')).status).toBeLessThan(300);
+      release();
+      await readyTried;
+    } finally {
+      statusGate = undefined;
+      statusCalled = undefined;
+      store.transition = transition;
+    }
+    expect((await h.router.store.get(id))?.state).toBe('ended');
+    const events = await h.router.store.recentEvents(id);
+    expect(events.at(-1)).toMatchObject({ kind: 'state', data: { state: 'ended' } });
   });
 });

@@ -17,12 +17,18 @@ import {
   TimeoutError,
 } from '@preview/tiers';
 import type { Logger } from 'pino';
-import type { EventHub } from './events.ts';
+import type { EventHub, PreviewEvent } from './events.ts';
 import type { Metrics } from './metrics.ts';
 import { type Classification, classify } from './placement/classify.ts';
 import { type ClientCapabilities, place } from './placement/place.ts';
 import type { SyncStore } from './store/project-files.ts';
-import { databaseIdOf, type PlacementReason, type Session, type SessionStore } from './store/sessions.ts';
+import {
+  databaseIdOf,
+  type PlacementReason,
+  type Session,
+  type SessionStore,
+  type TransitionPatch,
+} from './store/sessions.ts';
 import { HTTP_CLIENT } from './sync/client-order.ts';
 import { coalesce } from './sync/persister.ts';
 
@@ -304,19 +310,13 @@ export class PreviewService {
         this.#metrics.creates.inc({ tier: name, outcome: 'placed' });
         const next: 'ready' | 'starting' = name === 'browser' ? 'ready' : 'starting';
         const event = { type: 'state' as const, state: next, tier: name, at: Date.now() };
-        const placed = await this.store.transition(
-          session.id,
-          next,
-          {
-            tier: name,
-            placement,
-            nodeId: placement.tier === 'docker' ? placement.nodeId : null,
-            reasons,
-            error: null,
-          },
-          { kind: 'state', data: { state: next, tier: name, at: event.at } },
-        );
-        await this.events.broadcast(session.id, event);
+        const placed = await this.changeState(session.id, event, {
+          tier: name,
+          placement,
+          nodeId: placement.tier === 'docker' ? placement.nodeId : null,
+          reasons,
+          error: null,
+        });
         if (next === 'starting') {
           this.watchReadiness(session.id);
           this.#onServerLive?.(session.id);
@@ -357,12 +357,12 @@ export class PreviewService {
     // REPLACE_WINDOW_MS, so a sandbox that keeps dying ends `failed`.
     if (!oomKilled && (await this.store.recentMigrations(id, REPLACE_WINDOW_MS)) < REPLACE_LIMIT) {
       try {
-        const m = await this.store.transition(id, 'migrating', {
-          nodeId: null,
-          error: `sandbox stopped: ${reason}`,
-        });
+        const m = await this.changeState(
+          id,
+          { type: 'state', state: 'migrating', at: Date.now() },
+          { nodeId: null, error: `sandbox stopped: ${reason}` },
+        );
         this.#log.warn({ previewId: id, nodeId, reason }, 'sandbox lost: re-placing the preview');
-        await this.events.publish(id, { type: 'state', state: 'migrating', at: Date.now() });
         void this.continueMigration(m).catch((err: unknown) =>
           this.#log.warn({ err, previewId: id }, 're-placing a preview whose sandbox was lost failed'),
         );
@@ -375,20 +375,44 @@ export class PreviewService {
     const error = `sandbox stopped: ${reason}`;
     let failed: Session;
     try {
-      failed = await this.store.transition(id, 'failed', { error });
+      failed = await this.changeState(
+        id,
+        { type: 'state', state: 'failed', error, at: Date.now() },
+        { error },
+      );
     } catch (e) {
       if (e instanceof ConflictError) return (await this.store.get(id)) ?? s;
       throw e;
     }
     this.#log.warn({ previewId: id, nodeId, reason }, 'preview failed on its node');
-    await this.events.publish(id, { type: 'state', state: 'failed', error, at: Date.now() });
     return failed;
+  }
+
+  /**
+   * Moves preview `id` to `event.state` and stores `event` in the same statement (one commit: a
+   * refused transition stores no event, and the event's id is taken under the preview's row lock,
+   * so the preview's events commit in id order), then fans it out.
+   * @throws ConflictError `invalid_transition` when the preview's state cannot lead there (nothing stored)
+   * @throws NotFoundError when there is no such preview
+   */
+  async changeState(
+    id: string,
+    event: Extract<PreviewEvent, { type: 'state' }>,
+    patch: TransitionPatch = {},
+  ): Promise<Session> {
+    const { type, ...data } = event;
+    const next = await this.store.transition(id, event.state, patch, { kind: type, data });
+    await this.events.broadcast(id, event);
+    return next;
   }
 
   async #fail(session: Session, reasons: PlacementReason[], error: string): Promise<Session> {
     const id = session.id;
-    const s = await this.store.transition(id, 'failed', { reasons, error });
-    await this.events.publish(id, { type: 'state', state: 'failed', error, at: Date.now() });
+    const s = await this.changeState(
+      id,
+      { type: 'state', state: 'failed', error, at: Date.now() },
+      { reasons, error },
+    );
     // A project's database is the project's: retention drops it, not one failed preview.
     if (!session.databaseId) await this.#databases?.drop(id).catch(() => false);
     return s;
@@ -428,8 +452,15 @@ export class PreviewService {
               });
             }
             if (st.phase === 'ready') {
-              await this.store.transition(id, 'ready').catch(() => undefined);
-              await this.events.publish(id, { type: 'state', state: 'ready', tier: s.tier, at: Date.now() });
+              // Refused when the preview was stopped or suspended meanwhile: then no `ready` is stored.
+              await this.changeState(id, {
+                type: 'state',
+                state: 'ready',
+                tier: s.tier,
+                at: Date.now(),
+              }).catch((e: unknown) => {
+                if (!(e instanceof ConflictError)) throw e;
+              });
               return;
             }
           }
@@ -481,8 +512,7 @@ export class PreviewService {
       .catch((err) => this.#log.warn({ err, previewId: s.id }, 'tier destroy failed'));
     // A project's database outlives its previews (the next one finds the data); retention drops it.
     if (s.needsDatabase && !s.databaseId) await this.#databases?.drop(s.id).catch(() => false);
-    await this.store.transition(s.id, 'ended');
-    await this.events.publish(s.id, { type: 'state', state: 'ended', at: Date.now() });
+    await this.changeState(s.id, { type: 'state', state: 'ended', at: Date.now() });
     return true;
   }
 
@@ -499,9 +529,7 @@ export class PreviewService {
         `preview ${s.id} is ${s.state}; only a ready preview can be suspended`,
       );
     await this.tier(s.tier)?.suspend(s.id);
-    const next = await this.store.transition(s.id, 'suspended');
-    await this.events.publish(s.id, { type: 'state', state: 'suspended', tier: s.tier, at: Date.now() });
-    return next;
+    return await this.changeState(s.id, { type: 'state', state: 'suspended', tier: s.tier, at: Date.now() });
   }
 
   /**
@@ -526,14 +554,13 @@ export class PreviewService {
     if (s.state !== 'suspended') return s;
     let next: Session;
     try {
-      next = await this.store.transition(s.id, 'starting');
+      next = await this.changeState(s.id, { type: 'state', state: 'starting', tier: s.tier, at: Date.now() });
     } catch (e) {
       if (e instanceof ConflictError) return (await this.store.get(s.id)) ?? s;
       throw e;
     }
     this.#metrics.wakes.inc();
     await this.store.touch(s.id, 'view');
-    await this.events.publish(s.id, { type: 'state', state: 'starting', tier: s.tier, at: Date.now() });
     await this.tier(s.tier)?.resume(s.id);
     this.watchReadiness(s.id);
     if (s.tier && s.tier !== 'browser') this.#onServerLive?.(s.id);
@@ -596,8 +623,11 @@ export class PreviewService {
 
   /** Re-places a session whose node died, from its stored files (reconcile). */
   async migrate(s: Session): Promise<Session> {
-    const m = await this.store.transition(s.id, 'migrating', { nodeId: null });
-    await this.events.publish(s.id, { type: 'state', state: 'migrating', at: Date.now() });
+    const m = await this.changeState(
+      s.id,
+      { type: 'state', state: 'migrating', at: Date.now() },
+      { nodeId: null },
+    );
     return await this.continueMigration(m);
   }
 
@@ -664,8 +694,7 @@ export class PreviewService {
       );
     if (!['ready', 'starting', 'suspended'].includes(s.state))
       throw new ConflictError('invalid_transition', `preview ${id} is ${s.state}; it cannot move`);
-    const m = await this.store.transition(s.id, 'migrating', {});
-    await this.events.publish(s.id, { type: 'state', state: 'migrating', at: Date.now() });
+    const m = await this.changeState(s.id, { type: 'state', state: 'migrating', at: Date.now() });
     this.#log.info({ previewId: id, to, reason }, 'browser preview moves to a server tier');
     await this.#writer()
       ?.moved?.(id, `preview moves to the ${to} tier`)

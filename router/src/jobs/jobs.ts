@@ -96,15 +96,11 @@ export async function reconcileJob(d: JobDeps): Promise<{
       d.log.warn({ err, previewId: s.id }, 'taking over an abandoned create failed');
     }
     try {
-      await d.previews.store.transition(s.id, 'failed', {
-        error: 'placement did not finish (router restarted?)',
-      });
-      await d.previews.events.publish(s.id, {
-        type: 'state',
-        state: 'failed',
-        error: 'placement did not finish',
-        at: Date.now(),
-      });
+      await d.previews.changeState(
+        s.id,
+        { type: 'state', state: 'failed', error: 'placement did not finish', at: Date.now() },
+        { error: 'placement did not finish (router restarted?)' },
+      );
       stuckFailed++;
     } catch {
       // Placed or failed meanwhile (by the takeover itself, or another replica).

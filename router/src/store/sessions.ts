@@ -483,10 +483,19 @@ export class SessionStore {
     return out;
   }
 
-  /** Appends to the bounded per-preview event log. */
+  /**
+   * Appends to the bounded per-preview event log; nothing when the preview is gone or has ended
+   * (`ended`, stored with the transition, is a preview's last event: an SSE stream closes there, so
+   * a later log line or status would be in the log and never sent). The event's id
+   * is taken under the preview's row lock, as `transition`'s is (its UPDATE holds it): one
+   * preview's events commit in id order, so an SSE stream that has read id n has every earlier
+   * one, and a stream that ends at `ended` has missed none (ids come from one sequence that all
+   * previews share; without the lock a lower id could commit after a higher one was read).
+   */
   async appendEvent(id: string, kind: string, data: Record<string, unknown>): Promise<void> {
     const { rows } = await this.pool.query<{ id: string }>(
-      'INSERT INTO preview_events (preview_id, kind, data) VALUES ($1, $2, $3) RETURNING id',
+      `WITH s AS (SELECT id FROM preview_sessions WHERE id = $1 AND state <> 'ended' FOR NO KEY UPDATE)
+       INSERT INTO preview_events (preview_id, kind, data) SELECT id, $2, $3 FROM s RETURNING id`,
       [id, kind, JSON.stringify(data)],
     );
     const newId = Number(rows[0]?.id ?? 0);
