@@ -167,6 +167,26 @@ describe('vite-react daemon as a host process', () => {
     );
     const served = await (await fetch(`http://127.0.0.1:${d.port}/src/App.jsx`)).text();
     expect(served).toContain('Edited once');
+
+    // The module an update names is transformed as the update goes out, before any page asks for
+    // it (a page's request then joins the transform under way): with no page fetching here, a
+    // broken edit's transform error is in the log all the same.
+    const statusLog = async () =>
+      (
+        (await (
+          await fetch(`http://127.0.0.1:${d.port}/__preview/status`, {
+            headers: { authorization: `Bearer ${d.token}` },
+          })
+        ).json()) as { log: string[] }
+      ).log.join('\n');
+    expect(await statusLog()).not.toContain('Pre-transform error');
+    await sync.batch(3001, [
+      { op: 'put', path: 'src/App.jsx', content: `${APP}\nexport const broken = ;\n` },
+    ]);
+    await sync.next((f) => f.type === 'hmr' && f['seq'] === 3001, 30_000, 'hmr 3001');
+    await until(async () => /Pre-transform error[\s\S]*App\.jsx/.test(await statusLog()), 30_000, 'warm-up');
+    await sync.batch(3002, [{ op: 'put', path: 'src/App.jsx', content: APP }]);
+    await sync.next((f) => f.type === 'hmr' && f['seq'] === 3002, 30_000, 'hmr 3002');
     vite.close();
   });
 
