@@ -40,6 +40,13 @@ export interface SyncHubDeps {
   maxPendingBatches?: number;
   /** Coalescing window of the write-behind queue, in ms. @default 5 */
   persistDelayMs?: number;
+  /**
+   * Coalescing window, in ms, for an editor's batches that the sandbox applied: the editor has its
+   * `applied` ack, and the flush (a Postgres transaction in this process) waits until the page's
+   * HMR module fetch, which this process proxies, has gone by. An HTTP caller's batch, which waits
+   * for `persisted`, and a browser-tier preview's take `persistDelayMs`. @default 50
+   */
+  appliedPersistDelayMs?: number;
   /** An owner with no traffic for this long (ms) releases its lease and channel. @default 60000 */
   ownerIdleMs?: number;
   /**
@@ -94,6 +101,7 @@ export function createSyncHub(deps: SyncHubDeps) {
       leaseMs,
       gapMs: Math.max(1000, leaseMs),
       persistDelayMs: deps.persistDelayMs ?? 5,
+      appliedPersistDelayMs: deps.appliedPersistDelayMs ?? 50,
       clock,
       state,
       store,

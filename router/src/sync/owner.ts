@@ -16,6 +16,8 @@ export interface OwnerContext {
   /** How long a gap in a client's seqs may last before its editors are told to reconnect. */
   gapMs: number;
   persistDelayMs: number;
+  /** Coalescing window for batches the sandbox applied (their editor has its `applied` ack). */
+  appliedPersistDelayMs: number;
   clock: Clock;
   state: SyncState;
   store: SyncStore;
@@ -254,8 +256,14 @@ export class SyncOwner {
     if (order?.enqueue(b.clientSeq)) this.#persist(b.client, b.clientSeq, b.seq, b.ops);
   }
 
-  #persist(client: string, clientSeq: number, seq: number, ops: readonly FileOp[]): void {
-    this.persister.enqueue({ seq, ops, clientId: client, clientSeq });
+  #persist(
+    client: string,
+    clientSeq: number,
+    seq: number,
+    ops: readonly FileOp[],
+    delayMs = this.#c.persistDelayMs,
+  ): void {
+    this.persister.enqueue({ seq, ops, clientId: client, clientSeq }, delayMs);
   }
 
   async #openChannel(): Promise<void> {
@@ -351,7 +359,16 @@ export class SyncOwner {
       const order = this.#clients.get(inf.client);
       if (!order) continue;
       order.raiseApplied(inf.clientSeq);
-      if (order.enqueue(inf.clientSeq)) this.#persist(inf.client, inf.clientSeq, inf.seq, inf.ops);
+      // An HTTP caller waits for `persisted`; an editor has its answer in `applied`, and its batch
+      // is persisted after the page's HMR module fetch (which this process serves) has gone by.
+      if (order.enqueue(inf.clientSeq))
+        this.#persist(
+          inf.client,
+          inf.clientSeq,
+          inf.seq,
+          inf.ops,
+          inf.client === HTTP_CLIENT ? this.#c.persistDelayMs : this.#c.appliedPersistDelayMs,
+        );
       this.#c.deliver(inf.client, { type: 'ack', seq: inf.clientSeq, stage: 'applied' });
       state
         .setWatermark(previewId, inf.client, 'applied', inf.clientSeq)

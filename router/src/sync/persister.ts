@@ -60,7 +60,7 @@ export interface PersisterOptions {
   onError(error: unknown): void;
   /** Checked right before COMMIT; false rolls the flush back (it is retried). */
   fence?: () => boolean;
-  /** Gathers edits for this long before a flush (coalescing window). */
+  /** Gathers edits for this long before a flush (coalescing window, ms), unless `enqueue` names another. @default 5 */
   delayMs?: number;
 }
 
@@ -75,14 +75,29 @@ export function createPersister(options: PersisterOptions) {
   let queue: PersistEntry[] = [];
   let running = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the scheduled flush fires (performance.now() ms); Infinity when none is. */
+  let dueAt = Number.POSITIVE_INFINITY;
+  /** The shortest delay asked for by what is queued and not yet being flushed. */
+  let queuedDelay = Number.POSITIVE_INFINITY;
   let failures = 0;
   let closed = false;
   let idle: Array<() => void> = [];
 
+  /**
+   * Flushes in `ms`, or when the flush already scheduled is due if that is sooner (none while one
+   * runs, and a retry's backoff is not cut short).
+   */
   const schedule = (ms: number) => {
-    if (timer || running || closed) return;
+    if (running || closed) return;
+    const at = performance.now() + ms;
+    if (timer) {
+      if (at >= dueAt || failures > 0) return;
+      clearTimeout(timer);
+    }
+    dueAt = at;
     timer = setTimeout(() => {
       timer = undefined;
+      dueAt = Number.POSITIVE_INFINITY;
       void flush();
     }, ms);
   };
@@ -92,6 +107,7 @@ export function createPersister(options: PersisterOptions) {
     running = true;
     const batch = queue;
     queue = [];
+    queuedDelay = Number.POSITIVE_INFINITY;
     try {
       // A refused batch (no ops) moves the client's mark on, but changes no project state.
       const lastSeq = batch.reduce((m, e) => (e.ops.length ? Math.max(m, e.seq) : m), 0);
@@ -111,15 +127,25 @@ export function createPersister(options: PersisterOptions) {
       options.onError(e);
     } finally {
       running = false;
-      if (queue.length) schedule(failures ? Math.min(5000, 50 * 2 ** failures) : delay);
+      if (failures) {
+        // The failed batch is back at the head of the queue: it waits for the backoff, whatever
+        // arrived meanwhile asked for.
+        queuedDelay = Number.POSITIVE_INFINITY;
+        schedule(Math.min(5000, 50 * 2 ** failures));
+      } else if (queue.length) schedule(queuedDelay);
       else for (const f of idle.splice(0)) f();
     }
   }
 
   return {
-    enqueue(entry: PersistEntry) {
+    /**
+     * Queues `entry`; the flush that takes it starts within `delayMs` (an earlier entry may have
+     * asked for less). @default delayMs the persister's `delayMs`
+     */
+    enqueue(entry: PersistEntry, delayMs = delay) {
       queue.push(entry);
-      schedule(delay);
+      if (delayMs < queuedDelay) queuedDelay = delayMs;
+      schedule(delayMs);
     },
     get pending() {
       return queue.length;
