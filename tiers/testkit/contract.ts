@@ -1,7 +1,7 @@
 /**
  * The one contract every `Tier` adapter passes (`@preview/tiers/testkit/contract`). Not a test file
- * itself: an adapter's test file calls `runTierContract` with a factory, and may skip a case only with
- * a reason.
+ * itself: an adapter's test file calls `runTierContract` with a factory. Every case runs for every
+ * adapter: a case an adapter cannot pass is a defect of the adapter (or of its fake), not a skip.
  *
  * @example
  * // tiers/src/fly/fly-tier.int.test.ts
@@ -9,7 +9,6 @@
  *   name: 'fly (fake Machines API)',
  *   sync: 'channel',
  *   create: async () => ({ tier: createFlyTier(opts), spec: () => makeSpec(), cleanup: () => fake.close() }),
- *   skip: { 'suspend then resume': 'this fake cannot suspend' },
  * });
  */
 import { randomBytes } from 'node:crypto';
@@ -19,7 +18,7 @@ import { InvalidInputError, NotFoundError, TierUnavailableError } from '../src/e
 import type { PreviewSpec, Tier } from '../src/types.ts';
 import type { FileBatch, ServerFrame } from '../src/wire.ts';
 
-/** The names of the contract's cases: the keys `skip` accepts. */
+/** The names of the contract's cases. */
 export const TIER_CONTRACT_CASES = [
   'create places the preview on this tier',
   'status after create',
@@ -56,8 +55,6 @@ export interface TierContractOptions {
    * every case then fails naming it. Not a skip: a test that needs something missing fails.
    */
   missing?: string | false | undefined;
-  /** Case name → why it cannot run for this adapter. A skip without a reason is a defect. */
-  skip?: Partial<Record<TierContractCase, string>>;
   /** Per-case timeout (default 120 s: creating a sandbox can be slow on a busy machine). */
   timeoutMs?: number;
 }
@@ -108,12 +105,6 @@ function waitForFrame(
 }
 
 export function runTierContract(options: TierContractOptions): void {
-  const skip = options.skip ?? {};
-  for (const [k, reason] of Object.entries(skip)) {
-    if (!(TIER_CONTRACT_CASES as readonly string[]).includes(k)) throw new Error(`skip: unknown case "${k}"`);
-    if (typeof reason !== 'string' || reason.trim().length < 3)
-      throw new Error(`skip["${k}"]: a skip must carry a reason string`);
-  }
   const timeout = options.timeoutMs ?? 120_000;
   const sync = options.sync ?? 'channel';
 
@@ -148,11 +139,7 @@ export function runTierContract(options: TierContractOptions): void {
       if (errors.length) throw new AggregateError(errors, `contract teardown: ${errors.length} failure(s)`);
     }, timeout);
 
-    const test = (name: TierContractCase, fn: () => Promise<void>) => {
-      const reason = skip[name];
-      if (reason) it.skip(`${name} (skipped: ${reason})`, fn);
-      else it(name, fn, timeout);
-    };
+    const test = (name: TierContractCase, fn: () => Promise<void>) => it(name, fn, timeout);
 
     test('create places the preview on this tier', async () => {
       const spec = s().spec();

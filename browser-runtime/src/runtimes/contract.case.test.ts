@@ -1,6 +1,7 @@
 /**
  * The one contract every `PreviewRuntime` passes. Not run on its own (vitest excludes
- * `*.case.test.ts`): each implementation's test calls `runRuntimeContract`; a skip carries its reason.
+ * `*.case.test.ts`): each implementation's test calls `runRuntimeContract`, and every case runs for
+ * every implementation (one a runtime cannot pass is a defect of the runtime or of its fake).
  *
  * @example
  * runRuntimeContract({
@@ -32,7 +33,6 @@ export interface RuntimeContractSubject {
 export interface RuntimeContractOptions {
   name: string;
   create: () => Promise<RuntimeContractSubject>;
-  skip?: Partial<Record<RuntimeContractCase, string>>;
   timeoutMs?: number;
 }
 
@@ -72,13 +72,6 @@ export const REACT_PROJECT: ProjectFiles = {
 };
 
 export function runRuntimeContract(options: RuntimeContractOptions): void {
-  const skip = options.skip ?? {};
-  for (const [k, reason] of Object.entries(skip)) {
-    if (!(RUNTIME_CONTRACT_CASES as readonly string[]).includes(k))
-      throw new Error(`skip: unknown case "${k}"`);
-    if (typeof reason !== 'string' || reason.trim().length < 3)
-      throw new Error(`skip["${k}"]: a skip must carry a reason string`);
-  }
   const timeout = options.timeoutMs ?? 120_000;
 
   describe(`PreviewRuntime contract: ${options.name}`, () => {
@@ -107,11 +100,7 @@ export function runRuntimeContract(options: RuntimeContractOptions): void {
       if (errors.length) throw new AggregateError(errors, 'runtime contract teardown failed');
     }, timeout);
 
-    const test = (name: RuntimeContractCase, fn: () => Promise<void>) => {
-      const reason = skip[name];
-      if (reason) it.skip(`${name} (skipped: ${reason})`, fn);
-      else it(name, fn, timeout);
-    };
+    const test = (name: RuntimeContractCase, fn: () => Promise<void>) => it(name, fn, timeout);
 
     test('vanilla project serves and renders', async () => {
       const { s, r, ready } = await start(VANILLA_PROJECT);
