@@ -56,6 +56,20 @@ export function answerWithReload(req: IncomingMessage, socket: Duplex, head: Buf
   });
 }
 
+/**
+ * The page fetches each module an HMR update names (`acceptedPath`) as soon as the update reaches
+ * it: their transforms start now, and its request joins the one under way (Vite shares a module's
+ * pending transform) instead of starting it a socket round trip later. A transform error is logged
+ * by Vite ("Pre-transform error") and answered to the page's request as before.
+ */
+function warmUpdatedModules(
+  client: { warmupRequest?: (url: string) => Promise<void> },
+  payload: Extract<HotPayload, { type: 'update' }>,
+): void {
+  for (const u of payload.updates)
+    if (u.type === 'js-update') void client.warmupRequest?.(u.acceptedPath).catch(() => {});
+}
+
 /** The `token` query parameter of an HMR upgrade (Vite's client sends `?token=`), if any. */
 function tokenOf(req: IncomingMessage): string | null {
   const url = req.url ?? '/';
@@ -151,16 +165,11 @@ export function viteDevServer(opts: DevServerOptions): DevServer {
       const hot = s.environments.client.hot;
       const send = hot.send.bind(hot) as (p: HotPayload) => void;
       untrackedSend = send;
-      const client = s.environments.client as { warmupRequest?: (url: string) => Promise<void> };
       hot.send = ((payload: HotPayload) => {
         send(payload);
         if (payload.type === 'update') {
           opts.tracker.sent('update');
-          // The page fetches each updated module (`acceptedPath`) as soon as this message reaches
-          // it: the transforms start now, and its request joins the one under way (Vite shares a
-          // module's pending transform) instead of starting it a socket round trip later.
-          for (const u of payload.updates)
-            if (u.type === 'js-update') void client.warmupRequest?.(u.acceptedPath).catch(() => {});
+          warmUpdatedModules(s.environments.client, payload);
         } else if (payload.type === 'full-reload') opts.tracker.sent('full-reload');
       }) as typeof hot.send;
     },
