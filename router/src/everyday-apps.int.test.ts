@@ -199,7 +199,16 @@ describe('everyday apps through the router, docker tier, in Chromium', () => {
     for (let attempt = 1; ; attempt++) {
       await settled(page);
       const before = navigations();
-      await page.getByRole('button', { name: /count is/i }).click({ timeout: 60_000 });
+      // As long as `shows` waits: a reload under load can take the dev server a while to answer.
+      await page
+        .getByRole('button', { name: /count is/i })
+        .click({ timeout: 240_000 })
+        .catch(async (e) => {
+          throw new Error(
+            `no "count is" button; page text: ${(await page.evaluate(() => document.body?.innerText ?? '').catch(() => '?')).slice(0, 1000)}\nconsole and HMR:\n${(consoleOf.get(page) ?? []).slice(-40).join('\n')}`,
+            { cause: e },
+          );
+        });
       await expect
         .poll(
           async () =>
