@@ -10,6 +10,18 @@ import { checkPath, decodeFiles, Emitter } from './files.ts';
 import type { PreviewRuntime, RuntimeCallOptions, RuntimeEvents, ServerReady } from './types.ts';
 import { type FileChange, VITE_HOST_TMP_DIR, ViteHost } from './vite-host.ts';
 
+/** How long `writeFile` gives esbuild's syntax check (ms) before it goes on without it. */
+const SYNTAX_CHECK_TIMEOUT_MS = 5_000;
+
+/** Resolves with `p`, or with `undefined` once `ms` have passed. */
+function withTimeout<T>(ms: number, p: Promise<T>): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((r) => {
+    timer = setTimeout(() => r(undefined), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 const REPO_NODE_MODULES = resolve(dirname(fileURLToPath(import.meta.url)), '../../../node_modules');
 
 export interface ProcessRuntimeOptions {
@@ -196,11 +208,16 @@ export class ProcessRuntime implements PreviewRuntime {
     if (!esbuild) return;
     const text = typeof content === 'string' ? content : new TextDecoder().decode(content);
     try {
-      await esbuild.transform(text, {
-        loader: loader === 'mjs' ? 'js' : (loader as 'js' | 'jsx' | 'ts' | 'tsx' | 'css'),
-        sourcefile: path,
-        logLevel: 'silent',
-      });
+      // Bounded: esbuild's service has been seen to never answer on a loaded machine, and the check
+      // is advisory (the page shows the error either way); writeFile must not hang on it.
+      await withTimeout(
+        SYNTAX_CHECK_TIMEOUT_MS,
+        esbuild.transform(text, {
+          loader: loader === 'mjs' ? 'js' : (loader as 'js' | 'jsx' | 'ts' | 'tsx' | 'css'),
+          sourcefile: path,
+          logLevel: 'silent',
+        }),
+      );
     } catch (e) {
       const first = (e as { errors?: Array<{ text: string; location?: { line: number; column: number } }> })
         .errors?.[0];
