@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { launchChromium } from '@preview/testkit';
+import { DAEMON_PORT } from '@preview/tiers';
 import Docker from 'dockerode';
 import WebSocket from 'ws';
 import { percentile, round1 } from './stats.ts';
@@ -47,23 +48,26 @@ export default async function daemon(args: string[]): Promise<object> {
     Image: IMAGE,
     Env: [`PREVIEW_TEMPLATE=${template}`, `PREVIEW_DAEMON_TOKEN=${token}`],
     Labels: { 'preview.bench': 'daemon' },
-    ExposedPorts: { '3000/tcp': {} },
+    ExposedPorts: { [`${DAEMON_PORT}/tcp`]: {} },
     Volumes: { '/project': {} },
     HostConfig: {
+      // As the pool agent runs sandboxes (pool-agent/src/runtime/docker.ts): one CPU, an init.
+      Init: true,
+      NanoCpus: 1e9,
       ReadonlyRootfs: true,
       Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=256m' },
       CapDrop: ['ALL'],
       SecurityOpt: ['no-new-privileges'],
       Memory: 512 * 1024 * 1024,
       MemorySwap: 512 * 1024 * 1024,
-      PortBindings: { '3000/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] },
+      PortBindings: { [`${DAEMON_PORT}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: '' }] },
     },
   });
   const chrome = await launchChromium();
   try {
     const t0 = Date.now();
     await c.start();
-    const port = Number((await c.inspect()).NetworkSettings.Ports['3000/tcp']?.[0]?.HostPort);
+    const port = Number((await c.inspect()).NetworkSettings.Ports[`${DAEMON_PORT}/tcp`]?.[0]?.HostPort);
     for (;;) {
       const r = await fetch(`http://127.0.0.1:${port}/__preview/health`).catch(() => undefined);
       if (r?.status === 200) break;
