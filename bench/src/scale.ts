@@ -32,6 +32,8 @@
  *
  * Throughout phases 1 and 3 a probe sends `GET /v1/previews/:id` and `GET /v1/previews?limit=50`
  * to the replicas in turn, one at a time: `api_p50_ms` / `api_p99_ms` (goal p99 ≤ 50 ms).
+ * `bench_loop_delay_create_phase`: this process's own event-loop delay over phase 1 (p99, max): the
+ * probe's client stalls with the machine, and a probe answer is never faster than its client.
  * `first_limit`: the first thing that failed or passed its limit as the count rose (a create refused
  * or failed, a preview not ready, the probe's rolling p99 over 50 ms, host memory under 2 GiB
  * available, a process that exited, a sync socket that did not open, lost ops, a page not answering),
@@ -48,6 +50,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { PreviewClient, type SyncSession, type WebSocketConstructor } from '@preview/browser-runtime';
 import { containerMemoryBytes } from '@preview/pool-agent';
 import { hostGet } from '@preview/router/testkit/processes';
@@ -633,8 +636,11 @@ export default async function scale(args: string[]): Promise<object> {
     await sleep(3000);
     const baseline = { availableMiB: availableMiB(), controlBytes: controlPlaneBytes(c) };
     say(`scale: warm pools full; ${Math.round(baseline.availableMiB)} MiB available; creating ${f.previews}`);
+    const lag = monitorEventLoopDelay({ resolution: 10 });
+    lag.enable();
     const probe = startProbe(run);
     const creates = await createAll(run, f, probe);
+    lag.disable();
     say(`scale: ${run.ready} ready at ${creates.create_per_s}/s`);
     const createSamples = probe.samples.map((s) => s.ms);
     run.phase = 'memory';
@@ -678,6 +684,10 @@ export default async function scale(args: string[]): Promise<object> {
         p99_ms: round1(percentile(syncSamples, 99)),
       },
       api_requests: all.length,
+      bench_loop_delay_create_phase: {
+        p99_ms: round1(lag.percentile(99) / 1e6),
+        max_ms: round1(lag.max / 1e6),
+      },
       ...memoryRest,
       ...syncRest,
       ramp: run.ramp,

@@ -147,6 +147,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     slots: config.NODE_SLOTS,
     claimed: () => table.size,
     readyTimeoutMs: config.READY_TIMEOUT_MS,
+    startConcurrency: config.WARM_START_CONCURRENCY,
     env: sandboxEnv,
     ...(templates ? { runnable: (t: TemplateName) => templates.isInstalled(t) } : {}),
     log,

@@ -185,6 +185,8 @@ export const AgentConfigSchema = z.object({
     'vite-vue-ts': 1,
     'vite-vanilla-ts': 1,
   }),
+  /** Most warm sandboxes starting at once (a refill after a burst of claims starts them in turns). */
+  WARM_START_CONCURRENCY: z.coerce.number().int().min(1).default(2),
   /** How long a claim waits for the dev server to answer 200. */
   READY_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
   /** `host:port` of Postgres on the host; previews reach it (and only it) through a forwarder. */

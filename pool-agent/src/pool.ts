@@ -26,6 +26,13 @@ export interface WarmPoolOptions {
    * with each failure in a row up to 60 s. @default 1000
    */
   retryMs?: number;
+  /**
+   * Most warm sandboxes starting at once on this node; the rest of a refill waits its turn. A start
+   * is CPU-bound for about a second (the daemon and the dev server booting), and a refill after a
+   * burst of claims that starts them all at once saturates the node: the claimed previews and the
+   * agent itself then wait on the run queue. @default 2
+   */
+  startConcurrency?: number;
   log?: Logger;
 }
 
@@ -96,16 +103,32 @@ export class WarmPools {
     return Math.max(0, this.#o.slots - this.#o.claimed() - this.size());
   }
 
-  /** Starts filling every pool toward its target; resolves when the current round of starts settles. */
+  /** Sandboxes starting now, all templates. */
+  starting(): number {
+    let n = 0;
+    for (const s of this.#starting.values()) n += s;
+    return n;
+  }
+
+  /**
+   * Starts filling every pool toward its target, at most `startConcurrency` starts at a time (each
+   * start that ends takes the next); resolves when the starts this call made settle. `settled()`
+   * waits for the whole refill.
+   */
   populate(): Promise<void> {
     if (this.#draining) return Promise.resolve();
+    const limit = Math.max(1, this.#o.startConcurrency ?? 2);
     const starts: Promise<void>[] = [];
-    for (const [template, target] of Object.entries(this.#o.targets) as [TemplateName, number][]) {
-      if (this.#o.runnable && !this.#o.runnable(template)) continue;
-      const have = (this.#ready.get(template)?.length ?? 0) + (this.#starting.get(template) ?? 0);
-      for (let i = have; i < target; i++) {
-        if (this.free() <= 0) break;
+    // Round-robin over the templates, so a cap of 2 does not fill one pool while another is empty.
+    for (let more = true; more; ) {
+      more = false;
+      for (const [template, target] of Object.entries(this.#o.targets) as [TemplateName, number][]) {
+        if (this.starting() >= limit || this.free() <= 0) return Promise.all(starts).then(() => {});
+        if (this.#o.runnable && !this.#o.runnable(template)) continue;
+        const have = (this.#ready.get(template)?.length ?? 0) + (this.#starting.get(template) ?? 0);
+        if (have >= target) continue;
         starts.push(this.#startOne(template));
+        more = true;
       }
     }
     return Promise.all(starts).then(() => {});
@@ -149,6 +172,8 @@ export class WarmPools {
         this.#starting.set(template, (this.#starting.get(template) ?? 1) - 1);
       }
       if (this.#failures > 0) this.#retryLater();
+      // The next start of the refill takes this one's turn (added to #filling before this one leaves it).
+      else void this.populate();
     })();
     this.#filling.add(p);
     void p.finally(() => this.#filling.delete(p));

@@ -41,6 +41,13 @@ export const RouterConfigSchema = z
     DATABASE_URL: z.url().optional(),
     /** Postgres that preview apps connect to (db-isolation roles); unset → DATABASE_URL. */
     PREVIEW_DATABASE_URL: z.url().optional(),
+    /** Connections of the API's pool (requests, jobs, HTTP file writes). */
+    DATABASE_POOL_MAX: z.coerce.number().int().min(1).default(14),
+    /**
+     * Connections of the sync hub's own pool (the editors' write-behind to `project_files`), apart
+     * from the API's: a storm of edits queues behind these, not in front of API reads.
+     */
+    DATABASE_SYNC_POOL_MAX: z.coerce.number().int().min(1).default(6),
     /**
      * Roles that keep `CONNECT`/`TEMPORARY` on the database and `USAGE` on `public` when the router
      * hardens it for preview schemas (db-isolation `prepare()` revokes PUBLIC's), comma-separated.

@@ -53,6 +53,11 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer
 export interface RouterOptions {
   config: RouterConfig;
   pool: pg.Pool;
+  /**
+   * The sync hub's pool (the editors' write-behind to `project_files`), kept apart from `pool` so a
+   * storm of edits does not queue in front of API requests. @default pool
+   */
+  syncPool?: pg.Pool | undefined;
   /** Shared Redis connection (rate limits, liveness, pub/sub); unset → in-process implementations. */
   redis?: Redis | undefined;
   /**
@@ -272,7 +277,7 @@ export async function createRouter(o: RouterOptions) {
   hub =
     (o.sync ?? true)
       ? createSyncHub({
-          pool,
+          pool: o.syncPool ?? pool,
           pubsub,
           state: redis ? createRedisSyncState({ redis, prefix }) : createMemorySyncState(),
           openChannel: (previewId) => openSyncChannel(store, tiers, previewId),
