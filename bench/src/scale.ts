@@ -32,6 +32,9 @@
  *
  * Throughout phases 1 and 3 a probe sends `GET /v1/previews/:id` and `GET /v1/previews?limit=50`
  * to the replicas in turn, one at a time: `api_p50_ms` / `api_p99_ms` (goal p99 ≤ 50 ms).
+ * `router_side_create_phase` / `router_side_sync_phase`: the same routes as the replicas' own latency
+ * histogram (`preview_http_request_duration_seconds`) has them over each phase (the probe's requests and
+ * the users' list polls): requests, the share within 50 ms, the bucket bound of the p99.
  * `bench_loop_delay_create_phase`: this process's own event-loop delay over phase 1 (p99, max): the
  * probe's client stalls with the machine, and a probe answer is never faster than its client.
  * `first_limit`: the first thing that failed or passed its limit as the count rose (a create refused
@@ -188,6 +191,48 @@ class Run {
   headers(u: { jwt: string }) {
     return { authorization: `Bearer ${u.jwt}`, 'content-type': 'application/json' };
   }
+}
+
+/** The routes the probe asks (as the router's latency histogram labels them). */
+const PROBED_ROUTES = ['/v1/previews/:id', '/v1/previews'];
+
+/**
+ * The replicas' own latency histogram of the probed routes (`preview_http_request_duration_seconds`
+ * from `/metrics`, GET, summed over routes and replicas): cumulative count per bucket bound (ms).
+ */
+async function routerHistogram(c: Cluster): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  for (const r of c.routers) {
+    const text = await fetch(`${r.url}/metrics`)
+      .then((res) => res.text())
+      .catch(() => '');
+    for (const m of text.matchAll(
+      /^preview_http_request_duration_seconds_bucket\{le="([^"]+)",method="GET",route="([^"]+)"\} (\d+)$/gm,
+    )) {
+      if (!PROBED_ROUTES.includes(m[2]!)) continue;
+      const le = m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]) * 1000;
+      out.set(le, (out.get(le) ?? 0) + Number(m[3]));
+    }
+  }
+  return out;
+}
+
+/**
+ * What the routers themselves spent on the probed routes between two histogram reads: requests, the
+ * share answered within the budget, and the bucket bound the 99th percentile falls under (ms).
+ */
+function routerSide(before: Map<number, number>, after: Map<number, number>) {
+  const delta = [...after]
+    .map(([le, n]) => [le, n - (before.get(le) ?? 0)] as const)
+    .sort((a, b) => a[0] - b[0]);
+  const total = delta.at(-1)?.[1] ?? 0;
+  const within = delta.find(([le]) => le >= API_BUDGET_MS)?.[1] ?? 0;
+  const p99 = delta.find(([, n]) => n >= 0.99 * total)?.[0];
+  return {
+    requests: total,
+    within_budget_share: total ? round1((1000 * within) / total) / 1000 : null,
+    p99_at_most_ms: p99 === undefined || !Number.isFinite(p99) ? null : p99,
+  };
 }
 
 /** The API probe: GET one preview, then list, on the replicas in turn, one request at a time. */
@@ -638,9 +683,11 @@ export default async function scale(args: string[]): Promise<object> {
     say(`scale: warm pools full; ${Math.round(baseline.availableMiB)} MiB available; creating ${f.previews}`);
     const lag = monitorEventLoopDelay({ resolution: 10 });
     lag.enable();
+    const histogram0 = await routerHistogram(c);
     const probe = startProbe(run);
     const creates = await createAll(run, f, probe);
     lag.disable();
+    const histogram1 = await routerHistogram(c);
     say(`scale: ${run.ready} ready at ${creates.create_per_s}/s`);
     const createSamples = probe.samples.map((s) => s.ms);
     run.phase = 'memory';
@@ -649,6 +696,7 @@ export default async function scale(args: string[]): Promise<object> {
     const from = probe.samples.length;
     const sync = await syncFanOut(run, f);
     await probe.stop();
+    const histogram2 = await routerHistogram(c);
     const syncSamples = probe.samples.slice(from).map((s) => s.ms);
     run.checkProcesses();
     const answering = await checkAnswering(run);
@@ -683,6 +731,8 @@ export default async function scale(args: string[]): Promise<object> {
         p50_ms: round1(percentile(syncSamples, 50)),
         p99_ms: round1(percentile(syncSamples, 99)),
       },
+      router_side_create_phase: routerSide(histogram0, histogram1),
+      router_side_sync_phase: routerSide(histogram1, histogram2),
       api_requests: all.length,
       bench_loop_delay_create_phase: {
         p99_ms: round1(lag.percentile(99) / 1e6),
