@@ -228,6 +228,10 @@ describe('pool agent on the real Docker engine', () => {
     expect(info.HostConfig.PidsLimit).toBe(128);
     expect(info.HostConfig.NanoCpus).toBeGreaterThan(0);
     expect(info.HostConfig.Init).toBe(true);
+    // Under Docker's init the image's tini is not PID 1: it registers as a subreaper (tini -s), so it
+    // reaps what the app's processes orphan, and every sandbox's log no longer starts with its warning.
+    const logs = String(await docker.getContainer(r.containerId).logs({ stdout: true, stderr: true }));
+    expect(logs).not.toContain('Tini is not running as PID 1');
     expect(info.HostConfig.ReadonlyRootfs).toBe(true);
     expect(info.HostConfig.CapDrop).toEqual(['ALL']);
     expect(info.HostConfig.LogConfig?.Config?.['max-size']).toBeTruthy();

@@ -11,7 +11,7 @@ import { EgressGuard } from './egress/index.ts';
 import { warnInotifyLimits } from './host-limits.ts';
 import { type AgentStatus, PreviewLifecycle } from './lifecycle.ts';
 import { AgentMetrics } from './metrics.ts';
-import { WarmPools } from './pool.ts';
+import { type WarmPoolOptions, WarmPools } from './pool.ts';
 import { PreviewTable } from './previews.ts';
 import { reconcile, startStraySweep } from './reconcile.ts';
 import { type Registration, register } from './registration.ts';
@@ -91,6 +91,20 @@ export function sandboxEnvOf(
   };
 }
 
+/** The node's warm pools, sized and paced by its configuration (`WARM_POOL`, `NODE_SLOTS`, ...). */
+function warmPoolsOf(
+  config: AgentConfig,
+  o: Pick<WarmPoolOptions, 'runtime' | 'claimed' | 'env' | 'runnable' | 'log'>,
+): WarmPools {
+  return new WarmPools({
+    ...o,
+    targets: config.WARM_POOL,
+    slots: config.NODE_SLOTS,
+    readyTimeoutMs: config.READY_TIMEOUT_MS,
+    startConcurrency: config.WARM_START_CONCURRENCY,
+  });
+}
+
 /**
  * Starts a pool agent: the container runtime, warm pools, the HTTP + WebSocket API and the preview
  * upstream, registration and heartbeats (when `ROUTER_URL` is set), after reconciling the sandboxes
@@ -141,13 +155,9 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   let server: AgentServer | undefined;
   let registration: Registration | undefined;
   const sandboxEnv = sandboxEnvOf(config, egress.sandboxEnv);
-  const pools = new WarmPools({
+  const pools = warmPoolsOf(config, {
     runtime,
-    targets: config.WARM_POOL,
-    slots: config.NODE_SLOTS,
     claimed: () => table.size,
-    readyTimeoutMs: config.READY_TIMEOUT_MS,
-    startConcurrency: config.WARM_START_CONCURRENCY,
     env: sandboxEnv,
     ...(templates ? { runnable: (t: TemplateName) => templates.isInstalled(t) } : {}),
     log,

@@ -58,6 +58,9 @@ describe('everyday claims on the real engine', () => {
     const r = await claim(id, 'vite-vue-ts', files);
     expect(r.status, `${JSON.stringify(r.body)} ${JSON.stringify(await status(id))}`).toBe(201);
     expect(r.body['warm']).toBe(true);
+    // The scaffold has the template's dependencies and no lockfile: linked, not installed, so the
+    // claim answers for the app itself (it said `installing` while nothing installed).
+    expect(r.body['phase']).toBe('ready');
     const page = await until(
       async () => {
         const res = await fetch(`${r.body['upstream']}/`, { headers: { 'x-agent-token': token } });
@@ -68,6 +71,19 @@ describe('everyday claims on the real engine', () => {
     );
     expect(page).toContain('<div id="app"></div>');
     expect((await status(id)).phase).toBe('ready');
+  }, 300_000);
+
+  it('a cold claim of a Vue scaffold (no warm vite-vue sandbox) answers for its app, not "installing"', async () => {
+    const id = pid();
+    const files = createVite!.template('vue', { textOnly: true }) as Record<string, string>;
+    const r = await claim(id, 'vite-vue', files);
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(r.body['warm']).toBe(false);
+    // Its files reach the daemon while it boots: the template's packages are linked, nothing installs.
+    expect(r.body['phase']).toBe('ready');
+    const res = await fetch(`${r.body['upstream']}/`, { headers: { 'x-agent-token': token } });
+    expect(await res.text()).toContain('<div id="app"></div>');
+    expect((await status(id)).log?.join('\n')).not.toMatch(/npm (install|ci)|installing what the template/);
   }, 300_000);
 
   it('a claim whose package.json adds a dependency returns while the daemon installs it, then turns ready', async () => {
@@ -112,6 +128,9 @@ describe('everyday claims on the real engine', () => {
     const files = createVite!.template('vue-ts', { textOnly: true }) as Record<string, string>;
     // A config that throws: the dev server cannot start, whatever the daemon retries.
     files['vite.config.ts'] = "throw new Error('config exploded on purpose');\nexport default {};\n";
+    // A warm sandbox is waiting (the refills after the claims above are done), as for most claims.
+    await agent.pools.populate();
+    await agent.pools.settled();
     const r = await claim(id, 'vite-vue-ts', files);
     expect(r.status, JSON.stringify(r.body)).toBeGreaterThanOrEqual(400);
     // The daemon's error ends the wait (not "preview not ready after ... ms").

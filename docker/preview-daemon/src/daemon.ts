@@ -15,6 +15,7 @@ import {
   type DepsOptions,
   depsKey,
   ensureDeps,
+  installNeeded,
   matchesTemplate,
   privateNpmCache,
 } from './deps.ts';
@@ -123,6 +124,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger): Promise<Da
     anyAnswer: ANY_ANSWER.has(config.template),
     ensureDeps: () => ensureDeps(depsOptions()),
     depsKey: () => depsKey(root),
+    installNeeded: () => installNeeded({ projectDir: root, templateDir }),
     createDevServer: (onExit) =>
       DEV_SERVERS[config.template]({
         projectDir: root,

@@ -150,6 +150,37 @@ export function matchesTemplate(projectDir: string, templateDir: string): boolea
 }
 
 /**
+ * Whether {@link ensureDeps} must run npm: false when the project can link the template's installed
+ * packages (the same dependency fields, no other lockfile) or already holds an install for its
+ * {@link depsKey}, and without a package.json. Cheap (hashes package.json and the lockfile): a
+ * claim's files that only drop the template's lockfile, or restate its dependencies, are not an
+ * install, and no one is told one is running.
+ */
+export function installNeeded(opts: Pick<DepsOptions, 'projectDir' | 'templateDir'>): boolean {
+  return fastPath(opts) === undefined;
+}
+
+/** The fast path {@link ensureDeps} can take without npm, with the key; undefined when it must install. */
+function fastPath(
+  opts: Pick<DepsOptions, 'projectDir' | 'templateDir'>,
+): { key: string | undefined; link?: string } | undefined {
+  const key = depsKey(opts.projectDir);
+  if (key === undefined) return { key };
+  const nm = join(opts.projectDir, 'node_modules');
+  const templateModules = join(opts.templateDir, 'node_modules');
+  const current = kindOf(nm);
+  if (matchesTemplate(opts.projectDir, opts.templateDir)) {
+    if (existsSync(templateModules)) {
+      const target = realpathSync(templateModules);
+      return current === 'dir' && readMarker(nm) === `template:${target}` ? { key } : { key, link: target };
+    }
+    // Without an installed template (a host process in a checkout), dependencies resolve upward.
+    if (current === 'missing') return { key };
+  }
+  return current === 'dir' && readMarker(nm) === key ? { key } : undefined;
+}
+
+/**
  * Makes the project's dependencies match its package.json, doing as little as possible:
  * - the template's dependencies (and the template is installed, as in the image): node_modules is
  *   a directory of links to the template's packages (nothing copied, and writable, so tools that
@@ -164,23 +195,14 @@ export function matchesTemplate(projectDir: string, templateDir: string): boolea
  * @throws InstallError when npm fails (names the package and npm's message).
  */
 export async function ensureDeps(opts: DepsOptions): Promise<string | undefined> {
-  const key = depsKey(opts.projectDir);
-  if (key === undefined) return undefined;
+  const fast = fastPath(opts);
+  if (fast) {
+    if (fast.link) swapIn(opts.projectDir, linkFarm(opts.projectDir, fast.link));
+    return fast.key;
+  }
+  const key = depsKey(opts.projectDir) as string;
   const nm = join(opts.projectDir, 'node_modules');
   const templateModules = join(opts.templateDir, 'node_modules');
-  const current = kindOf(nm);
-
-  if (matchesTemplate(opts.projectDir, opts.templateDir)) {
-    if (existsSync(templateModules)) {
-      const target = realpathSync(templateModules);
-      if (current === 'dir' && readMarker(nm) === `template:${target}`) return key;
-      swapIn(opts.projectDir, linkFarm(opts.projectDir, target));
-      return key;
-    }
-    // Without an installed template (a host process in a checkout), dependencies resolve upward.
-    if (current === 'missing') return key;
-  }
-  if (current === 'dir' && readMarker(nm) === key) return key;
 
   opts.onInstalling();
   const staging = join(opts.projectDir, TMP_DIR_NAME, `install-${randomBytes(6).toString('hex')}`);

@@ -28,7 +28,12 @@ class MemoryDevServer implements DevServer {
 }
 
 function setUp(
-  o: { install?: () => Promise<string | undefined>; depsKey?: () => string; code?: number } = {},
+  o: {
+    install?: () => Promise<string | undefined>;
+    depsKey?: () => string;
+    installNeeded?: () => boolean;
+    code?: number;
+  } = {},
 ) {
   const phases: string[] = [];
   const status = new DaemonStatus({ ring: new LogRing(), log: silentLogger, onReady: () => {} });
@@ -41,6 +46,7 @@ function setUp(
     anyAnswer: false,
     ensureDeps: o.install ?? (async () => 'k1'),
     depsKey: o.depsKey ?? (() => 'k1'),
+    installNeeded: o.installNeeded ?? (() => true),
     createDevServer: (onExit) => {
       const d = new MemoryDevServer(onExit);
       if (o.code !== undefined) d.code = o.code;
@@ -142,5 +148,24 @@ describe('DevLifecycle', () => {
     life.afterApply(false, true, false);
     await life.settled();
     expect(servers.length).toBe(2);
+  });
+
+  it('a changed package.json that npm need not install (the same packages linked) is starting, not installing', async () => {
+    let key = 'k1';
+    const { status, life, servers, phases } = setUp({
+      install: async () => key,
+      depsKey: () => key,
+      installNeeded: () => false,
+    });
+    life.start();
+    await life.settled();
+    const from = phases.length;
+    key = 'k2';
+    life.afterApply(true, false, false);
+    expect(status.phase).toBe('starting');
+    await life.settled();
+    expect([status.phase, servers.length]).toEqual(['ready', 2]);
+    expect(phases.slice(from)).not.toContain('installing');
+    await life.close();
   });
 });

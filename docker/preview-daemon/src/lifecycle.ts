@@ -33,6 +33,8 @@ export interface LifecycleDeps {
   ensureDeps: () => Promise<string | undefined>;
   /** The key of the dependencies package.json asks for now. */
   depsKey: () => string | undefined;
+  /** Whether `ensureDeps` must run npm now (`installNeeded`), rather than link what is installed. */
+  installNeeded: () => boolean;
   /** Creates (does not start) the template's dev server; `onExit` is called when it exits by itself. */
   createDevServer: (onExit: (reason: string) => void) => DevServer;
 }
@@ -98,8 +100,11 @@ export class DevLifecycle {
     if (this.#closing) return;
     const { status } = this.#d;
     if (pkgTouched && this.#d.depsKey() !== this.#depsHash) {
-      // Not ready from this tick on, so nobody who saw the ack reads a stale 200 from health.
-      status.set('installing', INSTALLING);
+      // Not ready from this tick on, so nobody who saw the ack reads a stale 200 from health; and
+      // `installing` only when npm will run (a claim that drops the template's lockfile links the
+      // same packages: the claimer waits for the restarted app, or its error, not for an install).
+      if (this.#d.installNeeded()) status.set('installing', INSTALLING);
+      else status.set('starting', 'loading the dependencies');
       this.#wantedGeneration++;
       this.#then(() => this.#reinstall());
       return;
