@@ -200,7 +200,7 @@ export async function ensureDeps(opts: DepsOptions): Promise<string | undefined>
     if (fast.link) swapIn(opts.projectDir, linkFarm(opts.projectDir, fast.link));
     return fast.key;
   }
-  const key = depsKey(opts.projectDir) as string;
+  const key = depsKey(opts.projectDir) as string; // defined: without a package.json fastPath answers
   const nm = join(opts.projectDir, 'node_modules');
   const templateModules = join(opts.templateDir, 'node_modules');
 

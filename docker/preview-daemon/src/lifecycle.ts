@@ -101,8 +101,9 @@ export class DevLifecycle {
     const { status } = this.#d;
     if (pkgTouched && this.#d.depsKey() !== this.#depsHash) {
       // Not ready from this tick on, so nobody who saw the ack reads a stale 200 from health; and
-      // `installing` only when npm will run (a claim that drops the template's lockfile links the
-      // same packages: the claimer waits for the restarted app, or its error, not for an install).
+      // `installing` only when npm will run: a cold claim's files that arrive before the boot's
+      // ensureDeps recorded its key, or a scaffold without the template's lockfile, only link the
+      // template's packages, and the claimer waits for the restarted app (or its error).
       if (this.#d.installNeeded()) status.set('installing', INSTALLING);
       else status.set('starting', 'loading the dependencies');
       this.#wantedGeneration++;
