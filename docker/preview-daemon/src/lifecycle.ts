@@ -101,9 +101,9 @@ export class DevLifecycle {
     const { status } = this.#d;
     if (pkgTouched && this.#d.depsKey() !== this.#depsHash) {
       // Not ready from this tick on, so nobody who saw the ack reads a stale 200 from health; and
-      // `installing` only when npm will run: a cold claim's files that arrive before the boot's
-      // ensureDeps recorded its key, or a scaffold without the template's lockfile, only link the
-      // template's packages, and the claimer waits for the restarted app (or its error).
+      // `installing` only when npm will run: a key the template's installed packages still satisfy
+      // (a scaffold's claim with the template's dependency fields but without its lockfile) is only
+      // linked, and the claimer waits for the restarted app (or its error).
       if (this.#d.installNeeded()) status.set('installing', INSTALLING);
       else status.set('starting', 'loading the dependencies');
       this.#wantedGeneration++;
