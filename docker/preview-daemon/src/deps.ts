@@ -157,27 +157,34 @@ export function matchesTemplate(projectDir: string, templateDir: string): boolea
  * install, and no one is told one is running.
  */
 export function installNeeded(opts: Pick<DepsOptions, 'projectDir' | 'templateDir'>): boolean {
-  return fastPath(opts) === undefined;
+  return depsPlan(opts).install;
 }
 
-/** The fast path {@link ensureDeps} can take without npm, with the key; undefined when it must install. */
-function fastPath(
-  opts: Pick<DepsOptions, 'projectDir' | 'templateDir'>,
-): { key: string | undefined; link?: string } | undefined {
+/**
+ * What {@link ensureDeps} must do for the project's {@link depsKey}: nothing, link the template's
+ * packages (`link`: their real path), or run npm (`install`).
+ */
+function depsPlan(opts: Pick<DepsOptions, 'projectDir' | 'templateDir'>): {
+  key: string | undefined;
+  link?: string;
+  install: boolean;
+} {
   const key = depsKey(opts.projectDir);
-  if (key === undefined) return { key };
+  if (key === undefined) return { key, install: false };
   const nm = join(opts.projectDir, 'node_modules');
   const templateModules = join(opts.templateDir, 'node_modules');
   const current = kindOf(nm);
   if (matchesTemplate(opts.projectDir, opts.templateDir)) {
     if (existsSync(templateModules)) {
       const target = realpathSync(templateModules);
-      return current === 'dir' && readMarker(nm) === `template:${target}` ? { key } : { key, link: target };
+      return current === 'dir' && readMarker(nm) === `template:${target}`
+        ? { key, install: false }
+        : { key, link: target, install: false };
     }
     // Without an installed template (a host process in a checkout), dependencies resolve upward.
-    if (current === 'missing') return { key };
+    if (current === 'missing') return { key, install: false };
   }
-  return current === 'dir' && readMarker(nm) === key ? { key } : undefined;
+  return { key, install: !(current === 'dir' && readMarker(nm) === key) };
 }
 
 /**
@@ -195,12 +202,10 @@ function fastPath(
  * @throws InstallError when npm fails (names the package and npm's message).
  */
 export async function ensureDeps(opts: DepsOptions): Promise<string | undefined> {
-  const fast = fastPath(opts);
-  if (fast) {
-    if (fast.link) swapIn(opts.projectDir, linkFarm(opts.projectDir, fast.link));
-    return fast.key;
-  }
-  const key = depsKey(opts.projectDir) as string; // defined: without a package.json fastPath answers
+  const plan = depsPlan(opts);
+  if (plan.link) swapIn(opts.projectDir, linkFarm(opts.projectDir, plan.link));
+  const key = plan.key;
+  if (!plan.install || key === undefined) return key;
   const nm = join(opts.projectDir, 'node_modules');
   const templateModules = join(opts.templateDir, 'node_modules');
 
