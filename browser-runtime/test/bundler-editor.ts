@@ -152,5 +152,11 @@ const editor = {
       src: mounted.iframe.src,
     };
   },
+  /** Takes the preview down (its runtime's teardown); the iframes left in the page after it. */
+  async unmount() {
+    await mounted?.unmount();
+    mounted = undefined;
+    return [...document.querySelectorAll('iframe')].map((f) => f.src);
+  },
 };
 (window as unknown as { __editor: unknown }).__editor = editor;

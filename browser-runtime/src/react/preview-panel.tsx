@@ -43,6 +43,9 @@ export interface FaultLocation {
 }
 
 const fill: CSSProperties = { position: 'absolute', inset: 0 };
+/** How long a browser-tier mount waits for the panel's previous runtime to be torn down, ms. */
+const TEARDOWN_WAIT_MS = 10_000;
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const over = (s: string) => s === 'failed' || s === 'ended' || s === 'stopping';
 
 /** Where an error points, as `file:line:column` (what is known of it), or null. */
@@ -96,10 +99,12 @@ export function PreviewPanel(props: PreviewPanelProps): ReactNode {
     let mounted: MountedPreview | undefined;
     let cancelled = false;
     const mount = async () => {
-      // The previous runtime of this panel is gone first (a bundler runtime clears its cache by id).
-      await torndown.current;
-      if (cancelled) return;
       const s = latest.current;
+      // A browser runtime waits for the previous one of this panel to be gone (a bundler runtime
+      // clears its cache by id), for TEARDOWN_WAIT_MS at most. A server tier's frame shares nothing
+      // with it: a move is shown at once, not after a teardown that may never settle.
+      if (s.tier === 'browser') await Promise.race([torndown.current, delay(TEARDOWN_WAIT_MS)]);
+      if (cancelled) return;
       const m = await mountPreview(
         el,
         { id: previewId, tier: s.tier, previewUrl: s.previewUrl, placement: s.preview?.placement ?? null },

@@ -311,10 +311,15 @@ describe('usePreviewSession + PreviewPanel in Chromium (real router, local serve
     }
   }, 180_000); // esbuild-wasm's first start in a tab takes a while on a shared machine
 
-  it('a browser-tier preview moved to a server tier by someone else: the panel frames the server once its URL is known', async () => {
+  it("a browser-tier preview moved to a server tier by someone else: the panel frames the server once its URL is known, though the tab runtime's teardown never settles", async () => {
     const { page, errors } = await openBrowserTier();
     try {
       const id = (await session(page))!.previewId!;
+      // The bundler runtime's teardown clears its cache; here that never settles (a host frame that
+      // does not answer, a cache the browser keeps busy): the server tier's frame must not wait for it.
+      await page.evaluate(() => {
+        CacheStorage.prototype.delete = () => new Promise<boolean>(() => {});
+      });
       // Another client (a second tab, the CLI) moves it; this page learns of it over SSE only, and
       // SSE's state events carry the tier but no preview URL.
       const moved = await h.router.app.request(`/v1/previews/${id}/placement`, {

@@ -21,6 +21,7 @@ type Editor = {
   statuses(): string[];
   runtimeErrors(): Array<{ name: string; message: string; file?: string; line?: number; column?: number }>;
   shown(): { tier: string; reason: string; id: string; sessionTier: string | null; src: string } | null;
+  unmount(): Promise<string[]>;
 };
 declare const window: { __editor: Editor };
 
@@ -131,6 +132,14 @@ describe('the bundler runs on the runtime origin, not the editor’s', () => {
       })),
     );
     expect(hosts).toContainEqual({ src: `${runtimeOrigin}/host.html`, hidden: true });
+
+    // A host that never answers the teardown (here its cache never deletes) does not hang it: the
+    // host frame goes after the runtime's teardown timeout.
+    const hostFrame = page.frames().find((f) => f.url() === `${runtimeOrigin}/host.html`);
+    await hostFrame!.evaluate(() => {
+      CacheStorage.prototype.delete = () => new Promise<boolean>(() => {});
+    });
+    expect(await page.evaluate(() => window.__editor.unmount())).toEqual([]);
     await page.close();
   });
 });

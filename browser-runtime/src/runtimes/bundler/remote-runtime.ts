@@ -37,6 +37,11 @@ export interface RemoteBundlerRuntimeOptions {
   importMap?: () => Promise<{ imports: Record<string, string> }>;
   /** How long the host page, its service worker and esbuild-wasm may take to start. @default 20000 */
   bootTimeoutMs?: number;
+  /**
+   * How long `teardown` waits for the host to clear the preview's cache, ms; then the host frame
+   * is removed anyway (teardown never hangs on a host that does not answer). @default 5000
+   */
+  teardownTimeoutMs?: number;
 }
 
 /**
@@ -109,7 +114,15 @@ export class RemoteBundlerRuntime implements PreviewRuntime {
 
   async teardown(): Promise<void> {
     if (this.#tornDown) return;
-    if (this.#port) await this.#call({ op: 'teardown' }).catch(() => {});
+    // The host clears the preview's cache; a host that does not answer in time goes with its frame.
+    if (this.#port) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<void>((r) => {
+        timer = setTimeout(r, this.#o.teardownTimeoutMs ?? 5_000);
+      });
+      await Promise.race([this.#call({ op: 'teardown' }).catch(() => {}), late]);
+      clearTimeout(timer);
+    }
     this.#tornDown = true;
     for (const [id, done] of this.#pending)
       done({
