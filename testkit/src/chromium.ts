@@ -74,16 +74,36 @@ export async function launchChromium(
 /**
  * Loads `url` in a fresh tab of `context` and returns the page's body text once it contains
  * `waitFor` (or whatever it shows after a short wait, so a test can assert on what went wrong).
+ * Every step is bounded (opening the tab 15 s, loading 20 s, the text 5 s, closing 5 s), so a poll
+ * of it always gets an answer or an error naming the step, never a call that does not return.
+ * @throws Error naming the step that did not finish (`page.goto`'s TimeoutError for the load)
  */
 export async function renderText(context: BrowserContext, url: string, waitFor: string): Promise<string> {
-  const page = await context.newPage();
+  const opening = context.newPage();
+  const page = await bounded(opening, 15_000, `opening a tab for ${url}`).catch((e: Error) => {
+    void opening.then((p) => p.close()).catch(() => {}); // the tab that opens late is closed
+    throw e;
+  });
   try {
-    await page.goto(url, { waitUntil: 'load', timeout: 30_000 });
+    await page.goto(url, { waitUntil: 'load', timeout: 20_000 });
     await page
       .waitForFunction((t) => document.body?.innerText.includes(t), waitFor, { timeout: 5_000 })
       .catch(() => {});
-    return await page.evaluate(() => document.body?.innerText ?? '');
+    return await bounded(
+      page.evaluate(() => document.body?.innerText ?? ''),
+      5_000,
+      `reading the text of ${url}`,
+    );
   } finally {
-    await page.close();
+    await bounded(page.close(), 5_000, 'closing the tab').catch(() => {});
   }
+}
+
+/** `p`, or an Error saying `what` did not finish once `ms` have passed. */
+function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

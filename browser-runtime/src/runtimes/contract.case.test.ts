@@ -101,6 +101,27 @@ export function runRuntimeContract(options: RuntimeContractOptions): void {
     }, timeout);
 
     const test = (name: RuntimeContractCase, fn: () => Promise<void>) => it(name, fn, timeout);
+    /**
+     * Renders until the page shows `text` (a third of the test's time, so two such waits and the
+     * start fit in it). Each miss is logged with what the page showed or why it did not load: a
+     * test that fails says whether the dev server served old code, nothing, or never answered.
+     */
+    const untilShown = async (s: RuntimeContractSubject, url: string, text: string) => {
+      const t0 = performance.now();
+      await expect
+        .poll(
+          async () => {
+            const seen = await s.render(url, text).catch((e: Error) => `(no page: ${e.message})`);
+            if (!seen.includes(text))
+              console.warn(
+                `${options.name}: ${Math.round(performance.now() - t0)} ms after the write, ${url} shows ${JSON.stringify(seen.slice(0, 200))}, not ${text}`,
+              );
+            return seen;
+          },
+          { timeout: timeout / 3, interval: 250 },
+        )
+        .toContain(text);
+    };
 
     test('vanilla project serves and renders', async () => {
       const { s, r, ready } = await start(VANILLA_PROJECT);
@@ -113,18 +134,14 @@ export function runRuntimeContract(options: RuntimeContractOptions): void {
       const { s, r } = await start(VANILLA_PROJECT);
       expect(await s.render(r.url, 'vanilla:one')).toContain('vanilla:one');
       await s.runtime.writeFile('src/message.js', "export const message = 'two';\n");
-      await expect
-        .poll(() => s.render(r.url, 'vanilla:two'), { timeout: timeout / 2, interval: 250 })
-        .toContain('vanilla:two');
+      await untilShown(s, r.url, 'vanilla:two');
       // A new file, imported by an edited one.
       await s.runtime.writeFile('src/extra/deep.js', "export const extra = 'deep';\n");
       await s.runtime.writeFile(
         'src/main.js',
         "import { extra } from './extra/deep.js';\ndocument.querySelector('#app').textContent = 'vanilla:' + extra;\n",
       );
-      await expect
-        .poll(() => s.render(r.url, 'vanilla:deep'), { timeout: timeout / 2, interval: 250 })
-        .toContain('vanilla:deep');
+      await untilShown(s, r.url, 'vanilla:deep');
     });
 
     test('react project with JSX, TSX, CSS and react renders', async () => {
@@ -149,9 +166,7 @@ export function runRuntimeContract(options: RuntimeContractOptions): void {
       expect(errors[0]).toBeInstanceOf(Error);
       // Fixing the file brings the preview back.
       await s.runtime.writeFile('src/message.js', "export const message = 'fixed';\n");
-      await expect
-        .poll(() => s.render(r.url, 'vanilla:fixed'), { timeout: timeout / 2, interval: 250 })
-        .toContain('vanilla:fixed');
+      await untilShown(s, r.url, 'vanilla:fixed');
     });
 
     test('bad paths are rejected', async () => {
