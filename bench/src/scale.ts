@@ -34,7 +34,9 @@
  * to the replicas in turn, one at a time: `api_p50_ms` / `api_p99_ms` (goal p99 ≤ 50 ms).
  * `router_side_create_phase` / `router_side_sync_phase`: the same routes as the replicas' own latency
  * histogram (`preview_http_request_duration_seconds`) has them over each phase (the probe's requests and
- * the users' list polls): requests, the share within 50 ms, the bucket bound of the p99.
+ * the users' list polls): requests, the share within 50 ms, the bucket bound of the p99, and each
+ * replica's own event-loop delay over the phase (p99, max: how long a request waits before its
+ * router runs it).
  * `bench_loop_delay_create_phase`: this process's own event-loop delay over phase 1 (p99, max): the
  * probe's client stalls with the machine, and a probe answer is never faster than its client.
  * `first_limit`: the first thing that failed or passed its limit as the count rose (a create refused
@@ -196,16 +198,32 @@ class Run {
 /** The routes the probe asks (as the router's latency histogram labels them). */
 const PROBED_ROUTES = ['/v1/previews/:id', '/v1/previews'];
 
-/**
- * The replicas' own latency histogram of the probed routes (`preview_http_request_duration_seconds`
- * from `/metrics`, GET, summed over routes and replicas): cumulative count per bucket bound (ms).
- */
-async function routerHistogram(c: Cluster): Promise<Map<number, number>> {
+/** One read of the replicas' `/metrics`: the probed routes' histogram and each replica's event-loop delay. */
+interface RouterRead {
+  /** `preview_http_request_duration_seconds` of the probed routes (GET, summed over routes and replicas): cumulative count per bucket bound (ms). */
+  buckets: Map<number, number>;
+  /**
+   * Each replica's event-loop delay since the previous read (prom-client's default metrics reset
+   * their histogram at every scrape), ms: a request waits that long before the router runs it.
+   */
+  loop: Array<{ p99_ms: number; max_ms: number }>;
+}
+
+async function routerHistogram(c: Cluster): Promise<RouterRead> {
   const out = new Map<number, number>();
+  const loop: RouterRead['loop'] = [];
+  const gauge = (text: string, name: string) =>
+    round1(
+      Number(new RegExp(`^preview_router_${name} ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? Number.NaN) * 1000,
+    );
   for (const r of c.routers) {
     const text = await fetch(`${r.url}/metrics`)
       .then((res) => res.text())
       .catch(() => '');
+    loop.push({
+      p99_ms: gauge(text, 'nodejs_eventloop_lag_p99_seconds'),
+      max_ms: gauge(text, 'nodejs_eventloop_lag_max_seconds'),
+    });
     for (const m of text.matchAll(
       /^preview_http_request_duration_seconds_bucket\{le="([^"]+)",method="GET",route="([^"]+)"\} (\d+)$/gm,
     )) {
@@ -214,16 +232,16 @@ async function routerHistogram(c: Cluster): Promise<Map<number, number>> {
       out.set(le, (out.get(le) ?? 0) + Number(m[3]));
     }
   }
-  return out;
+  return { buckets: out, loop };
 }
 
 /**
  * What the routers themselves spent on the probed routes between two histogram reads: requests, the
  * share answered within the budget, and the bucket bound the 99th percentile falls under (ms).
  */
-function routerSide(before: Map<number, number>, after: Map<number, number>) {
-  const delta = [...after]
-    .map(([le, n]) => [le, n - (before.get(le) ?? 0)] as const)
+function routerSide(before: RouterRead, after: RouterRead) {
+  const delta = [...after.buckets]
+    .map(([le, n]) => [le, n - (before.buckets.get(le) ?? 0)] as const)
     .sort((a, b) => a[0] - b[0]);
   const total = delta.at(-1)?.[1] ?? 0;
   const within = delta.find(([le]) => le >= API_BUDGET_MS)?.[1] ?? 0;
@@ -232,6 +250,7 @@ function routerSide(before: Map<number, number>, after: Map<number, number>) {
     requests: total,
     within_budget_share: total ? round1((1000 * within) / total) / 1000 : null,
     p99_at_most_ms: p99 === undefined || !Number.isFinite(p99) ? null : p99,
+    event_loop_delay: after.loop,
   };
 }
 
