@@ -11,11 +11,24 @@ export interface JwtVerifierOptions {
   /** JWKS URL (Supabase's asymmetric signing keys). */
   jwksUrl?: string;
   audience?: string;
+  /**
+   * Verified tokens kept (each until its `exp`, at most `cacheTtlMs` after it was verified), so a
+   * client's every request does not verify the same signature again (a WebCrypto job each, a
+   * threadpool round trip that a loaded machine makes slow). 0 verifies every time.
+   * @default 10000
+   */
+  cacheSize?: number;
+  /**
+   * Longest a verified token is taken from the cache, ms: bounds how long a token signed by a key
+   * since removed from the JWKS is still accepted. @default 60000
+   */
+  cacheTtlMs?: number;
 }
 
 /**
  * Verifies Supabase-compatible access tokens: signature (HS256 secret or JWKS), `exp`, `aud`
- * (`authenticated`) and a uuid `sub`. Returns the user id.
+ * (`authenticated`) and a uuid `sub`. Returns the user id. A token verified before is answered from
+ * a bounded cache until it expires (see `cacheSize`, `cacheTtlMs`); a refused token is not kept.
  *
  * @example
  * const verify = createJwtVerifier({ secret: process.env.SUPABASE_JWT_SECRET });
@@ -27,7 +40,16 @@ export function createJwtVerifier(options: JwtVerifierOptions): (token: string) 
   const audience = options.audience ?? 'authenticated';
   const jwks = options.jwksUrl ? createRemoteJWKSet(new URL(options.jwksUrl)) : undefined;
   const secret = jwks ? undefined : hs256Key(options.secret as string);
+  const cacheSize = options.cacheSize ?? 10_000;
+  const cacheTtlMs = options.cacheTtlMs ?? 60_000;
+  /** token → its user and until when (epoch ms) it is taken from here; oldest first. */
+  const verified = new Map<string, { sub: string; until: number }>();
   return async (token) => {
+    const hit = verified.get(token);
+    if (hit) {
+      if (Date.now() < hit.until) return hit.sub;
+      verified.delete(token);
+    }
     let payload: JWTPayload;
     try {
       // jose checks exp/nbf itself; `requiredClaims` makes a token without exp invalid.
@@ -40,6 +62,10 @@ export function createJwtVerifier(options: JwtVerifierOptions): (token: string) 
     }
     const sub = Sub.safeParse(payload.sub);
     if (!sub.success) throw new UnauthorizedError('invalid_token', 'invalid token: sub must be a uuid');
+    if (cacheSize > 0) {
+      if (verified.size >= cacheSize) verified.delete(verified.keys().next().value as string);
+      verified.set(token, { sub: sub.data, until: Math.min(payload.exp! * 1000, Date.now() + cacheTtlMs) });
+    }
     return sub.data;
   };
 }

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createAccessTokens } from '../auth/access-token.ts';
 import type { Session } from '../store/sessions.ts';
 import { createPreviewView } from './preview-view.ts';
@@ -60,5 +60,56 @@ describe('preview view', () => {
     ['stopping', { state: 'stopping' as const }],
   ])('has no previewUrl for %s', async (_, over) => {
     expect((await view(session(over))).previewUrl).toBeNull();
+  });
+});
+
+describe('preview view link tokens', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.restoreAllMocks();
+  });
+
+  it('reuses the link token of a preview and user while half its life is left, then signs a new one', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const t0 = Date.now();
+    const tokens = createAccessTokens({ secret: 'test-secret' });
+    const sign = vi.spyOn(tokens, 'sign');
+    const view = createPreviewView({
+      accessTokens: tokens,
+      previewOrigin: (id) => `http://${id}.preview.localhost:8787`,
+      previewTokenTtlMs: 60_000,
+    });
+    const s = session({});
+    const first = (await view(s)).previewUrl;
+    vi.setSystemTime(t0 + 29_000);
+    expect((await view(s)).previewUrl).toBe(first);
+    expect(sign).toHaveBeenCalledTimes(1);
+    // Another user's view of the same id, and another preview: their own tokens.
+    const other = (await view(session({ userId: 'u2' }))).previewUrl!;
+    const token = new URL(other).searchParams.get('token')!;
+    await expect(tokens.verify(token, { previewId: s.id, kind: 'link' })).resolves.toEqual({ userId: 'u2' });
+    expect((await view(session({ id: 'another' }))).previewUrl).not.toBe(first);
+    expect(sign).toHaveBeenCalledTimes(3);
+    // Past half its life: a new token, valid for the whole TTL from now.
+    vi.setSystemTime(t0 + 31_000);
+    const renewed = (await view(s)).previewUrl!;
+    expect(renewed).not.toBe(first);
+    vi.setSystemTime(t0 + 31_000 + 59_000);
+    const t = new URL(renewed).searchParams.get('token')!;
+    await expect(tokens.verify(t, { previewId: s.id, kind: 'link' })).resolves.toEqual({ userId: 'u1' });
+  });
+
+  it('forgets the token of a preview it shows ended: the next live view of that id signs again', async () => {
+    const tokens = createAccessTokens({ secret: 'test-secret' });
+    const sign = vi.spyOn(tokens, 'sign');
+    const view = createPreviewView({
+      accessTokens: tokens,
+      previewOrigin: (id) => `http://${id}.preview.localhost:8787`,
+      previewTokenTtlMs: 60_000,
+    });
+    await view(session({}));
+    await view(session({ state: 'ended' }));
+    await view(session({}));
+    expect(sign).toHaveBeenCalledTimes(2);
   });
 });
