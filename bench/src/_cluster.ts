@@ -4,7 +4,10 @@
  * sandboxes on the Docker engine with the real preview image. Everything it makes carries the run's
  * label (`preview.bench=<run>`) or name, and `close()` removes it: containers, the preview network and
  * its egress rules, the database, the Redis keys, the routers' data directory. The processes' output
- * is kept in `<tmpdir>/scale-<run>-logs/<name>.log`.
+ * is kept in `<tmpdir>/scale-<run>-logs/<name>.log`. Each router and agent leads its own session:
+ * with the kernel's autogroup scheduling it gets a CPU share of its own, as a separately deployed
+ * service does, instead of one share for the bench and all seven (measured at 100 previews: the
+ * routers' event-loop delay p99 58 → 42 ms, the probe's API p99 142 → 84 ms).
  */
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
@@ -136,7 +139,7 @@ export async function startCluster(o: ClusterOptions) {
     };
     const routers: RouterNode[] = [];
     for (let i = 0; i < o.routers; i++) {
-      const proc = await startRouterProcess(`scale-router-${i}`, env, o.execArgv);
+      const proc = await startRouterProcess(`scale-router-${i}`, env, o.execArgv ?? [], true);
       procs.push(proc);
       routers.push({ proc, url: `http://127.0.0.1:${proc.port}` });
     }
@@ -151,6 +154,7 @@ export async function startCluster(o: ClusterOptions) {
         network,
         slots: o.slotsPerAgent,
         warmPool: o.warmPool,
+        ownSession: true,
         ...(o.execArgv ? { execArgv: o.execArgv } : {}),
         env: {
           AGENT_TOKEN: agentToken,

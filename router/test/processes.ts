@@ -37,16 +37,23 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined>, m
   }
 }
 
+/**
+ * Spawns `entry` with tsx. `ownSession`: the child leads its own session, so on a kernel with
+ * `sched_autogroup_enabled` it is scheduled as its own group, as a separately deployed service would
+ * be, not in one group with its parent and siblings; it is not killed with the parent's terminal.
+ */
 function startProcess(
   name: string,
   entry: string,
   env: Record<string, string>,
   execArgv: readonly string[] = [],
+  ownSession = false,
 ): Proc {
   const child = spawn(process.execPath, [...execArgv, '--import', 'tsx', entry], {
     cwd: REPO,
     env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: ownSession,
   });
   const lines: string[] = [];
   const collect = (d: Buffer) => lines.push(...d.toString('utf8').split('\n').filter(Boolean));
@@ -97,12 +104,14 @@ export function logLine(p: Proc, msg: string, ms = 240_000): Promise<Record<stri
 /**
  * A router replica as its own process (`router/src/main.ts`), no embedded agent, on a free loopback
  * port; resolves once it listens, with its port. `env` carries DATABASE_URL, REDIS_URL, the secrets
- * and any interval; `execArgv` are Node options before the entry (e.g. `--cpu-prof`).
+ * and any interval; `execArgv` are Node options before the entry (e.g. `--cpu-prof`); `ownSession`
+ * as in `startProcess` (benches: each replica scheduled apart, as deployed). @default ownSession false
  */
 export async function startRouterProcess(
   name: string,
   env: Record<string, string>,
   execArgv: readonly string[] = [],
+  ownSession = false,
 ): Promise<Proc & { port: number }> {
   const p = startProcess(
     name,
@@ -115,6 +124,7 @@ export async function startRouterProcess(
       ...env,
     },
     execArgv,
+    ownSession,
   );
   const line = await logLine(p, 'router listening');
   return Object.assign(p, { port: Number(new URL(String(line['url'])).port) });
@@ -124,8 +134,8 @@ export async function startRouterProcess(
  * A pool agent as its own process (`pool-agent/src/main.ts`) on the Docker engine, registered with
  * the router at `routerUrl`; its sandboxes carry the test sweep label. Resolves once it listens.
  * `env` adds or overrides agent variables (e.g. `PREVIEW_LABELS`, `PREVIEW_MEMORY_MIB`, `AGENT_TOKEN`);
- * `execArgv` are Node options before the entry (e.g. `--cpu-prof`).
- * @default o.slots 3, o.warmPool 'vite-vanilla=1'
+ * `execArgv` are Node options before the entry (e.g. `--cpu-prof`); `ownSession` as in `startProcess`.
+ * @default o.slots 3, o.warmPool 'vite-vanilla=1', o.ownSession false
  */
 export async function startAgentProcess(o: {
   name: string;
@@ -136,6 +146,7 @@ export async function startAgentProcess(o: {
   warmPool?: string;
   env?: Record<string, string>;
   execArgv?: readonly string[];
+  ownSession?: boolean;
 }): Promise<Proc> {
   const p = startProcess(
     o.name,
@@ -158,6 +169,7 @@ export async function startAgentProcess(o: {
       ...o.env,
     },
     o.execArgv,
+    o.ownSession,
   );
   await logLine(p, 'pool agent listening');
   return p;
