@@ -63,6 +63,18 @@ describe('preview view', () => {
   });
 });
 
+/** A view whose token signer is spied on (60 s link tokens). */
+const spiedView = () => {
+  const tokens = createAccessTokens({ secret: 'test-secret' });
+  const sign = vi.spyOn(tokens, 'sign');
+  const view = createPreviewView({
+    accessTokens: tokens,
+    previewOrigin: (id) => `http://${id}.preview.localhost:8787`,
+    previewTokenTtlMs: 60_000,
+  });
+  return { tokens, sign, view };
+};
+
 describe('preview view link tokens', () => {
   afterEach(() => {
     vi.useRealTimers();
@@ -72,13 +84,7 @@ describe('preview view link tokens', () => {
   it('reuses the link token of a preview and user while half its life is left, then signs a new one', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     const t0 = Date.now();
-    const tokens = createAccessTokens({ secret: 'test-secret' });
-    const sign = vi.spyOn(tokens, 'sign');
-    const view = createPreviewView({
-      accessTokens: tokens,
-      previewOrigin: (id) => `http://${id}.preview.localhost:8787`,
-      previewTokenTtlMs: 60_000,
-    });
+    const { tokens, sign, view } = spiedView();
     const s = session({});
     const first = (await view(s)).previewUrl;
     vi.setSystemTime(t0 + 29_000);
@@ -100,13 +106,7 @@ describe('preview view link tokens', () => {
   });
 
   it('forgets the token of a preview it shows ended: the next live view of that id signs again', async () => {
-    const tokens = createAccessTokens({ secret: 'test-secret' });
-    const sign = vi.spyOn(tokens, 'sign');
-    const view = createPreviewView({
-      accessTokens: tokens,
-      previewOrigin: (id) => `http://${id}.preview.localhost:8787`,
-      previewTokenTtlMs: 60_000,
-    });
+    const { sign, view } = spiedView();
     await view(session({}));
     await view(session({ state: 'ended' }));
     await view(session({}));
