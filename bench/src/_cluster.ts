@@ -40,6 +40,8 @@ export interface ClusterOptions {
   maxLivePerUser: number;
   /** Agent `PREVIEW_MEMORY_MIB` (each sandbox's limit). */
   memoryMiB: number;
+  /** Agent `SANDBOX_CPU_SHARES`. @default the agent's default */
+  sandboxCpuShares?: number;
   /** Progress lines on stderr. */
   say: (line: string) => void;
   /**
@@ -160,6 +162,7 @@ export async function startCluster(o: ClusterOptions) {
           AGENT_TOKEN: agentToken,
           PREVIEW_LABELS: `${TEST_LABEL}=1,${BENCH_LABEL}=${run}`,
           PREVIEW_MEMORY_MIB: String(o.memoryMiB),
+          ...(o.sandboxCpuShares === undefined ? {} : { SANDBOX_CPU_SHARES: String(o.sandboxCpuShares) }),
         },
       });
       procs.push(proc);

@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- scale [--previews 500] [--agents 5] [--routers 2] [--warm 4] [--concurrency 6]
  * [--users N] [--ops-per-s 5000] [--sync-s 10] [--tick-ms 100] [--memory-mib 256] [--create-s 0]
- * [--cpu-prof DIR]`: many live previews on one machine.
+ * [--sandbox-cpu-shares N] [--cpu-prof DIR]`: many live previews on one machine.
  *
  * Real processes as deployed: `--routers` router replicas (`router/src/main.ts`) on one fresh Postgres
  * database and one Redis prefix, `--agents` pool agents (`pool-agent/src/main.ts`, each its own node
@@ -46,6 +46,9 @@
  * with the live count then; `"none"` when nothing did. `ramp` has the probe's p99 and host memory at
  * each tenth of the count.
  *
+ * `--sandbox-cpu-shares N`: the agents' `SANDBOX_CPU_SHARES` (the sandboxes' CPU weight against the
+ * control plane's; 0 leaves them in the engine's default cgroup). @default the agent's default (128)
+ *
  * `--cpu-prof DIR`: the routers and agents run with `node --cpu-prof`, each writing a `.cpuprofile`
  * into DIR when it stops at the end of the run (open it in Chrome DevTools' Performance panel).
  *
@@ -84,6 +87,8 @@ interface Flags {
   memoryMiB: number;
   tickMs: number;
   createS: number;
+  /** Agent `SANDBOX_CPU_SHARES`; -1 keeps the agent's default. */
+  sandboxCpuShares: number;
   /** Where the routers and agents write CPU profiles; none when empty. */
   cpuProf: string;
 }
@@ -114,6 +119,7 @@ function parseFlags(args: string[]): Flags {
     memoryMiB: num('memory-mib', 256),
     tickMs: Math.max(1, num('tick-ms', 100)),
     createS: num('create-s', 0),
+    sandboxCpuShares: args.includes('--sandbox-cpu-shares') ? num('sandbox-cpu-shares', 0) : -1,
     cpuProf: cpuProf ? resolve(cpuProf) : '',
   };
 }
@@ -719,6 +725,7 @@ export default async function scale(args: string[]): Promise<object> {
     users: f.users,
     maxLivePerUser: Math.ceil(f.previews / f.users) + 1,
     memoryMiB: f.memoryMiB,
+    ...(f.sandboxCpuShares >= 0 ? { sandboxCpuShares: f.sandboxCpuShares } : {}),
     say,
     ...(f.cpuProf ? { execArgv: ['--cpu-prof', `--cpu-prof-dir=${f.cpuProf}`] } : {}),
   });

@@ -129,6 +129,23 @@ export const AgentConfigSchema = z.object({
   /** Per-preview limits. Memory is also the swap limit (no swap). */
   PREVIEW_MEMORY_MIB: z.coerce.number().int().min(32).default(512),
   PREVIEW_CPUS: z.coerce.number().positive().max(64).default(1),
+  /**
+   * CPU weight of all sandboxes together against the 1024 of each process outside them (cgroup v1
+   * `cpu.shares`; v2 `cpu.weight` in proportion): under contention the router, agents, Postgres and
+   * Redis run first, so the API answers while sandboxes boot. The agent sets it on the sandboxes'
+   * shared cgroup (SANDBOX_CGROUP) when it may write the host's cgroup files, else it warns what to
+   * set. 0 leaves sandboxes in the engine's default cgroup. Docker runtime only.
+   */
+  SANDBOX_CPU_SHARES: z.coerce
+    .number()
+    .int()
+    .refine((n) => n === 0 || (n >= 2 && n <= 262_144), 'must be 0 (off) or from 2 to 262144')
+    .default(128),
+  /** Name of the sandboxes' shared cgroup (`/previews`, or `previews.slice` under systemd). */
+  SANDBOX_CGROUP: z
+    .string()
+    .regex(/^[a-z0-9_]{1,64}$/, 'letters a-z, digits and _ only (a dash nests a systemd slice)')
+    .default('previews'),
   PREVIEW_PIDS_LIMIT: z.coerce.number().int().min(16).default(256),
   PREVIEW_TMPFS_MIB: z.coerce.number().int().min(1).default(64),
   PREVIEW_LOG_MAX_SIZE: z.string().default('1m'),

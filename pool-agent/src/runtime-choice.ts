@@ -53,6 +53,7 @@ export async function buildRuntime(config: AgentConfig, log: Logger): Promise<Co
     memoryMiB: config.PREVIEW_MEMORY_MIB,
     cpus: config.PREVIEW_CPUS,
     pidsLimit: config.PREVIEW_PIDS_LIMIT,
+    cpuGroup: { name: config.SANDBOX_CGROUP, shares: config.SANDBOX_CPU_SHARES },
     tmpfsMiB: config.PREVIEW_TMPFS_MIB,
     logMaxSize: config.PREVIEW_LOG_MAX_SIZE,
     logMaxFile: config.PREVIEW_LOG_MAX_FILE,

@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { rmdir } from 'node:fs/promises';
 import { TEST_LABEL, TEST_PREVIEW_IMAGE, testDocker } from '@preview/testkit';
 import { DAEMON_PORT } from '@preview/tiers';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -56,5 +58,36 @@ describe('docker runtime: where the agent reaches a sandbox', () => {
     made.push({ runtime, id: box.id });
     expect(box.upstream).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     await waitReady(box.upstream, { timeoutMs: 60_000 });
+  }, 90_000);
+});
+
+describe('docker runtime: sandboxes yield the CPU to the control plane', () => {
+  // A group of this run's own, removed at the end (the engine never removes a parent group).
+  const name = `previews_t${Math.random().toString(16).slice(2, 10)}`;
+  let runtime: DockerRuntime | undefined;
+  let id: string | undefined;
+  afterAll(async () => {
+    if (runtime && id) await runtime.remove(id).catch(() => {});
+    await runtime?.close();
+    for (const hierarchy of readdirSync('/sys/fs/cgroup'))
+      await rmdir(`/sys/fs/cgroup/${hierarchy}/${name}`).catch(() => {});
+  });
+
+  it('runs each sandbox in the shared group, whose CPU weight the agent set, and still reads its memory', async () => {
+    runtime = await createDockerRuntime({
+      ...dockerOptions(`t-${Math.random().toString(16).slice(2, 10)}`),
+      cpuGroup: { name, shares: 128 },
+    });
+    const box = await runtime.create({ template: 'vite-vanilla', daemonToken: newDaemonToken() });
+    id = box.id;
+    const { State, HostConfig } = await runtime.docker.getContainer(box.id).inspect();
+    expect(HostConfig.CgroupParent).toBe(`/${name}`);
+    // The engine on this machine: cgroupfs driver, cgroup v1.
+    const cpuLine = readFileSync(`/proc/${State.Pid}/cgroup`, 'utf8')
+      .split('\n')
+      .find((l) => /:(cpu|cpu,cpuacct|cpuacct,cpu):/.test(l));
+    expect(cpuLine).toMatch(new RegExp(`:/${name}/${box.id}$`));
+    expect(readFileSync(`/sys/fs/cgroup/cpu/${name}/cpu.shares`, 'utf8').trim()).toBe('128');
+    expect(await runtime.memoryBytes(box.id)).toBeGreaterThan(1024 * 1024);
   }, 90_000);
 });

@@ -9,6 +9,7 @@ import {
 } from '@preview/tiers';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
+import { type CgroupLayout, SANDBOX_CGROUP, SandboxCpuWeight, sandboxCgroup } from './cpu-weight.ts';
 import { type DiskBackend, ProjectDisks } from './project-disk.ts';
 import { type UpstreamMode, UpstreamPicker } from './sandbox-address.ts';
 import type { ContainerRuntime, SandboxExit, SandboxInfo, SandboxSpec, SandboxState } from './types.ts';
@@ -63,6 +64,12 @@ export interface DockerRuntimeOptions {
    * proxy). @default 'auto' (the address when the host reaches it)
    */
   upstream?: UpstreamMode;
+  /**
+   * The sandboxes' shared cgroup and its CPU weight against the 1024 of every process outside it
+   * (see {@link sandboxCgroup}): under contention the control plane runs first. `shares: 0` leaves
+   * the sandboxes in the engine's default cgroup. @default { name: 'previews', shares: 0 }
+   */
+  cpuGroup?: { name?: string; shares: number };
   log?: Logger;
 }
 
@@ -122,6 +129,7 @@ export class DockerRuntime implements ContainerRuntime {
   #bridge: string | undefined;
   #subnet: string | undefined;
   #disks: ProjectDisks | undefined;
+  #cpuWeight: SandboxCpuWeight | undefined;
   #listeners = new Set<(exit: SandboxExit) => void>();
   #events: NodeJS.ReadableStream | undefined;
   #closed = false;
@@ -177,7 +185,19 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async init(): Promise<void> {
-    const info = (await this.docker.info()) as { Runtimes?: Record<string, unknown> };
+    const info = (await this.docker.info()) as {
+      Runtimes?: Record<string, unknown>;
+      CgroupDriver?: string;
+      CgroupVersion?: string;
+    };
+    const group = this.#o.cpuGroup;
+    if (group?.shares) {
+      const layout: CgroupLayout = {
+        driver: info.CgroupDriver === 'systemd' ? 'systemd' : 'cgroupfs',
+        version: info.CgroupVersion === '2' ? '2' : '1',
+      };
+      this.#cpuWeight = new SandboxCpuWeight(sandboxCgroup(layout, group.shares, group.name), this.#o.log);
+    }
     if (this.#o.ociRuntime) {
       if (info.Runtimes && this.#o.ociRuntime in info.Runtimes) this.#ociRuntime = this.#o.ociRuntime;
       else
@@ -335,6 +355,7 @@ export class DockerRuntime implements ContainerRuntime {
       options.signal?.throwIfAborted();
       await container.start();
       await disk.started();
+      if (this.#cpuWeight) await this.#cpuWeight.apply();
       const info = await this.inspect(container.id);
       if (!info) throw new Error('container vanished after start');
       return info;
@@ -393,6 +414,7 @@ export class DockerRuntime implements ContainerRuntime {
         NetworkMode: o.network,
         PortBindings: { [`${DAEMON_PORT}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: '' }] },
         RestartPolicy: { Name: 'no' },
+        ...(this.#cpuWeight ? { CgroupParent: this.#cpuWeight.group.parent } : {}),
         ...(this.#ociRuntime ? { Runtime: this.#ociRuntime } : {}),
       },
     });
@@ -504,7 +526,7 @@ export class DockerRuntime implements ContainerRuntime {
    * cache). Reading the files takes microseconds; the stats API takes a second.
    */
   async memoryBytes(id: string): Promise<number | undefined> {
-    return await containerMemoryBytes(this.docker, id);
+    return await containerMemoryBytes(this.docker, id, this.#o.cpuGroup?.name);
   }
 
   async logs(id: string, options: { tail?: number } = {}): Promise<string[]> {
@@ -542,22 +564,35 @@ export class DockerRuntime implements ContainerRuntime {
 
 /**
  * A container's memory as `docker stats` shows it, in bytes: its cgroup's usage minus inactive file
- * cache (cgroup v1 `memory/docker/<id>`, or v2 `system.slice/docker-<id>.scope` / `docker/<id>`).
- * `id` may be short (then the engine is asked for the full one). Undefined when no cgroup is found
- * (the container is gone, or the engine uses another cgroup layout).
+ * cache. Looked for under the engine's default parent and under the sandboxes' group `group` (see
+ * {@link sandboxCgroup}): cgroup v1 `memory/<parent>/<id>`, v2 `<parent>/<id>` (cgroupfs driver) or
+ * `<parent>/docker-<id>.scope` (systemd driver). `id` may be short (then the engine is asked for the
+ * full one). Undefined when no cgroup is found (the container is gone, or another layout).
+ * @param group the sandboxes' cgroup name @default SANDBOX_CGROUP
  */
-export async function containerMemoryBytes(docker: Docker, id: string): Promise<number | undefined> {
+export async function containerMemoryBytes(
+  docker: Docker,
+  id: string,
+  group = SANDBOX_CGROUP,
+): Promise<number | undefined> {
   const full = id.length === 64 ? id : (await docker.getContainer(id).inspect()).Id;
-  const v1 = `/sys/fs/cgroup/memory/docker/${full}`;
-  try {
-    const usage = Number((await readFile(`${v1}/memory.usage_in_bytes`, 'utf8')).trim());
-    const stat = await readFile(`${v1}/memory.stat`, 'utf8');
-    const inactive = Number(/^total_inactive_file (\d+)$/m.exec(stat)?.[1] ?? 0);
-    return usage - inactive;
-  } catch {
-    /* cgroup v2 */
+  for (const parent of ['docker', group]) {
+    const v1 = `/sys/fs/cgroup/memory/${parent}/${full}`;
+    try {
+      const usage = Number((await readFile(`${v1}/memory.usage_in_bytes`, 'utf8')).trim());
+      const stat = await readFile(`${v1}/memory.stat`, 'utf8');
+      const inactive = Number(/^total_inactive_file (\d+)$/m.exec(stat)?.[1] ?? 0);
+      return usage - inactive;
+    } catch {
+      /* another parent, or cgroup v2 */
+    }
   }
-  for (const dir of [`/sys/fs/cgroup/system.slice/docker-${full}.scope`, `/sys/fs/cgroup/docker/${full}`])
+  for (const dir of [
+    `/sys/fs/cgroup/system.slice/docker-${full}.scope`,
+    `/sys/fs/cgroup/docker/${full}`,
+    `/sys/fs/cgroup/${group}.slice/docker-${full}.scope`,
+    `/sys/fs/cgroup/${group}/${full}`,
+  ])
     try {
       const usage = Number((await readFile(`${dir}/memory.current`, 'utf8')).trim());
       const stat = await readFile(`${dir}/memory.stat`, 'utf8');
