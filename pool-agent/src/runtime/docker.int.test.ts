@@ -50,7 +50,15 @@ describe('docker runtime: where the agent reaches a sandbox', () => {
     expect(box.upstream).toBe(`http://${ip}:${DAEMON_PORT}`);
     await waitReady(box.upstream, { timeoutMs: 60_000 });
     expect((await runtime.inspect(box.id))?.upstream).toBe(box.upstream);
-  }, 90_000);
+    // Reached directly: later sandboxes publish no port (no docker-proxy, no NAT rules).
+    const next = await runtime.create({ template: 'vite-vanilla', daemonToken: newDaemonToken() });
+    made.push({ runtime, id: next.id });
+    const { HostConfig, NetworkSettings } = await runtime.docker.getContainer(next.id).inspect();
+    expect(HostConfig.PortBindings ?? {}).toEqual({});
+    expect(NetworkSettings.Ports?.[`${DAEMON_PORT}/tcp`] ?? null).toBeNull();
+    expect(next.upstream).toBe(`http://${await ipOf(runtime, next.id)}:${DAEMON_PORT}`);
+    await waitReady(next.upstream, { timeoutMs: 60_000 });
+  }, 120_000);
 
   it('at the port published on 127.0.0.1 when configured so (engines whose bridge the host cannot reach)', async () => {
     const runtime = await createDockerRuntime({ ...dockerOptions(node()), upstream: 'published' });
@@ -58,6 +66,9 @@ describe('docker runtime: where the agent reaches a sandbox', () => {
     made.push({ runtime, id: box.id });
     expect(box.upstream).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     await waitReady(box.upstream, { timeoutMs: 60_000 });
+    const again = await runtime.create({ template: 'vite-vanilla', daemonToken: newDaemonToken() });
+    made.push({ runtime, id: again.id });
+    expect(again.upstream).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
   }, 90_000);
 });
 

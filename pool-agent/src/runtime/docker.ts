@@ -74,9 +74,9 @@ export interface DockerRuntimeOptions {
 }
 
 /**
- * The Docker implementation of {@link ContainerRuntime}: one hardened container per sandbox, the
- * daemon port published on 127.0.0.1 only, and reached at the container's own address where the
- * host can (`upstream`).
+ * The Docker implementation of {@link ContainerRuntime}: one hardened container per sandbox, reached
+ * at the container's own address where the host can (`upstream`), else at its daemon port published
+ * on 127.0.0.1 only (published until the agent knows it reaches sandboxes directly).
  *
  * @example
  * const runtime = await createDockerRuntime({ node: 'n1', image: 'preview-base:dev', network: 'preview-net', uid: 1000, memoryMiB: 512, cpus: 1, pidsLimit: 256, tmpfsMiB: 64 });
@@ -412,7 +412,10 @@ export class DockerRuntime implements ContainerRuntime {
           Config: { 'max-size': o.logMaxSize ?? '1m', 'max-file': String(o.logMaxFile ?? 2) },
         },
         NetworkMode: o.network,
-        PortBindings: { [`${DAEMON_PORT}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: '' }] },
+        // Only while the agent may need it (see UpstreamPicker.publishes).
+        ...(this.#upstreams.publishes
+          ? { PortBindings: { [`${DAEMON_PORT}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: '' }] } }
+          : {}),
         RestartPolicy: { Name: 'no' },
         ...(this.#cpuWeight ? { CgroupParent: this.#cpuWeight.group.parent } : {}),
         ...(this.#ociRuntime ? { Runtime: this.#ociRuntime } : {}),

@@ -39,6 +39,20 @@ describe('UpstreamPicker', () => {
     expect(decided).toEqual(['address']);
   });
 
+  it('a new sandbox is published until the agent knows it reaches sandboxes at their address', async () => {
+    const reaching = new UpstreamPicker('auto', undefined, async () => true);
+    expect(reaching.publishes).toBe(true);
+    await reaching.upstream({ ...box, running: false });
+    expect(reaching.publishes).toBe(true);
+    await reaching.upstream(box);
+    expect(reaching.publishes).toBe(false);
+    const notReaching = new UpstreamPicker('auto', undefined, async () => false);
+    await notReaching.upstream(box);
+    expect(notReaching.publishes).toBe(true);
+    expect(new UpstreamPicker('address').publishes).toBe(false);
+    expect(new UpstreamPicker('published').publishes).toBe(true);
+  });
+
   it('auto: the published port when the host does not reach the network (Docker Desktop)', async () => {
     const decided: string[] = [];
     const pick = new UpstreamPicker(

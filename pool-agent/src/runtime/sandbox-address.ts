@@ -51,6 +51,7 @@ export class UpstreamPicker {
   readonly #onDecided: ((mode: 'address' | 'published') => void) | undefined;
   readonly #probe: (address: string, port: number) => Promise<boolean>;
   #direct: Promise<boolean> | undefined;
+  #reached = false;
 
   /**
    * @param onDecided told once which way `auto` went
@@ -64,6 +65,16 @@ export class UpstreamPicker {
     this.#mode = mode;
     this.#onDecided = onDecided;
     this.#probe = probe;
+  }
+
+  /**
+   * Whether a new sandbox still needs its daemon port published on the host: not once the agent
+   * reaches sandboxes at their own address (`address`, or `auto` after the host reached one), as
+   * each published port costs a docker-proxy process (~0.7 MiB), NAT rules set by a dozen iptables
+   * runs at every start and stop, and engine work on the create path.
+   */
+  get publishes(): boolean {
+    return this.#mode === 'published' || (this.#mode === 'auto' && !this.#reached);
   }
 
   /**
@@ -83,6 +94,7 @@ export class UpstreamPicker {
       // A stopped or paused sandbox answers nothing either way: decide on a running one.
       if (!s.running) return s.published || direct;
       this.#direct = this.#probe(s.address!, s.port).then((reached) => {
+        this.#reached = reached;
         this.#onDecided?.(reached ? 'address' : 'published');
         return reached;
       });
