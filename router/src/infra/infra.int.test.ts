@@ -1,5 +1,5 @@
 import { createTestRedis } from '@preview/testkit';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createMemoryLiveness, createRedisLiveness, type NodeLiveness } from './liveness.ts';
 import { createMemoryPubSub, createRedisPubSub, type PubSub } from './pubsub.ts';
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from './rate-limit.ts';
@@ -39,6 +39,22 @@ describe.each([
       expect(all.filter((d) => d.allowed).length).toBe(10);
     }));
 });
+
+it('the Redis limiter sends its script by SHA-1, and loads it again when Redis lost it (NOSCRIPT)', () =>
+  withRedis(async (r) => {
+    const bySha = vi.spyOn(r.redis, 'evalsha');
+    const whole = vi.spyOn(r.redis, 'eval');
+    const l = createRedisRateLimiter({ redis: r.redis, prefix: r.prefix });
+    await r.redis.script('FLUSH');
+    const got = [];
+    for (let i = 0; i < 3; i++) got.push((await l.take('u:s', { limit: 2, windowMs: 60_000 })).allowed);
+    expect(got).toEqual([true, true, false]);
+    expect(bySha).toHaveBeenCalledTimes(3);
+    // Once at most: another test may have loaded the same script since the flush.
+    expect(whole.mock.calls.length).toBeLessThanOrEqual(1);
+    const [sha] = bySha.mock.calls[0] as unknown as [string];
+    expect(await r.redis.script('EXISTS', sha)).toEqual([1]);
+  }));
 
 it('the in-process limiter refills over time', async () => {
   let now = 0;
