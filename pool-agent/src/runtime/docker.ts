@@ -567,7 +567,7 @@ export class DockerRuntime implements ContainerRuntime {
 
 /**
  * A container's memory as `docker stats` shows it, in bytes: its cgroup's usage minus inactive file
- * cache. Looked for under the engine's default parent and under the sandboxes' group `group` (see
+ * cache. Looked for under the sandboxes' group `group` and the engine's default parent (see
  * {@link sandboxCgroup}): cgroup v1 `memory/<parent>/<id>`, v2 `<parent>/<id>` (cgroupfs driver) or
  * `<parent>/docker-<id>.scope` (systemd driver). `id` may be short (then the engine is asked for the
  * full one). Undefined when no cgroup is found (the container is gone, or another layout).
@@ -579,7 +579,7 @@ export async function containerMemoryBytes(
   group = SANDBOX_CGROUP,
 ): Promise<number | undefined> {
   const full = id.length === 64 ? id : (await docker.getContainer(id).inspect()).Id;
-  for (const parent of ['docker', group]) {
+  for (const parent of [group, 'docker']) {
     const v1 = `/sys/fs/cgroup/memory/${parent}/${full}`;
     try {
       const usage = Number((await readFile(`${v1}/memory.usage_in_bytes`, 'utf8')).trim());
@@ -591,10 +591,10 @@ export async function containerMemoryBytes(
     }
   }
   for (const dir of [
-    `/sys/fs/cgroup/system.slice/docker-${full}.scope`,
-    `/sys/fs/cgroup/docker/${full}`,
     `/sys/fs/cgroup/${group}.slice/docker-${full}.scope`,
     `/sys/fs/cgroup/${group}/${full}`,
+    `/sys/fs/cgroup/system.slice/docker-${full}.scope`,
+    `/sys/fs/cgroup/docker/${full}`,
   ])
     try {
       const usage = Number((await readFile(`${dir}/memory.current`, 'utf8')).trim());
