@@ -579,30 +579,28 @@ export async function containerMemoryBytes(
   group = SANDBOX_CGROUP,
 ): Promise<number | undefined> {
   const full = id.length === 64 ? id : (await docker.getContainer(id).inspect()).Id;
-  for (const parent of [group, 'docker']) {
-    const v1 = `/sys/fs/cgroup/memory/${parent}/${full}`;
+  // [directory, usage file, memory.stat key of the inactive file cache]: v1 first, then v2.
+  const places: Array<[string, string, string]> = [
+    ...[group, 'docker'].map((parent): [string, string, string] => [
+      `/sys/fs/cgroup/memory/${parent}/${full}`,
+      'memory.usage_in_bytes',
+      'total_inactive_file',
+    ]),
+    ...[
+      `${group}.slice/docker-${full}.scope`,
+      `${group}/${full}`,
+      `system.slice/docker-${full}.scope`,
+      `docker/${full}`,
+    ].map((dir): [string, string, string] => [`/sys/fs/cgroup/${dir}`, 'memory.current', 'inactive_file']),
+  ];
+  for (const [dir, usageFile, inactiveKey] of places)
     try {
-      const usage = Number((await readFile(`${v1}/memory.usage_in_bytes`, 'utf8')).trim());
-      const stat = await readFile(`${v1}/memory.stat`, 'utf8');
-      const inactive = Number(/^total_inactive_file (\d+)$/m.exec(stat)?.[1] ?? 0);
-      return usage - inactive;
-    } catch {
-      /* another parent, or cgroup v2 */
-    }
-  }
-  for (const dir of [
-    `/sys/fs/cgroup/${group}.slice/docker-${full}.scope`,
-    `/sys/fs/cgroup/${group}/${full}`,
-    `/sys/fs/cgroup/system.slice/docker-${full}.scope`,
-    `/sys/fs/cgroup/docker/${full}`,
-  ])
-    try {
-      const usage = Number((await readFile(`${dir}/memory.current`, 'utf8')).trim());
+      const usage = Number((await readFile(`${dir}/${usageFile}`, 'utf8')).trim());
       const stat = await readFile(`${dir}/memory.stat`, 'utf8');
-      const inactive = Number(/^inactive_file (\d+)$/m.exec(stat)?.[1] ?? 0);
+      const inactive = Number(new RegExp(`^${inactiveKey} (\\d+)$`, 'm').exec(stat)?.[1] ?? 0);
       return usage - inactive;
     } catch {
-      /* next */
+      /* not this layout: the next */
     }
   return undefined;
 }
