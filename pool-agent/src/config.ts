@@ -1,5 +1,6 @@
 import { defineConfig, TemplateName } from '@preview/tiers';
 import { z } from 'zod';
+import { SANDBOX_CGROUP, SANDBOX_CGROUP_RE } from './runtime/cpu-weight.ts';
 
 const hostPort = z
   .string()
@@ -144,8 +145,8 @@ export const AgentConfigSchema = z.object({
   /** Name of the sandboxes' shared cgroup (`/previews`, or `previews.slice` under systemd). */
   SANDBOX_CGROUP: z
     .string()
-    .regex(/^[a-z0-9_]{1,64}$/, 'letters a-z, digits and _ only (a dash nests a systemd slice)')
-    .default('previews'),
+    .regex(SANDBOX_CGROUP_RE, 'letters a-z, digits and _ only (a dash nests a systemd slice)')
+    .default(SANDBOX_CGROUP),
   PREVIEW_PIDS_LIMIT: z.coerce.number().int().min(16).default(256),
   PREVIEW_TMPFS_MIB: z.coerce.number().int().min(1).default(64),
   PREVIEW_LOG_MAX_SIZE: z.string().default('1m'),

@@ -24,7 +24,8 @@ export interface SandboxCgroup {
   value: string;
 }
 
-const NAME_RE = /^[a-z0-9_]{1,64}$/;
+/** What a sandbox group's name may be: a dash would nest a systemd slice, a slash a cgroup. */
+export const SANDBOX_CGROUP_RE = /^[a-z0-9_]{1,64}$/;
 
 /**
  * The cgroup all of a node's sandboxes share, and the CPU weight it gets: `shares` against the
@@ -50,8 +51,8 @@ export function sandboxCgroup(
   name = SANDBOX_CGROUP,
   root = '/sys/fs/cgroup',
 ): SandboxCgroup {
-  if (!NAME_RE.test(name))
-    throw new ConfigError('invalid_config', `SANDBOX_CGROUP: must match ${NAME_RE} (got ${name})`);
+  if (!SANDBOX_CGROUP_RE.test(name))
+    throw new ConfigError('invalid_config', `SANDBOX_CGROUP: must match ${SANDBOX_CGROUP_RE} (got ${name})`);
   if (!Number.isInteger(shares) || shares < 2 || shares > 262_144)
     throw new ConfigError(
       'invalid_config',
