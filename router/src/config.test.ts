@@ -1,4 +1,5 @@
 import { SUPABASE_ROLES } from '@preview/db-isolation';
+import { CLAIM_TIMEOUT_MS } from '@preview/tiers/docker';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from './config.ts';
 
@@ -39,5 +40,14 @@ describe('PREVIEW_DB_TRUSTED_ROLES', () => {
     expect(() => loadConfig({ PREVIEW_DB_TRUSTED_ROLES: 'anon, "x; DROP ROLE y' })).toThrow(
       /PREVIEW_DB_TRUSTED_ROLES: .*not a role name \(rule sql_identifier\)/,
     );
+  });
+});
+
+describe('PLACE_TIMEOUT_MS', () => {
+  it("defaults to no less than the docker tier's own claim deadline (a loaded node's claims finish)", () => {
+    expect(loadConfig({}).PLACE_TIMEOUT_MS).toBeGreaterThanOrEqual(CLAIM_TIMEOUT_MS);
+  });
+  it('refuses a value that is not a positive number of ms, naming the variable', () => {
+    expect(() => loadConfig({ PLACE_TIMEOUT_MS: '-5' })).toThrow(/PLACE_TIMEOUT_MS/);
   });
 });

@@ -57,6 +57,15 @@ export interface BatchWriter {
 export const REPLACE_LIMIT = 3;
 export const REPLACE_WINDOW_MS = 10 * 60_000;
 
+/**
+ * How long one tier may take to place a preview before the router gives up on it and tries the
+ * next, ms: a safety net over each tier's own deadlines, never shorter than them. The docker tier
+ * gives a node's claim {@link CLAIM_TIMEOUT_MS} (a loaded node's claim waits for the engine's start,
+ * the daemon's boot and the app's first answer) and may try a second node; a shorter deadline here
+ * abandons, and so destroys, claims a loaded node would finish. Router setting `PLACE_TIMEOUT_MS`.
+ */
+export const PLACE_TIMEOUT_MS = 300_000;
+
 /** How often a placement in flight touches its session's row (`SessionStore.keepPlacing`), ms. */
 export const PLACING_TOUCH_MS = 5_000;
 
@@ -131,6 +140,7 @@ export class PreviewService {
   readonly #onServerLive: ((previewId: string) => void) | undefined;
   readonly #writer: () => BatchWriter | undefined;
   readonly #files: SyncStore | undefined;
+  readonly #placeTimeoutMs: number;
 
   constructor(o: {
     store: SessionStore;
@@ -146,6 +156,8 @@ export class PreviewService {
     writer?: (() => BatchWriter | undefined) | undefined;
     /** Where `applyFiles` commits batches of browser-tier previews (no sandbox to apply them). */
     files?: SyncStore | undefined;
+    /** How long one tier may take to place a preview, ms. @default PLACE_TIMEOUT_MS */
+    placeTimeoutMs?: number | undefined;
   }) {
     this.store = o.store;
     this.tiers = o.tiers;
@@ -157,6 +169,7 @@ export class PreviewService {
     this.#onServerLive = o.onServerLive;
     this.#writer = o.writer ?? (() => undefined);
     this.#files = o.files;
+    this.#placeTimeoutMs = o.placeTimeoutMs ?? PLACE_TIMEOUT_MS;
   }
 
   tier(name: TierName | null): Tier | undefined {
@@ -301,7 +314,7 @@ export class PreviewService {
           ...(env ? { env } : {}),
           client,
         };
-        const placement = await tier.create(spec, { signal: AbortSignal.timeout(60_000) });
+        const placement = await tier.create(spec, { signal: AbortSignal.timeout(this.#placeTimeoutMs) });
         reasons.push({
           tier: name,
           outcome: 'chosen',

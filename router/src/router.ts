@@ -190,6 +190,7 @@ export async function createRouter(o: RouterOptions) {
     log,
     metrics,
     maxLivePerUser: config.MAX_LIVE_PREVIEWS_PER_USER,
+    placeTimeoutMs: config.PLACE_TIMEOUT_MS,
     writer: () => hub,
     files: createPgSyncStore(pool),
     onServerLive: (previewId) => {

@@ -1,7 +1,7 @@
 import { createBrowserTier } from '@preview/tiers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, createHarness, type Harness, VITE_FILES } from '../test/harness.ts';
-import { createDownTier, createLocalServerTier } from '../test/local-tier.ts';
+import { createDownTier, createLocalServerTier, withSlowCreate } from '../test/local-tier.ts';
 
 type Who = 'owner' | 'other' | 'anonymous' | 'node' | 'serviceKey';
 const WHO: Who[] = ['owner', 'other', 'anonymous', 'node', 'serviceKey'];
@@ -593,6 +593,47 @@ describe('routes (app.request, real Postgres)', () => {
       const third = await create();
       expect(third.status).toBe(429);
       expect(((await third.json()) as { error: { code: string } }).error.code).toBe('too_many_previews');
+    });
+  });
+
+  describe('placement deadline (PLACE_TIMEOUT_MS)', () => {
+    const createOn = async (env: Record<string, string>, slowMs: number) => {
+      const f = await createHarness({
+        db: h.db,
+        env,
+        tiers: () => ({
+          docker: withSlowCreate(createLocalServerTier({ autoReady: true }), slowMs),
+          fly: createLocalServerTier({ name: 'fly', autoReady: true }),
+        }),
+      });
+      try {
+        const res = await f.router.app.request('/v1/previews', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...bearer(f.alice.jwt) },
+          body: JSON.stringify({ files: VITE_FILES, serverOnly: true }),
+        });
+        expect(res.status).toBe(201);
+        return (await res.json()) as {
+          tier: string;
+          state: string;
+          reasons: { tier: string; outcome: string; reason: string }[];
+        };
+      } finally {
+        await f.close();
+      }
+    };
+
+    it('a tier slower than the deadline is given up for the next, the reason says so', async () => {
+      const p = await createOn({ PLACE_TIMEOUT_MS: '200' }, 5_000);
+      expect(p.tier).toBe('fly');
+      expect(p.reasons.find((r) => r.tier === 'docker')).toMatchObject({ outcome: 'failed' });
+      expect(p.reasons.find((r) => r.tier === 'docker')?.reason).toMatch(/timeout|timed out/i);
+    });
+
+    it('a tier that takes a while but answers within the deadline keeps the preview', async () => {
+      const p = await createOn({ PLACE_TIMEOUT_MS: '10000' }, 300);
+      expect(p.tier).toBe('docker');
+      expect(['starting', 'ready']).toContain(p.state);
     });
   });
 

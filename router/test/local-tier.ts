@@ -242,3 +242,22 @@ export function createDownTier(name: TierName): Tier {
     close: async () => {},
   };
 }
+
+/**
+ * Makes `tier`'s create first take `ms` (a loaded node's claim) and returns the same tier; an aborted
+ * signal ends the wait with its reason, as a real tier's request does (placement deadline tests).
+ */
+export function withSlowCreate<T extends Tier>(tier: T, ms: number): T {
+  const create = tier.create.bind(tier);
+  tier.create = async (spec, o = {}) => {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(resolve, ms);
+      o.signal?.addEventListener('abort', () => {
+        clearTimeout(timer);
+        reject(o.signal?.reason);
+      });
+    });
+    return await create(spec, o);
+  };
+  return tier;
+}

@@ -35,10 +35,18 @@ export interface DockerTierOptions {
   nodes?(options?: CallOptions): Promise<AgentEndpoint[]>;
   /** Per-request timeout for everything but `create` (default 15 s). */
   requestTimeoutMs?: number;
-  /** Timeout of `create` (a cold start installs nothing but may take seconds; default 120 s). */
+  /** How long one node's claim may take, ms. @default CLAIM_TIMEOUT_MS */
   createTimeoutMs?: number;
   fetch?: typeof fetch;
 }
+
+/**
+ * How long the docker tier waits for one node's claim, ms (`createTimeoutMs`). A claim answers once
+ * the preview's app answers: on a loaded node the engine's start, the daemon's boot and the app's
+ * first answer each wait for CPU, and the agent bounds the last two by its `READY_TIMEOUT_MS`
+ * (60 s each by default).
+ */
+export const CLAIM_TIMEOUT_MS = 120_000;
 
 /**
  * The docker tier: a client of the pool agents (pool-agent/README.md has their API). The router
@@ -56,7 +64,7 @@ export function createDockerTier(options: DockerTierOptions): Tier {
     throw new ConfigError('invalid_config', 'createDockerTier: pickNode and nodeOf are required functions');
   const f = options.fetch ?? fetch;
   const requestTimeoutMs = options.requestTimeoutMs ?? 15_000;
-  const createTimeoutMs = options.createTimeoutMs ?? 120_000;
+  const createTimeoutMs = options.createTimeoutMs ?? CLAIM_TIMEOUT_MS;
   const channels = new Set<SyncChannel>();
   let closed = false;
 
