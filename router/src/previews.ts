@@ -60,9 +60,10 @@ export const REPLACE_WINDOW_MS = 10 * 60_000;
 /**
  * How long one tier may take to place a preview before the router gives up on it and tries the
  * next, ms: a safety net over each tier's own deadlines, never shorter than them. The docker tier
- * gives a node's claim {@link CLAIM_TIMEOUT_MS} (a loaded node's claim waits for the engine's start,
- * the daemon's boot and the app's first answer) and may try a second node; a shorter deadline here
- * abandons, and so destroys, claims a loaded node would finish. Router setting `PLACE_TIMEOUT_MS`.
+ * gives each node's claim 120 s (its `CLAIM_TIMEOUT_MS`: on a loaded node the engine's start, the
+ * daemon's boot and the app's first answer all wait for CPU) and passes a full node's preview to
+ * the next node; a shorter deadline here abandons, and so destroys, claims a loaded node would
+ * finish. Router setting `PLACE_TIMEOUT_MS`.
  */
 export const PLACE_TIMEOUT_MS = 300_000;
 
