@@ -13,6 +13,7 @@ import {
   type TierStatus,
   TierUnavailableError,
 } from '@preview/tiers';
+import { sleep } from '@preview/tiers/fly';
 import { WebSocketServer } from 'ws';
 
 /**
@@ -250,13 +251,7 @@ export function createDownTier(name: TierName): Tier {
 export function withSlowCreate<T extends Tier>(tier: T, ms: number): T {
   const create = tier.create.bind(tier);
   tier.create = async (spec, o = {}) => {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(resolve, ms);
-      o.signal?.addEventListener('abort', () => {
-        clearTimeout(timer);
-        reject(o.signal?.reason);
-      });
-    });
+    await sleep(ms, o.signal);
     return await create(spec, o);
   };
   return tier;
