@@ -120,9 +120,10 @@ export const RouterConfigSchema = z
     RATE_LIMIT_IP_PER_MIN: count(1200),
     MAX_LIVE_PREVIEWS_PER_USER: count(10),
     /**
-     * How long one tier may take to place a preview before the next tier is tried: a safety net over
-     * the tiers' own deadlines (the docker tier's claim: 120 s per node), never shorter than them, or
-     * a loaded node's claims are abandoned (and destroyed) just before they finish.
+     * How long one tier may take to place a preview before the next tier is tried, ms: a safety net
+     * over the tiers' own deadlines (the docker tier's `CLAIM_TIMEOUT_MS`, 120 s per node), never
+     * shorter than them, or a loaded node's claims are abandoned (and the agent destroys them) just
+     * before they finish.
      */
     PLACE_TIMEOUT_MS: ms(300_000),
     /** How long a request to a waking (suspended) preview is held before the status page is served. */

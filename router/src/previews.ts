@@ -57,16 +57,6 @@ export interface BatchWriter {
 export const REPLACE_LIMIT = 3;
 export const REPLACE_WINDOW_MS = 10 * 60_000;
 
-/**
- * How long one tier may take to place a preview before the router gives up on it and tries the
- * next, ms: a safety net over each tier's own deadlines, never shorter than them. The docker tier
- * gives each node's claim 120 s (its `CLAIM_TIMEOUT_MS`: on a loaded node the engine's start, the
- * daemon's boot and the app's first answer all wait for CPU) and passes a full node's preview to
- * the next node; a shorter deadline here abandons, and so destroys, claims a loaded node would
- * finish. Router setting `PLACE_TIMEOUT_MS`.
- */
-export const PLACE_TIMEOUT_MS = 300_000;
-
 /** How often a placement in flight touches its session's row (`SessionStore.keepPlacing`), ms. */
 export const PLACING_TOUCH_MS = 5_000;
 
@@ -157,8 +147,11 @@ export class PreviewService {
     writer?: (() => BatchWriter | undefined) | undefined;
     /** Where `applyFiles` commits batches of browser-tier previews (no sandbox to apply them). */
     files?: SyncStore | undefined;
-    /** How long one tier may take to place a preview, ms. @default PLACE_TIMEOUT_MS */
-    placeTimeoutMs?: number | undefined;
+    /**
+     * How long one tier may take to place a preview before the next is tried, ms: the router setting
+     * `PLACE_TIMEOUT_MS` (config.ts says why it must not undercut the tiers' own deadlines).
+     */
+    placeTimeoutMs: number;
   }) {
     this.store = o.store;
     this.tiers = o.tiers;
@@ -170,7 +163,7 @@ export class PreviewService {
     this.#onServerLive = o.onServerLive;
     this.#writer = o.writer ?? (() => undefined);
     this.#files = o.files;
-    this.#placeTimeoutMs = o.placeTimeoutMs ?? PLACE_TIMEOUT_MS;
+    this.#placeTimeoutMs = o.placeTimeoutMs;
   }
 
   tier(name: TierName | null): Tier | undefined {
