@@ -1,4 +1,5 @@
 import { ConfigError, errorFromHttp, NotFoundError, type ProjectFiles, TimeoutError } from '@preview/tiers';
+import pRetry from 'p-retry';
 import { type PreviewEventsOptions, type PreviewStreamEvent, previewEvents } from './preview-events.ts';
 import { SyncSession, type SyncSessionOptions } from './sync-session.ts';
 import { type TransportFactory, type WebSocketConstructor, webSocketTransport } from './transport.ts';
@@ -40,8 +41,16 @@ export interface PreviewClientOptions {
   fetch?: typeof fetch;
   /** Defaults to `globalThis.WebSocket`; pass `ws`'s `WebSocket` on Node 20. */
   WebSocket?: WebSocketConstructor;
-  /** Per-request timeout for REST calls. Default 30 s. */
+  /** Per-request timeout for REST calls (each attempt). Default 30 s. */
   timeoutMs?: number;
+  /**
+   * How many times a repeat-safe REST call (a GET, a DELETE, a create with an idempotency key, a
+   * placement move, a resume, a realtime bridge) is sent again after a network failure: no answer at
+   * all, as when a connection is reset or Chromium aborts requests in flight on a network change
+   * (`ERR_NETWORK_CHANGED`, a host's interfaces changing). Waits 200 ms, then doubling. An answer,
+   * even an error status, and a timeout are never retried. @default 4
+   */
+  networkRetries?: number;
 }
 
 /**
@@ -84,12 +93,38 @@ export class PreviewClient {
     return typeof this.#o.token === 'function' ? await this.#o.token() : this.#o.token;
   }
 
+  /**
+   * One REST call. `repeatSafe` (GET and DELETE unless told otherwise): the router's answer does not
+   * change if the request arrives twice, so a network failure is retried (`networkRetries`).
+   */
   async #request<T>(
     method: string,
     path: string,
     body?: unknown,
     headers: Record<string, string> = {},
     signal?: AbortSignal,
+    repeatSafe = method === 'GET' || method === 'DELETE',
+  ): Promise<T> {
+    const attempt = () => this.#send<T>(method, path, body, headers, signal);
+    const retries = this.#o.networkRetries ?? 4;
+    if (!repeatSafe || retries === 0) return await attempt();
+    // p-retry hands shouldRetry only the TypeErrors fetch throws for a network failure
+    // (is-network-error); every other error, an HTTP answer's included, ends the call.
+    return await pRetry(attempt, {
+      retries,
+      minTimeout: 200,
+      factor: 2,
+      ...(signal ? { signal } : {}),
+      shouldRetry: ({ error }) => error instanceof TypeError,
+    });
+  }
+
+  async #send<T>(
+    method: string,
+    path: string,
+    body: unknown,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
   ): Promise<T> {
     const f = this.#o.fetch ?? globalThis.fetch;
     const timeout = AbortSignal.timeout(this.#o.timeoutMs ?? 30_000);
@@ -132,6 +167,7 @@ export class PreviewClient {
       input,
       options.idempotencyKey ? { 'idempotency-key': options.idempotencyKey } : {},
       options.signal,
+      !!options.idempotencyKey,
     );
   }
 
@@ -173,6 +209,7 @@ export class PreviewClient {
       undefined,
       {},
       options.signal,
+      true,
     );
   }
 
@@ -209,6 +246,7 @@ export class PreviewClient {
       { tier: body.tier, reason: body.reason.slice(0, 500) },
       {},
       options.signal,
+      true,
     );
   }
 
@@ -294,6 +332,7 @@ export class PreviewClient {
       options.editorId !== undefined ? { editorId: options.editorId } : undefined,
       {},
       options.signal,
+      true,
     );
   }
 

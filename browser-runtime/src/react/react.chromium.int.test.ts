@@ -346,6 +346,54 @@ describe('usePreviewSession + PreviewPanel in Chromium (real router, local serve
     }
   }, 180_000);
 
+  it("a move whose answers are lost on the way back (the tab's network changed): the client sends the repeat-safe calls again and the panel frames the server tier", async () => {
+    const { page, errors } = await openBrowserTier();
+    try {
+      const id = (await session(page))!.previewId!;
+      // The router acts on the first move and on the first read of the preview after it, but their
+      // answers never reach the tab: what Chromium does to requests in flight when the host's
+      // interfaces change (ERR_NETWORK_CHANGED, a sandbox's container starting beside it).
+      const lost: string[] = [];
+      const loseFirstAnswer = (method: string, pathname: string) =>
+        page.route(
+          (url) => url.pathname === pathname,
+          async (route) => {
+            const what = `${method} ${pathname}`;
+            if (route.request().method() !== method || lost.includes(what)) return route.fallback();
+            lost.push(what);
+            await route.fetch();
+            await route.abort('connectionreset');
+          },
+        );
+      await loseFirstAnswer('POST', `/v1/previews/${id}/placement`);
+      await loseFirstAnswer('GET', `/v1/previews/${id}`);
+      const moveError = await page.evaluate(() =>
+        (globalThis as unknown as { __app: TestApi }).__app
+          .session!.store.moveToServer('moved in a test')
+          .then(
+            () => null,
+            (e: Error) => e.message,
+          ),
+      );
+      expect(moveError).toBeNull();
+      await until('the server sandbox', async () => fleet.files(id));
+      fleet.setPhase(id, 'ready');
+      await until('the panel to frame the server tier', async () =>
+        (await page.locator('[data-preview="frame"] iframe').getAttribute('data-tier')) === 'docker'
+          ? true
+          : undefined,
+      );
+      expect(lost).toEqual([`POST /v1/previews/${id}/placement`, `GET /v1/previews/${id}`]);
+      expect(await page.locator('[data-preview="frame"] iframe').getAttribute('src')).toContain(
+        `${id}.preview.localhost`,
+      );
+      expect((await session(page))?.error).toBeFalsy();
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 180_000);
+
   it('a refused create shows in the overlay (bad token)', async () => {
     const page = await chrome.context.newPage();
     try {
