@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestDatabase, createTestRedis, type TestDatabase } from '@preview/testkit';
-import { CloseCodes, LIMITS } from '@preview/tiers';
+import { CloseCodes, LIMITS, PreviewError, type SyncChannel } from '@preview/tiers';
 import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -436,6 +436,72 @@ describe('sync hub: a batch a new owner sends again is applied and persisted onc
       ['renamer', 3],
       ['watcher', 1],
     ]);
+  });
+});
+
+describe('sync hub: the sandbox channel is closing when a batch arrives', () => {
+  /**
+   * A channel in the state a WebSocket is in between the sandbox's close frame and the close event
+   * (CLOSING): not open, `send` throws as WebSocketChannel's does; it closes when `finish()` is called.
+   * `touched` counts what the owner asked of it (read `open` or sent).
+   */
+  function closingChannel() {
+    const listeners = new Set<(code: number, reason: string) => void>();
+    const ch = {
+      touched: 0,
+      get open() {
+        ch.touched++;
+        return false;
+      },
+      send() {
+        ch.touched++;
+        throw new PreviewError('channel_closed', 'sync channel is closed');
+      },
+      onFrame: () => () => {},
+      onClose(l: (code: number, reason: string) => void) {
+        listeners.add(l);
+        return () => listeners.delete(l);
+      },
+      close() {
+        ch.finish();
+      },
+      finish() {
+        for (const l of [...listeners]) l(1006, '');
+        listeners.clear();
+      },
+    };
+    return ch satisfies SyncChannel;
+  }
+
+  it('the batch waits for the reopened channel: applied, persisted, and the owner stays (no stall)', async () => {
+    const sb = await sandbox();
+    const closing = closingChannel();
+    const errors: string[] = [];
+    let opened = 0;
+    const hub = createSyncHub({
+      pool: db.pool,
+      ...local(),
+      log: { ...silent, error: (_o: unknown, msg?: string) => void errors.push(String(msg)) },
+      leaseMs: 1000,
+      openChannel: async () => (opened++ === 0 ? closing : openWebSocketChannel({ url: sb.url })),
+    });
+    const srv = await serveSyncHub(hub);
+    cleanups.push(async () => {
+      await srv.close();
+      await hub.close();
+    });
+    const id = await newPreview();
+    const e = await editor(`ws://127.0.0.1:${srv.port}/v1/previews/${id}/sync`, { clientId: 'c1' });
+    e.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'a.txt', content: 'A' }] });
+    for (let i = 0; i < 400 && closing.touched === 0; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(closing.touched).toBeGreaterThan(0);
+    closing.finish();
+    await e.waitFor(() => e.acked(1, 'persisted'));
+    expect(errors).toEqual([]);
+    expect(hub.owned()).toEqual([id]);
+    expect(opened).toBe(2);
+    expect(await sandboxFiles(sb)).toEqual({ 'a.txt': 'A' });
+    expect(await dbFiles(id)).toEqual({ 'a.txt': 'A' });
   });
 });
 

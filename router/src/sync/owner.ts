@@ -240,8 +240,11 @@ export class SyncOwner {
     }
     this.inflight.add({ seq, client: b.client, clientSeq: b.seq, ops: b.ops });
     // The edit goes to the sandbox first; persistence follows its `applied` ack. `origin` lets the
-    // sandbox recognise this editor batch if a later owner sends it again.
-    this.#channel?.send({ type: 'batch', seq, ops: b.ops, origin: { client: b.client, seq: b.seq } });
+    // sandbox recognise this editor batch if a later owner sends it again. A channel that is closing
+    // (its socket between the close frame and the close event) takes nothing: the batch waits in
+    // `inflight` and goes on the channel its close reopens.
+    const ch = this.#channel;
+    if (ch?.open) ch.send({ type: 'batch', seq, ops: b.ops, origin: { client: b.client, seq: b.seq } });
   }
 
   /**
@@ -296,8 +299,10 @@ export class SyncOwner {
       );
       // Whatever was sent on a previous channel and not acked goes again, in order (at-least-once).
       if (!this.fence.valid() && !(await this.fence.renewNow())) return;
-      for (const f of this.inflight.values())
+      for (const f of this.inflight.values()) {
+        if (!ch.open) break; // closing already: its close reopens and sends them again
         ch.send({ type: 'batch', seq: f.seq, ops: f.ops, origin: { client: f.client, seq: f.clientSeq } });
+      }
     } catch (err) {
       if (err instanceof PreviewError && err.code === 'preview_ended') {
         // The sandbox is gone for good (deleted, failed): no retry against it.
