@@ -76,6 +76,27 @@ describe('a real app process', () => {
     expect(log.tail()).toContain('up');
   });
 
+  it("an app that crashes at start: the report quotes Node's error, not only the last frames of its trace", async () => {
+    // CommonJS code in a project whose package.json makes .js files ES modules.
+    const dir = await project({
+      'package.json': '{"type":"module"}',
+      'server.js': "const http = require('node:http');\nhttp.createServer().listen(process.env.PORT);\n",
+    });
+    const log = new LogRing();
+    const c = spawnApp(
+      'node',
+      { projectDir: dir, cacheDir: dir, env: { PATH: process.env.PATH ?? '' } },
+      await freePort(),
+      (b) => log.push(b.toString('utf8')),
+    );
+    expect(await waitListening(c, 1, { readyTimeoutMs: 20_000, log })).toBeUndefined();
+    await terminate(c);
+    const text = exitText(log, c.exitCode, c.signalCode, 'exited');
+    expect(text).toMatch(/^the app exited with code 1; last lines:\n/);
+    expect(text).toContain('ReferenceError: require is not defined in ES module scope');
+    expect(text).toContain('server.js:1');
+  });
+
   it('reports an app that exits before it listens as undefined', async () => {
     const dir = await project({ 'server.js': 'process.exit(3)' });
     const c = spawnApp('node', { projectDir: dir, cacheDir: dir, env: {} }, await freePort(), () => {});

@@ -57,14 +57,14 @@ export function spawnApp(
   return c;
 }
 
-/** `the app exited with code 1` and the log's last lines. */
+/** `the app exited with code 1` and the log's last lines (`LogRing.lastLines`: a crash's error kept). */
 export function exitText(
-  log: Pick<LogRing, 'tail'>,
+  log: Pick<LogRing, 'lastLines'>,
   code: number | null,
   signal: NodeJS.Signals | null,
   what: string,
 ): string {
-  const lines = log.tail(5);
+  const lines = log.lastLines();
   return `the app ${what} with ${signal ? `signal ${signal}` : `code ${code}`}${lines.length ? `; last lines:\n${lines.join('\n')}` : ''}`;
 }
 
@@ -76,7 +76,7 @@ export function exitText(
 export async function waitListening(
   c: ChildProcess,
   appPort: number,
-  o: { readyTimeoutMs: number; log: Pick<LogRing, 'push' | 'tail'> },
+  o: { readyTimeoutMs: number; log: Pick<LogRing, 'push' | 'lastLines'> },
 ): Promise<Upstream | undefined> {
   const deadline = Date.now() + o.readyTimeoutMs;
   for (let i = 1; ; i++) {
@@ -90,7 +90,7 @@ export async function waitListening(
       }
     }
     if (Date.now() > deadline) {
-      const lines = o.log.tail(5);
+      const lines = o.log.lastLines();
       throw new Error(
         `the app opened no port within ${Math.round(o.readyTimeoutMs / 1000)} s (it was given PORT=${appPort} and listens on none)${lines.length ? `; last lines:\n${lines.join('\n')}` : ''}`,
       );

@@ -39,4 +39,36 @@ export class LogRing {
   tail(n = 50): string[] {
     return this.lines.slice(-n);
   }
+
+  /**
+   * What a status report quotes of an app that stopped: its last `n` lines, unless they end in a
+   * stack trace, whose frames would push the error itself out (Node prints the message, then ten
+   * `    at` frames, then its version). Then: the lines before the trace's first frame (the error and
+   * the source line it points at, at most {@link ERROR_HEAD_LINES}), the first {@link TRACE_FRAMES}
+   * frames, how many more there were, and whatever followed the trace.
+   */
+  lastLines(n = 5): string[] {
+    const lines = this.lines;
+    let last = lines.length - 1;
+    while (last >= 0 && !STACK_FRAME.test(lines[last]!)) last--;
+    // No trace, or one that ended long before the last lines.
+    if (last < 0 || lines.length - 1 - last >= n) return this.tail(n);
+    let first = last;
+    while (first > 0 && STACK_FRAME.test(lines[first - 1]!)) first--;
+    let head = first;
+    while (head > 0 && first - head < ERROR_HEAD_LINES && !STACK_FRAME.test(lines[head - 1]!)) head--;
+    const frames = last - first + 1;
+    return [
+      ...lines.slice(head, first + Math.min(frames, TRACE_FRAMES)),
+      ...(frames > TRACE_FRAMES ? [`    … ${frames - TRACE_FRAMES} more frames`] : []),
+      ...lines.slice(last + 1),
+    ];
+  }
 }
+
+/** A line of a V8 stack trace. */
+const STACK_FRAME = /^\s+at /;
+/** Lines kept before a stack trace's first frame: Node's source excerpt, caret, error and hint. */
+const ERROR_HEAD_LINES = 6;
+/** Frames of a stack trace kept in a status report. */
+const TRACE_FRAMES = 3;
