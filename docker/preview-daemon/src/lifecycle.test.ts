@@ -10,8 +10,12 @@ class MemoryDevServer implements DevServer {
   alive = false;
   code = 200;
   closed = false;
-  constructor(readonly exit: (reason: string) => void) {}
+  constructor(
+    readonly exit: (reason: string) => void,
+    readonly starting: () => Promise<void> = async () => {},
+  ) {}
   async start() {
+    await this.starting();
     this.alive = true;
   }
   handle() {}
@@ -33,6 +37,8 @@ function setUp(
     depsKey?: () => string;
     installNeeded?: () => boolean;
     code?: number;
+    /** What the n-th dev server (0-based) does while it starts; a rejection is a start that failed. */
+    starting?: (n: number) => Promise<void>;
   } = {},
 ) {
   const phases: string[] = [];
@@ -48,7 +54,8 @@ function setUp(
     depsKey: o.depsKey ?? (() => 'k1'),
     installNeeded: o.installNeeded ?? (() => true),
     createDevServer: (onExit) => {
-      const d = new MemoryDevServer(onExit);
+      const n = servers.length;
+      const d = new MemoryDevServer(onExit, o.starting && (() => o.starting!(n)));
       if (o.code !== undefined) d.code = o.code;
       servers.push(d);
       return d;
@@ -166,6 +173,49 @@ describe('DevLifecycle', () => {
     await life.settled();
     expect([status.phase, servers.length]).toEqual(['ready', 2]);
     expect(phases.slice(from)).not.toContain('installing');
+    await life.close();
+  });
+
+  // A claim's project replaces the template's while a dev server started for the environment may be
+  // reading it: that server can run the user's server.js under the template's package.json ("type":
+  // "module"), and stop. A start of the current project is queued behind it (bench scale saw the
+  // claimer fail on the first one's error: "require is not defined in ES module scope").
+  it('a dev server that stops after a newer start was queued is no error: the queued one reports ready', async () => {
+    let key = 'k1';
+    const { status, life, servers, phases } = setUp({ install: async () => key, depsKey: () => key });
+    life.start();
+    await life.settled();
+    const from = phases.length;
+    key = 'k2';
+    life.afterApply(true, false, false); // package.json changed: install, then start again
+    servers[0]!.alive = false;
+    servers[0]!.exit('the app exited with code 1; last lines:\nReferenceError: require is not defined');
+    await life.settled();
+    expect(phases.slice(from)).not.toContain('error');
+    expect([status.phase, servers.length, servers[1]?.alive]).toEqual(['ready', 2, true]);
+    await life.close();
+  });
+
+  it('a dev server that fails to start after a newer start was queued is no error either', async () => {
+    let release = () => {};
+    const { status, life, servers, phases } = setUp({
+      starting: (n) =>
+        n === 1
+          ? new Promise<void>((_, reject) => {
+              release = () => reject(new Error('the app exited with code 1'));
+            })
+          : Promise.resolve(),
+    });
+    life.start();
+    await life.settled();
+    const from = phases.length;
+    life.onEnvApplied(); // dev server 1 starts for the environment …
+    for (let i = 0; i < 50 && servers.length < 2; i++) await new Promise((r) => setTimeout(r, 1));
+    life.afterApply(false, true, false); // … while the project it reads is replaced
+    release();
+    await life.settled();
+    expect(phases.slice(from)).not.toContain('error');
+    expect([status.phase, servers.length, servers[2]?.alive]).toEqual(['ready', 3, true]);
     await life.close();
   });
 });

@@ -194,6 +194,10 @@ export class DevLifecycle {
   /** The app stopped by itself: say so, and start it again after a growing delay. */
   #onCrash(d: DevServer, reason: string): void {
     if (this.#closing || this.dev !== d) return;
+    if (this.#superseded()) {
+      this.#d.log.info({ reason }, 'a superseded dev server stopped');
+      return;
+    }
     if (this.#readyAt && Date.now() - this.#readyAt > CRASH_RESET_MS) this.#crashes = 0;
     this.#readyAt = 0;
     this.#crashes++;
@@ -238,8 +242,22 @@ export class DevLifecycle {
       await this.#checkReady();
     } catch (e) {
       status.ring.push(String((e as Error).stack ?? e));
+      if (this.#superseded())
+        return this.#d.log.info({ err: (e as Error).message }, 'a superseded dev server did not start');
       status.set('error', (e as Error).message);
     }
+  }
+
+  /**
+   * A newer start is queued (the project, its dependencies or its environment changed after the
+   * running dev server started, and the step that starts the current one is on the chain): the
+   * running one ran what is being replaced, perhaps a project half written (its package.json still
+   * the template's, its server.js the user's). Its stop, or its failure to start or answer, is not
+   * the app's error: the queued start reports how the current project runs.
+   */
+  #superseded(): boolean {
+    // After a failed install no start is coming: the running server is the one there is.
+    return this.#devGeneration !== this.#wantedGeneration && this.#installFailure === undefined;
   }
 
   async #checkReady(): Promise<void> {
@@ -252,7 +270,7 @@ export class DevLifecycle {
       if (this.dev !== d || this.#closing) return;
       // Started before the environment or the project arrived: the queued restart reports ready.
       const up = isUp(code, this.#d.anyAnswer);
-      if (up && this.#devGeneration !== this.#wantedGeneration) return;
+      if ((up || code !== 0) && this.#superseded()) return;
       if (up && this.#installFailure) return this.#d.status.set('error', this.#installFailure);
       if (up) {
         this.#readyAt = Date.now();
