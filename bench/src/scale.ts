@@ -265,7 +265,8 @@ function routerSide(before: RouterRead, after: RouterRead) {
 /**
  * The probe's loop, in a worker thread of its own so that what this process does meanwhile (the
  * creates, their watchers) does not stall it: GET one preview, then list, on the replicas in turn,
- * one request at a time, 20 ms apart. In: `{ routers }` once, then `{ preview: { id, headers } }`
+ * one request at a time, 20 ms apart, after warming its own client up (`/healthz` of each replica,
+ * not counted: the first fetch of a thread loads undici, and the first sample would time that). In: `{ routers }` once, then `{ preview: { id, headers } }`
  * per created preview, `'stop'`. Out: `{ path, ms, status }` per request (status 0: no answer).
  */
 const PROBE_WORKER = `
@@ -277,6 +278,13 @@ parentPort.on('message', (m) => {
   else previews.push(m.preview);
 });
 (async () => {
+  // The client warms up unmeasured: Node loads its fetch (undici) on the first call (~40 ms on an
+  // idle machine, more on a busy one) and a replica's first request opens its connection.
+  for (const base of workerData.routers)
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(base + '/healthz').catch(() => undefined);
+      if (res) await res.arrayBuffer().catch(() => undefined);
+    }
   let n = 0;
   while (!stopped) {
     const p = previews[Math.floor(Math.random() * previews.length)];
