@@ -128,6 +128,20 @@ const openBrowserTier = async () => {
   return { page, errors, frame };
 };
 
+/** Once the moved preview's server sandbox is ready, the panel frames it (its preview URL). */
+const showsServerTier = async (page: Page, id: string) => {
+  await until('the server sandbox', async () => fleet.files(id));
+  fleet.setPhase(id, 'ready');
+  await until('the panel to frame the server tier', async () =>
+    (await page.locator('[data-preview="frame"] iframe').getAttribute('data-tier')) === 'docker'
+      ? true
+      : undefined,
+  );
+  expect(await page.locator('[data-preview="frame"] iframe').getAttribute('src')).toContain(
+    `${id}.preview.localhost`,
+  );
+};
+
 describe('usePreviewSession + PreviewPanel in Chromium (real router, local server tier)', () => {
   it('creates one preview under StrictMode, shows status, error overlay, the iframe and edits; unmount stops it', async () => {
     const page = await chrome.context.newPage();
@@ -328,16 +342,7 @@ describe('usePreviewSession + PreviewPanel in Chromium (real router, local serve
         body: JSON.stringify({ tier: 'docker', reason: 'moved from another tab' }),
       });
       expect(moved.status).toBe(200);
-      await until('the server sandbox', async () => fleet.files(id));
-      fleet.setPhase(id, 'ready');
-      await until('the panel to frame the server tier', async () =>
-        (await page.locator('[data-preview="frame"] iframe').getAttribute('data-tier')) === 'docker'
-          ? true
-          : undefined,
-      );
-      expect(await page.locator('[data-preview="frame"] iframe').getAttribute('src')).toContain(
-        `${id}.preview.localhost`,
-      );
+      await showsServerTier(page, id);
       expect(await page.locator('[data-preview="error"]').count()).toBe(0);
       expect((await session(page))?.error).toBeFalsy();
       expect(errors).toEqual([]);
@@ -376,17 +381,8 @@ describe('usePreviewSession + PreviewPanel in Chromium (real router, local serve
           ),
       );
       expect(moveError).toBeNull();
-      await until('the server sandbox', async () => fleet.files(id));
-      fleet.setPhase(id, 'ready');
-      await until('the panel to frame the server tier', async () =>
-        (await page.locator('[data-preview="frame"] iframe').getAttribute('data-tier')) === 'docker'
-          ? true
-          : undefined,
-      );
+      await showsServerTier(page, id);
       expect(lost).toEqual([`POST /v1/previews/${id}/placement`, `GET /v1/previews/${id}`]);
-      expect(await page.locator('[data-preview="frame"] iframe').getAttribute('src')).toContain(
-        `${id}.preview.localhost`,
-      );
       expect((await session(page))?.error).toBeFalsy();
       expect(errors).toEqual([]);
     } finally {
