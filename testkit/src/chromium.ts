@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type BrowserContext, chromium } from 'playwright-core';
+import { type BrowserContext, chromium, type Frame } from 'playwright-core';
 
 export const CHROMIUM_PATH = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 
@@ -46,12 +46,14 @@ const PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING = [
  *   on its own origin, RemoteBundlerRuntime). Playwright turns partitioning off, and unpartitioned
  *   third-party storage is blocked, so without this such a frame is refused its service worker.
  *   @default false (Playwright's default)
+ * @param options.reloadOn the load failures (Chromium's `net::` error text) after which a frame is
+ *   loaded again (see `reloadFramesOn`). @default ['net::ERR_NETWORK_CHANGED']
  * @example
  * const chrome = await launchChromium();
  * try { const page = await chrome.context.newPage(); ... } finally { await chrome.close(); }
  */
 export async function launchChromium(
-  options: { partitionedStorage?: boolean } = {},
+  options: { partitionedStorage?: boolean; reloadOn?: readonly string[] } = {},
 ): Promise<{ context: BrowserContext; close(): Promise<void> }> {
   const userDataDir = await mkdtemp(join(tmpdir(), 'preview-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
@@ -62,6 +64,7 @@ export async function launchChromium(
       ? [...CHROMIUM_ARGS, `--disable-features=${PLAYWRIGHT_DISABLED_FEATURES_BUT_PARTITIONING.join(',')}`]
       : CHROMIUM_ARGS,
   });
+  reloadFramesOn(context, options.reloadOn ?? ['net::ERR_NETWORK_CHANGED']);
   return {
     context,
     async close() {
@@ -69,6 +72,39 @@ export async function launchChromium(
       await rm(userDataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Loads of these kinds leave a frame blank or broken when they are lost. */
+const FRAME_LOADS = new Set(['document', 'script', 'stylesheet']);
+/** How many times one frame is loaded again after a lost load. */
+export const FRAME_RELOADS = 3;
+
+/**
+ * Chromium aborts the requests in flight when it sees the host's network change
+ * (`net::ERR_NETWORK_CHANGED`), which happens on a machine that starts and removes containers beside
+ * it; a module script lost so leaves the app's page blank for good (its dev server's client is up
+ * and waits). A frame whose document, script or stylesheet failed with one of `errors` is loaded
+ * again, at most {@link FRAME_RELOADS} times per frame: what a person does when a page comes up
+ * blank after their network changed. Other failures (a refused connection, a reset) are left alone:
+ * they are what tests look for.
+ */
+function reloadFramesOn(context: BrowserContext, errors: readonly string[]): void {
+  const reloads = new WeakMap<Frame, number>();
+  context.on('requestfailed', (req) => {
+    const error = req.failure()?.errorText ?? '';
+    if (!errors.includes(error) || !FRAME_LOADS.has(req.resourceType())) return;
+    let frame: Frame;
+    try {
+      frame = req.frame(); // a service worker's request has none
+    } catch {
+      return;
+    }
+    const n = reloads.get(frame) ?? 0;
+    if (n >= FRAME_RELOADS || frame.isDetached()) return;
+    reloads.set(frame, n + 1);
+    const url = req.isNavigationRequest() ? req.url() : frame.url();
+    void frame.goto(url).catch(() => {});
+  });
 }
 
 /**
