@@ -473,36 +473,42 @@ describe('sync hub: the sandbox channel is closing when a batch arrives', () => 
     return ch satisfies SyncChannel;
   }
 
-  it('the batch waits for the reopened channel: applied, persisted, and the owner stays (no stall)', async () => {
-    const sb = await sandbox();
-    const closing = closingChannel();
-    const errors: string[] = [];
-    let opened = 0;
-    const hub = createSyncHub({
-      pool: db.pool,
-      ...local(),
-      log: { ...silent, error: (_o: unknown, msg?: string) => void errors.push(String(msg)) },
-      leaseMs: 1000,
-      openChannel: async () => (opened++ === 0 ? closing : openWebSocketChannel({ url: sb.url })),
-    });
-    const srv = await serveSyncHub(hub);
-    cleanups.push(async () => {
-      await srv.close();
-      await hub.close();
-    });
-    const id = await newPreview();
-    const e = await editor(`ws://127.0.0.1:${srv.port}/v1/previews/${id}/sync`, { clientId: 'c1' });
-    e.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'a.txt', content: 'A' }] });
-    for (let i = 0; i < 400 && closing.touched === 0; i++) await new Promise((r) => setTimeout(r, 25));
-    expect(closing.touched).toBeGreaterThan(0);
-    closing.finish();
-    await e.waitFor(() => e.acked(1, 'persisted'));
-    expect(errors).toEqual([]);
-    expect(hub.owned()).toEqual([id]);
-    expect(opened).toBe(2);
-    expect(await sandboxFiles(sb)).toEqual({ 'a.txt': 'A' });
-    expect(await dbFiles(id)).toEqual({ 'a.txt': 'A' });
-  });
+  it.each([
+    ['closing (its close event follows)', true],
+    ['closed before the owner listened (no close event comes)', false],
+  ])(
+    '%s: the batch goes on a new channel, applied and persisted, and the owner stays (no stall)',
+    async (_, closeEventFollows) => {
+      const sb = await sandbox();
+      const closing = closingChannel();
+      const errors: string[] = [];
+      let opened = 0;
+      const hub = createSyncHub({
+        pool: db.pool,
+        ...local(),
+        log: { ...silent, error: (_o: unknown, msg?: string) => void errors.push(String(msg)) },
+        leaseMs: 1000,
+        openChannel: async () => (opened++ === 0 ? closing : openWebSocketChannel({ url: sb.url })),
+      });
+      const srv = await serveSyncHub(hub);
+      cleanups.push(async () => {
+        await srv.close();
+        await hub.close();
+      });
+      const id = await newPreview();
+      const e = await editor(`ws://127.0.0.1:${srv.port}/v1/previews/${id}/sync`, { clientId: 'c1' });
+      e.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'a.txt', content: 'A' }] });
+      for (let i = 0; i < 400 && closing.touched === 0; i++) await new Promise((r) => setTimeout(r, 25));
+      expect(closing.touched).toBeGreaterThan(0);
+      if (closeEventFollows) closing.finish();
+      await e.waitFor(() => e.acked(1, 'persisted'));
+      expect(errors).toEqual([]);
+      expect(hub.owned()).toEqual([id]);
+      expect(opened).toBe(2);
+      expect(await sandboxFiles(sb)).toEqual({ 'a.txt': 'A' });
+      expect(await dbFiles(id)).toEqual({ 'a.txt': 'A' });
+    },
+  );
 });
 
 describe('sync hub backpressure', () => {

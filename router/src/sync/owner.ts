@@ -242,9 +242,22 @@ export class SyncOwner {
     // The edit goes to the sandbox first; persistence follows its `applied` ack. `origin` lets the
     // sandbox recognise this editor batch if a later owner sends it again. A channel that is closing
     // (its socket between the close frame and the close event) takes nothing: the batch waits in
-    // `inflight` and goes on the channel its close reopens.
+    // `inflight` and goes on the channel opened in its place.
     const ch = this.#channel;
     if (ch?.open) ch.send({ type: 'batch', seq, ops: b.ops, origin: { client: b.client, seq: b.seq } });
+    else if (ch) this.#channelLost(ch, { closed: 'before a batch' });
+  }
+
+  /**
+   * `ch` closed (its close event), or was found closing or closed: the owner drops it and opens a
+   * new one, which sends `inflight` again. Once per channel: the close event of a channel already
+   * dropped (found closing before it fired) does nothing.
+   */
+  #channelLost(ch: SyncChannel, why: Record<string, unknown>): void {
+    if (this.#channel !== ch) return;
+    this.#channel = undefined;
+    this.#c.log.warn({ previewId: this.#c.previewId, ...why }, 'sandbox channel closed; reopening');
+    this.#retryOpen();
   }
 
   /**
@@ -290,17 +303,12 @@ export class SyncOwner {
       this.#reopenDelay = 50;
       this.#unsubs.push(
         ch.onFrame((f) => this.#onSandboxFrame(f)),
-        ch.onClose((code, reason) => {
-          if (this.#channel !== ch) return;
-          this.#channel = undefined;
-          log.warn({ previewId, code, reason }, 'sandbox channel closed; reopening');
-          this.#retryOpen();
-        }),
+        ch.onClose((code, reason) => this.#channelLost(ch, { code, reason })),
       );
       // Whatever was sent on a previous channel and not acked goes again, in order (at-least-once).
       if (!this.fence.valid() && !(await this.fence.renewNow())) return;
       for (const f of this.inflight.values()) {
-        if (!ch.open) break; // closing already: its close reopens and sends them again
+        if (!ch.open) return this.#channelLost(ch, { closed: 'before the replay' });
         ch.send({ type: 'batch', seq: f.seq, ops: f.ops, origin: { client: f.client, seq: f.clientSeq } });
       }
     } catch (err) {
