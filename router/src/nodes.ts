@@ -69,7 +69,10 @@ export class NodeRegistry {
       [reg.name, reg.url, reg.runtime, sha256(credential), nonce, JSON.stringify(reg.capacity)],
     );
     const nodeId = rows[0]!.id;
-    await this.#liveness.beat({ nodeId, capacity: reg.capacity, sessions: [], at: Date.now() }, this.ttlMs);
+    await this.#liveness.beat(
+      { nodeId, capacity: reg.capacity, sessions: [], at: Date.now(), registered: true },
+      this.ttlMs,
+    );
     return {
       nodeId,
       credential,

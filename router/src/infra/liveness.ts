@@ -3,8 +3,12 @@ import type { Redis } from 'ioredis';
 export interface NodeBeat {
   nodeId: string;
   capacity: { slots: number; used: number; warm: Record<string, number> };
+  /** The previews the node holds (its heartbeat's list); empty, and not yet known, when `registered`. */
   sessions: string[];
+  /** When the node took this beat, ms since the epoch. */
   at: number;
+  /** Written by a registration, before the node's first heartbeat: `sessions` says nothing yet. */
+  registered?: true;
 }
 
 /** Node liveness with a TTL: a node is alive while its last heartbeat has not expired. */

@@ -150,6 +150,44 @@ describe('scheduled jobs (real Postgres)', () => {
     expect(events.some((e) => e.type === 'state' && e.state === 'migrating')).toBe(true);
   });
 
+  it('reconcile: a session a live node no longer holds (its agent restarted within a node TTL) is re-placed; one placed after the beat, or a node just registered, is left', async () => {
+    const lost = await createReady();
+    const fresh = await createReady();
+    // `lost` was placed a minute ago; `fresh` just now, after the beat below was taken.
+    await h.db.pool.query(
+      `UPDATE preview_sessions SET updated_at = now() - interval '1 minute' WHERE id = $1`,
+      [lost],
+    );
+    const migrating = async (id: string) =>
+      (await h.router.events.recent(id)).some((e) => e.type === 'state' && e.state === 'migrating');
+    const beat = (at: number) =>
+      h.router.nodes.heartbeat(h.nodeId, { capacity: { slots: 4, used: 0, warm: {} }, sessions: [], at });
+    const node = await h.db.pool.query<{ name: string }>('SELECT name FROM preview_nodes WHERE id = $1', [
+      h.nodeId,
+    ]);
+    // Registered again (the agent's process started): its sessions are not known until it heartbeats.
+    await h.router.nodes.register({
+      joinToken: h.joinToken,
+      name: node.rows[0]!.name,
+      url: 'http://127.0.0.1:1',
+      capacity: { slots: 4, used: 0, warm: {} },
+      runtime: 'process',
+    });
+    await reconcileJob(deps());
+    expect(await migrating(lost)).toBe(false);
+    // Its first heartbeat holds neither.
+    await beat(Date.now() - 1_000);
+    const creates = fleet.creates;
+    const r = await reconcileJob(deps());
+    expect(r.migrated).toBeGreaterThanOrEqual(1);
+    expect(await migrating(lost)).toBe(true);
+    expect(fleet.creates).toBeGreaterThan(creates);
+    expect(['starting', 'ready']).toContain((await h.router.store.get(lost))?.state);
+    expect(fleet.files(lost)?.get('index.html')).toBe(VITE_FILES['index.html']);
+    expect(await migrating(fresh)).toBe(false);
+    expect((await h.router.store.get(fresh))?.state).toBe('ready');
+  });
+
   it('reconcile: while the liveness store has kept beats for less than a node TTL (Redis restarted), no node is taken for dead', async () => {
     const id = await createReady();
     await h.router.nodes.liveness.forget(h.nodeId);
@@ -341,13 +379,17 @@ describe('scheduled jobs (real Postgres)', () => {
       [`other-${moved.slice(0, 8)}`],
     );
     const other = rows[0]!.id;
-    await h.db.pool.query('UPDATE preview_sessions SET node_id = $2 WHERE id = $1', [moved, other]);
-    // The other node is alive (so nothing is migrated); it reports nothing of its own here.
+    // The other node is alive (so nothing is migrated); it reports nothing of its own here, in a
+    // heartbeat taken just before `moved` was placed on it.
     await h.router.nodes.heartbeat(other, {
       capacity: { slots: 4, used: 1, warm: {} },
       sessions: [],
       at: Date.now(),
     });
+    await h.db.pool.query('UPDATE preview_sessions SET node_id = $2, updated_at = now() WHERE id = $1', [
+      moved,
+      other,
+    ]);
     await h.db.pool.query('UPDATE preview_sessions SET node_id = $2 WHERE id = $1', [stays, h.nodeId]);
     await h.router.nodes.heartbeat(h.nodeId, {
       capacity: { slots: 4, used: 2, warm: {} },

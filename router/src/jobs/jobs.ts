@@ -63,7 +63,15 @@ export async function idleJob(d: JobDeps): Promise<{ suspended: number; destroye
 export const PLACING_STALE_MS = 6 * PLACING_TOUCH_MS;
 
 /**
- * Sessions on nodes that stopped heartbeating → `migrating`, re-placed from stored files;
+ * A session a live node's heartbeat leaves out is taken for lost only if it was placed (its last
+ * state change) at least this long before the node took that beat, ms: a claim that had just
+ * finished when the beat was taken is not in it yet.
+ */
+export const LOST_AFTER_MS = 5_000;
+
+/**
+ * Sessions on nodes that stopped heartbeating, or that a live node's heartbeat no longer lists
+ * (placed there {@link LOST_AFTER_MS} before it) → `migrating`, re-placed from stored files;
  * creates and migrations whose replica died mid-placement → taken over (placed from stored files);
  * sandboxes with no live session → destroyed: those a live node reports in its heartbeat (docker),
  * and those a tier lists itself (`Tier.sandboxes`: fly machines), once past `orphanGraceMs`.
@@ -128,10 +136,18 @@ export async function reconcileJob(d: JobDeps): Promise<{
   const beatsKnown =
     byNode.size > 0 && Date.now() - (await d.nodes.liveness.keptSince()) >= (d.nodeTtlMs ?? 15_000);
   for (const [nodeId, ids] of byNode) {
-    if (!beatsKnown || (await d.nodes.liveness.isAlive(nodeId))) continue;
+    if (!beatsKnown) continue;
+    // A live node's heartbeat lists what it holds: a session placed there before the beat was taken
+    // and not in it is gone with its sandbox (the agent restarted within a node TTL, its sandboxes
+    // removed with the old process), and is re-placed like those of a dead node.
+    const beat = await d.nodes.liveness.get(nodeId);
+    if (beat?.registered) continue;
+    const held = beat && new Set(beat.sessions);
     for (const id of ids) {
+      if (held?.has(id)) continue;
       const s = await d.previews.store.get(id);
       if (!s || s.nodeId !== nodeId) continue;
+      if (beat && s.updatedAt.getTime() > beat.at - LOST_AFTER_MS) continue;
       try {
         await d.previews.migrate(s);
         migrated++;
