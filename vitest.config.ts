@@ -29,7 +29,7 @@ function testFiles(dir: string, root = dir): string[] {
  * The files of a package that drive Chromium: they run one at a time, after all others. Chromium
  * aborts page loads in flight when it sees the host's network change (`ERR_NETWORK_CHANGED`), which
  * runs with many files starting and removing containers at once met most; what is left of it (a
- * file's own containers) `launchChromium` recovers from by loading the frame again.
+ * file's own containers) `launchChromium` recovers from by loading the page again.
  */
 const chromium = (dir: string) =>
   testFiles(dir).filter((f) => readFileSync(join(dir, f), 'utf8').includes('launchChromium('));

@@ -83,10 +83,10 @@ export const FRAME_RELOADS = 3;
  * Chromium aborts the requests in flight when it sees the host's network change
  * (`net::ERR_NETWORK_CHANGED`), which happens on a machine that starts and removes containers beside
  * it; a module script lost so leaves the app's page blank for good (its dev server's client is up
- * and waits). A frame whose document, script or stylesheet failed with one of `errors` is loaded
- * again, at most {@link FRAME_RELOADS} times per frame: what a person does when a page comes up
- * blank after their network changed. Other failures (a refused connection, a reset) are left alone:
- * they are what tests look for.
+ * and waits). A page whose document, script or stylesheet failed with one of `errors` is loaded
+ * again (said on stderr), at most {@link FRAME_RELOADS} times: what a person does when a page comes
+ * up blank after their network changed. Frames inside a page are left alone, and so are other
+ * failures (a refused connection, a reset): they are what tests look for.
  */
 function reloadFramesOn(context: BrowserContext, errors: readonly string[]): void {
   const reloads = new WeakMap<Frame, number>();
@@ -99,10 +99,14 @@ function reloadFramesOn(context: BrowserContext, errors: readonly string[]): voi
     } catch {
       return;
     }
+    // A page's own document only: a child frame may be a runtime its page drives (the bundler's
+    // host frame), which a reload behind the page's back would break.
+    if (frame.parentFrame() !== null) return;
     const n = reloads.get(frame) ?? 0;
     if (n >= FRAME_RELOADS || frame.isDetached()) return;
     reloads.set(frame, n + 1);
     const url = req.isNavigationRequest() ? req.url() : frame.url();
+    process.stderr.write(`launchChromium: ${error} on ${req.url()}; loading ${url} again\n`);
     void frame.goto(url).catch(() => {});
   });
 }
