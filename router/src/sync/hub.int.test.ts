@@ -14,7 +14,7 @@ import {
 } from '../../test/sync/index.ts';
 import { migrate } from '../db/migrate.ts';
 import { createMemoryPubSub, createRedisPubSub, type PubSub } from '../infra/pubsub.ts';
-import { createSyncHub, type SyncHub } from './hub.ts';
+import { createSyncHub, type SyncHub, type SyncHubDeps } from './hub.ts';
 import { createMemorySyncState, createRedisSyncState, type SyncState } from './state.ts';
 import { openWebSocketChannel } from './ws-channel.ts';
 
@@ -61,6 +61,8 @@ async function replica(opts: {
   sandboxUrl: string;
   leaseMs?: number;
   pool?: pg.Pool;
+  /** The hub's other collaborators, where a test needs its own (a logger, a channel). */
+  hub?: Partial<SyncHubDeps>;
 }) {
   const hub: SyncHub = createSyncHub({
     pool: opts.pool ?? db.pool,
@@ -69,6 +71,7 @@ async function replica(opts: {
     log: silent,
     leaseMs: opts.leaseMs ?? 1000,
     openChannel: () => openWebSocketChannel({ url: opts.sandboxUrl }),
+    ...opts.hub,
   });
   const srv = await serveSyncHub(hub);
   let closed = false;
@@ -483,20 +486,16 @@ describe('sync hub: the sandbox channel is closing when a batch arrives', () => 
       const closing = closingChannel();
       const errors: string[] = [];
       let opened = 0;
-      const hub = createSyncHub({
-        pool: db.pool,
+      const { hub, url } = await replica({
         ...local(),
-        log: { ...silent, error: (_o: unknown, msg?: string) => void errors.push(String(msg)) },
-        leaseMs: 1000,
-        openChannel: async () => (opened++ === 0 ? closing : openWebSocketChannel({ url: sb.url })),
-      });
-      const srv = await serveSyncHub(hub);
-      cleanups.push(async () => {
-        await srv.close();
-        await hub.close();
+        sandboxUrl: sb.url,
+        hub: {
+          log: { ...silent, error: (_o: unknown, msg?: string) => void errors.push(String(msg)) },
+          openChannel: async () => (opened++ === 0 ? closing : openWebSocketChannel({ url: sb.url })),
+        },
       });
       const id = await newPreview();
-      const e = await editor(`ws://127.0.0.1:${srv.port}/v1/previews/${id}/sync`, { clientId: 'c1' });
+      const e = await editor(url(id), { clientId: 'c1' });
       e.send({ type: 'batch', seq: 1, ops: [{ op: 'put', path: 'a.txt', content: 'A' }] });
       for (let i = 0; i < 400 && closing.touched === 0; i++) await new Promise((r) => setTimeout(r, 25));
       expect(closing.touched).toBeGreaterThan(0);
